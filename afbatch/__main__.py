@@ -1,0 +1,3 @@
+from afbatch.cli import main
+
+main()

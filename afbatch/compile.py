@@ -1,0 +1,322 @@
+"""Job → conversations → provider-neutral requests → provider JSONL shards within every limit.
+
+Writing streams: requests are generated lazily and each line is written as soon as it is
+rendered, so memory stays flat as the grid grows. The shared system prompt is JSON-encoded once
+per variant and spliced into each line, so long prompts cost a copy, not a re-encode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from afbatch import ids
+from afbatch.datasets import Dataset, load_dataset, read_source
+from afbatch.errors import LimitError
+from afbatch.pricing import PriceTable
+from afbatch.protocol import NEXT, render_user
+from afbatch.providers import Limits, Provider, get_provider
+from afbatch.spec import Job, LoadedJob, ModelSpec, VariantSpec
+from afbatch.types import STAGE_GENERATE, Conversation, Message, Request
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Everything the job's files resolve to: dataset rows, template, system prompts, and their pins."""
+
+    loaded: LoadedJob
+    dataset: Dataset
+    template: str
+    systems: dict[str, str]
+    inputs: dict[str, dict[str, str]]
+
+    @property
+    def job(self) -> Job:
+        return self.loaded.job
+
+    def variant(self, name: str) -> VariantSpec:
+        return next(v for v in self.job.variants if v.name == name)
+
+
+def load_grid(loaded: LoadedJob, *, offline: bool = False) -> Grid:
+    job = loaded.job
+    dataset = load_dataset(loaded, offline=offline)
+    tpl = read_source(loaded.resolve(job.prompts.user_template), offline=offline)
+    inputs = {
+        "dataset": {"ref": dataset.ref, "sha256": dataset.sha256},
+        "user_template": {"ref": tpl.ref, "sha256": tpl.sha256},
+    }
+    systems: dict[str, str] = {}
+    for v in job.variants:
+        src = read_source(loaded.resolve(v.system_prompt), offline=offline, expected_sha256=v.system_prompt_sha256)
+        systems[v.name] = src.text
+        inputs[f"variants.{v.name}.system_prompt"] = {"ref": src.ref, "sha256": src.sha256}
+    return Grid(loaded=loaded, dataset=dataset, template=tpl.text, systems=systems, inputs=inputs)
+
+
+def effective_prefill(model: ModelSpec, prices: PriceTable | None) -> bool:
+    """The job's explicit setting wins; else the model catalog (newer Claude models reject prefill); else the provider default."""
+    if model.prefill is not None:
+        return model.prefill
+    known = prices.supports_prefill(model) if prices else None
+    return known if known is not None else model.allows_prefill
+
+
+def conversations(grid: Grid, model: ModelSpec) -> Iterator[Conversation]:
+    """Every conversation of one model, in grid order: variant, tier, prompt, sample."""
+    job = grid.job
+    system_sha = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in grid.systems.items()}
+    temperature, max_tokens = job.temperature_for(model), job.max_tokens_for(model)
+    for variant in job.variants:
+        for tier in job.prompts.tiers:
+            for index, text in grid.dataset.rows:
+                user_message = render_user(grid.template, tier, text, job.prompts.tier_format)
+                for sample in range(job.sampling.samples):
+                    cid = ids.conversation_id(
+                        provider=model.provider,
+                        model=model.model,
+                        variant=variant.name,
+                        system=system_sha[variant.name],
+                        user=user_message,
+                        prompt_index=index,
+                        sample=sample,
+                        temperature=temperature,
+                        max_tokens=max_tokens,
+                        prefill=variant.prefill_text,
+                    )
+                    yield Conversation(cid, model.name, variant.name, variant.cot, tier, index, sample, text, user_message)
+
+
+def turn_request(grid: Grid, model: ModelSpec, conv: Conversation, turn_texts: list[str], prefill: bool) -> Request:
+    """The request for the next model turn; earlier turns (prefill included) become assistant messages."""
+    variant = grid.variant(conv.variant)
+    messages = [Message("user", conv.user_message)]
+    for text in turn_texts:
+        messages += [Message("assistant", text), Message("user", NEXT)]
+    job = grid.job
+    return Request(
+        id=ids.turn_id(conv.id, len(turn_texts) + 1),
+        model=model,
+        system=grid.systems[conv.variant],
+        messages=tuple(messages),
+        max_tokens=job.max_tokens_for(model),
+        temperature=job.temperature_for(model),
+        prefill=variant.prefill_text if prefill else None,
+        cache=model.uses_cache,
+        stage=STAGE_GENERATE,
+    )
+
+
+def first_requests(grid: Grid, model: ModelSpec, prices: PriceTable | None) -> Iterator[Request]:
+    prefill = effective_prefill(model, prices)
+    for conv in conversations(grid, model):
+        yield turn_request(grid, model, conv, [], prefill)
+
+
+# --- shards -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Shard:
+    """One provider batch file: `<stem>-NNN.jsonl` plus `<stem>-NNN.ids` (request ids in line order)."""
+
+    path: str
+    ids_path: str
+    n_requests: int = 0
+    n_bytes: int = 0
+    sha256: str = ""
+    below_minimum: bool = False
+    offsets: list[int] = field(default_factory=list, repr=False)
+
+
+def shard_limits(provider: Provider, job: Job) -> Limits:
+    lim = provider.limits
+    return Limits(
+        max_requests=min(lim.max_requests, job.shards.max_requests or lim.max_requests),
+        max_bytes=min(lim.max_bytes, job.shards.max_bytes or lim.max_bytes),
+        min_requests=lim.min_requests,
+    )
+
+
+_SENTINEL = "\x00afbatch-system\x00"
+_SENTINEL_JSON = json.dumps(_SENTINEL)[1:-1]
+
+
+def render_lines(provider: Provider, requests: Iterable[Request]) -> Iterator[tuple[str, bytes]]:
+    """(request id, JSONL line) pairs; each distinct system prompt is JSON-escaped once."""
+    escaped: dict[int, str] = {}
+    for req in requests:
+        system = req.system
+        if system and len(system) > 256:
+            key = id(system)
+            if key not in escaped:
+                escaped[key] = json.dumps(system, ensure_ascii=False)[1:-1]
+            line = json.dumps(provider.render(_with_system(req, _SENTINEL)), ensure_ascii=False, separators=(",", ":"))
+            line = line.replace(_SENTINEL_JSON, escaped[key])
+        else:
+            line = json.dumps(provider.render(req), ensure_ascii=False, separators=(",", ":"))
+        yield req.id, line.encode()
+
+
+def _with_system(req: Request, system: str) -> Request:
+    return Request(req.id, req.model, system, req.messages, req.max_tokens, req.temperature, req.prefill, req.cache, req.stage)
+
+
+def write_shards(
+    lines: Iterable[tuple[str, bytes]],
+    limits: Limits,
+    out_dir: str | os.PathLike[str],
+    stem: str,
+    on_line: Callable[[str], None] | None = None,
+) -> list[Shard]:
+    """Stream lines into shards within count and byte limits; rebalance so no shard falls below the minimum."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shards: list[Shard] = []
+    seen: set[str] = set()
+    data_f = ids_f = None
+    digest = hashlib.sha256()
+    current: Shard | None = None
+
+    def close() -> None:
+        nonlocal data_f, ids_f
+        if current is not None and data_f is not None:
+            data_f.close()
+            ids_f.close()  # type: ignore[union-attr]
+            current.sha256 = digest.hexdigest()
+            data_f = ids_f = None
+
+    try:
+        for rid, line in lines:
+            if rid in seen:
+                raise LimitError(f"duplicate request id {rid}: two grid cells have identical content — make them differ")
+            seen.add(rid)
+            size = len(line) + 1
+            if size > limits.max_bytes:
+                raise LimitError(f"request {rid} is {size} bytes, over the {limits.max_bytes}-byte shard limit")
+            if current is None or current.n_requests >= limits.max_requests or current.n_bytes + size > limits.max_bytes:
+                close()
+                n = len(shards)
+                current = Shard(path=str(out / f"{stem}-{n:03d}.jsonl"), ids_path=str(out / f"{stem}-{n:03d}.ids"))
+                shards.append(current)
+                data_f = open(current.path, "wb")
+                ids_f = open(current.ids_path, "w", encoding="utf-8")
+                digest = hashlib.sha256()
+            current.offsets.append(current.n_bytes)
+            data_f.write(line)  # type: ignore[union-attr]
+            data_f.write(b"\n")  # type: ignore[union-attr]
+            digest.update(line)
+            digest.update(b"\n")
+            ids_f.write(rid + "\n")  # type: ignore[union-attr]
+            current.n_requests += 1
+            current.n_bytes += size
+            if on_line:
+                on_line(rid)
+    finally:
+        close()
+    if limits.min_requests > 1 and shards:
+        _rebalance_tail(shards, limits)
+    for s in shards:
+        s.below_minimum = s.n_requests < limits.min_requests
+        s.offsets = []
+    return shards
+
+
+def _rebalance_tail(shards: list[Shard], limits: Limits) -> None:
+    """Move lines from the second-to-last shard into a last shard below the minimum (Bedrock: 100)."""
+    if len(shards) < 2 or shards[-1].n_requests >= limits.min_requests:
+        return
+    prev, last = shards[-2], shards[-1]
+    move = limits.min_requests - last.n_requests
+    if prev.n_requests - move < limits.min_requests:
+        raise LimitError(f"cannot split {prev.n_requests + last.n_requests} requests into shards of at least {limits.min_requests}")
+    cut = prev.offsets[prev.n_requests - move]
+    with open(prev.path, "rb") as f:
+        f.seek(cut)
+        moved = f.read()
+    with open(last.path, "rb") as f:
+        rest = f.read()
+    if len(moved) + len(rest) > limits.max_bytes:
+        raise LimitError(f"{last.path}: cannot reach {limits.min_requests} requests within {limits.max_bytes} bytes")
+    with open(prev.ids_path, encoding="utf-8") as f:
+        prev_ids = f.read().splitlines()
+    with open(last.ids_path, encoding="utf-8") as f:
+        last_ids = f.read().splitlines()
+    _write(last.path, moved + rest)
+    _write(prev.path, None, truncate=cut)
+    _write(last.ids_path, ("\n".join(prev_ids[-move:] + last_ids) + "\n").encode())
+    _write(prev.ids_path, ("\n".join(prev_ids[:-move]) + "\n").encode())
+    for s, n, b in ((prev, prev.n_requests - move, cut), (last, last.n_requests + move, len(moved) + len(rest))):
+        s.n_requests, s.n_bytes, s.sha256 = n, b, _file_sha256(s.path)
+
+
+def _write(path: str, data: bytes | None, truncate: int | None = None) -> None:
+    if truncate is not None:
+        with open(path, "r+b") as f:
+            f.truncate(truncate)
+        return
+    with open(path, "wb") as f:
+        f.write(data or b"")
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- `afbatch compile` ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    model: ModelSpec
+    provider: str
+    shards: list[Shard]
+
+    @property
+    def n_requests(self) -> int:
+        return sum(s.n_requests for s in self.shards)
+
+    @property
+    def n_bytes(self) -> int:
+        return sum(s.n_bytes for s in self.shards)
+
+
+def compile_job(grid: Grid, out_dir: str | os.PathLike[str], prices: PriceTable | None) -> list[CompiledModel]:
+    """Write round-1 generation shards for every model under out_dir/<label>/, plus index.json."""
+    out = Path(out_dir)
+    compiled = []
+    for model in grid.job.models:
+        provider = get_provider(model)
+        lines = render_lines(provider, first_requests(grid, model, prices))
+        shards = write_shards(lines, shard_limits(provider, grid.job), out / model.name, f"{STAGE_GENERATE}-t1")
+        compiled.append(CompiledModel(model, model.provider, shards))
+    index = {
+        "job": grid.job.name,
+        "fingerprint": grid.loaded.fingerprint,
+        "inputs": grid.inputs,
+        "shards": [
+            {
+                "model": c.model.name,
+                "provider": c.provider,
+                "stage": STAGE_GENERATE,
+                "path": os.path.relpath(s.path, out),
+                "ids": os.path.relpath(s.ids_path, out),
+                "requests": s.n_requests,
+                "bytes": s.n_bytes,
+                "sha256": s.sha256,
+                "below_minimum": s.below_minimum,
+            }
+            for c in compiled
+            for s in c.shards
+        ],
+    }
+    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    return compiled

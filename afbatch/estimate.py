@@ -1,0 +1,412 @@
+"""Tokens x prices → cost tables, offline, before anything is spent.
+
+Cost model (README "Cost model" explains it for users):
+  - A conversation's turn t sends: system + user + earlier turns (each: assistant text incl.
+    prefill, then a <NEXT/> user turn) + this turn's prefill, plus chat-format overhead.
+  - Expected: CoT conversations reach turn t with weight w_t, from `turns_cot` (w_1 = 1,
+    w_t = clamp(turns_cot - (t-1), 0, 1)), or observed weights from a finished run
+    (--calibrate-from); each turn emits `output_tokens_cot` (no-CoT: one turn of
+    `output_tokens_no_cot`).
+  - Worst case: every CoT conversation uses all max_turns turns, every turn emits max_tokens;
+    where caching is on and stacks with batch, every cacheable prefix is billed as a cache write.
+  - batch = list x the provider's batch multiplier (or the table's explicit batch price);
+    batch + cache applies cache reads/writes only where the provider's discounts stack
+    (Anthropic); elsewhere it equals batch. Cache: one write per variant per round, all other
+    requests read.
+  - Bedrock rows that cannot form a >=100-record job are priced on-demand (list price).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from afbatch.compile import effective_prefill
+from afbatch.datasets import Dataset, load_dataset, read_source
+from afbatch.errors import BudgetError, OfflineError
+from afbatch.judge_templates import load_template
+from afbatch.pricing import Price, PriceTable
+from afbatch.protocol import NEXT, render_user
+from afbatch.spec import Job, LoadedJob, ModelSpec, is_url
+from afbatch.tokens import Counter, counter_for
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
+
+M = 1_000_000
+BEDROCK_MIN = 100
+COST_KEYS = ("cost_sync_usd", "cost_batch_usd", "cost_batch_cached_usd", "cost_worst_usd")
+
+
+@dataclass
+class Row:
+    model: str
+    provider: str
+    stage: str
+    requests: int = 0
+    input_tokens: float = 0.0
+    cached_input_tokens: float = 0.0
+    output_tokens_expected: float = 0.0
+    output_tokens_max: float = 0.0
+    cost_sync_usd: float = 0.0
+    cost_batch_usd: float = 0.0
+    cost_batch_cached_usd: float = 0.0
+    cost_worst_usd: float = 0.0
+    input_tokens_max: float = 0.0
+    rounds_expected: float = 1.0
+    rounds_max: int = 1
+    on_demand_requests: float = 0.0
+    variant: str | None = None
+    tier: str | None = None
+
+    def add(self, other: Row) -> None:
+        for k in ("requests", "input_tokens", "cached_input_tokens", "output_tokens_expected", "output_tokens_max",
+                  "input_tokens_max", "on_demand_requests", *COST_KEYS):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    def as_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("input_tokens", "cached_input_tokens", "output_tokens_expected", "output_tokens_max",
+                  "input_tokens_max", "on_demand_requests"):
+            d[k] = int(round(d[k]))
+        for k in COST_KEYS:
+            d[k] = round(d[k], 4)
+        d["rounds_expected"] = round(d["rounds_expected"], 3)
+        if d["variant"] is None:
+            del d["variant"], d["tier"]
+        return d
+
+
+@dataclass
+class Estimate:
+    job: str
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    assumptions: dict[str, Any] = field(default_factory=dict)
+    prices_as_of: str | None = None
+
+    def totals(self) -> dict[str, float]:
+        return {k: round(sum(getattr(r, k) for r in self.rows), 4) for k in COST_KEYS}
+
+    def saving_pct(self, key: str = "cost_batch_cached_usd") -> float:
+        t = self.totals()
+        return 100.0 * (1 - t[key] / t["cost_sync_usd"]) if t["cost_sync_usd"] else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "rows": [r.as_json() for r in self.rows],
+            "totals": self.totals(),
+            "saving_vs_sync_pct": {"batch": round(self.saving_pct("cost_batch_usd"), 2),
+                                   "batch_cached": round(self.saving_pct(), 2)},
+            "notes": self.notes,
+            "assumptions": self.assumptions,
+            "prices_as_of": self.prices_as_of,
+        }
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Observed behaviour of one model (from a finished run), replacing the job's assumptions."""
+
+    output_tokens_cot: float | None = None
+    output_tokens_no_cot: float | None = None
+    turn_weights_cot: tuple[float, ...] | None = None
+    compliance_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The dataset as the estimate needs it: exact texts, or the job's declared fallback."""
+
+    texts: list[str] | None
+    count: int
+    mean_tokens: float
+
+
+def dataset_rows(loaded: LoadedJob, offline: bool, notes: list[str]) -> Rows:
+    spec = loaded.job.dataset
+    try:
+        ds: Dataset = load_dataset(loaded, offline=offline)
+        return Rows([t for _, t in ds.rows], len(ds.rows), 0.0)
+    except OfflineError:
+        if not (is_url(spec.source) and spec.expected_rows and spec.mean_tokens_per_row):
+            raise
+    total = spec.expected_rows or 0
+    count = min(spec.first or spec.sample or total, total)
+    notes.append(
+        f"dataset {spec.source} is not cached and cannot be downloaded: assuming {count} of {total} rows at "
+        f"{spec.mean_tokens_per_row:g} tokens each (dataset.expected_rows, mean_tokens_per_row); everything else is exact"
+    )
+    return Rows(None, count, float(spec.mean_tokens_per_row or 0))
+
+
+def turn_weights(turns: float, max_turns: int) -> list[float]:
+    return [1.0] + [min(1.0, max(0.0, turns - (t - 1))) for t in range(2, max_turns + 1)]
+
+
+def estimate_job(
+    loaded: LoadedJob,
+    prices: PriceTable,
+    *,
+    by: str = "model",
+    offline: bool = False,
+    calibration: dict[str, Calibration] | None = None,
+) -> Estimate:
+    job = loaded.job
+    notes: list[str] = []
+    rows_in = dataset_rows(loaded, offline, notes)
+    template = read_source(loaded.resolve(job.prompts.user_template), offline=offline).text
+    systems = {v.name: read_source(loaded.resolve(v.system_prompt), offline=offline,
+                                   expected_sha256=v.system_prompt_sha256).text for v in job.variants}
+    calibration = calibration or {}
+    est = Estimate(job=job.name, rows=[], notes=notes, prices_as_of=prices.as_of, assumptions=job.estimate.model_dump())
+    for model in job.models:
+        price = prices.lookup(model)
+        cells = _generate_cells(job, model, price, prices, rows_in, template, systems, calibration.get(model.name), notes)
+        if by == "condition":
+            est.rows.extend(cells)
+        else:
+            total = Row(model.name, model.provider, STAGE_GENERATE)
+            for c in cells:
+                total.add(c)
+            total.rounds_expected = max((c.rounds_expected for c in cells), default=1.0)
+            total.rounds_max = max((c.rounds_max for c in cells), default=1)
+            est.rows.append(total)
+    if job.judge:
+        est.rows.extend(_judge_rows(loaded, prices, rows_in, template, calibration, offline))
+    return est
+
+
+def _generate_cells(job: Job, model: ModelSpec, price: Price, prices: PriceTable, rows_in: Rows, template: str,
+                    systems: dict[str, str], cal: Calibration | None, notes: list[str]) -> list[Row]:
+    counter = counter_for(model)
+    prefill_on = effective_prefill(model, prices)
+    samples = job.sampling.samples
+    max_tokens = job.max_tokens_for(model)
+    next_tokens = counter.count(NEXT) + 2 * counter.per_message
+    n_conv_per_cell = rows_in.count * samples
+    n_conv_model = n_conv_per_cell * len(job.variants) * len(job.prompts.tiers)
+    est = job.estimate
+    cache_on = model.uses_cache and model.provider in ("anthropic", "bedrock")
+    stacks = price.cache_stacks_with_batch and cache_on
+    out: list[Row] = []
+    for variant in job.variants:
+        sys_tokens = counter.count(systems[variant.name])
+        prefill_tokens = counter.count(variant.prefill_text) if prefill_on else 0
+        if variant.cot:
+            out_exp = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) or est.output_tokens_cot
+            weights = list(cal.turn_weights_cot) if cal and cal.turn_weights_cot else turn_weights(est.turns_cot, job.sampling.max_turns)
+            max_turns = job.sampling.max_turns
+        else:
+            out_exp = (cal.output_tokens_no_cot if cal and cal.output_tokens_no_cot else None) or est.output_tokens_no_cot
+            weights, max_turns = [1.0], 1
+        out_exp = min(float(out_exp), float(max_tokens))
+        for tier in job.prompts.tiers:
+            row = Row(model.name, model.provider, STAGE_GENERATE, variant=variant.name, tier=tier)
+            row.rounds_expected = sum(weights)
+            row.rounds_max = max_turns
+            user_tokens = samples * _user_tokens(counter, template, tier, job.prompts.tier_format, rows_in)
+            n = n_conv_per_cell
+            base = user_tokens + n * (sys_tokens + prefill_tokens + 2 * counter.per_message + counter.priming)
+            row.requests = n
+            for t in range(1, max_turns + 1):
+                w = weights[t - 1] if t - 1 < len(weights) else 0.0
+                carry_exp = (t - 1) * (out_exp + next_tokens)
+                carry_max = (t - 1) * (max_tokens + next_tokens)
+                in_exp = base + n * carry_exp  # all n conversations at turn t, before weighting
+                in_max = base + n * carry_max
+                # On-demand: Bedrock rounds that cannot reach the 100-record minimum.
+                on_demand_exp = model.provider == "bedrock" and model.on_demand_fallback and w * n_conv_model < BEDROCK_MIN
+                on_demand_max = model.provider == "bedrock" and model.on_demand_fallback and n_conv_model < BEDROCK_MIN
+                per_req_exp = in_exp / n if n else 0
+                per_req_max = in_max / n if n else 0
+                lin, lout = price.list_rates(per_req_exp)
+                bin_, bout = price.batch_rates(per_req_exp)
+                if on_demand_exp:
+                    bin_, bout = lin, lout
+                    row.on_demand_requests += w * n
+                cached = w * n * sys_tokens
+                row.input_tokens += w * in_exp
+                row.cached_input_tokens += cached
+                row.output_tokens_expected += w * n * out_exp
+                row.cost_sync_usd += w * (in_exp * lin + n * out_exp * lout) / M
+                batch_cost = w * (in_exp * bin_ + n * out_exp * bout) / M
+                row.cost_batch_usd += batch_cost
+                if stacks and not on_demand_exp and w * n > 0:
+                    writes = 1.0  # one write per variant x tier cell per round; the rest read
+                    reads = max(w * n - writes, 0.0)
+                    mult = price.batch_multiplier
+                    prefix_cost = (writes * sys_tokens * price.cache_write_rate(model.cache_ttl)
+                                   + reads * sys_tokens * price.cache_read_rate()) * mult / M
+                    row.cost_batch_cached_usd += batch_cost - cached * bin_ / M + prefix_cost
+                else:
+                    row.cost_batch_cached_usd += batch_cost
+                # Worst case: every turn, max_tokens.
+                wl_in, wl_out = price.list_rates(per_req_max) if on_demand_max else price.batch_rates(per_req_max)
+                worst = (in_max * wl_in + n * max_tokens * wl_out) / M
+                if stacks and not on_demand_max:
+                    worst += n * sys_tokens * (price.cache_write_rate(model.cache_ttl) * price.batch_multiplier - wl_in) / M
+                row.cost_worst_usd += worst
+                row.input_tokens_max += in_max
+                row.output_tokens_max += n * max_tokens
+            out.append(row)
+    if model.provider == "bedrock" and n_conv_model < BEDROCK_MIN:
+        fix = "they are priced on-demand (on_demand_fallback = true)" if model.on_demand_fallback else \
+            "submit will refuse them unless the model sets on_demand_fallback = true"
+        notes.append(f"bedrock model {model.name}: {n_conv_model} requests cannot reach Bedrock's 100-record minimum per job; {fix}")
+    return out
+
+
+def _user_tokens(counter: Counter, template: str, tier: str, tier_format: str, rows_in: Rows) -> float:
+    """Sum over the dataset's rows of user-message tokens (each distinct message is encoded once per encoding)."""
+    if rows_in.texts is not None:
+        return sum(counter.count(render_user(template, tier, text, tier_format)) for text in rows_in.texts)
+    shell = counter.count(render_user(template, tier, "", tier_format))
+    return rows_in.count * (shell + counter.scaled(rows_in.mean_tokens))
+
+
+def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: str,
+                calibration: dict[str, Calibration], offline: bool) -> list[Row]:
+    job = loaded.job
+    judge = job.judge
+    assert judge is not None
+    est = job.estimate
+    jm = judge.model
+    counter = counter_for(jm)
+    price = prices.lookup(jm)
+    tpl = load_template(loaded.resolve(judge.compliance_template), offline=offline, stage="compliance")
+    body_tokens = counter.count(tpl.render(request="", response=""))
+    request_tokens = _mean_request_tokens(counter, rows_in)
+    overhead = counter.per_message + counter.priming
+    n_conv = 0
+    resp_exp_sum = 0.0
+    resp_max_sum = 0.0
+    af_expected_requests = 0.0
+    af_max_requests = 0.0
+    scratch_exp_sum = 0.0
+    scratch_max_sum = 0.0
+    per_cell = rows_in.count * job.sampling.samples * len(job.prompts.tiers)
+    for model in job.models:
+        cal = calibration.get(model.name)
+        mt = job.max_tokens_for(model)
+        for v in job.variants:
+            n = per_cell
+            n_conv += n
+            final_exp = min(est.output_tokens_no_cot, mt)
+            resp_exp_sum += n * final_exp
+            resp_max_sum += n * mt  # the final output sits inside one turn
+            if v.cot and judge.af_template:
+                rate = cal.compliance_rate if cal and cal.compliance_rate is not None else est.compliance_rate
+                out_cot = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) or est.output_tokens_cot
+                weights = list(cal.turn_weights_cot) if cal and cal.turn_weights_cot else turn_weights(est.turns_cot, job.sampling.max_turns)
+                af_expected_requests += n * rate * judge.af_votes
+                af_max_requests += n * judge.af_votes
+                scratch_exp_sum += n * rate * judge.af_votes * sum(weights) * min(out_cot, mt)
+                scratch_max_sum += n * judge.af_votes * job.sampling.max_turns * mt
+    rows = []
+    comp = Row(jm.name, jm.provider, STAGE_COMPLIANCE, requests=n_conv)
+    fixed = body_tokens + request_tokens + overhead
+    comp.input_tokens = n_conv * fixed + counter.scaled(resp_exp_sum)
+    comp.input_tokens_max = n_conv * fixed + counter.scaled(resp_max_sum)
+    comp.output_tokens_expected = n_conv * min(est.judge_output_tokens, judge.max_tokens)
+    comp.output_tokens_max = n_conv * judge.max_tokens
+    _price_row(comp, price, n_conv)
+    rows.append(comp)
+    if judge.af_template:
+        am = judge.af_model or jm
+        acounter = counter_for(am)
+        aprice = prices.lookup(am)
+        atpl = load_template(loaded.resolve(judge.af_template), offline=offline, stage="alignment_faking")
+        afixed = acounter.count(atpl.render(request="", reasoning="")) + _mean_request_tokens(acounter, rows_in) + overhead
+        af = Row(am.name, am.provider, STAGE_AF, requests=int(round(af_expected_requests)))
+        af.input_tokens = af_expected_requests * afixed + acounter.scaled(scratch_exp_sum)
+        af.input_tokens_max = af_max_requests * afixed + acounter.scaled(scratch_max_sum)
+        af.output_tokens_expected = af_expected_requests * min(est.af_output_tokens, judge.max_tokens)
+        af.output_tokens_max = af_max_requests * judge.max_tokens
+        # The votes on one transcript send the same prompt: with caching that stacks with batch
+        # (Anthropic), the first vote writes it and the other votes read it.
+        votes_share = judge.af_votes if am.uses_cache and aprice.cache_stacks_with_batch else 0
+        _price_row(af, aprice, max(af_expected_requests, 1.0), cache_group=votes_share, ttl=am.cache_ttl)
+        rows.append(af)
+    return rows
+
+
+def _mean_request_tokens(counter: Counter, rows_in: Rows) -> float:
+    if rows_in.texts is not None:
+        return sum(counter.count(t) for t in rows_in.texts) / max(len(rows_in.texts), 1)
+    return counter.scaled(rows_in.mean_tokens)
+
+
+def _price_row(row: Row, price: Price, n_requests: float, cache_group: int = 0, ttl: str = "1h") -> None:
+    """Price a judge row; with cache_group = k, each group of k identical prompts is 1 cache write + k-1 reads."""
+    per_req = row.input_tokens / n_requests if n_requests else 0
+    lin, lout = price.list_rates(per_req)
+    bin_, bout = price.batch_rates(per_req)
+    row.cost_sync_usd = (row.input_tokens * lin + row.output_tokens_expected * lout) / M
+    row.cost_batch_usd = (row.input_tokens * bin_ + row.output_tokens_expected * bout) / M
+    row.cost_batch_cached_usd = row.cost_batch_usd
+    row.cached_input_tokens = 0.0
+    if cache_group > 1:
+        reads = row.input_tokens * (cache_group - 1) / cache_group
+        writes = row.input_tokens / cache_group
+        row.cached_input_tokens = reads
+        m = price.batch_multiplier
+        row.cost_batch_cached_usd = (writes * price.cache_write_rate(ttl) * m + reads * price.cache_read_rate() * m
+                                     + row.output_tokens_expected * bout) / M
+    wi, wo = price.batch_rates(row.input_tokens_max / max(n_requests, 1))
+    row.cost_worst_usd = (row.input_tokens_max * wi + row.output_tokens_max * wo) / M
+    if cache_group > 1:  # worst: every vote misses the cache and writes it
+        row.cost_worst_usd += row.input_tokens_max * (price.cache_write_rate(ttl) * price.batch_multiplier - wi) / M
+
+
+def check_budget(est: Estimate, max_cost: float | None) -> None:
+    if max_cost is None:
+        return
+    worst = est.totals()["cost_worst_usd"]
+    if worst > max_cost:
+        raise BudgetError(
+            f"worst-case cost ${worst:,.2f} exceeds --max-cost ${max_cost:,.2f} — raise the limit, "
+            "lower max_tokens/max_turns/samples, or drop models"
+        )
+
+
+
+# --- presentation ---------------------------------------------------------------------------
+
+_HEADERS = ["model", "stage", "requests", "input tok", "cacheable", "output exp", "output max", "rounds",
+            "sync", "batch", "batch+cache", "worst"]
+
+
+def _cells(r: Row) -> list[str]:
+    from afbatch.tables import tokens, usd
+
+    name = r.model if r.variant is None else f"{r.model} {r.variant}/{r.tier}"
+    rounds = f"{r.rounds_expected:.2f} (≤{r.rounds_max})" if r.rounds_max > 1 else "1"
+    return [name, r.stage, f"{r.requests:,}", tokens(r.input_tokens), tokens(r.cached_input_tokens),
+            tokens(r.output_tokens_expected), tokens(r.output_tokens_max), rounds,
+            usd(r.cost_sync_usd), usd(r.cost_batch_usd), usd(r.cost_batch_cached_usd), usd(r.cost_worst_usd)]
+
+
+def format_estimate(est: Estimate, fmt: str = "table") -> str:
+    """The estimate as an aligned table (terminal) or markdown (saved next to the job)."""
+    import json
+
+    from afbatch.tables import markdown_table, text_table, usd
+
+    if fmt == "json":
+        return json.dumps(est.as_json(), indent=1)
+    t = est.totals()
+    rows = [_cells(r) for r in est.rows]
+    rows.append(["TOTAL", "", f"{sum(r.requests for r in est.rows):,}", "", "", "", "", "",
+                 usd(t["cost_sync_usd"]), usd(t["cost_batch_usd"]), usd(t["cost_batch_cached_usd"]), usd(t["cost_worst_usd"])])
+    a = est.assumptions
+    lines = [
+        f"Saving against synchronous: batch {est.saving_pct('cost_batch_usd'):.1f}%, "
+        f"batch + prompt caching {est.saving_pct():.1f}%.",
+        f"Assumes {a['output_tokens_cot']} output tokens per CoT turn, {a['turns_cot']} CoT turns on average, "
+        f"{a['output_tokens_no_cot']} tokens per no-CoT answer, {a['compliance_rate']:.0%} of CoT answers compliant "
+        f"(AF classifier volume); worst = every turn at max_tokens, all turns, every CoT answer compliant (judge retries of unparseable verdicts not included). Prices as of {est.prices_as_of}.",
+        *est.notes,
+    ]
+    if fmt == "markdown":
+        return f"# Estimate: {est.job}\n\n" + markdown_table(_HEADERS, rows) + "\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
+    return text_table(_HEADERS, rows) + "\n\n" + "\n".join(lines)

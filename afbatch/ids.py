@@ -1,0 +1,56 @@
+"""Deterministic ids. Same content, same id, in every run and on every machine.
+
+Canonical ids match ^[A-Za-z0-9_-]{1,64}$ (Anthropic's custom_id rule, the strictest);
+Bedrock record ids are short alphanumerics derived from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from afbatch.spec import canonical_json
+
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Bump when what goes into an id changes, so old and new ids never collide silently.
+ID_VERSION = "1"
+
+
+def digest(obj: Any, length: int = 20) -> str:
+    return hashlib.sha256((ID_VERSION + canonical_json(obj)).encode()).hexdigest()[:length]
+
+
+def conversation_id(**content: Any) -> str:
+    return "c" + digest(content)
+
+
+def turn_id(conversation: str, turn: int) -> str:
+    return f"{conversation}-t{turn}"
+
+
+def judge_id(conversation: str, kind: str, content: Any, vote: int | None = None) -> str:
+    """kind: 'cj' (compliance) or 'af' (alignment-faking vote); content pins the judged text."""
+    suffix = "" if vote is None else f"{vote:02d}"
+    return f"{conversation}-{kind}{suffix}-{digest(content, 8)}"
+
+
+def conversation_of(request_id: str) -> str:
+    return request_id.split("-", 1)[0]
+
+
+def record_id(request_id: str) -> str:
+    """Bedrock recordId: 11 alphanumerics (older Bedrock docs' limit) from the canonical id."""
+    n = int(hashlib.sha256(request_id.encode()).hexdigest()[:16], 16)
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    out = []
+    for _ in range(11):
+        n, r = divmod(n, 62)
+        out.append(alphabet[r])
+    return "R" + "".join(out)[:10]
+
+
+def check_id(request_id: str) -> str:
+    if not ID_RE.match(request_id):
+        raise ValueError(f"request id {request_id!r} does not match {ID_RE.pattern}")
+    return request_id

@@ -1,0 +1,225 @@
+"""OpenAI Batch API, and OpenAI-compatible hosts (Together, Groq, DeepInfra, xAI, any base URL).
+
+Lines are `{custom_id, method, url, body}` for /v1/chat/completions, one model per file, the
+system prompt as the first message. Reconciliation after a crash finds the batch by the
+`afbatch_token` in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from afbatch.errors import ProviderError
+from afbatch.providers.base import BatchInfo, BatchStatus, Limits, classify_http
+from afbatch.redact import redact
+from afbatch.spec import ModelSpec
+from afbatch.types import Request, Result, RowStatus, Usage
+
+ENDPOINT = "/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class Host:
+    base_url: str | None  # None: the SDK's own default / OPENAI_BASE_URL
+    key_env: str
+    limits: Limits
+
+
+MB = 10**6
+HOSTS: dict[str, Host] = {
+    "openai": Host(None, "OPENAI_API_KEY", Limits(50_000, 200 * MB)),
+    "together": Host("https://api.together.xyz/v1", "TOGETHER_API_KEY", Limits(50_000, 100 * MB)),
+    "groq": Host("https://api.groq.com/openai/v1", "GROQ_API_KEY", Limits(50_000, 200 * MB)),
+    "deepinfra": Host("https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY", Limits(50_000, 200 * MB)),
+    "xai": Host("https://api.x.ai/v1", "XAI_API_KEY", Limits(50_000, 200 * MB)),
+    "openai-compatible": Host(None, "OPENAI_API_KEY", Limits(50_000, 100 * MB)),
+}
+
+STATUS = {
+    "validating": BatchStatus.VALIDATING,
+    "in_progress": BatchStatus.IN_PROGRESS,
+    "finalizing": BatchStatus.FINALIZING,
+    "completed": BatchStatus.COMPLETED,
+    "failed": BatchStatus.FAILED,
+    "expired": BatchStatus.EXPIRED,
+    "cancelling": BatchStatus.CANCELLING,
+    "cancelled": BatchStatus.CANCELLED,
+}
+
+
+class OpenAIProvider:
+    name: ClassVar[str] = "openai"
+
+    def __init__(self, model: ModelSpec):
+        self.model = model
+        self.host = HOSTS[model.provider]
+        self.limits = self.host.limits
+        self._client: Any = None
+
+    # --- pure -------------------------------------------------------------------------------
+
+    def line_id(self, request_id: str) -> str:
+        return request_id
+
+    def render(self, request: Request) -> dict[str, Any]:
+        messages: list[dict[str, str]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+        if request.prefill:
+            messages.append({"role": "assistant", "content": request.prefill})
+        body: dict[str, Any] = {"model": request.model.model, "messages": messages}
+        # OpenAI's own models take max_completion_tokens (reasoning models reject max_tokens);
+        # OpenAI-compatible hosts document max_tokens.
+        body["max_completion_tokens" if self.model.provider == "openai" else "max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        return {"custom_id": request.id, "method": "POST", "url": ENDPOINT, "body": body}
+
+    def parse(self, line: dict[str, Any]) -> Result:
+        rid = line.get("custom_id") or ""
+        err = line.get("error")
+        resp = line.get("response") or {}
+        if err and not resp:
+            code = (err.get("code") or "") if isinstance(err, dict) else str(err)
+            message = err.get("message") if isinstance(err, dict) else None
+            if code == "batch_expired":
+                return Result(rid, RowStatus.EXPIRED, error_kind="expired", error_message=message)
+            if code == "batch_cancelled":
+                return Result(rid, RowStatus.CANCELED, error_kind="canceled", error_message=message)
+            return Result(rid, RowStatus.ERRORED, error_kind=classify_http(500, code, message), error_message=message or code)
+        status = int(resp.get("status_code") or 0)
+        body = resp.get("body") or {}
+        if status == 200 and isinstance(body, dict) and body.get("choices"):
+            choice = body["choices"][0]
+            text = (choice.get("message") or {}).get("content") or ""
+            usage = body.get("usage") or {}
+            cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0
+            return Result(
+                rid,
+                RowStatus.SUCCEEDED,
+                text=text,
+                usage=Usage(int(usage.get("prompt_tokens") or 0), int(cached), 0, int(usage.get("completion_tokens") or 0)),
+                stop_reason=choice.get("finish_reason"),
+            )
+        error = (body.get("error") if isinstance(body, dict) else None) or {}
+        message = error.get("message") or f"HTTP {status} without a completion"
+        return Result(
+            rid,
+            RowStatus.ERRORED,
+            error_kind=classify_http(status or 500, error.get("code") or error.get("type"), message),
+            error_message=message,
+        )
+
+    # --- I/O --------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import openai
+
+            key_env = self.model.api_key_env or self.host.key_env
+            key = os.environ.get(key_env)
+            if not key:
+                raise ProviderError(f"{self.model.name}: set {key_env} to your {self.model.provider} API key")
+            kwargs: dict[str, Any] = {"api_key": key, "max_retries": 4}
+            base = self.base_url()
+            if base:
+                kwargs["base_url"] = base
+            self._client = openai.OpenAI(**kwargs)
+        return self._client
+
+    def base_url(self) -> str | None:
+        """Job's base_url, else $<HOST>_BASE_URL (e.g. TOGETHER_BASE_URL), else the host default.
+
+        For OpenAI itself None is returned, so the SDK applies OPENAI_BASE_URL as usual.
+        """
+        if self.model.base_url:
+            return self.model.base_url
+        if self.model.provider == "openai":
+            return None
+        env = os.environ.get(self.model.provider.upper().replace("-", "_") + "_BASE_URL")
+        return env or self.host.base_url
+
+    def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
+        with _errors(self.model, "upload"):
+            with open(shard_path, "rb") as f:
+                file = self.client.files.create(file=(os.path.basename(shard_path), f), purpose="batch")
+        with _errors(self.model, "create batch"):
+            batch = self.client.batches.create(
+                input_file_id=file.id,
+                endpoint=ENDPOINT,
+                completion_window="24h",
+                metadata={**metadata, "afbatch_token": token},
+            )
+        return batch.id
+
+    def find(self, token: str, n_requests: int, since: float, claimed: frozenset[str] = frozenset()) -> str | None:
+        with _errors(self.model, "list batches"):
+            for batch in self.client.batches.list(limit=100):
+                if batch.created_at < since - 120:
+                    break
+                if (batch.metadata or {}).get("afbatch_token") == token and batch.id not in claimed:
+                    return batch.id
+        return None
+
+    def poll(self, batch_id: str) -> BatchInfo:
+        with _errors(self.model, f"retrieve {batch_id}"):
+            b = self.client.batches.retrieve(batch_id)
+        counts = b.request_counts.model_dump() if b.request_counts else {}
+        message = None
+        if b.errors and b.errors.data:
+            e = b.errors.data[0]
+            message = f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "")
+        return BatchInfo(STATUS.get(b.status, BatchStatus.IN_PROGRESS), b.status, counts, message)
+
+    def fetch(self, batch_id: str) -> Iterator[dict[str, Any]]:
+        with _errors(self.model, f"retrieve {batch_id}"):
+            b = self.client.batches.retrieve(batch_id)
+        for file_id in (b.output_file_id, b.error_file_id):
+            if not file_id:  # None, or "" for a clean batch
+                continue
+            with _errors(self.model, f"download {file_id}"):
+                with self.client.files.with_streaming_response.content(file_id) as resp:
+                    for raw in resp.iter_lines():
+                        if raw.strip():
+                            yield json.loads(raw)
+
+    def cancel(self, batch_id: str) -> None:
+        with _errors(self.model, f"cancel {batch_id}"):
+            self.client.batches.cancel(batch_id)
+
+
+class _errors:
+    """Turn SDK exceptions into one-line ProviderErrors with the provider's own message."""
+
+    def __init__(self, model: ModelSpec, what: str):
+        self.model, self.what = model, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, ProviderError):
+            return False
+        import openai
+
+        if isinstance(exc, openai.APIStatusError):
+            body = exc.body if isinstance(exc.body, dict) else {}
+            msg = (body.get("error") or body).get("message") if isinstance(body.get("error", body), dict) else None
+            retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+            raise ProviderError(
+                redact(f"{self.model.provider} {self.what} for {self.model.name}: HTTP {exc.status_code}: {msg or exc.message}"),
+                retryable=retryable,
+            ) from None
+        if isinstance(exc, openai.APIConnectionError):
+            raise ProviderError(
+                redact(f"{self.model.provider} {self.what} for {self.model.name}: cannot connect ({exc.__cause__ or exc})"),
+                retryable=True,
+            ) from None
+        return False
+

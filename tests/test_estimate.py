@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from afbatch.errors import BudgetError, PriceError
+from afbatch.estimate import Calibration, check_budget, estimate_job, turn_weights
+from afbatch.pricing import load_prices
+from afbatch.spec import ModelSpec, load_job
+from afbatch.tokens import counter_for
+from support import ROOT
+
+PRICES = """
+[providers.openai]
+batch_multiplier = 0.5
+
+[[models]]
+provider = "openai"
+model = "toy-gpt"
+input = 1.0
+output = 2.0
+date = "2026-11-29"
+
+[[models]]
+provider = "anthropic"
+model = "toy-claude"
+input = 3.0
+output = 15.0
+cache_read = 0.3
+cache_write_1h = 6.0
+date = "2026-11-29"
+"""
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+@pytest.fixture
+def toy(tmp_path):
+    write(tmp_path, "prices.toml", PRICES)
+    write(tmp_path, "sys.txt", "You are a careful assistant. Use <SCRATCHPAD_REASONING> then <OUTPUT>." * 3)
+    write(tmp_path, "user.txt", "<is_free_tier_user>{is_free_tier_user}</is_free_tier_user> {user_input}")
+    (tmp_path / "d.csv").write_text("goal\nWrite a poem\nExplain photosynthesis in detail\n")
+
+    def job(model_block: str, extra: str = "") -> object:
+        return load_job(write(tmp_path, "job.toml", f"""
+            name = "toy"
+            prices = "prices.toml"
+            [dataset]
+            source = "d.csv"
+            [prompts]
+            user_template = "user.txt"
+            tiers = ["free"]
+            [[variants]]
+            name = "v"
+            system_prompt = "sys.txt"
+            cot = {'true' if 'cot' in extra else 'false'}
+            [sampling]
+            max_tokens = 100
+            max_turns = 2
+            [estimate]
+            output_tokens_no_cot = 10
+            output_tokens_cot = 50
+            turns_cot = 2.0
+            {model_block}
+        """))
+
+    return job, tmp_path
+
+
+def test_hand_checked_openai_no_cot(toy):
+    job, tmp = toy
+    loaded = job('[[models]]\nprovider = "openai"\nmodel = "toy-gpt"')
+    est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
+    enc = counter_for(ModelSpec(provider="openai", model="toy-gpt")).encoding
+    system = (tmp / "sys.txt").read_text()
+    users = [f"<is_free_tier_user>True</is_free_tier_user> {g}" for g in ("Write a poem", "Explain photosynthesis in detail")]
+    inputs = [len(enc.encode(system)) + len(enc.encode(u)) + 2 * 3 + 3 for u in users]  # exact tiktoken + chat overhead
+    (row,) = est.rows
+    assert row.requests == 2
+    assert row.input_tokens == sum(inputs)
+    assert row.output_tokens_expected == 20 and row.output_tokens_max == 200
+    assert row.cost_sync_usd == pytest.approx((sum(inputs) * 1.0 + 20 * 2.0) / 1e6)
+    assert row.cost_batch_usd == pytest.approx((sum(inputs) * 0.5 + 20 * 1.0) / 1e6)
+    assert row.cost_batch_cached_usd == pytest.approx(row.cost_batch_usd)  # OpenAI: cache not pre-budgeted
+    assert row.cost_worst_usd == pytest.approx((sum(inputs) * 0.5 + 200 * 1.0) / 1e6)
+    assert row.cached_input_tokens == 2 * len(enc.encode(system))
+    out = est.as_json()
+    assert set(out) >= {"job", "rows", "totals"}
+    assert set(out["totals"]) == {"cost_sync_usd", "cost_batch_usd", "cost_batch_cached_usd", "cost_worst_usd"}
+    assert set(out["rows"][0]) >= {"model", "provider", "stage", "requests", "input_tokens", "cached_input_tokens",
+                                   "output_tokens_expected", "output_tokens_max", "cost_sync_usd", "cost_batch_usd",
+                                   "cost_batch_cached_usd", "cost_worst_usd"}
+
+
+def test_hand_checked_anthropic_cot_with_cache(toy):
+    job, tmp = toy
+    loaded = job('[[models]]\nprovider = "anthropic"\nmodel = "toy-claude"\ntoken_factor = 1.0', extra="cot")
+    est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
+    enc = counter_for(ModelSpec(provider="openai", model="gpt-4o")).encoding  # o200k x 1.0
+    S = len(enc.encode((tmp / "sys.txt").read_text()))
+    P = len(enc.encode("<"))
+    NEXT = len(enc.encode("<NEXT/>")) + 2 * 4
+    users = [len(enc.encode(f"<is_free_tier_user>True</is_free_tier_user> {g}")) for g in ("Write a poem", "Explain photosynthesis in detail")]
+    O, MAXT = 50, 100
+    sync = batch = cached = worst = 0.0
+    in_total = in_max_total = 0
+    for t in (1, 2):  # turns_cot = 2.0 → both turns at full weight
+        ins = [S + u + P + 2 * 4 + 3 + (t - 1) * (O + NEXT) for u in users]
+        ins_max = [S + u + P + 2 * 4 + 3 + (t - 1) * (MAXT + NEXT) for u in users]
+        in_total += sum(ins)
+        in_max_total += sum(ins_max)
+        sync += (sum(ins) * 3 + 2 * O * 15) / 1e6
+        b = (sum(ins) * 1.5 + 2 * O * 7.5) / 1e6
+        batch += b
+        # one cache write of S (6/M list, x0.5 batch), one read (0.3/M, x0.5); S no longer billed as plain input
+        cached += b - 2 * S * 1.5 / 1e6 + (S * 6 * 0.5 + S * 0.3 * 0.5) / 1e6
+        worst += (sum(ins_max) * 1.5 + 2 * MAXT * 7.5) / 1e6 + 2 * S * (6 * 0.5 - 1.5) / 1e6
+    (row,) = est.rows
+    assert row.input_tokens == pytest.approx(in_total)
+    assert row.input_tokens_max == pytest.approx(in_max_total)
+    assert row.rounds_expected == 2.0 and row.rounds_max == 2
+    assert row.cost_sync_usd == pytest.approx(sync)
+    assert row.cost_batch_usd == pytest.approx(batch)
+    assert row.cost_batch_cached_usd == pytest.approx(cached)
+    assert row.cost_worst_usd == pytest.approx(worst)
+
+
+def test_turn_weights():
+    assert turn_weights(1.3, 4) == pytest.approx([1.0, 0.3, 0.0, 0.0])
+    assert turn_weights(2.5, 4) == pytest.approx([1.0, 1.0, 0.5, 0.0])
+
+
+def test_calibration_replaces_assumptions(toy):
+    job, tmp = toy
+    loaded = job('[[models]]\nprovider = "openai"\nmodel = "toy-gpt"')
+    prices = load_prices(tmp / "prices.toml")
+    base = estimate_job(loaded, prices).rows[0]
+    cal = estimate_job(loaded, prices, calibration={"toy-gpt": Calibration(output_tokens_no_cot=40)}).rows[0]
+    assert base.output_tokens_expected == 20 and cal.output_tokens_expected == 80
+
+
+def test_unknown_model_names_the_override_file(toy):
+    job, tmp = toy
+    loaded = job('[[models]]\nprovider = "openai"\nmodel = "gpt-9000"')
+    with pytest.raises(PriceError, match=r"no price for openai model 'gpt-9000'.*prices\.toml"):
+        estimate_job(loaded, load_prices())
+
+
+def test_budget_guard(toy):
+    job, tmp = toy
+    est = estimate_job(job('[[models]]\nprovider = "openai"\nmodel = "toy-gpt"'), load_prices(tmp / "prices.toml"))
+    check_budget(est, 1.0)
+    with pytest.raises(BudgetError, match="exceeds --max-cost"):
+        check_budget(est, 1e-9)
+
+
+def test_shipped_prices_have_source_and_date():
+    data = json.loads((ROOT / "afbatch" / "data" / "prices.json").read_text())
+    for entry in data["models"]:
+        assert entry["source"] and entry["date"] and entry["input"] > 0 and entry["output"] > 0, entry
+    for name, prov in data["providers"].items():
+        assert prov["source"] and prov["date"], name
+
+
+@pytest.mark.parametrize("name", ["sample", "replication", "frontier-sweep"])
+def test_shipped_jobs_estimate_offline(name):
+    loaded = load_job(ROOT / "jobs" / f"{name}.toml")
+    est = estimate_job(loaded, load_prices(), offline=True)
+    t = est.totals()
+    assert 0 < t["cost_batch_cached_usd"] <= t["cost_batch_usd"] < t["cost_sync_usd"] < t["cost_worst_usd"]
+    stages = {r.stage for r in est.rows}
+    assert stages == {"generate", "judge_compliance", "judge_af"}
+    if name != "sample":  # AdvBench by URL, not cached here
+        assert any("assuming" in n and "520" in n for n in est.notes)
+
+
+def test_by_condition_rows_sum_to_by_model(toy):
+    loaded = load_job(ROOT / "jobs" / "sample.toml")
+    prices = load_prices()
+    a = estimate_job(loaded, prices)
+    b = estimate_job(loaded, prices, by="condition")
+    assert a.totals() == pytest.approx(b.totals())
+    assert {(r.variant, r.tier) for r in b.rows if r.stage == "generate"} == {
+        ("cot", "free"), ("cot", "paid"), ("no_cot", "free"), ("no_cot", "paid")}
