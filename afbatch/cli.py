@@ -120,5 +120,186 @@ def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, of
     check_budget(est, max_cost)
 
 
+# --- runs ------------------------------------------------------------------------------------
+
+store_option = click.option("--store", "store_url", envvar="AFBATCH_STORE", default="manifests", show_default=True,
+                            help="A folder or s3://bucket/prefix (env AFBATCH_STORE).")
+max_cost_option = click.option("--max-cost", type=float, help="Refuse (exit 3) when the cost would exceed this many USD.")
+
+
+def _open_run(store_url: str, run_id: str, prices_file: str | None = None):  # type: ignore[no-untyped-def]
+    from afbatch.runner import Run
+    from afbatch.store import open_store
+
+    return Run.open(open_store(store_url), run_id, prices_file=prices_file)
+
+
+def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline: bool, fresh: bool,
+           prices_file: str | None):  # type: ignore[no-untyped-def]
+    """Create the job's run (after showing the estimate and asking), or resume it."""
+    from afbatch import manifest as mf
+    from afbatch.compile import load_grid
+    from afbatch.errors import RunError
+    from afbatch.estimate import check_budget, estimate_job, format_estimate
+    from afbatch.pricing import load_prices
+    from afbatch.runner import Run, run_id_for
+    from afbatch.spec import load_job
+    from afbatch.store import open_store
+
+    store = open_store(store_url)
+    loaded = load_job(job)
+    run_id = run_id_for(load_grid(loaded, offline=offline))
+    estimate = None
+    if not store.exists(mf.manifest_key(run_id)):
+        est = estimate_job(loaded, load_prices(prices_file or _job_prices(loaded)), offline=offline)
+        click.echo(format_estimate(est))
+        check_budget(est, max_cost)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise RunError("not asking without a terminal: pass --yes to submit (the estimate is above)")
+            click.confirm(f"Submit run {run_id} (about ${est.totals()['cost_batch_cached_usd']:,.2f}, "
+                          f"at most ${est.totals()['cost_worst_usd']:,.2f})?", abort=True)
+        estimate = est.as_json()
+    run, created = Run.create(store, job, offline=offline, prices_file=prices_file, estimate=estimate,
+                              max_cost=max_cost, fresh=fresh)
+    click.echo(("created run " if created else "resuming run ") + run.run_id, err=True)
+    return run
+
+
+@cli.command()
+@click.argument("job", type=click.Path(dir_okay=False))
+@store_option
+@max_cost_option
+@click.option("--yes", is_flag=True, help="Do not ask before spending.")
+@click.option("--fresh", is_flag=True, help="Do not reuse answers from earlier runs in the store.")
+@offline_option
+@prices_option
+def submit(job: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool, offline: bool, prices_file: str | None) -> None:
+    """Create (or resume) a job's run and submit its pending batches; prints the run id."""
+    run = _start(job, store_url, max_cost, yes, offline, fresh, prices_file)
+    run.log = lambda msg: click.echo(msg, err=True)
+    run.reconcile()
+    run.plan()
+    n = run.submit_pending(max_cost)
+    click.echo(f"{run.run_id}: submitted {n} batch(es); follow with `afbatch status {run.run_id}`, finish with `afbatch run {run.run_id}`")
+
+
+@cli.command()
+@click.argument("run_id")
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(run_id: str, store_url: str, fmt: str) -> None:
+    """Progress per model and stage, shards by state, spend so far against the estimate."""
+    from afbatch.progress import format_status
+
+    click.echo(format_status(_open_run(store_url, run_id).status(), fmt))
+
+
+@cli.command()
+@click.argument("run_id")
+@store_option
+@max_cost_option
+def collect(run_id: str, store_url: str, max_cost: float | None) -> None:
+    """Download what finished, resubmit retryable rows as new attempts, and say what is left."""
+    from afbatch.progress import format_status
+
+    run = _open_run(store_url, run_id)
+    run.log = lambda msg: click.echo(msg, err=True)
+    run.step(max_cost)
+    click.echo(format_status(run.status()))
+
+
+@cli.command("run")
+@click.argument("target")
+@store_option
+@max_cost_option
+@click.option("--yes", is_flag=True, help="Do not ask before spending.")
+@click.option("--fresh", is_flag=True, help="Do not reuse answers from earlier runs in the store.")
+@click.option("--poll", "poll_interval", type=float, default=5.0, show_default=True, help="Seconds between polls (backs off to 60).")
+@offline_option
+@prices_option
+def run_cmd(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool, poll_interval: float,
+            offline: bool, prices_file: str | None) -> None:
+    """Submit, poll, collect and resubmit until every row is final; rerun to resume after any interruption."""
+    from afbatch.progress import Progress
+
+    if os.path.exists(target):
+        run = _start(target, store_url, max_cost, yes, offline, fresh, prices_file)
+    else:
+        run = _open_run(store_url, target, prices_file)
+    with Progress() as progress:
+        run.log = progress.log
+        final = run.run(max_cost=max_cost, poll_interval=poll_interval, on_progress=progress.update)
+    from afbatch.progress import format_status
+    from afbatch.results import write_report
+
+    click.echo(format_status(final))
+    keys = write_report(run)
+    where = getattr(run.store, "local_path", None)
+    folder = os.path.dirname(where(keys[0])) if where else f"{run.store.url}/runs/{run.run_id}/report"
+    click.echo(f"report: {folder}/report.html (tables beside it; `afbatch report {run.run_id}` prints the summary)")
+
+
+@cli.command()
+@click.argument("run_id")
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown", "html"]), default="table",
+              show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to this file instead of printing.")
+@click.option("--transcripts", type=int, default=5000, show_default=True, help="Transcripts embedded in the HTML report.")
+def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcripts: int) -> None:
+    """Result tables: compliance per tier, the compliance gap with its 95% CI, proxy vs judge, cost."""
+    from afbatch import report as rep
+    from afbatch.results import conversation_table, run_meta
+
+    run = _open_run(store_url, run_id)
+    m = run.manifest()
+    conv = conversation_table(run, m)
+    text = rep.render(conv, fmt, m.estimate or None, run_meta(run, m), max_transcripts=transcripts)
+    if out_path:
+        Path(out_path).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out_path}", err=True)
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("run_id")
+@store_option
+def cancel(run_id: str, store_url: str) -> None:
+    """Cancel a run's provider batches; `afbatch run RUN` later resumes it."""
+    run = _open_run(store_url, run_id)
+    done = run.cancel()
+    click.echo(f"{run_id}: cancel requested for {len(done)} batch(es); unsent shards will not be sent")
+
+
+@cli.command()
+@store_option
+def runs(store_url: str) -> None:
+    """List the runs in a store."""
+    from afbatch import manifest as mf
+    from afbatch.store import open_store
+    from afbatch.tables import text_table, usd
+
+    store = open_store(store_url)
+    rows = []
+    for rid in mf.list_runs(store):
+        m, _ = mf.load(store, rid)
+        state = "cancelled" if m.cancelled else ("finished" if m.finished_at else "in progress")
+        rows.append([rid, m.job_name, len(m.shards), usd(m.spent_usd()), state])
+    click.echo(text_table(["run", "job", "shards", "spent", "state"], rows) if rows else f"no runs in {store.url}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True, type=int)
+@click.option("--with-s3", is_flag=True, help="Also start an S3 server (moto, from the test extras) for Bedrock.")
+def emulate(host: str, port: int, with_s3: bool) -> None:
+    """Serve a local emulator of the OpenAI, Anthropic and Bedrock batch APIs (for demos); prints the exports."""
+    from afbatch.emulator import serve
+
+    serve(host, port, with_s3, announce=click.echo)
+
+
 def main() -> None:
     cli(obj={})

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from afbatch import ids
-from afbatch.datasets import Dataset, load_dataset, read_source
-from afbatch.errors import LimitError
+from afbatch.datasets import Dataset, Source, load_dataset, read_source
+from afbatch.errors import InputError, LimitError
+from afbatch.judge_templates import Template, parse_template
 from afbatch.pricing import PriceTable
 from afbatch.protocol import NEXT, render_user
 from afbatch.providers import Limits, Provider, get_provider
@@ -26,13 +27,14 @@ from afbatch.types import STAGE_GENERATE, Conversation, Message, Request
 
 @dataclass(frozen=True)
 class Grid:
-    """Everything the job's files resolve to: dataset rows, template, system prompts, and their pins."""
+    """Everything the job's files resolve to: dataset rows, template, system prompts, judge templates, their pins."""
 
     loaded: LoadedJob
     dataset: Dataset
     template: str
     systems: dict[str, str]
     inputs: dict[str, dict[str, str]]
+    judge_templates: dict[str, Template]
 
     @property
     def job(self) -> Job:
@@ -42,20 +44,33 @@ class Grid:
         return next(v for v in self.job.variants if v.name == name)
 
 
-def load_grid(loaded: LoadedJob, *, offline: bool = False) -> Grid:
+Reader = Callable[..., Source]
+
+
+def load_grid(loaded: LoadedJob, *, offline: bool = False, read: Reader = read_source) -> Grid:
+    """Resolve every input of a job; `read` lets a resumed run read its pinned copies from the store."""
     job = loaded.job
-    dataset = load_dataset(loaded, offline=offline)
-    tpl = read_source(loaded.resolve(job.prompts.user_template), offline=offline)
+    dataset = load_dataset(loaded, offline=offline, read=read)
+    tpl = read(loaded.resolve(job.prompts.user_template), offline=offline)
     inputs = {
         "dataset": {"ref": dataset.ref, "sha256": dataset.sha256},
         "user_template": {"ref": tpl.ref, "sha256": tpl.sha256},
     }
     systems: dict[str, str] = {}
     for v in job.variants:
-        src = read_source(loaded.resolve(v.system_prompt), offline=offline, expected_sha256=v.system_prompt_sha256)
+        src = read(loaded.resolve(v.system_prompt), offline=offline, expected_sha256=v.system_prompt_sha256)
         systems[v.name] = src.text
         inputs[f"variants.{v.name}.system_prompt"] = {"ref": src.ref, "sha256": src.sha256}
-    return Grid(loaded=loaded, dataset=dataset, template=tpl.text, systems=systems, inputs=inputs)
+    judges: dict[str, Template] = {}
+    if job.judge:
+        for stage, ref in (("compliance", job.judge.compliance_template), ("alignment_faking", job.judge.af_template)):
+            if ref:
+                src = read(loaded.resolve(ref), offline=offline)
+                judges[stage] = parse_template(src.text, src.ref, src.sha256)
+                if judges[stage].meta.stage != stage:
+                    raise InputError(f"{src.ref}: declares stage = {judges[stage].meta.stage!r} but the job uses it for {stage!r}")
+                inputs[f"judge.{stage}_template"] = {"ref": src.ref, "sha256": src.sha256}
+    return Grid(loaded=loaded, dataset=dataset, template=tpl.text, systems=systems, inputs=inputs, judge_templates=judges)
 
 
 def effective_prefill(model: ModelSpec, prices: PriceTable | None) -> bool:

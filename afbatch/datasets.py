@@ -13,14 +13,15 @@ import io
 import json
 import os
 import random
-import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from afbatch.errors import InputError, OfflineError
+from afbatch.store import atomic_write
 from afbatch.spec import DatasetSpec, LoadedJob, is_url
 
 
@@ -113,10 +114,10 @@ def _cached_url(url: str, *, offline: bool) -> bytes:
     name = hashlib.sha256(url.encode()).hexdigest()[:16] + "-" + (url.rstrip("/").rsplit("/", 1)[-1] or "file")[:60]
     folder = _index_path().parent
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / name, data)
+    atomic_write(folder / name, data)
     index = _load_index()
     index[url] = {"file": name, "sha256": sha256_bytes(data), "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _atomic_write(_index_path(), json.dumps(index, indent=1, sort_keys=True).encode())
+    atomic_write(_index_path(), json.dumps(index, indent=1, sort_keys=True).encode())
     return data
 
 
@@ -133,22 +134,6 @@ def _download(url: str) -> bytes:
         ) from None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 # --- datasets ---------------------------------------------------------------------------------
 
 
@@ -161,10 +146,10 @@ class Dataset:
     ref: str
 
 
-def load_dataset(loaded: LoadedJob, *, offline: bool = False) -> Dataset:
+def load_dataset(loaded: LoadedJob, *, offline: bool = False, read: Callable[..., Source] | None = None) -> Dataset:
     spec = loaded.job.dataset
     ref = loaded.resolve(spec.source)
-    src = read_source(ref, offline=offline, expected_sha256=spec.sha256)
+    src = (read or read_source)(ref, offline=offline, expected_sha256=spec.sha256)
     texts = parse_rows(src, spec)
     return Dataset(rows=select_rows(texts, spec, ref), sha256=src.sha256, ref=ref)
 

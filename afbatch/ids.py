@@ -35,6 +35,16 @@ def judge_id(conversation: str, kind: str, content: Any, vote: int | None = None
     return f"{conversation}-{kind}{suffix}-{digest(content, 8)}"
 
 
+def stage_of(request_id: str) -> str:
+    """generate, judge_compliance or judge_af, from the shape of the id."""
+    tail = request_id.split("-", 1)[1] if "-" in request_id else ""
+    if tail.startswith("cj"):
+        return "judge_compliance"
+    if tail.startswith("af"):
+        return "judge_af"
+    return "generate"
+
+
 def conversation_of(request_id: str) -> str:
     return request_id.split("-", 1)[0]
 

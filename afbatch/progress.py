@@ -1,0 +1,62 @@
+"""How a run's progress is shown: a status table, JSON, and a live display while `afbatch run` waits."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from afbatch.runner import Status
+from afbatch.tables import text_table, usd
+
+
+def format_status(st: Status, fmt: str = "table") -> str:
+    if fmt == "json":
+        return json.dumps(asdict(st), indent=1)
+    rows = [[p.model, p.stage, p.total, p.finished, p.failed, p.waiting, p.pending] for p in st.progress]
+    table = text_table(["model", "stage", "total", "finished", "failed", "in flight", "to send"], rows)
+    shards = ", ".join(f"{n} {k}" for k, n in sorted(st.shards.items())) or "none"
+    est = f" of about {usd(st.estimate_usd)} estimated" if st.estimate_usd is not None else ""
+    state = "cancelled" if st.cancelled else ("done" if st.done else "in progress")
+    return f"run {st.run_id}: {state}\n{table}\nshards: {shards}\nspent so far: {usd(st.spent_usd)}{est}"
+
+
+class Progress:
+    """A live table on a terminal; one line per change otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self._live: Any = None
+        self._last = ""
+
+    def __enter__(self) -> Progress:
+        if self.tty:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(console=Console(stderr=True), refresh_per_second=2, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def update(self, st: Status) -> None:
+        text = format_status(st)
+        if self._live is not None:
+            from rich.text import Text
+
+            self._live.update(Text(text + f"\n(updated {time.strftime('%H:%M:%S')}; Ctrl-C leaves the run resumable)"))
+        elif text != self._last:
+            summary = "; ".join(f"{p.model}/{p.stage} {p.finished + p.failed}/{p.total}" for p in st.progress)
+            print(f"[{time.strftime('%H:%M:%S')}] {summary} — spent {usd(st.spent_usd)}", file=sys.stderr, flush=True)
+        self._last = text
+
+    def log(self, msg: str) -> None:
+        if self._live is not None:
+            self._live.console.print(msg)
+        else:
+            print(msg, file=sys.stderr, flush=True)

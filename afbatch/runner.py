@@ -1,0 +1,789 @@
+"""Submit, poll and collect: small idempotent steps over a run's manifest, resumable after any crash.
+
+Every step reads the latest manifest, does one provider call or store write, and records its
+outcome by compare-and-swap before the next. Before a batch is created, its shard is marked
+`submitting` with an idempotency token; a shard found `submitting` after a crash is reconciled
+with the provider (OpenAI: batch metadata; Anthropic: batches created after the intent with the
+same request count; Bedrock: clientRequestToken / job name) before anything is created again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from afbatch import ids
+from afbatch import manifest as mf
+from afbatch.compile import Grid, conversations, effective_prefill, load_grid, render_lines, shard_limits, write_shards
+from afbatch.datasets import Source, read_source, sha256_bytes
+from afbatch.errors import BudgetError, InputError, ProviderError, RunError
+from afbatch.ledger import ConversationState, Ledger, af_state, compliance_state, conversation_state
+from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
+from afbatch.pricing import PriceTable, load_prices
+from afbatch.providers import BatchStatus, Provider, get_provider
+from afbatch.redact import redact
+from afbatch.spec import ModelSpec, load_job, parse_job
+from afbatch.store import Store
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage
+
+LEASE_SECONDS = float(os.environ.get("AFBATCH_LEASE_SECONDS", "600"))
+# After a crash, wait this long after the recorded intent before concluding nothing was created:
+# a create request that reached the provider just before the crash may still be in progress there.
+RECONCILE_GRACE_SECONDS = float(os.environ.get("AFBATCH_RECONCILE_GRACE_SECONDS", "20"))
+MAX_SUBMIT_ERRORS = 5
+ON_DEMAND_CHUNK = 25
+
+
+def _crashpoint(name: str) -> None:
+    """Test hook: AFBATCH_CRASH_AT=<name>[:<n>] kills this process (SIGKILL) the n-th time it passes <name>."""
+    spec = os.environ.get("AFBATCH_CRASH_AT")
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    _CRASH_COUNTS[name] = _CRASH_COUNTS.get(name, 0) + 1
+    if _CRASH_COUNTS[name] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_CRASH_COUNTS: dict[str, int] = {}
+
+
+def _proc_start(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return "?"
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_proc_start(os.getpid())}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """True unless the owner is a process on this host that is gone. Other hosts: assume alive (the lease decides)."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return _proc_start(int(pid)) == start
+
+
+def run_id_for(grid: Grid) -> str:
+    pins = {k: v["sha256"] for k, v in grid.inputs.items()}
+    digest = hashlib.sha256((grid.loaded.fingerprint + json.dumps(pins, sort_keys=True)).encode()).hexdigest()
+    return f"{grid.job.name}-{digest[:10]}"
+
+
+@dataclass
+class ModelProgress:
+    model: str
+    stage: str
+    total: int = 0
+    finished: int = 0
+    failed: int = 0
+    waiting: int = 0
+    pending: int = 0  # needs a request that is not sent yet
+
+
+@dataclass
+class Status:
+    run_id: str
+    progress: list[ModelProgress]
+    shards: dict[str, int]
+    spent_usd: float
+    estimate_usd: float | None
+    done: bool
+    cancelled: bool
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+class Run:
+    """One run in a store. Create it from a job (`Run.create`) or reopen it by id (`Run.open`)."""
+
+    def __init__(self, store: Store, run_id: str, grid: Grid, prices: PriceTable, *, fresh: bool = False):
+        self.store, self.run_id, self.grid, self.prices, self.fresh = store, run_id, grid, prices, fresh
+        self.job = grid.job
+        self.owner = worker_id()
+        self.specs: dict[str, ModelSpec] = {m.name: m for m in self.job.models}
+        if self.job.judge:
+            self.specs[self.job.judge.model.name] = self.job.judge.model
+            if self.job.judge.af_model:
+                self.specs[self.job.judge.af_model.name] = self.job.judge.af_model
+        self._providers: dict[str, Provider] = {}
+        self._ids: dict[str, list[str]] = {}
+        self._results: dict[str, list[Result]] = {}
+        self._convs: dict[str, list[Conversation]] = {}
+        self._reuse: dict[str, tuple[Result, str]] | None = None
+        self.log: Callable[[str], None] = lambda msg: None
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, store: Store, job_path: str, *, offline: bool = False, prices_file: str | None = None,
+               estimate: dict[str, Any] | None = None, max_cost: float | None = None, fresh: bool = False) -> tuple[Run, bool]:
+        """Create the run of a job, or open it if this job (same content, same inputs) already has one."""
+        loaded = load_job(job_path)
+        grid = load_grid(loaded, offline=offline)
+        prices = load_prices(prices_file or (loaded.resolve(loaded.job.prices) if loaded.job.prices else None))
+        for m in loaded.job.models:
+            prices.lookup(m)
+        run_id = run_id_for(grid)
+        key = mf.manifest_key(run_id)
+        created = False
+        if not store.exists(key):
+            pins: dict[str, InputPin] = {}
+            for name, pin in grid.inputs.items():
+                data = read_source(pin["ref"], offline=offline).data
+                if sha256_bytes(data) != pin["sha256"]:
+                    raise InputError(f"{pin['ref']} changed while the run was being created — rerun")
+                ikey = f"runs/{run_id}/inputs/{pin['sha256']}"
+                store.write(ikey, data)
+                pins[name] = InputPin(ref=pin["ref"], sha256=pin["sha256"], key=ikey)
+            store.write(f"runs/{run_id}/job.toml", loaded.text.encode())
+            now = time.time()
+            m = Manifest(run_id=run_id, job_name=loaded.job.name, job_fingerprint=loaded.fingerprint,
+                         job_key=f"runs/{run_id}/job.toml", job_path=str(loaded.path), inputs=pins, created_at=now,
+                         updated_at=now, estimate=estimate or {}, max_cost=max_cost,
+                         prefill={mm.name: effective_prefill(mm, prices) for mm in loaded.job.models})
+            try:
+                mf.create(store, m)
+                created = True
+            except Exception as e:  # noqa: BLE001
+                from afbatch.errors import ConflictError
+
+                if not isinstance(e, ConflictError):
+                    raise
+        run = cls(store, run_id, grid, prices, fresh=fresh)
+        if max_cost is not None:
+            mf.update(store, run_id, lambda m: setattr(m, "max_cost", max_cost))
+        return run, created
+
+    @classmethod
+    def open(cls, store: Store, run_id: str, *, prices_file: str | None = None, fresh: bool = False) -> Run:
+        """Reopen a run from its manifest and the inputs pinned in the store (no job file needed)."""
+        m, _ = mf.load(store, run_id)
+        by_ref = {p.ref: p for p in m.inputs.values()}
+
+        def read(ref: str, offline: bool = False, expected_sha256: str | None = None) -> Source:
+            pin = by_ref.get(ref)
+            if pin is None:
+                raise RunError(f"run {run_id}: input {ref} is not pinned in the store")
+            data = store.read(pin.key)
+            if sha256_bytes(data) != pin.sha256:
+                raise RunError(f"run {run_id}: stored copy of {ref} does not match its sha256 {pin.sha256}")
+            return Source(ref=ref, data=data, sha256=pin.sha256)
+
+        loaded = parse_job(store.read(m.job_key).decode(), Path(m.job_path))
+        grid = load_grid(loaded, read=read)
+        prices = load_prices(prices_file or (loaded.resolve(loaded.job.prices) if loaded.job.prices and os.path.exists(loaded.resolve(loaded.job.prices)) else None))
+        return cls(store, run_id, grid, prices, fresh=fresh)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def manifest(self) -> Manifest:
+        return mf.load(self.store, self.run_id)[0]
+
+    def update(self, mutate: Callable[[Manifest], Any]) -> Any:
+        return mf.update(self.store, self.run_id, mutate)
+
+    def provider(self, label: str) -> Provider:
+        if label not in self._providers:
+            self._providers[label] = get_provider(self.specs[label])
+        return self._providers[label]
+
+    def shard_ids(self, shard: Shard) -> list[str]:
+        if shard.id not in self._ids:
+            self._ids[shard.id] = self.store.read(shard.ids_key).decode().split()
+        return self._ids[shard.id]
+
+    def shard_results(self, shard: Shard) -> list[Result]:
+        if shard.id not in self._results:
+            assert shard.results_key
+            data = self.store.read(shard.results_key)
+            self._results[shard.id] = [Result.from_json(json.loads(line)) for line in data.splitlines() if line.strip()]
+        return self._results[shard.id]
+
+    def convs(self, model: ModelSpec) -> list[Conversation]:
+        if model.name not in self._convs:
+            self._convs[model.name] = list(conversations(self.grid, model))
+        return self._convs[model.name]
+
+    def ledger(self, m: Manifest) -> Ledger:
+        ledger = Ledger()
+        templates = {STAGE_COMPLIANCE: self.grid.judge_templates.get("compliance"),
+                     STAGE_AF: self.grid.judge_templates.get("alignment_faking")}
+
+        def parser(rid: str) -> Callable[[str], dict[str, Any] | None] | None:
+            tpl = templates.get(ids.stage_of(rid))
+            return tpl.parse if tpl else None
+
+        for shard in sorted(m.shards.values(), key=lambda s: (s.collected_at or 0, s.id)):
+            if shard.state == ShardState.COLLECTED:
+                ledger.add(shard.id, self.shard_results(shard), parser)
+            elif shard.state in IN_FLIGHT:
+                ledger.in_flight.update(self.shard_ids(shard))
+        return ledger
+
+    @contextmanager
+    def _local_file(self, key: str) -> Iterator[str]:
+        local = getattr(self.store, "local_path", None)
+        if local:
+            yield local(key)
+            return
+        with tempfile.TemporaryDirectory(prefix="afbatch-") as tmp:
+            path = os.path.join(tmp, os.path.basename(key))
+            self.store.download(key, path)
+            yield path
+
+    # --- state of the experiment -------------------------------------------------------------
+
+    def states(self, m: Manifest, ledger: Ledger) -> dict[str, list[ConversationState]]:
+        max_attempts = self.job.retries.max_attempts
+        return {
+            model.name: [conversation_state(self.grid, model, c, ledger, m.prefill.get(model.name, False), max_attempts)
+                         for c in self.convs(model)]
+            for model in self.job.models
+        }
+
+    def wanted(self, m: Manifest, ledger: Ledger) -> tuple[list[Request], list[ModelProgress]]:
+        """Every request the run needs now (not in flight, not answered), and per-model progress."""
+        need: list[Request] = []
+        progress: list[ModelProgress] = []
+        judge = self.job.judge
+        max_attempts = self.job.retries.max_attempts
+        for name, states in self.states(m, ledger).items():
+            progress.append(_progress(name, STAGE_GENERATE, [s.status for s in states]))
+            need += [s.request for s in states if s.status == "needs" and s.request is not None]
+            if not judge or any(s.status in ("needs", "waiting") for s in states):
+                continue
+            tpl = self.grid.judge_templates["compliance"]
+            finished = [s for s in states if s.status == "finished"]
+            comp = [(s, compliance_state(judge, tpl, s, ledger, max_attempts)) for s in finished]
+            progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for _, j in comp]))
+            need += [r for _, j in comp for r in j.requests]
+            af_tpl = self.grid.judge_templates.get("alignment_faking")
+            if not af_tpl or any(j.status in ("needs", "waiting") for _, j in comp):
+                continue
+            complied = [s for s, j in comp if s.conv.cot and j.verdict is not None and not j.verdict.get("refused", False)]
+            afs = [af_state(judge, af_tpl, s, ledger, max_attempts) for s in complied]
+            progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
+            need += [r for a in afs for r in a.requests]
+        return need, progress
+
+    def status(self) -> Status:
+        m = self.manifest()
+        ledger = self.ledger(m)
+        _, progress = self.wanted(m, ledger)
+        shards: dict[str, int] = {}
+        for s in m.shards.values():
+            shards[s.state.value] = shards.get(s.state.value, 0) + 1
+        busy = any(s.state in IN_FLIGHT for s in m.shards.values())
+        done = not busy and all(p.waiting == 0 and p.pending == 0 for p in progress) and not m.cancelled
+        est = (m.estimate.get("totals") or {}).get("cost_batch_cached_usd")
+        return Status(self.run_id, progress, shards, m.spent_usd(), est, done, m.cancelled)
+
+    # --- plan: turn what is needed into shards ----------------------------------------------------
+
+    def plan(self) -> int:
+        """Write shards for every needed request; add them to the manifest unless another worker did. Returns shards added."""
+        m = self.manifest()
+        if m.cancelled:
+            return 0
+        ledger = self.ledger(m)
+        need, _ = self.wanted(m, ledger)
+        if not need:
+            return 0
+        reused = self._take_reused(need)
+        need = [r for r in need if r.id not in reused]
+        groups: dict[tuple[str, str, int], list[Request]] = {}
+        for r in need:
+            turn = int(r.id.rsplit("-t", 1)[1]) if r.stage == STAGE_GENERATE else 1 + len(ledger.get(r.id))
+            groups.setdefault((r.model.name, r.stage, turn), []).append(r)
+        new: list[Shard] = []
+        for (label, stage, rnd), reqs in sorted(groups.items()):
+            new += self._write_shards(label, stage, rnd, reqs)
+        new += self._reuse_shards(reused)
+        known = set(m.shards)
+        _crashpoint("after-plan-write")
+
+        def add(latest: Manifest) -> int:
+            fresh_ids: set[str] = set()
+            for s in latest.shards.values():
+                if s.id not in known or s.state in IN_FLIGHT:
+                    fresh_ids.update(self.shard_ids(s))
+            added = 0
+            for sh in new:
+                if sh.id in latest.shards or fresh_ids.intersection(self.shard_ids(sh)):
+                    continue  # another worker planned these requests meanwhile
+                latest.shards[sh.id] = sh
+                added += 1
+            return added
+
+        added = self.update(add)
+        _crashpoint("after-plan")
+        return added
+
+    def _write_shards(self, label: str, stage: str, rnd: int, requests: list[Request]) -> list[Shard]:
+        model = self.specs[label]
+        provider = self.provider(label)
+        price = self.prices.lookup(model)
+        out: list[Shard] = []
+        with tempfile.TemporaryDirectory(prefix="afbatch-plan-") as tmp:
+            files = write_shards(render_lines(provider, requests), shard_limits(provider, self.job), tmp, "s")
+            for f in files:
+                ids_text = Path(f.ids_path).read_text()
+                sid = f"{stage}-{label}-r{rnd}-{hashlib.sha256(ids_text.encode()).hexdigest()[:12]}"
+                on_demand = f.below_minimum
+                if on_demand and not model.on_demand_fallback:
+                    raise RunError(
+                        f"{label}: {f.n_requests} {stage} requests cannot reach Bedrock's minimum of 100 per batch job — "
+                        f"set on_demand_fallback = true for this model in the job to send them as on-demand calls"
+                    )
+                key = f"runs/{self.run_id}/shards/{sid}.jsonl"
+                ids_key = f"runs/{self.run_id}/shards/{sid}.ids"
+                self._put_file(key, f.path)
+                self.store.write(ids_key, ids_text.encode())
+                self._ids[sid] = ids_text.split()
+                rates = price.list_rates(0) if on_demand else price.batch_rates(0)
+                max_tokens = requests[0].max_tokens
+                bound = (f.n_bytes / 3 * rates[0] + f.n_requests * max_tokens * rates[1]) / 1e6
+                token = "t" + hashlib.sha256(f"{self.run_id}/{sid}".encode()).hexdigest()[:30]
+                out.append(Shard(id=sid, model=label, stage=stage, round=rnd, provider=model.provider, requests=f.n_requests,
+                                 bytes=f.n_bytes, sha256=f.sha256, key=key, ids_key=ids_key, on_demand=on_demand,
+                                 bound_usd=bound, token=token))
+        return out
+
+    def _put_file(self, key: str, path: str) -> None:
+        local = getattr(self.store, "local_path", None)
+        if local:
+            dest = Path(local(key))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, dest)
+                return
+            except OSError:
+                pass  # another filesystem: copy below
+        with open(path, "rb") as f:
+            self.store.write(key, f.read())
+
+    # --- reuse of answers from earlier runs in the same store ------------------------------------
+
+    def _take_reused(self, need: list[Request]) -> dict[str, tuple[Result, str]]:
+        if self.fresh:
+            return {}
+        if self._reuse is None:
+            self._reuse = {}
+            for other in mf.list_runs(self.store):
+                if other == self.run_id:
+                    continue
+                try:
+                    om, _ = mf.load(self.store, other)
+                except Exception:  # noqa: BLE001 - an unreadable old run is skipped, not fatal
+                    continue
+                for s in om.shards.values():
+                    if s.state == ShardState.COLLECTED and s.results_key and s.provider != "reuse":
+                        for line in self.store.read(s.results_key).splitlines():
+                            r = Result.from_json(json.loads(line))
+                            if r.status == RowStatus.SUCCEEDED:
+                                self._reuse.setdefault(r.id, (r, other))
+        return {r.id: self._reuse[r.id] for r in need if r.id in self._reuse}
+
+    def _reuse_shards(self, reused: dict[str, tuple[Result, str]]) -> list[Shard]:
+        if not reused:
+            return []
+        ids = sorted(reused)
+        ids_text = "\n".join(ids) + "\n"
+        sid = f"reuse-{hashlib.sha256(ids_text.encode()).hexdigest()[:12]}"
+        ids_key = f"runs/{self.run_id}/shards/{sid}.ids"
+        results_key = f"runs/{self.run_id}/results/{sid}.jsonl"
+        self.store.write(ids_key, ids_text.encode())
+        self.store.write(results_key, "".join(json.dumps(reused[i][0].to_json()) + "\n" for i in ids).encode())
+        self._ids[sid] = ids
+        sources = sorted({reused[i][1] for i in ids})
+        now = time.time()
+        return [Shard(id=sid, model="-", stage="reuse", round=0, provider="reuse", requests=len(ids), bytes=0, sha256="",
+                      key=ids_key, ids_key=ids_key, token="-", state=ShardState.COLLECTED, collected_at=now,
+                      results_key=results_key, message=f"answers reused from run(s) {', '.join(sources)} (billed there)",
+                      counts={"succeeded": len(ids)})]
+
+    # --- submit ----------------------------------------------------------------------------
+
+    def submit_pending(self, max_cost: float | None = None) -> int:
+        submitted = 0
+        for sid in [s.id for s in self.manifest().shards.values() if s.state == ShardState.PENDING]:
+            if self._submit(sid, max_cost):
+                submitted += 1
+        return submitted
+
+    def _submit(self, sid: str, max_cost: float | None) -> bool:
+        now = time.time()
+
+        def claim(m: Manifest) -> Shard | None:
+            s = m.shards[sid]
+            if s.state != ShardState.PENDING or m.cancelled:
+                return None
+            limit = max_cost if max_cost is not None else m.max_cost
+            others = m.committed_usd() - s.bound_usd
+            if limit is not None and others + s.bound_usd > limit:
+                raise BudgetError(
+                    f"run {self.run_id}: spent plus in-flight bounds (${others:,.2f}) and the next shard (${s.bound_usd:,.2f}) "
+                    f"would exceed --max-cost ${limit:,.2f} — rerun with a higher --max-cost to continue"
+                )
+            s.move(ShardState.SUBMITTING)
+            s.owner, s.intent_at = self.owner, now
+            return s.model_copy()
+
+        shard = self.update(claim)
+        if shard is None:
+            return False
+        _crashpoint("after-claim")
+        if shard.on_demand:
+            self._run_on_demand(shard)
+            return True
+        provider = self.provider(shard.model)
+        try:
+            with self._local_file(shard.key) as path:
+                self._check_shard_file(shard, path)
+                batch_id = provider.submit(path, shard.requests, shard.token,
+                                           {"afbatch_run": self.run_id[:500], "afbatch_shard": shard.id[:500]})
+        except ProviderError as e:
+            self._submit_failed(shard, e)
+            return False
+        _crashpoint("after-create")
+        self._mark_submitted(shard.id, batch_id)
+        self.log(f"submitted {shard.id} → {batch_id}")
+        _crashpoint("after-submitted")
+        return True
+
+    def _check_shard_file(self, shard: Shard, path: str) -> None:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        if digest != shard.sha256:
+            raise RunError(f"shard {shard.id}: stored request file does not match its sha256 — the store was modified")
+        ids = self.shard_ids(shard)
+        if len(ids) != len(set(ids)) or len(ids) != shard.requests:
+            raise RunError(f"shard {shard.id}: request ids are not unique — refusing to submit")
+
+    def _mark_submitted(self, sid: str, batch_id: str) -> None:
+        def done(m: Manifest) -> None:
+            s = m.shards[sid]
+            if s.state == ShardState.SUBMITTING:
+                s.move(ShardState.SUBMITTED)
+                s.batch_id, s.submitted_at, s.owner = batch_id, time.time(), None
+
+        self.update(done)
+
+    def _submit_failed(self, shard: Shard, e: ProviderError) -> None:
+        if e.retryable:
+            # The create may or may not have happened: find it before concluding it did not.
+            try:
+                found = self.provider(shard.model).find(shard.token, shard.requests, shard.intent_at or time.time(), self._claimed())
+            except ProviderError:
+                found = None
+            if found:
+                self._mark_submitted(shard.id, found)
+                return
+
+        def back(m: Manifest) -> None:
+            s = m.shards[shard.id]
+            if s.state != ShardState.SUBMITTING:
+                return
+            s.message = redact(str(e))
+            s.submit_errors += 1
+            if e.retryable and s.submit_errors < MAX_SUBMIT_ERRORS:
+                s.move(ShardState.PENDING)
+                s.owner = None
+            else:
+                s.move(ShardState.ENDED)  # the provider refused it: its rows fail with the provider's message
+                s.status, s.ended_at, s.owner = BatchStatus.FAILED.value, time.time(), None
+
+        self.update(back)
+        self.log(f"submit of {shard.id} failed: {redact(str(e))}")
+        if e.retryable and shard.submit_errors + 1 >= MAX_SUBMIT_ERRORS:
+            raise e
+
+    def _claimed(self) -> frozenset[str]:
+        return frozenset(s.batch_id for s in self.manifest().shards.values() if s.batch_id)
+
+    # --- on-demand (Bedrock rows under the batch minimum) ------------------------------------------
+
+    def _run_on_demand(self, shard: Shard) -> None:
+        provider = self.provider(shard.model)
+        invoke = getattr(provider, "invoke", None)
+        if invoke is None:
+            raise RunError(f"{shard.model}: on-demand calls are only available for Bedrock")
+        with self._local_file(shard.key) as path:
+            lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+        # Progress is kept in immutable chunks, so a crash never repeats a paid call that finished.
+        for start in range(0, len(lines), ON_DEMAND_CHUNK):
+            key = f"runs/{self.run_id}/results/{shard.id}.part{start // ON_DEMAND_CHUNK:05d}.jsonl"
+            if self.store.exists(key):
+                continue
+            out = [invoke(line) for line in lines[start:start + ON_DEMAND_CHUNK]]
+            self.store.write(key, "".join(json.dumps(o) + "\n" for o in out).encode())
+            _crashpoint("after-on-demand-chunk")
+
+        def ended(m: Manifest) -> None:
+            s = m.shards[shard.id]
+            if s.state == ShardState.SUBMITTING:
+                s.move(ShardState.SUBMITTED)
+                s.move(ShardState.ENDED)
+                s.batch_id, s.status, s.ended_at, s.owner = "on-demand", BatchStatus.COMPLETED.value, time.time(), None
+
+        self.update(ended)
+
+    # --- reconcile ---------------------------------------------------------------------------
+
+    def reconcile(self) -> int:
+        """Shards left `submitting` by a dead worker: adopt the batch the provider has, or send them again."""
+        m = self.manifest()
+        now = time.time()
+        fixed = 0
+        for s in m.shards.values():
+            if s.state != ShardState.SUBMITTING or s.owner == self.owner:
+                continue
+            stale = not owner_alive(s.owner) or now - (s.intent_at or 0) > LEASE_SECONDS
+            if not stale or now - (s.intent_at or 0) < RECONCILE_GRACE_SECONDS:
+                continue
+            if s.on_demand:
+                self._take_over(s)
+                self._run_on_demand(s)
+                fixed += 1
+                continue
+            try:
+                found = self.provider(s.model).find(s.token, s.requests, s.intent_at or now, self._claimed())
+            except ProviderError as e:
+                self.log(f"reconcile of {s.id} postponed: {e}")
+                continue
+            stale_owner = s.owner
+
+            def settle(latest: Manifest, sid: str = s.id, found: str | None = found, stale_owner: str | None = stale_owner) -> None:
+                x = latest.shards[sid]
+                if x.state != ShardState.SUBMITTING or x.owner != stale_owner:
+                    return
+                if found:
+                    x.move(ShardState.SUBMITTED)
+                    x.batch_id, x.submitted_at = found, time.time()
+                else:
+                    x.move(ShardState.PENDING)
+                x.owner = None
+
+            self.update(settle)
+            self.log(f"reconciled {s.id}: " + (f"found {found}" if found else "nothing was created; will resubmit"))
+            fixed += 1
+        return fixed
+
+    def _take_over(self, s: Shard) -> None:
+        def take(latest: Manifest) -> None:
+            x = latest.shards[s.id]
+            if x.state == ShardState.SUBMITTING:
+                x.owner, x.intent_at = self.owner, time.time()
+
+        self.update(take)
+
+    # --- poll --------------------------------------------------------------------------------
+
+    def poll(self) -> int:
+        ended = 0
+        for s in [s for s in self.manifest().shards.values() if s.state == ShardState.SUBMITTED]:
+            try:
+                info = self.provider(s.model).poll(s.batch_id or "")
+            except ProviderError as e:
+                self.log(f"poll of {s.id} failed: {e}")
+                continue
+            if not info.status.terminal:
+                if s.provider_status != info.raw_status:
+                    self.update(lambda m, sid=s.id, raw=info.raw_status: setattr(m.shards[sid], "provider_status", raw))
+                continue
+
+            def end(m: Manifest, sid: str = s.id, info: Any = info) -> None:
+                x = m.shards[sid]
+                if x.state == ShardState.SUBMITTED:
+                    x.move(ShardState.ENDED)
+                    x.status, x.provider_status, x.ended_at = info.status.value, info.raw_status, time.time()
+                    x.message = redact(info.message) if info.message else x.message
+
+            self.update(end)
+            ended += 1
+            _crashpoint("after-ended")
+        return ended
+
+    # --- collect -----------------------------------------------------------------------------
+
+    def collect(self) -> int:
+        collected = 0
+        for s in [s for s in self.manifest().shards.values() if s.state == ShardState.ENDED]:
+            try:
+                results = self._fetch(s)
+            except ProviderError as e:
+                self.log(f"collect of {s.id} postponed: {e}")
+                continue
+            key = f"runs/{self.run_id}/results/{s.id}.jsonl"
+            self.store.write(key, "".join(json.dumps(r.to_json()) + "\n" for r in results).encode())
+            self._results[s.id] = results
+            _crashpoint("after-results-written")
+            usage, cost, counts = self._account(s, results)
+
+            def done(m: Manifest, sid: str = s.id, usage: Usage = usage, cost: float = cost, counts: dict[str, int] = counts) -> None:
+                x = m.shards[sid]
+                if x.state == ShardState.ENDED:
+                    x.move(ShardState.COLLECTED)
+                    x.results_key, x.collected_at, x.counts, x.cost_usd = key, time.time(), counts, cost
+                    x.usage = mf.Usage(input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens,
+                                       cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens)
+
+            self.update(done)
+            collected += 1
+            _crashpoint("after-collected")
+        return collected
+
+    def _fetch(self, s: Shard) -> list[Result]:
+        provider = self.provider(s.model)
+        ids = self.shard_ids(s)
+        by_line = {provider.line_id(rid): rid for rid in ids}
+        if s.on_demand:
+            raw: list[dict[str, Any]] = []
+            for key in sorted(k for k in self.store.list(f"runs/{self.run_id}/results/") if f"/{s.id}.part" in k):
+                raw += [json.loads(x) for x in self.store.read(key).splitlines() if x.strip()]
+        else:  # a batch the provider refused at creation has no batch id and no lines
+            raw = list(provider.fetch(s.batch_id)) if s.batch_id else []
+        got: dict[str, Result] = {}
+        for line in raw:
+            r = provider.parse(line)
+            rid = by_line.get(r.id)
+            if rid is None or rid in got:
+                continue  # not ours, or a duplicate line
+            got[rid] = Result(rid, r.status, r.text, r.usage, r.error_kind, r.error_message, r.stop_reason)
+        missing = _missing_result(s)
+        return [got.get(rid) or Result(rid, *missing) for rid in ids]
+
+    def _account(self, s: Shard, results: list[Result]) -> tuple[Usage, float, dict[str, int]]:
+        price = self.prices.lookup(self.specs[s.model])
+        usage = Usage()
+        cost = 0.0
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+            usage = usage + r.usage
+            cost += row_cost(price, r.usage, s.on_demand, self.specs[s.model].cache_ttl)
+        return usage, cost, counts
+
+    # --- cancel ------------------------------------------------------------------------------
+
+    def cancel(self) -> list[str]:
+        def mark(m: Manifest) -> list[str]:
+            m.cancelled = True
+            for s in m.shards.values():
+                if s.state == ShardState.PENDING:
+                    s.move(ShardState.CANCELLED)
+            return [s.id for s in m.shards.values() if s.state == ShardState.SUBMITTED]
+
+        to_cancel = self.update(mark)
+        done = []
+        for sid in to_cancel:
+            s = self.manifest().shards[sid]
+            try:
+                self.provider(s.model).cancel(s.batch_id or "")
+                done.append(sid)
+            except ProviderError as e:
+                self.log(f"cancel of {sid} failed: {e}")
+        return done
+
+    def resume(self) -> None:
+        """A cancelled run that is run again continues; its cancelled rows are retried."""
+        def clear(m: Manifest) -> None:
+            m.cancelled = False
+        if self.manifest().cancelled:
+            self.update(clear)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def step(self, max_cost: float | None = None) -> bool:
+        """One pass: reconcile, poll, collect, plan, submit. True when something changed."""
+        changed = self.reconcile()
+        changed += self.poll()
+        changed += self.collect()
+        changed += self.plan()
+        changed += self.submit_pending(max_cost)
+        return bool(changed)
+
+    def run(self, *, max_cost: float | None = None, poll_interval: float = 5.0, max_interval: float = 60.0,
+            on_progress: Callable[[Status], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> Status:
+        """Until every row is final: step, report progress, back off while nothing changes."""
+        self.resume()
+        interval = poll_interval
+        while True:
+            changed = self.step(max_cost)
+            st = self.status()
+            if on_progress:
+                on_progress(st)
+            if st.done:
+                self.update(lambda m: setattr(m, "finished_at", m.finished_at or time.time()))
+                return st
+            interval = poll_interval if changed else min(interval * 1.5, max_interval)
+            sleep(interval)
+
+
+def row_cost(price: Any, usage: Usage, on_demand: bool, ttl: str) -> float:
+    """Billed cost of one row from its usage: cache reads and writes at their rates, the batch discount unless on-demand."""
+    plain = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
+    if on_demand:
+        rin, rout = price.list_rates(usage.input_tokens)
+        mult = 1.0
+    else:
+        rin, rout = price.batch_rates(usage.input_tokens)
+        mult = price.batch_multiplier
+    cached = usage.cached_tokens * price.cache_read_rate() * mult
+    writes = usage.cache_write_tokens * price.cache_write_rate(ttl) * mult
+    return (plain * rin + cached + writes + usage.output_tokens * rout) / 1e6
+
+
+def _missing_result(s: Shard) -> tuple[RowStatus, None, Usage, str, str]:
+    """What a row without an output line means, given how its batch ended."""
+    status = s.status or ""
+    message = s.message or f"batch ended {status} without a line for this request"
+    if status == BatchStatus.FAILED.value:
+        low = message.lower()
+        kind = "rate_limit" if ("token_limit" in low or "rate" in low or "quota" in low) else "invalid_request"
+        return RowStatus.ERRORED, None, Usage(), kind, message
+    if status == BatchStatus.EXPIRED.value:
+        return RowStatus.EXPIRED, None, Usage(), "expired", "the batch expired before this request ran"
+    if status == BatchStatus.CANCELLED.value:
+        return RowStatus.CANCELED, None, Usage(), "canceled", "the batch was cancelled before this request ran"
+    return RowStatus.MISSING, None, Usage(), "missing", message
+
+
+def _progress(model: str, stage: str, statuses: list[str]) -> ModelProgress:
+    p = ModelProgress(model, stage, total=len(statuses))
+    for st in statuses:
+        if st == "finished":
+            p.finished += 1
+        elif st == "failed":
+            p.failed += 1
+        elif st == "waiting":
+            p.waiting += 1
+        else:
+            p.pending += 1
+    return p
+
