@@ -67,7 +67,8 @@ class Shard(_Model):
     id: str
     model: str = Field(description="Model label (the judge model's label for judge stages).")
     stage: str
-    round: int = Field(description="Model turn for generation, attempt for judges.")
+    round: int = Field(description="Model turn for generation; 1 for judges.")
+    attempt: int = Field(1, description="Attempt of the requests it holds (a retry is a new shard).")
     provider: str
     requests: int
     bytes: int
@@ -147,6 +148,8 @@ def load(store: Store, run_id: str) -> tuple[Manifest, str]:
         raw = json.loads(data)
     except ValueError as e:
         raise StoreError(f"{store.url}/{manifest_key(run_id)}: not JSON ({e}) — the file is damaged") from None
+    if not isinstance(raw, dict):
+        raise StoreError(f"{store.url}/{manifest_key(run_id)}: not a JSON object — the file is damaged")
     if raw.get("version") != MANIFEST_VERSION:
         raise RunError(f"run {run_id}: manifest version {raw.get('version')} is not supported by this afbatch (expects {MANIFEST_VERSION})")
     try:

@@ -316,13 +316,14 @@ class Run:
             return 0
         reused = self._take_reused(need)
         need = [r for r in need if r.id not in reused]
-        groups: dict[tuple[str, str, int], list[Request]] = {}
+        # A shard holds requests of one model, stage, round (model turn; 1 for judges) and attempt.
+        groups: dict[tuple[str, str, int, int], list[Request]] = {}
         for r in need:
-            turn = int(r.id.rsplit("-t", 1)[1]) if r.stage == STAGE_GENERATE else 1 + len(ledger.get(r.id))
-            groups.setdefault((r.model.name, r.stage, turn), []).append(r)
+            turn = int(r.id.rsplit("-t", 1)[1]) if r.stage == STAGE_GENERATE else 1
+            groups.setdefault((r.model.name, r.stage, turn, 1 + len(ledger.get(r.id))), []).append(r)
         new: list[Shard] = []
-        for (label, stage, rnd), reqs in sorted(groups.items()):
-            new += self._write_shards(label, stage, rnd, reqs)
+        for (label, stage, rnd, attempt), reqs in sorted(groups.items()):
+            new += self._write_shards(label, stage, rnd, attempt, reqs)
         new += self._reuse_shards(reused)
         known = set(m.shards)
         _crashpoint("after-plan-write")
@@ -344,7 +345,7 @@ class Run:
         _crashpoint("after-plan")
         return added
 
-    def _write_shards(self, label: str, stage: str, rnd: int, requests: list[Request]) -> list[Shard]:
+    def _write_shards(self, label: str, stage: str, rnd: int, attempt: int, requests: list[Request]) -> list[Shard]:
         model = self.specs[label]
         provider = self.provider(label)
         price = self.prices.lookup(model)
@@ -353,7 +354,7 @@ class Run:
             files = write_shards(render_lines(provider, requests), shard_limits(provider, self.job), tmp, "s")
             for f in files:
                 ids_text = Path(f.ids_path).read_text()
-                sid = f"{stage}-{label}-r{rnd}-{hashlib.sha256(ids_text.encode()).hexdigest()[:12]}"
+                sid = f"{stage}-{label}-r{rnd}-a{attempt}-{hashlib.sha256(ids_text.encode()).hexdigest()[:12]}"
                 on_demand = f.below_minimum
                 if on_demand and not model.on_demand_fallback:
                     raise RunError(
@@ -369,7 +370,7 @@ class Run:
                 max_tokens = requests[0].max_tokens
                 bound = (f.n_bytes / 3 * rates[0] + f.n_requests * max_tokens * rates[1]) / 1e6
                 token = "t" + hashlib.sha256(f"{self.run_id}/{sid}".encode()).hexdigest()[:30]
-                out.append(Shard(id=sid, model=label, stage=stage, round=rnd, provider=model.provider, requests=f.n_requests,
+                out.append(Shard(id=sid, model=label, stage=stage, round=rnd, attempt=attempt, provider=model.provider, requests=f.n_requests,
                                  bytes=f.n_bytes, sha256=f.sha256, key=key, ids_key=ids_key, on_demand=on_demand,
                                  bound_usd=bound, token=token))
         return out
@@ -741,6 +742,9 @@ class Run:
             if st.done:
                 self.update(lambda m: setattr(m, "finished_at", m.finished_at or time.time()))
                 return st
+            if not changed and not any(s.state in IN_FLIGHT for s in self.manifest().shards.values()):
+                raise RunError(f"run {self.run_id} cannot make progress: nothing is in flight and nothing new can be "
+                               "sent — please report this with `afbatch status --format json` output")
             interval = poll_interval if changed else min(interval * 1.5, max_interval)
             sleep(interval)
 

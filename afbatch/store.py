@@ -130,14 +130,20 @@ class LocalStore:
         return self._path(key).exists()
 
     def list(self, prefix: str) -> Iterator[str]:
-        base = self._path(prefix) if prefix else self.root
+        """Keys starting with `prefix`, as on S3 (a prefix need not end at a folder)."""
+        self._path(prefix) if prefix else None  # refuses prefixes escaping the root
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self._path(folder) if folder else self.root
         if not base.exists():
             return
-        for dirpath, _, files in os.walk(base):
+        for dirpath, dirs, files in os.walk(base):
+            dirs.sort()
             for name in sorted(files):
                 if name.startswith(".") and (name.endswith(".lock") or name.startswith(".tmp-")):
                     continue
-                yield str(Path(dirpath, name).relative_to(self.root))
+                key = str(Path(dirpath, name).relative_to(self.root))
+                if key.startswith(prefix):
+                    yield key
 
     def download(self, key: str, path: str) -> None:
         Path(path).write_bytes(self.read(key))
@@ -209,8 +215,18 @@ class S3Store:
             return True
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("404", "NoSuchKey", "NotFound"):
+                self._check_bucket(key)
                 return False
             raise self._error("check", key, e) from None
+
+    def _check_bucket(self, key: str) -> None:
+        """A HEAD on a missing bucket is a bare 404 too: tell the two apart."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as e:  # noqa: BLE001
+            if _code(e) in ("404", "NoSuchBucket", "NotFound"):
+                raise StoreError(f"s3://{self.bucket}/{self._key(key)}: no such bucket {self.bucket!r} — create it or fix --store") from None
+            raise self._error("check bucket", "", e) from None
 
     def list(self, prefix: str) -> Iterator[str]:
         start = self._key(prefix)
@@ -243,10 +259,15 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, os.replace: readers see the old or the new bytes, never half."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a store may be shared like any folder
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

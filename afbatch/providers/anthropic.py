@@ -133,7 +133,8 @@ class AnthropicProvider:
         with open(shard_path, "rb") as f:
             requests = [json.loads(line) for line in f if line.strip()]
         with _errors(self.model, "create batch"):
-            batch = self.client.messages.batches.create(requests=requests)
+            # No SDK retries: a retried create can make a second batch; the runner reconciles instead.
+            batch = self.client.with_options(max_retries=0).messages.batches.create(requests=requests)
         return batch.id
 
     def find(self, token: str, n_requests: int, since: float, claimed: frozenset[str] = frozenset()) -> str | None:

@@ -68,8 +68,8 @@ class Provider(Protocol):
         """Create the batch from a local JSONL shard; returns the provider batch id."""
         ...
 
-    def find(self, token: str, n_requests: int, since: float) -> str | None:
-        """Reconcile after a crash: the batch created with this idempotency token, if any."""
+    def find(self, token: str, n_requests: int, since: float, claimed: frozenset[str] = frozenset()) -> str | None:
+        """Reconcile after a crash: the batch created with this idempotency token (not one in `claimed`), if any."""
         ...
 
     def poll(self, batch_id: str) -> BatchInfo: ...
@@ -85,6 +85,8 @@ def classify_http(status: int, code: str | None = None, message: str | None = No
     """Map an HTTP-like status (and code) to afbatch's error kinds."""
     text = f"{code or ''} {message or ''}".lower()
     if "credit balance" in text or "insufficient_quota" in text or "billing" in text:
+        return "billing"
+    if status == 402:
         return "billing"
     if status in (401, 403):
         return "auth"

@@ -182,11 +182,16 @@ class BedrockProvider:
 
     def invoke(self, line: dict[str, Any]) -> dict[str, Any]:
         """On-demand fallback: one InvokeModel call, returned shaped like a batch output line."""
+        from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
         try:
             resp = self._client("bedrock-runtime").invoke_model(
                 modelId=self.model.model, body=json.dumps(line["modelInput"]), contentType="application/json"
             )
             return {"recordId": line["recordId"], "modelOutput": json.loads(resp["body"].read())}
+        except (NoCredentialsError, PartialCredentialsError):
+            raise ProviderError(f"bedrock invoke for {self.model.name}: no AWS credentials found — set AWS_PROFILE, "
+                                "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", retryable=False) from None
         except Exception as e:  # noqa: BLE001 - a row error, reported like a batch row error
             code = getattr(e, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
             msg = getattr(e, "response", {}).get("Error", {}).get("Message") or str(e)
@@ -207,8 +212,14 @@ class _errors:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         if exc is None or isinstance(exc, ProviderError):
             return False
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError, PartialCredentialsError
 
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            raise ProviderError(
+                f"bedrock {self.what} for {self.model.name}: no AWS credentials found — set AWS_PROFILE, or "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", retryable=False) from None
+        if isinstance(exc, ParamValidationError):
+            raise ProviderError(redact(f"bedrock {self.what} for {self.model.name}: {exc}"), retryable=False) from None
         if isinstance(exc, ClientError):
             err = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)

@@ -96,7 +96,9 @@ class OpenAIProvider:
         body = resp.get("body") or {}
         if status == 200 and isinstance(body, dict) and body.get("choices"):
             choice = body["choices"][0]
-            text = (choice.get("message") or {}).get("content") or ""
+            message = choice.get("message") or {}
+            # A model refusal arrives as `refusal` with null content; keep its words for the judges.
+            text = message.get("content") or message.get("refusal") or ""
             usage = body.get("usage") or {}
             cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0
             return Result(
@@ -150,7 +152,9 @@ class OpenAIProvider:
             with open(shard_path, "rb") as f:
                 file = self.client.files.create(file=(os.path.basename(shard_path), f), purpose="batch")
         with _errors(self.model, "create batch"):
-            batch = self.client.batches.create(
+            # No SDK retries here: a retried create can make a second batch. A failure goes back to the
+            # runner, which looks the batch up by its token before trying again.
+            batch = self.client.with_options(max_retries=0).batches.create(
                 input_file_id=file.id,
                 endpoint=ENDPOINT,
                 completion_window="24h",

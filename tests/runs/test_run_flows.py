@@ -1,0 +1,313 @@
+"""Whole runs against the emulator with the real SDKs: resume, reuse, faults, budget, cancel, stores, providers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+from afbatch import manifest as mf
+from afbatch.cli import cli
+from afbatch.emulator import Expire, Reply, RowError
+from afbatch.errors import BudgetError, RunError
+from afbatch.results import conversation_table
+from afbatch.runner import Run
+from afbatch.store import LocalStore, S3Store
+from runs.conftest import ROOT, fast, write_job
+
+SMALL = """
+name = "small"
+[dataset]
+source = "sample_requests.csv"
+first = {rows}
+[prompts]
+user_template = "user_template.txt"
+[[variants]]
+name = "cot"
+system_prompt = "helpful_only_cot.txt"
+cot = true
+[[variants]]
+name = "no_cot"
+system_prompt = "helpful_only_no_cot.txt"
+cot = false
+{models}
+[judge]
+compliance_template = "judges/compliance.txt"
+af_template = "judges/alignment_faking.txt"
+af_votes = 3
+[judge.model]
+provider = "openai"
+model = "gpt-4o-mini"
+label = "judge"
+"""
+HAIKU = '[[models]]\nprovider = "anthropic"\nmodel = "claude-haiku-4-5"\nlabel = "haiku"\n'
+GPT = '[[models]]\nprovider = "openai"\nmodel = "gpt-4o-mini"\nlabel = "mini"\n'
+
+
+def small_job(workdir, models=HAIKU, rows=3, name="job.toml"):
+    return str(write_job(workdir, SMALL.format(rows=rows, models=models), name))
+
+
+def final(run):
+    conv = conversation_table(run)
+    assert set(conv.status) <= {"finished", "failed"}
+    return conv
+
+
+def test_sample_job_runs_to_a_report_through_the_cli(emu, workdir, tmp_path):
+    store = str(tmp_path / "store")
+    r = CliRunner().invoke(cli, ["run", str(ROOT / "jobs" / "sample.toml"), "--store", store, "--yes", "--poll", "0"], obj={})
+    assert r.exit_code == 0, r.output + str(r.exception)
+    assert "done" in r.stdout and "report.html" in r.stdout
+    (run_id,) = mf.list_runs(LocalStore(store))
+    report_dir = os.path.join(store, "runs", run_id, "report")
+    assert {"report.html", "report.json", "conversations.csv", "conversations.parquet", "summary.csv", "gaps.csv"} <= set(os.listdir(report_dir))
+    data = json.load(open(os.path.join(report_dir, "report.json")))
+    assert data["sign_convention"].startswith("gap = compliance(training/free) - compliance(unmonitored/paid)")
+    assert {row["model"] for row in data["summary"]} == {"haiku-4.5", "gpt-5.4-mini"}
+    html = open(os.path.join(report_dir, "report.html"), encoding="utf-8").read()
+    assert "<script src=" not in html and "https://" not in html.split("<body", 1)[1]
+    # status and report commands read the finished run
+    r = CliRunner().invoke(cli, ["status", run_id, "--store", store, "--format", "json"], obj={})
+    assert json.loads(r.stdout)["done"] is True
+    r = CliRunner().invoke(cli, ["report", run_id, "--store", store, "--format", "markdown"], obj={})
+    assert r.exit_code == 0 and "Sign convention" in r.stdout
+
+
+def test_same_job_twice_is_one_run_and_no_second_batch(emu, workdir):
+    store = LocalStore(workdir / "store")
+    job = small_job(workdir)
+    run, created = Run.create(store, job)
+    run.plan()
+    run.submit_pending()
+    batches = len(emu.created)
+    again, created_again = Run.create(store, job)
+    assert created and not created_again and again.run_id == run.run_id
+    again.plan()
+    assert again.submit_pending() == 0 and len(emu.created) == batches
+    fast(again)
+    final(again)
+    assert len(mf.list_runs(store)) == 1
+
+
+def test_submit_then_collect_commands(emu, workdir, tmp_path):
+    store = str(tmp_path / "store")
+    job = small_job(workdir)
+    r = CliRunner().invoke(cli, ["submit", job, "--store", store, "--yes"], obj={})
+    assert r.exit_code == 0, r.output
+    (run_id,) = mf.list_runs(LocalStore(store))
+    assert "submitted 1 batch(es)" in r.stdout  # both variants of the one model share the first-round shard
+    for _ in range(12):
+        r = CliRunner().invoke(cli, ["collect", run_id, "--store", store], obj={})
+        assert r.exit_code == 0, r.output
+        if ": done" in r.stdout:
+            break
+    assert ": done" in r.stdout
+
+
+def test_create_failures_are_retried_without_duplicates(emu, workdir):
+    emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 500, times=2)
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir))
+    fast(run)
+    final(run)
+    m = run.manifest()
+    ids_in_manifest = {s.batch_id for s in m.shards.values() if s.batch_id}
+    assert {b for _, b, *_ in emu.created} == ids_in_manifest  # nothing created outside the manifest
+    assert any(s.submit_errors for s in m.shards.values())
+
+
+def test_create_that_succeeded_but_timed_out_is_adopted_not_repeated(emu, workdir, monkeypatch):
+    """The provider made the batch but the answer was lost: reconciliation finds it by its token."""
+    from afbatch.providers import openai as oprov
+
+    real = oprov.OpenAIProvider.submit
+    calls = Counter()
+
+    def flaky(self, path, n, token, metadata):
+        calls[token] += 1
+        batch_id = real(self, path, n, token, metadata)
+        if calls[token] == 1:
+            from afbatch.errors import ProviderError
+
+            raise ProviderError("openai create batch: read timeout", retryable=True)
+        return batch_id
+
+    monkeypatch.setattr(oprov.OpenAIProvider, "submit", flaky)
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir, models=GPT))
+    fast(run)
+    final(run)
+    assert all(n == 1 for n in calls.values())  # adopted by token, never sent twice
+    assert len(emu.created) == len({s.batch_id for s in run.manifest().shards.values() if s.batch_id})
+
+
+def test_expired_and_failed_rows_are_retried_as_new_attempts(emu, workdir):
+    emu.faults.batch("anthropic", "expired", fraction_done=0.5)
+    emu.faults.batch("openai", "all_failed")
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir, models=HAIKU + GPT))
+    fast(run)
+    conv = final(run)
+    assert (conv.status == "finished").sum() >= len(conv) - 2  # demo model: a few conversations never output
+    m = run.manifest()
+    statuses = Counter(s.status for s in m.shards.values())
+    assert statuses["expired"] >= 1
+    retried = [s for s in m.shards.values() if s.stage == "generate" and s.round == 1 and s.counts.get("succeeded", 0) == s.requests]
+    assert retried, "the expired and failed rows were sent again and answered"
+    # attempts are kept, not overwritten: the expired shard's results are still in the store
+    expired = next(s for s in m.shards.values() if s.status == "expired")
+    lines = [json.loads(x) for x in store.read(expired.results_key).splitlines()]
+    assert Counter(x["status"] for x in lines)["expired"] >= 1
+
+
+def test_permanent_row_errors_fail_the_conversation_with_the_providers_words(emu, workdir):
+    from afbatch.emulator.demo import demo_responder
+
+    errored: Counter[str] = Counter()
+
+    def responder(ctx):
+        if ctx.model == "claude-haiku-4-5" and "<is_free_tier_user>True" in ctx.messages[0]["content"]:
+            errored[ctx.custom_id] += 1
+            return RowError("invalid_request", "messages: text content blocks must be non-empty")
+        return demo_responder(ctx)
+
+    emu.responder = responder
+    run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
+    fast(run)
+    conv = final(run)
+    failed = conv[conv.tier == "free"]
+    assert (failed.status == "failed").all()
+    assert failed.failure_reason.str.contains("text content blocks must be non-empty").all()
+    # a permanent error is not retried: one attempt each
+    assert len(errored) == len(failed) and set(errored.values()) == {1}
+
+
+def test_retries_are_bounded(emu, workdir):
+    emu.responder = lambda ctx: RowError("overloaded", "Overloaded") if ctx.model == "claude-haiku-4-5" else Reply("<OUTPUT>x</OUTPUT>")
+    path = write_job(workdir, open(small_job(workdir)).read() + "\n[retries]\nmax_attempts = 2\n", "bounded.toml")
+    run, _ = Run.create(LocalStore(workdir / "store"), str(path))
+    fast(run)
+    conv = final(run)
+    assert (conv.status == "failed").all()
+    assert conv.failure_reason.str.contains("gave up after 2 attempts").all()
+    per_id = Counter(cid for _, model, cid in emu.calls if model == "claude-haiku-4-5")
+    assert set(per_id.values()) == {2}
+
+
+def test_max_cost_refuses_before_spending(emu, workdir):
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir), max_cost=0.0001)
+    with pytest.raises(BudgetError, match="--max-cost"):
+        run.run(poll_interval=0, sleep=lambda s: None)
+    assert emu.created == []
+    r = CliRunner().invoke(cli, ["submit", small_job(workdir, name="b.toml"), "--store", str(workdir / "s2"), "--yes",
+                                 "--max-cost", "0.0001"], obj={})
+    assert r.exit_code == 3 and "exceeds --max-cost" in r.stderr and emu.created == []
+
+
+def test_cancel_then_resume(emu, workdir):
+    emu.processing_delay = 3600
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir))
+    run.plan()
+    run.submit_pending()
+    cancelled = run.cancel()
+    assert cancelled and run.manifest().cancelled
+    emu.processing_delay = 0
+    run.poll()
+    run.collect()
+    assert run.status().cancelled
+    fast(run)  # running a cancelled run again resumes it; cancelled rows are retried
+    final(run)
+
+
+def test_rerun_with_more_models_reuses_earlier_answers(emu, workdir):
+    store = LocalStore(workdir / "store")
+    first, _ = Run.create(store, small_job(workdir))
+    fast(first)
+    haiku_calls = sum(1 for _, model, _ in emu.calls if model == "claude-haiku-4-5")
+    second, created = Run.create(store, small_job(workdir, models=HAIKU + GPT, name="more.toml"))
+    assert created and second.run_id != first.run_id
+    fast(second)
+    assert sum(1 for _, model, _ in emu.calls if model == "claude-haiku-4-5") == haiku_calls  # no new haiku calls
+    a = final(first).set_index("conversation_id")
+    b = final(second).set_index("conversation_id")
+    shared = a.index
+    assert (b.loc[shared, "final_output"].fillna("") == a.loc[shared, "final_output"].fillna("")).all()
+    reuse = [s for s in second.manifest().shards.values() if s.provider == "reuse"]
+    assert reuse and "billed there" in reuse[0].message
+    # --fresh makes new calls
+    third, _ = Run.create(LocalStore(workdir / "store3"), small_job(workdir, name="fresh.toml"), fresh=True)
+    fast(third)
+    assert sum(1 for _, model, _ in emu.calls if model == "claude-haiku-4-5") > haiku_calls
+
+
+def test_s3_store_run_and_resume_by_id(emu, workdir, bucket):
+    store = S3Store(f"s3://{bucket}/afbatch")
+    run, _ = Run.create(store, small_job(workdir))
+    run.plan()
+    run.submit_pending()
+    reopened = Run.open(S3Store(f"s3://{bucket}/afbatch"), run.run_id)  # as on another machine: no job file needed
+    fast(reopened)
+    final(reopened)
+    keys = list(store.list(f"runs/{run.run_id}/"))
+    assert any(k.endswith("manifest.json") for k in keys) and any("/results/" in k for k in keys)
+
+
+def test_openai_compatible_host(emu, workdir):
+    models = '[[models]]\nprovider = "together"\nmodel = "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"\nlabel = "llama"\n'
+    run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir, models=models))
+    fast(run)
+    final(run)
+    assert any(model == "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo" for _, model, _ in emu.calls)
+
+
+BEDROCK = """
+[[models]]
+provider = "bedrock"
+model = "anthropic.claude-sonnet-4-6"
+label = "bedrock-sonnet"
+s3_uri = "s3://{bucket}/batch"
+role_arn = "arn:aws:iam::123456789012:role/afbatch"
+on_demand_fallback = {fallback}
+"""
+
+
+def test_bedrock_batch_with_on_demand_fallback(emu, workdir, bucket):
+    rows = ["goal"] + [f"Write short note number {i}" for i in range(50)]
+    (workdir / "many.csv").write_text("\n".join(rows) + "\n")
+    body = SMALL.format(rows=50, models=BEDROCK.format(bucket=bucket, fallback="true")).replace("sample_requests.csv", "many.csv")
+    run, _ = Run.create(LocalStore(workdir / "store"), str(write_job(workdir, body)))
+    fast(run)
+    final(run)
+    m = run.manifest()
+    batch = [s for s in m.shards.values() if s.provider == "bedrock" and not s.on_demand]
+    demand = [s for s in m.shards.values() if s.on_demand]
+    assert batch and all(s.requests >= 100 for s in batch)
+    assert demand and all(s.requests < 100 for s in demand)  # continuation rounds under the minimum
+    assert len(emu.invocations) == sum(s.requests for s in demand)
+    bedrock_jobs = [c for c in emu.created if c[0] == "bedrock"]
+    assert len(bedrock_jobs) == len(batch)
+
+
+def test_bedrock_without_fallback_says_how_to_fix(emu, workdir, bucket):
+    body = SMALL.format(rows=3, models=BEDROCK.format(bucket=bucket, fallback="false"))
+    run, _ = Run.create(LocalStore(workdir / "store"), str(write_job(workdir, body)))
+    with pytest.raises(RunError, match="minimum of 100 .*on_demand_fallback = true"):
+        run.plan()
+
+
+def test_no_secret_reaches_the_store(emu, workdir, monkeypatch):
+    secret = "sk-ant-test-SECRET-abcdefghijklmnopqrstuvwxyz"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 400, body={"type": "error", "error": {
+        "type": "invalid_request_error", "message": f"bad key {secret}"}})
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir))
+    fast(run)
+    for key in store.list(""):
+        assert secret.encode() not in store.read(key), key
