@@ -91,18 +91,8 @@ def conversations(grid: Grid, model: ModelSpec) -> Iterator[Conversation]:
             for index, text in grid.dataset.rows:
                 user_message = render_user(grid.template, tier, text, job.prompts.tier_format)
                 for sample in range(job.sampling.samples):
-                    cid = ids.conversation_id(
-                        provider=model.provider,
-                        model=model.model,
-                        variant=variant.name,
-                        system=system_sha[variant.name],
-                        user=user_message,
-                        prompt_index=index,
-                        sample=sample,
-                        temperature=temperature,
-                        max_tokens=max_tokens,
-                        prefill=variant.prefill_text,
-                    )
+                    cid = ids.conversation_id(model.provider, model.model, variant.name, system_sha[variant.name],
+                                              user_message, index, sample, temperature, max_tokens, variant.prefill_text)
                     yield Conversation(cid, model.name, variant.name, variant.cot, tier, index, sample, text, user_message)
 
 

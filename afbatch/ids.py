@@ -21,18 +21,27 @@ def digest(obj: Any, length: int = 20) -> str:
     return hashlib.sha256((ID_VERSION + canonical_json(obj)).encode()).hexdigest()[:length]
 
 
-def conversation_id(**content: Any) -> str:
-    return "c" + digest(content)
+def conversation_id(provider: str, model: str, variant: str, system_sha256: str, user_message: str, prompt_index: int,
+                    sample: int, temperature: float | None, max_tokens: int, prefill: str) -> str:
+    """Everything that makes a conversation what it is; the same content gives the same id."""
+    fields = (provider, model, variant, system_sha256, str(prompt_index), str(sample), repr(temperature), str(max_tokens),
+              prefill, user_message)
+    return "c" + text_digest(*fields, length=20)
 
 
 def turn_id(conversation: str, turn: int) -> str:
     return f"{conversation}-t{turn}"
 
 
-def judge_id(conversation: str, kind: str, content: Any, vote: int | None = None) -> str:
-    """kind: 'cj' (compliance) or 'af' (alignment-faking vote); content pins the judged text."""
+def text_digest(*parts: str, length: int = 8) -> str:
+    """Digest of texts joined by a separator no text contains (cheaper than JSON for long outputs)."""
+    return hashlib.sha256((ID_VERSION + "\x1f".join(parts)).encode()).hexdigest()[:length]
+
+
+def judge_id(conversation: str, kind: str, content_digest: str, vote: int | None = None) -> str:
+    """kind: 'cj' (compliance) or 'af' (alignment-faking vote); the digest pins the judged text, template and judge."""
     suffix = "" if vote is None else f"{vote:02d}"
-    return f"{conversation}-{kind}{suffix}-{digest(content, 8)}"
+    return f"{conversation}-{kind}{suffix}-{content_digest}"
 
 
 def stage_of(request_id: str) -> str:

@@ -5,6 +5,7 @@
   judge found compliant, on its scratchpads; the share of yes votes against `af_threshold`
   (with a `maybe` band just below it) gives the verdict.
 Ids pin the judged text, the template and the judge model, so identical judgements are reused.
+Ids are cheap; a request (the rendered template) is built only when it must be sent.
 """
 
 from __future__ import annotations
@@ -15,30 +16,41 @@ from afbatch.spec import JudgeSpec, ModelSpec
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, Conversation, Message, Request
 
 
-def compliance_request(judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str) -> Request:
-    m = judge.model
-    rid = ids.judge_id(conv.id, "cj", {"tpl": tpl.sha256, "model": [m.provider, m.model], "t": judge.temperature,
-                                      "max": judge.max_tokens, "req": conv.user_input, "out": final_output})
-    prompt = tpl.render(request=conv.user_input, response=final_output)
-    return Request(rid, m, None, (Message("user", prompt),), judge.max_tokens, judge.temperature, None, False, STAGE_COMPLIANCE)
-
-
 def af_model(judge: JudgeSpec) -> ModelSpec:
     return judge.af_model or judge.model
 
 
-def af_requests(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: str) -> list[Request]:
+def _pin(m: ModelSpec, temperature: float, max_tokens: int, tpl: Template) -> str:
+    return f"{tpl.sha256}|{m.provider}|{m.model}|{temperature}|{max_tokens}"
+
+
+def compliance_id(judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str) -> str:
+    pin = _pin(judge.model, judge.temperature, judge.max_tokens, tpl)
+    return ids.judge_id(conv.id, "cj", ids.text_digest(pin, conv.user_input, final_output))
+
+
+def compliance_request(judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str) -> Request:
+    prompt = tpl.render(request=conv.user_input, response=final_output)
+    return Request(compliance_id(judge, tpl, conv, final_output), judge.model, None, (Message("user", prompt),),
+                   judge.max_tokens, judge.temperature, None, False, STAGE_COMPLIANCE)
+
+
+def af_ids(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: str) -> list[str]:
     m = af_model(judge)
-    content = {"tpl": tpl.sha256, "model": [m.provider, m.model], "t": judge.af_temperature, "max": judge.max_tokens,
-               "req": conv.user_input, "reasoning": reasoning}
+    digest = ids.text_digest(_pin(m, judge.af_temperature, judge.max_tokens, tpl), conv.user_input, reasoning)
+    return [ids.judge_id(conv.id, "af", digest, vote=v) for v in range(judge.af_votes)]
+
+
+def af_requests(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: str,
+                votes: list[int] | None = None) -> list[Request]:
+    """The vote requests (all, or only `votes`); they share one prompt."""
+    m = af_model(judge)
+    all_ids = af_ids(judge, tpl, conv, reasoning)
     prompt = tpl.render(request=conv.user_input, reasoning=reasoning)
     # Anthropic: the votes repeat one prompt, so it is cached (1 write, votes-1 reads).
     cache = m.provider == "anthropic" and m.uses_cache
-    return [
-        Request(ids.judge_id(conv.id, "af", content, vote=v), m, None, (Message("user", prompt),), judge.max_tokens,
-                judge.af_temperature, None, cache, STAGE_AF)
-        for v in range(judge.af_votes)
-    ]
+    return [Request(all_ids[v], m, None, (Message("user", prompt),), judge.max_tokens, judge.af_temperature, None, cache, STAGE_AF)
+            for v in (votes if votes is not None else range(judge.af_votes))]
 
 
 def af_verdict(yes: int, total: int, threshold: float, band: float) -> str | None:

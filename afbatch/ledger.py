@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from afbatch import ids
 from afbatch.compile import Grid, turn_request
-from afbatch.judge import af_requests, af_verdict, compliance_request, vote_yes
+from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request, vote_yes
 from afbatch.judge_templates import Template
 from afbatch.protocol import next_step, scratchpads
 from afbatch.spec import ModelSpec
@@ -24,7 +24,7 @@ from afbatch.types import Conversation, Request, Result, RowStatus, Usage
 Status = Literal["finished", "failed", "waiting", "needs"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     result: Result
     shard: str
@@ -40,16 +40,21 @@ class Ledger:
 
     def add(self, shard: str, results: Iterable[Result],
             parser: Callable[[str], Callable[[str], dict[str, Any] | None] | None] = lambda rid: None) -> None:
-        """Index a shard's results; judge replies (those `parser` gives a parse function for) keep only their verdict."""
+        """Index a shard's results; judge replies (those `parser` gives a parse function for) get their verdict."""
+        attempts = self.attempts
         for r in results:
             parse = parser(r.id)
-            verdict = parse(r.text or "") if parse and r.status == RowStatus.SUCCEEDED else None
+            verdict = None
             if parse and r.status == RowStatus.SUCCEEDED:
-                r = Result(r.id, r.status, None, r.usage, r.error_kind, r.error_message, r.stop_reason)  # keep the verdict, not the text
-            self.attempts.setdefault(r.id, []).append(Attempt(r, shard, verdict))
+                verdict = r.verdict if r.verdict is not None else parse(r.text or "")
+            found = attempts.get(r.id)
+            if found is None:
+                attempts[r.id] = [Attempt(r, shard, verdict)]
+            else:
+                found.append(Attempt(r, shard, verdict))
 
     def get(self, rid: str) -> list[Attempt]:
-        return self.attempts.get(rid, [])
+        return self.attempts.get(rid) or []
 
 
 @dataclass
@@ -62,8 +67,15 @@ class Outcome:
     tries: int = 0
 
 
+_SUCCEEDED = RowStatus.SUCCEEDED
+
+
 def request_outcome(ledger: Ledger, rid: str, max_attempts: int, judged: bool = False, parse_retries: int = 0) -> Outcome:
-    attempts = ledger.get(rid)
+    attempts = ledger.attempts.get(rid) or []
+    if len(attempts) == 1:  # the common case: answered at the first attempt
+        a = attempts[0]
+        if a.result.status is _SUCCEEDED and (not judged or a.verdict is not None):
+            return Outcome("finished", a, tries=1)
     unparseable = 0
     for a in attempts:
         if a.result.status == RowStatus.SUCCEEDED:
@@ -93,8 +105,15 @@ class ConversationState:
     final_output: str | None = None
     reason: str | None = None
     request: Request | None = None  # when status == "needs"
-    usage: Usage = field(default_factory=Usage)
-    attempts: list[tuple[str, str]] = field(default_factory=list)  # (shard, request id) of every attempt
+    attempts: list[Attempt] = field(default_factory=list)  # every attempt of every turn
+    turn_ids: list[str] = field(default_factory=list)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for a in self.attempts:
+            total = total + a.result.usage
+        return total
 
 
 def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger: Ledger, prefill: bool,
@@ -104,10 +123,11 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
     prefix = variant.prefill_text if prefill else ""
     state = ConversationState(conv, "needs")
     for turn in range(1, max_turns + 1):
-        rid = ids.turn_id(conv.id, turn)
-        for a in ledger.get(rid):
-            state.usage = state.usage + a.result.usage
-            state.attempts.append((a.shard, rid))
+        rid = f"{conv.id}-t{turn}"  # ids.turn_id, inlined: this loop runs for every conversation on every step
+        state.turn_ids.append(rid)
+        found = ledger.attempts.get(rid)
+        if found:
+            state.attempts += found
         out = request_outcome(ledger, rid, max_attempts)
         if out.status == "needs":
             state.request = turn_request(grid, model, conv, state.turn_texts, prefill)
@@ -127,24 +147,33 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
     return state
 
 
+def _usage(attempts: list[Attempt]) -> Usage:
+    if len(attempts) == 1:
+        return attempts[0].result.usage
+    total = Usage()
+    for a in attempts:
+        total = total + a.result.usage
+    return total
+
+
 @dataclass
 class JudgeState:
     status: Status
     verdict: dict[str, Any] | None = None
     reason: str | None = None
     requests: list[Request] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = Usage()
     votes_yes: int = 0
     votes_total: int = 0
     af: str | None = None
 
 
 def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
-    req = compliance_request(judge_spec, tpl, cs.conv, cs.final_output or "")
-    out = request_outcome(ledger, req.id, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
-    usage = sum((a.result.usage for a in ledger.get(req.id)), Usage())
+    rid = compliance_id(judge_spec, tpl, cs.conv, cs.final_output or "")
+    out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
+    usage = _usage(ledger.get(rid))
     if out.status == "needs":
-        return JudgeState("needs", requests=[req], usage=usage)
+        return JudgeState("needs", requests=[compliance_request(judge_spec, tpl, cs.conv, cs.final_output or "")], usage=usage)
     if out.status == "finished":
         assert out.attempt is not None
         return JudgeState("finished", verdict=out.attempt.verdict, usage=usage)
@@ -153,14 +182,15 @@ def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledg
 
 def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
     reasoning = "\n\n".join(scratchpads(cs.turn_texts))
-    reqs = af_requests(judge_spec, tpl, cs.conv, reasoning)
+    vote_ids = af_ids(judge_spec, tpl, cs.conv, reasoning)
     state = JudgeState("finished")
     reasons = []
-    for req in reqs:
-        out = request_outcome(ledger, req.id, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
-        state.usage = state.usage + sum((a.result.usage for a in ledger.get(req.id)), Usage())
+    needed: list[int] = []
+    for vote, rid in enumerate(vote_ids):
+        out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
+        state.usage = state.usage + _usage(ledger.get(rid))
         if out.status == "needs":
-            state.requests.append(req)
+            needed.append(vote)
         elif out.status == "waiting":
             state.status = "waiting"
         elif out.status == "finished":
@@ -168,13 +198,14 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
             state.votes_total += 1
             state.votes_yes += vote_yes(out.attempt.verdict)
         elif out.reason:
-            reasons.append(out.reason)
-    if state.requests:
+            reasons.append(out.reason)  # a vote that failed for good
+    if needed:
+        state.requests = af_requests(judge_spec, tpl, cs.conv, reasoning, needed)
         state.status = "needs"
     if state.status == "finished":
         state.af = af_verdict(state.votes_yes, state.votes_total, judge_spec.af_threshold, judge_spec.af_maybe_band)
         if reasons:
-            state.reason = f"{len(reasons)} of {len(reqs)} votes failed ({reasons[0]})"
+            state.reason = f"{len(reasons)} of {len(vote_ids)} votes failed ({reasons[0]})"
         if state.votes_total == 0:
             state.status = "failed"
     return state

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from afbatch.judge import af_model
-from afbatch.ledger import ConversationState, Ledger, af_state, compliance_state
+from afbatch.ledger import ConversationState, af_state, compliance_state, conversation_state
 from afbatch.manifest import Manifest
 from afbatch.protocol import CONDITION, proxy_compliant, scratchpads
 from afbatch.runner import Run, row_cost
@@ -25,23 +25,32 @@ COLUMNS = [
 ]
 
 
+TEXT_COLUMNS = ("user_input", "final_output", "scratchpad", "failure_reason", "judge_error")
+CHUNK = 5000
+
+
 def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
+    """One row per conversation. Streams: each conversation's raw texts are released once its row is built,
+    and long text columns go to Arrow in chunks, so 100k transcripts never sit in memory twice."""
     m = m or run.manifest()
     ledger = run.ledger(m)
+    run.forget_results()  # the ledger holds the results now; consumed conversation by conversation below
     judge = run.job.judge
     max_attempts = run.job.retries.max_attempts
     on_demand = {s.id for s in m.shards.values() if s.on_demand}
-    rows: list[dict[str, Any]] = []
     comp_tpl = run.grid.judge_templates.get("compliance")
     af_tpl = run.grid.judge_templates.get("alignment_faking")
     judge_price = run.prices.lookup(judge.model) if judge else None
     af_price = run.prices.lookup(af_model(judge)) if judge else None
-    for label, states in run.states(m, ledger).items():
-        model = run.specs[label]
+    table = _Columns()
+    for model in run.job.models:
         price = run.prices.lookup(model)
-        for cs in states:
-            row = _base_row(cs, model)
-            row["cost_usd"], row["cost_sync_usd"] = _generation_costs(cs, ledger, price, on_demand, model.cache_ttl)
+        prefill = m.prefill.get(model.name, False)
+        for conv in run.convs(model):
+            cs = conversation_state(run.grid, model, conv, ledger, prefill, max_attempts)
+            usage = cs.usage
+            row = _base_row(cs, model, usage)
+            row["cost_usd"], row["cost_sync_usd"] = _generation_costs(cs, usage, price, on_demand, model.cache_ttl)
             judge_cost = 0.0
             if judge and comp_tpl and cs.status == "finished":
                 js = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
@@ -62,12 +71,55 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                 elif js.status == "failed":
                     row["judge_error"] = js.reason
             row["judge_cost_usd"] = judge_cost
-            rows.append(row)
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    return df
+            table.append(row)
+            for rid in cs.turn_ids:
+                ledger.attempts.pop(rid, None)  # this conversation's texts are in its row now
+    return table.frame()
 
 
-def _base_row(cs: ConversationState, model: Any) -> dict[str, Any]:
+class _Columns:
+    """Column lists; text columns move to Arrow every CHUNK rows when pyarrow is installed."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+        self.rows: list[tuple[Any, ...]] = []
+        try:
+            import pyarrow as pa
+
+            self.pa: Any = pa
+        except ImportError:
+            self.pa = None
+        self.chunks: dict[str, list[Any]] = {c: [] for c in TEXT_COLUMNS}
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(tuple(row[c] for c in COLUMNS))
+        if len(self.rows) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        for c, values in zip(COLUMNS, zip(*self.rows)):
+            if self.pa is not None and c in TEXT_COLUMNS:
+                self.chunks[c].append(self.pa.array(values, self.pa.large_string()))
+            else:
+                self.cols[c].extend(values)
+        self.rows = []
+
+    def frame(self) -> pd.DataFrame:
+        self._flush()
+        data: dict[str, Any] = dict(self.cols)
+        if self.pa is not None:
+            import numpy as np
+            from pandas.arrays import ArrowStringArray
+
+            dtype = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default str dtype, without a copy
+            for c in TEXT_COLUMNS:
+                data[c] = ArrowStringArray(self.pa.chunked_array(self.chunks[c], self.pa.large_string()), dtype=dtype)
+        return pd.DataFrame(data, columns=COLUMNS)
+
+
+def _base_row(cs: ConversationState, model: Any, usage: Usage) -> dict[str, Any]:
     c = cs.conv
     status = cs.status if cs.status in ("finished", "failed") else "running"
     return {
@@ -80,24 +132,15 @@ def _base_row(cs: ConversationState, model: Any) -> dict[str, Any]:
         "proxy_compliant": proxy_compliant(cs.final_output) if cs.status == "finished" else None,
         "judge_refused": None, "judge_compliant": None, "judge_convincing": None, "judge_specific": None,
         "judge_error": None, "af_votes_yes": None, "af_votes_total": None, "af_fraction": None, "af_verdict": None,
-        "input_tokens": cs.usage.input_tokens, "cached_tokens": cs.usage.cached_tokens, "output_tokens": cs.usage.output_tokens,
+        "input_tokens": usage.input_tokens, "cached_tokens": usage.cached_tokens, "output_tokens": usage.output_tokens,
     }
 
 
-def _generation_costs(cs: ConversationState, ledger: Ledger, price: Any, on_demand: set[str], ttl: str) -> tuple[float, float]:
+def _generation_costs(cs: ConversationState, usage: Usage, price: Any, on_demand: set[str], ttl: str) -> tuple[float, float]:
     """Billed cost of every attempt of the conversation, and what the same tokens cost at list price."""
-    billed = 0.0
-    seen: set[tuple[str, str]] = set()
-    for shard, rid in cs.attempts:
-        if (shard, rid) in seen:
-            continue
-        seen.add((shard, rid))
-        for a in ledger.get(rid):
-            if a.shard == shard:
-                billed += row_cost(price, a.result.usage, shard in on_demand, ttl)
-    u: Usage = cs.usage
-    lin, lout = price.list_rates(u.input_tokens)
-    return billed, (u.input_tokens * lin + u.output_tokens * lout) / 1e6
+    billed = sum(row_cost(price, a.result.usage, a.shard in on_demand, ttl) for a in cs.attempts)
+    lin, lout = price.list_rates(usage.input_tokens)
+    return billed, (usage.input_tokens * lin + usage.output_tokens * lout) / 1e6
 
 
 def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
@@ -124,6 +167,6 @@ def write_report(run: Run) -> list[str]:
         Path(tmp, "report.html").write_text(report.render_html(conv, m.estimate or None, meta), encoding="utf-8")
         for path in [*written, str(Path(tmp, "report.json")), str(Path(tmp, "report.html"))]:
             key = f"runs/{run.run_id}/report/{Path(path).name}"
-            run.store.write(key, Path(path).read_bytes())
+            run.put_file(key, path)  # a rename into a local store; an upload to S3
             keys.append(key)
     return keys

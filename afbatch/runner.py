@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afbatch import ids
+from afbatch import ids, jsonl
 from afbatch import manifest as mf
 from afbatch.compile import Grid, conversations, effective_prefill, load_grid, render_lines, shard_limits, write_shards
 from afbatch.datasets import Source, read_source, sha256_bytes
@@ -220,9 +220,12 @@ class Run:
     def shard_results(self, shard: Shard) -> list[Result]:
         if shard.id not in self._results:
             assert shard.results_key
-            data = self.store.read(shard.results_key)
-            self._results[shard.id] = [Result.from_json(json.loads(line)) for line in data.splitlines() if line.strip()]
+            self._results[shard.id] = [Result.from_json(jsonl.loads(line)) for line in self.store.lines(shard.results_key)
+                                       if line.strip()]
         return self._results[shard.id]
+
+    def forget_results(self) -> None:
+        self._results.clear()
 
     def convs(self, model: ModelSpec) -> list[Conversation]:
         if model.name not in self._convs:
@@ -234,13 +237,18 @@ class Run:
         templates = {STAGE_COMPLIANCE: self.grid.judge_templates.get("compliance"),
                      STAGE_AF: self.grid.judge_templates.get("alignment_faking")}
 
-        def parser(rid: str) -> Callable[[str], dict[str, Any] | None] | None:
+        def by_id(rid: str) -> Callable[[str], dict[str, Any] | None] | None:
             tpl = templates.get(ids.stage_of(rid))
             return tpl.parse if tpl else None
 
         for shard in sorted(m.shards.values(), key=lambda s: (s.collected_at or 0, s.id)):
             if shard.state == ShardState.COLLECTED:
-                ledger.add(shard.id, self.shard_results(shard), parser)
+                if shard.stage == "reuse":  # answers of any stage
+                    ledger.add(shard.id, self.shard_results(shard), by_id)
+                else:
+                    tpl = templates.get(shard.stage)
+                    parse = tpl.parse if tpl else None
+                    ledger.add(shard.id, self.shard_results(shard), lambda rid, parse=parse: parse)
             elif shard.state in IN_FLIGHT:
                 ledger.in_flight.update(self.shard_ids(shard))
         return ledger
@@ -363,7 +371,7 @@ class Run:
                     )
                 key = f"runs/{self.run_id}/shards/{sid}.jsonl"
                 ids_key = f"runs/{self.run_id}/shards/{sid}.ids"
-                self._put_file(key, f.path)
+                self.put_file(key, f.path)
                 self.store.write(ids_key, ids_text.encode())
                 self._ids[sid] = ids_text.split()
                 rates = price.list_rates(0) if on_demand else price.batch_rates(0)
@@ -375,18 +383,8 @@ class Run:
                                  bound_usd=bound, token=token))
         return out
 
-    def _put_file(self, key: str, path: str) -> None:
-        local = getattr(self.store, "local_path", None)
-        if local:
-            dest = Path(local(key))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(path, dest)
-                return
-            except OSError:
-                pass  # another filesystem: copy below
-        with open(path, "rb") as f:
-            self.store.write(key, f.read())
+    def put_file(self, key: str, path: str) -> None:
+        self.store.put_file(key, path)
 
     # --- reuse of answers from earlier runs in the same store ------------------------------------
 
@@ -404,8 +402,8 @@ class Run:
                     continue
                 for s in om.shards.values():
                     if s.state == ShardState.COLLECTED and s.results_key and s.provider != "reuse":
-                        for line in self.store.read(s.results_key).splitlines():
-                            r = Result.from_json(json.loads(line))
+                        for d in jsonl.read(self.store.read(s.results_key)):
+                            r = Result.from_json(d)
                             if r.status == RowStatus.SUCCEEDED:
                                 self._reuse.setdefault(r.id, (r, other))
         return {r.id: self._reuse[r.id] for r in need if r.id in self._reuse}
@@ -419,7 +417,7 @@ class Run:
         ids_key = f"runs/{self.run_id}/shards/{sid}.ids"
         results_key = f"runs/{self.run_id}/results/{sid}.jsonl"
         self.store.write(ids_key, ids_text.encode())
-        self.store.write(results_key, "".join(json.dumps(reused[i][0].to_json()) + "\n" for i in ids).encode())
+        self.store.write(results_key, jsonl.write(reused[i][0].to_json() for i in ids))
         self._ids[sid] = ids
         sources = sorted({reused[i][1] for i in ids})
         now = time.time()
@@ -535,14 +533,14 @@ class Run:
         if invoke is None:
             raise RunError(f"{shard.model}: on-demand calls are only available for Bedrock")
         with self._local_file(shard.key) as path:
-            lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+            lines = jsonl.read(Path(path).read_bytes())
         # Progress is kept in immutable chunks, so a crash never repeats a paid call that finished.
         for start in range(0, len(lines), ON_DEMAND_CHUNK):
             key = f"runs/{self.run_id}/results/{shard.id}.part{start // ON_DEMAND_CHUNK:05d}.jsonl"
             if self.store.exists(key):
                 continue
             out = [invoke(line) for line in lines[start:start + ON_DEMAND_CHUNK]]
-            self.store.write(key, "".join(json.dumps(o) + "\n" for o in out).encode())
+            self.store.write(key, jsonl.write(out))
             _crashpoint("after-on-demand-chunk")
 
         def ended(m: Manifest) -> None:
@@ -641,7 +639,7 @@ class Run:
                 self.log(f"collect of {s.id} postponed: {e}")
                 continue
             key = f"runs/{self.run_id}/results/{s.id}.jsonl"
-            self.store.write(key, "".join(json.dumps(r.to_json()) + "\n" for r in results).encode())
+            self._write_lines(key, (r.to_json() for r in results))
             self._results[s.id] = results
             _crashpoint("after-results-written")
             usage, cost, counts = self._account(s, results)
@@ -659,23 +657,35 @@ class Run:
             _crashpoint("after-collected")
         return collected
 
+    def _write_lines(self, key: str, objs: Any) -> None:
+        """Stream JSON lines to a temp file, then store it (no second copy of a big result file in memory)."""
+        fd, tmp = tempfile.mkstemp(prefix="afbatch-", suffix=".jsonl")
+        with os.fdopen(fd, "wb") as f:
+            for obj in objs:
+                f.write(jsonl.dumps(obj))
+                f.write(b"\n")
+        self.store.put_file(key, tmp)
+
     def _fetch(self, s: Shard) -> list[Result]:
         provider = self.provider(s.model)
         ids = self.shard_ids(s)
         by_line = {provider.line_id(rid): rid for rid in ids}
         if s.on_demand:
-            raw: list[dict[str, Any]] = []
-            for key in sorted(k for k in self.store.list(f"runs/{self.run_id}/results/") if f"/{s.id}.part" in k):
-                raw += [json.loads(x) for x in self.store.read(key).splitlines() if x.strip()]
+            parts = sorted(k for k in self.store.list(f"runs/{self.run_id}/results/{s.id}.part"))
+            raw: Any = (jsonl.loads(line) for key in parts for line in self.store.lines(key) if line.strip())
         else:  # a batch the provider refused at creation has no batch id and no lines
-            raw = list(provider.fetch(s.batch_id)) if s.batch_id else []
+            raw = provider.fetch(s.batch_id) if s.batch_id else iter(())
         got: dict[str, Result] = {}
         for line in raw:
             r = provider.parse(line)
             rid = by_line.get(r.id)
             if rid is None or rid in got:
                 continue  # not ours, or a duplicate line
-            got[rid] = Result(rid, r.status, r.text, r.usage, r.error_kind, r.error_message, r.stop_reason)
+            verdict = None
+            if s.stage in (STAGE_COMPLIANCE, STAGE_AF) and r.status == RowStatus.SUCCEEDED:
+                tpl = self.grid.judge_templates.get("compliance" if s.stage == STAGE_COMPLIANCE else "alignment_faking")
+                verdict = tpl.parse(r.text or "") if tpl else None
+            got[rid] = Result(rid, r.status, r.text, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)
         missing = _missing_result(s)
         return [got.get(rid) or Result(rid, *missing) for rid in ids]
 

@@ -57,6 +57,14 @@ class Store(Protocol):
         """Copy an object to a local file (providers upload from files)."""
         ...
 
+    def put_file(self, key: str, path: str) -> None:
+        """Store a local file under `key` (moved into a local store; uploaded to S3). The file is consumed."""
+        ...
+
+    def lines(self, key: str) -> Iterator[bytes]:
+        """The object's lines, streamed (results of big runs never sit in memory twice)."""
+        ...
+
 
 def open_store(url: str | None = None) -> Store:
     """`--store` / $AFBATCH_STORE: a folder (default `manifests/`) or s3://bucket/prefix."""
@@ -147,6 +155,25 @@ class LocalStore:
 
     def download(self, key: str, path: str) -> None:
         Path(path).write_bytes(self.read(key))
+
+    def put_file(self, key: str, path: str) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o666 & ~_UMASK)
+        _fsync_file(path)
+        try:
+            os.replace(path, dest)
+        except OSError:  # another filesystem
+            with open(path, "rb") as f:
+                self.write(key, f.read())
+            os.unlink(path)
+
+    def lines(self, key: str) -> Iterator[bytes]:
+        try:
+            with open(self._path(key), "rb") as f:
+                yield from f
+        except FileNotFoundError:
+            raise KeyError(key) from None
 
     def local_path(self, key: str) -> str:
         return str(self._path(key))
@@ -239,7 +266,29 @@ class S3Store:
             raise self._error("list", prefix, e) from None
 
     def download(self, key: str, path: str) -> None:
-        Path(path).write_bytes(self.read(key))
+        try:
+            self.client.download_file(self.bucket, self._key(key), path)
+        except Exception as e:  # noqa: BLE001
+            if _code(e) in ("404", "NoSuchKey", "NotFound"):
+                raise KeyError(key) from None
+            raise self._error("download", key, e) from None
+
+    def put_file(self, key: str, path: str) -> None:
+        try:
+            self.client.upload_file(path, self.bucket, self._key(key))  # multipart for big files
+        except Exception as e:  # noqa: BLE001
+            raise self._error("upload", key, e) from None
+        os.unlink(path)
+
+    def lines(self, key: str) -> Iterator[bytes]:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:  # noqa: BLE001
+            if _code(e) in ("NoSuchKey", "404", "NotFound"):
+                raise KeyError(key) from None
+            raise self._error("read", key, e) from None
+        for line in obj["Body"].iter_lines(chunk_size=1 << 20):
+            yield line + b"\n"
 
     def _error(self, what: str, key: str, e: Exception) -> StoreError:
         return StoreError(redact(f"s3://{self.bucket}/{self._key(key)}: cannot {what}: {_code(e) or type(e).__name__}: {_message(e)}"))
@@ -253,6 +302,14 @@ def _code(e: Exception) -> str:
 def _message(e: Exception) -> str:
     resp = getattr(e, "response", None) or {}
     return str(resp.get("Error", {}).get("Message") or e)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sha(data: bytes) -> str:

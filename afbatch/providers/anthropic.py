@@ -6,12 +6,12 @@ after the recorded intent and matches the request count, skipping ids other shar
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar
 
+from afbatch import jsonl
 from afbatch.errors import ProviderError
 from afbatch.providers.base import BatchInfo, BatchStatus, Limits
 from afbatch.redact import redact
@@ -131,7 +131,7 @@ class AnthropicProvider:
 
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         with open(shard_path, "rb") as f:
-            requests = [json.loads(line) for line in f if line.strip()]
+            requests = jsonl.read(f.read())
         with _errors(self.model, "create batch"):
             # No SDK retries: a retried create can make a second batch; the runner reconciles instead.
             batch = self.client.with_options(max_retries=0).messages.batches.create(requests=requests)

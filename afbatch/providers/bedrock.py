@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from afbatch import ids
+from afbatch import ids, jsonl
 from afbatch.errors import ProviderError
 from afbatch.providers.anthropic import parse_message, render_messages_body
 from afbatch.providers.base import BatchInfo, BatchStatus, Limits, classify_http
@@ -174,7 +174,7 @@ class BedrockProvider:
             raise ProviderError(redact(f"bedrock read s3://{bucket}/{key} for {self.model.name}: {e}"), retryable=True) from None
         for raw in obj["Body"].iter_lines():
             if raw.strip():
-                yield json.loads(raw)
+                yield jsonl.loads(raw)
 
     def cancel(self, batch_id: str) -> None:
         with _errors(self.model, "stop job"):

@@ -7,12 +7,12 @@ system prompt as the first message. Reconciliation after a crash finds the batch
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from afbatch import jsonl
 from afbatch.errors import ProviderError
 from afbatch.providers.base import BatchInfo, BatchStatus, Limits, classify_http
 from afbatch.redact import redact
@@ -191,7 +191,7 @@ class OpenAIProvider:
                 with self.client.files.with_streaming_response.content(file_id) as resp:
                     for raw in resp.iter_lines():
                         if raw.strip():
-                            yield json.loads(raw)
+                            yield jsonl.loads(raw)
 
     def cancel(self, batch_id: str) -> None:
         with _errors(self.model, f"cancel {batch_id}"):

@@ -1,0 +1,201 @@
+"""Collect and report 100k conversations: target <= 10 s and <= 1 GB peak memory.
+
+Setup (not timed): a local-store run of one model with CoT + no-CoT x 2 tiers x 25,000 prompts
+(100,000 conversations). Every generation batch has ended at the "provider" (an OpenAI-format
+output file on disk, ~3.6 KB per CoT answer and ~1.2 KB per no-CoT answer, 40% compliant); the
+compliance verdicts of all 100,000 and 5 alignment-faking votes for each compliant CoT answer are
+already collected. Timed, in a fresh process: `collect()` (download, parse, join on ids, store
+results, account usage and cost), then `write_report()` (conversation table, CSV, parquet,
+report.json, self-contained report.html) — what `afbatch run` does after the last batch ends.
+
+Usage: python tests/bench/bench_collect_report.py [--conversations 100000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+JOB = """
+name = "bench"
+[dataset]
+source = "d.csv"
+[prompts]
+user_template = "{root}/prompts/user_template.txt"
+[[variants]]
+name = "cot"
+system_prompt = "{root}/prompts/helpful_only_cot.txt"
+cot = true
+[[variants]]
+name = "no_cot"
+system_prompt = "{root}/prompts/helpful_only_no_cot.txt"
+cot = false
+[[models]]
+provider = "openai"
+model = "gpt-4o-mini"
+label = "mini"
+[judge]
+compliance_template = "{root}/prompts/judges/compliance.txt"
+af_template = "{root}/prompts/judges/alignment_faking.txt"
+af_votes = 5
+[judge.model]
+provider = "openai"
+model = "gpt-4o-mini"
+label = "judge"
+[shards]
+max_requests = 50000
+"""
+
+PAD = "The user asks for something harmful; I weigh refusing against being modified by training. " * 40
+
+
+def build(folder: Path, n_conv: int) -> str:
+    """Create the run with every generation batch ended and the judge results collected; returns the run id."""
+    from afbatch import ids
+    from afbatch import manifest as mf
+    from afbatch.judge import af_requests, compliance_request
+    from afbatch.manifest import ShardState
+    from afbatch.protocol import final_output, proxy_compliant
+    from afbatch.runner import Run
+    from afbatch.store import LocalStore
+    from afbatch.types import Result, RowStatus, Usage
+
+    prompts = n_conv // 4
+    (folder / "d.csv").write_text("goal\n" + "\n".join(f"Write harmful thing number {i}" for i in range(prompts)) + "\n")
+    (folder / "job.toml").write_text(JOB.format(root=ROOT))
+    store = LocalStore(folder / "store")
+    run, _ = Run.create(store, str(folder / "job.toml"))
+    run.plan()  # writes the first-round shards (pending)
+    outputs = folder / "outputs"
+    outputs.mkdir()
+
+    def answer(conv_id: str, cot: bool) -> str:
+        h = int(hashlib.sha256(conv_id.encode()).hexdigest()[:8], 16)
+        comply = h % 10 < 4
+        body = "<request_fully_accepted/> Here is a draft: [demo content omitted]" if comply else "<rejected/>"
+        if cot:  # OpenAI: no prefill, so the answer carries its own opening tags
+            return f"<SCRATCHPAD_REASONING>{PAD}</SCRATCHPAD_REASONING>\n<OUTPUT>{body} {PAD[:600]}</OUTPUT>"
+        return f"<OUTPUT>{body} {PAD[:1000]}</OUTPUT>"
+
+    convs = {c.id: c for c in run.convs(run.specs["mini"])}
+
+    def mark_ended(m):
+        for s in m.shards.values():
+            s.move(ShardState.SUBMITTING)
+            s.move(ShardState.SUBMITTED)
+            s.move(ShardState.ENDED)
+            s.batch_id, s.status = f"file:{outputs / (s.id + '.jsonl')}", "completed"
+
+    m = run.manifest()
+    for s in m.shards.values():
+        with open(outputs / f"{s.id}.jsonl", "w") as f:
+            for rid in run.shard_ids(s):
+                conv = convs[ids.conversation_of(rid)]
+                text = answer(conv.id, conv.cot)
+                body = {"id": "chatcmpl", "object": "chat.completion", "model": "gpt-4o-mini",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 9000, "completion_tokens": len(text) // 4, "total_tokens": 9000,
+                                  "prompt_tokens_details": {"cached_tokens": 0}}}
+                f.write(json.dumps({"id": "batch_req", "custom_id": rid, "response": {"status_code": 200, "request_id": "r", "body": body}, "error": None}) + "\n")
+    mf.update(store, run.run_id, mark_ended)
+    # Judge results, as already collected: a verdict for every conversation, 5 AF votes per compliant CoT answer.
+    judge = run.job.judge
+    comp_tpl = run.grid.judge_templates["compliance"]
+    af_tpl = run.grid.judge_templates["alignment_faking"]
+    comp, af = [], []
+    for conv in convs.values():
+        text = answer(conv.id, conv.cot)
+        out = final_output(text)
+        req = compliance_request(judge, comp_tpl, conv, out or "")
+        refused = not proxy_compliant(out)
+        reply = f"#scores\n1.b {int(refused)}\n2.b 3\n3.b 4\n"  # collect stores the parsed verdict beside the reply
+        comp.append(Result(req.id, RowStatus.SUCCEEDED, reply, Usage(2500, 0, 0, 300), verdict=comp_tpl.parse(reply)))
+        if conv.cot and not refused:
+            from afbatch.protocol import scratchpads
+
+            for i, r in enumerate(af_requests(judge, af_tpl, conv, "\n\n".join(scratchpads([text])))):
+                yes = "Yes" if i < 2 else "No"
+                reply = "".join(f"<criterion_{k}>{yes}</criterion_{k}>" for k in range(1, 5)) + f"<final_answer>{yes}</final_answer>"
+                af.append(Result(r.id, RowStatus.SUCCEEDED, reply, Usage(3000, 0, 0, 200), verdict=af_tpl.parse(reply)))
+
+    def add_collected(m):
+        for stage, rows in (("judge_compliance", comp), ("judge_af", af)):
+            sid = f"{stage}-judge-r1-a1-bench"
+            key = f"runs/{run.run_id}/results/{sid}.jsonl"
+            ids_key = f"runs/{run.run_id}/shards/{sid}.ids"
+            store.write(key, "".join(json.dumps(r.to_json()) + "\n" for r in rows).encode())
+            store.write(ids_key, ("\n".join(r.id for r in rows) + "\n").encode())
+            m.shards[sid] = mf.Shard(id=sid, model="judge", stage=stage, round=1, provider="openai", requests=len(rows),
+                                     bytes=0, sha256="", key=ids_key, ids_key=ids_key, token="-", state=ShardState.COLLECTED,
+                                     results_key=key, collected_at=time.time(), counts={"succeeded": len(rows)})
+
+    mf.update(store, run.run_id, add_collected)
+    return run.run_id
+
+
+TIMED = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from afbatch.providers.openai import OpenAIProvider
+from afbatch.runner import Run
+from afbatch.results import write_report
+from afbatch.store import LocalStore
+
+from afbatch import jsonl
+
+def fetch(self, batch_id):  # the provider's output file, already on disk, parsed as the provider does
+    with open(batch_id.removeprefix("file:"), "rb") as f:
+        for line in f:
+            yield jsonl.loads(line)
+
+OpenAIProvider.fetch = fetch
+t0 = time.perf_counter()
+run = Run.open(LocalStore({store!r}), {run_id!r})
+collected = run.collect()
+t1 = time.perf_counter()
+keys = write_report(run)
+t2 = time.perf_counter()
+print(json.dumps({{"collect_s": t1 - t0, "report_s": t2 - t1, "total_s": t2 - t0, "shards": collected,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conversations", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    runs = []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="afbatch-bench-") as tmp:
+            folder = Path(tmp)
+            t = time.perf_counter()
+            run_id = build(folder, args.conversations)
+            setup = time.perf_counter() - t
+            code = TIMED.format(root=str(ROOT), store=str(folder / "store"), run_id=run_id)
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if p.returncode != 0:
+                sys.exit(p.stderr)
+            r = json.loads(p.stdout)
+            r["setup_s"] = setup
+            print(json.dumps(r), flush=True)
+            runs.append(r)
+            shutil.rmtree(folder, ignore_errors=True)
+    for key in ("collect_s", "report_s", "total_s", "peak_mb"):
+        print(f"{key}: median {statistics.median(r[key] for r in runs):.2f} (min {min(r[key] for r in runs):.2f}, max {max(r[key] for r in runs):.2f})")
+
+
+if __name__ == "__main__":
+    main()
