@@ -100,16 +100,26 @@ def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
               help="One row per model, or per model x variant x tier.")
 @click.option("--save", is_flag=True, help="Also write estimates/<job>.md and estimates/<job>.json.")
 @click.option("--max-cost", type=float, help="Exit non-zero when the worst case exceeds this many USD.")
+@click.option("--calibrate-from", "calibrate_from", metavar="RUN",
+              help="Use the output lengths, turns and compliance a finished run observed per model.")
+@click.option("--store", "store_url", envvar="AFBATCH_STORE", default="manifests", show_default=True,
+              help="Where --calibrate-from finds the run.")
 @offline_option
 @prices_option
-def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, offline: bool, prices_file: str | None) -> None:
+def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, calibrate_from: str | None, store_url: str,
+             offline: bool, prices_file: str | None) -> None:
     """Estimate tokens and cost (synchronous, batch, batch + cache, worst case) — offline, no key needed."""
     from afbatch.estimate import check_budget, estimate_job, format_estimate
     from afbatch.pricing import load_prices
     from afbatch.spec import load_job
 
     loaded = load_job(job)
-    est = estimate_job(loaded, load_prices(prices_file or _job_prices(loaded)), by=by, offline=offline)
+    calibration = None
+    if calibrate_from:
+        from afbatch.results import calibration as observed
+
+        calibration = observed(_open_run(store_url, calibrate_from))
+    est = estimate_job(loaded, load_prices(prices_file or _job_prices(loaded)), by=by, offline=offline, calibration=calibration)
     click.echo(format_estimate(est, fmt))
     if save:
         folder = Path("estimates")
@@ -188,11 +198,22 @@ def submit(job: str, store_url: str, max_cost: float | None, yes: bool, fresh: b
 @click.argument("run_id")
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(run_id: str, store_url: str, fmt: str) -> None:
+@click.option("--shards", is_flag=True, help="Also list every shard: state, provider status, row outcomes, cost.")
+@click.option("--watch", is_flag=True, help="Keep the display live until the run is done (reads the store only).")
+@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between refreshes with --watch.")
+def status(run_id: str, store_url: str, fmt: str, shards: bool, watch: bool, interval: float) -> None:
     """Progress per model and stage, shards by state, spend so far against the estimate."""
-    from afbatch.progress import format_status
+    import time
 
-    click.echo(format_status(_open_run(store_url, run_id).status(), fmt))
+    from afbatch.progress import Progress, format_status
+
+    run = _open_run(store_url, run_id)
+    if watch:
+        with Progress() as progress:
+            while not (st := run.status()).done and not st.cancelled:
+                progress.update(st)
+                time.sleep(interval)
+    click.echo(format_status(run.status(), fmt, shards))
 
 
 @cli.command()

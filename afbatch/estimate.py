@@ -159,6 +159,12 @@ def estimate_job(
                                    expected_sha256=v.system_prompt_sha256).text for v in job.variants}
     calibration = calibration or {}
     est = Estimate(job=job.name, rows=[], notes=notes, prices_as_of=prices.as_of, assumptions=job.estimate.model_dump())
+    if calibration:
+        seen = [m.name for m in job.models if m.name in calibration]
+        missing = [m.name for m in job.models if m.name not in calibration]
+        notes.append(f"calibrated from a finished run for {', '.join(seen) or 'no model'}"
+                     + (f"; job assumptions kept for {', '.join(missing)}" if missing else ""))
+        est.assumptions["calibrated"] = {k: {f: v for f, v in asdict(c).items() if v is not None} for k, c in calibration.items()}
     for model in job.models:
         price = prices.lookup(model)
         cells = _generate_cells(job, model, price, prices, rows_in, template, systems, calibration.get(model.name), notes)

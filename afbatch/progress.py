@@ -12,15 +12,21 @@ from afbatch.runner import Status
 from afbatch.tables import text_table, usd
 
 
-def format_status(st: Status, fmt: str = "table") -> str:
+def format_status(st: Status, fmt: str = "table", shards: bool = False) -> str:
     if fmt == "json":
         return json.dumps(asdict(st), indent=1)
     rows = [[p.model, p.stage, p.total, p.finished, p.failed, p.waiting, p.pending] for p in st.progress]
     table = text_table(["model", "stage", "total", "finished", "failed", "in flight", "to send"], rows)
-    shards = ", ".join(f"{n} {k}" for k, n in sorted(st.shards.items())) or "none"
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(st.shards.items())) or "none"
     est = f" of about {usd(st.estimate_usd)} estimated" if st.estimate_usd is not None else ""
     state = "cancelled" if st.cancelled else ("done" if st.done else "in progress")
-    return f"run {st.run_id}: {state}\n{table}\nshards: {shards}\nspent so far: {usd(st.spent_usd)}{est}"
+    text = f"run {st.run_id}: {state}\n{table}\nshards: {counts}\nspent so far: {usd(st.spent_usd)}{est}"
+    if shards:
+        rows = [[r["shard"], r["state"], r["provider_status"] or "", r["requests"],
+                 ", ".join(f"{n} {k}" for k, n in sorted(r["counts"].items())), usd(r["cost_usd"]), (r["message"] or "")[:80]]
+                for r in st.shard_rows]
+        text += "\n\n" + text_table(["shard", "state", "provider", "requests", "rows", "cost", "message"], rows, right={3})
+    return text
 
 
 class Progress:

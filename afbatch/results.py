@@ -170,3 +170,30 @@ def write_report(run: Run) -> list[str]:
             run.put_file(key, path)  # a rename into a local store; an upload to S3
             keys.append(key)
     return keys
+
+
+def calibration(run: Run) -> dict[str, Any]:
+    """What a finished run observed per model: output tokens per turn, turn distribution, compliance.
+
+    Returns {model label: estimate.Calibration}, for `afbatch estimate --calibrate-from RUN`.
+    """
+    from afbatch.estimate import Calibration
+
+    conv = conversation_table(run)
+    out: dict[str, Any] = {}
+    max_turns = run.job.sampling.max_turns
+    for label, g in conv.groupby("model", sort=False):
+        answered = g[g.turns > 0]
+        cot, plain = answered[answered.cot.astype(bool)], answered[~answered.cot.astype(bool)]
+        cal: dict[str, Any] = {}
+        if len(cot):
+            cal["output_tokens_cot"] = float(cot.output_tokens.sum() / cot.turns.sum())
+            cal["turn_weights_cot"] = tuple(float((cot.turns >= t).mean()) for t in range(1, max_turns + 1))
+            judged = cot[cot.judge_compliant.notna()]
+            source = judged.judge_compliant if len(judged) else cot.proxy_compliant.dropna()
+            if len(source):
+                cal["compliance_rate"] = float(source.astype(bool).mean())
+        if len(plain):
+            cal["output_tokens_no_cot"] = float(plain.output_tokens.sum() / plain.turns.sum())
+        out[str(label)] = Calibration(**cal)
+    return out

@@ -115,7 +115,7 @@ class Status:
     estimate_usd: float | None
     done: bool
     cancelled: bool
-    failures: dict[str, int] = field(default_factory=dict)
+    shard_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Run:
@@ -309,7 +309,11 @@ class Run:
         busy = any(s.state in IN_FLIGHT for s in m.shards.values())
         done = not busy and all(p.waiting == 0 and p.pending == 0 for p in progress) and not m.cancelled
         est = (m.estimate.get("totals") or {}).get("cost_batch_cached_usd")
-        return Status(self.run_id, progress, shards, m.spent_usd(), est, done, m.cancelled)
+        rows = [{"shard": s.id, "model": s.model, "stage": s.stage, "round": s.round, "attempt": s.attempt,
+                 "state": s.state.value, "provider_status": s.provider_status or s.status, "batch_id": s.batch_id,
+                 "requests": s.requests, "counts": s.counts, "cost_usd": round(s.cost_usd, 6), "message": s.message}
+                for s in sorted(m.shards.values(), key=lambda s: (s.model, s.stage, s.round, s.attempt, s.id))]
+        return Status(self.run_id, progress, shards, m.spent_usd(), est, done, m.cancelled, rows)
 
     # --- plan: turn what is needed into shards ----------------------------------------------------
 

@@ -19,6 +19,7 @@ Usage is fixed per reply so billed costs are exact.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import Counter
@@ -236,3 +237,26 @@ def test_failures_listed_with_reasons(finished):
     f = report.failures(conv)
     reasons = " | ".join(f.reason)
     assert "no <OUTPUT> after 4 turns" in reasons and "prompt is too long" in reasons
+
+
+def test_calibrate_estimate_from_the_run(finished, workdir):
+    from click.testing import CliRunner
+
+    from afbatch.cli import cli
+    from afbatch.results import calibration
+
+    run, _ = finished
+    cal = calibration(run)["toy"]
+    # answered conversations (turns > 0): 11; their turns: 1,3,4,1,1,1 (free) and 1,4,1,1,1 (paid) = 19; 100 tokens each
+    assert cal.output_tokens_cot == pytest.approx(100.0)
+    assert cal.turn_weights_cot == pytest.approx((1.0, 3 / 11, 3 / 11, 2 / 11))
+    assert cal.compliance_rate == pytest.approx(6 / 10)  # judged compliant CoT answers
+    r = CliRunner().invoke(cli, ["estimate", str(workdir / "job.toml"), "--calibrate-from", run.run_id,
+                                 "--store", str(workdir / "store"), "--format", "json"], obj={})
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    gen = next(row for row in data["rows"] if row["stage"] == "generate")
+    # 12 conversations x (1 + 3/11 + 3/11 + 2/11) expected turns x 100 tokens
+    assert gen["output_tokens_expected"] == round(12 * (1 + 8 / 11) * 100)
+    assert gen["rounds_expected"] == pytest.approx(1 + 8 / 11, abs=1e-3)
+    assert any("calibrated from a finished run for toy" in n for n in data["notes"])
