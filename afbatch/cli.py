@@ -319,7 +319,15 @@ def emulate(host: str, port: int, with_s3: bool) -> None:
     """Serve a local emulator of the OpenAI, Anthropic and Bedrock batch APIs (for demos); prints the exports."""
     from afbatch.emulator import serve
 
-    serve(host, port, with_s3, announce=click.echo)
+    def hosts(url: str) -> dict[str, str]:
+        # The OpenAI-compatible hosts of a job reach the same emulated Batches API.
+        env = {}
+        for host in ("TOGETHER", "GROQ", "DEEPINFRA", "XAI"):
+            env[f"{host}_BASE_URL"] = url + "/v1"
+            env[f"{host}_API_KEY"] = "emulator-key"
+        return env
+
+    serve(host, port, with_s3, announce=click.echo, extra_env=hosts)
 
 
 def main() -> None:

@@ -144,8 +144,13 @@ def _generation_costs(cs: ConversationState, usage: Usage, price: Any, on_demand
 
 
 def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
-    return {"run_id": run.run_id, "job": m.job_name, "store": run.store.url, "created_at": m.created_at,
-            "finished_at": m.finished_at, "spent_usd": round(m.spent_usd(), 4),
+    import datetime as dt
+
+    def iso(t: float | None) -> str | None:
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if t else None
+
+    return {"run_id": run.run_id, "job": m.job_name, "store": run.store.url, "created_at": iso(m.created_at),
+            "finished_at": iso(m.finished_at), "spent_usd": round(m.spent_usd(), 4),
             "models": [mm.name for mm in run.job.models], "judge": run.job.judge.model.name if run.job.judge else None}
 
 

@@ -48,7 +48,8 @@ __all__ = [
 
 
 def serve(host: str = "127.0.0.1", port: int = 8787, with_s3: bool = False, responder: Responder | None = None,
-          *, announce: Callable[[str], None] = print, stop_event: threading.Event | None = None) -> None:
+          *, announce: Callable[[str], None] = print, stop_event: threading.Event | None = None,
+          extra_env: Callable[[str], dict[str, str]] | None = None) -> None:
     """Run the emulator in the foreground until Ctrl-C (or ``stop_event``), after announcing
     the ``export`` lines that point the SDKs at it. ``with_s3`` also starts a moto S3 server."""
     moto = None
@@ -63,7 +64,8 @@ def serve(host: str = "127.0.0.1", port: int = 8787, with_s3: bool = False, resp
     emu = Emulator(responder=responder, s3_endpoint=s3_endpoint).start(host, port)
     try:
         announce(f"# afbatch emulator on {emu.url}" + (f", S3 (moto) on {s3_endpoint}" if s3_endpoint else ""))
-        for key, value in emu.env().items():
+        env = {**emu.env(), **(extra_env(emu.url) if extra_env else {})}
+        for key, value in env.items():
             announce(f"export {key}={value}")
         (stop_event or threading.Event()).wait()  # Event.wait wakes up for Ctrl-C
     except KeyboardInterrupt:
