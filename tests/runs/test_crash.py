@@ -135,3 +135,29 @@ def test_two_concurrent_runs_on_one_s3_run(emu, workdir, reference, bucket):
     (run_id,) = mf.list_runs(store)
     got = _table(Run.open(open_store(url), run_id))
     pd.testing.assert_frame_equal(got, want_table)
+
+
+def test_ctrl_c_leaves_the_run_resumable(emu, workdir, reference):
+    import signal
+    import time
+
+    emu.responder = Scripted()
+    emu.processing_delay = 60  # the first batch stays in progress while we interrupt
+    job = _job(workdir)
+    store_dir = workdir / "store"
+    args = [sys.executable, "-m", "afbatch", "run", str(job), "--store", str(store_dir), "--yes", "--poll", "0.2"]
+    p = subprocess.Popen(args, env=_env(emu), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not emu.created:
+        time.sleep(0.1)
+    assert emu.created, "nothing was submitted"
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    emu.processing_delay = 0
+    resumed = _afbatch(["run", str(job), "--store", str(store_dir), "--yes", "--poll", "0"], _env(emu), workdir)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _no_duplicates(LocalStore(store_dir), emu)
+    assert Counter(cid for _, _, cid in emu.calls) == reference[1]
