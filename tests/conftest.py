@@ -23,6 +23,18 @@ def _isolated_env(tmp_path_factory, monkeypatch):
             monkeypatch.delenv(key, raising=False)
 
 
+@pytest.fixture(scope="session")
+def moto_s3():
+    """One S3 server (moto's server mode, real HTTP) for the whole session; tests make their own buckets."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
 @pytest.fixture
 def make_job(tmp_path):
     """Write a job TOML (plus copies of the shipped prompts) into tmp_path and return its path."""

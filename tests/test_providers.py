@@ -282,17 +282,6 @@ SECRET = "sk-test-SECRET123456789012345"
 FAST = {"retry-after-ms": "1"}  # the SDKs honour it: their retries run without backoff
 
 
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch, moto_s3: str) -> Iterator[Any]:
     from afbatch.emulator import Emulator, Reply, RowError

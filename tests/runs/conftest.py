@@ -15,17 +15,6 @@ from afbatch.emulator import Emulator
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def moto_s3() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch, moto_s3: str) -> Iterator[Emulator]:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/afbatch-test-config")
