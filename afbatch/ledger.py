@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from afbatch import ids
 from afbatch.compile import Grid, turn_request
 from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request, vote_yes
 from afbatch.judge_templates import Template

@@ -648,7 +648,8 @@ class Run:
             _crashpoint("after-results-written")
             usage, cost, counts = self._account(s, results)
 
-            def done(m: Manifest, sid: str = s.id, usage: Usage = usage, cost: float = cost, counts: dict[str, int] = counts) -> None:
+            def done(m: Manifest, sid: str = s.id, usage: Usage = usage, cost: float = cost, counts: dict[str, int] = counts,
+                     key: str = key) -> None:
                 x = m.shards[sid]
                 if x.state == ShardState.ENDED:
                     x.move(ShardState.COLLECTED)

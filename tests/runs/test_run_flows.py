@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from afbatch import manifest as mf
 from afbatch.cli import cli
-from afbatch.emulator import Expire, Reply, RowError
+from afbatch.emulator import Reply, RowError
 from afbatch.errors import BudgetError, RunError
 from afbatch.results import conversation_table
 from afbatch.runner import Run
