@@ -81,8 +81,11 @@ def effective_prefill(model: ModelSpec, prices: PriceTable | None) -> bool:
     return known if known is not None else model.allows_prefill
 
 
-def conversations(grid: Grid, model: ModelSpec) -> Iterator[Conversation]:
-    """Every conversation of one model, in grid order: variant, tier, prompt, sample."""
+def conversations(grid: Grid, model: ModelSpec, known_ids: list[str] | None = None) -> Iterator[Conversation]:
+    """Every conversation of one model, in grid order: variant, tier, prompt, sample.
+
+    `known_ids` (a run's stored ids, in this order) skips hashing the content again."""
+    known = iter(known_ids) if known_ids is not None else None
     job = grid.job
     system_sha = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in grid.systems.items()}
     temperature, max_tokens = job.temperature_for(model), job.max_tokens_for(model)
@@ -91,6 +94,9 @@ def conversations(grid: Grid, model: ModelSpec) -> Iterator[Conversation]:
             for index, text in grid.dataset.rows:
                 user_message = render_user(grid.template, tier, text, job.prompts.tier_format)
                 for sample in range(job.sampling.samples):
+                    if known is not None:
+                        yield Conversation(next(known), model.name, variant.name, variant.cot, tier, index, sample, text, user_message)
+                        continue
                     cid = ids.conversation_id(model.provider, model.model, variant.name, system_sha[variant.name],
                                               user_message, index, sample, temperature, max_tokens, variant.prefill_text)
                     yield Conversation(cid, model.name, variant.name, variant.cot, tier, index, sample, text, user_message)

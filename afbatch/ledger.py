@@ -36,6 +36,9 @@ class Ledger:
     def __init__(self) -> None:
         self.attempts: dict[str, list[Attempt]] = {}
         self.in_flight: set[str] = set()
+        # Judge request slots ("<conversation>-cj", "<conversation>-af07") → the full id answered there, so
+        # states need not re-hash judged texts that are fixed within a run.
+        self.slots: dict[str, str] = {}
 
     def add(self, shard: str, results: Iterable[Result],
             parser: Callable[[str], Callable[[str], dict[str, Any] | None] | None] = lambda rid: None) -> None:
@@ -47,6 +50,8 @@ class Ledger:
             if parse and r.status == RowStatus.SUCCEEDED:
                 verdict = r.verdict if r.verdict is not None else parse(r.text or "")
             found = attempts.get(r.id)
+            if parse:
+                self.slots[r.id.rsplit("-", 1)[0]] = r.id
             if found is None:
                 attempts[r.id] = [Attempt(r, shard, verdict)]
             else:
@@ -168,7 +173,7 @@ class JudgeState:
 
 
 def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
-    rid = compliance_id(judge_spec, tpl, cs.conv, cs.final_output or "")
+    rid = ledger.slots.get(f"{cs.conv.id}-cj") or compliance_id(judge_spec, tpl, cs.conv, cs.final_output or "")
     out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
     usage = _usage(ledger.get(rid))
     if out.status == "needs":
@@ -180,8 +185,13 @@ def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledg
 
 
 def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
-    reasoning = "\n\n".join(scratchpads(cs.turn_texts))
-    vote_ids = af_ids(judge_spec, tpl, cs.conv, reasoning)
+    slots = [ledger.slots.get(f"{cs.conv.id}-af{v:02d}") for v in range(judge_spec.af_votes)]
+    reasoning = None
+    if all(slots):
+        vote_ids = slots
+    else:
+        reasoning = "\n\n".join(scratchpads(cs.turn_texts))
+        vote_ids = af_ids(judge_spec, tpl, cs.conv, reasoning)
     state = JudgeState("finished")
     reasons = []
     needed: list[int] = []
@@ -199,6 +209,8 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
         elif out.reason:
             reasons.append(out.reason)  # a vote that failed for good
     if needed:
+        if reasoning is None:
+            reasoning = "\n\n".join(scratchpads(cs.turn_texts))
         state.requests = af_requests(judge_spec, tpl, cs.conv, reasoning, needed)
         state.status = "needs"
     if state.status == "finished":

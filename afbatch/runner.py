@@ -228,8 +228,20 @@ class Run:
         self._results.clear()
 
     def convs(self, model: ModelSpec) -> list[Conversation]:
+        """A model's conversations; their ids are stored with the run once, so they never change under it."""
         if model.name not in self._convs:
-            self._convs[model.name] = list(conversations(self.grid, model))
+            key = f"runs/{self.run_id}/conversations/{model.name}.ids"
+            try:
+                known: list[str] | None = self.store.read(key).decode().split()
+            except KeyError:
+                known = None
+            expected = len(self.job.variants) * len(self.job.prompts.tiers) * len(self.grid.dataset.rows) * self.job.sampling.samples
+            if known is not None and len(known) != expected:
+                raise RunError(f"run {self.run_id}: stored conversation ids of {model.name} do not match the grid — the store was modified")
+            convs = list(conversations(self.grid, model, known))
+            if known is None:
+                self.store.write(key, ("\n".join(c.id for c in convs) + "\n").encode())
+            self._convs[model.name] = convs
         return self._convs[model.name]
 
     def ledger(self, m: Manifest) -> Ledger:
