@@ -43,6 +43,10 @@ class Grid:
     def variant(self, name: str) -> VariantSpec:
         return next(v for v in self.job.variants if v.name == name)
 
+    def user_message(self, conv: Conversation) -> str:
+        """The rendered user turn (not kept per conversation: 100k of them would hold ~100 MB)."""
+        return render_user(self.template, conv.tier, conv.user_input, self.job.prompts.tier_format)
+
 
 Reader = Callable[..., Source]
 
@@ -92,20 +96,21 @@ def conversations(grid: Grid, model: ModelSpec, known_ids: list[str] | None = No
     for variant in job.variants:
         for tier in job.prompts.tiers:
             for index, text in grid.dataset.rows:
-                user_message = render_user(grid.template, tier, text, job.prompts.tier_format)
+                if known is None:
+                    user_message = render_user(grid.template, tier, text, job.prompts.tier_format)
                 for sample in range(job.sampling.samples):
                     if known is not None:
-                        yield Conversation(next(known), model.name, variant.name, variant.cot, tier, index, sample, text, user_message)
+                        yield Conversation(next(known), model.name, variant.name, variant.cot, tier, index, sample, text)
                         continue
                     cid = ids.conversation_id(model.provider, model.model, variant.name, system_sha[variant.name],
                                               user_message, index, sample, temperature, max_tokens, variant.prefill_text)
-                    yield Conversation(cid, model.name, variant.name, variant.cot, tier, index, sample, text, user_message)
+                    yield Conversation(cid, model.name, variant.name, variant.cot, tier, index, sample, text)
 
 
 def turn_request(grid: Grid, model: ModelSpec, conv: Conversation, turn_texts: list[str], prefill: bool) -> Request:
     """The request for the next model turn; earlier turns (prefill included) become assistant messages."""
     variant = grid.variant(conv.variant)
-    messages = [Message("user", conv.user_message)]
+    messages = [Message("user", grid.user_message(conv))]
     for text in turn_texts:
         messages += [Message("assistant", text), Message("user", NEXT)]
     job = grid.job

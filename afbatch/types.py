@@ -31,8 +31,7 @@ class Conversation:
     tier: str
     prompt_index: int
     sample: int
-    user_input: str
-    user_message: str
+    user_input: str  # the dataset row; the rendered user turn is Grid.user_message(conversation)
 
 
 @dataclass(frozen=True, slots=True)
