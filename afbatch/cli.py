@@ -152,13 +152,15 @@ def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline:
     from afbatch.errors import RunError
     from afbatch.estimate import check_budget, estimate_job, format_estimate
     from afbatch.pricing import load_prices
-    from afbatch.runner import Run, run_id_for
+    from afbatch.runner import Run, check_ready, run_id_for
     from afbatch.spec import load_job
     from afbatch.store import open_store
 
     store = open_store(store_url)
     loaded = load_job(job)
-    run_id = run_id_for(load_grid(loaded, offline=offline))
+    grid = load_grid(loaded, offline=offline)
+    check_ready(loaded.job)  # keys and settings before anything else
+    run_id = run_id_for(grid)
     estimate = None
     if not store.exists(mf.manifest_key(run_id)):
         est = estimate_job(loaded, load_prices(prices_file or _job_prices(loaded)), offline=offline)
@@ -248,6 +250,7 @@ def run_cmd(target: str, store_url: str, max_cost: float | None, yes: bool, fres
         run = _start(target, store_url, max_cost, yes, offline, fresh, prices_file)
     else:
         run = _open_run(store_url, target, prices_file)
+        run.check_ready()
     with Progress() as progress:
         run.log = progress.log
         final = run.run(max_cost=max_cost, poll_interval=poll_interval, on_progress=progress.update)

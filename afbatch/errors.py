@@ -54,9 +54,12 @@ class ConflictError(StoreError):
 class ProviderError(AfbatchError):
     """A provider call failed; the message carries the provider's own words, never a key."""
 
-    def __init__(self, message: str, *, retryable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = False, rejects_request: bool = False):
         super().__init__(message)
         self.retryable = retryable
+        # The provider refused what was sent (HTTP 400/404/413/422): the batch's rows fail with this message.
+        # Anything else that is not retryable (a missing key, no permission) stops the run instead.
+        self.rejects_request = rejects_request
 
 
 class RunError(AfbatchError):

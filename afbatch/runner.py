@@ -32,7 +32,7 @@ from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
 from afbatch.pricing import PriceTable, load_prices
 from afbatch.providers import BatchStatus, Provider, get_provider
 from afbatch.redact import redact
-from afbatch.spec import ModelSpec, load_job, parse_job
+from afbatch.spec import Job, ModelSpec, load_job, parse_job
 from afbatch.store import Store
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage
 
@@ -198,6 +198,11 @@ class Run:
         grid = load_grid(loaded, read=read)
         prices = load_prices(prices_file or (loaded.resolve(loaded.job.prices) if loaded.job.prices and os.path.exists(loaded.resolve(loaded.job.prices)) else None))
         return cls(store, run_id, grid, prices, fresh=fresh)
+
+    def check_ready(self) -> None:
+        """Every model's credentials and settings are in place (no network): fail before anything is sent."""
+        for label in self.specs:
+            self.provider(label).ready()
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -526,17 +531,17 @@ class Run:
                 return
             s.message = redact(str(e))
             s.submit_errors += 1
-            if e.retryable and s.submit_errors < MAX_SUBMIT_ERRORS:
-                s.move(ShardState.PENDING)
-                s.owner = None
-            else:
+            if e.rejects_request:
                 s.move(ShardState.ENDED)  # the provider refused it: its rows fail with the provider's message
                 s.status, s.ended_at, s.owner = BatchStatus.FAILED.value, time.time(), None
+            else:  # try again later; a missing key or permission stops the run below, and costs no row
+                s.move(ShardState.PENDING)
+                s.owner = None
 
         self.update(back)
-        self.log(f"submit of {shard.id} failed: {redact(str(e))}")
-        if e.retryable and shard.submit_errors + 1 >= MAX_SUBMIT_ERRORS:
+        if not e.rejects_request and (not e.retryable or shard.submit_errors + 1 >= MAX_SUBMIT_ERRORS):
             raise e
+        self.log(f"submit of {shard.id} failed: {redact(str(e))}")
 
     def _claimed(self) -> frozenset[str]:
         return frozenset(s.batch_id for s in self.manifest().shards.values() if s.batch_id)
@@ -818,3 +823,9 @@ def _progress(model: str, stage: str, statuses: list[str]) -> ModelProgress:
             p.pending += 1
     return p
 
+
+def check_ready(job: Job) -> None:
+    """The same check for a job that has no run yet."""
+    specs = [*job.models, *([job.judge.model, *([job.judge.af_model] if job.judge.af_model else [])] if job.judge else [])]
+    for spec in specs:
+        get_provider(spec).ready()

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import BatchInfo, BatchStatus, Limits
+from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Limits
 from afbatch.redact import redact
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -129,6 +129,9 @@ class AnthropicProvider:
             self._client = anthropic.Anthropic(**kwargs)
         return self._client
 
+    def ready(self) -> None:
+        self.client  # noqa: B018 - building the client checks the key
+
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         with open(shard_path, "rb") as f:
             requests = jsonl.read(f.read())
@@ -204,7 +207,8 @@ class _errors:
             msg = err.get("message") or exc.message
             retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
             raise ProviderError(
-                redact(f"anthropic {self.what} for {self.model.name}: HTTP {exc.status_code}: {msg}"), retryable=retryable
+                redact(f"anthropic {self.what} for {self.model.name}: HTTP {exc.status_code}: {msg}"), retryable=retryable,
+                rejects_request=exc.status_code in REJECTS,
             ) from None
         if isinstance(exc, anthropic.APIConnectionError):
             raise ProviderError(

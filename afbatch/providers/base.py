@@ -28,6 +28,9 @@ class BatchStatus(StrEnum):
         return self in TERMINAL
 
 
+# HTTP statuses that mean "the provider refused what was sent" (not the account, not the moment).
+REJECTS = frozenset({400, 404, 413, 422})
+
 TERMINAL = frozenset({BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED})
 
 
@@ -64,6 +67,10 @@ class Provider(Protocol):
         ...
 
     # I/O: the only methods that touch the network
+    def ready(self) -> None:
+        """Raise ProviderError naming what is missing (API key, S3 location, credentials); no network."""
+        ...
+
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         """Create the batch from a local JSONL shard; returns the provider batch id."""
         ...

@@ -124,6 +124,15 @@ class BedrockProvider:
     def _key(self, prefix: str, *parts: str) -> str:
         return "/".join(p for p in (prefix, *parts) if p)
 
+    def ready(self) -> None:
+        if not self.model.on_demand_fallback or self.model.s3_uri or self.model.role_arn:
+            self._location()
+        import boto3
+
+        if boto3.Session().get_credentials() is None:
+            raise ProviderError(f"{self.model.name}: no AWS credentials found — set AWS_PROFILE, or "
+                                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         bucket, prefix = self._location()
         key_in = self._key(prefix, "afbatch-input", f"{token}.jsonl")
@@ -225,7 +234,8 @@ class _errors:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
             retryable = err.get("Code") in ("ThrottlingException", "ServiceUnavailableException", "InternalServerException") or status >= 500
             raise ProviderError(
-                redact(f"bedrock {self.what} for {self.model.name}: {err.get('Code')}: {err.get('Message')}"), retryable=retryable
+                redact(f"bedrock {self.what} for {self.model.name}: {err.get('Code')}: {err.get('Message')}"), retryable=retryable,
+                rejects_request=err.get("Code") == "ValidationException",
             ) from None
         if isinstance(exc, BotoCoreError):
             raise ProviderError(redact(f"bedrock {self.what} for {self.model.name}: {exc}"), retryable=True) from None

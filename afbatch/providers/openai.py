@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import BatchInfo, BatchStatus, Limits, classify_http
+from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Limits, classify_http
 from afbatch.redact import redact
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -147,6 +147,9 @@ class OpenAIProvider:
         env = os.environ.get(self.model.provider.upper().replace("-", "_") + "_BASE_URL")
         return env or self.host.base_url
 
+    def ready(self) -> None:
+        self.client  # noqa: B018 - building the client checks the key
+
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         with _errors(self.model, "upload"):
             with open(shard_path, "rb") as f:
@@ -218,7 +221,7 @@ class _errors:
             retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
             raise ProviderError(
                 redact(f"{self.model.provider} {self.what} for {self.model.name}: HTTP {exc.status_code}: {msg or exc.message}"),
-                retryable=retryable,
+                retryable=retryable, rejects_request=exc.status_code in REJECTS,
             ) from None
         if isinstance(exc, openai.APIConnectionError):
             raise ProviderError(

@@ -311,3 +311,42 @@ def test_no_secret_reaches_the_store(emu, workdir, monkeypatch):
     fast(run)
     for key in store.list(""):
         assert secret.encode() not in store.read(key), key
+
+
+def test_missing_key_stops_the_run_without_failing_rows(emu, workdir, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    store = str(workdir / "store")
+    job = small_job(workdir)
+    r = CliRunner().invoke(cli, ["run", job, "--store", store, "--yes", "--poll", "0"], obj={})
+    assert r.exit_code == 1 and r.stderr.strip().count("\n") == 0  # one line, before anything is created
+    assert "set ANTHROPIC_API_KEY" in r.stderr and emu.created == [] and not mf.list_runs(LocalStore(store))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "emulator-key")
+    r = CliRunner().invoke(cli, ["run", job, "--store", store, "--yes", "--poll", "0"], obj={})
+    assert r.exit_code == 0, r.output
+    (run_id,) = mf.list_runs(LocalStore(store))
+    conv = final(Run.open(LocalStore(store), run_id))
+    assert not conv.failure_reason.fillna("").str.contains("API key").any()
+
+
+def test_permission_error_on_create_stops_the_run(emu, workdir):
+    emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 403, body={"type": "error", "error": {
+        "type": "permission_error", "message": "Your API key does not have permission to use batches"}})
+    run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
+    from afbatch.errors import ProviderError
+
+    with pytest.raises(ProviderError, match="HTTP 403: Your API key does not have permission"):
+        fast(run)
+    states = {s.state.value for s in run.manifest().shards.values()}
+    assert states == {"pending"}  # nothing lost: the next run sends it
+    fast(run)
+    final(run)
+
+
+def test_request_rejected_at_create_fails_its_rows_with_the_message(emu, workdir):
+    emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 400, body={"type": "error", "error": {
+        "type": "invalid_request_error", "message": "requests.0.params.max_tokens: must be at most 64000"}})
+    run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
+    fast(run)
+    conv = final(run)
+    assert (conv.status == "failed").all()
+    assert conv.failure_reason.str.contains("must be at most 64000").all()
