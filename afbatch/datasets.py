@@ -72,9 +72,6 @@ def read_source(ref: str, *, offline: bool = False, expected_sha256: str | None 
     return Source(ref=ref, data=data, sha256=digest)
 
 
-def is_cached(url: str) -> bool:
-    return url in _load_index()
-
 
 def _index_path() -> Path:
     return cache_dir() / "downloads" / "index.json"

@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
-
-from afbatch.spec import canonical_json
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Bump when what goes into an id changes, so old and new ids never collide silently.
 ID_VERSION = "1"
-
-
-def digest(obj: Any, length: int = 20) -> str:
-    return hashlib.sha256((ID_VERSION + canonical_json(obj)).encode()).hexdigest()[:length]
 
 
 def conversation_id(provider: str, model: str, variant: str, system_sha256: str, user_message: str, prompt_index: int,
@@ -68,8 +61,3 @@ def record_id(request_id: str) -> str:
         out.append(alphabet[r])
     return "R" + "".join(out)[:10]
 
-
-def check_id(request_id: str) -> str:
-    if not ID_RE.match(request_id):
-        raise ValueError(f"request id {request_id!r} does not match {ID_RE.pattern}")
-    return request_id

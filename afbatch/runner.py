@@ -135,6 +135,7 @@ class Run:
         self._results: dict[str, list[Result]] = {}
         self._convs: dict[str, list[Conversation]] = {}
         self._reuse: dict[str, tuple[Result, str]] | None = None
+        self._wanted: tuple[Any, tuple[list[Request], list[ModelProgress]]] | None = None
         self.log: Callable[[str], None] = lambda msg: None
 
     # --- opening ---------------------------------------------------------------------------
@@ -291,8 +292,19 @@ class Run:
             for model in self.job.models
         }
 
-    def wanted(self, m: Manifest, ledger: Ledger) -> tuple[list[Request], list[ModelProgress]]:
-        """Every request the run needs now (not in flight, not answered), and per-model progress."""
+    def wanted(self, m: Manifest) -> tuple[list[Request], list[ModelProgress]]:
+        """Every request the run needs now (not in flight, not answered), and per-model progress.
+
+        Remembered for the last set of shard states: plan() and status() ask in the same loop step, and a
+        quiet poll changes nothing, so 100k conversations are derived once, not twice, per step."""
+        key = tuple(sorted((s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT) for s in m.shards.values()))
+        if self._wanted is not None and self._wanted[0] == key:
+            return self._wanted[1]
+        result = self._derive_wanted(m, self.ledger(m))
+        self._wanted = (key, result)
+        return result
+
+    def _derive_wanted(self, m: Manifest, ledger: Ledger) -> tuple[list[Request], list[ModelProgress]]:
         need: list[Request] = []
         progress: list[ModelProgress] = []
         judge = self.job.judge
@@ -318,8 +330,7 @@ class Run:
 
     def status(self) -> Status:
         m = self.manifest()
-        ledger = self.ledger(m)
-        _, progress = self.wanted(m, ledger)
+        _, progress = self.wanted(m)
         shards: dict[str, int] = {}
         for s in m.shards.values():
             shards[s.state.value] = shards.get(s.state.value, 0) + 1
@@ -339,10 +350,10 @@ class Run:
         m = self.manifest()
         if m.cancelled:
             return 0
-        ledger = self.ledger(m)
-        need, _ = self.wanted(m, ledger)
+        need, _ = self.wanted(m)
         if not need:
             return 0
+        ledger = self.ledger(m)  # attempt numbers of the retries
         reused = self._take_reused(need)
         need = [r for r in need if r.id not in reused]
         # A shard holds requests of one model, stage, round (model turn; 1 for judges) and attempt.
