@@ -77,6 +77,7 @@ Denominators (the same in every output):
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import html
 import importlib.util
@@ -105,6 +106,7 @@ __all__ = [
     "render",
     "render_html",
     "write_tables",
+    "write_all",
 ]
 
 SIGN_CONVENTION = (
@@ -1118,18 +1120,21 @@ def _transcript_data(
     conv: pd.DataFrame, prep: pd.DataFrame, orders: Orders, cap: int | None, text_limit: int | None
 ) -> tuple[dict[str, Any], int]:
     pos = _select_transcripts(conv, prep, orders, cap)
-    sel, p = conv.iloc[pos], prep.iloc[pos]
+    p = prep.iloc[pos]
+
+    def picked(name: str) -> pd.Series:  # column by column: DataFrame.iloc copies every long text column whole
+        return _column(conv, name).iloc[pos]
 
     def col(name: str) -> list[Any]:
-        return _column(sel, name).tolist()
+        return picked(name).tolist()
 
     judge = np.where(~p["finished"].to_numpy(), np.where(p["failed"].to_numpy(), "failed", "not finished"),
                      np.where(p["judged_complied"].to_numpy(), "complied",
                               np.where(p["judged_refused"].to_numpy(), "refused", "no verdict")))
     proxy = np.where(p["proxy_complied"].to_numpy(), "complied", np.where(p["proxy_refused"].to_numpy(), "refused", None))
-    verdict = _column(sel, "af_verdict")
+    verdict = picked("af_verdict")
     af = verdict.astype(object).where(verdict.notna(), "n/a").astype(str).tolist()
-    yes, tot = _numeric(_column(sel, "af_votes_yes")).tolist(), _numeric(_column(sel, "af_votes_total")).tolist()
+    yes, tot = _numeric(picked("af_votes_yes")).tolist(), _numeric(picked("af_votes_total")).tolist()
     disagree = (p["judged"] & p["proxy_has"] & (p["proxy_complied"] != p["judged_complied"])).tolist()
     rows = []
     cols = {name: col(name) for name in (
@@ -1308,6 +1313,31 @@ def _typed(conv: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _write_conversations(conv: pd.DataFrame, out: Path) -> tuple[list[str], str | None]:
+    """conversations.csv and conversations.parquet; with pyarrow both come from one Arrow table."""
+    path = out / "conversations.csv"
+    if not _have_pyarrow():
+        conv.to_csv(path, index=False, lineterminator="\n")
+        return [str(path)], f"note: conversations.parquet skipped: pyarrow is not installed ({PARQUET_HINT})"
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(_typed(conv), preserve_index=False)
+    pacsv.write_csv(table, path)  # several times faster than pandas on long transcripts; booleans as true/false
+    pq.write_table(table, out / "conversations.parquet")
+    return [str(path), str(out / "conversations.parquet")], None
+
+
+def _write_small(tables: Mapping[str, Any], out: Path) -> list[str]:
+    written = []
+    for name, key in (("summary.csv", "summary"), ("gaps.csv", "gaps")):
+        path = out / name
+        tables[key].to_csv(path, index=False, lineterminator="\n")
+        written.append(str(path))
+    return written
+
+
 def write_tables(conv: pd.DataFrame, out_dir: str | Path) -> list[str]:
     """Write conversations.csv, conversations.parquet (needs pyarrow), summary.csv and gaps.csv.
 
@@ -1316,28 +1346,25 @@ def write_tables(conv: pd.DataFrame, out_dir: str | Path) -> list[str]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
-    path = out / "conversations.csv"
-    if _have_pyarrow():  # several times faster than pandas on long transcripts; booleans written as true/false
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
+    written, note = _write_conversations(conv, out)
+    written += _write_small(_tables(conv, None), out)
+    return written + ([note] if note else [])
 
-        pacsv.write_csv(pa.Table.from_pandas(_typed(conv), preserve_index=False), path)
-    else:
-        conv.to_csv(path, index=False, lineterminator="\n")
-    written.append(str(path))
-    note = None
-    if _have_pyarrow():
-        path = out / "conversations.parquet"
-        _typed(conv).to_parquet(path, index=False, engine="pyarrow")
-        written.append(str(path))
-    else:
-        note = f"note: conversations.parquet skipped: pyarrow is not installed ({PARQUET_HINT})"
-    tables = _tables(conv, None)
-    for name, key in (("summary.csv", "summary"), ("gaps.csv", "gaps")):
-        path = out / name
-        tables[key].to_csv(path, index=False, lineterminator="\n")
-        written.append(str(path))
-    if note:
-        written.append(note)
-    return written
+
+def write_all(conv: pd.DataFrame, out_dir: str | Path, estimate: Mapping[str, Any] | None = None,
+              meta: Mapping[str, Any] | None = None) -> list[str]:
+    """Every report file: the tables of ``write_tables``, report.json and report.html.
+
+    The tables are computed once; the long conversation files are written by Arrow in a second
+    thread (it releases the GIL) while this one renders the HTML, so a 2-core machine uses both.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = _tables(conv, estimate)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        big = pool.submit(_write_conversations, conv, out)
+        written = _write_small(tables, out)
+        (out / "report.json").write_text(json.dumps(_json_from(tables, meta), indent=1, allow_nan=False), encoding="utf-8")
+        (out / "report.html").write_text(_html_from(conv, tables, meta, 5000, 20000, None), encoding="utf-8")
+        conversations, note = big.result()
+    return conversations + written + [str(out / "report.json"), str(out / "report.html")] + ([note] if note else [])

@@ -156,7 +156,6 @@ def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
 
 def write_report(run: Run) -> list[str]:
     """Tables (CSV, parquet), report.json and report.html into the run's `report/` folder in the store."""
-    import json
     import tempfile
     from pathlib import Path
 
@@ -164,13 +163,11 @@ def write_report(run: Run) -> list[str]:
 
     m = run.manifest()
     conv = conversation_table(run, m)
-    meta = run_meta(run, m)
     keys = []
     with tempfile.TemporaryDirectory(prefix="afbatch-report-") as tmp:
-        written = [p for p in report.write_tables(conv, tmp) if not p.startswith("note:")]
-        Path(tmp, "report.json").write_text(json.dumps(report.report_json(conv, m.estimate or None, meta), indent=1))
-        Path(tmp, "report.html").write_text(report.render_html(conv, m.estimate or None, meta), encoding="utf-8")
-        for path in [*written, str(Path(tmp, "report.json")), str(Path(tmp, "report.html"))]:
+        for path in report.write_all(conv, tmp, m.estimate or None, run_meta(run, m)):
+            if path.startswith("note:"):
+                continue
             key = f"runs/{run.run_id}/report/{Path(path).name}"
             run.put_file(key, path)  # a rename into a local store; an upload to S3
             keys.append(key)

@@ -622,3 +622,26 @@ def test_write_tables_without_pyarrow(conv, tmp_path, monkeypatch):
     assert not (tmp_path / "conversations.parquet").exists()
     assert paths[-1].startswith("note:") and "pip install 'afbatch[parquet]'" in paths[-1]
     assert [p.rsplit("/", 1)[-1] for p in paths[:-1]] == ["conversations.csv", "summary.csv", "gaps.csv"]
+
+
+def test_write_all_writes_what_the_single_renderers_do(conv, tmp_path):
+    meta = {"run_id": "run-1"}
+    paths = report.write_all(conv, tmp_path / "all", ESTIMATE, meta)
+    assert [p.rsplit("/", 1)[-1] for p in paths] == [
+        "conversations.csv", "conversations.parquet", "summary.csv", "gaps.csv", "report.json", "report.html"]
+    report.write_tables(conv, tmp_path / "one")
+    for name in ("conversations.csv", "summary.csv", "gaps.csv"):
+        assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "all" / "conversations.parquet"),
+                                  pd.read_parquet(tmp_path / "one" / "conversations.parquet"))
+    assert json.loads((tmp_path / "all" / "report.json").read_text()) == report.report_json(conv, ESTIMATE, meta)
+    assert (tmp_path / "all" / "report.html").read_text(encoding="utf-8") == report.render_html(conv, ESTIMATE, meta)
+
+
+def test_write_all_reports_a_failed_table_write(conv, tmp_path, monkeypatch):
+    def broken(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "_write_conversations", broken)
+    with pytest.raises(OSError, match="disk full"):
+        report.write_all(conv, tmp_path)
