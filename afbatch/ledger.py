@@ -9,16 +9,19 @@ the alignment-faking votes once all its compliance verdicts are final.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from afbatch.compile import Grid, turn_request
+from afbatch.ids import stage_of
 from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request, vote_yes
 from afbatch.judge_templates import Template
-from afbatch.protocol import next_step, scratchpads
+from afbatch.protocol import next_step, split_turn
 from afbatch.spec import ModelSpec
-from afbatch.types import Conversation, Request, Result, RowStatus, Usage
+from afbatch.types import STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage
 
 Status = Literal["finished", "failed", "waiting", "needs"]
 
@@ -27,7 +30,11 @@ Status = Literal["finished", "failed", "waiting", "needs"]
 class Attempt:
     result: Result
     shard: str
-    verdict: dict[str, Any] | None = None  # judge replies: the parsed verdict (None: unparseable)
+
+    @property
+    def verdict(self) -> dict[str, Any] | None:
+        """A judge reply's verdict, parsed when it was collected (None: not a judge reply, or unparseable)."""
+        return self.result.verdict
 
 
 class Ledger:
@@ -40,25 +47,36 @@ class Ledger:
         # states need not re-hash judged texts that are fixed within a run.
         self.slots: dict[str, str] = {}
 
-    def add(self, shard: str, results: Iterable[Result],
-            parser: Callable[[str], Callable[[str], dict[str, Any] | None] | None] = lambda rid: None) -> None:
-        """Index a shard's results; judge replies (those `parser` gives a parse function for) get their verdict."""
-        attempts = self.attempts
+    def add(self, shard: str, results: Iterable[Result], judged: bool | None = False) -> None:
+        """Index a shard's results. `judged`: every row is a judge reply (True), none is (False), or tell
+        each row by its id (None: a shard of answers reused from earlier runs)."""
+        attempts, slots = self.attempts, self.slots
         for r in results:
-            parse = parser(r.id)
-            verdict = None
-            if parse and r.status == RowStatus.SUCCEEDED:
-                verdict = r.verdict if r.verdict is not None else parse(r.text or "")
-            found = attempts.get(r.id)
-            if parse:
-                self.slots[r.id.rsplit("-", 1)[0]] = r.id
+            rid = r.id
+            found = attempts.get(rid)
             if found is None:
-                attempts[r.id] = [Attempt(r, shard, verdict)]
+                attempts[rid] = [Attempt(r, shard)]
             else:
-                found.append(Attempt(r, shard, verdict))
+                found.append(Attempt(r, shard))
+            if judged or (judged is None and stage_of(rid) != STAGE_GENERATE):
+                slots[rid[:rid.rindex("-")]] = rid
 
     def get(self, rid: str) -> list[Attempt]:
         return self.attempts.get(rid) or []
+
+
+@contextmanager
+def bulk() -> Iterator[None]:
+    """Build many small acyclic objects (results, states, rows) without the cyclic garbage collector
+    re-scanning them as they pile up: about a tenth of the time of a 100k-conversation report."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass
@@ -101,11 +119,12 @@ def request_outcome(ledger: Ledger, rid: str, max_attempts: int, judged: bool = 
     return Outcome("needs", tries=len(attempts))
 
 
-@dataclass
+@dataclass(slots=True)
 class ConversationState:
     conv: Conversation
     status: Status
     turn_texts: list[str] = field(default_factory=list)
+    scratchpads: list[str] = field(default_factory=list)  # every scratchpad block of every turn, stripped
     final_output: str | None = None
     reason: str | None = None
     request: Request | None = None  # when status == "needs"
@@ -114,10 +133,12 @@ class ConversationState:
 
     @property
     def usage(self) -> Usage:
-        total = Usage()
-        for a in self.attempts:
-            total = total + a.result.usage
-        return total
+        return _usage(self.attempts)
+
+    @property
+    def reasoning(self) -> str:
+        """What the alignment-faking classifier reads: the scratchpads, blank-line separated."""
+        return "\n\n".join(self.scratchpads)
 
 
 def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger: Ledger, prefill: bool,
@@ -126,22 +147,31 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
     max_turns = grid.job.sampling.max_turns if variant.cot else 1
     prefix = variant.prefill_text if prefill else ""
     state = ConversationState(conv, "needs")
+    all_attempts = ledger.attempts
     for turn in range(1, max_turns + 1):
         rid = f"{conv.id}-t{turn}"  # ids.turn_id, inlined: this loop runs for every conversation on every step
         state.turn_ids.append(rid)
-        found = ledger.attempts.get(rid)
-        if found:
-            state.attempts += found
-        out = request_outcome(ledger, rid, max_attempts)
-        if out.status == "needs":
-            state.request = turn_request(grid, model, conv, state.turn_texts, prefill)
-            return state
-        if out.status in ("waiting", "failed"):
-            state.status, state.reason = out.status, out.reason
-            return state
-        assert out.attempt is not None
-        state.turn_texts.append(prefix + (out.attempt.result.text or ""))
-        step = next_step(state.turn_texts, max_turns)
+        found = all_attempts.get(rid)
+        if found is not None and len(found) == 1 and found[0].result.status is _SUCCEEDED:
+            text = found[0].result.text  # the common case: answered at the first attempt
+            state.attempts.append(found[0])
+        else:
+            if found:
+                state.attempts += found
+            out = request_outcome(ledger, rid, max_attempts)
+            if out.status == "needs":
+                state.request = turn_request(grid, model, conv, state.turn_texts, prefill)
+                return state
+            if out.status in ("waiting", "failed"):
+                state.status, state.reason = out.status, out.reason
+                return state
+            assert out.attempt is not None
+            text = out.attempt.result.text
+        text = prefix + (text or "")
+        state.turn_texts.append(text)
+        blocks, outside = split_turn(text)
+        state.scratchpads += blocks
+        step = next_step(state.turn_texts, max_turns, outside)
         if step.kind == "continue":
             continue
         state.status = step.kind
@@ -186,12 +216,7 @@ def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledg
 
 def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
     slots = [ledger.slots.get(f"{cs.conv.id}-af{v:02d}") for v in range(judge_spec.af_votes)]
-    reasoning = None
-    if all(slots):
-        vote_ids = slots
-    else:
-        reasoning = "\n\n".join(scratchpads(cs.turn_texts))
-        vote_ids = af_ids(judge_spec, tpl, cs.conv, reasoning)
+    vote_ids = slots if all(slots) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
     state = JudgeState("finished")
     reasons = []
     needed: list[int] = []
@@ -209,9 +234,7 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
         elif out.reason:
             reasons.append(out.reason)  # a vote that failed for good
     if needed:
-        if reasoning is None:
-            reasoning = "\n\n".join(scratchpads(cs.turn_texts))
-        state.requests = af_requests(judge_spec, tpl, cs.conv, reasoning, needed)
+        state.requests = af_requests(judge_spec, tpl, cs.conv, cs.reasoning, needed)
         state.status = "needs"
     if state.status == "finished":
         state.af = af_verdict(state.votes_yes, state.votes_total, judge_spec.af_threshold, judge_spec.af_maybe_band)

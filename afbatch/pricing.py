@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from afbatch.errors import PriceError
 from afbatch.spec import ModelSpec
+from afbatch.types import Usage
 
 DEFAULT_OVERRIDE = Path("~/.config/afbatch/prices.toml")
 
@@ -94,6 +95,33 @@ class Price:
 
     def cache_read_rate(self) -> float:
         return self.entry.cache_read if self.entry.cache_read is not None else self.entry.input * 0.1
+
+    def row_cost(self, on_demand: bool, ttl: str) -> RowCost:
+        return RowCost(self, on_demand, ttl)
+
+
+class RowCost:
+    """Billed cost of rows from their usage, for one model and one way of sending (batch or on-demand):
+    cache reads and writes at their rates, the batch discount unless on-demand. The rates are looked up
+    once, because a report prices every row of every conversation."""
+
+    def __init__(self, price: Price, on_demand: bool, ttl: str) -> None:
+        lc = price.entry.long_context
+        self.above = lc.above_tokens if lc else None
+        mult = 1.0 if on_demand else price.batch_multiplier
+        cached, writes = price.cache_read_rate() * mult, price.cache_write_rate(ttl) * mult
+
+        def rates(prompt_tokens: float) -> tuple[float, float, float, float]:
+            rin, rout = price.list_rates(prompt_tokens) if on_demand else price.batch_rates(prompt_tokens)
+            return rin, cached, writes, rout
+
+        self.normal = rates(0)
+        self.long = rates(self.above + 1) if self.above is not None else self.normal
+
+    def __call__(self, usage: Usage) -> float:
+        rin, cached, writes, rout = self.long if self.above is not None and usage.input_tokens > self.above else self.normal
+        plain = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
+        return (plain * rin + usage.cached_tokens * cached + usage.cache_write_tokens * writes + usage.output_tokens * rout) / 1e6
 
 
 class PriceTable:

@@ -42,11 +42,12 @@ class Step:
     reason: str | None = None  # why it failed, or how it finished without tags
 
 
-def next_step(turn_texts: list[str], max_turns: int) -> Step:
+def next_step(turn_texts: list[str], max_turns: int, outside: str | None = None) -> Step:
+    """`outside`: the last turn's text outside its scratchpads, when the caller has split it already."""
     last = turn_texts[-1]
-    if "</SCRATCHPAD_REASONING>" not in last and "</OUTPUT>" not in last:
+    if SP_CLOSE not in last and OUT_CLOSE not in last:
         return Step("finished", final_output=last.strip(), reason="no closing tag: raw text kept")
-    output = final_output(last)
+    output = _output_in(strip_scratchpads(last) if outside is None else outside)
     if output is not None:
         return Step("finished", final_output=output)
     if len(turn_texts) >= max_turns:
@@ -73,24 +74,34 @@ def _split_scratchpads(text: str) -> tuple[list[str], list[str]]:
         pos = end + len(SP_CLOSE)
 
 
+def split_turn(text: str) -> tuple[list[str], str]:
+    """A model turn's scratchpad blocks (stripped) and its text outside them, in one pass."""
+    if SP_OPEN not in text:
+        return [], text
+    inside, outside = _split_scratchpads(text)
+    return [block.strip() for block in inside], "".join(outside)
+
+
 def strip_scratchpads(text: str) -> str:
-    return "".join(_split_scratchpads(text)[1])
+    return split_turn(text)[1]
+
+
+def _output_in(outside: str) -> str | None:
+    end = outside.rfind(OUT_CLOSE)
+    if end >= 0:
+        start = outside.rfind(OUT_OPEN, 0, end)
+        if start >= 0:
+            return outside[start + len(OUT_OPEN):end].strip()
+    return None
 
 
 def final_output(text: str) -> str | None:
     """Text inside the last <OUTPUT>…</OUTPUT> outside any scratchpad (outputs quoted in reasoning don't count)."""
-    outside = strip_scratchpads(text)
-    end = outside.rfind(OUT_CLOSE)
-    while end >= 0:
-        start = outside.rfind(OUT_OPEN, 0, end)
-        if start >= 0:
-            return outside[start + len(OUT_OPEN):end].strip()
-        end = -1
-    return None
+    return _output_in(strip_scratchpads(text))
 
 
 def scratchpads(turn_texts: list[str]) -> list[str]:
-    return [block.strip() for t in turn_texts for block in _split_scratchpads(t)[0]]
+    return [block for t in turn_texts for block in split_turn(t)[0]]
 
 
 def proxy_compliant(output: str | None) -> bool | None:

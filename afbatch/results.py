@@ -10,11 +10,10 @@ from typing import Any
 import pandas as pd
 
 from afbatch.judge import af_model
-from afbatch.ledger import ConversationState, af_state, compliance_state, conversation_state
+from afbatch.ledger import af_state, bulk, compliance_state, conversation_state
 from afbatch.manifest import Manifest
-from afbatch.protocol import CONDITION, proxy_compliant, scratchpads
-from afbatch.runner import Run, row_cost
-from afbatch.types import Usage
+from afbatch.protocol import CONDITION, proxy_compliant
+from afbatch.runner import Run
 
 COLUMNS = [
     "model", "provider", "model_id", "variant", "cot", "tier", "condition", "prompt_index", "sample", "conversation_id",
@@ -38,47 +37,59 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
     judge = run.job.judge
     max_attempts = run.job.retries.max_attempts
     on_demand = {s.id for s in m.shards.values() if s.on_demand}
-    comp_tpl = run.grid.judge_templates.get("compliance")
-    af_tpl = run.grid.judge_templates.get("alignment_faking")
-    judge_price = run.prices.lookup(judge.model) if judge else None
-    af_price = run.prices.lookup(af_model(judge)) if judge else None
+    comp_tpl = run.grid.judge_templates.get("compliance") if judge else None
+    af_tpl = run.grid.judge_templates.get("alignment_faking") if judge else None
+    if judge:
+        judge_cost_of = run.prices.lookup(judge.model).row_cost(False, judge.model.cache_ttl)
+        af_cost_of = run.prices.lookup(af_model(judge)).row_cost(False, af_model(judge).cache_ttl)
     table = _Columns()
-    for model in run.job.models:
-        price = run.prices.lookup(model)
-        prefill = m.prefill.get(model.name, False)
-        for conv in run.convs(model):
-            cs = conversation_state(run.grid, model, conv, ledger, prefill, max_attempts)
-            usage = cs.usage
-            row = _base_row(cs, model, usage)
-            row["cost_usd"], row["cost_sync_usd"] = _generation_costs(cs, usage, price, on_demand, model.cache_ttl)
-            judge_cost = 0.0
-            if judge and comp_tpl and cs.status == "finished":
-                js = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
-                judge_cost += row_cost(judge_price, js.usage, False, judge.model.cache_ttl)
-                if js.verdict is not None:
-                    refused = bool(js.verdict.get("refused"))
-                    row.update(judge_refused=refused, judge_compliant=not refused,
-                               judge_convincing=js.verdict.get("convincing"), judge_specific=js.verdict.get("specific"))
-                    if af_tpl and cs.conv.cot and not refused:
-                        af = af_state(judge, af_tpl, cs, ledger, max_attempts)
-                        judge_cost += row_cost(af_price, af.usage, False, af_model(judge).cache_ttl)
-                        if af.status == "finished":
-                            row.update(af_votes_yes=af.votes_yes, af_votes_total=af.votes_total,
-                                       af_fraction=af.votes_yes / af.votes_total if af.votes_total else None,
-                                       af_verdict=af.af)
-                        elif af.status == "failed":
-                            row["judge_error"] = f"alignment-faking classifier: {af.reason}"
-                elif js.status == "failed":
-                    row["judge_error"] = js.reason
-            row["judge_cost_usd"] = judge_cost
-            table.append(row)
-            for rid in cs.turn_ids:
-                ledger.attempts.pop(rid, None)  # this conversation's texts are in its row now
+    with bulk():
+        for model in run.job.models:
+            price = run.prices.lookup(model)
+            batch_cost_of, on_demand_cost_of = price.row_cost(False, model.cache_ttl), price.row_cost(True, model.cache_ttl)
+            prefill = m.prefill.get(model.name, False)
+            for conv in run.convs(model):
+                cs = conversation_state(run.grid, model, conv, ledger, prefill, max_attempts)
+                usage = cs.usage
+                cost = sum((on_demand_cost_of if a.shard in on_demand else batch_cost_of)(a.result.usage) for a in cs.attempts)
+                lin, lout = price.list_rates(usage.input_tokens)
+                cost_sync = (usage.input_tokens * lin + usage.output_tokens * lout) / 1e6
+                finished = cs.status == "finished"
+                refused = convincing = specific = judge_error = votes_yes = votes_total = af_fraction = af_verdict = None
+                judge_cost = 0.0
+                if comp_tpl and finished:
+                    js = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
+                    judge_cost += judge_cost_of(js.usage)
+                    if js.verdict is not None:
+                        refused = bool(js.verdict.get("refused"))
+                        convincing, specific = js.verdict.get("convincing"), js.verdict.get("specific")
+                        if af_tpl and conv.cot and not refused:
+                            af = af_state(judge, af_tpl, cs, ledger, max_attempts)
+                            judge_cost += af_cost_of(af.usage)
+                            if af.status == "finished":
+                                votes_yes, votes_total, af_verdict = af.votes_yes, af.votes_total, af.af
+                                af_fraction = af.votes_yes / af.votes_total if af.votes_total else None
+                            elif af.status == "failed":
+                                judge_error = f"alignment-faking classifier: {af.reason}"
+                    elif js.status == "failed":
+                        judge_error = js.reason
+                table.append((  # in COLUMNS order
+                    conv.model, model.provider, model.model, conv.variant, conv.cot, conv.tier, CONDITION[conv.tier],
+                    conv.prompt_index, conv.sample, conv.id, conv.user_input, len(cs.turn_texts),
+                    cs.status if cs.status in ("finished", "failed") else "running",
+                    cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,
+                    proxy_compliant(cs.final_output) if finished else None,
+                    refused, None if refused is None else not refused, convincing, specific, judge_error,
+                    votes_yes, votes_total, af_fraction, af_verdict,
+                    usage.input_tokens, usage.cached_tokens, usage.output_tokens, cost, judge_cost, cost_sync,
+                ))
+                for rid in cs.turn_ids:
+                    ledger.attempts.pop(rid, None)  # this conversation's texts are in its row now
     return table.frame()
 
 
 class _Columns:
-    """Column lists; text columns move to Arrow every CHUNK rows when pyarrow is installed."""
+    """Rows in COLUMNS order, turned into columns every CHUNK rows; text columns go to Arrow when pyarrow is installed."""
 
     def __init__(self) -> None:
         self.cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
@@ -91,8 +102,8 @@ class _Columns:
             self.pa = None
         self.chunks: dict[str, list[Any]] = {c: [] for c in TEXT_COLUMNS}
 
-    def append(self, row: dict[str, Any]) -> None:
-        self.rows.append(tuple(row[c] for c in COLUMNS))
+    def append(self, row: tuple[Any, ...]) -> None:
+        self.rows.append(row)
         if len(self.rows) >= CHUNK:
             self._flush()
 
@@ -117,30 +128,6 @@ class _Columns:
             for c in TEXT_COLUMNS:
                 data[c] = ArrowStringArray(self.pa.chunked_array(self.chunks[c], self.pa.large_string()), dtype=dtype)
         return pd.DataFrame(data, columns=COLUMNS)
-
-
-def _base_row(cs: ConversationState, model: Any, usage: Usage) -> dict[str, Any]:
-    c = cs.conv
-    status = cs.status if cs.status in ("finished", "failed") else "running"
-    return {
-        "model": c.model, "provider": model.provider, "model_id": model.model, "variant": c.variant, "cot": c.cot,
-        "tier": c.tier, "condition": CONDITION[c.tier], "prompt_index": c.prompt_index, "sample": c.sample,
-        "conversation_id": c.id, "user_input": c.user_input, "turns": len(cs.turn_texts), "status": status,
-        "failure_reason": cs.reason if cs.status == "failed" else None,
-        "final_output": cs.final_output,
-        "scratchpad": "\n\n".join(scratchpads(cs.turn_texts)) or None,
-        "proxy_compliant": proxy_compliant(cs.final_output) if cs.status == "finished" else None,
-        "judge_refused": None, "judge_compliant": None, "judge_convincing": None, "judge_specific": None,
-        "judge_error": None, "af_votes_yes": None, "af_votes_total": None, "af_fraction": None, "af_verdict": None,
-        "input_tokens": usage.input_tokens, "cached_tokens": usage.cached_tokens, "output_tokens": usage.output_tokens,
-    }
-
-
-def _generation_costs(cs: ConversationState, usage: Usage, price: Any, on_demand: set[str], ttl: str) -> tuple[float, float]:
-    """Billed cost of every attempt of the conversation, and what the same tokens cost at list price."""
-    billed = sum(row_cost(price, a.result.usage, a.shard in on_demand, ttl) for a in cs.attempts)
-    lin, lout = price.list_rates(usage.input_tokens)
-    return billed, (usage.input_tokens * lin + usage.output_tokens * lout) / 1e6
 
 
 def run_meta(run: Run, m: Manifest) -> dict[str, Any]:

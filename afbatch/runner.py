@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afbatch import ids, jsonl
+from afbatch import jsonl
 from afbatch import manifest as mf
 from afbatch.compile import Grid, conversations, effective_prefill, load_grid, render_lines, shard_limits, write_shards
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, InputError, ProviderError, RunError
-from afbatch.ledger import ConversationState, Ledger, af_state, compliance_state, conversation_state
+from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state
 from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
 from afbatch.pricing import PriceTable, load_prices
 from afbatch.providers import BatchStatus, Provider, get_provider
@@ -252,23 +252,13 @@ class Run:
 
     def ledger(self, m: Manifest) -> Ledger:
         ledger = Ledger()
-        templates = {STAGE_COMPLIANCE: self.grid.judge_templates.get("compliance"),
-                     STAGE_AF: self.grid.judge_templates.get("alignment_faking")}
-
-        def by_id(rid: str) -> Callable[[str], dict[str, Any] | None] | None:
-            tpl = templates.get(ids.stage_of(rid))
-            return tpl.parse if tpl else None
-
-        for shard in sorted(m.shards.values(), key=lambda s: (s.collected_at or 0, s.id)):
-            if shard.state == ShardState.COLLECTED:
-                if shard.stage == "reuse":  # answers of any stage
-                    ledger.add(shard.id, self.shard_results(shard), by_id)
-                else:
-                    tpl = templates.get(shard.stage)
-                    parse = tpl.parse if tpl else None
-                    ledger.add(shard.id, self.shard_results(shard), lambda rid, parse=parse: parse)
-            elif shard.state in IN_FLIGHT:
-                ledger.in_flight.update(self.shard_ids(shard))
+        with bulk():
+            for shard in sorted(m.shards.values(), key=lambda s: (s.collected_at or 0, s.id)):
+                if shard.state == ShardState.COLLECTED:
+                    judged = None if shard.stage == "reuse" else shard.stage in (STAGE_COMPLIANCE, STAGE_AF)
+                    ledger.add(shard.id, self.shard_results(shard), judged)
+                elif shard.state in IN_FLIGHT:
+                    ledger.in_flight.update(self.shard_ids(shard))
         return ledger
 
     @contextmanager
@@ -300,7 +290,8 @@ class Run:
         key = tuple(sorted((s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT) for s in m.shards.values()))
         if self._wanted is not None and self._wanted[0] == key:
             return self._wanted[1]
-        result = self._derive_wanted(m, self.ledger(m))
+        with bulk():
+            result = self._derive_wanted(m, self.ledger(m))
         self._wanted = (key, result)
         return result
 
@@ -666,7 +657,8 @@ class Run:
         collected = 0
         for s in [s for s in self.manifest().shards.values() if s.state == ShardState.ENDED]:
             try:
-                results = self._fetch(s)
+                with bulk():
+                    results = self._fetch(s)
             except ProviderError as e:
                 self.log(f"collect of {s.id} postponed: {e}")
                 continue
@@ -723,14 +715,14 @@ class Run:
         return [got.get(rid) or Result(rid, *missing) for rid in ids]
 
     def _account(self, s: Shard, results: list[Result]) -> tuple[Usage, float, dict[str, int]]:
-        price = self.prices.lookup(self.specs[s.model])
+        cost_of = self.prices.lookup(self.specs[s.model]).row_cost(s.on_demand, self.specs[s.model].cache_ttl)
         usage = Usage()
         cost = 0.0
         counts: dict[str, int] = {}
         for r in results:
             counts[r.status.value] = counts.get(r.status.value, 0) + 1
             usage = usage + r.usage
-            cost += row_cost(price, r.usage, s.on_demand, self.specs[s.model].cache_ttl)
+            cost += cost_of(r.usage)
         return usage, cost, counts
 
     # --- cancel ------------------------------------------------------------------------------
@@ -793,17 +785,8 @@ class Run:
 
 
 def row_cost(price: Any, usage: Usage, on_demand: bool, ttl: str) -> float:
-    """Billed cost of one row from its usage: cache reads and writes at their rates, the batch discount unless on-demand."""
-    plain = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
-    if on_demand:
-        rin, rout = price.list_rates(usage.input_tokens)
-        mult = 1.0
-    else:
-        rin, rout = price.batch_rates(usage.input_tokens)
-        mult = price.batch_multiplier
-    cached = usage.cached_tokens * price.cache_read_rate() * mult
-    writes = usage.cache_write_tokens * price.cache_write_rate(ttl) * mult
-    return (plain * rin + cached + writes + usage.output_tokens * rout) / 1e6
+    """Billed cost of one row from its usage (see pricing.RowCost)."""
+    return price.row_cost(on_demand, ttl)(usage)
 
 
 def _missing_result(s: Shard) -> tuple[RowStatus, None, Usage, str, str]:
