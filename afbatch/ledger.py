@@ -65,6 +65,24 @@ class Ledger:
         return self.attempts.get(rid) or []
 
 
+def is_judged(stage: str) -> bool | None:
+    """Whether a shard of this stage holds judge replies: yes, no, or None (reused answers: tell each by its id)."""
+    return None if stage == "reuse" else stage != STAGE_GENERATE
+
+
+def kept(results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, ...], dict[str, Any]]) -> list[Result]:
+    """What states need of a shard's rows. A parsed judge reply keeps its verdict, not its text (twenty classifier
+    votes per conversation add up; the text stays in the stored results), and equal verdicts share one dict."""
+    if judged is False:
+        return results
+    out = []
+    for r in results:
+        if r.verdict is not None and (judged or stage_of(r.id) != STAGE_GENERATE):
+            r = r._replace(text=None, verdict=verdicts.setdefault(tuple(r.verdict.items()), r.verdict))
+        out.append(r)
+    return out
+
+
 @contextmanager
 def bulk() -> Iterator[None]:
     """Build many small acyclic objects (results, states, rows) without the cyclic garbage collector

@@ -1126,7 +1126,10 @@ def _transcript_data(
         return _column(conv, name).iloc[pos]
 
     def col(name: str) -> list[Any]:
-        return picked(name).tolist()
+        series = _column(conv, name)
+        if isinstance(series.dtype, pd.StringDtype):  # a take on chunked Arrow text joins the whole column first
+            return [series.iat[i] for i in pos]
+        return series.iloc[pos].tolist()
 
     judge = np.where(~p["finished"].to_numpy(), np.where(p["failed"].to_numpy(), "failed", "not finished"),
                      np.where(p["judged_complied"].to_numpy(), "complied",

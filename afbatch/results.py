@@ -116,6 +116,8 @@ class _Columns:
             else:
                 self.cols[c].extend(values)
         self.rows = []
+        if self.pa is not None:
+            _release_freed_memory()
 
     def frame(self) -> pd.DataFrame:
         self._flush()
@@ -128,6 +130,25 @@ class _Columns:
             for c in TEXT_COLUMNS:
                 data[c] = ArrowStringArray(self.pa.chunked_array(self.chunks[c], self.pa.large_string()), dtype=dtype)
         return pd.DataFrame(data, columns=COLUMNS)
+
+
+_malloc_trim: Any = None
+
+
+def _release_freed_memory() -> None:
+    """Give the memory of freed transcripts back to the OS. glibc keeps freed blocks in its heap, where the Arrow
+    copies (their own allocator) cannot reuse them; without this a 100k-conversation table holds every transcript
+    twice. A no-op where the C library is not glibc."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def run_meta(run: Run, m: Manifest) -> dict[str, Any]:

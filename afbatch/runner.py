@@ -27,7 +27,7 @@ from afbatch import manifest as mf
 from afbatch.compile import Grid, conversations, effective_prefill, load_grid, render_lines, shard_limits, write_shards
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, InputError, ProviderError, RunError
-from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state
+from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state, is_judged, kept
 from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
 from afbatch.pricing import PriceTable, load_prices
 from afbatch.providers import BatchStatus, Provider, get_provider
@@ -133,6 +133,7 @@ class Run:
         self._providers: dict[str, Provider] = {}
         self._ids: dict[str, list[str]] = {}
         self._results: dict[str, list[Result]] = {}
+        self._verdicts: dict[tuple[Any, ...], dict[str, Any]] = {}  # equal judge verdicts share one dict
         self._convs: dict[str, list[Conversation]] = {}
         self._reuse: dict[str, tuple[Result, str]] | None = None
         self._wanted: tuple[Any, tuple[list[Request], list[ModelProgress]]] | None = None
@@ -224,10 +225,12 @@ class Run:
         return self._ids[shard.id]
 
     def shard_results(self, shard: Shard) -> list[Result]:
+        """A collected shard's rows as the ledger keeps them (see ledger.kept), remembered for the next step."""
         if shard.id not in self._results:
             assert shard.results_key
-            self._results[shard.id] = [Result.from_json(jsonl.loads(line)) for line in self.store.lines(shard.results_key)
-                                       if line.strip()]
+            loads, from_json = jsonl.loads, Result.from_json
+            rows = [from_json(loads(line)) for line in self.store.lines(shard.results_key) if not line.isspace()]
+            self._results[shard.id] = kept(rows, is_judged(shard.stage), self._verdicts)
         return self._results[shard.id]
 
     def forget_results(self) -> None:
@@ -255,8 +258,7 @@ class Run:
         with bulk():
             for shard in sorted(m.shards.values(), key=lambda s: (s.collected_at or 0, s.id)):
                 if shard.state == ShardState.COLLECTED:
-                    judged = None if shard.stage == "reuse" else shard.stage in (STAGE_COMPLIANCE, STAGE_AF)
-                    ledger.add(shard.id, self.shard_results(shard), judged)
+                    ledger.add(shard.id, self.shard_results(shard), is_judged(shard.stage))
                 elif shard.state in IN_FLIGHT:
                     ledger.in_flight.update(self.shard_ids(shard))
         return ledger
@@ -664,7 +666,7 @@ class Run:
                 continue
             key = f"runs/{self.run_id}/results/{s.id}.jsonl"
             self._write_lines(key, (r.to_json() for r in results))
-            self._results[s.id] = results
+            self._results[s.id] = kept(results, is_judged(s.stage), self._verdicts)
             _crashpoint("after-results-written")
             usage, cost, counts = self._account(s, results)
 
