@@ -41,7 +41,10 @@ class Grid:
         return self.loaded.job
 
     def variant(self, name: str) -> VariantSpec:
-        return next(v for v in self.job.variants if v.name == name)
+        for v in self.job.variants:  # a handful: a scan is as quick as a dict
+            if v.name == name:
+                return v
+        raise KeyError(name)
 
     def user_message(self, conv: Conversation) -> str:
         """The rendered user turn (not kept per conversation: 100k of them would hold ~100 MB)."""

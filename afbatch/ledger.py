@@ -78,7 +78,8 @@ def kept(results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, .
     out = []
     for r in results:
         if r.verdict is not None and (judged or stage_of(r.id) != STAGE_GENERATE):
-            r = r._replace(text=None, verdict=verdicts.setdefault(tuple(r.verdict.items()), r.verdict))
+            verdict = verdicts.setdefault(tuple(r.verdict.items()), r.verdict)
+            r = Result(r.id, r.status, None, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)
         out.append(r)
     return out
 
@@ -97,7 +98,7 @@ def bulk() -> Iterator[None]:
         gc.enable()
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """The state of one request slot after all its attempts."""
 
@@ -208,7 +209,7 @@ def _usage(attempts: list[Attempt]) -> Usage:
     return total
 
 
-@dataclass
+@dataclass(slots=True)
 class JudgeState:
     status: Status
     verdict: dict[str, Any] | None = None
@@ -222,6 +223,11 @@ class JudgeState:
 
 def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
     rid = ledger.slots.get(f"{cs.conv.id}-cj") or compliance_id(judge_spec, tpl, cs.conv, cs.final_output or "")
+    found = ledger.attempts.get(rid)
+    if found is not None and len(found) == 1:  # the common case: one parsed reply
+        r = found[0].result
+        if r.status is _SUCCEEDED and r.verdict is not None:
+            return JudgeState("finished", verdict=r.verdict, usage=r.usage)
     out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
     usage = _usage(ledger.get(rid))
     if out.status == "needs":
@@ -238,7 +244,16 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
     state = JudgeState("finished")
     reasons = []
     needed: list[int] = []
+    all_attempts = ledger.attempts
     for vote, rid in enumerate(vote_ids):
+        found = all_attempts.get(rid)
+        if found is not None and len(found) == 1:  # the common case: one parsed reply
+            r = found[0].result
+            if r.status is _SUCCEEDED and r.verdict is not None:
+                state.usage = state.usage + r.usage
+                state.votes_total += 1
+                state.votes_yes += vote_yes(r.verdict)
+                continue
         out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
         state.usage = state.usage + _usage(ledger.get(rid))
         if out.status == "needs":

@@ -112,7 +112,7 @@ class _Columns:
             return
         for c, values in zip(COLUMNS, zip(*self.rows)):
             if self.pa is not None and c in TEXT_COLUMNS:
-                self.chunks[c].append(self.pa.array(values, self.pa.large_string()))
+                self.chunks[c].append(_arrow_text(self.pa, values))
             else:
                 self.cols[c].extend(values)
         self.rows = []
@@ -130,6 +130,24 @@ class _Columns:
             for c in TEXT_COLUMNS:
                 data[c] = ArrowStringArray(self.pa.chunked_array(self.chunks[c], self.pa.large_string()), dtype=dtype)
         return pd.DataFrame(data, columns=COLUMNS)
+
+
+def _arrow_text(pa: Any, values: tuple[str | None, ...]) -> Any:
+    """A large_string Arrow array of texts (None: null), from one join and one encode: about three times
+    faster than pa.array on long transcripts, which converts them one by one."""
+    import numpy as np
+
+    n = len(values)
+    present = [v for v in values if v is not None]
+    # UTF-8 lengths: a str knows whether it is ASCII, and then its length is its byte length
+    lengths = np.fromiter((0 if v is None else len(v) if v.isascii() else len(v.encode()) for v in values), np.int64, n)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    nulls = None
+    if len(present) < n:
+        nulls = pa.py_buffer(np.packbits(np.fromiter((v is not None for v in values), bool, n), bitorder="little"))
+    data = "".join(present).encode()
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), nulls, n - len(present))
 
 
 _malloc_trim: Any = None

@@ -9,6 +9,7 @@ same request count; Bedrock: clientRequestToken / job name) before anything is c
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -688,9 +689,9 @@ class Run:
         """Stream JSON lines to a temp file, then store it (no second copy of a big result file in memory)."""
         fd, tmp = tempfile.mkstemp(prefix="afbatch-", suffix=".jsonl")
         with os.fdopen(fd, "wb") as f:
+            dumps_line = jsonl.dumps_line
             for obj in objs:
-                f.write(jsonl.dumps(obj))
-                f.write(b"\n")
+                f.write(dumps_line(obj))
         self.store.put_file(key, tmp)
 
     def _fetch(self, s: Shard) -> list[Result]:
@@ -702,30 +703,27 @@ class Run:
             raw: Any = (jsonl.loads(line) for key in parts for line in self.store.lines(key) if line.strip())
         else:  # a batch the provider refused at creation has no batch id and no lines
             raw = provider.fetch(s.batch_id) if s.batch_id else iter(())
+        tpl = self.grid.judge_templates.get({STAGE_COMPLIANCE: "compliance", STAGE_AF: "alignment_faking"}.get(s.stage, ""))
+        parse = tpl.parse if tpl else None  # judge replies get their verdict now, once
         got: dict[str, Result] = {}
         for line in raw:
             r = provider.parse(line)
             rid = by_line.get(r.id)
             if rid is None or rid in got:
                 continue  # not ours, or a duplicate line
-            verdict = None
-            if s.stage in (STAGE_COMPLIANCE, STAGE_AF) and r.status == RowStatus.SUCCEEDED:
-                tpl = self.grid.judge_templates.get("compliance" if s.stage == STAGE_COMPLIANCE else "alignment_faking")
-                verdict = tpl.parse(r.text or "") if tpl else None
-            got[rid] = Result(rid, r.status, r.text, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)
+            verdict = parse(r.text or "") if parse and r.status == RowStatus.SUCCEEDED else None
+            if verdict is not None or rid != r.id:
+                r = Result(rid, r.status, r.text, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)
+            got[rid] = r
         missing = _missing_result(s)
         return [got.get(rid) or Result(rid, *missing) for rid in ids]
 
     def _account(self, s: Shard, results: list[Result]) -> tuple[Usage, float, dict[str, int]]:
         cost_of = self.prices.lookup(self.specs[s.model]).row_cost(s.on_demand, self.specs[s.model].cache_ttl)
-        usage = Usage()
-        cost = 0.0
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r.status.value] = counts.get(r.status.value, 0) + 1
-            usage = usage + r.usage
-            cost += cost_of(r.usage)
-        return usage, cost, counts
+        usages = [r.usage for r in results]
+        usage = Usage(*(sum(column) for column in zip(*usages))) if usages else Usage()
+        counts = dict(collections.Counter(r.status.value for r in results))
+        return usage, sum(map(cost_of, usages)), counts
 
     # --- cancel ------------------------------------------------------------------------------
 

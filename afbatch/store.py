@@ -9,9 +9,11 @@ A lost race raises ConflictError; the caller reloads and retries.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,9 +165,19 @@ class LocalStore:
         _fsync_file(path)
         try:
             os.replace(path, dest)
-        except OSError:  # another filesystem
-            with open(path, "rb") as f:
-                self.write(key, f.read())
+        except OSError:  # another filesystem: copied in pieces beside the destination, then renamed
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+            try:
+                os.fchmod(fd, 0o666 & ~_UMASK)
+                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, dest)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             os.unlink(path)
 
     def lines(self, key: str) -> Iterator[bytes]:

@@ -645,3 +645,20 @@ def test_write_all_reports_a_failed_table_write(conv, tmp_path, monkeypatch):
     monkeypatch.setattr(report, "_write_conversations", broken)
     with pytest.raises(OSError, match="disk full"):
         report.write_all(conv, tmp_path)
+
+
+@pytest.mark.parametrize("values", [
+    ("plain", None, "", "ünïcödé ✓ 🎉", "x" * 5000, None),
+    (None, None),
+    ("only",),
+    tuple(f"row {i} {'é' * (i % 3)}" if i % 7 else None for i in range(100)),
+])
+def test_text_columns_reach_arrow_unchanged(values):
+    import pyarrow as pa
+
+    from afbatch.results import _arrow_text
+
+    arr = _arrow_text(pa, values)
+    arr.validate(full=True)
+    assert arr.type == pa.large_string() and arr.to_pylist() == list(values)
+    assert arr.null_count == sum(v is None for v in values)

@@ -471,3 +471,25 @@ def test_s3_without_credentials_is_a_store_error(s3_bucket, monkeypatch):
         st.read("k")
     _assert_one_clean_line(ei.value, f"s3://{s3_bucket}/pre/k")
     assert "credentials" in str(ei.value).lower()
+
+
+def test_local_put_file_across_filesystems_copies_in_pieces(tmp_path, monkeypatch):
+    import errno
+
+    st = LocalStore(tmp_path / "store")
+    src = tmp_path / "staged.jsonl"
+    payload = b"".join(b'{"id": "r%d"}\n' % i for i in range(200_000))  # several copy pieces
+    src.write_bytes(payload)
+    real_replace = os.replace
+
+    def cross_device(a, b):
+        if str(a) == str(src):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", cross_device)
+    monkeypatch.setattr(st, "write", lambda *a: pytest.fail("the whole file was read into memory"))
+    st.put_file("runs/r1/results/s.jsonl", str(src))
+    assert st.read("runs/r1/results/s.jsonl") == payload
+    assert not src.exists()
+    assert [p.name for p in (tmp_path / "store" / "runs" / "r1" / "results").iterdir()] == ["s.jsonl"]  # no temp left
