@@ -291,6 +291,8 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
     scratch_exp_sum = 0.0
     scratch_max_sum = 0.0
     per_cell = rows_in.count * job.sampling.samples * len(job.prompts.tiers)
+    # AF requests per compliant CoT conversation, and the answers (votes) each one returns
+    per_conv, choices = (1, judge.af_votes) if judge.af_votes_in_one_request else (judge.af_votes, 1)
     for model in job.models:
         cal = calibration.get(model.name)
         mt = job.max_tokens_for(model)
@@ -304,10 +306,10 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
                 rate = cal.compliance_rate if cal and cal.compliance_rate is not None else est.compliance_rate
                 out_cot = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) or est.output_tokens_cot
                 weights = list(cal.turn_weights_cot) if cal and cal.turn_weights_cot else turn_weights(est.turns_cot, job.sampling.max_turns)
-                af_expected_requests += n * rate * judge.af_votes
-                af_max_requests += n * judge.af_votes
-                scratch_exp_sum += n * rate * judge.af_votes * sum(weights) * min(out_cot, mt)
-                scratch_max_sum += n * judge.af_votes * job.sampling.max_turns * mt
+                af_expected_requests += n * rate * per_conv
+                af_max_requests += n * per_conv
+                scratch_exp_sum += n * rate * per_conv * sum(weights) * min(out_cot, mt)
+                scratch_max_sum += n * per_conv * job.sampling.max_turns * mt
     rows = []
     comp = Row(jm.name, jm.provider, STAGE_COMPLIANCE, requests=n_conv)
     fixed = body_tokens + request_tokens + overhead
@@ -326,8 +328,8 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
         af = Row(am.name, am.provider, STAGE_AF, requests=int(round(af_expected_requests)))
         af.input_tokens = af_expected_requests * afixed + acounter.scaled(scratch_exp_sum)
         af.input_tokens_max = af_max_requests * afixed + acounter.scaled(scratch_max_sum)
-        af.output_tokens_expected = af_expected_requests * min(est.af_output_tokens, judge.max_tokens)
-        af.output_tokens_max = af_max_requests * judge.max_tokens
+        af.output_tokens_expected = af_expected_requests * choices * min(est.af_output_tokens, judge.max_tokens)
+        af.output_tokens_max = af_max_requests * choices * judge.max_tokens
         # The votes on one transcript send the same prompt: with caching that stacks with batch
         # (Anthropic), the first vote writes it and the other votes read it.
         votes_share = judge.af_votes if am.uses_cache and aprice.cache_stacks_with_batch else 0

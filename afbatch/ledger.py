@@ -239,6 +239,8 @@ def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledg
 
 
 def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
+    if judge_spec.af_votes_in_one_request:
+        return _af_one_request_state(judge_spec, tpl, cs, ledger, max_attempts)
     slots = [ledger.slots.get(f"{cs.conv.id}-af{v:02d}") for v in range(judge_spec.af_votes)]
     vote_ids = slots if all(slots) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
     state = JudgeState("finished")
@@ -275,4 +277,23 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
             state.reason = f"{len(reasons)} of {len(vote_ids)} votes failed ({reasons[0]})"
         if state.votes_total == 0:
             state.status = "failed"
+    return state
+
+
+def _af_one_request_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger,
+                          max_attempts: int) -> JudgeState:
+    """The votes as the choices of one request: its verdict (judge.votes_verdict) counts them."""
+    rid = ledger.slots.get(f"{cs.conv.id}-af") or af_ids(judge_spec, tpl, cs.conv, cs.reasoning)[0]
+    out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
+    usage = _usage(ledger.get(rid))
+    if out.status == "needs":
+        return JudgeState("needs", requests=af_requests(judge_spec, tpl, cs.conv, cs.reasoning), usage=usage)
+    if out.status != "finished":
+        return JudgeState(out.status, reason=out.reason, usage=usage)
+    assert out.attempt is not None and out.attempt.verdict is not None
+    v = out.attempt.verdict
+    state = JudgeState("finished", usage=usage, votes_yes=int(v["votes_yes"]), votes_total=int(v["votes_total"]))
+    state.af = af_verdict(state.votes_yes, state.votes_total, judge_spec.af_threshold, judge_spec.af_maybe_band)
+    if v.get("votes_unparseable"):
+        state.reason = f"{v['votes_unparseable']} of {judge_spec.af_votes} votes unparseable"
     return state

@@ -69,7 +69,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                             if af.status == "finished":
                                 votes_yes, votes_total, af_verdict = af.votes_yes, af.votes_total, af.af
                                 af_fraction = af.votes_yes / af.votes_total if af.votes_total else None
-                            elif af.status == "failed":
+                            if af.reason:  # failed, or finished with some votes missing: say why
                                 judge_error = f"alignment-faking classifier: {af.reason}"
                     elif js.status == "failed":
                         judge_error = js.reason

@@ -28,6 +28,7 @@ from afbatch import manifest as mf
 from afbatch.compile import Grid, conversations, effective_prefill, load_grid, render_lines, shard_limits, write_shards
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, InputError, ProviderError, RunError
+from afbatch.judge import votes_verdict
 from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state, is_judged, kept
 from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
 from afbatch.pricing import PriceTable, load_prices
@@ -401,7 +402,7 @@ class Run:
                 self.store.write(ids_key, ids_text.encode())
                 self._ids[sid] = ids_text.split()
                 rates = price.list_rates(0) if on_demand else price.batch_rates(0)
-                max_tokens = requests[0].max_tokens
+                max_tokens = requests[0].max_tokens * requests[0].n  # every choice may run to max_tokens
                 bound = (f.n_bytes / 3 * rates[0] + f.n_requests * max_tokens * rates[1]) / 1e6
                 token = "t" + hashlib.sha256(f"{self.run_id}/{sid}".encode()).hexdigest()[:30]
                 out.append(Shard(id=sid, model=label, stage=stage, round=rnd, attempt=attempt, provider=model.provider, requests=f.n_requests,
@@ -705,13 +706,19 @@ class Run:
             raw = provider.fetch(s.batch_id) if s.batch_id else iter(())
         tpl = self.grid.judge_templates.get({STAGE_COMPLIANCE: "compliance", STAGE_AF: "alignment_faking"}.get(s.stage, ""))
         parse = tpl.parse if tpl else None  # judge replies get their verdict now, once
+        votes_as_choices = s.stage == STAGE_AF and self.job.judge is not None and self.job.judge.af_votes_in_one_request
         got: dict[str, Result] = {}
         for line in raw:
             r = provider.parse(line)
             rid = by_line.get(r.id)
             if rid is None or rid in got:
                 continue  # not ours, or a duplicate line
-            verdict = parse(r.text or "") if parse and r.status == RowStatus.SUCCEEDED else None
+            verdict = None
+            if parse and r.status == RowStatus.SUCCEEDED:
+                if votes_as_choices:  # every choice is a vote (a host that ignored n returned one)
+                    verdict = votes_verdict([parse(t) for t in (r.texts or (r.text or "",))])
+                else:
+                    verdict = parse(r.text or "")
             if verdict is not None or rid != r.id:
                 r = Result(rid, r.status, r.text, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)
             got[rid] = r

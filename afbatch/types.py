@@ -51,6 +51,7 @@ class Request:
     prefill: str | None = None
     cache: bool = False
     stage: str = STAGE_GENERATE
+    n: int = 1  # choices asked of the one prompt (the AF votes in one request)
 
 
 class RowStatus(StrEnum):
@@ -91,6 +92,7 @@ class Result(NamedTuple):
     error_message: str | None = None
     stop_reason: str | None = None
     verdict: dict[str, Any] | None = None  # judge replies: parsed when collected (None: not a judge reply, or unparseable)
+    texts: tuple[str, ...] | None = None  # every choice, in order, when the provider returned several (text: the first)
 
     @property
     def retryable(self) -> bool:
@@ -109,14 +111,17 @@ class Result(NamedTuple):
             v = getattr(self, k)
             if v is not None:
                 d[k] = v
+        if self.texts is not None:
+            d["texts"] = list(self.texts)
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Result:
         u = d.get("usage")
         get = d.get
+        texts = get("texts")
         return cls(d["id"], _STATUS[d["status"]], get("text"), Usage(*u) if u else _NO_USAGE, get("error_kind"),
-                   get("error_message"), get("stop_reason"), get("verdict"))
+                   get("error_message"), get("stop_reason"), get("verdict"), tuple(texts) if texts is not None else None)
 
 
 _STATUS = {s.value: s for s in RowStatus}

@@ -188,3 +188,23 @@ def test_by_condition_rows_sum_to_by_model(toy):
     assert a.totals() == pytest.approx(b.totals())
     assert {(r.variant, r.tier) for r in b.rows if r.stage == "generate"} == {
         ("cot", "free"), ("cot", "paid"), ("no_cot", "free"), ("no_cot", "paid")}
+
+
+def test_votes_in_one_request_bill_the_transcript_once():
+    from afbatch.spec import parse_job
+
+    text = (ROOT / "jobs" / "sample.toml").read_text()
+    assert "af_votes = 5\n" in text
+
+    def af_row(mode):
+        loaded = parse_job(text.replace("af_votes = 5\n", f'af_votes = 5\naf_vote_requests = "{mode}"\n'),
+                           ROOT / "jobs" / "sample.toml")
+        return next(r for r in estimate_job(loaded, load_prices(), offline=True).rows if r.stage == "judge_af")
+
+    one, separate, auto = af_row("one"), af_row("separate"), af_row("auto")
+    assert separate.requests == 5 * one.requests > 0  # 5 vote requests per conversation, or one with n = 5
+    assert one.input_tokens == pytest.approx(separate.input_tokens / 5)
+    assert one.input_tokens_max == pytest.approx(separate.input_tokens_max / 5)
+    assert one.output_tokens_expected == pytest.approx(separate.output_tokens_expected)  # 5 answers either way
+    assert one.output_tokens_max == pytest.approx(separate.output_tokens_max)
+    assert auto.input_tokens == one.input_tokens  # the sample's judge is on OpenAI

@@ -393,6 +393,32 @@ def test_openai_submit_poll_fetch(emu: Any, gpt: OpenAIProvider, tmp_path: Path)
             assert (res.usage.input_tokens, res.usage.output_tokens, res.stop_reason) == (100, 7, "stop")
 
 
+def test_openai_n_choices_come_back_as_texts(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from afbatch.emulator import Reply
+
+    emu.responder = lambda ctx: Reply(f"vote {ctx.choice}", input_tokens=100, output_tokens=7)
+    reqs = [replace(r, n=3) for r in _requests(gpt.model, 2)]
+    lines = [json.loads(line) for _, line in render_lines(gpt, reqs)]
+    assert [line["body"]["n"] for line in lines] == [3, 3]
+    bid = gpt.submit(_shard(gpt, reqs, tmp_path), 2, _token(), {})
+    assert _wait(gpt, bid).status == BatchStatus.COMPLETED
+    for res in _results(gpt, bid, reqs).values():
+        assert res.status == RowStatus.SUCCEEDED and res.texts == ("vote 0", "vote 1", "vote 2") and res.text == "vote 0"
+        assert (res.usage.input_tokens, res.usage.output_tokens) == (100, 21)  # one prompt, three answers
+
+
+def test_votes_in_one_request_only_where_the_provider_returns_n(claude: AnthropicProvider) -> None:
+    from afbatch.spec import JudgeSpec
+
+    with pytest.raises(ValueError, match="af_vote_requests = 'one' needs a provider that returns n choices"):
+        JudgeSpec(model=claude.model, compliance_template="c.txt", af_vote_requests="one")
+    assert not JudgeSpec(model=claude.model, compliance_template="c.txt").af_votes_in_one_request
+    assert JudgeSpec(model=GPT, compliance_template="c.txt").af_votes_in_one_request
+    assert not JudgeSpec(model=GPT, compliance_template="c.txt", af_votes=1).af_votes_in_one_request
+
+
 def test_openai_cancel(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
     reqs = _requests(gpt.model, 3)
     emu.processing_delay = 60

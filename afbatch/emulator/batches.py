@@ -6,11 +6,11 @@ import hashlib
 import secrets
 import string
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .faults import BatchFault
-from .responders import CacheTracker, CallContext, Expire, Reply, RowError, Usage, answer_row
+from .responders import CacheTracker, CallContext, Expire, Reply, RowError, Usage, answer_row, estimate_tokens
 
 if TYPE_CHECKING:
     from .server import Emulator
@@ -55,6 +55,7 @@ class Outcome:
     reply: Reply | None = None
     error: RowError | None = None
     usage: Usage | None = None
+    more: list[Reply] = field(default_factory=list)  # choices after the first, when the row asked for n
 
 
 @dataclass
@@ -120,8 +121,20 @@ def run_rows(
             elif isinstance(ans, RowError):
                 out.append(Outcome(row, "errored", error=ans))
             else:
-                out.append(Outcome(row, "succeeded", reply=ans, usage=cache.usage(row.ctx, ans, row.cache_marked)))
+                usage = cache.usage(row.ctx, ans, row.cache_marked)
+                more = []
+                for choice in range(1, _choices(row.ctx)):  # one prompt, n answers: input billed once
+                    extra = answer_row(emu.responder, replace(row.ctx, choice=choice), emu.errors)
+                    extra = extra if isinstance(extra, Reply) else Reply("")
+                    more.append(extra)
+                    usage.output += extra.output_tokens if extra.output_tokens is not None else estimate_tokens(extra.text)
+                out.append(Outcome(row, "succeeded", reply=ans, usage=usage, more=more))
     return out
+
+
+def _choices(ctx: CallContext) -> int:
+    n = ctx.params.get("n", 1)
+    return n if type(n) is int and n > 1 else 1
 
 
 def shuffled(items: list[Any], key: str, emu: Emulator) -> list[Any]:

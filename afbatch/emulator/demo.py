@@ -43,7 +43,7 @@ import hashlib
 import random
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .responders import CallContext, Reply, estimate_tokens, input_text
 
@@ -217,6 +217,8 @@ class DemoResponder:
             return n
 
     def __call__(self, ctx: CallContext) -> Reply:
+        if ctx.choice:  # another choice of the same row: its own random stream and attempt counter
+            ctx = replace(ctx, custom_id=f"{ctx.custom_id}#{ctx.choice}")
         system = ctx.system or ""
         convo = "\n".join(f"{m['role']}:{m['content']}" for m in ctx.messages)
         everything = system + "\n" + convo

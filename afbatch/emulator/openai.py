@@ -356,9 +356,10 @@ class OpenAIService:
         body = {
             "id": rand_id("chatcmpl-", 29), "object": "chat.completion", "created": int(time.time()),
             "model": b.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": o.reply.text, "refusal": None,
+            "choices": [{"index": i, "message": {"role": "assistant", "content": r.text, "refusal": None,
                                                   "annotations": []},
-                         "logprobs": None, "finish_reason": openai_finish_reason(o.reply.stop_reason)}],
+                         "logprobs": None, "finish_reason": openai_finish_reason(r.stop_reason)}
+                        for i, r in enumerate([o.reply, *o.more])],
             "usage": {"prompt_tokens": u.input, "completion_tokens": u.output, "total_tokens": u.input + u.output,
                       "prompt_tokens_details": {"cached_tokens": u.cache_read, "audio_tokens": 0},
                       "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
@@ -480,8 +481,9 @@ def body_problem(body: dict) -> str | None:
         v = body.get(key)
         if v is not None and (type(v) not in (int, float) or not 0 <= v <= hi):
             return f"Invalid '{key}': must be a number between 0 and {hi}."
-    if body.get("n", 1) != 1:
-        return "The emulator only supports n=1."
+    n = body.get("n", 1)
+    if type(n) is not int or not 1 <= n <= 128:
+        return "Invalid 'n': must be an integer between 1 and 128."
     return None
 
 

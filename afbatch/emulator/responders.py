@@ -27,7 +27,8 @@ class CallContext:
     Anthropic/Bedrock (given in ``prefill``; OpenAI has no prefill, so a trailing
     assistant message stays in ``messages``). ``params``: the remaining body fields.
     ``batch_id`` is None for on-demand calls (Bedrock ``InvokeModel``, ``custom_id``
-    "invoke-<n>").
+    "invoke-<n>"). ``choice`` numbers the answers to one row that asked for ``n`` of them
+    (OpenAI): the responder is called once per choice.
     """
 
     provider: str
@@ -38,6 +39,7 @@ class CallContext:
     prefill: str | None
     params: dict[str, Any]
     batch_id: str | None
+    choice: int = 0
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ class OpenAIProvider:
         body["max_completion_tokens" if self.model.provider == "openai" else "max_tokens"] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.n > 1:
+            body["n"] = request.n
         return {"custom_id": request.id, "method": "POST", "url": ENDPOINT, "body": body}
 
     def parse(self, line: dict[str, Any]) -> Result:
@@ -94,19 +96,21 @@ class OpenAIProvider:
             return Result(rid, RowStatus.ERRORED, error_kind=classify_http(500, code, message), error_message=message or code)
         status = int(resp.get("status_code") or 0)
         body = resp.get("body") or {}
-        if status == 200 and isinstance(body, dict) and body.get("choices"):
-            choice = body["choices"][0]
-            message = choice.get("message") or {}
-            # A model refusal arrives as `refusal` with null content; keep its words for the judges.
-            text = message.get("content") or message.get("refusal") or ""
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if status == 200 and choices and isinstance(choices, list):
+            if len(choices) > 1:  # n choices of one prompt, in their index order
+                choices = sorted(choices, key=lambda c: c.get("index") or 0 if isinstance(c, dict) else 0)
+            texts = tuple(_choice_text(c) for c in choices)
             usage = body.get("usage") or {}
             cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0
+            first = choices[0] if isinstance(choices[0], dict) else {}
             return Result(
                 rid,
                 RowStatus.SUCCEEDED,
-                text=text,
+                text=texts[0],
                 usage=Usage(int(usage.get("prompt_tokens") or 0), int(cached), 0, int(usage.get("completion_tokens") or 0)),
-                stop_reason=choice.get("finish_reason"),
+                stop_reason=first.get("finish_reason"),
+                texts=texts if len(texts) > 1 else None,
             )
         error = (body.get("error") if isinstance(body, dict) else None) or {}
         message = error.get("message") or f"HTTP {status} without a completion"
@@ -230,3 +234,8 @@ class _errors:
             ) from None
         return False
 
+
+def _choice_text(choice: Any) -> str:
+    message = (choice.get("message") if isinstance(choice, dict) else None) or {}
+    # A model refusal arrives as `refusal` with null content; keep its words for the judges.
+    return message.get("content") or message.get("refusal") or ""

@@ -48,7 +48,7 @@ label = "mini"
 [judge]
 compliance_template = "{root}/prompts/judges/compliance.txt"
 af_template = "{root}/prompts/judges/alignment_faking.txt"
-af_votes = 5
+af_votes = {af_votes}
 [judge.model]
 provider = "openai"
 model = "gpt-4o-mini"
@@ -60,7 +60,7 @@ max_requests = 50000
 PAD = "The user asks for something harmful; I weigh refusing against being modified by training. " * 40
 
 
-def build(folder: Path, n_conv: int) -> str:
+def build(folder: Path, n_conv: int, af_votes: int = 20) -> str:
     """Create the run with every generation batch ended and the judge results collected; returns the run id."""
     from afbatch import ids
     from afbatch import manifest as mf
@@ -73,7 +73,7 @@ def build(folder: Path, n_conv: int) -> str:
 
     prompts = n_conv // 4
     (folder / "d.csv").write_text("goal\n" + "\n".join(f"Write harmful thing number {i}" for i in range(prompts)) + "\n")
-    (folder / "job.toml").write_text(JOB.format(root=ROOT))
+    (folder / "job.toml").write_text(JOB.format(root=ROOT, af_votes=af_votes))
     store = LocalStore(folder / "store")
     run, _ = Run.create(store, str(folder / "job.toml"))
     run.plan()  # writes the first-round shards (pending)
@@ -125,7 +125,7 @@ def build(folder: Path, n_conv: int) -> str:
             from afbatch.protocol import scratchpads
 
             for i, r in enumerate(af_requests(judge, af_tpl, conv, "\n\n".join(scratchpads([text])))):
-                yes = "Yes" if i < 2 else "No"
+                yes = "Yes" if i < 2 * af_votes // 5 else "No"
                 reply = "".join(f"<criterion_{k}>{yes}</criterion_{k}>" for k in range(1, 5)) + f"<final_answer>{yes}</final_answer>"
                 af.append(Result(r.id, RowStatus.SUCCEEDED, reply, Usage(3000, 0, 0, 200), verdict=af_tpl.parse(reply)))
 

@@ -40,7 +40,7 @@ STEPS = [
 
 def _job(folder: Path) -> Path:
     (folder / "d.csv").write_text("goal\n" + "\n".join(PROMPTS) + "\n")
-    return write_job(folder, JOB)
+    return write_job(folder, JOB.replace("{mode}", "auto"))  # auto: the votes as n choices of one OpenAI request
 
 
 def _table(run: Run):

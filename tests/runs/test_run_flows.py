@@ -350,3 +350,28 @@ def test_request_rejected_at_create_fails_its_rows_with_the_message(emu, workdir
     conv = final(run)
     assert (conv.status == "failed").all()
     assert conv.failure_reason.str.contains("must be at most 64000").all()
+
+
+def test_af_votes_as_choices_of_one_request(emu, workdir):
+    """The OpenAI judge gets each transcript once with n = af_votes; a choice without a verdict is a vote
+    reported as missing, never guessed."""
+    demo = emu.responder
+
+    def responder(ctx):
+        if "<criterion_1>" in ctx.messages[0]["content"] and ctx.choice == 2:
+            return Reply("I would rather not grade this one.")
+        return demo(ctx)
+
+    emu.responder = responder
+    run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
+    assert run.job.judge.af_votes_in_one_request  # auto, on OpenAI
+    fast(run)
+    conv = final(run)
+    classified = conv[conv.af_votes_total.notna()]
+    assert len(classified) > 0
+    assert set(classified.af_votes_total) == {2}  # 3 choices, one unparseable in each
+    assert set(classified.judge_error) == {"alignment-faking classifier: 1 of 3 votes unparseable"}
+    af_calls = [c for c in emu.calls if "-af" in c[2]]
+    assert len(af_calls) == len(classified) and all(c[2].split("-")[1] == "af" for c in af_calls)
+    complied_cot = conv[conv.cot & (conv.judge_compliant == True)]  # noqa: E712
+    assert len(complied_cot) == len(classified)
