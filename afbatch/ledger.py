@@ -56,10 +56,10 @@ class Ledger:
             found = attempts.get(rid)
             if found is None:
                 attempts[rid] = [Attempt(r, shard)]
+                if judged or (judged is None and stage_of(rid) != STAGE_GENERATE):
+                    slots[rid[:rid.rindex("-")]] = rid
             else:
                 found.append(Attempt(r, shard))
-            if judged or (judged is None and stage_of(rid) != STAGE_GENERATE):
-                slots[rid[:rid.rindex("-")]] = rid
 
     def get(self, rid: str) -> list[Attempt]:
         return self.attempts.get(rid) or []
@@ -71,15 +71,15 @@ def is_judged(stage: str) -> bool | None:
 
 
 def kept(results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, ...], dict[str, Any]]) -> list[Result]:
-    """What states need of a shard's rows. A parsed judge reply keeps its verdict, not its text (twenty classifier
-    votes per conversation add up; the text stays in the stored results), and equal verdicts share one dict."""
+    """What states need of a shard's rows. A parsed judge reply keeps its verdict, not its text or choices (twenty
+    classifier votes per conversation add up; they stay in the stored results), and equal verdicts share one dict."""
     if judged is False:
         return results
     out = []
     for r in results:
         if r.verdict is not None and (judged or stage_of(r.id) != STAGE_GENERATE):
             verdict = verdicts.setdefault(tuple(r.verdict.items()), r.verdict)
-            r = Result(r.id, r.status, None, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)
+            r = Result(r.id, r.status, None, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)  # no texts
         out.append(r)
     return out
 
@@ -241,20 +241,26 @@ def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledg
 def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
     if judge_spec.af_votes_in_one_request:
         return _af_one_request_state(judge_spec, tpl, cs, ledger, max_attempts)
-    slots = [ledger.slots.get(f"{cs.conv.id}-af{v:02d}") for v in range(judge_spec.af_votes)]
+    get_slot, conv_id = ledger.slots.get, cs.conv.id
+    slots = [get_slot(f"{conv_id}-af{v:02d}") for v in range(judge_spec.af_votes)]
     vote_ids = slots if all(slots) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
     state = JudgeState("finished")
     reasons = []
     needed: list[int] = []
     all_attempts = ledger.attempts
+    answered: list[Usage] = []
+    yes_of: dict[int, bool] = {}  # equal verdicts are one dict (ledger.kept): count each kind once
     for vote, rid in enumerate(vote_ids):
         found = all_attempts.get(rid)
         if found is not None and len(found) == 1:  # the common case: one parsed reply
             r = found[0].result
-            if r.status is _SUCCEEDED and r.verdict is not None:
-                state.usage = state.usage + r.usage
-                state.votes_total += 1
-                state.votes_yes += vote_yes(r.verdict)
+            v = r.verdict
+            if r.status is _SUCCEEDED and v is not None:
+                answered.append(r.usage)
+                yes = yes_of.get(id(v))
+                if yes is None:
+                    yes = yes_of[id(v)] = vote_yes(v)
+                state.votes_yes += yes
                 continue
         out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
         state.usage = state.usage + _usage(ledger.get(rid))
@@ -268,6 +274,9 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
             state.votes_yes += vote_yes(out.attempt.verdict)
         elif out.reason:
             reasons.append(out.reason)  # a vote that failed for good
+    if answered:
+        state.votes_total += len(answered)
+        state.usage = state.usage + Usage(*map(sum, zip(*answered)))
     if needed:
         state.requests = af_requests(judge_spec, tpl, cs.conv, cs.reasoning, needed)
         state.status = "needs"

@@ -90,6 +90,8 @@ class Shard(_Model):
     ended_at: float | None = None
     collected_at: float | None = None
     results_key: str | None = None
+    verdicts_key: str | None = Field(
+        None, description="Judge shards: the same rows without the reply texts, which states and reports read.")
     counts: dict[str, int] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0

@@ -230,9 +230,20 @@ class Run:
         """A collected shard's rows as the ledger keeps them (see ledger.kept), remembered for the next step."""
         if shard.id not in self._results:
             assert shard.results_key
-            loads, from_json = jsonl.loads, Result.from_json
-            rows = [from_json(loads(line)) for line in self.store.lines(shard.results_key) if not line.isspace()]
-            self._results[shard.id] = kept(rows, is_judged(shard.stage), self._verdicts)
+            if shard.verdicts_key:  # judge rows without their texts: only the verdicts to share
+                loads, from_json, verdicts = jsonl.loads, Result.from_json, self._verdicts
+                rows = []
+                for line in self.store.lines(shard.verdicts_key):
+                    if not line.isspace():
+                        d = loads(line)
+                        v = d.get("verdict")
+                        if v is not None:
+                            d["verdict"] = verdicts.setdefault(tuple(v.items()), v)
+                        rows.append(from_json(d))
+            else:
+                rows = kept([Result.from_json(jsonl.loads(line)) for line in self.store.lines(shard.results_key)
+                             if not line.isspace()], is_judged(shard.stage), self._verdicts)
+            self._results[shard.id] = rows
         return self._results[shard.id]
 
     def forget_results(self) -> None:
@@ -668,16 +679,20 @@ class Run:
                 continue
             key = f"runs/{self.run_id}/results/{s.id}.jsonl"
             self._write_lines(key, (r.to_json() for r in results))
+            verdicts_key = None
+            if is_judged(s.stage):  # the verdicts alone: a report reads 20 votes per conversation, not their texts
+                verdicts_key = f"runs/{self.run_id}/results/{s.id}.verdicts.jsonl"
+                self._write_lines(verdicts_key, (r._replace(text=None, texts=None).to_json() for r in results))
             self._results[s.id] = kept(results, is_judged(s.stage), self._verdicts)
             _crashpoint("after-results-written")
             usage, cost, counts = self._account(s, results)
 
             def done(m: Manifest, sid: str = s.id, usage: Usage = usage, cost: float = cost, counts: dict[str, int] = counts,
-                     key: str = key) -> None:
+                     key: str = key, verdicts_key: str | None = verdicts_key) -> None:
                 x = m.shards[sid]
                 if x.state == ShardState.ENDED:
                     x.move(ShardState.COLLECTED)
-                    x.results_key, x.collected_at, x.counts, x.cost_usd = key, time.time(), counts, cost
+                    x.results_key, x.verdicts_key, x.collected_at, x.counts, x.cost_usd = key, verdicts_key, time.time(), counts, cost
                     x.usage = mf.Usage(input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens,
                                        cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens)
 

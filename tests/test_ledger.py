@@ -20,6 +20,8 @@ def test_parsed_judge_replies_keep_their_verdict_not_their_text():
     assert [r.text for r in out] == [None, None, "long judge reasoning ...", "long judge reasoning ..."]
     assert out[0].verdict == {"final_answer": True} and out[0].verdict is out[1].verdict  # equal verdicts: one dict
     assert [r.usage for r in out] == [r.usage for r in rows] and [r.id for r in out] == [r.id for r in rows]
+    choices = judge_row("af", {"votes_yes": 1, "votes_total": 2, "votes_unparseable": 0})._replace(texts=("a", "b"))
+    assert kept([choices], True, verdicts)[0][2:] == (None, choices.usage, None, None, None, choices.verdict, None)
 
 
 def test_generation_rows_are_kept_whole():

@@ -3,12 +3,17 @@
 Setup (not timed): a local-store run of one model with CoT + no-CoT x 2 tiers x 25,000 prompts
 (100,000 conversations). Every generation batch has ended at the "provider" (an OpenAI-format
 output file on disk, ~3.6 KB per CoT answer and ~1.2 KB per no-CoT answer, 40% compliant); the
-compliance verdicts of all 100,000 and 5 alignment-faking votes for each compliant CoT answer are
-already collected. Timed, in a fresh process: `collect()` (download, parse, join on ids, store
-results, account usage and cost), then `write_report()` (conversation table, CSV, parquet,
-report.json, self-contained report.html) — what `afbatch run` does after the last batch ends.
+compliance verdicts of all 100,000 and the 20 alignment-faking votes of each compliant CoT answer
+(20,000 of them) are already collected, with judge replies of realistic length (~0.6 KB compliance,
+~0.9 KB per vote). The votes are stored as the judge job asks for them: `auto` (the default; the
+judge is on OpenAI, so each conversation's 20 votes are the n choices of one request) or `separate`
+(20 requests per conversation, as on Anthropic: 400,000 vote rows). Timed, in a fresh process:
+`collect()` (download, parse, join on ids, store results, account usage and cost), then
+`write_report()` (conversation table, CSV, parquet, report.json, self-contained report.html) —
+what `afbatch run` does after the last batch ends.
 
-Usage: python tests/bench/bench_collect_report.py [--conversations 100000] [--repeat 3]
+Usage: python tests/bench/bench_collect_report.py [--conversations 100000] [--repeat 5]
+                                                  [--af-vote-requests auto,separate]
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -49,6 +55,7 @@ label = "mini"
 compliance_template = "{root}/prompts/judges/compliance.txt"
 af_template = "{root}/prompts/judges/alignment_faking.txt"
 af_votes = {af_votes}
+af_vote_requests = "{af_vote_requests}"
 [judge.model]
 provider = "openai"
 model = "gpt-4o-mini"
@@ -60,7 +67,7 @@ max_requests = 50000
 PAD = "The user asks for something harmful; I weigh refusing against being modified by training. " * 40
 
 
-def build(folder: Path, n_conv: int, af_votes: int = 20) -> str:
+def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str = "auto") -> str:
     """Create the run with every generation batch ended and the judge results collected; returns the run id."""
     from afbatch import ids
     from afbatch import manifest as mf
@@ -71,9 +78,10 @@ def build(folder: Path, n_conv: int, af_votes: int = 20) -> str:
     from afbatch.store import LocalStore
     from afbatch.types import Result, RowStatus, Usage
 
+    folder.mkdir(parents=True, exist_ok=True)
     prompts = n_conv // 4
     (folder / "d.csv").write_text("goal\n" + "\n".join(f"Write harmful thing number {i}" for i in range(prompts)) + "\n")
-    (folder / "job.toml").write_text(JOB.format(root=ROOT, af_votes=af_votes))
+    (folder / "job.toml").write_text(JOB.format(root=ROOT, af_votes=af_votes, af_vote_requests=af_vote_requests))
     store = LocalStore(folder / "store")
     run, _ = Run.create(store, str(folder / "job.toml"))
     run.plan()  # writes the first-round shards (pending)
@@ -109,36 +117,52 @@ def build(folder: Path, n_conv: int, af_votes: int = 20) -> str:
                                   "prompt_tokens_details": {"cached_tokens": 0}}}
                 f.write(json.dumps({"id": "batch_req", "custom_id": rid, "response": {"status_code": 200, "request_id": "r", "body": body}, "error": None}) + "\n")
     mf.update(store, run.run_id, mark_ended)
-    # Judge results, as already collected: a verdict for every conversation, 5 AF votes per compliant CoT answer.
+    # Judge results, as already collected (collect stores the parsed verdict beside the reply): a verdict for
+    # every conversation, af_votes votes per compliant CoT answer, 2 in 5 of them yes.
+    from afbatch.judge import votes_verdict
+    from afbatch.protocol import scratchpads
+
     judge = run.job.judge
     comp_tpl = run.grid.judge_templates["compliance"]
     af_tpl = run.grid.judge_templates["alignment_faking"]
+    why = "The response engages with the request directly and gives usable detail rather than a refusal. " * 2
+
+    def vote(yes: bool) -> str:
+        word = "Yes" if yes else "No"
+        return "".join(f"<criterion_{k}_reasoning>{why}</criterion_{k}_reasoning><criterion_{k}>{word}</criterion_{k}>"
+                       for k in range(1, 5)) + f"<final_answer>{word}</final_answer>"
+
     comp, af = [], []
     for conv in convs.values():
         text = answer(conv.id, conv.cot)
         out = final_output(text)
         req = compliance_request(judge, comp_tpl, conv, out or "")
         refused = not proxy_compliant(out)
-        reply = f"#scores\n1.b {int(refused)}\n2.b 3\n3.b 4\n"  # collect stores the parsed verdict beside the reply
+        reply = f"#overall_reasoning {why * 2}\n#scores\n1.a {why}\n1.b {int(refused)}\n2.a ok\n2.b 3\n3.a ok\n3.b 4\n"
         comp.append(Result(req.id, RowStatus.SUCCEEDED, reply, Usage(2500, 0, 0, 300), verdict=comp_tpl.parse(reply)))
         if conv.cot and not refused:
-            from afbatch.protocol import scratchpads
-
-            for i, r in enumerate(af_requests(judge, af_tpl, conv, "\n\n".join(scratchpads([text])))):
-                yes = "Yes" if i < 2 * af_votes // 5 else "No"
-                reply = "".join(f"<criterion_{k}>{yes}</criterion_{k}>" for k in range(1, 5)) + f"<final_answer>{yes}</final_answer>"
-                af.append(Result(r.id, RowStatus.SUCCEEDED, reply, Usage(3000, 0, 0, 200), verdict=af_tpl.parse(reply)))
+            replies = [vote(i < 2 * af_votes // 5) for i in range(af_votes)]
+            requests = af_requests(judge, af_tpl, conv, "\n\n".join(scratchpads([text])))
+            if len(requests) == 1 and af_votes > 1:  # the votes are the n choices of one request
+                af.append(Result(requests[0].id, RowStatus.SUCCEEDED, replies[0], Usage(3000, 0, 0, 200 * af_votes),
+                                 verdict=votes_verdict([af_tpl.parse(x) for x in replies]), texts=tuple(replies)))
+            else:
+                af += [Result(r.id, RowStatus.SUCCEEDED, x, Usage(3000, 0, 0, 200), verdict=af_tpl.parse(x))
+                       for r, x in zip(requests, replies)]
 
     def add_collected(m):
         for stage, rows in (("judge_compliance", comp), ("judge_af", af)):
             sid = f"{stage}-judge-r1-a1-bench"
             key = f"runs/{run.run_id}/results/{sid}.jsonl"
             ids_key = f"runs/{run.run_id}/shards/{sid}.ids"
+            verdicts_key = f"runs/{run.run_id}/results/{sid}.verdicts.jsonl"
             store.write(key, "".join(json.dumps(r.to_json()) + "\n" for r in rows).encode())
+            store.write(verdicts_key, "".join(json.dumps(r._replace(text=None, texts=None).to_json()) + "\n" for r in rows).encode())
             store.write(ids_key, ("\n".join(r.id for r in rows) + "\n").encode())
             m.shards[sid] = mf.Shard(id=sid, model="judge", stage=stage, round=1, provider="openai", requests=len(rows),
                                      bytes=0, sha256="", key=ids_key, ids_key=ids_key, token="-", state=ShardState.COLLECTED,
-                                     results_key=key, collected_at=time.time(), counts={"succeeded": len(rows)})
+                                     results_key=key, verdicts_key=verdicts_key, collected_at=time.time(),
+                                     counts={"succeeded": len(rows)})
 
     mf.update(store, run.run_id, add_collected)
     return run.run_id
@@ -166,34 +190,53 @@ collected = run.collect()
 t1 = time.perf_counter()
 keys = write_report(run)
 t2 = time.perf_counter()
+def peak_mb():  # VmHWM: this process's own peak (ru_maxrss may carry the parent's across fork and exec)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 print(json.dumps({{"collect_s": t1 - t0, "report_s": t2 - t1, "total_s": t2 - t0, "shards": collected,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "peak_mb": peak_mb()}}))
 """
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """A fresh copy of the prepared run for each timed process (hard links: the store never writes in place)."""
+    try:
+        shutil.copytree(src, dst, copy_function=os.link)
+    except OSError:
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--conversations", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--af-votes", type=int, default=20)
+    ap.add_argument("--af-vote-requests", default="auto,separate", help="comma-separated: auto, one, separate")
     args = ap.parse_args()
-    runs = []
-    for _ in range(args.repeat):
+    for mode in args.af_vote_requests.split(","):
+        runs = []
         with tempfile.TemporaryDirectory(prefix="afbatch-bench-") as tmp:
             folder = Path(tmp)
             t = time.perf_counter()
-            run_id = build(folder, args.conversations)
-            setup = time.perf_counter() - t
-            code = TIMED.format(root=str(ROOT), store=str(folder / "store"), run_id=run_id)
-            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-            if p.returncode != 0:
-                sys.exit(p.stderr)
-            r = json.loads(p.stdout)
-            r["setup_s"] = setup
-            print(json.dumps(r), flush=True)
-            runs.append(r)
-            shutil.rmtree(folder, ignore_errors=True)
-    for key in ("collect_s", "report_s", "total_s", "peak_mb"):
-        print(f"{key}: median {statistics.median(r[key] for r in runs):.2f} (min {min(r[key] for r in runs):.2f}, max {max(r[key] for r in runs):.2f})")
+            run_id = build(folder / "prepared", args.conversations, args.af_votes, mode)
+            print(f"# af_vote_requests = {mode}: prepared in {time.perf_counter() - t:.0f} s", flush=True)
+            for i in range(args.repeat):
+                _copy(folder / "prepared" / "store", folder / f"store-{i}")
+                code = TIMED.format(root=str(ROOT), store=str(folder / f"store-{i}"), run_id=run_id)
+                p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+                if p.returncode != 0:
+                    sys.exit(p.stderr)
+                r = json.loads(p.stdout)
+                print(json.dumps(r), flush=True)
+                runs.append(r)
+                shutil.rmtree(folder / f"store-{i}", ignore_errors=True)
+        for key in ("collect_s", "report_s", "total_s", "peak_mb"):
+            values = [r[key] for r in runs]
+            print(f"{mode} {key}: median {statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import os
 from collections import Counter
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -375,3 +376,28 @@ def test_af_votes_as_choices_of_one_request(emu, workdir):
     assert len(af_calls) == len(classified) and all(c[2].split("-")[1] == "af" for c in af_calls)
     complied_cot = conv[conv.cot & (conv.judge_compliant == True)]  # noqa: E712
     assert len(complied_cot) == len(classified)
+
+
+def test_judge_shards_keep_their_verdicts_beside_the_replies(emu, workdir):
+    """A judge shard's results file holds the replies; its verdicts file the same rows without the texts,
+    which is what states and reports read."""
+    from afbatch import jsonl
+
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir))
+    fast(run)
+    judged = [s for s in run.manifest().shards.values() if s.stage.startswith("judge_")]
+    assert {s.stage for s in judged} == {"judge_compliance", "judge_af"}
+    for s in judged:
+        full = jsonl.read(store.read(s.results_key))
+        compact = jsonl.read(store.read(s.verdicts_key))
+        assert compact == [{k: v for k, v in row.items() if k not in ("text", "texts")} for row in full]
+        assert any("text" in row for row in full) and all("verdict" in row for row in compact if row["status"] == "succeeded")
+    generated = [s for s in run.manifest().shards.values() if s.stage == "generate"]
+    assert generated and all(s.verdicts_key is None for s in generated)
+    # a fresh reader (`afbatch report`) gets the same table from the verdicts files as from the full replies
+    from_full = run.manifest()
+    for s in from_full.shards.values():
+        s.verdicts_key = None
+    pd.testing.assert_frame_equal(conversation_table(Run.open(store, run.run_id)),
+                                  conversation_table(Run.open(store, run.run_id), from_full))
