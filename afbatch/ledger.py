@@ -43,9 +43,9 @@ class Ledger:
     def __init__(self) -> None:
         self.attempts: dict[str, list[Attempt]] = {}
         self.in_flight: set[str] = set()
-        # Judge request slots ("<conversation>-cj", "<conversation>-af07") → the full id answered there, so
-        # states need not re-hash judged texts that are fixed within a run.
-        self.slots: dict[str, str] = {}
+        # Judge request slots ("<conversation>-cj", "<conversation>-af07") → the attempts of the request answered
+        # there (the same list as in `attempts`), so states need not re-hash judged texts fixed within a run.
+        self.slots: dict[str, list[Attempt]] = {}
 
     def add(self, shard: str, results: Iterable[Result], judged: bool | None = False) -> None:
         """Index a shard's results. `judged`: every row is a judge reply (True), none is (False), or tell
@@ -55,9 +55,9 @@ class Ledger:
             rid = r.id
             found = attempts.get(rid)
             if found is None:
-                attempts[rid] = [Attempt(r, shard)]
+                found = attempts[rid] = [Attempt(r, shard)]
                 if judged or (judged is None and stage_of(rid) != STAGE_GENERATE):
-                    slots[rid[:rid.rindex("-")]] = rid
+                    slots[rid[:rid.rindex("-")]] = found
             else:
                 found.append(Attempt(r, shard))
 
@@ -222,8 +222,12 @@ class JudgeState:
 
 
 def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
-    rid = ledger.slots.get(f"{cs.conv.id}-cj") or compliance_id(judge_spec, tpl, cs.conv, cs.final_output or "")
-    found = ledger.attempts.get(rid)
+    found = ledger.slots.get(f"{cs.conv.id}-cj")
+    if found is None:
+        rid = compliance_id(judge_spec, tpl, cs.conv, cs.final_output or "")
+        found = ledger.attempts.get(rid)
+    else:
+        rid = found[0].result.id
     if found is not None and len(found) == 1:  # the common case: one parsed reply
         r = found[0].result
         if r.status is _SUCCEEDED and r.verdict is not None:
@@ -242,8 +246,8 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
     if judge_spec.af_votes_in_one_request:
         return _af_one_request_state(judge_spec, tpl, cs, ledger, max_attempts)
     get_slot, conv_id = ledger.slots.get, cs.conv.id
-    slots = [get_slot(f"{conv_id}-af{v:02d}") for v in range(judge_spec.af_votes)]
-    vote_ids = slots if all(slots) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
+    by_slot = [get_slot(f"{conv_id}-af{v:02d}") for v in range(judge_spec.af_votes)]
+    vote_ids = [found[0].result.id for found in by_slot] if all(by_slot) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
     state = JudgeState("finished")
     reasons = []
     needed: list[int] = []
@@ -251,7 +255,7 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
     answered: list[Usage] = []
     yes_of: dict[int, bool] = {}  # equal verdicts are one dict (ledger.kept): count each kind once
     for vote, rid in enumerate(vote_ids):
-        found = all_attempts.get(rid)
+        found = by_slot[vote] or all_attempts.get(rid)
         if found is not None and len(found) == 1:  # the common case: one parsed reply
             r = found[0].result
             v = r.verdict
@@ -292,7 +296,8 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
 def _af_one_request_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger,
                           max_attempts: int) -> JudgeState:
     """The votes as the choices of one request: its verdict (judge.votes_verdict) counts them."""
-    rid = ledger.slots.get(f"{cs.conv.id}-af") or af_ids(judge_spec, tpl, cs.conv, cs.reasoning)[0]
+    found = ledger.slots.get(f"{cs.conv.id}-af")
+    rid = found[0].result.id if found else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)[0]
     out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
     usage = _usage(ledger.get(rid))
     if out.status == "needs":

@@ -120,11 +120,14 @@ class Result(NamedTuple):
         u = d.get("usage")
         get = d.get
         texts = get("texts")
-        return cls(d["id"], _STATUS[d["status"]], get("text"), Usage(*u) if u else _NO_USAGE, get("error_kind"),
-                   get("error_message"), get("stop_reason"), get("verdict"), tuple(texts) if texts is not None else None)
+        # tuple.__new__ directly: the namedtuple's own __new__ is one more Python call, on every stored row
+        return _new(cls, (d["id"], _STATUS[d["status"]], get("text"), Usage(*u) if u else _NO_USAGE,
+                          get("error_kind"), get("error_message"), get("stop_reason"), get("verdict"),
+                          tuple(texts) if texts is not None else None))
 
 
 _STATUS = {s.value: s for s in RowStatus}
+_new = tuple.__new__
 _NO_USAGE = Usage()
 
 # Failures worth a new attempt: the request itself was fine.

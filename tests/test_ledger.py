@@ -45,5 +45,5 @@ def test_ledger_indexes_attempts_and_judge_slots():
     ledger.add("shard-b", [second], True)
     assert [(a.shard, a.result.status) for a in ledger.get(first.id)] == [("shard-a", RowStatus.EXPIRED),
                                                                           ("shard-b", RowStatus.SUCCEEDED)]
-    assert ledger.slots == {f"{CONV}-cj": first.id}
+    assert ledger.slots == {f"{CONV}-cj": ledger.get(first.id)} and ledger.slots[f"{CONV}-cj"] is ledger.attempts[first.id]
     assert ledger.get("nothing") == []
