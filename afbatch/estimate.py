@@ -179,6 +179,11 @@ def estimate_job(
             est.rows.append(total)
     if job.judge:
         est.rows.extend(_judge_rows(loaded, prices, rows_in, template, calibration, offline))
+        if job.judge.af_template:
+            j = job.judge
+            how = ("as the n choices of one request: each transcript is billed once" if j.af_votes_in_one_request
+                   else "as separate requests" + (", sharing one cached prompt" if (j.af_model or j.model).uses_cache else ""))
+            notes.append(f"alignment-faking classifier: {j.af_votes} votes per compliant CoT answer, {how}")
     return est
 
 

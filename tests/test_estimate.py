@@ -199,7 +199,10 @@ def test_votes_in_one_request_bill_the_transcript_once():
     def af_row(mode):
         loaded = parse_job(text.replace("af_votes = 5\n", f'af_votes = 5\naf_vote_requests = "{mode}"\n'),
                            ROOT / "jobs" / "sample.toml")
-        return next(r for r in estimate_job(loaded, load_prices(), offline=True).rows if r.stage == "judge_af")
+        est = estimate_job(loaded, load_prices(), offline=True)
+        (note,) = [n for n in est.notes if n.startswith("alignment-faking classifier: 5 votes per compliant CoT answer")]
+        assert ("n choices of one request" in note) == (mode != "separate")
+        return next(r for r in est.rows if r.stage == "judge_af")
 
     one, separate, auto = af_row("one"), af_row("separate"), af_row("auto")
     assert separate.requests == 5 * one.requests > 0  # 5 vote requests per conversation, or one with n = 5
