@@ -32,7 +32,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
     """One row per conversation. Streams: each conversation's raw texts are released once its row is built,
     and long text columns go to Arrow in chunks, so 100k transcripts never sit in memory twice."""
     m = m or run.manifest()
-    ledger = run.ledger(m)
+    ledger = run.take_ledger(m)  # the one the run's last step derived, when nothing changed since
     run.forget_results()  # the ledger holds the results now; consumed conversation by conversation below
     judge = run.job.judge
     max_attempts = run.job.retries.max_attempts

@@ -139,6 +139,7 @@ class Run:
         self._convs: dict[str, list[Conversation]] = {}
         self._reuse: dict[str, tuple[Result, str]] | None = None
         self._wanted: tuple[Any, tuple[list[Request], list[ModelProgress]]] | None = None
+        self._ledger: tuple[Any, Ledger] | None = None
         self.log: Callable[[str], None] = lambda msg: None
 
     # --- opening ---------------------------------------------------------------------------
@@ -267,6 +268,21 @@ class Run:
         return self._convs[model.name]
 
     def ledger(self, m: Manifest) -> Ledger:
+        """The collected attempts as `m` knows them; remembered while the shard states stay the same."""
+        key = _shard_states(m)
+        if self._ledger is not None and self._ledger[0] == key:
+            return self._ledger[1]
+        ledger = self._build_ledger(m)
+        self._ledger = (key, ledger)
+        return ledger
+
+    def take_ledger(self, m: Manifest) -> Ledger:
+        """The ledger for `m`, handed over to a reader that empties it as it goes (the report): the run forgets it."""
+        ledger = self.ledger(m)
+        self._ledger = None
+        return ledger
+
+    def _build_ledger(self, m: Manifest) -> Ledger:
         ledger = Ledger()
         with bulk():
             for shard in sorted(m.shards.values(), key=lambda s: (s.collected_at or 0, s.id)):
@@ -302,7 +318,7 @@ class Run:
 
         Remembered for the last set of shard states: plan() and status() ask in the same loop step, and a
         quiet poll changes nothing, so 100k conversations are derived once, not twice, per step."""
-        key = tuple(sorted((s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT) for s in m.shards.values()))
+        key = _shard_states(m)
         if self._wanted is not None and self._wanted[0] == key:
             return self._wanted[1]
         with bulk():
@@ -804,6 +820,11 @@ class Run:
                                "sent — please report this with `afbatch status --format json` output")
             interval = poll_interval if changed else min(interval * 1.5, max_interval)
             sleep(interval)
+
+
+def _shard_states(m: Manifest) -> tuple[tuple[str, bool, bool], ...]:
+    """What derived state depends on: which shards are collected and which are in flight."""
+    return tuple(sorted((s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT) for s in m.shards.values()))
 
 
 def row_cost(price: Any, usage: Usage, on_demand: bool, ttl: str) -> float:

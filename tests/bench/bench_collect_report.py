@@ -8,9 +8,10 @@ compliance verdicts of all 100,000 and the 20 alignment-faking votes of each com
 ~0.9 KB per vote). The votes are stored as the judge job asks for them: `auto` (the default; the
 judge is on OpenAI, so each conversation's 20 votes are the n choices of one request) or `separate`
 (20 requests per conversation, as on Anthropic: 400,000 vote rows). Timed, in a fresh process:
-`collect()` (download, parse, join on ids, store results, account usage and cost), then
-`write_report()` (conversation table, CSV, parquet, report.json, self-contained report.html) —
-what `afbatch run` does after the last batch ends.
+`collect()` (download, parse, join on ids, store results, account usage and cost) and `write_report()`
+(conversation table, CSV, parquet, report.json, self-contained report.html): `total_s`, collecting and
+reporting. Between them `afbatch run` derives the run's state once more to see that it is done
+(`status_s`); `run_end_s` is all three, what `afbatch run` does after the last batch ends.
 
 Usage: python tests/bench/bench_collect_report.py [--conversations 100000] [--repeat 5]
                                                   [--af-vote-requests auto,separate]
@@ -188,6 +189,9 @@ t0 = time.perf_counter()
 run = Run.open(LocalStore({store!r}), {run_id!r})
 collected = run.collect()
 t1 = time.perf_counter()
+status = run.status()  # what `afbatch run` does next: derive the run's state once more, to see it is done
+assert status.done, status
+ts = time.perf_counter()
 keys = write_report(run)
 t2 = time.perf_counter()
 def peak_mb():  # VmHWM: this process's own peak (ru_maxrss may carry the parent's across fork and exec)
@@ -196,8 +200,8 @@ def peak_mb():  # VmHWM: this process's own peak (ru_maxrss may carry the parent
             return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-print(json.dumps({{"collect_s": t1 - t0, "report_s": t2 - t1, "total_s": t2 - t0, "shards": collected,
-                  "peak_mb": peak_mb()}}))
+print(json.dumps({{"collect_s": t1 - t0, "status_s": ts - t1, "report_s": t2 - ts, "total_s": (t1 - t0) + (t2 - ts),
+                  "run_end_s": t2 - t0, "shards": collected, "peak_mb": peak_mb()}}))
 """
 
 
@@ -234,7 +238,7 @@ def main() -> None:
                 print(json.dumps(r), flush=True)
                 runs.append(r)
                 shutil.rmtree(folder / f"store-{i}", ignore_errors=True)
-        for key in ("collect_s", "report_s", "total_s", "peak_mb"):
+        for key in ("collect_s", "status_s", "report_s", "total_s", "run_end_s", "peak_mb"):
             values = [r[key] for r in runs]
             print(f"{mode} {key}: median {statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})")
 
