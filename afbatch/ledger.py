@@ -19,7 +19,7 @@ from afbatch.compile import Grid, turn_request
 from afbatch.ids import stage_of
 from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request, vote_yes
 from afbatch.judge_templates import Template
-from afbatch.protocol import next_step, split_turn
+from afbatch.protocol import next_step, scratchpad_spans
 from afbatch.spec import ModelSpec
 from afbatch.types import STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage
 
@@ -143,7 +143,7 @@ class ConversationState:
     conv: Conversation
     status: Status
     turn_texts: list[str] = field(default_factory=list)
-    scratchpads: list[str] = field(default_factory=list)  # every scratchpad block of every turn, stripped
+    spans: list[tuple[int, int, int]] = field(default_factory=list)  # (turn, start, end) of every scratchpad block
     final_output: str | None = None
     reason: str | None = None
     request: Request | None = None  # when status == "needs"
@@ -158,6 +158,12 @@ class ConversationState:
     def reasoning(self) -> str:
         """What the alignment-faking classifier reads: the scratchpads, blank-line separated."""
         return "\n\n".join(self.scratchpads)
+
+    @property
+    def scratchpads(self) -> list[str]:
+        """Every scratchpad block of every turn, stripped."""
+        texts = self.turn_texts
+        return [texts[turn][a:b].strip() for turn, a, b in self.spans]
 
 
 def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger: Ledger, prefill: bool,
@@ -188,8 +194,10 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
             text = out.attempt.result.text
         text = prefix + (text or "")
         state.turn_texts.append(text)
-        blocks, outside = split_turn(text)
-        state.scratchpads += blocks
+        spans, outside = scratchpad_spans(text)
+        if spans:
+            index = len(state.turn_texts) - 1
+            state.spans += [(index, a, b) for a, b in spans]
         step = next_step(state.turn_texts, max_turns, outside)
         if step.kind == "continue":
             continue

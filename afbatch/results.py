@@ -33,6 +33,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
     and long text columns go to Arrow in chunks, so 100k transcripts never sit in memory twice."""
     m = m or run.manifest()
     ledger = run.take_ledger(m)  # the one the run's last step derived, when nothing changed since
+    derived = run.take_states(m) or {}  # likewise the conversation states, when that step found the run done
     run.forget_results()  # the ledger holds the results now; consumed conversation by conversation below
     judge = run.job.judge
     max_attempts = run.job.retries.max_attempts
@@ -48,8 +49,12 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
             price = run.prices.lookup(model)
             batch_cost_of, on_demand_cost_of = price.row_cost(False, model.cache_ttl), price.row_cost(True, model.cache_ttl)
             prefill = m.prefill.get(model.name, False)
-            for conv in run.convs(model):
-                cs = conversation_state(run.grid, model, conv, ledger, prefill, max_attempts)
+            states = derived.get(model.name)
+            for i, conv in enumerate(run.convs(model)):
+                if states is not None:
+                    cs, states[i] = states[i], None  # consumed: its texts go when its row is built
+                else:
+                    cs = conversation_state(run.grid, model, conv, ledger, prefill, max_attempts)
                 usage = cs.usage
                 cost = sum((on_demand_cost_of if a.shard in on_demand else batch_cost_of)(a.result.usage) for a in cs.attempts)
                 lin, lout = price.list_rates(usage.input_tokens)

@@ -140,6 +140,7 @@ class Run:
         self._reuse: dict[str, tuple[Result, str]] | None = None
         self._wanted: tuple[Any, tuple[list[Request], list[ModelProgress]]] | None = None
         self._ledger: tuple[Any, Ledger] | None = None
+        self._states: tuple[Any, dict[str, list[ConversationState]]] | None = None
         self.log: Callable[[str], None] = lambda msg: None
 
     # --- opening ---------------------------------------------------------------------------
@@ -321,17 +322,28 @@ class Run:
         key = _shard_states(m)
         if self._wanted is not None and self._wanted[0] == key:
             return self._wanted[1]
+        ledger = self.ledger(m)
         with bulk():
-            result = self._derive_wanted(m, self.ledger(m))
+            states = self.states(m, ledger)
+            result = self._derive_wanted(ledger, states)
         self._wanted = (key, result)
+        # Nothing left to ask or wait for: the report comes next, and takes these states over.
+        self._states = (key, states) if not result[0] and not ledger.in_flight else None
         return result
 
-    def _derive_wanted(self, m: Manifest, ledger: Ledger) -> tuple[list[Request], list[ModelProgress]]:
+    def take_states(self, m: Manifest) -> dict[str, list[ConversationState]] | None:
+        """The conversation states the last step derived for `m` when the run had nothing left to ask, handed
+        over to a reader that empties them as it goes (the report); None when there are none to take."""
+        kept, self._states = self._states, None
+        return kept[1] if kept is not None and kept[0] == _shard_states(m) else None
+
+    def _derive_wanted(self, ledger: Ledger, all_states: dict[str, list[ConversationState]]
+                       ) -> tuple[list[Request], list[ModelProgress]]:
         need: list[Request] = []
         progress: list[ModelProgress] = []
         judge = self.job.judge
         max_attempts = self.job.retries.max_attempts
-        for name, states in self.states(m, ledger).items():
+        for name, states in all_states.items():
             progress.append(_progress(name, STAGE_GENERATE, [s.status for s in states]))
             need += [s.request for s in states if s.status == "needs" and s.request is not None]
             if not judge or any(s.status in ("needs", "waiting") for s in states):
