@@ -401,3 +401,21 @@ def test_judge_shards_keep_their_verdicts_beside_the_replies(emu, workdir):
         s.verdicts_key = None
     pd.testing.assert_frame_equal(conversation_table(Run.open(store, run.run_id)),
                                   conversation_table(Run.open(store, run.run_id), from_full))
+
+
+def test_report_from_the_last_steps_states_equals_a_fresh_derivation(emu, workdir, monkeypatch):
+    """`afbatch run` hands its final ledger and states to the report; `afbatch report` derives them anew."""
+    import afbatch.results as results
+
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir, models=HAIKU + GPT))
+    assert fast(run).done
+    derived = []
+    real = results.conversation_state
+    monkeypatch.setattr(results, "conversation_state", lambda *a: derived.append(a) or real(*a))
+    handed_over = conversation_table(run)
+    assert derived == []  # the states came from the run's last step
+    assert run.take_states(run.manifest()) is None  # and were consumed
+    fresh = conversation_table(Run.open(store, run.run_id))
+    assert len(derived) == len(fresh) > 0
+    pd.testing.assert_frame_equal(handed_over, fresh)
