@@ -137,7 +137,7 @@ class Run:
         self._results: dict[str, list[Result]] = {}
         self._verdicts: dict[tuple[Any, ...], dict[str, Any]] = {}  # equal judge verdicts share one dict
         self._convs: dict[str, list[Conversation]] = {}
-        self._reuse: dict[str, tuple[Result, str]] | None = None
+        self._reuse: dict[str, tuple[str, str]] | None = None  # answered id → (run, results key)
         self._wanted: tuple[Any, tuple[list[Request], list[ModelProgress]]] | None = None
         self._ledger: tuple[Any, Ledger] | None = None
         self._states: tuple[Any, dict[str, list[ConversationState]]] | None = None
@@ -455,6 +455,10 @@ class Run:
     # --- reuse of answers from earlier runs in the same store ------------------------------------
 
     def _take_reused(self, need: list[Request]) -> dict[str, tuple[Result, str]]:
+        """Answers earlier runs in the store already got for requests `need` holds, with the run that paid.
+
+        The store is read line by line and only the ids are remembered (run, results file), so a store of
+        many big runs is never held in memory; the answers themselves are read for the requests needed."""
         if self.fresh:
             return {}
         if self._reuse is None:
@@ -468,11 +472,24 @@ class Run:
                     continue
                 for s in om.shards.values():
                     if s.state == ShardState.COLLECTED and s.results_key and s.provider != "reuse":
-                        for d in jsonl.read(self.store.read(s.results_key)):
-                            r = Result.from_json(d)
-                            if r.status == RowStatus.SUCCEEDED:
-                                self._reuse.setdefault(r.id, (r, other))
-        return {r.id: self._reuse[r.id] for r in need if r.id in self._reuse}
+                        for line in self.store.lines(s.verdicts_key or s.results_key):
+                            if not line.isspace():
+                                d = jsonl.loads(line)
+                                if d["status"] == RowStatus.SUCCEEDED.value:
+                                    self._reuse.setdefault(d["id"], (other, s.results_key))
+        wanted: dict[str, dict[str, str]] = {}  # results file → {id: run}
+        for r in need:
+            found = self._reuse.get(r.id)
+            if found is not None:
+                wanted.setdefault(found[1], {})[r.id] = found[0]
+        out: dict[str, tuple[Result, str]] = {}
+        for key, ids in wanted.items():
+            for line in self.store.lines(key):
+                if not line.isspace():
+                    d = jsonl.loads(line)
+                    if d["id"] in ids and d["id"] not in out and d["status"] == RowStatus.SUCCEEDED.value:
+                        out[d["id"]] = (Result.from_json(d), ids[d["id"]])
+        return out
 
     def _reuse_shards(self, reused: dict[str, tuple[Result, str]]) -> list[Shard]:
         if not reused:

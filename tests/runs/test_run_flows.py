@@ -233,12 +233,18 @@ def test_rerun_with_more_models_reuses_earlier_answers(emu, workdir):
     haiku_calls = sum(1 for _, model, _ in emu.calls if model == "claude-haiku-4-5")
     second, created = Run.create(store, small_job(workdir, models=HAIKU + GPT, name="more.toml"))
     assert created and second.run_id != first.run_id
+    before = len(emu.calls)
     fast(second)
     assert sum(1 for _, model, _ in emu.calls if model == "claude-haiku-4-5") == haiku_calls  # no new haiku calls
     a = final(first).set_index("conversation_id")
     b = final(second).set_index("conversation_id")
     shared = a.index
     assert (b.loc[shared, "final_output"].fillna("") == a.loc[shared, "final_output"].fillna("")).all()
+    # the judges' answers on those conversations are reused too, verdicts and all
+    judged_again = [cid for _, _, cid in emu.calls[before:] if cid.split("-")[0] in set(shared)]
+    assert judged_again == []
+    for col in ("judge_refused", "af_votes_yes", "af_verdict"):
+        pd.testing.assert_series_equal(b.loc[shared, col], a.loc[shared, col], check_dtype=False)
     reuse = [s for s in second.manifest().shards.values() if s.provider == "reuse"]
     assert reuse and "billed there" in reuse[0].message
     # --fresh makes new calls
