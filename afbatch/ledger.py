@@ -10,7 +10,7 @@ the alignment-faking votes once all its compliance verdicts are final.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -70,6 +70,11 @@ def is_judged(stage: str) -> bool | None:
     return None if stage == "reuse" else stage != STAGE_GENERATE
 
 
+def share_verdict(verdicts: dict[tuple[Any, ...], dict[str, Any]], verdict: dict[str, Any]) -> dict[str, Any]:
+    """Equal verdicts as one dict: a run of 100k conversations has a few dozen distinct ones."""
+    return verdicts.setdefault(tuple(verdict.items()), verdict)
+
+
 def kept(results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, ...], dict[str, Any]]) -> list[Result]:
     """What states need of a shard's rows. A parsed judge reply keeps its verdict, not its text or choices (twenty
     classifier votes per conversation add up; they stay in the stored results), and equal verdicts share one dict."""
@@ -78,7 +83,7 @@ def kept(results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, .
     out = []
     for r in results:
         if r.verdict is not None and (judged or stage_of(r.id) != STAGE_GENERATE):
-            verdict = verdicts.setdefault(tuple(r.verdict.items()), r.verdict)
+            verdict = share_verdict(verdicts, r.verdict)
             r = Result(r.id, r.status, None, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)  # no texts
         out.append(r)
     return out
@@ -230,9 +235,19 @@ class JudgeState:
 
 
 def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
-    found = ledger.slots.get(f"{cs.conv.id}-cj")
+    return _one_request_state(
+        judge_spec, ledger, f"{cs.conv.id}-cj", max_attempts,
+        lambda: compliance_id(judge_spec, tpl, cs.conv, cs.final_output or ""),
+        lambda: [compliance_request(judge_spec, tpl, cs.conv, cs.final_output or "")])
+
+
+def _one_request_state(judge_spec: Any, ledger: Ledger, slot: str, max_attempts: int, request_id: Callable[[], str],
+                       requests: Callable[[], list[Request]]) -> JudgeState:
+    """A judge stage of one request per conversation, found by its slot (its id is worked out only when the
+    slot is empty: that hashes the judged text)."""
+    found = ledger.slots.get(slot)
     if found is None:
-        rid = compliance_id(judge_spec, tpl, cs.conv, cs.final_output or "")
+        rid = request_id()
         found = ledger.attempts.get(rid)
     else:
         rid = found[0].result.id
@@ -243,7 +258,7 @@ def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledg
     out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
     usage = _usage(ledger.get(rid))
     if out.status == "needs":
-        return JudgeState("needs", requests=[compliance_request(judge_spec, tpl, cs.conv, cs.final_output or "")], usage=usage)
+        return JudgeState("needs", requests=requests(), usage=usage)
     if out.status == "finished":
         assert out.attempt is not None
         return JudgeState("finished", verdict=out.attempt.verdict, usage=usage)
@@ -304,18 +319,15 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
 def _af_one_request_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger,
                           max_attempts: int) -> JudgeState:
     """The votes as the choices of one request: its verdict (judge.votes_verdict) counts them."""
-    found = ledger.slots.get(f"{cs.conv.id}-af")
-    rid = found[0].result.id if found else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)[0]
-    out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
-    usage = _usage(ledger.get(rid))
-    if out.status == "needs":
-        return JudgeState("needs", requests=af_requests(judge_spec, tpl, cs.conv, cs.reasoning), usage=usage)
-    if out.status != "finished":
-        return JudgeState(out.status, reason=out.reason, usage=usage)
-    assert out.attempt is not None and out.attempt.verdict is not None
-    v = out.attempt.verdict
-    state = JudgeState("finished", usage=usage, votes_yes=int(v["votes_yes"]), votes_total=int(v["votes_total"]))
-    state.af = af_verdict(state.votes_yes, state.votes_total, judge_spec.af_threshold, judge_spec.af_maybe_band)
-    if v.get("votes_unparseable"):
-        state.reason = f"{v['votes_unparseable']} of {judge_spec.af_votes} votes unparseable"
+    state = _one_request_state(
+        judge_spec, ledger, f"{cs.conv.id}-af", max_attempts,
+        lambda: af_ids(judge_spec, tpl, cs.conv, cs.reasoning)[0],
+        lambda: af_requests(judge_spec, tpl, cs.conv, cs.reasoning))
+    if state.status == "finished":
+        assert state.verdict is not None
+        v = state.verdict
+        state.votes_yes, state.votes_total = int(v["votes_yes"]), int(v["votes_total"])
+        state.af = af_verdict(state.votes_yes, state.votes_total, judge_spec.af_threshold, judge_spec.af_maybe_band)
+        if v.get("votes_unparseable"):
+            state.reason = f"{v['votes_unparseable']} of {judge_spec.af_votes} votes unparseable"
     return state

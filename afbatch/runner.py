@@ -29,7 +29,7 @@ from afbatch.compile import Grid, conversations, effective_prefill, load_grid, r
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, InputError, ProviderError, RunError
 from afbatch.judge import votes_verdict
-from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state, is_judged, kept
+from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state, is_judged, kept, share_verdict
 from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
 from afbatch.pricing import PriceTable, load_prices
 from afbatch.providers import BatchStatus, Provider, get_provider
@@ -240,7 +240,7 @@ class Run:
                         d = loads(line)
                         v = d.get("verdict")
                         if v is not None:
-                            d["verdict"] = verdicts.setdefault(tuple(v.items()), v)
+                            d["verdict"] = share_verdict(verdicts, v)
                         rows.append(from_json(d))
             else:
                 rows = kept([Result.from_json(jsonl.loads(line)) for line in self.store.lines(shard.results_key)
@@ -854,11 +854,6 @@ class Run:
 def _shard_states(m: Manifest) -> tuple[tuple[str, bool, bool], ...]:
     """What derived state depends on: which shards are collected and which are in flight."""
     return tuple(sorted((s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT) for s in m.shards.values()))
-
-
-def row_cost(price: Any, usage: Usage, on_demand: bool, ttl: str) -> float:
-    """Billed cost of one row from its usage (see pricing.RowCost)."""
-    return price.row_cost(on_demand, ttl)(usage)
 
 
 def _missing_result(s: Shard) -> tuple[RowStatus, None, Usage, str, str]:
