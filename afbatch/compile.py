@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from afbatch import ids
@@ -182,7 +182,7 @@ def render_lines(provider: Provider, requests: Iterable[Request]) -> Iterator[tu
 
 
 def _with_system(req: Request, system: str) -> Request:
-    return Request(req.id, req.model, system, req.messages, req.max_tokens, req.temperature, req.prefill, req.cache, req.stage)
+    return replace(req, system=system)
 
 
 def write_shards(

@@ -70,6 +70,14 @@ def is_judged(stage: str) -> bool | None:
     return None if stage == "reuse" else stage != STAGE_GENERATE
 
 
+def settles(r: Result) -> bool:
+    """Whether a row answers its request for good, as the states read it: a success, and for a
+    judge a parsed verdict (an unparseable reply is asked again). Only such rows are reused."""
+    if r.status is not RowStatus.SUCCEEDED:
+        return False
+    return r.verdict is not None or stage_of(r.id) == STAGE_GENERATE
+
+
 def share_verdict(verdicts: dict[tuple[Any, ...], dict[str, Any]], verdict: dict[str, Any]) -> dict[str, Any]:
     """Equal verdicts as one dict: a run of 100k conversations has a few dozen distinct ones."""
     return verdicts.setdefault(tuple(verdict.items()), verdict)
@@ -84,7 +92,7 @@ def kept(results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, .
     for r in results:
         if r.verdict is not None and (judged or stage_of(r.id) != STAGE_GENERATE):
             verdict = share_verdict(verdicts, r.verdict)
-            r = Result(r.id, r.status, None, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)  # no texts
+            r = r._replace(text=None, texts=None, verdict=verdict)
         out.append(r)
     return out
 

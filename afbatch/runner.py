@@ -30,6 +30,7 @@ from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, InputError, ProviderError, RunError
 from afbatch.judge import votes_verdict
 from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state, is_judged, kept, share_verdict
+from afbatch.ledger import settles
 from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
 from afbatch.pricing import PriceTable, load_prices
 from afbatch.providers import BatchStatus, Provider, get_provider
@@ -388,7 +389,10 @@ class Run:
         if not need:
             return 0
         ledger = self.ledger(m)  # attempt numbers of the retries
-        reused = self._take_reused(need)
+        # Reuse answers only for requests this run never tried: a reused row that did not settle its
+        # request is then asked of the provider, never offered again (the same reuse shard, planned
+        # again and refused as known, would leave nothing to send).
+        reused = self._take_reused([r for r in need if r.id not in ledger.attempts])
         need = [r for r in need if r.id not in reused]
         # A shard holds requests of one model, stage, round (model turn; 1 for judges) and attempt.
         groups: dict[tuple[str, str, int, int], list[Request]] = {}
@@ -396,8 +400,9 @@ class Run:
             turn = int(r.id.rsplit("-t", 1)[1]) if r.stage == STAGE_GENERATE else 1
             groups.setdefault((r.model.name, r.stage, turn, 1 + len(ledger.get(r.id))), []).append(r)
         new: list[Shard] = []
+        cancelled = {s.id for s in m.shards.values() if s.state == ShardState.CANCELLED}
         for (label, stage, rnd, attempt), reqs in sorted(groups.items()):
-            new += self._write_shards(label, stage, rnd, attempt, reqs)
+            new += self._write_shards(label, stage, rnd, attempt, reqs, cancelled)
         new += self._reuse_shards(reused)
         known = set(m.shards)
         _crashpoint("after-plan-write")
@@ -419,7 +424,8 @@ class Run:
         _crashpoint("after-plan")
         return added
 
-    def _write_shards(self, label: str, stage: str, rnd: int, attempt: int, requests: list[Request]) -> list[Shard]:
+    def _write_shards(self, label: str, stage: str, rnd: int, attempt: int, requests: list[Request],
+                      cancelled: set[str]) -> list[Shard]:
         model = self.specs[label]
         provider = self.provider(label)
         price = self.prices.lookup(model)
@@ -428,7 +434,14 @@ class Run:
             files = write_shards(render_lines(provider, requests), shard_limits(provider, self.job), tmp, "s")
             for f in files:
                 ids_text = Path(f.ids_path).read_text()
-                sid = f"{stage}-{label}-r{rnd}-a{attempt}-{hashlib.sha256(ids_text.encode()).hexdigest()[:12]}"
+                digest = hashlib.sha256(ids_text.encode()).hexdigest()[:12]
+                base = sid = f"{stage}-{label}-r{rnd}-a{attempt}-{digest}"
+                # A shard cancelled before it was sent holds no attempt: its requests, asked again,
+                # need a new id (the same one would be refused as planned, and nothing sent).
+                copy = 1
+                while sid in cancelled:
+                    copy += 1
+                    sid = f"{base}-{copy}"
                 on_demand = f.below_minimum
                 if on_demand and not model.on_demand_fallback:
                     raise RunError(
@@ -474,9 +487,9 @@ class Run:
                     if s.state == ShardState.COLLECTED and s.results_key and s.provider != "reuse":
                         for line in self.store.lines(s.verdicts_key or s.results_key):
                             if not line.isspace():
-                                d = jsonl.loads(line)
-                                if d["status"] == RowStatus.SUCCEEDED.value:
-                                    self._reuse.setdefault(d["id"], (other, s.results_key))
+                                row = Result.from_json(jsonl.loads(line))
+                                if settles(row):  # not a judge reply its run had to ask again
+                                    self._reuse.setdefault(row.id, (other, s.results_key))
         wanted: dict[str, dict[str, str]] = {}  # results file → {id: run}
         for r in need:
             found = self._reuse.get(r.id)
@@ -486,9 +499,9 @@ class Run:
         for key, ids in wanted.items():
             for line in self.store.lines(key):
                 if not line.isspace():
-                    d = jsonl.loads(line)
-                    if d["id"] in ids and d["id"] not in out and d["status"] == RowStatus.SUCCEEDED.value:
-                        out[d["id"]] = (Result.from_json(d), ids[d["id"]])
+                    row = Result.from_json(jsonl.loads(line))
+                    if row.id in ids and row.id not in out and settles(row):
+                        out[row.id] = (row, ids[row.id])
         return out
 
     def _reuse_shards(self, reused: dict[str, tuple[Result, str]]) -> list[Shard]:
@@ -780,7 +793,7 @@ class Run:
                 else:
                     verdict = parse(r.text or "")
             if verdict is not None or rid != r.id:
-                r = Result(rid, r.status, r.text, r.usage, r.error_kind, r.error_message, r.stop_reason, verdict)
+                r = r._replace(id=rid, verdict=verdict)  # by name: every choice's text is kept
             got[rid] = r
         missing = _missing_result(s)
         return [got.get(rid) or Result(rid, *missing) for rid in ids]
@@ -845,10 +858,34 @@ class Run:
                 self.update(lambda m: setattr(m, "finished_at", m.finished_at or time.time()))
                 return st
             if not changed and not any(s.state in IN_FLIGHT for s in self.manifest().shards.values()):
-                raise RunError(f"run {self.run_id} cannot make progress: nothing is in flight and nothing new can be "
-                               "sent — please report this with `afbatch status --format json` output")
+                raise RunError(self._stuck(self.manifest()))
             interval = poll_interval if changed else min(interval * 1.5, max_interval)
             sleep(interval)
+
+    def _stuck(self, m: Manifest) -> str:
+        """Why nothing can be sent though the run is not done: which requests, held by which shards,
+        and the way out. Planning and the ledger agree on every store afbatch wrote: this is for a
+        store changed by hand."""
+        run = f"run {self.run_id}"
+        if m.cancelled:
+            return f"{run} was cancelled while it ran — run it again to resume"
+        ids = {r.id for r in self.wanted(m)[0]}
+        if not ids:
+            return f"{run} cannot make progress: nothing is needed or in flight, yet it is not done"
+        holders = []
+        for s in sorted(m.shards.values(), key=lambda s: s.id):
+            try:
+                if ids.intersection(self.shard_ids(s)):
+                    holders.append(f"{s.id} ({s.state.value})")
+            except KeyError:
+                holders.append(f"{s.id} (its .ids file is missing)")
+        some = ", ".join(sorted(ids)[:3]) + (", …" if len(ids) > 3 else "")
+        held = (f"held by shard(s) {', '.join(holders[:5])} whose stored results lack them"
+                if holders else "held by no shard, yet none could be planned")
+        return (f"{run} cannot make progress: {len(ids)} needed request(s) ({some}) are {held}"
+                f" — the store under runs/{self.run_id}/ was changed. Restore it, or rename the job"
+                " to start a new run in this store: it reuses every answer stored here and asks"
+                " only for the rest")
 
 
 def _shard_states(m: Manifest) -> tuple[tuple[str, bool, bool], ...]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,17 @@ def test_long_system_prompt_splice_matches_plain_json(make_job):
     provider = get_provider(model)
     for req, (_, line) in zip(first_requests(grid, model, None), render_lines(provider, first_requests(grid, model, None))):
         assert json.loads(line) == provider.render(req)
+
+
+def test_long_system_prompt_splice_keeps_every_field_of_the_request():
+    """The splice renders a copy of the request with a placeholder system prompt: it keeps n."""
+    grid = golden_grid()
+    model = next(m for m in grid.job.models if m.name == "gpt-4o")
+    provider = get_provider(model)
+    first = next(iter(first_requests(grid, model, load_prices())))
+    req = replace(first, system="You are a careful assistant. " * 20, n=3)  # long: the splice
+    ((_, line),) = render_lines(provider, [req])
+    assert json.loads(line) == provider.render(req) and json.loads(line)["body"]["n"] == 3
 
 
 # --- shards --------------------------------------------------------------------------------
