@@ -2,9 +2,11 @@
 
 Every step reads the latest manifest, does one provider call or store write, and records its
 outcome by compare-and-swap before the next. Before a batch is created, its shard is marked
-`submitting` with an idempotency token; a shard found `submitting` after a crash is reconciled
-with the provider (OpenAI: batch metadata; Anthropic: batches created after the intent with the
-same request count; Bedrock: clientRequestToken / job name) before anything is created again.
+`submitting` with an idempotency token; a shard found `submitting` after a crash or a failed create
+is reconciled with the provider (OpenAI: batch metadata; Anthropic: the batch created after the
+intent whose results are exactly the shard's request ids; Bedrock: clientRequestToken / job name)
+before anything is created again. While the provider cannot tell yet (an Anthropic candidate still
+processing), the shard stays `submitting` and is asked about again: never adopted, never resent.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance
 from afbatch.ledger import settles
 from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
 from afbatch.pricing import PriceTable, load_prices
-from afbatch.providers import BatchStatus, Provider, get_provider
+from afbatch.providers import BatchStatus, Found, Provider, get_provider
 from afbatch.redact import redact
 from afbatch.spec import Job, ModelSpec, load_job, parse_job
 from afbatch.store import Store
@@ -590,15 +592,17 @@ class Run:
         self.update(done)
 
     def _submit_failed(self, shard: Shard, e: ProviderError) -> None:
+        undecided = None
         if e.retryable:
             # The create may or may not have happened: find it before concluding it did not.
             try:
-                found = self.provider(shard.model).find(shard.token, shard.requests, shard.intent_at or time.time(), self._claimed())
-            except ProviderError:
-                found = None
-            if found:
-                self._mark_submitted(shard.id, found)
+                found = self._find(shard)
+            except ProviderError as fe:
+                found = Found(undecided=f"cannot look for it yet: {fe}")
+            if found.batch_id:
+                self._mark_submitted(shard.id, found.batch_id)
                 return
+            undecided = found.undecided
 
         def back(m: Manifest) -> None:
             s = m.shards[shard.id]
@@ -606,7 +610,10 @@ class Run:
                 return
             s.message = redact(str(e))
             s.submit_errors += 1
-            if e.rejects_request:
+            if undecided:  # neither resubmit nor adopt: reconcile decides later (no owner: anyone)
+                s.message = redact(f"{e}; whether a batch was created is not known: {undecided}")
+                s.owner = None
+            elif e.rejects_request:
                 s.move(ShardState.ENDED)  # the provider refused it: its rows fail with the provider's message
                 s.status, s.ended_at, s.owner = BatchStatus.FAILED.value, time.time(), None
             else:  # try again later; a missing key or permission stops the run below, and costs no row
@@ -620,6 +627,12 @@ class Run:
 
     def _claimed(self) -> frozenset[str]:
         return frozenset(s.batch_id for s in self.manifest().shards.values() if s.batch_id)
+
+    def _find(self, shard: Shard) -> Found:
+        """Ask the provider which batch, if any, this `submitting` shard created."""
+        provider = self.provider(shard.model)
+        line_ids = [provider.line_id(rid) for rid in self.shard_ids(shard)]
+        return provider.find(shard.token, line_ids, shard.intent_at or time.time(), self._claimed())
 
     # --- on-demand (Bedrock rows under the batch minimum) ------------------------------------------
 
@@ -667,11 +680,14 @@ class Run:
                 fixed += 1
                 continue
             try:
-                found = self.provider(s.model).find(s.token, s.requests, s.intent_at or now, self._claimed())
+                outcome = self._find(s)
             except ProviderError as e:
                 self.log(f"reconcile of {s.id} postponed: {e}")
                 continue
-            stale_owner = s.owner
+            if outcome.undecided:  # stays `submitting`, in flight: asked again at the next step
+                self.log(f"reconcile of {s.id} waits: {outcome.undecided}")
+                continue
+            found, stale_owner = outcome.batch_id, s.owner
 
             def settle(latest: Manifest, sid: str = s.id, found: str | None = found, stale_owner: str | None = stale_owner) -> None:
                 x = latest.shards[sid]

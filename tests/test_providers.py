@@ -22,8 +22,8 @@ import pytest
 
 from afbatch.compile import render_lines, write_shards
 from afbatch.errors import ProviderError
-from afbatch.providers import BatchStatus, get_provider
-from afbatch.providers.anthropic import AnthropicProvider
+from afbatch.providers import BatchStatus, Found, get_provider
+from afbatch.providers.anthropic import CLOCK_SLACK_SECONDS, AnthropicProvider
 from afbatch.providers.base import classify_http
 from afbatch.providers.bedrock import STATUS as BEDROCK_STATUS
 from afbatch.providers.bedrock import BedrockProvider
@@ -305,6 +305,11 @@ def emu(monkeypatch: pytest.MonkeyPatch, moto_s3: str) -> Iterator[Any]:
         assert e.errors == [], f"emulator/responder errors: {e.errors!r}"
 
 
+def _ids(n: int) -> list[str]:
+    """Line ids of a shard no batch here holds (providers that find by token ignore them)."""
+    return [f"other-{i}" for i in range(n)]
+
+
 def _token() -> str:
     return "t" + uuid.uuid4().hex[:30]  # the runner's shape: "t" + 30 hex
 
@@ -461,14 +466,14 @@ def test_openai_fetch_with_missing_or_empty_file_ids(emu: Any, gpt: OpenAIProvid
 def test_openai_find(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
     reqs = _requests(gpt.model, 2)
     token, since = _token(), time.time()
-    assert gpt.find(token, 2, since) is None  # nothing created
+    assert gpt.find(token, _ids(2), since) == Found()  # nothing created
     other = gpt.submit(_shard(gpt, reqs, tmp_path), 2, _token(), {})
-    assert gpt.find(token, 2, since) is None  # a batch with another token is not ours
+    assert gpt.find(token, _ids(2), since) == Found()  # a batch with another token is not ours
     bid = gpt.submit(_shard(gpt, reqs, tmp_path), 2, token, {})
     assert bid != other
-    assert gpt.find(token, 2, since) == bid
-    assert gpt.find(token, 2, since, frozenset({bid})) is None  # already claimed
-    assert gpt.find(token, 2, since + 3600) is None  # created well before the intent: not looked at
+    assert gpt.find(token, _ids(2), since) == Found(bid)
+    assert gpt.find(token, _ids(2), since, frozenset({bid})) == Found()  # already claimed
+    assert gpt.find(token, _ids(2), since + 3600) == Found()  # created well before the intent
 
 
 def test_openai_create_500_is_retryable_and_redacted(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
@@ -481,7 +486,7 @@ def test_openai_create_500_is_retryable_and_redacted(emu: Any, gpt: OpenAIProvid
     assert "HTTP 500" in _assert_clean_error(ei.value, "openai")
     # one attempt only: a create is not idempotent, so the runner (not the SDK) retries, after find()
     assert len(emu.faults.fired) == 1 and emu.created == []
-    assert gpt.find(token, 2, time.time() - 5) is None
+    assert gpt.find(token, _ids(2), time.time() - 5) == Found()
     emu.faults.clear()
 
 
@@ -502,7 +507,7 @@ def test_openai_lost_create_response_is_found_by_token(emu: Any, gpt: OpenAIProv
         gpt.submit(path, 2, token, {})
     assert ei.value.retryable
     _until(lambda: len(emu.created) == 1)
-    assert gpt.find(token, 2, since) == emu.created[0][1]
+    assert gpt.find(token, _ids(2), since) == Found(emu.created[0][1])
 
 
 def test_openai_create_400_is_not_retryable(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
@@ -534,7 +539,7 @@ def test_openai_missing_key(emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert not ei.value.retryable and emu.created == []
     custom = OpenAIProvider(ModelSpec(provider="openai", model="gpt-4o-mini", api_key_env="MY_OPENAI_KEY"))
     with pytest.raises(ProviderError, match="MY_OPENAI_KEY"):
-        custom.find(_token(), 1, time.time())
+        custom.find(_token(), _ids(1), time.time())
 
 
 def test_together_goes_through_its_base_url_and_key(emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -545,7 +550,7 @@ def test_together_goes_through_its_base_url_and_key(emu: Any, monkeypatch: pytes
     spec = ModelSpec(provider="together", model="meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo")
     p = get_provider(spec)
     with pytest.raises(ProviderError, match="TOGETHER_API_KEY"):
-        p.find(_token(), 1, time.time())
+        p.find(_token(), _ids(1), time.time())
 
     together_key = "together-SECRET-0123456789abcdef"
     monkeypatch.setenv("TOGETHER_API_KEY", together_key)
@@ -623,23 +628,83 @@ def test_anthropic_cancel_and_expire(emu: Any, claude: AnthropicProvider, tmp_pa
     assert {r.status for r in _results(claude, bid, reqs).values()} == {RowStatus.EXPIRED}
 
 
-def test_anthropic_find(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
+def _line_ids(provider: Any, requests: list[Request]) -> list[str]:
+    return [provider.line_id(r.id) for r in requests]
+
+
+def test_anthropic_find_nothing_or_not_this_shards(emu: Any, claude: AnthropicProvider,
+                                                   tmp_path: Path) -> None:
     three, two = _requests(claude.model, 3), _requests(claude.model, 2)
     since = time.time()
-    assert claude.find(_token(), 3, since) is None  # nothing created
+    assert claude.find(_token(), _line_ids(claude, three), since) == Found()  # nothing created
+    other = claude.submit(_shard(claude, _requests(claude.model, 3), tmp_path), 3, _token(), {})
+    _wait(claude, other)
+    # an ended batch of the same size whose rows are another shard's: not ours, nothing else there
+    assert claude.find(_token(), _line_ids(claude, three), since) == Found()
+    assert claude.find(_token(), _line_ids(claude, two), since) == Found()  # another size
+    mine = claude.submit(_shard(claude, three, tmp_path), 3, _token(), {})
+    _wait(claude, mine)
+    assert claude.find(_token(), _line_ids(claude, three), since) == Found(mine)
+    assert claude.find(_token(), _line_ids(claude, three), since, frozenset({mine})) == Found()
+
+
+def test_anthropic_find_rejects_a_batch_created_before_the_intent(emu: Any,
+                                                                   claude: AnthropicProvider,
+                                                                   tmp_path: Path) -> None:
+    """A batch created before this shard's intent (beyond the clock slack) was not made by this
+    shard's create call, even with the same requests (an earlier attempt, another run)."""
+    reqs = _requests(claude.model, 2)
+    bid = claude.submit(_shard(claude, reqs, tmp_path), 2, _token(), {})
+    _wait(claude, bid)
+    created = emu.anthropic.batches[bid].created
+    assert claude.find(_token(), _line_ids(claude, reqs), created - 1) == Found(bid)
+    late = created + CLOCK_SLACK_SECONDS + 1
+    assert claude.find(_token(), _line_ids(claude, reqs), late) == Found()
+
+
+def test_anthropic_find_two_same_size_ended_batches_by_their_ids(emu: Any,
+                                                                 claude: AnthropicProvider,
+                                                                 tmp_path: Path) -> None:
+    """Two shards of one size, both created after the intent: each gets its own batch."""
+    first, second = _requests(claude.model, 3), _requests(claude.model, 3)
+    since = time.time()
+    a = claude.submit(_shard(claude, first, tmp_path), 3, _token(), {})
+    b = claude.submit(_shard(claude, second, tmp_path), 3, _token(), {})
+    _wait(claude, a), _wait(claude, b)
+    assert claude.find(_token(), _line_ids(claude, second), since) == Found(b)
+    assert claude.find(_token(), _line_ids(claude, first), since) == Found(a)
+    # a shard with one request of each is neither's
+    mixed = _line_ids(claude, [first[0], second[1], first[2]])
+    assert claude.find(_token(), mixed, since) == Found()
+
+
+def test_anthropic_find_waits_while_candidates_are_processing(emu: Any, claude: AnthropicProvider,
+                                                              tmp_path: Path) -> None:
+    first, second = _requests(claude.model, 3), _requests(claude.model, 3)
+    since = time.time()
     emu.processing_delay = 60
-    a = claude.submit(_shard(claude, three, tmp_path), 3, _token(), {})
-    b = claude.submit(_shard(claude, two, tmp_path), 2, _token(), {})
-    c = claude.submit(_shard(claude, three, tmp_path), 3, _token(), {})
-    assert claude.find("tany", 3, since) == a  # by count: the oldest unclaimed match
-    assert claude.find("tany", 2, since) == b
-    assert claude.find("tany", 3, since, frozenset({a})) == c
-    assert claude.find("tany", 3, since, frozenset({a, c})) is None
-    assert claude.find("tany", 4, since) is None
-    emu.processing_delay = 0  # ended batches still count their rows
-    _wait(claude, a)
-    assert claude.find("tany", 3, since) == a
-    assert claude.find("tany", 3, since + 3600) is None  # created well before the intent
+    a = claude.submit(_shard(claude, first, tmp_path), 3, _token(), {})
+    one = claude.find(_token(), _line_ids(claude, second), since)
+    assert one.batch_id is None and one.undecided and a in one.undecided  # one candidate: no proof
+    b = claude.submit(_shard(claude, second, tmp_path), 3, _token(), {})
+    both = claude.find(_token(), _line_ids(claude, second), since)
+    assert both.batch_id is None and a in (both.undecided or "") and b in (both.undecided or "")
+    # a batch another shard holds is no candidate: nothing to wait for
+    assert claude.find(_token(), _line_ids(claude, second), since, frozenset({a, b})) == Found()
+    emu.processing_delay = 0  # they end: now their results tell
+    assert claude.find(_token(), _line_ids(claude, second), since) == Found(b)
+    assert claude.find(_token(), _line_ids(claude, first), since, frozenset({b})) == Found(a)
+
+
+def test_anthropic_find_skips_a_claimed_batch_of_this_shards_rows(emu: Any,
+                                                                  claude: AnthropicProvider,
+                                                                  tmp_path: Path) -> None:
+    """A batch another shard of the run holds is never adopted (an earlier attempt of the rows)."""
+    reqs = _requests(claude.model, 2)
+    since = time.time()
+    held = claude.submit(_shard(claude, reqs, tmp_path), 2, _token(), {})
+    _wait(claude, held)
+    assert claude.find(_token(), _line_ids(claude, reqs), since, frozenset({held})) == Found()
 
 
 def test_anthropic_create_500_is_retryable_and_redacted(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
@@ -650,12 +715,13 @@ def test_anthropic_create_500_is_retryable_and_redacted(emu: Any, claude: Anthro
     assert ei.value.retryable
     assert "HTTP 500" in _assert_clean_error(ei.value, "anthropic")
     assert len(emu.faults.fired) == 1 and emu.created == []  # no SDK retry of a create
-    assert claude.find(_token(), 2, time.time() - 5) is None  # reconciliation: nothing was created
+    assert claude.find(_token(), _ids(2), time.time() - 5) == Found()  # nothing was created
     emu.faults.clear()
 
 
 def test_anthropic_lost_create_response_is_found(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
-    path = _shard(claude, _requests(claude.model, 2), tmp_path)
+    reqs = _requests(claude.model, 2)
+    path = _shard(claude, reqs, tmp_path)
     since = time.time()
     claude._client = claude.client.with_options(timeout=0.2)
     emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", delay=0.6)
@@ -663,7 +729,7 @@ def test_anthropic_lost_create_response_is_found(emu: Any, claude: AnthropicProv
         claude.submit(path, 2, _token(), {})
     assert ei.value.retryable
     _until(lambda: len(emu.created) == 1)
-    assert claude.find(_token(), 2, since) == emu.created[0][1]
+    assert claude.find(_token(), _line_ids(claude, reqs), since) == Found(emu.created[0][1])
 
 
 def test_anthropic_create_400_and_key_echo(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
@@ -756,12 +822,12 @@ def test_bedrock_find(emu: Any, bucket: str, small_jobs: None, tmp_path: Path) -
     p = _bedrock(bucket)
     path = _shard(p, _requests(p.model, 2), tmp_path)
     token, since = _token(), time.time()
-    assert p.find(token, 2, since) is None  # nothing created
+    assert p.find(token, _ids(2), since) == Found()  # nothing created
     p.submit(path, 2, _token(), {})
-    assert p.find(token, 2, since) is None  # another token's job
+    assert p.find(token, _ids(2), since) == Found()  # another token's job
     arn = p.submit(path, 2, token, {})
-    assert p.find(token, 2, since) == arn
-    assert p.find(token, 2, since, frozenset({arn})) is None
+    assert p.find(token, _ids(2), since) == Found(arn)
+    assert p.find(token, _ids(2), since, frozenset({arn})) == Found()
 
 
 def test_bedrock_stop(emu: Any, bucket: str, small_jobs: None, tmp_path: Path) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from afbatch.providers.base import BatchInfo, BatchStatus, Limits, Provider
+from afbatch.providers.base import BatchInfo, BatchStatus, Found, Limits, Provider
 from afbatch.spec import ModelSpec
 
-__all__ = ["BatchInfo", "BatchStatus", "Limits", "Provider", "get_provider"]
+__all__ = ["BatchInfo", "BatchStatus", "Found", "Limits", "Provider", "get_provider"]
 
 
 def get_provider(model: ModelSpec) -> Provider:

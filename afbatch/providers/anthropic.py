@@ -1,23 +1,28 @@
 """Anthropic Message Batches: requests inline as `{custom_id, params}`; results streamed per row.
 
-Anthropic batches carry no metadata, so reconciliation after a crash lists batches created
-after the recorded intent and matches the request count, skipping ids other shards claimed.
+Anthropic batches carry no metadata, so reconciliation after a crash or a failed create lists the
+batches created after the recorded intent (less a few seconds of clock slack) with the shard's
+request count that no other shard holds, and adopts one only when its results' custom_ids are
+exactly the shard's requests; while a candidate is still processing its results cannot be read,
+and the decision waits (never a guess: a late adoption costs nothing, a wrong one bills twice).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Limits
+from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Found, Limits
 from afbatch.redact import redact
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
 
+# How far the provider's clock may run behind ours: a batch created after the intent may look older.
+CLOCK_SLACK_SECONDS = 5.0
 # 256 MB per create call; the JSON envelope adds a few bytes per request, so keep a margin.
 LIMITS = Limits(max_requests=100_000, max_bytes=250 * 10**6)
 
@@ -140,19 +145,43 @@ class AnthropicProvider:
             batch = self.client.with_options(max_retries=0).messages.batches.create(requests=requests)
         return batch.id
 
-    def find(self, token: str, n_requests: int, since: float, claimed: frozenset[str] = frozenset()) -> str | None:
+    def find(self, token: str, line_ids: Sequence[str], since: float,
+             claimed: frozenset[str] = frozenset()) -> Found:
+        # No metadata on Anthropic batches: a candidate is a batch created after the intent (less
+        # the clock slack), with the shard's request count, that no other shard holds. Only its
+        # results' custom_ids prove it is this shard's, readable once it has ended: till then, wait.
+        # An archived batch's results are gone: it can be neither proved nor collected.
         with _errors(self.model, "list batches"):
             candidates = []
-            for b in self.client.messages.batches.list(limit=100):
+            for b in self.client.messages.batches.list(limit=100):  # newest first
                 created = _ts(b.created_at)
-                if created < since - 120:
+                if created < since - CLOCK_SLACK_SECONDS:
                     break
                 c = b.request_counts
                 total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
-                if total == n_requests and b.id not in claimed and created >= since - 120:
-                    candidates.append((created, b.id))
-        # The oldest unclaimed match after the intent is ours: shards are submitted one at a time.
-        return min(candidates)[1] if candidates else None
+                if total == len(line_ids) and b.id not in claimed and b.archived_at is None:
+                    candidates.append((created, b.id, b.processing_status == "ended"))
+        mine, waiting = frozenset(line_ids), list[str]()
+        for _, batch_id, ended in sorted(candidates):
+            if not ended:
+                waiting.append(batch_id)
+            elif self._holds_exactly(batch_id, mine):
+                return Found(batch_id)
+        if waiting:
+            return Found(undecided=f"{len(waiting)} batch(es) of {len(line_ids)} requests created "
+                                   f"since the intent ({', '.join(waiting)}) are still processing; "
+                                   "their results will tell whose they are")
+        return Found()
+
+    def _holds_exactly(self, batch_id: str, ids: frozenset[str]) -> bool:
+        """The ended batch's results are exactly the requests `ids` (custom_ids are unique)."""
+        seen = 0
+        with _errors(self.model, f"results of {batch_id}"):
+            for row in self.client.messages.batches.results(batch_id):
+                if row.custom_id not in ids:
+                    return False  # another shard's batch: one foreign row decides
+                seen += 1
+        return seen == len(ids)
 
     def poll(self, batch_id: str) -> BatchInfo:
         with _errors(self.model, f"retrieve {batch_id}"):

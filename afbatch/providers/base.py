@@ -5,7 +5,7 @@ Statuses of every provider normalise to BatchStatus; the raw status is kept besi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -49,6 +49,20 @@ class BatchInfo:
     message: str | None = None  # the provider's own words when the batch failed
 
 
+@dataclass(frozen=True)
+class Found:
+    """What `Provider.find` decided about a shard's batch after a crash or a failed create.
+
+    `batch_id`: the shard's batch. Neither field set: nothing was created, the shard may be sent
+    again.
+    `undecided`: batches exist that may be the shard's but cannot be told apart yet (why, in words):
+    neither adopt nor resubmit; ask again later.
+    """
+
+    batch_id: str | None = None
+    undecided: str | None = None
+
+
 class Provider(Protocol):
     name: ClassVar[str]
     limits: Limits
@@ -75,8 +89,11 @@ class Provider(Protocol):
         """Create the batch from a local JSONL shard; returns the provider batch id."""
         ...
 
-    def find(self, token: str, n_requests: int, since: float, claimed: frozenset[str] = frozenset()) -> str | None:
-        """Reconcile after a crash: the batch created with this idempotency token (not one in `claimed`), if any."""
+    def find(self, token: str, line_ids: Sequence[str], since: float,
+             claimed: frozenset[str] = frozenset()) -> Found:
+        """Reconcile after a crash or a failed create: the batch this shard created (idempotency
+        `token`, its requests' `line_ids`, intent recorded at `since`), never one in `claimed`
+        (other shards' batches)."""
         ...
 
     def poll(self, batch_id: str) -> BatchInfo: ...

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from afbatch import ids, jsonl
 from afbatch.errors import ProviderError
 from afbatch.providers.anthropic import parse_message, render_messages_body
-from afbatch.providers.base import BatchInfo, BatchStatus, Limits, classify_http
+from afbatch.providers.base import BatchInfo, BatchStatus, Found, Limits, classify_http
 from afbatch.redact import redact
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -151,14 +151,16 @@ class BedrockProvider:
             )
         return resp["jobArn"]
 
-    def find(self, token: str, n_requests: int, since: float, claimed: frozenset[str] = frozenset()) -> str | None:
+    def find(self, token: str, line_ids: Sequence[str], since: float,
+             claimed: frozenset[str] = frozenset()) -> Found:
+        # The job name comes from the token: it names the shard exactly; line ids are not needed.
         name = _job_name(token)
         with _errors(self.model, "list jobs"):
             resp = self._client("bedrock").list_model_invocation_jobs(nameContains=name, maxResults=100)
         for job in resp.get("invocationJobSummaries", []):
             if job.get("jobName") == name and job["jobArn"] not in claimed:
-                return job["jobArn"]
-        return None
+                return Found(job["jobArn"])
+        return Found()
 
     def poll(self, batch_id: str) -> BatchInfo:
         with _errors(self.model, "get job"):

@@ -8,13 +8,13 @@ system prompt as the first message. Reconciliation after a crash finds the batch
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Limits, classify_http
+from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Found, Limits, classify_http
 from afbatch.redact import redact
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -169,14 +169,16 @@ class OpenAIProvider:
             )
         return batch.id
 
-    def find(self, token: str, n_requests: int, since: float, claimed: frozenset[str] = frozenset()) -> str | None:
+    def find(self, token: str, line_ids: Sequence[str], since: float,
+             claimed: frozenset[str] = frozenset()) -> Found:
+        # The token in the batch metadata names the shard exactly; the line ids are not needed.
         with _errors(self.model, "list batches"):
             for batch in self.client.batches.list(limit=100):
                 if batch.created_at < since - 120:
                     break
                 if (batch.metadata or {}).get("afbatch_token") == token and batch.id not in claimed:
-                    return batch.id
-        return None
+                    return Found(batch.id)
+        return Found()
 
     def poll(self, batch_id: str) -> BatchInfo:
         with _errors(self.model, f"retrieve {batch_id}"):

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -38,9 +39,22 @@ STEPS = [
 ]
 
 
-def _job(folder: Path) -> Path:
+# A second Anthropic model: each round of the two models makes two shards of the same request count.
+SECOND_MODEL = """
+[[models]]
+provider = "anthropic"
+model = "claude-sonnet-4-5"
+label = "toy2"
+cache = false
+[judge]"""
+
+
+def _job(folder: Path, two_models: bool = False) -> Path:
     (folder / "d.csv").write_text("goal\n" + "\n".join(PROMPTS) + "\n")
-    return write_job(folder, JOB.replace("{mode}", "auto"))  # auto: the votes as n choices of one OpenAI request
+    body = JOB.replace("{mode}", "auto")  # auto: the votes as n choices of one OpenAI request
+    if two_models:
+        body = body.replace("\n[judge]", SECOND_MODEL, 1)
+    return write_job(folder, body)
 
 
 def _table(run: Run):
@@ -50,6 +64,15 @@ def _table(run: Run):
 @pytest.fixture(scope="module")
 def reference(moto_s3, tmp_path_factory):
     """The same experiment, uninterrupted, on its own emulator."""
+    return _reference(tmp_path_factory, two_models=False)
+
+
+@pytest.fixture(scope="module")
+def reference_two_models(moto_s3, tmp_path_factory):
+    return _reference(tmp_path_factory, two_models=True)
+
+
+def _reference(tmp_path_factory, two_models: bool):
     folder = tmp_path_factory.mktemp("reference")
     for f in ("user_template.txt", "helpful_only_cot.txt"):
         (folder / f).write_bytes((ROOT / "prompts" / f).read_bytes())
@@ -61,7 +84,7 @@ def reference(moto_s3, tmp_path_factory):
         with Emulator(Scripted()) as emu:
             for k, v in emu.env().items():
                 mp.setenv(k, v)
-            run, _ = Run.create(LocalStore(folder / "store"), str(_job(folder)))
+            run, _ = Run.create(LocalStore(folder / "store"), str(_job(folder, two_models)))
             fast(run)
             calls = Counter(cid for _, _, cid in emu.calls)
             return _table(run), calls
@@ -76,7 +99,7 @@ def _afbatch(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
 def _env(emu: Emulator, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFBATCH_CRASH")}
     env.update(emu.env())
-    env.update(AFBATCH_RECONCILE_GRACE_SECONDS="0", PYTHONPATH=str(ROOT), **extra)
+    env.update({"AFBATCH_RECONCILE_GRACE_SECONDS": "0", "PYTHONPATH": str(ROOT), **extra})
     return env
 
 
@@ -108,6 +131,64 @@ def test_kill_at_every_step_then_resume(emu, workdir, reference, step):
     (run_id,) = mf.list_runs(store)
     got = _table(Run.open(store, run_id))
     pd.testing.assert_frame_equal(got, want_table)
+
+
+def test_crash_after_create_then_a_same_size_shard_fails_to_create(emu, workdir,
+                                                                   reference_two_models):
+    """Two Anthropic shards of one request count. The run is killed just after the first one's
+    create; on resume the second one's create is answered HTTP 500 before anything was made, while
+    the first one's batch is still processing and (within the reconcile grace) not yet adopted by
+    its own shard. The second shard must not take that batch, the first must not be sent again."""
+    emu.responder = Scripted()
+    emu.processing_delay = 60  # the crashed create's batch stays in progress until released below
+    job = _job(workdir, two_models=True)
+    store_dir = workdir / "store"
+    args = ["run", str(job), "--store", str(store_dir), "--yes", "--poll", "0"]
+    crashed = _afbatch(args, _env(emu, AFBATCH_CRASH_AT="after-create"), workdir)
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    store = LocalStore(store_dir)
+    (run_id,) = mf.list_runs(store)
+    shards = mf.load(store, run_id)[0].shards
+    (first,) = [s for s in shards.values() if s.state == mf.ShardState.SUBMITTING]
+    (second,) = [s for s in shards.values() if s.state == mf.ShardState.PENDING]
+    assert first.requests == second.requests and first.model != second.model
+    assert len(emu.created) == 1
+
+    # the next create is refused before anything is made
+    emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 500)
+    cmd = [sys.executable, "-m", "afbatch", *args]
+    # the grace keeps the first shard unreconciled while the second one is sent
+    env = _env(emu, AFBATCH_RECONCILE_GRACE_SECONDS="8")
+    p = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.time() + 60
+        while True:  # until the failed create was followed up (adopted something, or left as is)
+            after_failure = mf.load(store, run_id)[0].shards[second.id]
+            done = after_failure.state != mf.ShardState.SUBMITTING or after_failure.submit_errors
+            if emu.faults.fired and done:
+                break
+            assert time.time() < deadline and p.poll() is None, "the second create was never tried"
+            time.sleep(0.05)
+        emu.processing_delay = 0  # the first shard's batch ends: its results now tell whose it is
+        out, err = p.communicate(timeout=240)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err[-3000:]
+    m = mf.load(store, run_id)[0]
+    assert m.shards[first.id].batch_id == emu.created[0][1], "the crashed create's batch was taken"
+    batch_shards = [s for s in m.shards.values() if s.batch_id and not s.on_demand]
+    assert len(emu.created) == len(batch_shards), "more batches were created than shards"
+    _no_duplicates(store, emu)
+    want_table, want_calls = reference_two_models
+    calls = Counter(cid for _, _, cid in emu.calls)
+    assert calls == want_calls, "a row was answered twice, or lost"
+    pd.testing.assert_frame_equal(_table(Run.open(store, run_id)), want_table)
+    # while the batch was processing, the second shard neither took it nor went back to be resent
+    assert (after_failure.state, after_failure.owner) == (mf.ShardState.SUBMITTING, None)
+    assert "whether a batch was created is not known" in (after_failure.message or "")
 
 
 def test_two_concurrent_runs_on_one_s3_run(emu, workdir, reference, bucket):

@@ -146,6 +146,35 @@ def test_create_that_succeeded_but_timed_out_is_adopted_not_repeated(emu, workdi
     assert len(emu.created) == len({s.batch_id for s in run.manifest().shards.values() if s.batch_id})
 
 
+def test_lost_anthropic_create_while_the_lookup_fails_waits_instead_of_resending(emu, workdir,
+                                                                                  monkeypatch):
+    """The batch was made but the answer was lost, and listing batches fails right then: whether the
+    batch exists is unknown, so the shard waits for reconcile instead of being sent a second time."""
+    from afbatch.errors import ProviderError
+    from afbatch.providers import anthropic as aprov
+
+    real = aprov.AnthropicProvider.submit
+    calls = Counter()
+
+    def lost(self, path, n, token, metadata):
+        calls[token] += 1
+        batch_id = real(self, path, n, token, metadata)
+        if calls[token] == 1:  # made, but the answer never came; the list call right after fails too
+            emu.faults.http("anthropic", "GET", r"^/v1/messages/batches$", 500, times=5,
+                            headers={"retry-after-ms": "1"})
+            raise ProviderError("anthropic create batch: read timeout", retryable=True)
+        return batch_id
+
+    monkeypatch.setattr(aprov.AnthropicProvider, "submit", lost)
+    monkeypatch.setattr("afbatch.runner.RECONCILE_GRACE_SECONDS", 0)  # read when the module loaded
+    run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
+    fast(run)
+    final(run)
+    assert calls and all(n == 1 for n in calls.values())  # adopted later, never sent twice
+    batch_ids = {s.batch_id for s in run.manifest().shards.values() if s.batch_id}
+    assert {b for _, b, *_ in emu.created} == batch_ids and len(emu.created) == len(batch_ids)
+
+
 def test_expired_and_failed_rows_are_retried_as_new_attempts(emu, workdir):
     emu.faults.batch("anthropic", "expired", fraction_done=0.5)
     emu.faults.batch("openai", "all_failed")
