@@ -353,6 +353,12 @@ def test_judge_stages_that_can_never_reach_the_minimum_are_refused(make_job):
     with pytest.raises(LimitError) as exc:
         check_batch_minimums(grid)
     assert "judge.af_model (af)" in str(exc.value) and "at most 30 requests" in str(exc.value)
+    # the compliance judge: at most one request per conversation, 12
+    job = make_job(BASE_JOB + JUDGED + f'[judge.model]\n{BEDROCK}label = "judge"\n', name="j.toml")
+    with pytest.raises(LimitError) as exc:
+        check_batch_minimums(load_grid(load_job(job)))
+    msg = str(exc.value)
+    assert "judge.model (judge)" in msg and "compliance judge can send at most 12" in msg
     # 6 x 20 = 120 votes may reach it (a later round below it cannot be known: the run stops there)
     check_batch_minimums(load_grid(load_job(make_job(bedrock_classifier(20)))))
     check_batch_minimums(load_grid(load_job(make_job(bedrock_classifier(5, fallback=True)))))
