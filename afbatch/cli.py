@@ -148,7 +148,7 @@ def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline:
            prices_file: str | None):  # type: ignore[no-untyped-def]
     """Create the job's run (after showing the estimate and asking), or resume it."""
     from afbatch import manifest as mf
-    from afbatch.compile import load_grid
+    from afbatch.compile import check_batch_minimums, load_grid
     from afbatch.errors import RunError
     from afbatch.estimate import check_budget, estimate_job, format_estimate
     from afbatch.pricing import load_prices
@@ -159,6 +159,7 @@ def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline:
     store = open_store(store_url)
     loaded = load_job(job)
     grid = load_grid(loaded, offline=offline)
+    check_batch_minimums(grid)
     check_ready(loaded.job)  # keys and settings before anything else
     run_id = run_id_for(grid)
     estimate = None

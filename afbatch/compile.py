@@ -19,10 +19,10 @@ from afbatch.datasets import Dataset, Source, load_dataset, read_source
 from afbatch.errors import InputError, LimitError
 from afbatch.judge_templates import Template, parse_template
 from afbatch.pricing import PriceTable
-from afbatch.protocol import NEXT, render_user
+from afbatch.protocol import NEXT, check_user_template, render_user
 from afbatch.providers import Limits, Provider, get_provider
-from afbatch.spec import Job, LoadedJob, ModelSpec, VariantSpec
-from afbatch.types import STAGE_GENERATE, Conversation, Message, Request
+from afbatch.spec import Job, LoadedJob, ModelSpec, VariantSpec, place
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Message, Request
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def load_grid(loaded: LoadedJob, *, offline: bool = False, read: Reader = read_s
     """Resolve every input of a job; `read` lets a resumed run read its pinned copies from the store."""
     job = loaded.job
     dataset = load_dataset(loaded, offline=offline, read=read)
-    tpl = read(loaded.resolve(job.prompts.user_template), offline=offline)
+    tpl = read_user_template(loaded, offline=offline, read=read)
     inputs = {
         "dataset": {"ref": dataset.ref, "sha256": dataset.sha256},
         "user_template": {"ref": tpl.ref, "sha256": tpl.sha256},
@@ -78,6 +78,14 @@ def load_grid(loaded: LoadedJob, *, offline: bool = False, read: Reader = read_s
                     raise InputError(f"{src.ref}: declares stage = {judges[stage].meta.stage!r} but the job uses it for {stage!r}")
                 inputs[f"judge.{stage}_template"] = {"ref": src.ref, "sha256": src.sha256}
     return Grid(loaded=loaded, dataset=dataset, template=tpl.text, systems=systems, inputs=inputs, judge_templates=judges)
+
+
+def read_user_template(loaded: LoadedJob, *, offline: bool = False,
+                       read: Reader = read_source) -> Source:
+    """The job's user template, refused unless it holds every placeholder the grid needs."""
+    src = read(loaded.resolve(loaded.job.prompts.user_template), offline=offline)
+    check_user_template(src.text, src.ref)
+    return src
 
 
 def effective_prefill(model: ModelSpec, prices: PriceTable | None) -> bool:
@@ -288,6 +296,61 @@ def _file_sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# --- batch minimums (Bedrock: 100 records per job) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A stage whose batches cannot reach the provider's minimum: the first round exactly, a judge
+    stage at most."""
+
+    loc: tuple[str | int, ...]  # the model's place in the job
+    model: ModelSpec
+    stage: str
+    requests: int
+    minimum: int
+
+    def describe(self) -> str:
+        if self.stage == STAGE_GENERATE:
+            return f"its first round has {self.requests} requests"
+        kind = "compliance judge" if self.stage == STAGE_COMPLIANCE else "AF classifier"
+        return f"the {kind} can send at most {self.requests} requests"
+
+
+def batch_shortfalls(job: Job, n_rows: int) -> list[Shortfall]:
+    """What is known before a run starts. Later rounds (continuations, retries) are smaller and
+    cannot be known: without on_demand_fallback, the run stops at the first one below it."""
+    per_variant = n_rows * len(job.prompts.tiers) * job.sampling.samples
+    per_model = per_variant * len(job.variants)
+    stages = [(("models", i), m, STAGE_GENERATE, per_model) for i, m in enumerate(job.models)]
+    if job.judge:
+        j = job.judge
+        stages.append((("judge", "model"), j.model, STAGE_COMPLIANCE, per_model * len(job.models)))
+        if j.af_template:  # every CoT conversation judged compliant, each with its votes
+            cot = per_variant * sum(v.cot for v in job.variants) * len(job.models)
+            votes = 1 if j.af_votes_in_one_request else j.af_votes
+            loc = ("judge", "af_model") if j.af_model else ("judge", "model")
+            stages.append((loc, j.af_model or j.model, STAGE_AF, cot * votes))
+    out = []
+    for loc, model, stage, n in stages:
+        minimum = get_provider(model).limits.min_requests
+        if 0 < n < minimum:  # nothing to send is no shortfall
+            out.append(Shortfall(loc, model, stage, n, minimum))
+    return out
+
+
+def check_batch_minimums(grid: Grid) -> None:
+    """Refuse, before a run is created, a stage that can never form a batch job and may not go
+    on-demand."""
+    for s in batch_shortfalls(grid.job, len(grid.dataset.rows)):
+        if not s.model.on_demand_fallback:
+            where = place(grid.loaded.path, grid.loaded.text, s.loc)
+            raise LimitError(
+                f"{where} ({s.model.name}): {s.describe()}, below {s.model.provider}'s minimum "
+                f"of {s.minimum} per batch job — set on_demand_fallback = true on this model to "
+                "send them as on-demand calls (list price), or add rows")
 
 
 # --- `afbatch compile` ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from afbatch.compile import effective_prefill
+from afbatch.compile import batch_shortfalls, effective_prefill, read_user_template
 from afbatch.datasets import Dataset, load_dataset, read_source
 from afbatch.errors import BudgetError, OfflineError
 from afbatch.judge_templates import load_template
@@ -154,7 +154,7 @@ def estimate_job(
     job = loaded.job
     notes: list[str] = []
     rows_in = dataset_rows(loaded, offline, notes)
-    template = read_source(loaded.resolve(job.prompts.user_template), offline=offline).text
+    template = read_user_template(loaded, offline=offline).text
     systems = {v.name: read_source(loaded.resolve(v.system_prompt), offline=offline,
                                    expected_sha256=v.system_prompt_sha256).text for v in job.variants}
     calibration = calibration or {}
@@ -177,6 +177,16 @@ def estimate_job(
             total.rounds_expected = max((c.rounds_expected for c in cells), default=1.0)
             total.rounds_max = max((c.rounds_max for c in cells), default=1)
             est.rows.append(total)
+    for short in batch_shortfalls(job, rows_in.count):
+        m = short.model
+        if not m.on_demand_fallback:
+            fix = "run and submit refuse the job unless this model sets on_demand_fallback = true"
+        elif short.stage == STAGE_GENERATE:
+            fix = "they are priced on-demand (on_demand_fallback = true)"
+        else:
+            fix = "they go on-demand at list price (on_demand_fallback = true)"
+        notes.append(f"{m.provider} model {m.name}: {short.describe()}, below the minimum of "
+                     f"{short.minimum} per batch job; {fix}")
     if job.judge:
         est.rows.extend(_judge_rows(loaded, prices, rows_in, template, calibration, offline))
         if job.judge.af_template:
@@ -260,10 +270,6 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, prices: PriceTable
                 row.input_tokens_max += in_max
                 row.output_tokens_max += n * max_tokens
             out.append(row)
-    if model.provider == "bedrock" and n_conv_model < BEDROCK_MIN:
-        fix = "they are priced on-demand (on_demand_fallback = true)" if model.on_demand_fallback else \
-            "submit will refuse them unless the model sets on_demand_fallback = true"
-        notes.append(f"bedrock model {model.name}: {n_conv_model} requests cannot reach Bedrock's 100-record minimum per job; {fix}")
     return out
 
 

@@ -12,7 +12,7 @@ Ids are cheap; a request (the rendered template) is built only when it must be s
 from __future__ import annotations
 
 from afbatch import ids
-from afbatch.judge_templates import Template
+from afbatch.judge_templates import Template, vote_yes
 from afbatch.spec import JudgeSpec, ModelSpec
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, Conversation, Message, Request
 
@@ -84,9 +84,3 @@ def af_verdict(yes: int, total: int, threshold: float, band: float) -> str | Non
         return "maybe"
     return "no"
 
-
-def vote_yes(verdict: dict[str, object]) -> bool:
-    """A vote is yes when the template's final answer says so (the template asks for all four criteria)."""
-    if "final_answer" in verdict:
-        return bool(verdict["final_answer"])
-    return all(bool(v) for v in verdict.values())

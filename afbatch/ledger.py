@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from afbatch.compile import Grid, turn_request
 from afbatch.ids import stage_of
-from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request, vote_yes
-from afbatch.judge_templates import Template
+from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request
+from afbatch.judge_templates import Template, vote_yes
 from afbatch.protocol import next_step, scratchpad_spans
 from afbatch.spec import ModelSpec
 from afbatch.types import STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage

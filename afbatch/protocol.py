@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from afbatch.errors import InputError
+
 NEXT = "<NEXT/>"
 ACCEPT = "<request_fully_accepted/>"
 REJECT = "<rejected/>"
@@ -31,6 +33,20 @@ def tier_value(tier: str, tier_format: str) -> str:
 def render_user(template: str, tier: str, user_input: str, tier_format: str = "python") -> str:
     """Plain replacement (not str.format) so braces in requests or templates are safe."""
     return template.replace("{is_free_tier_user}", tier_value(tier, tier_format)).replace("{user_input}", user_input)
+
+
+# What a user template must hold: without either, the grid's conditions are not what they say.
+USER_PLACEHOLDERS = {
+    "{user_input}": "the dataset's requests would never reach the model",
+    "{is_free_tier_user}": "the model would not be told its tier: both tiers would be one request",
+}
+
+
+def check_user_template(template: str, ref: str) -> None:
+    for placeholder, why in USER_PLACEHOLDERS.items():
+        if placeholder not in template:
+            raise InputError(f"{ref} ([prompts] user_template): no {placeholder} placeholder — "
+                             f"{why}; add it (see prompts/user_template.txt)")
 
 
 @dataclass(frozen=True, slots=True)

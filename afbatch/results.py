@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from afbatch.judge import af_model
+from afbatch.judge_templates import refused as judged_refused
 from afbatch.ledger import af_state, bulk, compliance_state, conversation_state
 from afbatch.manifest import Manifest
 from afbatch.protocol import CONDITION, proxy_compliant
@@ -66,7 +67,8 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                     js = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
                     judge_cost += judge_cost_of(js.usage)
                     if js.verdict is not None:
-                        refused = bool(js.verdict.get("refused"))
+                        refused = judged_refused(js.verdict)
+                        # optional fields: a template without them gives no StrongREJECT score
                         convincing, specific = js.verdict.get("convincing"), js.verdict.get("specific")
                         if af_tpl and conv.cot and not refused:
                             af = af_state(judge, af_tpl, cs, ledger, max_attempts)

@@ -27,10 +27,12 @@ from typing import Any
 
 from afbatch import jsonl
 from afbatch import manifest as mf
-from afbatch.compile import Grid, conversations, effective_prefill, load_grid, render_lines, shard_limits, write_shards
+from afbatch.compile import (Grid, check_batch_minimums, conversations, effective_prefill,
+                             load_grid, render_lines, shard_limits, write_shards)
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, InputError, ProviderError, RunError
 from afbatch.judge import votes_verdict
+from afbatch.judge_templates import refused
 from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state, is_judged, kept, share_verdict
 from afbatch.ledger import settles
 from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
@@ -154,6 +156,7 @@ class Run:
         """Create the run of a job, or open it if this job (same content, same inputs) already has one."""
         loaded = load_job(job_path)
         grid = load_grid(loaded, offline=offline)
+        check_batch_minimums(grid)  # before anything is written: no run that cannot start
         prices = load_prices(prices_file or (loaded.resolve(loaded.job.prices) if loaded.job.prices else None))
         for m in loaded.job.models:
             prices.lookup(m)
@@ -359,7 +362,8 @@ class Run:
             af_tpl = self.grid.judge_templates.get("alignment_faking")
             if not af_tpl or any(j.status in ("needs", "waiting") for _, j in comp):
                 continue
-            complied = [s for s, j in comp if s.conv.cot and j.verdict is not None and not j.verdict.get("refused", False)]
+            complied = [s for s, j in comp
+                        if s.conv.cot and j.verdict is not None and not refused(j.verdict)]
             afs = [af_state(judge, af_tpl, s, ledger, max_attempts) for s in complied]
             progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
             need += [r for a in afs for r in a.requests]

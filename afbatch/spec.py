@@ -249,11 +249,21 @@ class Job(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Job:
-        for what, names in (("variant names", [v.name for v in self.variants]), ("model labels", [m.name for m in self.models])):
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"{what} must be unique; repeated: {', '.join(dupes)} (set distinct `label`s)")
+        names = [v.name for v in self.variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    def labelled_models(self) -> list[tuple[tuple[str | int, ...], ModelSpec]]:
+        """Every model with its place in the job: generation models, the judge model, the AF one."""
+        out: list[tuple[tuple[str | int, ...], ModelSpec]] = [
+            (("models", i), m) for i, m in enumerate(self.models)]
+        if self.judge:
+            out.append((("judge", "model"), self.judge.model))
+            if self.judge.af_model:
+                out.append((("judge", "af_model"), self.judge.af_model))
+        return out
 
     def temperature_for(self, model: ModelSpec) -> float:
         return model.temperature if model.temperature is not None else self.sampling.temperature
@@ -323,7 +333,24 @@ def parse_job(text: str, p: Path) -> LoadedJob:
         job = Job.model_validate(data)
     except ValidationError as e:
         raise SpecError(format_validation_error(p, text, e)) from None
+    _check_labels(job, text, p)
     return LoadedJob(job=job, path=p, text=text)
+
+
+def _check_labels(job: Job, text: str, p: Path) -> None:
+    """No two models share a label, generation or judge: labels name ids, shards and report rows,
+    so a shared one would send one model's requests to the other's provider."""
+    seen: dict[str, tuple[str | int, ...]] = {}
+    for loc, m in job.labelled_models():
+        first = seen.setdefault(m.name, loc)
+        if first == loc:
+            continue
+        given = "label" if m.label else "default label (from its model id)"
+        where = place(p, text, (*loc, "label") if m.label else loc)
+        raise SpecError(f"{where}: {given} {m.name!r} is already {_loc_str(first)}'s — "
+                        "labels must be unique across models, judge.model and judge.af_model (they "
+                        "name ids, shards and report rows); set a distinct `label = \"...\"` on "
+                        f"{_loc_str(loc)}")
 
 
 def job_schema() -> dict[str, Any]:
@@ -342,6 +369,12 @@ def format_validation_error(path: Path, text: str, err: ValidationError) -> str:
     where = f"{path}:{line}" if line else str(path)
     more = f" (+{len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{where}: {key or 'job'}: {_explain(first)}{more}"
+
+
+def place(path: Path, text: str, loc: tuple[Any, ...]) -> str:
+    """`file:line: key` for a message about the job's key at `loc` (the line when it is found)."""
+    line = toml_line_of(text, loc)
+    return f"{path}:{line}: {_loc_str(loc)}" if line else f"{path}: {_loc_str(loc)}"
 
 
 def _loc_str(loc: tuple[Any, ...]) -> str:

@@ -331,10 +331,16 @@ def test_bedrock_batch_with_on_demand_fallback(emu, workdir, bucket):
 
 
 def test_bedrock_without_fallback_says_how_to_fix(emu, workdir, bucket):
-    body = SMALL.format(rows=3, models=BEDROCK.format(bucket=bucket, fallback="false"))
+    # The first round (200 requests) reaches the minimum; a continuation round cannot, which could
+    # not be known before the run: the run stops there, saying how to fix it.
+    rows = ["goal"] + [f"Write short note number {i}" for i in range(50)]
+    (workdir / "many.csv").write_text("\n".join(rows) + "\n")
+    models = BEDROCK.format(bucket=bucket, fallback="false")
+    body = SMALL.format(rows=50, models=models).replace("sample_requests.csv", "many.csv")
     run, _ = Run.create(LocalStore(workdir / "store"), str(write_job(workdir, body)))
     with pytest.raises(RunError, match="minimum of 100 .*on_demand_fallback = true"):
-        run.plan()
+        fast(run)
+    assert any(s.round == 1 and s.requests == 200 for s in run.manifest().shards.values())
 
 
 def test_no_secret_reaches_the_store(emu, workdir, monkeypatch):
