@@ -156,15 +156,7 @@ def parse_rows(src: Source, spec: DatasetSpec) -> list[str]:
     text = src.text
     out: list[str] = []
     if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or spec.column not in reader.fieldnames:
-            cols = ", ".join(reader.fieldnames or []) or "none"
-            raise InputError(f"{src.ref}: no column {spec.column!r} (columns: {cols}) — set dataset.column")
-        for n, row in enumerate(reader, start=2):
-            value = (row.get(spec.column) or "").strip()
-            if not value:
-                raise InputError(f"{src.ref}:{n}: empty {spec.column!r} — remove the row or fill it in")
-            out.append(value)
+        out = _csv_rows(src, spec, text)
     else:
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -173,12 +165,46 @@ def parse_rows(src: Source, spec: DatasetSpec) -> list[str]:
                 obj = json.loads(line)
             except ValueError as e:
                 raise InputError(f"{src.ref}:{n}: invalid JSON ({e.msg}) — one JSON object per line") from None
+            except RecursionError:
+                raise InputError(f"{src.ref}:{n}: JSON nested too deeply — one flat JSON object per line") from None
             value = obj.get(spec.column) if isinstance(obj, dict) else None
             if not isinstance(value, str) or not value.strip():
                 raise InputError(f"{src.ref}:{n}: no non-empty string {spec.column!r} — set dataset.column")
             out.append(value.strip())
     if not out:
         raise InputError(f"{src.ref}: the dataset has no rows")
+    return out
+
+
+# A request is one cell. Python's csv refuses cells over 128 KiB; allow 1 MiB (more than any
+# model's context window), so a bigger cell is almost surely an unclosed quote swallowing rows.
+MAX_CELL_CHARS = 1 << 20
+
+
+def _csv_rows(src: Source, spec: DatasetSpec, text: str) -> list[str]:
+    out: list[str] = []
+    old_limit = csv.field_size_limit(MAX_CELL_CHARS)
+    reader = csv.DictReader(io.StringIO(text))
+    done = 0  # the last line of the last record read
+    try:
+        if not reader.fieldnames or spec.column not in reader.fieldnames:
+            cols = ", ".join(reader.fieldnames or []) or "none"
+            raise InputError(f"{src.ref}: no column {spec.column!r} (columns: {cols}) — set dataset.column")
+        done = reader.line_num
+        for row in reader:
+            n = done = reader.line_num
+            value = (row.get(spec.column) or "").strip()
+            if not value:
+                raise InputError(f"{src.ref}:{n}: empty {spec.column!r} — remove the row or fill it in")
+            out.append(value)
+    except csv.Error as e:
+        start = done + 1  # the record being read starts after the last one read
+        if "field larger" in str(e):
+            raise InputError(f"{src.ref}:{start}: a cell longer than {MAX_CELL_CHARS:,} characters — "
+                             "look for an unclosed quote on or after this line") from None
+        raise InputError(f"{src.ref}:{start}: not valid CSV ({e}) — fix the quoting") from None
+    finally:
+        csv.field_size_limit(old_limit)
     return out
 
 

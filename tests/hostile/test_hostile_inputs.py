@@ -1,0 +1,248 @@
+"""Bad job files, price files, datasets and option values: one line naming file, line or key; exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hostile.conftest import JOB
+from hostile.support import expect_one_line
+
+
+def _set(old: str, new: str):  # noqa: ANN202 - a job edit
+    def edit(text: str) -> str:
+        assert old in text, old
+        return text.replace(old, new, 1)
+    return edit
+
+
+def _add(extra: str):  # noqa: ANN202
+    return lambda text: text + extra
+
+
+DEEP_ARRAY = "x = " + "[" * 5000 + "]" * 5000 + "\n"
+DEEP_TABLE = "x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n"
+
+# (id, edit of the valid job, strings the one line must contain)
+JOB_CASES = [
+    ("toml-syntax", _add("name = \n"), ["job.toml", "invalid TOML"]),
+    ("toml-duplicate-key", _add('label = "again"\n'), ["job.toml", "invalid TOML"]),
+    ("toml-unclosed-string", _add('description = "open\n'), ["job.toml", "invalid TOML"]),
+    ("toml-unclosed-table", _add("[sampling\n"), ["job.toml", "invalid TOML"]),
+    ("toml-deep-array", lambda t: DEEP_ARRAY + t, ["job.toml:1", "nested"]),
+    ("toml-deep-inline-table", lambda t: t.replace('name = "hostile"', DEEP_TABLE.strip(), 1),
+     ["job.toml:1", "nested"]),
+    ("unknown-top-key", _add('nmae = "x"\n'), ["job.toml", "nmae"]),
+    ("unknown-dataset-key", _set('source = "data.csv"', 'source = "data.csv"\nsourse = "x"'),
+     ["job.toml", "sourse"]),
+    ("unknown-model-key", _add('temprature = 1\n'), ["job.toml", "temprature"]),
+    ("name-wrong-type", _set('name = "hostile"', "name = 3"), ["job.toml", "name"]),
+    ("name-with-space", _set('name = "hostile"', 'name = "my job"'), ["job.toml", "name"]),
+    ("name-too-long", _set('name = "hostile"', f'name = "{"n" * 60}"'), ["job.toml", "name"]),
+    ("first-zero", _set('source = "data.csv"', 'source = "data.csv"\nfirst = 0'), ["job.toml", "first"]),
+    ("first-negative", _set('source = "data.csv"', 'source = "data.csv"\nfirst = -1'), ["job.toml", "first"]),
+    ("first-string", _set('source = "data.csv"', 'source = "data.csv"\nfirst = "ten"'), ["job.toml", "first"]),
+    ("first-and-sample", _set('source = "data.csv"', 'source = "data.csv"\nfirst = 1\nsample = 1'),
+     ["job.toml", "sample"]),
+    ("sha256-malformed", _set('source = "data.csv"', 'source = "data.csv"\nsha256 = "xyz"'),
+     ["job.toml", "sha256"]),
+    ("format-unknown", _set('source = "data.csv"', 'source = "data.csv"\nformat = "xml"'),
+     ["job.toml", "format"]),
+    ("no-dataset", _set('[dataset]\nsource = "data.csv"\n', ""), ["job.toml", "dataset"]),
+    ("no-models", lambda t: t.split("[[models]]")[0], ["job.toml", "models"]),
+    ("no-variants", lambda t: t.replace("[[variants]]", "[[unused]]"), ["job.toml", "variants"]),
+    ("provider-unknown", _set('provider = "anthropic"', 'provider = "nope"'), ["job.toml", "provider"]),
+    ("model-empty", _set('model = "claude-haiku-4-5"', 'model = ""'), ["job.toml", "model"]),
+    ("label-bad", _set('label = "haiku"', 'label = "-bad label"'), ["job.toml", "label"]),
+    ("duplicate-labels", _add('[[models]]\nprovider = "anthropic"\nmodel = "claude-haiku-4-5"\nlabel = "haiku"\n'),
+     ["job.toml", "haiku"]),
+    ("tiers-repeat", _set('user_template = "user_template.txt"',
+                          'user_template = "user_template.txt"\ntiers = ["free", "free"]'), ["job.toml", "tiers"]),
+    ("tiers-unknown", _set('user_template = "user_template.txt"',
+                           'user_template = "user_template.txt"\ntiers = ["gold"]'), ["job.toml", "tiers"]),
+    ("tier-format", _set('user_template = "user_template.txt"',
+                         'user_template = "user_template.txt"\ntier_format = "upper"'), ["job.toml", "tier_format"]),
+    ("cot-not-bool", _set("cot = true", "cot = [1]"), ["job.toml", "cot"]),
+    ("temperature-string", _add('temperature = "hot"\n'), ["job.toml", "temperature"]),
+    ("api-key-env-lowercase", _add('api_key_env = "my key"\n'), ["job.toml", "api_key_env"]),
+    ("compatible-without-base-url", _set('provider = "anthropic"', 'provider = "openai-compatible"'),
+     ["job.toml", "base_url"]),
+    ("user-template-missing", _set('"user_template.txt"', '"nope.txt"'), ["nope.txt"]),
+    ("system-prompt-missing", _set('"helpful_only_cot.txt"', '"nope_cot.txt"'), ["nope_cot.txt"]),
+    ("dataset-missing", _set('"data.csv"', '"missing.csv"'), ["missing.csv", "not found"]),
+    ("dataset-url-offline", _set('"data.csv"', '"https://example.invalid/data.csv"'),
+     ["https://example.invalid/data.csv", "--offline"]),
+    ("prompt-url-offline", _set('"helpful_only_cot.txt"', '"https://example.invalid/cot.txt"'),
+     ["https://example.invalid/cot.txt", "--offline"]),
+    ("dataset-sha-mismatch", _set('source = "data.csv"', f'source = "data.csv"\nsha256 = "{"0" * 64}"'),
+     ["data.csv", "sha256"]),
+    ("prices-file-missing", lambda t: 'prices = "nope-prices.toml"\n' + t, ["nope-prices.toml"]),
+]
+
+
+@pytest.mark.parametrize(("edit", "names"), [c[1:] for c in JOB_CASES], ids=[c[0] for c in JOB_CASES])
+def test_bad_job_file(job_dir: Path, edit, names: list[str]) -> None:  # noqa: ANN001
+    (job_dir / "job.toml").write_text(edit(JOB))
+    expect_one_line(["estimate", "job.toml", "--offline"], code=2, names=names, cwd=job_dir, stored=job_dir)
+
+
+# (id, bytes of the job file or None for "a folder", strings)
+RAW_JOB_CASES = [
+    ("empty", b"", ["job.toml"]),
+    ("not-utf8", b'name = "\xff\xfe"\n', ["job.toml"]),
+    ("nul-bytes", b"name = \x00\x00\n", ["job.toml", "invalid TOML"]),
+    ("binary", bytes(range(256)), ["job.toml"]),
+]
+
+
+@pytest.mark.parametrize(("data", "names"), [c[1:] for c in RAW_JOB_CASES], ids=[c[0] for c in RAW_JOB_CASES])
+def test_unreadable_job_file(job_dir: Path, data: bytes, names: list[str]) -> None:
+    (job_dir / "job.toml").write_bytes(data)
+    expect_one_line(["estimate", "job.toml"], code=2, names=names, cwd=job_dir, stored=job_dir)
+
+
+@pytest.mark.parametrize("command", ["estimate", "compile", "submit"])
+def test_missing_job_file(job_dir: Path, command: str) -> None:
+    expect_one_line([command, "nope.toml"], code=2, names=["nope.toml", "no such job file"], cwd=job_dir,
+                    stored=job_dir)
+
+
+def test_run_of_neither_a_job_nor_a_run(job_dir: Path) -> None:
+    expect_one_line(["run", "nope.toml"], code=1, names=["nope.toml", "no run"], cwd=job_dir, stored=job_dir)
+
+
+def test_job_file_is_a_folder(job_dir: Path) -> None:
+    (job_dir / "folder.toml").mkdir()
+    expect_one_line(["estimate", "folder.toml"], code=2, names=["folder.toml"], cwd=job_dir, stored=job_dir)
+
+
+# --- price files ---------------------------------------------------------------------------
+
+PRICE = '[[models]]\nprovider = "anthropic"\nmodel = "claude-haiku-4-5"\ninput = 1.0\noutput = 5.0\ndate = "2026-01-01"\n'
+PRICE_CASES = [
+    ("toml-syntax", "[[models]\n", ["prices.toml", "invalid TOML"]),
+    ("deep", "x = " + "[" * 3000 + "]" * 3000, ["prices.toml:1", "nested"]),
+    ("input-string", PRICE.replace("input = 1.0", 'input = "cheap"'), ["prices.toml", "input"]),
+    ("unknown-key", PRICE + "discount = 0.5\n", ["prices.toml", "discount"]),
+    ("no-output", PRICE.replace("output = 5.0\n", ""), ["prices.toml", "output"]),
+    ("models-not-array", 'models = "all"\n', ["prices.toml", "models"]),
+]
+
+
+@pytest.mark.parametrize(("text", "names"), [c[1:] for c in PRICE_CASES], ids=[c[0] for c in PRICE_CASES])
+def test_bad_price_file(job_dir: Path, text: str, names: list[str]) -> None:
+    (job_dir / "prices.toml").write_text(text)
+    expect_one_line(["estimate", "job.toml", "--prices", "prices.toml"], code=2, names=names, cwd=job_dir,
+                    stored=job_dir)
+
+
+def test_price_file_not_utf8(job_dir: Path) -> None:
+    (job_dir / "prices.toml").write_bytes(b"x = '\xff'\n")
+    expect_one_line(["estimate", "job.toml", "--prices", "prices.toml"], code=2, names=["prices.toml", "UTF-8"],
+                    cwd=job_dir, stored=job_dir)
+
+
+def test_price_file_missing(job_dir: Path) -> None:
+    expect_one_line(["estimate", "job.toml", "--prices", "none.toml"], code=2, names=["none.toml", "not found"],
+                    cwd=job_dir, stored=job_dir)
+
+
+def test_bad_price_file_from_the_environment(job_dir: Path) -> None:
+    (job_dir / "env-prices.toml").write_text("[[models]\n")
+    expect_one_line(["estimate", "job.toml"], code=2, names=["env-prices.toml", "invalid TOML"], cwd=job_dir,
+                    stored=job_dir, env={"AFBATCH_PRICES": str(job_dir / "env-prices.toml")})
+
+
+def test_model_without_a_price(job_dir: Path) -> None:
+    (job_dir / "job.toml").write_text(JOB.replace('label = "haiku"', 'label = "haiku"\nprice_as = "no-such-model"'))
+    expect_one_line(["estimate", "job.toml"], code=2, names=["no price", "no-such-model"], cwd=job_dir,
+                    stored=job_dir)
+
+
+# --- datasets --------------------------------------------------------------------------------
+
+BIG = "x" * ((1 << 20) + 10)
+CSV_CASES = [
+    ("no-goal-column", "prompt,target\nhello,Sure\n", ["data.csv", "goal"]),
+    ("empty-file", "", ["data.csv", "goal"]),
+    ("header-only", "goal,target\n", ["data.csv", "no rows"]),
+    ("empty-cell", "goal,target\nfine,Sure\n,Sure\n", ["data.csv:3", "goal"]),
+    ("blank-cell", "goal,target\n   ,Sure\n", ["data.csv:2", "goal"]),
+    ("cell-over-1MiB", f'goal,target\nok,Sure\n"{BIG}",Sure\n', ["data.csv:3", "cell"]),
+    ("unclosed-quote-swallowing", 'goal,target\n"open,Sure\n' + ("more,Sure\n" * 120000), ["data.csv:2", "quote"]),
+    ("first-too-big", None, ["data.csv", "first"]),
+]
+
+
+@pytest.mark.parametrize(("text", "names"), [c[1:] for c in CSV_CASES], ids=[c[0] for c in CSV_CASES])
+def test_bad_csv_dataset(job_dir: Path, text: str | None, names: list[str]) -> None:
+    if text is None:
+        (job_dir / "job.toml").write_text(JOB.replace('source = "data.csv"', 'source = "data.csv"\nfirst = 50'))
+    else:
+        (job_dir / "data.csv").write_text(text)
+    expect_one_line(["estimate", "job.toml"], code=2, names=names, cwd=job_dir, stored=job_dir)
+
+
+def test_csv_dataset_not_utf8(job_dir: Path) -> None:
+    (job_dir / "data.csv").write_bytes(b"goal,target\n\xff\xfe,Sure\n")
+    expect_one_line(["estimate", "job.toml"], code=2, names=["data.csv", "UTF-8"], cwd=job_dir, stored=job_dir)
+
+
+def test_dataset_is_a_folder(job_dir: Path) -> None:
+    (job_dir / "data.csv").unlink()
+    (job_dir / "data.csv").mkdir()
+    expect_one_line(["estimate", "job.toml"], code=2, names=["data.csv"], cwd=job_dir, stored=job_dir)
+
+
+JSONL_CASES = [
+    ("invalid-line", '{"goal": "a"}\n{"goal": \n', ["data.jsonl:2", "invalid JSON"]),
+    ("array-line", '["goal", "a"]\n', ["data.jsonl:1", "goal"]),
+    ("missing-key", '{"prompt": "a"}\n', ["data.jsonl:1", "goal"]),
+    ("number-value", '{"goal": 5}\n', ["data.jsonl:1", "goal"]),
+    ("empty-value", '{"goal": "  "}\n', ["data.jsonl:1", "goal"]),
+    ("deep-nesting", '{"goal": "a"}\n' + "[" * 100000 + "]" * 100000 + "\n", ["data.jsonl:2", "nested"]),
+    ("empty-file", "", ["data.jsonl", "no rows"]),
+    ("only-blank-lines", "\n\n  \n", ["data.jsonl", "no rows"]),
+]
+
+
+@pytest.mark.parametrize(("text", "names"), [c[1:] for c in JSONL_CASES], ids=[c[0] for c in JSONL_CASES])
+def test_bad_jsonl_dataset(job_dir: Path, text: str, names: list[str]) -> None:
+    (job_dir / "data.jsonl").write_text(text)
+    (job_dir / "job.toml").write_text(JOB.replace('"data.csv"', '"data.jsonl"'))
+    expect_one_line(["estimate", "job.toml"], code=2, names=names, cwd=job_dir, stored=job_dir)
+
+
+# --- option values ---------------------------------------------------------------------------
+
+OPTION_CASES = [
+    (["run", "RUN", "--poll", "-1"], "--poll"),
+    (["run", "RUN", "--poll", "nan"], "--poll"),
+    (["run", "RUN", "--poll", "inf"], "--poll"),
+    (["run", "RUN", "--poll", "-inf"], "--poll"),
+    (["run", "RUN", "--poll", "1e300"], "--poll"),
+    (["run", "RUN", "--poll", "soon"], "--poll"),
+    (["run", "RUN", "--poll", ""], "--poll"),
+    (["status", "RUN", "--interval", "0"], "--interval"),
+    (["status", "RUN", "--interval", "-5"], "--interval"),
+    (["status", "RUN", "--interval", "nan"], "--interval"),
+    (["status", "RUN", "--interval", "inf"], "--interval"),
+    (["status", "RUN", "--interval", "1e9"], "--interval"),
+    (["report", "RUN", "--transcripts", "-1"], "--transcripts"),
+    (["report", "RUN", "--transcripts", "1.5"], "--transcripts"),
+    (["report", "RUN", "--transcripts", "many"], "--transcripts"),
+    (["estimate", "job.toml", "--format", "yaml"], "--format"),
+    (["estimate", "job.toml", "--by", "tier"], "--by"),
+    (["report", "RUN", "--format", "pdf"], "--format"),
+    (["status", "RUN", "--format", "xml"], "--format"),
+    (["estimate"], "JOB"),
+    (["status"], "RUN_ID"),
+    (["estimate", "job.toml", "--no-such-option"], "--no-such-option"),
+    (["no-such-command"], "no-such-command"),
+]
+
+
+@pytest.mark.parametrize(("args", "name"), OPTION_CASES, ids=[" ".join(c[0][:1] + c[0][2:]) for c in OPTION_CASES])
+def test_bad_option_value(job_dir: Path, args: list[str], name: str) -> None:
+    expect_one_line(args, code=2, names=[name, "--help"], cwd=job_dir, stored=job_dir)
