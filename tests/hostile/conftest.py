@@ -47,10 +47,15 @@ def job_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def run_store(job_dir: Path, tmp_path: Path) -> tuple[Path, str]:
-    """(store folder, run id) of a run created from the job (nothing submitted)."""
+    """(store folder, run id) of a run created from the job (nothing submitted), its report read once."""
+    from click.testing import CliRunner
+
+    from afbatch.cli import cli
     from afbatch.runner import Run
     from afbatch.store import LocalStore
 
     store = tmp_path / "store"
     run, _ = Run.create(LocalStore(store), str(job_dir / "job.toml"), offline=True)
+    # The first report records the run's conversation ids: later commands store nothing new.
+    assert CliRunner().invoke(cli, ["report", run.run_id, "--store", str(store)], obj={}).exit_code == 0
     return store, run.run_id

@@ -67,11 +67,16 @@ def run_cli(args: Sequence[str], *, cwd: Path, env: Mapping[str, str | None] | N
     return Outcome(r.exit_code, r.stdout, r.stderr, escaped)
 
 
-def check_one_line(out: Outcome, *, code: int, names: str | Iterable[str]) -> str:
-    """The contract: exit `code`, one non-empty stderr line containing every one of `names`, no traceback."""
+def check_one_line(out: Outcome, *, code: int, names: str | Iterable[str], after_log: bool = False) -> str:
+    """The contract: exit `code`, one non-empty stderr line containing every one of `names`, no traceback.
+
+    `after_log`: the command may log progress lines first (a run); the error is then the last line.
+    """
     assert out.exception is None, f"escaped the CLI: {out.exception!r}"
     assert "Traceback" not in out.stderr + out.stdout, out.stderr
     lines = out.lines()
+    if after_log:
+        lines = lines[-1:]
     assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{out.stderr}"
     assert out.code == code, f"exit {out.code}, expected {code}: {lines[0]}"
     for name in [names] if isinstance(names, str) else names:
