@@ -25,7 +25,12 @@ EXIT_INTERRUPTED = 130
 
 # Escape sequences (CSI, OSC, and two-byte ESC forms), then single characters a terminal acts on:
 # C0 controls, DEL, C1 controls, and the bidi overrides/isolates that reorder what is shown.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]")
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clearing
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks, clipboard
+    r"|\x1b[@-_]?"  # other two-byte sequences, or a lone ESC
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # the one-byte C1 form of CSI
+)
 _LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x85\u2028\u2029]")
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -59,7 +64,9 @@ def _fail(message: str, code: int) -> None:
 
 
 class _Group(click.Group):
-    """Whatever reaches the CLI becomes one line and an exit code; --debug (or AFBATCH_DEBUG=1) shows the traceback."""
+    """Whatever reaches the CLI becomes one line and an exit code.
+
+    --debug (or AFBATCH_DEBUG=1) shows the traceback instead."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -68,7 +75,8 @@ class _Group(click.Group):
             raise  # click's own: --help, --version, a declined confirmation
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx else "afbatch"
-            _fail(f"error: {where}: {e.format_message().rstrip('.')} — see `{where} --help`", EXIT_USAGE)
+            what = e.format_message().rstrip(".")
+            _fail(f"error: {where}: {what} — see `{where} --help`", EXIT_USAGE)
         except click.ClickException as e:
             _fail(f"error: {e.format_message()}", e.exit_code)
         except AfbatchError as e:
@@ -79,8 +87,8 @@ class _Group(click.Group):
             if _debug(ctx):
                 raise
             _Group.interrupted = True
-            _fail("interrupted: the run is saved and resumes where it stopped (rerun the same command)",
-                  EXIT_INTERRUPTED)
+            _fail("interrupted: the run is saved and resumes where it stopped "
+                  "(rerun the same command)", EXIT_INTERRUPTED)
         except OSError as e:
             if e.errno == errno.EPIPE or _debug(ctx):
                 raise  # a closed pipe (`afbatch report | head`): click exits quietly
@@ -88,7 +96,8 @@ class _Group(click.Group):
         except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback behind --debug
             if _debug(ctx):
                 raise
-            _fail(f"internal error: {type(e).__name__}: {e} — rerun with --debug for the traceback and report it", 1)
+            _fail(f"internal error: {type(e).__name__}: {e} — rerun with --debug for the traceback "
+                  "and report it", 1)
 
     interrupted = False
 
@@ -154,13 +163,16 @@ def compile_cmd(job: str, out_dir: str | None, offline: bool, prices_file: str |
         for s in c.shards:
             rows.append([c.model.name, c.provider, os.path.relpath(s.path, out), f"{s.n_requests:,}", f"{s.n_bytes / 1e6:,.1f} MB"])
     _echo(text_table(["model", "provider", "shard", "requests", "size"], rows))
-    _echo(f"\n{sum(c.n_requests for c in compiled):,} requests in {sum(len(c.shards) for c in compiled)} shards → {out}/ (index.json lists them)")
+    n_shards = sum(len(c.shards) for c in compiled)
+    _echo(f"\n{sum(c.n_requests for c in compiled):,} requests in {n_shards} shards → {out}/ "
+          "(index.json lists them)")
     for c in compiled:
         small = [s for s in c.shards if s.below_minimum]
         if small:
             fix = "they will be sent on-demand (on_demand_fallback = true)" if c.model.on_demand_fallback else \
                 "set on_demand_fallback = true for this model, or add rows"
-            _log(f"warning: {c.model.name}: {small[0].n_requests} requests cannot reach Bedrock's minimum of 100 per job; {fix}")
+            _log(f"warning: {c.model.name}: {small[0].n_requests} requests cannot reach Bedrock's "
+                 f"minimum of 100 per job; {fix}")
 
 
 def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
@@ -267,7 +279,8 @@ def submit(job: str, store_url: str, max_cost: float | None, yes: bool, fresh: b
     run.reconcile()
     run.plan()
     n = run.submit_pending(max_cost)
-    _echo(f"{run.run_id}: submitted {n} batch(es); follow with `afbatch status {run.run_id}`, finish with `afbatch run {run.run_id}`")
+    _echo(f"{run.run_id}: submitted {n} batch(es); follow with `afbatch status {run.run_id}`, "
+          f"finish with `afbatch run {run.run_id}`")
 
 
 @cli.command()
@@ -276,7 +289,8 @@ def submit(job: str, store_url: str, max_cost: float | None, yes: bool, fresh: b
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--shards", is_flag=True, help="Also list every shard: state, provider status, row outcomes, cost.")
 @click.option("--watch", is_flag=True, help="Keep the display live until the run is done (reads the store only).")
-@click.option("--interval", type=_Finite(min=0, min_open=True, max=3600), default=10.0, show_default=True, help="Seconds between refreshes with --watch.")
+@click.option("--interval", type=_Finite(min=0, min_open=True, max=3600), default=10.0,
+              show_default=True, help="Seconds between refreshes with --watch.")
 def status(run_id: str, store_url: str, fmt: str, shards: bool, watch: bool, interval: float) -> None:
     """Progress per model and stage, shards by state, spend so far against the estimate."""
     import time
@@ -312,7 +326,8 @@ def collect(run_id: str, store_url: str, max_cost: float | None) -> None:
 @max_cost_option
 @click.option("--yes", is_flag=True, help="Do not ask before spending.")
 @click.option("--fresh", is_flag=True, help="Do not reuse answers from earlier runs in the store.")
-@click.option("--poll", "poll_interval", type=SECONDS, default=5.0, show_default=True, help="Seconds between polls (backs off to 60).")
+@click.option("--poll", "poll_interval", type=SECONDS, default=5.0, show_default=True,
+              help="Seconds between polls (backs off to 60).")
 @offline_option
 @prices_option
 def run_cmd(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool, poll_interval: float,
@@ -335,7 +350,8 @@ def run_cmd(target: str, store_url: str, max_cost: float | None, yes: bool, fres
     keys = write_report(run)
     where = getattr(run.store, "local_path", None)
     folder = os.path.dirname(where(keys[0])) if where else f"{run.store.url}/runs/{run.run_id}/report"
-    _echo(f"report: {folder}/report.html (tables beside it; `afbatch report {run.run_id}` prints the summary)")
+    _echo(f"report: {folder}/report.html (tables beside it; `afbatch report {run.run_id}` "
+          "prints the summary)")
 
 
 @cli.command()
@@ -344,7 +360,8 @@ def run_cmd(target: str, store_url: str, max_cost: float | None, yes: bool, fres
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown", "html"]), default="table",
               show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to this file instead of printing.")
-@click.option("--transcripts", type=click.IntRange(min=0), default=5000, show_default=True, help="Transcripts embedded in the HTML report.")
+@click.option("--transcripts", type=click.IntRange(min=0), default=5000, show_default=True,
+              help="Transcripts embedded in the HTML report.")
 def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcripts: int) -> None:
     """Result tables: compliance per tier, the compliance gap with its 95% CI, proxy vs judge, cost."""
     from afbatch import report as rep
@@ -385,7 +402,8 @@ def runs(store_url: str) -> None:
         m, _ = mf.load(store, rid)
         state = "cancelled" if m.cancelled else ("finished" if m.finished_at else "in progress")
         rows.append([rid, m.job_name, len(m.shards), usd(m.spent_usd()), state])
-    _echo(text_table(["run", "job", "shards", "spent", "state"], rows) if rows else f"no runs in {store.url}")
+    headers = ["run", "job", "shards", "spent", "state"]
+    _echo(text_table(headers, rows) if rows else f"no runs in {store.url}")
 
 
 @cli.command()
@@ -408,7 +426,7 @@ def emulate(host: str, port: int, with_s3: bool) -> None:
 
 
 def _write_file(path: str | Path, text: str) -> None:
-    """A file the user asked for (--out, --save): written atomically, secrets redacted; an OS error names it."""
+    """A file asked for (--out, --save): written atomically, secrets redacted; errors name it."""
     from afbatch.store import atomic_write
 
     try:
@@ -422,12 +440,13 @@ def main() -> None:
         cli(obj={})
     except SystemExit:
         if _Group.interrupted:
-            # Ctrl-C often lands while an SDK builds its HTTP client (loading certificates is slow). The
-            # half-built client's __del__ (openai/anthropic SyncHttpxClientWrapper) reads `_state`, which
-            # httpx sets later, so the interpreter's final garbage collection prints "Exception ignored
-            # ... AttributeError" after the `interrupted:` line. Nothing is left to do at this point:
-            # every store write is atomic and has finished or not happened. So flush and leave without
-            # running finalizers: the `interrupted:` line is the last thing printed.
+            # Ctrl-C often lands while an SDK builds its HTTP client (loading certificates is
+            # slow). The half-built client's __del__ (openai/anthropic SyncHttpxClientWrapper)
+            # reads `_state`, which httpx sets later, so the interpreter's final garbage
+            # collection prints "Exception ignored ... AttributeError" after the `interrupted:`
+            # line. Nothing is left to do here: every store write is atomic and has finished or
+            # not happened. So flush and leave without running finalizers: the `interrupted:`
+            # line is the last thing printed.
             for stream in (sys.stdout, sys.stderr):
                 try:
                     stream.flush()

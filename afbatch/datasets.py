@@ -166,7 +166,8 @@ def parse_rows(src: Source, spec: DatasetSpec) -> list[str]:
             except ValueError as e:
                 raise InputError(f"{src.ref}:{n}: invalid JSON ({e.msg}) — one JSON object per line") from None
             except RecursionError:
-                raise InputError(f"{src.ref}:{n}: JSON nested too deeply — one flat JSON object per line") from None
+                raise InputError(f"{src.ref}:{n}: JSON nested too deeply — "
+                                 "one flat JSON object per line") from None
             value = obj.get(spec.column) if isinstance(obj, dict) else None
             if not isinstance(value, str) or not value.strip():
                 raise InputError(f"{src.ref}:{n}: no non-empty string {spec.column!r} — set dataset.column")
@@ -189,19 +190,21 @@ def _csv_rows(src: Source, spec: DatasetSpec, text: str) -> list[str]:
     try:
         if not reader.fieldnames or spec.column not in reader.fieldnames:
             cols = ", ".join(reader.fieldnames or []) or "none"
-            raise InputError(f"{src.ref}: no column {spec.column!r} (columns: {cols}) — set dataset.column")
+            raise InputError(f"{src.ref}: no column {spec.column!r} (columns: {cols}) — "
+                             "set dataset.column")
         done = reader.line_num
         for row in reader:
             n = done = reader.line_num
             value = (row.get(spec.column) or "").strip()
             if not value:
-                raise InputError(f"{src.ref}:{n}: empty {spec.column!r} — remove the row or fill it in")
+                raise InputError(f"{src.ref}:{n}: empty {spec.column!r} — "
+                                 "remove the row or fill it in")
             out.append(value)
     except csv.Error as e:
         start = done + 1  # the record being read starts after the last one read
         if "field larger" in str(e):
-            raise InputError(f"{src.ref}:{start}: a cell longer than {MAX_CELL_CHARS:,} characters — "
-                             "look for an unclosed quote on or after this line") from None
+            raise InputError(f"{src.ref}:{start}: a cell longer than {MAX_CELL_CHARS:,} characters "
+                             "— look for an unclosed quote on or after this line") from None
         raise InputError(f"{src.ref}:{start}: not valid CSV ({e}) — fix the quoting") from None
     finally:
         csv.field_size_limit(old_limit)

@@ -90,7 +90,8 @@ def os_error_message(e: OSError, path: str | os.PathLike[str] | None = None) -> 
     if name is None:
         return f"{e.strerror or e} — check the paths given to afbatch"
     if code in (errno.EACCES, errno.EPERM):
-        return f"{name}: permission denied — make it accessible to this user or choose another path{_env_hint(name)}"
+        return (f"{name}: permission denied — make it accessible to this user "
+                f"or choose another path{_env_hint(name)}")
     if code == errno.EROFS:
         return f"{name}: read-only file system — choose another path{_env_hint(name)}"
     if code in (errno.ENOTDIR, errno.EEXIST):
@@ -101,7 +102,8 @@ def os_error_message(e: OSError, path: str | os.PathLike[str] | None = None) -> 
     if code == errno.ENOENT:
         parent = os.path.dirname(os.path.abspath(name))
         if not os.path.isdir(parent):
-            return f"{name}: folder {parent} does not exist — create it or fix the path{_env_hint(name)}"
+            return (f"{name}: folder {parent} does not exist — create it or fix the path"
+                    f"{_env_hint(name)}")
         return f"{name}: no such file — fix the path{_env_hint(name)}"
     if code == errno.EISDIR:
         return f"{name}: is a folder where a file is needed — give a file path{_env_hint(name)}"

@@ -164,9 +164,11 @@ def load_prices(override: str | Path | None = None) -> PriceTable:
     user: PriceFile | None = None
     if path.exists():
         try:
-            user = PriceFile.model_validate(load_toml(path.read_text(encoding="utf-8"), path, PriceError))
+            data = load_toml(path.read_text(encoding="utf-8"), path, PriceError)
+            user = PriceFile.model_validate(data)
         except UnicodeDecodeError as e:
-            raise PriceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}) — re-save it as UTF-8") from None
+            raise PriceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}) — "
+                             "re-save it as UTF-8") from None
         except ValidationError as e:
             first = e.errors()[0]
             loc = ".".join(str(x) for x in first["loc"])

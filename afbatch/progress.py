@@ -61,7 +61,8 @@ class Progress:
             self._live.update(Text(text + f"\n(updated {time.strftime('%H:%M:%S')}; Ctrl-C leaves the run resumable)"))
         elif text != self._last:
             summary = "; ".join(f"{p.model}/{p.stage} {p.finished + p.failed}/{p.total}" for p in st.progress)
-            line = self.clean(f"[{time.strftime('%H:%M:%S')}] {summary} — spent {usd(st.spent_usd)}", True)
+            stamp = time.strftime("%H:%M:%S")
+            line = self.clean(f"[{stamp}] {summary} — spent {usd(st.spent_usd)}", True)
             print(line, file=sys.stderr, flush=True)
         self._last = text
 

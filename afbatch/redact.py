@@ -42,7 +42,7 @@ def register_env(name: str) -> None:
 
 
 def register_aws(credentials: object) -> None:
-    """The secret parts of botocore credentials, wherever the chain found them (env, profile, role)."""
+    """The secret parts of botocore credentials, wherever the chain found them."""
     if credentials is None:
         return
     frozen = getattr(credentials, "get_frozen_credentials", None)
@@ -88,7 +88,7 @@ def redact_bytes(data: bytes) -> bytes:
 
 
 def redact_file(path: str) -> None:
-    """Rewrite a file in place if it holds a secret value (scanned in chunks; untouched otherwise)."""
+    """Rewrite a file in place if it holds a secret value (scanned in chunks, else untouched)."""
     values = [v.encode() for v in secret_values()]
     if not values or not _file_holds(path, values):
         return

@@ -336,18 +336,19 @@ def load_toml(text: str, where: str | Path, error: type[AfbatchError]) -> dict[s
     """Parse TOML, raising `error` with one line naming the file (and the line when known)."""
     line = _too_deep(text)
     if line is not None:
-        raise error(f"{where}:{line}: arrays or inline tables nested more than {MAX_TOML_DEPTH} deep — "
-                    "flatten the value")
+        raise error(f"{where}:{line}: arrays or inline tables nested more than {MAX_TOML_DEPTH} "
+                    "deep — flatten the value")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise error(f"{where}: invalid TOML: {e} — check quoting, brackets and `key = value` syntax") from None
+        raise error(f"{where}: invalid TOML: {e} — check quoting, brackets and "
+                    "`key = value` syntax") from None
     except RecursionError:  # the scan above should make this unreachable
         raise error(f"{where}: invalid TOML: nested too deeply — flatten the value") from None
 
 
 def _too_deep(text: str) -> int | None:
-    """The line where brackets/braces outside strings and comments first nest past MAX_TOML_DEPTH."""
+    """The line where brackets or braces outside strings and comments nest too deep."""
     depth, line, i, n = 0, 1, 0, len(text)
     while i < n:
         c = text[i]

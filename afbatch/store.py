@@ -218,7 +218,7 @@ class S3Store:
 
             session = boto3.Session()
             register_aws(session.get_credentials())
-            self._client = session.client("s3")  # honours AWS_ENDPOINT_URL_S3 and the usual credential chain
+            self._client = session.client("s3")  # honours AWS_ENDPOINT_URL_S3 and the usual chain
         return self._client
 
     def _key(self, key: str) -> str:
@@ -247,8 +247,8 @@ class S3Store:
 
     def create(self, key: str, data: bytes) -> str:
         try:
-            return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=redact_bytes(data),
-                                          IfNoneMatch="*")["ETag"]
+            return self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                          Body=redact_bytes(data), IfNoneMatch="*")["ETag"]
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise ConflictError(f"{key} already exists") from None
@@ -256,8 +256,8 @@ class S3Store:
 
     def replace(self, key: str, data: bytes, version: str) -> str:
         try:
-            return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=redact_bytes(data),
-                                          IfMatch=version)["ETag"]
+            return self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                          Body=redact_bytes(data), IfMatch=version)["ETag"]
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409", "NoSuchKey"):
                 raise ConflictError(f"{key} changed since it was read") from None
@@ -324,7 +324,7 @@ class S3Store:
 
 @contextmanager
 def _os_errors(path: Path) -> Iterator[None]:
-    """A file-system error on the store (disk full, permissions, a file in the way) as one StoreError line."""
+    """A file-system error on the store (disk full, permissions, a file in the way): one line."""
     try:
         yield
     except OSError as e:

@@ -121,7 +121,7 @@ class AnthropicProvider:
 
             key_env = self.model.api_key_env or "ANTHROPIC_API_KEY"
             key = os.environ.get(key_env)
-            register(key)  # redacted by value from everything printed or stored, whatever its env name
+            register(key)  # redacted by value wherever it appears, whatever the env name
             if not key:
                 raise ProviderError(f"{self.model.name}: set {key_env} to your Anthropic API key")
             kwargs: dict[str, Any] = {"api_key": key, "max_retries": 4}

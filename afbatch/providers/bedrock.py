@@ -111,7 +111,7 @@ class BedrockProvider:
 
             region = self.model.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
             session = boto3.Session()
-            register_aws(session.get_credentials())  # the secret key and session token, wherever found
+            register_aws(session.get_credentials())  # secret key and session token, wherever found
             self._clients[service] = session.client(service, region_name=region)
         return self._clients[service]
 

@@ -1,4 +1,4 @@
-"""A job folder with a valid job, and a store holding one created run, for the hostile-input suite."""
+"""A folder with a valid job, and a store holding one created run, for the hostile-input suite."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def job_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def run_store(job_dir: Path, tmp_path: Path) -> tuple[Path, str]:
-    """(store folder, run id) of a run created from the job (nothing submitted), its report read once."""
+    """(store folder, run id) of a run created from the job (nothing submitted), reported once."""
     from click.testing import CliRunner
 
     from afbatch.cli import cli
@@ -57,5 +57,6 @@ def run_store(job_dir: Path, tmp_path: Path) -> tuple[Path, str]:
     store = tmp_path / "store"
     run, _ = Run.create(LocalStore(store), str(job_dir / "job.toml"), offline=True)
     # The first report records the run's conversation ids: later commands store nothing new.
-    assert CliRunner().invoke(cli, ["report", run.run_id, "--store", str(store)], obj={}).exit_code == 0
+    first = CliRunner().invoke(cli, ["report", run.run_id, "--store", str(store)], obj={})
+    assert first.exit_code == 0, first.output
     return store, run.run_id

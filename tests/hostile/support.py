@@ -43,14 +43,14 @@ def snapshot(*folders: Path | None) -> dict[str, bytes]:
             out[str(folder)] = folder.read_bytes()
             continue
         for p in sorted(folder.rglob("*")):
-            if p.is_file() and not p.name.endswith(".lock"):  # lock files are created empty, never written
+            if p.is_file() and not p.name.endswith(".lock"):  # lock files are empty, never written
                 out[str(p)] = p.read_bytes()
     return out
 
 
 def run_cli(args: Sequence[str], *, cwd: Path, env: Mapping[str, str | None] | None = None,
             subprocess_: bool = False, input: str | None = None) -> Outcome:
-    """Run `afbatch ARGS` in `cwd`: in-process (click's CliRunner; monkeypatches apply) or as a real process."""
+    """Run `afbatch ARGS` in `cwd`: in-process (CliRunner; monkeypatches apply) or as a process."""
     if subprocess_:
         full = dict(os.environ)
         for k, v in (env or {}).items():
@@ -67,8 +67,9 @@ def run_cli(args: Sequence[str], *, cwd: Path, env: Mapping[str, str | None] | N
     return Outcome(r.exit_code, r.stdout, r.stderr, escaped)
 
 
-def check_one_line(out: Outcome, *, code: int, names: str | Iterable[str], after_log: bool = False) -> str:
-    """The contract: exit `code`, one non-empty stderr line containing every one of `names`, no traceback.
+def check_one_line(out: Outcome, *, code: int, names: str | Iterable[str],
+                   after_log: bool = False) -> str:
+    """Exit `code`, one non-empty stderr line holding every one of `names`, no traceback.
 
     `after_log`: the command may log progress lines first (a run); the error is then the last line.
     """
@@ -86,9 +87,11 @@ def check_one_line(out: Outcome, *, code: int, names: str | Iterable[str], after
 
 
 def expect_one_line(args: Sequence[str], *, code: int, names: str | Iterable[str], cwd: Path,
-                    stored: Path | Iterable[Path] | None = None, env: Mapping[str, str | None] | None = None,
-                    subprocess_: bool = False) -> str:
-    """Run the CLI and check the contract; `stored` folders (or files) must not change. Returns the line."""
+                    stored: Path | Iterable[Path] | None = None,
+                    env: Mapping[str, str | None] | None = None, subprocess_: bool = False) -> str:
+    """Run the CLI and check the contract; `stored` folders (or files) must not change.
+
+    Returns the line."""
     folders = [stored] if isinstance(stored, Path) else list(stored or [])
     before = snapshot(*folders)
     out = run_cli(args, cwd=cwd, env=env, subprocess_=subprocess_)
