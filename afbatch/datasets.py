@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from afbatch.errors import InputError, OfflineError
+from afbatch.errors import InputError, OfflineError, os_error_message
 from afbatch.store import atomic_write
 from afbatch.spec import DatasetSpec, LoadedJob, is_url
 
@@ -61,8 +62,8 @@ def read_source(ref: str, *, offline: bool = False, expected_sha256: str | None 
             data = Path(ref).read_bytes()
         except FileNotFoundError:
             raise InputError(f"{ref}: file not found — fix the path (paths are relative to the job file)") from None
-        except OSError as e:
-            raise InputError(f"{ref}: cannot read: {e.strerror}") from None
+        except OSError as e:  # a folder, no permission, a symlink loop: the path and the fix
+            raise InputError(os_error_message(e, ref)) from None
     digest = sha256_bytes(data)
     if expected_sha256 and digest != expected_sha256:
         raise InputError(
@@ -124,6 +125,11 @@ def _download(url: str) -> bytes:
             return resp.read()
     except urllib.error.HTTPError as e:
         raise InputError(f"{url}: download failed: HTTP {e.code} {e.reason} — check the URL") from None
+    except (ValueError, http.client.InvalidURL) as e:  # a bad IPv6 host, spaces, control characters
+        raise InputError(f"{url}: not a valid URL ({e}) — fix it in the job") from None
+    except http.client.HTTPException as e:  # the server broke the protocol (truncated, garbled)
+        raise OfflineError(f"{url}: download failed ({type(e).__name__}: {e}) — "
+                           "retry, or point the job at a local copy") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise OfflineError(

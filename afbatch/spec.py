@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -287,7 +288,12 @@ class LoadedJob(BaseModel):
         if is_url(ref):
             return ref
         p = Path(ref).expanduser()
-        return str(p if p.is_absolute() else (self.base_dir / p).resolve())
+        if p.is_absolute():
+            return str(p)
+        try:
+            return str((self.base_dir / p).resolve())
+        except RuntimeError:  # a symlink loop (Python < 3.13): reading the path will name it
+            return os.path.abspath(self.base_dir / p)
 
     @property
     def fingerprint(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,14 @@ RAW_JOB_CASES = [
     ("nul-bytes", b"name = \x00\x00\n", ["job.toml", "invalid TOML"]),
     ("binary", bytes(range(256)), ["job.toml"]),
 ]
+
+
+@pytest.mark.parametrize("url", ["http://[::1/data.csv", "https://exa mple.com/data.csv",
+                                 "https://example.com/\x01data.csv"])
+def test_malformed_url(job_dir: Path, url: str) -> None:
+    (job_dir / "job.toml").write_text(JOB.replace('"data.csv"', json.dumps(url)))
+    expect_one_line(["estimate", "job.toml"], code=2, names=[url.split("/")[2], "not a valid URL"],
+                    cwd=job_dir, stored=job_dir)
 
 
 @pytest.mark.parametrize(("data", "names"), _cases(RAW_JOB_CASES))
@@ -213,6 +222,21 @@ def test_dataset_is_a_folder(job_dir: Path) -> None:
     (job_dir / "data.csv").mkdir()
     expect_one_line(["estimate", "job.toml"], code=2, names=["data.csv"], cwd=job_dir,
                     stored=job_dir)
+
+
+def test_dataset_is_a_symlink_loop(job_dir: Path) -> None:
+    (job_dir / "data.csv").unlink()
+    (job_dir / "loop-a").symlink_to("loop-b")
+    (job_dir / "loop-b").symlink_to("loop-a")
+    (job_dir / "job.toml").write_text(JOB.replace('"data.csv"', '"loop-a"'))
+    expect_one_line(["estimate", "job.toml"], code=2, names=["loop-a", "symbolic links"],
+                    cwd=job_dir, stored=job_dir)
+
+
+def test_dataset_source_empty_names_the_folder(job_dir: Path) -> None:
+    (job_dir / "job.toml").write_text(JOB.replace('"data.csv"', '""'))
+    expect_one_line(["estimate", "job.toml"], code=2, names=[str(job_dir), "is a folder"],
+                    cwd=job_dir, stored=job_dir)
 
 
 JSONL_CASES = [
