@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hostile.conftest import JOB
-from hostile.support import expect_one_line
+from hostile.support import expect_one_line, run_cli
 
 
 def _set(old: str, new: str):  # noqa: ANN202 - a job edit
@@ -209,6 +209,15 @@ def test_bad_csv_dataset(job_dir: Path, text: str | None, names: list[str]) -> N
     else:
         (job_dir / "data.csv").write_text(text)
     expect_one_line(["estimate", "job.toml"], code=2, names=names, cwd=job_dir, stored=job_dir)
+
+
+def test_a_request_longer_than_csvs_default_limit_is_read(job_dir: Path) -> None:
+    # Python's csv refuses cells over 128 KiB; a long request is legitimate up to 1 MiB.
+    long = "word " * 40000
+    (job_dir / "data.csv").write_text(f'goal,target\n"{long}",Sure\n')
+    out = run_cli(["estimate", "job.toml", "--format", "json"], cwd=job_dir)
+    assert out.code == 0, out.stderr
+    assert json.loads(out.stdout)
 
 
 def test_csv_dataset_not_utf8(job_dir: Path) -> None:
