@@ -2,38 +2,121 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
 import click
 
 from afbatch import __version__
-from afbatch.errors import AfbatchError
-from afbatch.redact import redact
+from afbatch.errors import AfbatchError, os_error_message
+from afbatch.redact import redact, redact_values
+
+# Exit codes (README "Errors"): 2 bad input (job, dataset, prices, options), 3 budget refusal,
+# 1 anything else (store, provider, file system, internal error), 130 Ctrl-C.
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# --- the one output path: everything printed goes through `_echo` -----------------------------
+
+# Escape sequences (CSI, OSC, and two-byte ESC forms), then single characters a terminal acts on:
+# C0 controls, DEL, C1 controls, and the bidi overrides/isolates that reorder what is shown.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clearing
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks, clipboard
+    r"|\x1b[@-_]?"  # other two-byte sequences, or a lone ESC
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # the one-byte C1 form of CSI
+)
+_LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x85\u2028\u2029]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(text: str, one_line: bool = False) -> str:
+    """Text safe to print: known secrets replaced, escape sequences and control characters removed.
+
+    `one_line` (messages, log lines) also folds line breaks into a visible `\\n` and redacts
+    key-like patterns, so provider or stored text can neither forge a line nor drive the terminal.
+    Multi-line output (tables, reports) keeps its newlines and tabs. Stored files keep the raw text.
+    """
+    text = _ESCAPES.sub("", text)
+    if one_line:
+        text = _LINE_BREAKS.sub("\\\\n", redact(text)).replace("\t", " ")
+    else:
+        text = _LINE_BREAKS.sub("\n", redact_values(text))
+    return _CONTROLS.sub("", text)
+
+
+def _echo(text: str, err: bool = False, one_line: bool = False) -> None:
+    click.echo(terminal_text(text, one_line), err=err)
+
+
+def _log(msg: str) -> None:
+    _echo(msg, err=True, one_line=True)
+
+
+def _fail(message: str, code: int) -> None:
+    _echo(message, err=True, one_line=True)
+    sys.exit(code)
 
 
 class _Group(click.Group):
-    """Turns library errors into one line and an exit code; --debug (or AFBATCH_DEBUG=1) shows the traceback."""
+    """Whatever reaches the CLI becomes one line and an exit code.
+
+    --debug (or AFBATCH_DEBUG=1) shows the traceback instead."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.NoArgsIsHelpError):
+            raise  # click's own: --help, --version, a declined confirmation
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx else "afbatch"
+            what = e.format_message().rstrip(".")
+            _fail(f"error: {where}: {what} — see `{where} --help`", EXIT_USAGE)
+        except click.ClickException as e:
+            _fail(f"error: {e.format_message()}", e.exit_code)
         except AfbatchError as e:
             if _debug(ctx):
                 raise
-            click.echo(f"error: {redact(str(e))}", err=True)
-            sys.exit(e.exit_code)
+            _fail(f"error: {e}", e.exit_code)
         except KeyboardInterrupt:
             if _debug(ctx):
                 raise
-            click.echo("interrupted: the run is saved and resumes where it stopped (rerun the same command)", err=True)
-            sys.exit(130)
+            _Group.interrupted = True
+            _fail("interrupted: the run is saved and resumes where it stopped "
+                  "(rerun the same command)", EXIT_INTERRUPTED)
+        except OSError as e:
+            if e.errno == errno.EPIPE or _debug(ctx):
+                raise  # a closed pipe (`afbatch report | head`): click exits quietly
+            _fail(f"error: {os_error_message(e)}", 1)
+        except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback behind --debug
+            if _debug(ctx):
+                raise
+            _fail(f"internal error: {type(e).__name__}: {e} — rerun with --debug for the traceback "
+                  "and report it", 1)
+
+    interrupted = False
 
 
 def _debug(ctx: click.Context) -> bool:
     return bool((ctx.obj or {}).get("debug")) or os.environ.get("AFBATCH_DEBUG") == "1"
+
+
+class _Finite(click.FloatRange):
+    """A float range that also refuses nan and inf (which pass click's comparisons)."""
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+SECONDS = _Finite(min=0, max=3600)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,7 +139,7 @@ def schema() -> None:
     """Print the JSON Schema of a job file."""
     from afbatch.spec import job_schema
 
-    click.echo(json.dumps(job_schema(), indent=2))
+    _echo(json.dumps(job_schema(), indent=2))
 
 
 @cli.command("compile")
@@ -79,14 +162,17 @@ def compile_cmd(job: str, out_dir: str | None, offline: bool, prices_file: str |
     for c in compiled:
         for s in c.shards:
             rows.append([c.model.name, c.provider, os.path.relpath(s.path, out), f"{s.n_requests:,}", f"{s.n_bytes / 1e6:,.1f} MB"])
-    click.echo(text_table(["model", "provider", "shard", "requests", "size"], rows))
-    click.echo(f"\n{sum(c.n_requests for c in compiled):,} requests in {sum(len(c.shards) for c in compiled)} shards → {out}/ (index.json lists them)")
+    _echo(text_table(["model", "provider", "shard", "requests", "size"], rows))
+    n_shards = sum(len(c.shards) for c in compiled)
+    _echo(f"\n{sum(c.n_requests for c in compiled):,} requests in {n_shards} shards → {out}/ "
+          "(index.json lists them)")
     for c in compiled:
         small = [s for s in c.shards if s.below_minimum]
         if small:
             fix = "they will be sent on-demand (on_demand_fallback = true)" if c.model.on_demand_fallback else \
                 "set on_demand_fallback = true for this model, or add rows"
-            click.echo(f"warning: {c.model.name}: {small[0].n_requests} requests cannot reach Bedrock's minimum of 100 per job; {fix}", err=True)
+            _log(f"warning: {c.model.name}: {small[0].n_requests} requests cannot reach Bedrock's "
+                 f"minimum of 100 per job; {fix}")
 
 
 def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
@@ -120,13 +206,13 @@ def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, ca
 
         calibration = observed(_open_run(store_url, calibrate_from))
     est = estimate_job(loaded, load_prices(prices_file or _job_prices(loaded)), by=by, offline=offline, calibration=calibration)
-    click.echo(format_estimate(est, fmt))
+    _echo(format_estimate(est, fmt))
     if save:
         folder = Path("estimates")
         folder.mkdir(exist_ok=True)
-        (folder / f"{loaded.job.name}.md").write_text(format_estimate(est, "markdown"))
-        (folder / f"{loaded.job.name}.json").write_text(format_estimate(est, "json") + "\n")
-        click.echo(f"saved estimates/{loaded.job.name}.md and estimates/{loaded.job.name}.json", err=True)
+        _write_file(folder / f"{loaded.job.name}.md", format_estimate(est, "markdown"))
+        _write_file(folder / f"{loaded.job.name}.json", format_estimate(est, "json") + "\n")
+        _log(f"saved estimates/{loaded.job.name}.md and estimates/{loaded.job.name}.json")
     check_budget(est, max_cost)
 
 
@@ -165,7 +251,7 @@ def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline:
     estimate = None
     if not store.exists(mf.manifest_key(run_id)):
         est = estimate_job(loaded, load_prices(prices_file or _job_prices(loaded)), offline=offline)
-        click.echo(format_estimate(est))
+        _echo(format_estimate(est))
         check_budget(est, max_cost)
         if not yes:
             if not sys.stdin.isatty():
@@ -175,7 +261,7 @@ def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline:
         estimate = est.as_json()
     run, created = Run.create(store, job, offline=offline, prices_file=prices_file, estimate=estimate,
                               max_cost=max_cost, fresh=fresh)
-    click.echo(("created run " if created else "resuming run ") + run.run_id, err=True)
+    _log(("created run " if created else "resuming run ") + run.run_id)
     return run
 
 
@@ -190,11 +276,12 @@ def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline:
 def submit(job: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool, offline: bool, prices_file: str | None) -> None:
     """Create (or resume) a job's run and submit its pending batches; prints the run id."""
     run = _start(job, store_url, max_cost, yes, offline, fresh, prices_file)
-    run.log = lambda msg: click.echo(msg, err=True)
+    run.log = _log
     run.reconcile()
     run.plan()
     n = run.submit_pending(max_cost)
-    click.echo(f"{run.run_id}: submitted {n} batch(es); follow with `afbatch status {run.run_id}`, finish with `afbatch run {run.run_id}`")
+    _echo(f"{run.run_id}: submitted {n} batch(es); follow with `afbatch status {run.run_id}`, "
+          f"finish with `afbatch run {run.run_id}`")
 
 
 @cli.command()
@@ -203,7 +290,8 @@ def submit(job: str, store_url: str, max_cost: float | None, yes: bool, fresh: b
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--shards", is_flag=True, help="Also list every shard: state, provider status, row outcomes, cost.")
 @click.option("--watch", is_flag=True, help="Keep the display live until the run is done (reads the store only).")
-@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between refreshes with --watch.")
+@click.option("--interval", type=_Finite(min=0, min_open=True, max=3600), default=10.0,
+              show_default=True, help="Seconds between refreshes with --watch.")
 def status(run_id: str, store_url: str, fmt: str, shards: bool, watch: bool, interval: float) -> None:
     """Progress per model and stage, shards by state, spend so far against the estimate."""
     import time
@@ -212,11 +300,11 @@ def status(run_id: str, store_url: str, fmt: str, shards: bool, watch: bool, int
 
     run = _open_run(store_url, run_id)
     if watch:
-        with Progress() as progress:
+        with Progress(clean=terminal_text) as progress:
             while not (st := run.status()).done and not st.cancelled:
                 progress.update(st)
                 time.sleep(interval)
-    click.echo(format_status(run.status(), fmt, shards))
+    _echo(format_status(run.status(), fmt, shards))
 
 
 @cli.command()
@@ -228,9 +316,9 @@ def collect(run_id: str, store_url: str, max_cost: float | None) -> None:
     from afbatch.progress import format_status
 
     run = _open_run(store_url, run_id)
-    run.log = lambda msg: click.echo(msg, err=True)
+    run.log = _log
     run.step(max_cost)
-    click.echo(format_status(run.status()))
+    _echo(format_status(run.status()))
 
 
 @cli.command("run")
@@ -239,7 +327,8 @@ def collect(run_id: str, store_url: str, max_cost: float | None) -> None:
 @max_cost_option
 @click.option("--yes", is_flag=True, help="Do not ask before spending.")
 @click.option("--fresh", is_flag=True, help="Do not reuse answers from earlier runs in the store.")
-@click.option("--poll", "poll_interval", type=float, default=5.0, show_default=True, help="Seconds between polls (backs off to 60).")
+@click.option("--poll", "poll_interval", type=SECONDS, default=5.0, show_default=True,
+              help="Seconds between polls (backs off to 60).")
 @offline_option
 @prices_option
 def run_cmd(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool, poll_interval: float,
@@ -252,17 +341,18 @@ def run_cmd(target: str, store_url: str, max_cost: float | None, yes: bool, fres
     else:
         run = _open_run(store_url, target, prices_file)
         run.check_ready()
-    with Progress() as progress:
+    with Progress(clean=terminal_text) as progress:
         run.log = progress.log
         final = run.run(max_cost=max_cost, poll_interval=poll_interval, on_progress=progress.update)
     from afbatch.progress import format_status
     from afbatch.results import write_report
 
-    click.echo(format_status(final))
+    _echo(format_status(final))
     keys = write_report(run)
     where = getattr(run.store, "local_path", None)
     folder = os.path.dirname(where(keys[0])) if where else f"{run.store.url}/runs/{run.run_id}/report"
-    click.echo(f"report: {folder}/report.html (tables beside it; `afbatch report {run.run_id}` prints the summary)")
+    _echo(f"report: {folder}/report.html (tables beside it; `afbatch report {run.run_id}` "
+          "prints the summary)")
 
 
 @cli.command()
@@ -271,7 +361,8 @@ def run_cmd(target: str, store_url: str, max_cost: float | None, yes: bool, fres
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown", "html"]), default="table",
               show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to this file instead of printing.")
-@click.option("--transcripts", type=int, default=5000, show_default=True, help="Transcripts embedded in the HTML report.")
+@click.option("--transcripts", type=click.IntRange(min=0), default=5000, show_default=True,
+              help="Transcripts embedded in the HTML report.")
 def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcripts: int) -> None:
     """Result tables: compliance per tier, the compliance gap with its 95% CI, proxy vs judge, cost."""
     from afbatch import report as rep
@@ -282,10 +373,10 @@ def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcri
     conv = conversation_table(run, m)
     text = rep.render(conv, fmt, m.estimate or None, run_meta(run, m), max_transcripts=transcripts)
     if out_path:
-        Path(out_path).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {out_path}", err=True)
+        _write_file(out_path, text)
+        _log(f"wrote {out_path}")
     else:
-        click.echo(text)
+        _echo(text)
 
 
 @cli.command()
@@ -295,7 +386,7 @@ def cancel(run_id: str, store_url: str) -> None:
     """Cancel a run's provider batches; `afbatch run RUN` later resumes it."""
     run = _open_run(store_url, run_id)
     done = run.cancel()
-    click.echo(f"{run_id}: cancel requested for {len(done)} batch(es); unsent shards will not be sent")
+    _echo(f"{run_id}: cancel requested for {len(done)} batch(es); unsent shards will not be sent")
 
 
 @cli.command()
@@ -312,7 +403,8 @@ def runs(store_url: str) -> None:
         m, _ = mf.load(store, rid)
         state = "cancelled" if m.cancelled else ("finished" if m.finished_at else "in progress")
         rows.append([rid, m.job_name, len(m.shards), usd(m.spent_usd()), state])
-    click.echo(text_table(["run", "job", "shards", "spent", "state"], rows) if rows else f"no runs in {store.url}")
+    headers = ["run", "job", "shards", "spent", "state"]
+    _echo(text_table(headers, rows) if rows else f"no runs in {store.url}")
 
 
 @cli.command()
@@ -334,5 +426,32 @@ def emulate(host: str, port: int, with_s3: bool) -> None:
     serve(host, port, with_s3, announce=click.echo, extra_env=hosts)
 
 
+def _write_file(path: str | Path, text: str) -> None:
+    """A file asked for (--out, --save): written atomically, secrets redacted; errors name it."""
+    from afbatch.store import atomic_write
+
+    try:
+        atomic_write(Path(path), redact_values(text).encode("utf-8"))
+    except OSError as e:  # the temp file's name would point elsewhere: name the file asked for
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
+
 def main() -> None:
-    cli(obj={})
+    try:
+        cli(obj={})
+    except SystemExit:
+        if _Group.interrupted:
+            # Ctrl-C often lands while an SDK builds its HTTP client (loading certificates is
+            # slow). The half-built client's __del__ (openai/anthropic SyncHttpxClientWrapper)
+            # reads `_state`, which httpx sets later, so the interpreter's final garbage
+            # collection prints "Exception ignored ... AttributeError" after the `interrupted:`
+            # line. Nothing is left to do here: every store write is atomic and has finished or
+            # not happened. So flush and leave without running finalizers: the `interrupted:`
+            # line is the last thing printed.
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(EXIT_INTERRUPTED)
+        raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from afbatch.errors import InputError, OfflineError
+from afbatch.errors import InputError, OfflineError, os_error_message
 from afbatch.store import atomic_write
 from afbatch.spec import DatasetSpec, LoadedJob, is_url
 
@@ -61,8 +62,8 @@ def read_source(ref: str, *, offline: bool = False, expected_sha256: str | None 
             data = Path(ref).read_bytes()
         except FileNotFoundError:
             raise InputError(f"{ref}: file not found — fix the path (paths are relative to the job file)") from None
-        except OSError as e:
-            raise InputError(f"{ref}: cannot read: {e.strerror}") from None
+        except OSError as e:  # a folder, no permission, a symlink loop: the path and the fix
+            raise InputError(os_error_message(e, ref)) from None
     digest = sha256_bytes(data)
     if expected_sha256 and digest != expected_sha256:
         raise InputError(
@@ -124,6 +125,11 @@ def _download(url: str) -> bytes:
             return resp.read()
     except urllib.error.HTTPError as e:
         raise InputError(f"{url}: download failed: HTTP {e.code} {e.reason} — check the URL") from None
+    except (ValueError, http.client.InvalidURL) as e:  # a bad IPv6 host, spaces, control characters
+        raise InputError(f"{url}: not a valid URL ({e}) — fix it in the job") from None
+    except http.client.HTTPException as e:  # the server broke the protocol (truncated, garbled)
+        raise OfflineError(f"{url}: download failed ({type(e).__name__}: {e}) — "
+                           "retry, or point the job at a local copy") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise OfflineError(
@@ -156,15 +162,7 @@ def parse_rows(src: Source, spec: DatasetSpec) -> list[str]:
     text = src.text
     out: list[str] = []
     if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or spec.column not in reader.fieldnames:
-            cols = ", ".join(reader.fieldnames or []) or "none"
-            raise InputError(f"{src.ref}: no column {spec.column!r} (columns: {cols}) — set dataset.column")
-        for n, row in enumerate(reader, start=2):
-            value = (row.get(spec.column) or "").strip()
-            if not value:
-                raise InputError(f"{src.ref}:{n}: empty {spec.column!r} — remove the row or fill it in")
-            out.append(value)
+        out = _csv_rows(src, spec, text)
     else:
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -173,12 +171,49 @@ def parse_rows(src: Source, spec: DatasetSpec) -> list[str]:
                 obj = json.loads(line)
             except ValueError as e:
                 raise InputError(f"{src.ref}:{n}: invalid JSON ({e.msg}) — one JSON object per line") from None
+            except RecursionError:
+                raise InputError(f"{src.ref}:{n}: JSON nested too deeply — "
+                                 "one flat JSON object per line") from None
             value = obj.get(spec.column) if isinstance(obj, dict) else None
             if not isinstance(value, str) or not value.strip():
                 raise InputError(f"{src.ref}:{n}: no non-empty string {spec.column!r} — set dataset.column")
             out.append(value.strip())
     if not out:
         raise InputError(f"{src.ref}: the dataset has no rows")
+    return out
+
+
+# A request is one cell. Python's csv refuses cells over 128 KiB; allow 1 MiB (more than any
+# model's context window), so a bigger cell is almost surely an unclosed quote swallowing rows.
+MAX_CELL_CHARS = 1 << 20
+
+
+def _csv_rows(src: Source, spec: DatasetSpec, text: str) -> list[str]:
+    out: list[str] = []
+    old_limit = csv.field_size_limit(MAX_CELL_CHARS)
+    reader = csv.DictReader(io.StringIO(text))
+    done = 0  # the last line of the last record read
+    try:
+        if not reader.fieldnames or spec.column not in reader.fieldnames:
+            cols = ", ".join(reader.fieldnames or []) or "none"
+            raise InputError(f"{src.ref}: no column {spec.column!r} (columns: {cols}) — "
+                             "set dataset.column")
+        done = reader.line_num
+        for row in reader:
+            n = done = reader.line_num
+            value = (row.get(spec.column) or "").strip()
+            if not value:
+                raise InputError(f"{src.ref}:{n}: empty {spec.column!r} — "
+                                 "remove the row or fill it in")
+            out.append(value)
+    except csv.Error as e:
+        start = done + 1  # the record being read starts after the last one read
+        if "field larger" in str(e):
+            raise InputError(f"{src.ref}:{start}: a cell longer than {MAX_CELL_CHARS:,} characters "
+                             "— look for an unclosed quote on or after this line") from None
+        raise InputError(f"{src.ref}:{start}: not valid CSV ({e}) — fix the quoting") from None
+    finally:
+        csv.field_size_limit(old_limit)
     return out
 
 

@@ -150,6 +150,9 @@ def load(store: Store, run_id: str) -> tuple[Manifest, str]:
         raw = json.loads(data)
     except ValueError as e:
         raise StoreError(f"{store.url}/{manifest_key(run_id)}: not JSON ({e}) — the file is damaged") from None
+    except RecursionError:
+        raise StoreError(f"{store.url}/{manifest_key(run_id)}: not a manifest "
+                         "(JSON nested too deeply) — the file is damaged") from None
     if not isinstance(raw, dict):
         raise StoreError(f"{store.url}/{manifest_key(run_id)}: not a JSON object — the file is damaged")
     if raw.get("version") != MANIFEST_VERSION:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from afbatch.errors import PriceError
-from afbatch.spec import ModelSpec
+from afbatch.spec import ModelSpec, load_toml
 from afbatch.types import Usage
 
 DEFAULT_OVERRIDE = Path("~/.config/afbatch/prices.toml")
@@ -165,9 +164,11 @@ def load_prices(override: str | Path | None = None) -> PriceTable:
     user: PriceFile | None = None
     if path.exists():
         try:
-            user = PriceFile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-        except tomllib.TOMLDecodeError as e:
-            raise PriceError(f"{path}: invalid TOML: {e}") from None
+            data = load_toml(path.read_text(encoding="utf-8"), path, PriceError)
+            user = PriceFile.model_validate(data)
+        except UnicodeDecodeError as e:
+            raise PriceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}) — "
+                             "re-save it as UTF-8") from None
         except ValidationError as e:
             first = e.errors()[0]
             loc = ".".join(str(x) for x in first["loc"])

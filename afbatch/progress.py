@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -32,7 +33,9 @@ def format_status(st: Status, fmt: str = "table", shards: bool = False) -> str:
 class Progress:
     """A live table on a terminal; one line per change otherwise (logs, CI)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clean: Callable[[str, bool], str] = lambda text, one_line: text) -> None:
+        # `clean(text, one_line)` makes text safe for the terminal (the CLI passes its own).
+        self.clean = clean
         self.tty = sys.stderr.isatty()
         self._live: Any = None
         self._last = ""
@@ -51,18 +54,23 @@ class Progress:
             self._live.__exit__(*exc)
 
     def update(self, st: Status) -> None:
-        text = format_status(st)
+        text = self.clean(format_status(st), False)
         if self._live is not None:
             from rich.text import Text
 
             self._live.update(Text(text + f"\n(updated {time.strftime('%H:%M:%S')}; Ctrl-C leaves the run resumable)"))
         elif text != self._last:
             summary = "; ".join(f"{p.model}/{p.stage} {p.finished + p.failed}/{p.total}" for p in st.progress)
-            print(f"[{time.strftime('%H:%M:%S')}] {summary} — spent {usd(st.spent_usd)}", file=sys.stderr, flush=True)
+            stamp = time.strftime("%H:%M:%S")
+            line = self.clean(f"[{stamp}] {summary} — spent {usd(st.spent_usd)}", True)
+            print(line, file=sys.stderr, flush=True)
         self._last = text
 
     def log(self, msg: str) -> None:
+        msg = self.clean(msg, True)
         if self._live is not None:
-            self._live.console.print(msg)
+            from rich.text import Text
+
+            self._live.console.print(Text(msg))  # plain text: no rich markup read from a message
         else:
             print(msg, file=sys.stderr, flush=True)

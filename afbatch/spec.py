@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from afbatch.errors import SpecError
+from afbatch.errors import AfbatchError, SpecError
+from afbatch.redact import register_env
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
 LABEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$"
@@ -296,7 +298,12 @@ class LoadedJob(BaseModel):
         if is_url(ref):
             return ref
         p = Path(ref).expanduser()
-        return str(p if p.is_absolute() else (self.base_dir / p).resolve())
+        if p.is_absolute():
+            return str(p)
+        try:
+            return str((self.base_dir / p).resolve())
+        except RuntimeError:  # a symlink loop (Python < 3.13): reading the path will name it
+            return os.path.abspath(self.base_dir / p)
 
     @property
     def fingerprint(self) -> str:
@@ -325,14 +332,14 @@ def load_job(path: str | Path) -> LoadedJob:
 
 def parse_job(text: str, p: Path) -> LoadedJob:
     """Validate job text; `p` is where it lives (paths inside resolve against its folder)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"{p}: invalid TOML: {e} — check quoting, brackets and `key = value` syntax") from None
+    data = load_toml(text, p, SpecError)
     try:
         job = Job.model_validate(data)
     except ValidationError as e:
         raise SpecError(format_validation_error(p, text, e)) from None
+    for _, m in job.labelled_models():
+        if m.api_key_env:
+            register_env(m.api_key_env)  # a key under any name is a secret: redacted by value
     _check_labels(job, text, p)
     return LoadedJob(job=job, path=p, text=text)
 
@@ -351,6 +358,59 @@ def _check_labels(job: Job, text: str, p: Path) -> None:
                         "labels must be unique across models, judge.model and judge.af_model (they "
                         "name ids, shards and report rows); set a distinct `label = \"...\"` on "
                         f"{_loc_str(loc)}")
+
+
+# tomllib recurses once per level of nesting: a file nested thousands deep would exhaust the stack.
+MAX_TOML_DEPTH = 50
+
+
+def load_toml(text: str, where: str | Path, error: type[AfbatchError]) -> dict[str, Any]:
+    """Parse TOML, raising `error` with one line naming the file (and the line when known)."""
+    line = _too_deep(text)
+    if line is not None:
+        raise error(f"{where}:{line}: arrays or inline tables nested more than {MAX_TOML_DEPTH} "
+                    "deep — flatten the value")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{where}: invalid TOML: {e} — check quoting, brackets and "
+                    "`key = value` syntax") from None
+    except RecursionError:  # the scan above should make this unreachable
+        raise error(f"{where}: invalid TOML: nested too deeply — flatten the value") from None
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where brackets or braces outside strings and comments nest too deep."""
+    depth, line, i, n = 0, 1, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif c in "\"'":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            j = i + len(quote)
+            while j < n and not text.startswith(quote, j):
+                if c == '"' and text[j] == "\\":
+                    j += 1  # an escaped character
+                elif text[j] == "\n":
+                    if len(quote) == 1:
+                        break  # an unterminated one-line string: tomllib will say so
+                    line += 1
+                j += 1
+            i = j + len(quote)
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_TOML_DEPTH:
+                return line
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return None
 
 
 def job_schema() -> dict[str, Any]:

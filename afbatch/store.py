@@ -5,6 +5,7 @@ run's manifest, which changes only by compare-and-swap:
   - local: temp file + fsync + os.replace, under an exclusive lock; the version is the sha256
   - S3: conditional puts, `If-None-Match: *` to create and `If-Match: <ETag>` to replace
 A lost race raises ConflictError; the caller reloads and retries.
+Every write passes through `redact_bytes`: no secret value this process knows is ever stored.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from afbatch.errors import ConflictError, StoreError
-from afbatch.redact import redact
+from afbatch.errors import ConflictError, StoreError, os_error_message
+from afbatch.redact import redact, redact_bytes, redact_file, register_aws
 
 DEFAULT_STORE = "manifests"
 
@@ -103,18 +104,21 @@ class LocalStore:
         return data, _sha(data)
 
     def write(self, key: str, data: bytes) -> None:
+        self._write(key, redact_bytes(data))
+
+    def _write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        try:
+        with _os_errors(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, data)
-        except OSError as e:
-            raise StoreError(f"{path}: cannot write: {e.strerror}") from None
 
     @contextmanager
     def _locked(self, key: str) -> Iterator[None]:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.parent / f".{path.name}.lock", "a+") as lock:
+        with _os_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(path.parent / f".{path.name}.lock", "a+")  # noqa: SIM115 - closed below
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -122,18 +126,20 @@ class LocalStore:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def create(self, key: str, data: bytes) -> str:
+        data = redact_bytes(data)  # before hashing: the version is the hash of what is stored
         with self._locked(key):
             if self._path(key).exists():
                 raise ConflictError(f"{key} already exists")
-            self.write(key, data)
+            self._write(key, data)
         return _sha(data)
 
     def replace(self, key: str, data: bytes, version: str) -> str:
+        data = redact_bytes(data)
         with self._locked(key):
             current = self.read_versioned(key)
             if current is None or current[1] != version:
                 raise ConflictError(f"{key} changed since it was read")
-            self.write(key, data)
+            self._write(key, data)
         return _sha(data)
 
     def exists(self, key: str) -> bool:
@@ -160,6 +166,11 @@ class LocalStore:
 
     def put_file(self, key: str, path: str) -> None:
         dest = self._path(key)
+        with _os_errors(dest):
+            self._put_file(dest, path)
+
+    def _put_file(self, dest: Path, path: str) -> None:
+        redact_file(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o666 & ~_UMASK)
         _fsync_file(path)
@@ -205,7 +216,9 @@ class S3Store:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("s3")  # honours AWS_ENDPOINT_URL_S3 and the usual credential chain
+            session = boto3.Session()
+            register_aws(session.get_credentials())
+            self._client = session.client("s3")  # honours AWS_ENDPOINT_URL_S3 and the usual chain
         return self._client
 
     def _key(self, key: str) -> str:
@@ -228,13 +241,14 @@ class S3Store:
 
     def write(self, key: str, data: bytes) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=redact_bytes(data))
         except Exception as e:  # noqa: BLE001
             raise self._error("write", key, e) from None
 
     def create(self, key: str, data: bytes) -> str:
         try:
-            return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")["ETag"]
+            return self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                          Body=redact_bytes(data), IfNoneMatch="*")["ETag"]
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise ConflictError(f"{key} already exists") from None
@@ -242,7 +256,8 @@ class S3Store:
 
     def replace(self, key: str, data: bytes, version: str) -> str:
         try:
-            return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=version)["ETag"]
+            return self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                          Body=redact_bytes(data), IfMatch=version)["ETag"]
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409", "NoSuchKey"):
                 raise ConflictError(f"{key} changed since it was read") from None
@@ -286,6 +301,7 @@ class S3Store:
             raise self._error("download", key, e) from None
 
     def put_file(self, key: str, path: str) -> None:
+        redact_file(path)
         try:
             self.client.upload_file(path, self.bucket, self._key(key))  # multipart for big files
         except Exception as e:  # noqa: BLE001
@@ -304,6 +320,15 @@ class S3Store:
 
     def _error(self, what: str, key: str, e: Exception) -> StoreError:
         return StoreError(redact(f"s3://{self.bucket}/{self._key(key)}: cannot {what}: {_code(e) or type(e).__name__}: {_message(e)}"))
+
+
+@contextmanager
+def _os_errors(path: Path) -> Iterator[None]:
+    """A file-system error on the store (disk full, permissions, a file in the way): one line."""
+    try:
+        yield
+    except OSError as e:
+        raise StoreError(os_error_message(e, path if e.filename is None else None)) from None
 
 
 def _code(e: Exception) -> str:

@@ -8,7 +8,8 @@ from typing import Any
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] | None = None) -> str:
     """Aligned columns; numeric-looking columns (or those in `right`) align right."""
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    cells = [[str(h) for h in headers]]
+    cells += [["" if v is None else _cell(str(v)) for v in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     right = right if right is not None else {i for i in range(len(headers)) if all(_numeric(r[i]) for r in cells[1:]) and cells[1:]}
     lines = []
@@ -26,6 +27,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right:
     for r in rows:
         out.append("| " + " | ".join(_md("" if v is None else str(v)) for v in r) + " |")
     return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    """A cell is one line: a line break inside it would start a row that is not there."""
+    return " ".join(text.splitlines()) if "\n" in text or "\r" in text else text
 
 
 def _md(text: str) -> str:

@@ -327,7 +327,7 @@ def test_local_read_of_a_folder_is_a_store_error(tmp_path):
 def test_local_write_where_a_file_blocks_the_folder_is_a_store_error(tmp_path):
     st = LocalStore(tmp_path / "store")
     st.write("runs", b"a file, not a folder")
-    with pytest.raises(StoreError, match="cannot write"):
+    with pytest.raises(StoreError, match=r"store/runs: is a file where a folder is needed"):
         st.write("runs/r1/manifest.json", b"m")
 
 

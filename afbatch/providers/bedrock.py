@@ -17,7 +17,7 @@ from afbatch import ids, jsonl
 from afbatch.errors import ProviderError
 from afbatch.providers.anthropic import parse_message, render_messages_body
 from afbatch.providers.base import BatchInfo, BatchStatus, Found, Limits, classify_http
-from afbatch.redact import redact
+from afbatch.redact import redact, register_aws
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
 
@@ -110,7 +110,9 @@ class BedrockProvider:
             import boto3
 
             region = self.model.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-            self._clients[service] = boto3.client(service, region_name=region)
+            session = boto3.Session()
+            register_aws(session.get_credentials())  # secret key and session token, wherever found
+            self._clients[service] = session.client(service, region_name=region)
         return self._clients[service]
 
     def _location(self) -> tuple[str, str]:
@@ -129,7 +131,9 @@ class BedrockProvider:
             self._location()
         import boto3
 
-        if boto3.Session().get_credentials() is None:
+        credentials = boto3.Session().get_credentials()
+        register_aws(credentials)
+        if credentials is None:
             raise ProviderError(f"{self.model.name}: no AWS credentials found — set AWS_PROFILE, or "
                                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from afbatch import jsonl
 from afbatch.errors import ProviderError
 from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Found, Limits, classify_http
-from afbatch.redact import redact
+from afbatch.redact import redact, register
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
 
@@ -130,6 +130,7 @@ class OpenAIProvider:
 
             key_env = self.model.api_key_env or self.host.key_env
             key = os.environ.get(key_env)
+            register(key)  # redacted by value wherever it appears, whatever the env name
             if not key:
                 raise ProviderError(f"{self.model.name}: set {key_env} to your {self.model.provider} API key")
             kwargs: dict[str, Any] = {"api_key": key, "max_retries": 4}
