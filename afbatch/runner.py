@@ -26,6 +26,7 @@ from typing import Any
 from afbatch import jsonl
 from afbatch import manifest as mf
 from afbatch.compile import Grid, conversations, effective_prefill, load_grid, render_lines, shard_limits, write_shards
+from afbatch.compile import prefill_decision
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, InputError, ProviderError, RunError
 from afbatch.judge import votes_verdict
@@ -171,7 +172,8 @@ class Run:
             m = Manifest(run_id=run_id, job_name=loaded.job.name, job_fingerprint=loaded.fingerprint,
                          job_key=f"runs/{run_id}/job.toml", job_path=str(loaded.path), inputs=pins, created_at=now,
                          updated_at=now, estimate=estimate or {}, max_cost=max_cost,
-                         prefill={mm.name: effective_prefill(mm, prices) for mm in loaded.job.models})
+                         prefill={mm.name: effective_prefill(mm, prices) for mm in loaded.job.models},
+                         prefill_reason={mm.name: prefill_decision(mm, prices).reason for mm in loaded.job.models})
             try:
                 mf.create(store, m)
                 created = True
