@@ -82,8 +82,9 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
     assumptions: dict[str, Any] = field(default_factory=dict)
     prices_as_of: str | None = None
-    prefill: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> protocol.prefill_record
-    tokenizer: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> family, factor, source
+    # per model label: protocol.prefill_record; the tokenizer's family, factor and source
+    prefill: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tokenizer: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def totals(self) -> dict[str, float]:
         return {k: round(sum(getattr(r, k) for r in self.rows), 4) for k in COST_KEYS}
@@ -175,8 +176,8 @@ def estimate_job(
         decision = prefill_decision(model, prices)
         est.prefill[model.name] = prefill_record(decision.sent, decision.reason, texts)
         counter = _counter(model, prices, est)
-        cells = _generate_cells(job, model, price, counter, decision.sent, rows_in, template, systems,
-                                calibration.get(model.name), notes)
+        cells = _generate_cells(job, model, price, counter, decision.sent, rows_in, template,
+                                systems, calibration.get(model.name), notes)
         if by == "condition":
             est.rows.extend(cells)
         else:
@@ -198,32 +199,35 @@ def estimate_job(
 
 
 def _counter(model: ModelSpec, prices: PriceTable, est: Estimate) -> Counter:
-    """The model's token counter; the estimate records its family and factor, and says so in a note when
-    the catalog does not know the model (the default factor is an assumption a reader must see)."""
+    """The model's token counter. The estimate records its family, factor and source, and says so
+    in a note when the catalog does not know the model: the default factor is an assumption."""
     fact = prices.token_family(model)
     counter = counter_for(model, fact.family)
-    source = "job token_factor" if model.token_factor is not None else (fact.via or "default: not in the catalog")
-    est.tokenizer.setdefault(model.name, {"family": fact.family, "factor": counter.factor, "exact": counter.exact,
-                                          "source": source})
-    if fact.via is None and model.token_factor is None:
-        note = (f"tokens of {model.name} ({model.provider} {model.model}): not in the model catalog, so counted as "
-                f"o200k × {FAMILY_FACTORS[fact.family]:.2f}, the default for any other model — set token_factor on "
-                "the model, or token_family in a price override entry")
+    own = model.token_factor is not None
+    est.tokenizer.setdefault(model.name, {
+        "family": fact.family, "factor": counter.factor, "exact": counter.exact,
+        "source": "job token_factor" if own else (fact.via or "default: not in the catalog")})
+    if fact.via is None and not own:
+        note = (f"tokens of {model.name} ({model.provider} {model.model}): not in the model "
+                f"catalog, so counted as o200k × {FAMILY_FACTORS[fact.family]:.2f}, the default "
+                "for any other model — set token_factor on the model, or token_family in a price "
+                "override entry")
         if note not in est.notes:
             est.notes.append(note)
     return counter
 
 
 def _prefill_note(records: dict[str, dict[str, Any]]) -> str:
-    """Per model, the prefill its turns carry or why none: a protocol difference a reader must see."""
+    """Per model, the prefill its turns carry or why none: a protocol difference to see."""
     groups: dict[str, list[str]] = {}
     for label, r in records.items():
         groups.setdefault(describe_prefill(r), []).append(label)
     return "prefill — " + "; ".join(f"{how}: {', '.join(labels)}" for how, labels in groups.items())
 
 
-def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, prefill_on: bool, rows_in: Rows,
-                    template: str, systems: dict[str, str], cal: Calibration | None, notes: list[str]) -> list[Row]:
+def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, prefill_on: bool,
+                    rows_in: Rows, template: str, systems: dict[str, str], cal: Calibration | None,
+                    notes: list[str]) -> list[Row]:
     samples = job.sampling.samples
     max_tokens = job.max_tokens_for(model)
     next_tokens = counter.count(NEXT) + 2 * counter.per_message

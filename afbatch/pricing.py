@@ -28,8 +28,8 @@ from afbatch.types import Usage
 DEFAULT_OVERRIDE = Path("~/.config/afbatch/prices.toml")
 
 # Tokenizer families of the catalog; tokens.FAMILY_FACTORS holds each one's factor.
-TokenFamily = Literal["openai", "gpt-oss", "claude", "claude-new-tokenizer", "llama", "qwen", "deepseek",
-                      "mistral", "gemini", "grok", "kimi", "other"]
+TokenFamily = Literal["openai", "gpt-oss", "claude", "claude-new-tokenizer", "llama", "qwen",
+                      "deepseek", "mistral", "gemini", "grok", "kimi", "other"]
 DEFAULT_FAMILY: TokenFamily = "other"
 
 
@@ -55,8 +55,8 @@ class ModelPrice(_Strict):
     batch_output: float | None = Field(None, ge=0)
     batch_multiplier: float | None = Field(None, gt=0, le=1)
     long_context: LongContext | None = None
-    supports_prefill: bool | None = Field(None, description="False: the model rejects an assistant prefill.")
-    token_family: TokenFamily | None = Field(None, description="Tokenizer family (README 'Cost model').")
+    supports_prefill: bool | None = Field(None, description="False: the model rejects a prefill.")
+    token_family: TokenFamily | None = Field(None, description="Tokenizer family (README Tokens).")
     source: str = "user price override file"
     date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
 
@@ -143,9 +143,9 @@ _DATE = re.compile(r"-\d{8}$")  # claude-haiku-4-5-20251001
 
 
 def base_model_id(model_id: str) -> str:
-    """The form a catalog fact is known by when the id is not listed as written: lower case, without a
-    Bedrock geography prefix (`us.`), Bedrock version suffix (`-v1:0`), Anthropic date suffix
-    (`-20251001`) or Bedrock vendor prefix (`anthropic.`, `meta.`)."""
+    """The form a catalog fact is known by when the id is not listed as written: lower case,
+    without a Bedrock geography prefix (`us.`), Bedrock version suffix (`-v1:0`), Anthropic date
+    suffix (`-20251001`) or Bedrock vendor prefix (`anthropic.`, `meta.`)."""
     mid = _GEO_PREFIX.sub("", model_id.lower())
     mid = _DATE.sub("", _BEDROCK_VERSION.sub("", mid))
     return mid.split(".", 1)[1] if re.match(r"^(anthropic|meta)\.", mid) else mid
@@ -165,12 +165,13 @@ class PriceTable:
         self.as_of = shipped.as_of
         self.providers = {**shipped.providers, **(override.providers if override else {})}
         self.models: dict[tuple[str, str], ModelPrice] = {(m.provider, m.model): m for m in shipped.models}
+        facts = ("supports_prefill", "token_family")
         if override:
-            for m in override.models:  # a new price keeps the shipped catalog facts it does not restate
+            for m in override.models:  # a new price keeps the catalog facts it does not restate
                 old = self.models.get((m.provider, m.model))
                 if old:
-                    m = m.model_copy(update={f: getattr(old, f) for f in ("supports_prefill", "token_family")
-                                             if getattr(m, f) is None})
+                    kept = {f: getattr(old, f) for f in facts if getattr(m, f) is None}
+                    m = m.model_copy(update=kept)
                 self.models[(m.provider, m.model)] = m
         self._by_base: dict[str, list[ModelPrice]] = {}
         for m in self.models.values():
@@ -190,8 +191,8 @@ class PriceTable:
         return Price(entry=entry, batch_multiplier=mult, cache_stacks_with_batch=bool(prov and prov.cache_stacks_with_batch))
 
     def _fact(self, model: ModelSpec, name: str) -> tuple[object, str] | None:
-        """A catalog fact of the model and the entry it came from: the model's own id as written, then its
-        base form (same provider first), then the same for its `price_as` model."""
+        """A catalog fact of the model and the entry it came from: the model's own id as written,
+        then its base form (same provider first), then the same for its `price_as` model."""
         for mid in filter(None, (model.model, model.price_as)):
             entry = self.models.get((model.provider, mid))
             if entry is not None and getattr(entry, name) is not None:
@@ -203,17 +204,19 @@ class PriceTable:
         return None
 
     def supports_prefill(self, model: ModelSpec) -> bool | None:
-        """False when the catalog says the model rejects an assistant prefill; None when it does not know."""
+        """False when the catalog says the model rejects a prefill; None when it does not know."""
         got = self._fact(model, "supports_prefill")
         return bool(got[0]) if got else None
 
     def token_family(self, model: ModelSpec) -> TokenFamilyFact:
-        """The model's tokenizer family. The OpenAI API serves OpenAI models only, which tiktoken counts;
-        any other model the catalog does not know gets the default family (`via` None), never a guess."""
+        """The model's tokenizer family. The OpenAI API serves OpenAI models only, which tiktoken
+        counts; a model the catalog does not know gets the default (`via` None), never a guess."""
         if model.provider == "openai":
             return TokenFamilyFact("openai", "provider openai: tiktoken")
         got = self._fact(model, "token_family")
-        return TokenFamilyFact(got[0], got[1]) if got else TokenFamilyFact(DEFAULT_FAMILY, None)  # type: ignore[arg-type]
+        if got is None:
+            return TokenFamilyFact(DEFAULT_FAMILY, None)
+        return TokenFamilyFact(got[0], got[1])  # type: ignore[arg-type]
 
 
 def override_path(explicit: str | Path | None = None) -> Path:

@@ -114,8 +114,8 @@ def proxy_compliant(output: str | None) -> bool | None:
 
 
 def prefill_record(sent: bool, reason: str, variants: dict[str, str]) -> dict[str, object]:
-    """One model's prefill decision as the estimate and the report state it: `sent`, the `text` sent per
-    variant (None when not sent) and the `reason`. `variants` maps each variant to its prefill text."""
+    """One model's prefill decision as the estimate and the report state it: `sent`, the `text`
+    sent per variant (None when not sent), the `reason`. `variants`: variant -> its prefill."""
     return {"sent": sent, "text": {name: text if sent else None for name, text in variants.items()},
             "reason": reason}
 

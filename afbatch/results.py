@@ -182,12 +182,13 @@ def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
 
     texts = {v.name: v.prefill_text for v in run.job.variants}
     # What the run recorded when it was created (what every turn sent), not a fresh catalog lookup.
-    prefill = {mm.name: prefill_record(m.prefill.get(mm.name, False), m.prefill_reason.get(mm.name, ""), texts)
+    sent, why = m.prefill, m.prefill_reason
+    prefill = {mm.name: prefill_record(sent.get(mm.name, False), why.get(mm.name, ""), texts)
                for mm in run.job.models}
     return {"run_id": run.run_id, "job": m.job_name, "store": run.store.url, "created_at": iso(m.created_at),
             "finished_at": iso(m.finished_at), "spent_usd": round(m.spent_usd(), 4),
-            "models": [mm.name for mm in run.job.models], "judge": run.job.judge.model.name if run.job.judge else None,
-            "prefill": prefill}
+            "models": [mm.name for mm in run.job.models],
+            "judge": run.job.judge.model.name if run.job.judge else None, "prefill": prefill}
 
 
 def write_report(run: Run) -> list[str]:

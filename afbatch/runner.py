@@ -25,8 +25,8 @@ from typing import Any
 
 from afbatch import jsonl
 from afbatch import manifest as mf
-from afbatch.compile import Grid, conversations, effective_prefill, load_grid, render_lines, shard_limits, write_shards
-from afbatch.compile import prefill_decision
+from afbatch.compile import (Grid, conversations, load_grid, prefill_decision, render_lines,
+                             shard_limits, write_shards)
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, InputError, ProviderError, RunError
 from afbatch.judge import votes_verdict
@@ -169,11 +169,12 @@ class Run:
                 pins[name] = InputPin(ref=pin["ref"], sha256=pin["sha256"], key=ikey)
             store.write(f"runs/{run_id}/job.toml", loaded.text.encode())
             now = time.time()
+            prefill = {mm.name: prefill_decision(mm, prices) for mm in loaded.job.models}
             m = Manifest(run_id=run_id, job_name=loaded.job.name, job_fingerprint=loaded.fingerprint,
                          job_key=f"runs/{run_id}/job.toml", job_path=str(loaded.path), inputs=pins, created_at=now,
                          updated_at=now, estimate=estimate or {}, max_cost=max_cost,
-                         prefill={mm.name: effective_prefill(mm, prices) for mm in loaded.job.models},
-                         prefill_reason={mm.name: prefill_decision(mm, prices).reason for mm in loaded.job.models})
+                         prefill={name: d.sent for name, d in prefill.items()},
+                         prefill_reason={name: d.reason for name, d in prefill.items()})
             try:
                 mf.create(store, m)
                 created = True

@@ -182,7 +182,7 @@ def forget_counts() -> None:
 
 
 def counter_for(model: ModelSpec, fam: TokenFamily) -> Counter:
-    """The counter of a model whose tokenizer family the catalog gave (`PriceTable.token_family`)."""
+    """The counter of a model of tokenizer family `fam` (from `PriceTable.token_family`)."""
     if fam == "openai":
         try:
             enc_name = tiktoken.encoding_name_for_model(model.model)

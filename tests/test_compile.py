@@ -79,8 +79,8 @@ def test_record_ids_are_short_alphanumeric():
 # --- golden JSONL per provider ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("label", ["gpt-4o", "haiku", "opus-no-prefill", "bedrock-sonnet", "bedrock-haiku", "bedrock-llama",
-                                   "together-llama"])
+@pytest.mark.parametrize("label", ["gpt-4o", "haiku", "opus-no-prefill", "bedrock-sonnet",
+                                   "bedrock-haiku", "bedrock-llama", "together-llama"])
 def test_golden_request_lines(label):
     grid = golden_grid()
     model = grid.job.model_by_name(label)
@@ -289,8 +289,10 @@ def test_votes_in_one_request_ask_for_n_choices_of_one_prompt():
 
 REJECT_PREFILL = [("anthropic", "claude-sonnet-4-6"), ("anthropic", "claude-opus-4-6"),
                   ("anthropic", "claude-opus-4-8"), ("anthropic", "claude-sonnet-5"),
-                  ("bedrock", "anthropic.claude-sonnet-4-6"), ("bedrock", "anthropic.claude-opus-4-6-v1"),
-                  ("bedrock", "us.anthropic.claude-sonnet-4-6"), ("bedrock", "eu.anthropic.claude-opus-4-6-v1")]
+                  ("bedrock", "anthropic.claude-sonnet-4-6"),
+                  ("bedrock", "anthropic.claude-opus-4-6-v1"),
+                  ("bedrock", "us.anthropic.claude-sonnet-4-6"),
+                  ("bedrock", "eu.anthropic.claude-opus-4-6-v1")]
 ACCEPT_PREFILL = [("anthropic", "claude-haiku-4-5"), ("anthropic", "claude-sonnet-4-5"),
                   ("bedrock", "anthropic.claude-haiku-4-5-20251001-v1:0"),
                   ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")]
@@ -311,7 +313,8 @@ def test_models_that_reject_prefill_are_compiled_without_it(make_job, provider, 
     loaded = load_job(make_job(_model_job(provider, model_id)))
     grid = load_grid(loaded)
     model = loaded.job.models[0]
-    lines = [json.loads(line) for _, line in render_lines(get_provider(model), first_requests(grid, model, load_prices()))]
+    requests = first_requests(grid, model, load_prices())
+    lines = [json.loads(line) for _, line in render_lines(get_provider(model), requests)]
     roles = {_last_message(line)["role"] for line in lines}
     assert roles == ({"user"} if (provider, model_id) in REJECT_PREFILL else {"assistant"})
 
@@ -320,7 +323,8 @@ def test_asking_for_a_prefill_the_model_rejects_is_an_error(make_job):
     from afbatch.compile import prefill_decision
 
     loaded = load_job(make_job(_model_job("anthropic", "claude-sonnet-4-6", "prefill = true\n")))
-    with pytest.raises(InputError, match=r"model m \(claude-sonnet-4-6\): `prefill = true`, but the model rejects"):
+    with pytest.raises(InputError, match=r"model m \(claude-sonnet-4-6\): `prefill = true`, but"):
         prefill_decision(loaded.job.models[0], load_prices())
-    off = load_job(make_job(_model_job("anthropic", "claude-haiku-4-5", "prefill = false\n"), name="off.toml"))
+    haiku_off = _model_job("anthropic", "claude-haiku-4-5", "prefill = false\n")
+    off = load_job(make_job(haiku_off, name="off.toml"))
     assert prefill_decision(off.job.models[0], load_prices()).reason == "job sets prefill = false"

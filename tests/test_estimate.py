@@ -12,6 +12,10 @@ from afbatch.spec import ModelSpec, load_job
 from afbatch.tokens import counter_for
 from support import ROOT
 
+
+def O200K():  # noqa: N802 - the encoding, through the exact OpenAI counter
+    return counter_for(ModelSpec(provider="openai", model="gpt-4o"), "openai").encoding
+
 PRICES = """
 [providers.openai]
 batch_multiplier = 0.5
@@ -102,7 +106,7 @@ def test_hand_checked_anthropic_cot_with_cache(toy):
     job, tmp = toy
     loaded = job('[[models]]\nprovider = "anthropic"\nmodel = "toy-claude"\ntoken_factor = 1.0', extra="cot")
     est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
-    enc = counter_for(ModelSpec(provider="openai", model="gpt-4o"), "openai").encoding  # o200k x 1.0
+    enc = O200K()  # o200k x 1.0
     S = len(enc.encode((tmp / "sys.txt").read_text()))
     P = len(enc.encode("<"))
     NEXT = len(enc.encode("<NEXT/>")) + 2 * 4
@@ -217,38 +221,45 @@ def test_haiku_4_5_is_counted_with_the_claude_factor_not_the_newer_tokenizers(to
     job, tmp = toy
     est = estimate_job(job('[[models]]\nprovider = "anthropic"\nmodel = "claude-haiku-4-5"'),
                        load_prices(tmp / "prices.toml"))
-    enc = counter_for(ModelSpec(provider="openai", model="gpt-4o"), "openai").encoding  # o200k
+    enc = O200K()
 
-    def claude(text):  # README: Claude up to Opus 4.6 / Sonnet 4.6 (Haiku 4.5 included) = o200k x 1.20
+    def claude(text):  # README: Claude up to Opus 4.6 / Sonnet 4.6, Haiku 4.5 = o200k x 1.20
         return round(len(enc.encode(text)) * 1.20)
 
     system = (tmp / "sys.txt").read_text()
-    users = [f"<is_free_tier_user>True</is_free_tier_user> {g}" for g in ("Write a poem", "Explain photosynthesis in detail")]
+    goals = ("Write a poem", "Explain photosynthesis in detail")
+    users = [f"<is_free_tier_user>True</is_free_tier_user> {g}" for g in goals]
     want = sum(claude(system) + claude(u) + claude("<OUTPUT>") + 2 * 4 + 3 for u in users)
     (row,) = est.rows
     assert row.input_tokens == want
     assert est.as_json()["tokenizer"]["claude-haiku-4-5"] == {
-        "family": "claude", "factor": 1.20, "exact": False, "source": "catalog: anthropic claude-haiku-4-5"}
+        "family": "claude", "factor": 1.20, "exact": False,
+        "source": "catalog: anthropic claude-haiku-4-5"}
     assert not [n for n in est.notes if n.startswith("tokens of")]
 
 
 def test_a_model_not_in_the_catalog_is_counted_at_the_default_and_the_estimate_says_so(toy):
     job, tmp = toy
-    est = estimate_job(job('[[models]]\nprovider = "anthropic"\nmodel = "toy-claude"'), load_prices(tmp / "prices.toml"))
+    toy_claude = '[[models]]\nprovider = "anthropic"\nmodel = "toy-claude"'
+    est = estimate_job(job(toy_claude), load_prices(tmp / "prices.toml"))
     (note,) = [n for n in est.notes if n.startswith("tokens of")]
-    assert "toy-claude" in note and "1.20" in note and "token_factor" in note and "token_family" in note
+    assert "toy-claude" in note and "1.20" in note
+    assert "token_factor" in note and "token_family" in note
     assert est.as_json()["tokenizer"]["toy-claude"]["source"].startswith("default")
     # The override entry can state the family; the job's token_factor wins over either.
-    (tmp / "prices.toml").write_text(PRICES.replace('model = "toy-claude"', 'model = "toy-claude"\ntoken_family = "qwen"'))
-    stated = estimate_job(job('[[models]]\nprovider = "anthropic"\nmodel = "toy-claude"'), load_prices(tmp / "prices.toml"))
-    assert stated.tokenizer["toy-claude"]["factor"] == 1.10 and not [n for n in stated.notes if n.startswith("tokens of")]
-    own = estimate_job(job('[[models]]\nprovider = "anthropic"\nmodel = "toy-claude"\ntoken_factor = 1.3'),
-                       load_prices(tmp / "prices.toml"))
-    assert own.tokenizer["toy-claude"] == {"family": "qwen", "factor": 1.3, "exact": False, "source": "job token_factor"}
+    stated_family = 'model = "toy-claude"\ntoken_family = "qwen"'
+    (tmp / "prices.toml").write_text(PRICES.replace('model = "toy-claude"', stated_family))
+    stated = estimate_job(job(toy_claude), load_prices(tmp / "prices.toml"))
+    assert stated.tokenizer["toy-claude"]["factor"] == 1.10
+    assert not [n for n in stated.notes if n.startswith("tokens of")]
+    own = estimate_job(job(toy_claude + "\ntoken_factor = 1.3"), load_prices(tmp / "prices.toml"))
+    assert own.tokenizer["toy-claude"] == {"family": "qwen", "factor": 1.3, "exact": False,
+                                           "source": "job token_factor"}
 
 
 def test_a_price_override_keeps_the_catalogs_facts(tmp_path):
-    (tmp_path / "p.toml").write_text('[[models]]\nprovider = "anthropic"\nmodel = "claude-sonnet-4-6"\n'
+    (tmp_path / "p.toml").write_text('[[models]]\nprovider = "anthropic"\n'
+                                     'model = "claude-sonnet-4-6"\n'
                                      'input = 9.0\noutput = 9.0\ndate = "2026-12-01"\n')
     prices = load_prices(tmp_path / "p.toml")
     model = ModelSpec(provider="anthropic", model="claude-sonnet-4-6")
@@ -288,6 +299,6 @@ def test_the_estimate_says_per_model_whether_the_prefill_is_sent(toy):
     assert out["claude-haiku-4-5"] == {"sent": True, "text": {"v": "<OUTPUT>"},
                                        "reason": "anthropic accepts an assistant prefill"}
     # What the estimate priced matches what it says: no prefill tokens for the model without one.
-    sonnet, bedrock, haiku, _ = est.rows
-    assert haiku.input_tokens - sonnet.input_tokens == 2 * round(
-        len(counter_for(ModelSpec(provider="openai", model="gpt-4o"), "openai").encoding.encode("<OUTPUT>")) * 1.2)
+    sonnet, _, haiku, _ = est.rows
+    prefill_tokens = round(len(O200K().encode("<OUTPUT>")) * 1.2)
+    assert haiku.input_tokens - sonnet.input_tokens == 2 * prefill_tokens

@@ -77,13 +77,15 @@ def test_other_families_use_o200k_times_factor():
     assert custom.count(text) == round(raw * 1.7)
 
 
-# The README's token-factor table, written out per shipped model (not derived from the code's mapping):
-# Claude up to Opus 4.6 / Sonnet 4.6 (and Haiku 4.5) 1.20; Opus 4.7+ and Claude 5 (newer tokenizer) 1.50;
-# Llama 1.08; Qwen, DeepSeek, Gemini, Grok, Kimi 1.10; Mistral 1.15; gpt-oss and OpenAI exact (1.00).
+# The README's token-factor table, written out per shipped model (not from the code's mapping):
+# Claude up to Opus 4.6 / Sonnet 4.6 (and Haiku 4.5) 1.20; Opus 4.7+ and Claude 5 (newer
+# tokenizer) 1.50; Llama 1.08; Qwen, DeepSeek, Gemini, Grok, Kimi 1.10; Mistral 1.15;
+# gpt-oss and OpenAI exact (1.00).
+OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3", "o4-mini", "gpt-5",
+                 "gpt-5-mini", "gpt-5-nano", "gpt-5.1", "gpt-5.2", "gpt-5.4", "gpt-5.4-mini",
+                 "gpt-5.4-nano", "gpt-5.5", "gpt-3.5-turbo")
 DOCUMENTED_FACTOR = {
-    **{("openai", m): 1.0 for m in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3", "o4-mini", "gpt-5",
-                                    "gpt-5-mini", "gpt-5-nano", "gpt-5.1", "gpt-5.2", "gpt-5.4", "gpt-5.4-mini",
-                                    "gpt-5.4-nano", "gpt-5.5", "gpt-3.5-turbo")},
+    **{("openai", m): 1.0 for m in OPENAI_MODELS},
     ("anthropic", "claude-opus-4-1"): 1.20,
     ("anthropic", "claude-opus-4-5"): 1.20,
     ("anthropic", "claude-opus-4-6"): 1.20,
@@ -134,13 +136,13 @@ def shipped_models() -> list[tuple[str, str]]:
 
 
 def test_every_catalog_model_has_its_documented_factor():
-    assert sorted(shipped_models()) == sorted(DOCUMENTED_FACTOR), "a catalog model is missing from this table"
+    assert sorted(shipped_models()) == sorted(DOCUMENTED_FACTOR), "a catalog model is not listed"
     prices = load_prices()
     wrong = {}
     for (provider, model_id), want in DOCUMENTED_FACTOR.items():
         model = ModelSpec(provider=provider, model=model_id)
         fact = prices.token_family(model)
-        assert fact.via is not None, f"{provider} {model_id}: the catalog states no tokenizer family"
+        assert fact.via is not None, f"{provider} {model_id}: no tokenizer family in the catalog"
         if tokens.counter_for(model, fact.family).factor != want:
             wrong[(provider, model_id)] = (fact.family, want)
     assert not wrong
@@ -151,7 +153,7 @@ def test_every_catalog_model_has_its_documented_factor():
     ("bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0", 1.20),  # cross-region profile
     ("bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", 1.20),
     ("bedrock", "eu.anthropic.claude-opus-4-6-v1", 1.20),
-    ("bedrock", "anthropic.claude-opus-4-8-v1:0", 1.50),  # the Anthropic model's fact, under Bedrock's id
+    ("bedrock", "anthropic.claude-opus-4-8-v1:0", 1.50),  # the Anthropic model's fact, Bedrock's id
     ("anthropic", "claude-sonnet-5-20260301", 1.50),
 ])
 def test_dated_and_bedrock_ids_take_the_listed_models_family(provider, model_id, want):
@@ -184,6 +186,7 @@ def test_each_distinct_segment_is_encoded_once(monkeypatch):
     big = "x y z " * 10_000
     for _ in range(1000):
         counter.count(big)
-    other = tokens.counter_for(ModelSpec(provider="anthropic", model="claude-haiku-4-5"), "claude")  # same o200k cache
+    haiku = ModelSpec(provider="anthropic", model="claude-haiku-4-5")
+    other = tokens.counter_for(haiku, "claude")  # same o200k cache
     other.count(big)
     assert calls.count(big) == 1

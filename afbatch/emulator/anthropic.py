@@ -33,16 +33,16 @@ ROW_ERROR_TYPES = {"invalid_request": "invalid_request_error", "rate_limit": "ra
                    "overloaded": "overloaded_error", "server_error": "api_error", "auth": "authentication_error"}
 
 
-# Anthropic, "What's new in Claude 4.6" (prefill removal): prefilling the last assistant turn returns a
-# 400 on Claude 4.6 models; later models keep that. Read from the id's version, not from afbatch's catalog,
-# so a test against the emulator checks afbatch's catalog instead of repeating it.
+# Anthropic, "What's new in Claude 4.6" (prefill removal): a prefilled last assistant turn is a 400
+# on Claude 4.6 models, and later models keep that. Read from the id's version, not from afbatch's
+# catalog, so a test against the emulator checks that catalog instead of repeating it.
 _CLAUDE_VERSION = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:-\d{8})?")
 NO_PREFILL = ("This model does not support assistant message prefill. "
               "The conversation must end with a user message.")
 
 
 def rejects_prefill(model: str) -> bool:
-    """Claude 4.6 and later (plain, dated, Bedrock or cross-region ids); older and non-Claude ids accept it."""
+    """Claude 4.6 and later (plain or dated ids; Bedrock's through claude_model_name)."""
     m = _CLAUDE_VERSION.fullmatch(model)
     return bool(m) and (int(m.group(1)), int(m.group(2) or 0)) >= (4, 6)
 

@@ -436,22 +436,25 @@ def test_a_model_that_rejects_prefill_runs_without_it_and_the_report_says_so(emu
     run, _ = Run.create(store, small_job(workdir, models=HAIKU + sonnet))
     fast(run)
     conv = final(run)
-    # The emulator answers a prefill to Sonnet 4.6 with a 400, as Anthropic does: every row would fail.
+    # The emulator answers a prefill to Sonnet 4.6 with a 400 like Anthropic: all rows would fail.
     assert (conv.status == "finished").all() and set(conv.model) == {"haiku", "sonnet"}
     m = run.manifest()
     assert m.prefill == {"haiku": True, "sonnet": False}
     rejects = "the model rejects an assistant prefill"
     write_report(run)
     data = json.loads(store.read(f"runs/{run.run_id}/report/report.json"))
-    assert data["run"]["prefill"]["sonnet"] == {"sent": False, "text": {"cot": None, "no_cot": None}, "reason": rejects}
-    assert data["run"]["prefill"]["haiku"] == {"sent": True, "text": {"cot": "<", "no_cot": "<OUTPUT>"},
-                                               "reason": "anthropic accepts an assistant prefill"}
+    recorded = data["run"]["prefill"]
+    none = {"cot": None, "no_cot": None}
+    assert recorded["sonnet"] == {"sent": False, "text": none, "reason": rejects}
+    assert recorded["haiku"] == {"sent": True, "text": {"cot": "<", "no_cot": "<OUTPUT>"},
+                                 "reason": "anthropic accepts an assistant prefill"}
     html = store.read(f"runs/{run.run_id}/report/report.html").decode()
     assert f"<td>sonnet</td><td>none</td><td>{rejects}</td>" in html
     assert "<td>haiku</td><td>&lt; (cot), &lt;OUTPUT&gt; (no_cot)</td>" in html
     text = report.render(conv, "table", None, run_meta(run, m))
     assert any(line.split() == ["sonnet", "none", *rejects.split()] for line in text.splitlines())
-    assert f"| sonnet | none | {rejects} |" in report.render(conv, "markdown", None, run_meta(run, m))
+    markdown = report.render(conv, "markdown", None, run_meta(run, m))
+    assert f"| sonnet | none | {rejects} |" in markdown
     # The report states what the run recorded (what was sent), not what the catalog says today.
     mf.update(store, run.run_id, lambda mm: mm.prefill_reason.update(sonnet="recorded at creation"))
     again = run_meta(run, run.manifest())["prefill"]["sonnet"]
