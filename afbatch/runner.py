@@ -138,7 +138,8 @@ class Run:
         self._results: dict[str, list[Result]] = {}
         self._verdicts: dict[tuple[Any, ...], dict[str, Any]] = {}  # equal judge verdicts share one dict
         self._convs: dict[str, list[Conversation]] = {}
-        self._reuse: dict[str, tuple[str, str]] | None = None  # answered id → (run, results key)
+        # answered id → (run, results key, whether that run sent the prefill: model turns only)
+        self._reuse: dict[str, tuple[str, str, bool | None]] | None = None
         self._wanted: tuple[Any, tuple[list[Request], list[ModelProgress]]] | None = None
         self._ledger: tuple[Any, Ledger] | None = None
         self._states: tuple[Any, dict[str, list[ConversationState]]] | None = None
@@ -475,14 +476,19 @@ class Run:
                     continue
                 for s in om.shards.values():
                     if s.state == ShardState.COLLECTED and s.results_key and s.provider != "reuse":
+                        sent = om.prefill.get(s.model) if s.stage == STAGE_GENERATE else None
                         for line in self.store.lines(s.verdicts_key or s.results_key):
                             if not line.isspace():
                                 d = jsonl.loads(line)
                                 if d["status"] == RowStatus.SUCCEEDED.value:
-                                    self._reuse.setdefault(d["id"], (other, s.results_key))
+                                    self._reuse.setdefault(d["id"], (other, s.results_key, sent))
         wanted: dict[str, dict[str, str]] = {}  # results file → {id: run}
         for r in need:
             found = self._reuse.get(r.id)
+            # A model turn's id does not say whether the prefill was sent: an answer got under the
+            # other decision is another protocol, asked again.
+            if found is not None and found[2] is not None and found[2] != (r.prefill is not None):
+                continue
             if found is not None:
                 wanted.setdefault(found[1], {})[r.id] = found[0]
         out: dict[str, tuple[Result, str]] = {}

@@ -459,3 +459,18 @@ def test_a_model_that_rejects_prefill_runs_without_it_and_the_report_says_so(emu
     mf.update(store, run.run_id, lambda mm: mm.prefill_reason.update(sonnet="recorded at creation"))
     again = run_meta(run, run.manifest())["prefill"]["sonnet"]
     assert again["reason"] == "recorded at creation" and again["sent"] is False
+
+
+def test_answers_got_with_a_prefill_are_not_reused_for_a_model_sent_none(emu, workdir):
+    store = LocalStore(workdir / "store")
+    first, _ = Run.create(store, small_job(workdir))  # haiku, prefilled
+    fast(first)
+    calls = len(emu.calls)
+    unprefilled = HAIKU + "prefill = false\n"
+    second, created = Run.create(store, small_job(workdir, models=unprefilled, name="off.toml"))
+    assert created and second.manifest().prefill == {"haiku": False}
+    fast(second)
+    # Same conversation ids, another protocol: every model turn is asked again, without the prefill.
+    asked = {cid for _, model, cid in emu.calls[calls:] if model == "claude-haiku-4-5"}
+    assert {c.id + "-t1" for c in second.convs(second.job.models[0])} <= asked
+    assert not [s for s in second.manifest().shards.values() if s.provider == "reuse" and s.model == "haiku"]
