@@ -207,11 +207,12 @@ def _counter(model: ModelSpec, prices: PriceTable, est: Estimate) -> Counter:
     est.tokenizer.setdefault(model.name, {
         "family": fact.family, "factor": counter.factor, "exact": counter.exact,
         "source": "job token_factor" if own else (fact.via or "default: not in the catalog")})
-    if fact.via is None and not own:
+    if (fact.via is None or fact.by_price_as) and not own:
+        how = (f"as its price_as model {model.price_as} ({fact.family})" if fact.by_price_as
+               else "the default for any other model")
         note = (f"tokens of {model.name} ({model.provider} {model.model}): not in the model "
-                f"catalog, so counted as o200k × {FAMILY_FACTORS[fact.family]:.2f}, the default "
-                "for any other model — set token_factor on the model, or token_family in a price "
-                "override entry")
+                f"catalog, so counted as o200k × {FAMILY_FACTORS[fact.family]:.2f}, {how} — set "
+                "token_factor on the model, or token_family in a price override entry")
         if note not in est.notes:
             est.notes.append(note)
     return counter

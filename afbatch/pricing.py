@@ -153,10 +153,12 @@ def base_model_id(model_id: str) -> str:
 
 @dataclass(frozen=True)
 class TokenFamilyFact:
-    """A model's tokenizer family and where it was found (`via` is None for the default)."""
+    """A model's tokenizer family and where it was found (`via` is None for the default);
+    `by_price_as`: taken from the model's `price_as` model, not its own id (an assumption)."""
 
     family: TokenFamily
     via: str | None
+    by_price_as: bool = False
 
 
 class PriceTable:
@@ -190,17 +192,19 @@ class PriceTable:
         mult = entry.batch_multiplier or (prov.batch_multiplier if prov else 1.0)
         return Price(entry=entry, batch_multiplier=mult, cache_stacks_with_batch=bool(prov and prov.cache_stacks_with_batch))
 
-    def _fact(self, model: ModelSpec, name: str) -> tuple[object, str] | None:
-        """A catalog fact of the model and the entry it came from: the model's own id as written,
-        then its base form (same provider first), then the same for its `price_as` model."""
+    def _fact(self, model: ModelSpec, name: str) -> tuple[object, str, bool] | None:
+        """A catalog fact of the model, the entry it came from, and whether through `price_as`: the
+        model's own id as written, then its base form (same provider first), then the same for its
+        `price_as` model."""
         for mid in filter(None, (model.model, model.price_as)):
+            by_price_as = mid != model.model
             entry = self.models.get((model.provider, mid))
-            if entry is not None and getattr(entry, name) is not None:
-                return getattr(entry, name), f"catalog: {entry.provider} {entry.model}"
+            candidates = [entry] if entry is not None else []
             same_base = self._by_base.get(base_model_id(mid), [])
-            for e in sorted(same_base, key=lambda e: e.provider != model.provider):
+            candidates += sorted(same_base, key=lambda e: e.provider != model.provider)
+            for e in candidates:
                 if getattr(e, name) is not None:
-                    return getattr(e, name), f"catalog: {e.provider} {e.model}"
+                    return getattr(e, name), f"catalog: {e.provider} {e.model}", by_price_as
         return None
 
     def supports_prefill(self, model: ModelSpec) -> bool | None:
@@ -216,7 +220,7 @@ class PriceTable:
         got = self._fact(model, "token_family")
         if got is None:
             return TokenFamilyFact(DEFAULT_FAMILY, None)
-        return TokenFamilyFact(got[0], got[1])  # type: ignore[arg-type]
+        return TokenFamilyFact(got[0], got[1], got[2])  # type: ignore[arg-type]
 
 
 def override_path(explicit: str | Path | None = None) -> Path:

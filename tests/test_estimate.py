@@ -302,3 +302,12 @@ def test_the_estimate_says_per_model_whether_the_prefill_is_sent(toy):
     sonnet, _, haiku, _ = est.rows
     prefill_tokens = round(len(O200K().encode("<OUTPUT>")) * 1.2)
     assert haiku.input_tokens - sonnet.input_tokens == 2 * prefill_tokens
+
+
+def test_a_family_taken_from_price_as_is_said(toy):
+    job, tmp = toy
+    claude_3_5 = '[[models]]\nprovider = "anthropic"\nmodel = "claude-3-5-sonnet-20241022"\n'
+    loaded = job(claude_3_5 + 'price_as = "claude-opus-4-8"')
+    est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
+    (note,) = [n for n in est.notes if n.startswith("tokens of claude-3-5-sonnet-20241022")]
+    assert "1.50, as its price_as model claude-opus-4-8 (claude-new-tokenizer)" in note
