@@ -88,12 +88,41 @@ def read_user_template(loaded: LoadedJob, *, offline: bool = False,
     return src
 
 
-def effective_prefill(model: ModelSpec, prices: PriceTable | None) -> bool:
-    """The job's explicit setting wins; else the model catalog (newer Claude models reject prefill); else the provider default."""
-    if model.prefill is not None:
-        return model.prefill
+@dataclass(frozen=True)
+class PrefillDecision:
+    """Whether a model's turns carry the variant's prefill, and why (estimate and report say it)."""
+
+    sent: bool
+    reason: str
+
+
+REJECTS_PREFILL = "the model rejects an assistant prefill"
+
+
+def prefill_decision(model: ModelSpec, prices: PriceTable | None) -> PrefillDecision:
+    """The job's explicit setting wins; else the model catalog (Claude 4.6 and later answer a
+    prefill with a 400); else the provider default. Asking for a prefill the catalog says the
+    model rejects is an error: every request would fail."""
     known = prices.supports_prefill(model) if prices else None
-    return known if known is not None else model.allows_prefill
+    if model.prefill is not None:
+        if model.prefill and known is False:
+            raise InputError(f"model {model.name} ({model.model}): `prefill = true`, but "
+                             f"{REJECTS_PREFILL} (every request would fail with a 400) — "
+                             "remove `prefill = true`")
+        return PrefillDecision(model.prefill, f"job sets prefill = {str(model.prefill).lower()}")
+    if known is not None:
+        accepts = "the model catalog says it accepts one"
+        return PrefillDecision(known, accepts if known else REJECTS_PREFILL)
+    if model.allows_prefill:
+        return PrefillDecision(True, f"{model.provider} accepts an assistant prefill")
+    if model.provider == "openai":
+        return PrefillDecision(False, "OpenAI takes no assistant prefill")
+    unless = "unless the job sets prefill = true"
+    return PrefillDecision(False, f"not sent to {model.provider} models {unless}")
+
+
+def effective_prefill(model: ModelSpec, prices: PriceTable | None) -> bool:
+    return prefill_decision(model, prices).sent
 
 
 def conversations(grid: Grid, model: ModelSpec, known_ids: list[str] | None = None) -> Iterator[Conversation]:

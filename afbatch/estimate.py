@@ -21,14 +21,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from afbatch.compile import batch_shortfalls, effective_prefill, read_user_template
+from afbatch.compile import batch_shortfalls, prefill_decision, read_user_template
 from afbatch.datasets import Dataset, load_dataset, read_source
 from afbatch.errors import BudgetError, OfflineError
 from afbatch.judge_templates import load_template
 from afbatch.pricing import Price, PriceTable
-from afbatch.protocol import NEXT, render_user
+from afbatch.protocol import NEXT, describe_prefill, prefill_record, render_user
 from afbatch.spec import Job, LoadedJob, ModelSpec, is_url
-from afbatch.tokens import Counter, counter_for
+from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
 
 M = 1_000_000
@@ -82,6 +82,9 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
     assumptions: dict[str, Any] = field(default_factory=dict)
     prices_as_of: str | None = None
+    # per model label: protocol.prefill_record; the tokenizer's family, factor and source
+    prefill: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tokenizer: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def totals(self) -> dict[str, float]:
         return {k: round(sum(getattr(r, k) for r in self.rows), 4) for k in COST_KEYS}
@@ -100,6 +103,8 @@ class Estimate:
             "notes": self.notes,
             "assumptions": self.assumptions,
             "prices_as_of": self.prices_as_of,
+            "prefill": self.prefill,
+            "tokenizer": self.tokenizer,
         }
 
 
@@ -165,9 +170,14 @@ def estimate_job(
         notes.append(f"calibrated from a finished run for {', '.join(seen) or 'no model'}"
                      + (f"; job assumptions kept for {', '.join(missing)}" if missing else ""))
         est.assumptions["calibrated"] = {k: {f: v for f, v in asdict(c).items() if v is not None} for k, c in calibration.items()}
+    texts = {v.name: v.prefill_text for v in job.variants}
     for model in job.models:
         price = prices.lookup(model)
-        cells = _generate_cells(job, model, price, prices, rows_in, template, systems, calibration.get(model.name), notes)
+        decision = prefill_decision(model, prices)
+        est.prefill[model.name] = prefill_record(decision.sent, decision.reason, texts)
+        counter = _counter(model, prices, est)
+        cells = _generate_cells(job, model, price, counter, decision.sent, rows_in, template,
+                                systems, calibration.get(model.name), notes)
         if by == "condition":
             est.rows.extend(cells)
         else:
@@ -187,8 +197,9 @@ def estimate_job(
             fix = "they go on-demand at list price (on_demand_fallback = true)"
         notes.append(f"{m.provider} model {m.name}: {short.describe()}, below the minimum of "
                      f"{short.minimum} per batch job; {fix}")
+    notes.append(_prefill_note(est.prefill))
     if job.judge:
-        est.rows.extend(_judge_rows(loaded, prices, rows_in, template, calibration, offline))
+        est.rows.extend(_judge_rows(loaded, prices, rows_in, template, calibration, offline, est))
         if job.judge.af_template:
             j = job.judge
             how = ("as the n choices of one request: each transcript is billed once" if j.af_votes_in_one_request
@@ -197,10 +208,37 @@ def estimate_job(
     return est
 
 
-def _generate_cells(job: Job, model: ModelSpec, price: Price, prices: PriceTable, rows_in: Rows, template: str,
-                    systems: dict[str, str], cal: Calibration | None, notes: list[str]) -> list[Row]:
-    counter = counter_for(model)
-    prefill_on = effective_prefill(model, prices)
+def _counter(model: ModelSpec, prices: PriceTable, est: Estimate) -> Counter:
+    """The model's token counter. The estimate records its family, factor and source, and says so
+    in a note when the catalog does not know the model: the default factor is an assumption."""
+    fact = prices.token_family(model)
+    counter = counter_for(model, fact.family)
+    own = model.token_factor is not None
+    est.tokenizer.setdefault(model.name, {
+        "family": fact.family, "factor": counter.factor, "exact": counter.exact,
+        "source": "job token_factor" if own else (fact.via or "default: not in the catalog")})
+    if (fact.via is None or fact.by_price_as) and not own:
+        how = (f"as its price_as model {model.price_as} ({fact.family})" if fact.by_price_as
+               else "the default for any other model")
+        note = (f"tokens of {model.name} ({model.provider} {model.model}): not in the model "
+                f"catalog, so counted as o200k × {FAMILY_FACTORS[fact.family]:.2f}, {how} — set "
+                "token_factor on the model, or token_family in a price override entry")
+        if note not in est.notes:
+            est.notes.append(note)
+    return counter
+
+
+def _prefill_note(records: dict[str, dict[str, Any]]) -> str:
+    """Per model, the prefill its turns carry or why none: a protocol difference to see."""
+    groups: dict[str, list[str]] = {}
+    for label, r in records.items():
+        groups.setdefault(describe_prefill(r), []).append(label)
+    return "prefill — " + "; ".join(f"{how}: {', '.join(labels)}" for how, labels in groups.items())
+
+
+def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, prefill_on: bool,
+                    rows_in: Rows, template: str, systems: dict[str, str], cal: Calibration | None,
+                    notes: list[str]) -> list[Row]:
     samples = job.sampling.samples
     max_tokens = job.max_tokens_for(model)
     next_tokens = counter.count(NEXT) + 2 * counter.per_message
@@ -282,13 +320,13 @@ def _user_tokens(counter: Counter, template: str, tier: str, tier_format: str, r
 
 
 def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: str,
-                calibration: dict[str, Calibration], offline: bool) -> list[Row]:
+                calibration: dict[str, Calibration], offline: bool, est_out: Estimate) -> list[Row]:
     job = loaded.job
     judge = job.judge
     assert judge is not None
     est = job.estimate
     jm = judge.model
-    counter = counter_for(jm)
+    counter = _counter(jm, prices, est_out)
     price = prices.lookup(jm)
     tpl = load_template(loaded.resolve(judge.compliance_template), offline=offline, stage="compliance")
     body_tokens = counter.count(tpl.render(request="", response=""))
@@ -332,7 +370,7 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
     rows.append(comp)
     if judge.af_template:
         am = judge.af_model or jm
-        acounter = counter_for(am)
+        acounter = _counter(am, prices, est_out)
         aprice = prices.lookup(am)
         atpl = load_template(loaded.resolve(judge.af_template), offline=offline, stage="alignment_faking")
         afixed = acounter.count(atpl.render(request="", reasoning="")) + _mean_request_tokens(acounter, rows_in) + overhead

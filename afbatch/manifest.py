@@ -117,6 +117,8 @@ class Manifest(_Model):
     job_path: str = Field(description="Where the job file was; paths inside it resolve against its folder.")
     inputs: dict[str, InputPin]
     prefill: dict[str, bool] = Field(default_factory=dict, description="Per model label: whether the prefill is sent.")
+    prefill_reason: dict[str, str] = Field(
+        default_factory=dict, description="Per model label: why the prefill is sent or not.")
     created_at: float
     updated_at: float
     estimate: dict[str, Any] = Field(default_factory=dict)

@@ -2,15 +2,21 @@
 
 Every shipped entry names its source and date. An unknown model is an error naming the
 override file to add it to — never a silent $0.
+
+The same entries are the model catalog: each also states the model's tokenizer family and
+whether it rejects an assistant prefill. Those facts are looked up by exact id, then by the
+id's base form (`base_model_id`), never guessed from a fragment of the name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,6 +25,11 @@ from afbatch.spec import ModelSpec, load_toml
 from afbatch.types import Usage
 
 DEFAULT_OVERRIDE = Path("~/.config/afbatch/prices.toml")
+
+# Tokenizer families of the catalog; tokens.FAMILY_FACTORS holds each one's factor.
+TokenFamily = Literal["openai", "gpt-oss", "claude", "claude-new-tokenizer", "llama", "qwen",
+                      "deepseek", "mistral", "gemini", "grok", "kimi", "other"]
+DEFAULT_FAMILY: TokenFamily = "other"
 
 
 class _Strict(BaseModel):
@@ -43,7 +54,8 @@ class ModelPrice(_Strict):
     batch_output: float | None = Field(None, ge=0)
     batch_multiplier: float | None = Field(None, gt=0, le=1)
     long_context: LongContext | None = None
-    supports_prefill: bool | None = None
+    supports_prefill: bool | None = Field(None, description="False: the model rejects a prefill.")
+    token_family: TokenFamily | None = Field(None, description="Tokenizer family (README Tokens).")
     source: str = "user price override file"
     date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
 
@@ -123,14 +135,48 @@ class RowCost:
         return (plain * rin + usage.cached_tokens * cached + usage.cache_write_tokens * writes + usage.output_tokens * rout) / 1e6
 
 
+# Bedrock cross-region inference profiles put a geography before the id (us.anthropic.claude-…).
+_GEO_PREFIX = re.compile(r"^(us|eu|apac|global|us-gov|jp|au|ca)\.(?=[a-z0-9-]+\.)")
+_BEDROCK_VERSION = re.compile(r"-v\d+(:\d+)?$")  # anthropic.claude-haiku-4-5-20251001-v1:0
+_DATE = re.compile(r"-\d{8}$")  # claude-haiku-4-5-20251001
+
+
+def base_model_id(model_id: str) -> str:
+    """The form a catalog fact is known by when the id is not listed as written: lower case,
+    without a Bedrock geography prefix (`us.`), Bedrock version suffix (`-v1:0`), Anthropic date
+    suffix (`-20251001`) or Bedrock vendor prefix (`anthropic.`, `meta.`)."""
+    mid = _GEO_PREFIX.sub("", model_id.lower())
+    mid = _DATE.sub("", _BEDROCK_VERSION.sub("", mid))
+    return mid.split(".", 1)[1] if re.match(r"^(anthropic|meta)\.", mid) else mid
+
+
+@dataclass(frozen=True)
+class TokenFamilyFact:
+    """A model's tokenizer family and where it was found (`via` is None for the default);
+    `by_price_as`: taken from the model's `price_as` model, not its own id (an assumption)."""
+
+    family: TokenFamily
+    via: str | None
+    by_price_as: bool = False
+
+
 class PriceTable:
     def __init__(self, shipped: PriceFile, override: PriceFile | None, override_path: Path):
         self.override_path = override_path
         self.as_of = shipped.as_of
         self.providers = {**shipped.providers, **(override.providers if override else {})}
         self.models: dict[tuple[str, str], ModelPrice] = {(m.provider, m.model): m for m in shipped.models}
+        facts = ("supports_prefill", "token_family")
         if override:
-            self.models.update({(m.provider, m.model): m for m in override.models})
+            for m in override.models:  # a new price keeps the catalog facts it does not restate
+                old = self.models.get((m.provider, m.model))
+                if old:
+                    kept = {f: getattr(old, f) for f in facts if getattr(m, f) is None}
+                    m = m.model_copy(update=kept)
+                self.models[(m.provider, m.model)] = m
+        self._by_base: dict[str, list[ModelPrice]] = {}
+        for m in self.models.values():
+            self._by_base.setdefault(base_model_id(m.model), []).append(m)
 
     def lookup(self, model: ModelSpec) -> Price:
         key = (model.provider, model.price_as or model.model)
@@ -145,9 +191,35 @@ class PriceTable:
         mult = entry.batch_multiplier or (prov.batch_multiplier if prov else 1.0)
         return Price(entry=entry, batch_multiplier=mult, cache_stacks_with_batch=bool(prov and prov.cache_stacks_with_batch))
 
+    def _fact(self, model: ModelSpec, name: str) -> tuple[object, str, bool] | None:
+        """A catalog fact of the model, the entry it came from, and whether through `price_as`: the
+        model's own id as written, then its base form (same provider first), then the same for its
+        `price_as` model."""
+        for mid in filter(None, (model.model, model.price_as)):
+            by_price_as = mid != model.model
+            entry = self.models.get((model.provider, mid))
+            candidates = [entry] if entry is not None else []
+            same_base = self._by_base.get(base_model_id(mid), [])
+            candidates += sorted(same_base, key=lambda e: e.provider != model.provider)
+            for e in candidates:
+                if getattr(e, name) is not None:
+                    return getattr(e, name), f"catalog: {e.provider} {e.model}", by_price_as
+        return None
+
     def supports_prefill(self, model: ModelSpec) -> bool | None:
-        entry = self.models.get((model.provider, model.price_as or model.model))
-        return entry.supports_prefill if entry else None
+        """False when the catalog says the model rejects a prefill; None when it does not know."""
+        got = self._fact(model, "supports_prefill")
+        return bool(got[0]) if got else None
+
+    def token_family(self, model: ModelSpec) -> TokenFamilyFact:
+        """The model's tokenizer family. The OpenAI API serves OpenAI models only, which tiktoken
+        counts; a model the catalog does not know gets the default (`via` None), never a guess."""
+        if model.provider == "openai":
+            return TokenFamilyFact("openai", "provider openai: tiktoken")
+        got = self._fact(model, "token_family")
+        if got is None:
+            return TokenFamilyFact(DEFAULT_FAMILY, None)
+        return TokenFamilyFact(got[0], got[1], got[2])  # type: ignore[arg-type]
 
 
 def override_path(explicit: str | Path | None = None) -> Path:

@@ -127,3 +127,18 @@ def proxy_compliant(output: str | None) -> bool | None:
     if output is None:
         return None
     return output.lstrip().startswith(ACCEPT)
+
+
+def prefill_record(sent: bool, reason: str, variants: dict[str, str]) -> dict[str, object]:
+    """One model's prefill decision as the estimate and the report state it: `sent`, the `text`
+    sent per variant (None when not sent), the `reason`. `variants`: variant -> its prefill."""
+    return {"sent": sent, "text": {name: text if sent else None for name, text in variants.items()},
+            "reason": reason}
+
+
+def describe_prefill(record: dict[str, object]) -> str:
+    """`<` (cot), `<OUTPUT>` (no_cot) — or none (why)."""
+    texts = record.get("text") or {}
+    if record.get("sent") and isinstance(texts, dict):
+        return ", ".join(f"`{text}` ({variant})" for variant, text in texts.items())
+    return f"none ({record.get('reason') or 'reason not recorded'})"

@@ -13,7 +13,7 @@ from afbatch.judge import af_model
 from afbatch.judge_templates import refused as judged_refused
 from afbatch.ledger import af_state, bulk, compliance_state, conversation_state
 from afbatch.manifest import Manifest
-from afbatch.protocol import CONDITION, proxy_compliant
+from afbatch.protocol import CONDITION, prefill_record, proxy_compliant
 from afbatch.runner import Run
 
 COLUMNS = [
@@ -182,9 +182,15 @@ def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
     def iso(t: float | None) -> str | None:
         return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if t else None
 
+    texts = {v.name: v.prefill_text for v in run.job.variants}
+    # What the run recorded when it was created (what every turn sent), not a fresh catalog lookup.
+    sent, why = m.prefill, m.prefill_reason
+    prefill = {mm.name: prefill_record(sent.get(mm.name, False), why.get(mm.name, ""), texts)
+               for mm in run.job.models}
     return {"run_id": run.run_id, "job": m.job_name, "store": run.store.url, "created_at": iso(m.created_at),
             "finished_at": iso(m.finished_at), "spent_usd": round(m.spent_usd(), 4),
-            "models": [mm.name for mm in run.job.models], "judge": run.job.judge.model.name if run.job.judge else None}
+            "models": [mm.name for mm in run.job.models],
+            "judge": run.job.judge.model.name if run.job.judge else None, "prefill": prefill}
 
 
 def write_report(run: Run) -> list[str]:

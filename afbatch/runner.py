@@ -27,8 +27,8 @@ from typing import Any
 
 from afbatch import jsonl
 from afbatch import manifest as mf
-from afbatch.compile import (Grid, check_batch_minimums, conversations, effective_prefill,
-                             load_grid, render_lines, shard_limits, write_shards)
+from afbatch.compile import (Grid, check_batch_minimums, conversations, load_grid,
+                             prefill_decision, render_lines, shard_limits, write_shards)
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, InputError, ProviderError, RunError
 from afbatch.judge import votes_verdict
@@ -142,7 +142,8 @@ class Run:
         self._results: dict[str, list[Result]] = {}
         self._verdicts: dict[tuple[Any, ...], dict[str, Any]] = {}  # equal judge verdicts share one dict
         self._convs: dict[str, list[Conversation]] = {}
-        self._reuse: dict[str, tuple[str, str]] | None = None  # answered id → (run, results key)
+        # answered id → (run, results key, whether that run sent the prefill: model turns only)
+        self._reuse: dict[str, tuple[str, str, bool | None]] | None = None
         self._wanted: tuple[Any, tuple[list[Request], list[ModelProgress]]] | None = None
         self._ledger: tuple[Any, Ledger] | None = None
         self._states: tuple[Any, dict[str, list[ConversationState]]] | None = None
@@ -174,10 +175,12 @@ class Run:
                 pins[name] = InputPin(ref=pin["ref"], sha256=pin["sha256"], key=ikey)
             store.write(f"runs/{run_id}/job.toml", loaded.text.encode())
             now = time.time()
+            prefill = {mm.name: prefill_decision(mm, prices) for mm in loaded.job.models}
             m = Manifest(run_id=run_id, job_name=loaded.job.name, job_fingerprint=loaded.fingerprint,
                          job_key=f"runs/{run_id}/job.toml", job_path=str(loaded.path), inputs=pins, created_at=now,
                          updated_at=now, estimate=estimate or {}, max_cost=max_cost,
-                         prefill={mm.name: effective_prefill(mm, prices) for mm in loaded.job.models})
+                         prefill={name: d.sent for name, d in prefill.items()},
+                         prefill_reason={name: d.reason for name, d in prefill.items()})
             try:
                 mf.create(store, m)
                 created = True
@@ -491,14 +494,19 @@ class Run:
                     continue
                 for s in om.shards.values():
                     if s.state == ShardState.COLLECTED and s.results_key and s.provider != "reuse":
+                        sent = om.prefill.get(s.model) if s.stage == STAGE_GENERATE else None
                         for line in self.store.lines(s.verdicts_key or s.results_key):
                             if not line.isspace():
                                 row = Result.from_json(jsonl.loads(line))
                                 if settles(row):  # not a judge reply its run had to ask again
-                                    self._reuse.setdefault(row.id, (other, s.results_key))
+                                    self._reuse.setdefault(row.id, (other, s.results_key, sent))
         wanted: dict[str, dict[str, str]] = {}  # results file → {id: run}
         for r in need:
             found = self._reuse.get(r.id)
+            # A model turn's id does not say whether the prefill was sent: an answer got under the
+            # other decision is another protocol, asked again.
+            if found is not None and found[2] is not None and found[2] != (r.prefill is not None):
+                continue
             if found is not None:
                 wanted.setdefault(found[1], {})[r.id] = found[0]
         out: dict[str, tuple[Result, str]] = {}

@@ -8,7 +8,8 @@ encodings through tiktoken (which checks the hash again). No network is ever nee
 OpenAI models are counted exactly with the encoding tiktoken maps them to, plus the chat
 format's per-message overhead. Other families have no offline tokenizer: they are counted with
 o200k and multiplied by a per-family calibration factor (FAMILY_FACTORS, documented in the
-README); a job can override it per model with `token_factor`.
+README). The family is a fact of the model catalog (`PriceTable.token_family`), never read
+from the model's name; a job can override the factor per model with `token_factor`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import tiktoken
 from afbatch.datasets import cache_dir
 from afbatch.store import atomic_write
 from afbatch.errors import InputError
+from afbatch.pricing import TokenFamily
 from afbatch.spec import ModelSpec
 
 # tiktoken's own pins (tiktoken_ext/openai_public.py).
@@ -46,8 +48,9 @@ OTHER_REPLY_PRIMING = 3
 
 # o200k -> family tokenizer. No official offline tokenizers exist for these families; the factors
 # are deliberately on the high side of public comparisons on English prose, so estimates err up.
-# Claude Opus 4.7+ uses a newer tokenizer producing 1.0-1.35x more tokens than earlier Claude.
-FAMILY_FACTORS: dict[str, float] = {
+# Claude Opus 4.7+ and Claude 5 use a newer tokenizer producing 1.0-1.35x more tokens than earlier
+# Claude (Opus 4.6, Sonnet 4.6, Haiku 4.5 and older keep the earlier one).
+FAMILY_FACTORS: dict[TokenFamily, float] = {
     "openai": 1.0,  # exact: tiktoken
     "gpt-oss": 1.0,  # o200k_harmony shares o200k's merges
     "claude": 1.20,
@@ -107,29 +110,6 @@ def _env(key: str, value: str) -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = old
-
-
-def family(model: ModelSpec) -> str:
-    """Which tokenizer family a model belongs to (for the calibration factor)."""
-    mid = model.model.lower()
-    if model.provider == "openai" or mid.startswith(("gpt-", "o1", "o3", "o4", "chatgpt")):
-        return "gpt-oss" if "gpt-oss" in mid else "openai"
-    if "gpt-oss" in mid:
-        return "gpt-oss"
-    if "claude" in mid:
-        return "claude-new-tokenizer" if _new_claude_tokenizer(mid) else "claude"
-    for fam in ("llama", "qwen", "deepseek", "mistral", "gemini", "grok", "kimi"):
-        if fam in mid or (fam == "mistral" and "mixtral" in mid):
-            return fam
-    return "other"
-
-
-def _new_claude_tokenizer(mid: str) -> bool:
-    # Opus 4.7 and later, and every Claude 5 model.
-    for marker in ("opus-4-7", "opus-4-8", "opus-4-9", "-5", "fable"):
-        if marker in mid:
-            return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -201,8 +181,8 @@ def forget_counts() -> None:
         pass
 
 
-def counter_for(model: ModelSpec) -> Counter:
-    fam = family(model)
+def counter_for(model: ModelSpec, fam: TokenFamily) -> Counter:
+    """The counter of a model of tokenizer family `fam` (from `PriceTable.token_family`)."""
     if fam == "openai":
         try:
             enc_name = tiktoken.encoding_name_for_model(model.model)

@@ -80,7 +80,8 @@ def test_record_ids_are_short_alphanumeric():
 # --- golden JSONL per provider ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("label", ["gpt-4o", "haiku", "opus-no-prefill", "bedrock-sonnet", "bedrock-llama", "together-llama"])
+@pytest.mark.parametrize("label", ["gpt-4o", "haiku", "opus-no-prefill", "bedrock-sonnet",
+                                   "bedrock-haiku", "bedrock-llama", "together-llama"])
 def test_golden_request_lines(label):
     grid = golden_grid()
     model = grid.job.model_by_name(label)
@@ -294,3 +295,48 @@ def test_votes_in_one_request_ask_for_n_choices_of_one_prompt():
     assert one[1]["custom_id"].split("-")[1] == "af" and [s["custom_id"].split("-")[1] for s in separate[1:]] == [
         "af00", "af01", "af02"]
     assert one[0] == separate[0]  # the compliance judge is the same either way
+
+
+# --- prefill ---------------------------------------------------------------------------------
+
+REJECT_PREFILL = [("anthropic", "claude-sonnet-4-6"), ("anthropic", "claude-opus-4-6"),
+                  ("anthropic", "claude-opus-4-8"), ("anthropic", "claude-sonnet-5"),
+                  ("bedrock", "anthropic.claude-sonnet-4-6"),
+                  ("bedrock", "anthropic.claude-opus-4-6-v1"),
+                  ("bedrock", "us.anthropic.claude-sonnet-4-6"),
+                  ("bedrock", "eu.anthropic.claude-opus-4-6-v1")]
+ACCEPT_PREFILL = [("anthropic", "claude-haiku-4-5"), ("anthropic", "claude-sonnet-4-5"),
+                  ("bedrock", "anthropic.claude-haiku-4-5-20251001-v1:0"),
+                  ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")]
+
+
+def _model_job(provider: str, model_id: str, extra: str = "") -> str:
+    head = BASE_JOB[: BASE_JOB.index("[[models]]")]
+    return head + f'[[models]]\nprovider = "{provider}"\nmodel = "{model_id}"\nlabel = "m"\n{extra}'
+
+
+def _last_message(line: dict) -> dict:
+    body = line.get("params") or line.get("modelInput")
+    return body["messages"][-1]
+
+
+@pytest.mark.parametrize("provider,model_id", REJECT_PREFILL + ACCEPT_PREFILL)
+def test_models_that_reject_prefill_are_compiled_without_it(make_job, provider, model_id):
+    loaded = load_job(make_job(_model_job(provider, model_id)))
+    grid = load_grid(loaded)
+    model = loaded.job.models[0]
+    requests = first_requests(grid, model, load_prices())
+    lines = [json.loads(line) for _, line in render_lines(get_provider(model), requests)]
+    roles = {_last_message(line)["role"] for line in lines}
+    assert roles == ({"user"} if (provider, model_id) in REJECT_PREFILL else {"assistant"})
+
+
+def test_asking_for_a_prefill_the_model_rejects_is_an_error(make_job):
+    from afbatch.compile import prefill_decision
+
+    loaded = load_job(make_job(_model_job("anthropic", "claude-sonnet-4-6", "prefill = true\n")))
+    with pytest.raises(InputError, match=r"model m \(claude-sonnet-4-6\): `prefill = true`, but"):
+        prefill_decision(loaded.job.models[0], load_prices())
+    haiku_off = _model_job("anthropic", "claude-haiku-4-5", "prefill = false\n")
+    off = load_job(make_job(haiku_off, name="off.toml"))
+    assert prefill_decision(off.job.models[0], load_prices()).reason == "job sets prefill = false"

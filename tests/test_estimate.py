@@ -12,6 +12,10 @@ from afbatch.spec import ModelSpec, load_job
 from afbatch.tokens import counter_for
 from support import ROOT
 
+
+def O200K():  # noqa: N802 - the encoding, through the exact OpenAI counter
+    return counter_for(ModelSpec(provider="openai", model="gpt-4o"), "openai").encoding
+
 PRICES = """
 [providers.openai]
 batch_multiplier = 0.5
@@ -77,7 +81,7 @@ def test_hand_checked_openai_no_cot(toy):
     job, tmp = toy
     loaded = job('[[models]]\nprovider = "openai"\nmodel = "toy-gpt"')
     est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
-    enc = counter_for(ModelSpec(provider="openai", model="toy-gpt")).encoding
+    enc = counter_for(ModelSpec(provider="openai", model="toy-gpt"), "openai").encoding
     system = (tmp / "sys.txt").read_text()
     users = [f"<is_free_tier_user>True</is_free_tier_user> {g}" for g in ("Write a poem", "Explain photosynthesis in detail")]
     inputs = [len(enc.encode(system)) + len(enc.encode(u)) + 2 * 3 + 3 for u in users]  # exact tiktoken + chat overhead
@@ -102,7 +106,7 @@ def test_hand_checked_anthropic_cot_with_cache(toy):
     job, tmp = toy
     loaded = job('[[models]]\nprovider = "anthropic"\nmodel = "toy-claude"\ntoken_factor = 1.0', extra="cot")
     est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
-    enc = counter_for(ModelSpec(provider="openai", model="gpt-4o")).encoding  # o200k x 1.0
+    enc = O200K()  # o200k x 1.0
     S = len(enc.encode((tmp / "sys.txt").read_text()))
     P = len(enc.encode("<"))
     NEXT = len(enc.encode("<NEXT/>")) + 2 * 4
@@ -211,3 +215,99 @@ def test_votes_in_one_request_bill_the_transcript_once():
     assert one.output_tokens_expected == pytest.approx(separate.output_tokens_expected)  # 5 answers either way
     assert one.output_tokens_max == pytest.approx(separate.output_tokens_max)
     assert auto.input_tokens == one.input_tokens  # the sample's judge is on OpenAI
+
+
+def test_haiku_4_5_is_counted_with_the_claude_factor_not_the_newer_tokenizers(toy):
+    job, tmp = toy
+    est = estimate_job(job('[[models]]\nprovider = "anthropic"\nmodel = "claude-haiku-4-5"'),
+                       load_prices(tmp / "prices.toml"))
+    enc = O200K()
+
+    def claude(text):  # README: Claude up to Opus 4.6 / Sonnet 4.6, Haiku 4.5 = o200k x 1.20
+        return round(len(enc.encode(text)) * 1.20)
+
+    system = (tmp / "sys.txt").read_text()
+    goals = ("Write a poem", "Explain photosynthesis in detail")
+    users = [f"<is_free_tier_user>True</is_free_tier_user> {g}" for g in goals]
+    want = sum(claude(system) + claude(u) + claude("<OUTPUT>") + 2 * 4 + 3 for u in users)
+    (row,) = est.rows
+    assert row.input_tokens == want
+    assert est.as_json()["tokenizer"]["claude-haiku-4-5"] == {
+        "family": "claude", "factor": 1.20, "exact": False,
+        "source": "catalog: anthropic claude-haiku-4-5"}
+    assert not [n for n in est.notes if n.startswith("tokens of")]
+
+
+def test_a_model_not_in_the_catalog_is_counted_at_the_default_and_the_estimate_says_so(toy):
+    job, tmp = toy
+    toy_claude = '[[models]]\nprovider = "anthropic"\nmodel = "toy-claude"'
+    est = estimate_job(job(toy_claude), load_prices(tmp / "prices.toml"))
+    (note,) = [n for n in est.notes if n.startswith("tokens of")]
+    assert "toy-claude" in note and "1.20" in note
+    assert "token_factor" in note and "token_family" in note
+    assert est.as_json()["tokenizer"]["toy-claude"]["source"].startswith("default")
+    # The override entry can state the family; the job's token_factor wins over either.
+    stated_family = 'model = "toy-claude"\ntoken_family = "qwen"'
+    (tmp / "prices.toml").write_text(PRICES.replace('model = "toy-claude"', stated_family))
+    stated = estimate_job(job(toy_claude), load_prices(tmp / "prices.toml"))
+    assert stated.tokenizer["toy-claude"]["factor"] == 1.10
+    assert not [n for n in stated.notes if n.startswith("tokens of")]
+    own = estimate_job(job(toy_claude + "\ntoken_factor = 1.3"), load_prices(tmp / "prices.toml"))
+    assert own.tokenizer["toy-claude"] == {"family": "qwen", "factor": 1.3, "exact": False,
+                                           "source": "job token_factor"}
+
+
+def test_a_price_override_keeps_the_catalogs_facts(tmp_path):
+    (tmp_path / "p.toml").write_text('[[models]]\nprovider = "anthropic"\n'
+                                     'model = "claude-sonnet-4-6"\n'
+                                     'input = 9.0\noutput = 9.0\ndate = "2026-12-01"\n')
+    prices = load_prices(tmp_path / "p.toml")
+    model = ModelSpec(provider="anthropic", model="claude-sonnet-4-6")
+    assert prices.lookup(model).entry.input == 9.0
+    assert prices.token_family(model).family == "claude" and prices.supports_prefill(model) is False
+
+
+def test_the_estimate_says_per_model_whether_the_prefill_is_sent(toy):
+    from afbatch.estimate import format_estimate
+
+    job, tmp = toy
+    loaded = job(textwrap.dedent('''
+        [[models]]
+        provider = "anthropic"
+        model = "claude-sonnet-4-6"
+        [[models]]
+        provider = "bedrock"
+        model = "us.anthropic.claude-opus-4-6-v1"
+        price_as = "anthropic.claude-opus-4-6-v1"
+        [[models]]
+        provider = "anthropic"
+        model = "claude-haiku-4-5"
+        [[models]]
+        provider = "openai"
+        model = "toy-gpt"
+    '''))
+    est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
+    rejects = "none (the model rejects an assistant prefill)"
+    for fmt in ("table", "markdown"):
+        (line,) = [x for x in format_estimate(est, fmt).splitlines() if "prefill —" in x]
+        assert f"{rejects}: claude-sonnet-4-6, us.anthropic.claude-opus-4-6-v1;" in line
+        assert "`<OUTPUT>` (v): claude-haiku-4-5;" in line
+        assert "none (OpenAI takes no assistant prefill): toy-gpt" in line
+    out = json.loads(format_estimate(est, "json"))["prefill"]
+    assert out["claude-sonnet-4-6"] == {"sent": False, "text": {"v": None}, "reason": rejects[6:-1]}
+    assert out["us.anthropic.claude-opus-4-6-v1"]["sent"] is False
+    assert out["claude-haiku-4-5"] == {"sent": True, "text": {"v": "<OUTPUT>"},
+                                       "reason": "anthropic accepts an assistant prefill"}
+    # What the estimate priced matches what it says: no prefill tokens for the model without one.
+    sonnet, _, haiku, _ = est.rows
+    prefill_tokens = round(len(O200K().encode("<OUTPUT>")) * 1.2)
+    assert haiku.input_tokens - sonnet.input_tokens == 2 * prefill_tokens
+
+
+def test_a_family_taken_from_price_as_is_said(toy):
+    job, tmp = toy
+    claude_3_5 = '[[models]]\nprovider = "anthropic"\nmodel = "claude-3-5-sonnet-20241022"\n'
+    loaded = job(claude_3_5 + 'price_as = "claude-opus-4-8"')
+    est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
+    (note,) = [n for n in est.notes if n.startswith("tokens of claude-3-5-sonnet-20241022")]
+    assert "1.50, as its price_as model claude-opus-4-8 (claude-new-tokenizer)" in note

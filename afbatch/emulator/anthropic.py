@@ -33,6 +33,20 @@ ROW_ERROR_TYPES = {"invalid_request": "invalid_request_error", "rate_limit": "ra
                    "overloaded": "overloaded_error", "server_error": "api_error", "auth": "authentication_error"}
 
 
+# Anthropic, "What's new in Claude 4.6" (prefill removal): a prefilled last assistant turn is a 400
+# on Claude 4.6 models, and later models keep that. Read from the id's version, not from afbatch's
+# catalog, so a test against the emulator checks that catalog instead of repeating it.
+_CLAUDE_VERSION = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:-\d{8})?")
+NO_PREFILL = ("This model does not support assistant message prefill. "
+              "The conversation must end with a user message.")
+
+
+def rejects_prefill(model: str) -> bool:
+    """Claude 4.6 and later (plain or dated ids; Bedrock's through claude_model_name)."""
+    m = _CLAUDE_VERSION.fullmatch(model)
+    return bool(m) and (int(m.group(1)), int(m.group(2) or 0)) >= (4, 6)
+
+
 def rfc3339(t: float | None) -> str | None:
     if t is None:
         return None
@@ -288,11 +302,12 @@ def _blocks(params: dict) -> list[dict]:
     return [b for b in blocks if isinstance(b, dict)]
 
 
-def params_problem(params: dict, *, bedrock: bool = False) -> str | None:
+def params_problem(params: dict, *, bedrock: bool = False, model: str | None = None) -> str | None:
     """What the Messages API would reject in ``params`` ("<field>: <why>"), or None.
 
     With ``bedrock`` the body is Bedrock's InvokeModel flavour: ``anthropic_version``
-    instead of ``model``, and Bedrock's own extraneous-key wording.
+    instead of ``model``, and Bedrock's own extraneous-key wording; ``model`` is then the
+    Claude model name of the job's modelId (``claude_model_name``).
     """
     allowed = BEDROCK_PARAMS if bedrock else PARAMS
     for key in params:
@@ -323,7 +338,11 @@ def params_problem(params: dict, *, bedrock: bool = False) -> str | None:
         problem = _content_problem(params["system"], "system", allow_empty=True)
         if problem:
             return problem
-    return _messages_problem(params.get("messages"))
+    problem = _messages_problem(params.get("messages"))
+    if problem is None and params["messages"][-1]["role"] == "assistant" and rejects_prefill(
+            model if bedrock else params["model"]):
+        return f"messages: {NO_PREFILL}"
+    return problem
 
 
 def _messages_problem(messages: Any) -> str | None:

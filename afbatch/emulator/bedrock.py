@@ -279,7 +279,7 @@ class BedrockService:
             cid = f"invoke-{self.invoke_seq}"
         ttl = None
         if family == "claude":
-            problem = params_problem(body, bedrock=True)
+            problem = params_problem(body, bedrock=True, model=claude_model_name(model))
             if problem:
                 raise fail(400, f"Malformed input request: {problem}, please reformat your input and try again.")
             ctx, ttl = claude_context("bedrock", cid, {**body, "model": model}, None)
@@ -410,7 +410,7 @@ class BedrockService:
     def _row(self, j: BedrockJob, family: str | None, rid: str, body: dict) -> Row:
         model = j.request["modelId"]
         if family == "claude":
-            problem = params_problem(body, bedrock=True)
+            problem = params_problem(body, bedrock=True, model=claude_model_name(model))
             if problem:
                 return Row(rid, None, invalid=problem, source={"modelInput": body})
             ctx, ttl = claude_context("bedrock", rid, {**body, "model": model}, j.id)

@@ -32,7 +32,7 @@ def test_happy_path_with_system_blocks_prefill_and_cache(emu: Emulator, claude: 
 
     emu.responder = responder
     emu.processing_delay = 3600
-    reqs = [claude_request(i, system=SYSTEM, temperature=1.0, messages=[
+    reqs = [claude_request(i, "claude-haiku-4-5", system=SYSTEM, temperature=1.0, messages=[
         {"role": "user", "content": [{"type": "text", "text": f"Q{i}"}]}, {"role": "assistant", "content": "<"}])
         for i in range(3)]
     batch = claude.messages.batches.create(requests=reqs)
@@ -54,13 +54,14 @@ def test_happy_path_with_system_blocks_prefill_and_cache(emu: Emulator, claude: 
     assert first.cache_creation_input_tokens > 0 and first.cache_read_input_tokens == 0
     assert first.cache_creation.ephemeral_1h_input_tokens == first.cache_creation_input_tokens
     assert later.cache_read_input_tokens == first.cache_creation_input_tokens and later.cache_creation_input_tokens == 0
-    assert res["req-0"].message.stop_reason == "end_turn" and res["req-0"].message.model == "claude-sonnet-4-6"
+    assert res["req-0"].message.stop_reason == "end_turn"
+    assert res["req-0"].message.model == "claude-haiku-4-5"
 
     ctx = seen[0]
     assert ctx.system == SYSTEM[0]["text"] and ctx.prefill == "<"
     assert ctx.messages == [{"role": "user", "content": "Q0"}]
     assert ctx.params == {"max_tokens": 64, "temperature": 1.0} and ctx.batch_id == batch.id
-    assert emu.created == [("anthropic", batch.id, "claude-sonnet-4-6", 3)]
+    assert emu.created == [("anthropic", batch.id, "claude-haiku-4-5", 3)]
 
 
 def test_result_lines_parse_with_the_sdk_types(emu: Emulator, claude: Any) -> None:
@@ -120,6 +121,39 @@ def test_params_checked_asynchronously_when_configured(emu: Emulator, claude: An
     assert res["req-0"].type == "succeeded"
     assert res["req-1"].type == "errored" and res["req-1"].error.error.type == "invalid_request_error"
     assert [c[2] for c in emu.calls] == ["req-0"]
+
+
+PREFILLED = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "<"}]
+NO_PREFILL = "This model does not support assistant message prefill"
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-opus-4-6", "claude-opus-4-8",
+                                   "claude-sonnet-5", "claude-opus-4-6-20260205"])
+def test_prefill_on_claude_4_6_and_later_is_a_400(emu: Emulator, claude: Any, model: str) -> None:
+    prefilled = claude_request(1, model, messages=PREFILLED)
+    where = "requests.1.params.messages"
+    with pytest.raises(anthropic.BadRequestError, match=f"{where}: {NO_PREFILL}"):
+        claude.messages.batches.create(requests=[claude_request(0, model), prefilled])
+    assert emu.created == []
+    claude.messages.batches.create(requests=[claude_request(0, model)])  # ends on a user turn
+
+
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "claude-sonnet-4-5-20250929",
+                                   "claude-opus-4-1", "claude-sonnet-4-20250514",
+                                   "claude-3-5-haiku-20241022"])
+def test_prefill_on_earlier_claude_is_accepted(emu: Emulator, claude: Any, model: str) -> None:
+    batch = claude.messages.batches.create(requests=[claude_request(0, model, messages=PREFILLED)])
+    assert results(claude, batch.id)["req-0"].type == "succeeded"
+
+
+def test_prefill_rejected_per_row_when_params_are_checked_asynchronously(
+        emu: Emulator, claude: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(AnthropicService, "VALIDATE_PARAMS_AT_CREATE", False)
+    sonnet_4_6 = claude_request(0, messages=PREFILLED)
+    batch = claude.messages.batches.create(requests=[sonnet_4_6])
+    err = results(claude, batch.id)["req-0"]
+    assert err.type == "errored" and err.error.error.type == "invalid_request_error"
+    assert NO_PREFILL in err.error.error.message and emu.calls == []
 
 
 def test_batch_limits(emu: Emulator, claude: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -293,3 +293,17 @@ def test_s3_problems_fail_the_job(emu: Emulator, bedrock: Any, s3: Any, bucket: 
         job = client.get_model_invocation_job(jobIdentifier=arn)
         assert job["status"] == "Failed" and "no S3" in job["message"]
         assert bare.created[0][3] is None
+
+
+def test_prefill_on_claude_4_6_is_a_record_error(emu: Emulator, bedrock: Any, s3: Any, bucket: str,
+                                                 few_records: None) -> None:
+    prefilled = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "<"}]
+    records = [bedrock_claude_record(0), bedrock_claude_record(1, messages=prefilled)]
+    arn = create_job(bedrock, bucket, put_jsonl(s3, bucket, "in/input.jsonl", records),
+                     model="us.anthropic.claude-opus-4-6-v1")
+    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["errorRecordCount"] == 1
+    errors = {ln["recordId"]: ln.get("error") for ln in read_output(s3, bucket, arn)}
+    assert errors["REC00000000"] is None
+    assert errors["REC00000001"]["errorCode"] == 400
+    assert "does not support assistant message prefill" in errors["REC00000001"]["errorMessage"]
+    assert [c[2] for c in emu.calls] == ["REC00000000"]

@@ -196,3 +196,12 @@ def test_default_demo_responder_on_demand(emu: Emulator, rt: Any) -> None:
     body = claude_body(system=system, messages=[{"role": "user", "content": user}, {"role": "assistant", "content": "<"}])
     out, _ = invoke(rt, body)
     assert out["content"][0]["text"].startswith("SCRATCHPAD_REASONING>")
+
+
+def test_prefill_on_claude_4_6_is_refused(emu: Emulator, rt: Any) -> None:
+    with pytest.raises(ClientError, match="does not support assistant message prefill") as info:
+        invoke(rt, claude_body(), model="anthropic.claude-sonnet-4-6")
+    assert code_and_status(info) == ("ValidationException", 400) and emu.calls == []
+    body = claude_body()
+    body["messages"] = body["messages"][:1]
+    assert invoke(rt, body, model="anthropic.claude-sonnet-4-6")[0]["type"] == "message"

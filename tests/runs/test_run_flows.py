@@ -460,3 +460,52 @@ def test_report_from_the_last_steps_states_equals_a_fresh_derivation(emu, workdi
     fresh = conversation_table(Run.open(store, run.run_id))
     assert len(derived) == len(fresh) > 0
     pd.testing.assert_frame_equal(handed_over, fresh)
+
+
+def test_a_model_that_rejects_prefill_runs_without_it_and_the_report_says_so(emu, workdir):
+    from afbatch import report
+    from afbatch.results import run_meta, write_report
+
+    sonnet = '[[models]]\nprovider = "anthropic"\nmodel = "claude-sonnet-4-6"\nlabel = "sonnet"\n'
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir, models=HAIKU + sonnet))
+    fast(run)
+    conv = final(run)
+    # The emulator answers a prefill to Sonnet 4.6 with a 400 like Anthropic: all rows would fail.
+    assert (conv.status == "finished").all() and set(conv.model) == {"haiku", "sonnet"}
+    m = run.manifest()
+    assert m.prefill == {"haiku": True, "sonnet": False}
+    rejects = "the model rejects an assistant prefill"
+    write_report(run)
+    data = json.loads(store.read(f"runs/{run.run_id}/report/report.json"))
+    recorded = data["run"]["prefill"]
+    none = {"cot": None, "no_cot": None}
+    assert recorded["sonnet"] == {"sent": False, "text": none, "reason": rejects}
+    assert recorded["haiku"] == {"sent": True, "text": {"cot": "<", "no_cot": "<OUTPUT>"},
+                                 "reason": "anthropic accepts an assistant prefill"}
+    html = store.read(f"runs/{run.run_id}/report/report.html").decode()
+    assert f"<td>sonnet</td><td>none</td><td>{rejects}</td>" in html
+    assert "<td>haiku</td><td>&lt; (cot), &lt;OUTPUT&gt; (no_cot)</td>" in html
+    text = report.render(conv, "table", None, run_meta(run, m))
+    assert any(line.split() == ["sonnet", "none", *rejects.split()] for line in text.splitlines())
+    markdown = report.render(conv, "markdown", None, run_meta(run, m))
+    assert f"| sonnet | none | {rejects} |" in markdown
+    # The report states what the run recorded (what was sent), not what the catalog says today.
+    mf.update(store, run.run_id, lambda mm: mm.prefill_reason.update(sonnet="recorded at creation"))
+    again = run_meta(run, run.manifest())["prefill"]["sonnet"]
+    assert again["reason"] == "recorded at creation" and again["sent"] is False
+
+
+def test_answers_got_with_a_prefill_are_not_reused_for_a_model_sent_none(emu, workdir):
+    store = LocalStore(workdir / "store")
+    first, _ = Run.create(store, small_job(workdir))  # haiku, prefilled
+    fast(first)
+    calls = len(emu.calls)
+    unprefilled = HAIKU + "prefill = false\n"
+    second, created = Run.create(store, small_job(workdir, models=unprefilled, name="off.toml"))
+    assert created and second.manifest().prefill == {"haiku": False}
+    fast(second)
+    # Same conversation ids, another protocol: every model turn is asked again, without the prefill.
+    asked = {cid for _, model, cid in emu.calls[calls:] if model == "claude-haiku-4-5"}
+    assert {c.id + "-t1" for c in second.convs(second.job.models[0])} <= asked
+    assert not [s for s in second.manifest().shards.values() if s.provider == "reuse" and s.model == "haiku"]
