@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Limits
+from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Limits, guarded, malformed, read_line
 from afbatch.redact import redact
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -92,12 +92,17 @@ class AnthropicProvider:
     def render(self, request: Request) -> dict[str, Any]:
         return {"custom_id": request.id, "params": render_messages_body(request)}
 
+    @guarded("custom_id")
     def parse(self, line: dict[str, Any]) -> Result:
         rid = line.get("custom_id") or ""
         result = line.get("result") or {}
         kind = result.get("type")
+        if kind not in ("succeeded", "errored", "expired", "canceled"):
+            return malformed(line, "custom_id", f"result type {kind!r}")
         if kind == "succeeded":
-            text, usage, stop = parse_message(result.get("message") or {})
+            if not isinstance(result.get("message"), dict):
+                return malformed(line, "custom_id", "succeeded without a message")
+            text, usage, stop = parse_message(result["message"])
             return Result(rid, RowStatus.SUCCEEDED, text=text, usage=usage, stop_reason=stop)
         if kind == "expired":
             return Result(rid, RowStatus.EXPIRED, error_kind="expired", error_message="batch expired before this request ran")
@@ -138,7 +143,7 @@ class AnthropicProvider:
         with _errors(self.model, "create batch"):
             # No SDK retries: a retried create can make a second batch; the runner reconciles instead.
             batch = self.client.with_options(max_retries=0).messages.batches.create(requests=requests)
-        return batch.id
+        return _created_id(batch, self.model)
 
     def find(self, token: str, n_requests: int, since: float, claimed: frozenset[str] = frozenset()) -> str | None:
         with _errors(self.model, "list batches"):
@@ -175,12 +180,29 @@ class AnthropicProvider:
 
     def fetch(self, batch_id: str) -> Iterator[dict[str, Any]]:
         with _errors(self.model, f"results of {batch_id}"):
-            for row in self.client.messages.batches.results(batch_id):
-                yield row.model_dump(mode="json", exclude_none=True)
+            decoder = self.client.messages.batches.results(batch_id)
+            try:  # the raw lines, not the SDK's decoding: one line that is not JSON must not stop a collect
+                for raw in decoder.http_response.iter_lines():
+                    if raw.strip():
+                        yield read_line(raw)
+            finally:
+                decoder.close()
 
     def cancel(self, batch_id: str) -> None:
         with _errors(self.model, f"cancel {batch_id}"):
             self.client.messages.batches.cancel(batch_id)
+
+
+def _created_id(created: Any, model: ModelSpec) -> str:
+    """The id of the batch a create call made. An answer without one (an HTML page from a proxy, with HTTP 200)
+    leaves it unknown whether the batch exists: retryable, so the runner looks for it before sending again."""
+    got = getattr(created, "id", None)
+    if isinstance(got, str) and got:
+        return got
+    shown = " ".join(str(created).split())[:60]
+    raise ProviderError(redact(f"anthropic create batch for {model.name}: the answer is not the provider's JSON "
+                               f"({shown!r}: a proxy or gateway page?) — the batch may exist; it is looked up "
+                               "before anything is sent again"), retryable=True)
 
 
 def _ts(value: Any) -> float:
