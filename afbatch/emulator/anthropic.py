@@ -222,7 +222,8 @@ class AnthropicService:
         all_failed = bool(b.fault and b.fault.outcome in ("failed", "all_failed"))
         outcomes = run_rows(self.emu, "anthropic", b.rows, limit=limit, stop_status=stop, all_failed=all_failed)
         render = self.emu.faults.render_line  # lines are damaged once, when the batch ends
-        b.results = [render("anthropic", self._line(o), ("result",)) for o in shuffled(outcomes, b.id, self.emu)]
+        b.results = [render("anthropic", self._line(o), ("result",))
+                     for o in shuffled(outcomes, b.id, self.emu)]
         b.counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
         for o in outcomes:
             b.counts[o.status] += 1

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BATCH_OUTCOMES = ("failed", "expired", "all_failed")
-# What a damaged output line looks like: cut off mid-line (its id still readable), a proxy's HTML page in
-# its place (no id), JSON that is not an object, or an object without its payload (response/result/output).
+# What a damaged output line looks like: cut off mid-line (its id still readable), a proxy's HTML
+# page in its place (no id), JSON that is not an object, or an object without its payload.
 LINE_FAULTS = ("garbage", "garbage_no_id", "not_object", "missing_field")
 
 
@@ -28,7 +28,7 @@ class HttpFault:
     body: Any = None  # dict/list (sent as JSON), str/bytes, or None for the provider's own error body
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
-    after: bool = False  # handle the request as usual (a create happens), then answer with this instead
+    after: bool = False  # handle the request as usual (a create happens), then answer with this
 
     def matches(self, provider: str, method: str, path: str) -> bool:
         return (
@@ -46,7 +46,7 @@ class LineFault:
 
 
 def damaged_line(kind: str, line: dict[str, Any], payload: tuple[str, ...]) -> str:
-    """One output line as a LineFault of ``kind`` writes it (``payload``: the fields a missing_field drops)."""
+    """An output line as a LineFault of ``kind`` writes it (``payload``: missing_field drops it)."""
     if kind == "garbage":
         text = json.dumps(line)
         return text[: max(40, len(text) // 2)]
@@ -91,8 +91,8 @@ class Faults:
         A 429 carries ``retry-after: 0`` unless ``headers`` says otherwise. Note the
         SDKs treat 0 as "no hint" and back off ~0.5 s; pass
         ``headers={"retry-after-ms": "1"}`` to make OpenAI/Anthropic retry at once.
-        With ``after``, the request is handled as usual first (a create happens) and ``status``/``body``
-        replace its answer: a gateway that mangles a response the provider did send.
+        With ``after``, the request is handled as usual first (a create happens) and
+        ``status``/``body`` replace its answer: a gateway mangling a response the provider sent.
         """
         if status is None and delay <= 0:
             raise ValueError("an HTTP fault needs a status or a delay")
@@ -122,7 +122,7 @@ class Faults:
         return fault
 
     def line(self, provider: str, kind: str, times: int = 1) -> LineFault:
-        """The next ``times`` result lines ``provider`` writes (in output order) are damaged as ``kind``."""
+        """The next ``times`` result lines ``provider`` writes (in output order) become ``kind``."""
         if kind not in LINE_FAULTS:
             raise ValueError(f"kind must be one of {LINE_FAULTS}")
         fault = LineFault(provider, kind, times)

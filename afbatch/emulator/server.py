@@ -193,7 +193,8 @@ def _fault_response(svc: Any, fault: HttpFault) -> Response:
         resp = json_response(fault.body, fault.status)
     else:
         data = fault.body.encode() if isinstance(fault.body, str) else bytes(fault.body)
-        resp = Response(fault.status, data, "text/html" if data.lstrip().startswith(b"<") else "text/plain")
+        html = data.lstrip().startswith(b"<")
+        resp = Response(fault.status, data, "text/html" if html else "text/plain")
     resp.headers.update(fault.headers)
     return resp
 

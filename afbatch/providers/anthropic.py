@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Limits, guarded, malformed, read_line
+from afbatch.providers.base import (REJECTS, BatchInfo, BatchStatus, Limits, guarded, malformed,
+                                    read_line)
 from afbatch.redact import redact
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -181,7 +182,7 @@ class AnthropicProvider:
     def fetch(self, batch_id: str) -> Iterator[dict[str, Any]]:
         with _errors(self.model, f"results of {batch_id}"):
             decoder = self.client.messages.batches.results(batch_id)
-            try:  # the raw lines, not the SDK's decoding: one line that is not JSON must not stop a collect
+            try:  # raw lines, not the SDK's decoding: a line that is not JSON must not stop collect
                 for raw in decoder.http_response.iter_lines():
                     if raw.strip():
                         yield read_line(raw)
@@ -194,15 +195,17 @@ class AnthropicProvider:
 
 
 def _created_id(created: Any, model: ModelSpec) -> str:
-    """The id of the batch a create call made. An answer without one (an HTML page from a proxy, with HTTP 200)
-    leaves it unknown whether the batch exists: retryable, so the runner looks for it before sending again."""
+    """The id of the batch a create call made. An answer without one (an HTML page from a proxy,
+    with HTTP 200) leaves it unknown whether the batch exists: retryable, so the runner looks for
+    it before sending again."""
     got = getattr(created, "id", None)
     if isinstance(got, str) and got:
         return got
     shown = " ".join(str(created).split())[:60]
-    raise ProviderError(redact(f"anthropic create batch for {model.name}: the answer is not the provider's JSON "
-                               f"({shown!r}: a proxy or gateway page?) — the batch may exist; it is looked up "
-                               "before anything is sent again"), retryable=True)
+    raise ProviderError(redact(
+        f"anthropic create batch for {model.name}: the answer is not the provider's JSON "
+        f"({shown!r}: a proxy or gateway page?) — the batch may exist; it is looked up before "
+        "anything is sent again"), retryable=True)
 
 
 def _ts(value: Any) -> float:

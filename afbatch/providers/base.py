@@ -67,8 +67,8 @@ class Provider(Protocol):
         ...
 
     def parse(self, line: Any) -> Result:
-        """One output/error line (as read_line gives it) → Result keyed by the provider's line id; never
-        raises: a line it cannot read is a "malformed" errored row (see guarded)."""
+        """One output/error line (as read_line gives it) → Result keyed by the provider's line id;
+        never raises: a line it cannot read is a "malformed" errored row (see guarded)."""
         ...
 
     # I/O: the only methods that touch the network
@@ -118,8 +118,9 @@ class Unreadable(str):
 
 
 def read_line(raw: bytes | str) -> Any:
-    """One line of a provider's output, parsed; a line that is not JSON comes back as Unreadable text, for
-    parse() to turn into an errored row (a proxy's error page or a cut-off line must not stop a collect)."""
+    """One line of a provider's output, parsed; a line that is not JSON comes back as Unreadable
+    text, for parse() to turn into an errored row (a proxy's error page or a cut-off line must not
+    stop a collect)."""
     try:
         return jsonl.loads(raw)
     except ValueError:
@@ -127,24 +128,31 @@ def read_line(raw: bytes | str) -> Any:
 
 
 def malformed(line: Any, id_field: str, reason: str) -> Result:
-    """An output line afbatch cannot read, as an errored row of the request it names (retried like a server
-    error); when no id can be recovered the row is keyed "" and its request, left without a line, is missing."""
+    """An output line afbatch cannot read, as an errored row of the request it names (retried like
+    a server error); when no id can be recovered the row is keyed "" and its request, left without
+    a line, is missing."""
     rid = line.get(id_field) if isinstance(line, dict) else None
     if not isinstance(rid, str):
-        text = line if isinstance(line, Unreadable) else jsonl.dumps(line).decode("utf-8", "replace")
+        text = _text(line)
         found = re.search(r'"%s"\s*:\s*"([A-Za-z0-9_-]{1,64})"' % re.escape(id_field), text)
         rid = found.group(1) if found else ""
-    shown = line if isinstance(line, Unreadable) else jsonl.dumps(line).decode("utf-8", "replace")
-    snippet = " ".join(shown.split())[:80]
+    snippet = " ".join(_text(line).split())[:80]
     return Result(rid, RowStatus.ERRORED, error_kind="malformed",
                   error_message=redact(f"malformed result line ({reason}): {snippet}"))
 
 
-def guarded(id_field: str) -> Callable[[Callable[[Any, dict[str, Any]], Result]], Callable[[Any, Any], Result]]:
-    """Make a provider's parse total: a line that is not a JSON object, or whose fields have the wrong
-    shape, becomes a malformed row instead of an exception in the middle of a collect."""
+def _text(line: Any) -> str:
+    return line if isinstance(line, Unreadable) else jsonl.dumps(line).decode("utf-8", "replace")
 
-    def wrap(parse: Callable[[Any, dict[str, Any]], Result]) -> Callable[[Any, Any], Result]:
+
+_Parse = Callable[[Any, dict[str, Any]], Result]
+
+
+def guarded(id_field: str) -> Callable[[_Parse], Callable[[Any, Any], Result]]:
+    """Make a provider's parse total: a line that is not a JSON object, or whose fields have the
+    wrong shape, becomes a malformed row instead of an exception in the middle of a collect."""
+
+    def wrap(parse: _Parse) -> Callable[[Any, Any], Result]:
         @functools.wraps(parse)
         def safe(self: Any, line: Any) -> Result:
             if isinstance(line, Unreadable):

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 from afbatch import ids
 from afbatch.errors import ProviderError
 from afbatch.providers.anthropic import parse_message, render_messages_body
-from afbatch.providers.base import BatchInfo, BatchStatus, Limits, classify_http, guarded, malformed, read_line
+from afbatch.providers.base import (BatchInfo, BatchStatus, Limits, classify_http, guarded,
+                                    malformed, read_line)
 from afbatch.redact import redact
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -153,10 +154,11 @@ class BedrockProvider:
                 tags=[{"key": k[:128], "value": v[:256]} for k, v in metadata.items()],
             )
         arn = resp.get("jobArn") if isinstance(resp, dict) else None
-        if not isinstance(arn, str) or not arn:  # the job may exist: found by its clientRequestToken
-            raise ProviderError(f"bedrock create job for {self.model.name}: the answer has no job ARN — the job "
-                                "may exist; it is looked up by its token before anything is sent again",
-                                retryable=True)
+        if not isinstance(arn, str) or not arn:  # the job may exist: found by clientRequestToken
+            raise ProviderError(
+                f"bedrock create job for {self.model.name}: the answer has no job ARN — the job "
+                "may exist; it is looked up by its token before anything is sent again",
+                retryable=True)
         return arn
 
     def find(self, token: str, n_requests: int, since: float, claimed: frozenset[str] = frozenset()) -> str | None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from afbatch.errors import ProviderError
-from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Limits, classify_http, guarded, malformed, read_line
+from afbatch.providers.base import (REJECTS, BatchInfo, BatchStatus, Limits, classify_http, guarded,
+                                    malformed, read_line)
 from afbatch.redact import redact
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -240,15 +241,17 @@ class _errors:
 
 
 def _created_id(created: Any, model: ModelSpec, what: str) -> str:
-    """The id of what a create call made. An answer without one (an HTML page from a proxy, with HTTP 200)
-    leaves it unknown whether the batch exists: retryable, so the runner looks it up by token first."""
+    """The id of what a create call made. An answer without one (an HTML page from a proxy, with
+    HTTP 200) leaves it unknown whether the batch exists: retryable, so the runner looks it up by
+    token first."""
     got = getattr(created, "id", None)
     if isinstance(got, str) and got:
         return got
     shown = " ".join(str(created).split())[:60]
-    raise ProviderError(redact(f"{model.provider} create {what} for {model.name}: the answer is not the provider's "
-                               f"JSON ({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked "
-                               "up by its token before anything is sent again"), retryable=True)
+    raise ProviderError(redact(
+        f"{model.provider} create {what} for {model.name}: the answer is not the provider's JSON "
+        f"({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up by its "
+        "token before anything is sent again"), retryable=True)
 
 
 def _choice_text(choice: Any) -> str:
