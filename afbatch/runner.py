@@ -789,7 +789,8 @@ class Run:
         by_line = {provider.line_id(rid): rid for rid in ids}
         if s.on_demand:
             parts = sorted(k for k in self.store.list(f"runs/{self.run_id}/results/{s.id}.part"))
-            raw: Any = (jsonl.loads(line) for key in parts for line in self.store.lines(key) if line.strip())
+            raw: Any = (self._part_line(key, line) for key in parts for line in self.store.lines(key)
+                        if line.strip())
         else:  # a batch the provider refused at creation has no batch id and no lines
             raw = provider.fetch(s.batch_id) if s.batch_id else iter(())
         tpl = self.grid.judge_templates.get({STAGE_COMPLIANCE: "compliance", STAGE_AF: "alignment_faking"}.get(s.stage, ""))
@@ -812,6 +813,13 @@ class Run:
             got[rid] = r
         missing = _missing_result(s)
         return [got.get(rid) or Result(rid, *missing) for rid in ids]
+
+    def _part_line(self, key: str, line: bytes) -> Any:
+        """A stored on-demand answer: a line that is not JSON is damage to the store, named as such."""
+        try:
+            return jsonl.loads(line)
+        except ValueError:
+            raise damaged(self.store, key, "a line is not JSON (cut off, or edited)") from None
 
     def _account(self, s: Shard, results: list[Result]) -> tuple[Usage, float, dict[str, int]]:
         cost_of = self.prices.lookup(self.specs[s.model]).row_cost(s.on_demand, self.specs[s.model].cache_ttl)

@@ -292,16 +292,24 @@ class Reask:
     shard: str
     lost: int
     requests: int
-    about_usd: float
-    at_most_usd: float
+    about_usd: float | None  # None: not known here (answers reused from another run)
+    at_most_usd: float | None
     reason: str
 
     def question(self) -> str:
+        if self.about_usd is None or self.at_most_usd is None:
+            cost = (
+                "they were reused from another run: `afbatch run` reuses them again where "
+                "that run still has them and pays for the others (cost not known here)"
+            )
+        else:
+            cost = (
+                f"asking them again costs about ${self.about_usd:,.2f} "
+                f"(at most ${self.at_most_usd:,.2f})"
+            )
         return (
             f"shard {self.shard}: {self.lost} of {self.requests} answers cannot be restored "
-            f"({self.reason}); asking them again costs about ${self.about_usd:,.2f} "
-            f"(at most ${self.at_most_usd:,.2f}). "
-            "Keep the readable rows and ask the lost ones again?"
+            f"({self.reason}); {cost}. Keep the readable rows and ask the lost ones again?"
         )
 
 
@@ -388,6 +396,8 @@ def _repair_results(run: Run, s: Shard, confirm: Callable[[Reask], bool]) -> str
             rows = run._fetch(s)  # the provider's lines, parsed as collect did
         except ProviderError as e:
             reason = f"the provider no longer has them: {e}"
+        except DamagedStoreError as e:  # on-demand answers are kept in the store, in parts
+            reason = "its on-demand parts are damaged too: " + str(e).split(" — ", 1)[0]
         else:
             counts = dict(collections.Counter(r.status.value for r in rows))
             if counts == s.counts:  # what the provider reported when the shard was collected
@@ -397,8 +407,12 @@ def _repair_results(run: Run, s: Shard, confirm: Callable[[Reask], bool]) -> str
             reason = f"the provider's copy differs from what was collected ({counts} vs {s.counts})"
     kept = _salvage(run.store, s.results_key, ids)
     lost = [rid for rid in ids if rid not in kept]
+    # About: what the shard was billed per row; at most: its worst-case bound per row.
     share = len(lost) / max(1, s.requests)
-    ask = Reask(s.id, len(lost), s.requests, s.cost_usd * share, s.bound_usd * share, reason)
+    about, at_most = (
+        (None, None) if s.provider == "reuse" else (s.cost_usd * share, s.bound_usd * share)
+    )
+    ask = Reask(s.id, len(lost), s.requests, about, at_most, reason)
     if not confirm(ask):
         return f"{s.results_key}: not repaired ({len(lost)} answers would have to be asked again)"
     missing = {

@@ -23,7 +23,7 @@ from afbatch.results import conversation_table
 from afbatch.runner import Run
 from afbatch.store import LocalStore
 from afbatch.verify import REBUILD, REFETCH, verify
-from runs.conftest import emu, fast, workdir, write_job  # noqa: F401, F811 - fixtures
+from runs.conftest import bucket, emu, fast, workdir, write_job  # noqa: F401, F811 - fixtures
 
 JOB = """
 name = "damaged"
@@ -232,3 +232,40 @@ def test_a_run_collected_before_hashes_were_recorded_is_still_checked(emu, workd
     _lose_lines(_path(store, shard.results_key))
     (finding,) = verify(store, run_id)
     assert finding.key == shard.results_key and "lines were lost" in finding.problem
+
+
+ON_DEMAND = """
+[[models]]
+provider = "bedrock"
+model = "anthropic.claude-sonnet-4-6"
+label = "sonnet"
+s3_uri = "s3://{bucket}/batch"
+role_arn = "arn:aws:iam::123456789012:role/afbatch"
+on_demand_fallback = true
+"""
+
+
+@pytest.mark.parametrize("parts", ["intact", "damaged"])
+def test_on_demand_results_are_restored_from_their_parts(emu, workdir, bucket, parts):
+    job = JOB.replace(
+        JOB[JOB.index("[[models]]") : JOB.index("[judge]")], ON_DEMAND.format(bucket=bucket)
+    )
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, str(write_job(workdir, job)))
+    assert fast(run).done
+    undamaged = _table(store, run.run_id)
+    shard = _first(store, run.run_id, "generate")
+    assert shard.on_demand
+    _path(store, shard.results_key).unlink()
+    if parts == "damaged":
+        (part,) = store.list(f"runs/{run.run_id}/results/{shard.id}.part")
+        _cut_mid_line(_path(store, part))
+    r = CliRunner().invoke(
+        cli, ["verify", run.run_id, "--store", str(store.root), "--repair"], obj={}
+    )
+    if parts == "intact":
+        assert r.exit_code == 0, r.output
+        pd.testing.assert_frame_equal(_table(store, run.run_id), undamaged)
+    else:  # nothing to restore from: says so, and what asking again costs, and asks first
+        assert r.exit_code != 0 and isinstance(r.exception, SystemExit)
+        assert f"{part}: a line is not JSON" in r.stderr and "costs about $" in r.stderr
