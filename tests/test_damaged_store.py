@@ -21,7 +21,7 @@ from afbatch.errors import DamagedStoreError
 from afbatch.manifest import Shard
 from afbatch.results import conversation_table
 from afbatch.runner import Run
-from afbatch.store import LocalStore
+from afbatch.store import LocalStore, S3Store, Store
 from afbatch.verify import REBUILD, REFETCH, verify
 from runs.conftest import bucket, emu, fast, workdir, write_job  # noqa: F401, F811 - fixtures
 
@@ -56,12 +56,12 @@ def _finished(workdir: Path) -> tuple[LocalStore, str]:
     return store, run.run_id
 
 
-def _first(store: LocalStore, run_id: str, stage: str) -> Shard:
+def _first(store: Store, run_id: str, stage: str) -> Shard:
     m, _ = mf.load(store, run_id)
     return min((s for s in m.shards.values() if s.stage == stage), key=lambda s: (s.round, s.id))
 
 
-def _table(store: LocalStore, run_id: str) -> pd.DataFrame:
+def _table(store: Store, run_id: str) -> pd.DataFrame:
     return conversation_table(Run.open(store, run_id))
 
 
@@ -269,3 +269,20 @@ def test_on_demand_results_are_restored_from_their_parts(emu, workdir, bucket, p
     else:  # nothing to restore from: says so, and what asking again costs, and asks first
         assert r.exit_code != 0 and isinstance(r.exception, SystemExit)
         assert f"{part}: a line is not JSON" in r.stderr and "costs about $" in r.stderr
+
+
+def test_an_s3_store_is_verified_and_repaired_too(emu, workdir, bucket):
+    import boto3
+
+    store = S3Store(f"s3://{bucket}/runs-here")
+    run, _ = Run.create(store, str(write_job(workdir, JOB)))
+    assert fast(run).done
+    undamaged = _table(store, run.run_id)
+    shard = _first(store, run.run_id, "generate")
+    s3 = boto3.client("s3")
+    s3.delete_object(Bucket=bucket, Key=f"runs-here/{shard.results_key}")
+    r = CliRunner().invoke(cli, ["status", run.run_id, "--store", store.url], obj={})
+    assert r.exit_code != 0 and f"{store.url}/{shard.results_key}: missing" in r.stderr
+    r = CliRunner().invoke(cli, ["verify", run.run_id, "--store", store.url, "--repair"], obj={})
+    assert r.exit_code == 0, r.output
+    pd.testing.assert_frame_equal(_table(store, run.run_id), undamaged)
