@@ -317,7 +317,7 @@ def verify(run_id: str, store_url: str, repair: bool, yes: bool) -> None:
             return click.confirm("Continue?", default=False)
 
         for line in repair_run(_open_run(store_url, run_id), findings, confirm):
-            click.echo(f"repaired {line}")
+            click.echo(line)
         findings = verify_run(store, run_id)
         for f in findings:
             click.echo(f"still damaged: {f.line()}")

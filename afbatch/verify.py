@@ -314,8 +314,9 @@ class Reask:
 
 
 def repair(run: Run, findings: list[Finding], confirm: Callable[[Reask], bool]) -> list[str]:
-    """Repair what `findings` (from verify) allow; returns what was done, one line each. Paid
-    re-asks happen only when `confirm` says yes; the next `afbatch run` then sends them."""
+    """Repair what `findings` (from verify) allow; returns what was (not) done, one line each
+    ("repaired KEY: …" or "not repaired KEY: …"). Paid re-asks happen only when `confirm` says
+    yes; the next `afbatch run` then sends them."""
     done: list[str] = []
     by_shard: dict[str, list[Finding]] = collections.defaultdict(list)
     for f in findings:
@@ -371,7 +372,7 @@ def _rebuild_ids(run: Run, s: Shard) -> str:
     key = _new_key(run.store, s.ids_key)
     run.store.write(key, ("\n".join(ids) + "\n").encode())
     _point(run, s.id, "ids_key", s.ids_key, key)
-    return f"{s.ids_key}: rebuilt from {s.results_key} → {key}"
+    return f"repaired {s.ids_key}: rebuilt from {s.results_key} → {key}"
 
 
 def _rebuild_verdicts(run: Run, s: Shard) -> str:
@@ -384,7 +385,7 @@ def _rebuild_verdicts(run: Run, s: Shard) -> str:
     key = _new_key(run.store, s.verdicts_key)
     sha, n = run._write_lines(key, rows)
     _point(run, s.id, "verdicts_key", s.verdicts_key, key, verdicts_sha256=sha, verdicts_lines=n)
-    return f"{s.verdicts_key}: rebuilt from {s.results_key} → {key}"
+    return f"repaired {s.verdicts_key}: rebuilt from {s.results_key} → {key}"
 
 
 def _repair_results(run: Run, s: Shard, confirm: Callable[[Reask], bool]) -> str:
@@ -407,6 +408,11 @@ def _repair_results(run: Run, s: Shard, confirm: Callable[[Reask], bool]) -> str
             reason = f"the provider's copy differs from what was collected ({counts} vs {s.counts})"
     kept = _salvage(run.store, s.results_key, ids)
     lost = [rid for rid in ids if rid not in kept]
+    if not lost:  # every row reads, yet the file is not what was written: which rows changed?
+        return (
+            f"not repaired {s.results_key}: every row reads but the file differs from what "
+            f"was written ({reason}); restore it from a backup"
+        )
     # About: what the shard was billed per row; at most: its worst-case bound per row.
     share = len(lost) / max(1, s.requests)
     about, at_most = (
@@ -414,7 +420,7 @@ def _repair_results(run: Run, s: Shard, confirm: Callable[[Reask], bool]) -> str
     )
     ask = Reask(s.id, len(lost), s.requests, about, at_most, reason)
     if not confirm(ask):
-        return f"{s.results_key}: not repaired ({len(lost)} answers would have to be asked again)"
+        return f"not repaired {s.results_key}: {len(lost)} answers would have to be asked again"
     missing = {
         "status": RowStatus.MISSING.value,
         "error_kind": "missing",
@@ -459,5 +465,5 @@ def _write_results(run: Run, s: Shard, rows: list[dict[str, Any]], how: str) -> 
         more.update(verdicts_key=vkey, verdicts_sha256=vsha, verdicts_lines=vn)
         also = (s.verdicts_key,)
     if not _point(run, s.id, "results_key", s.results_key, key, also, **more):
-        return f"{s.results_key}: another worker repaired it meanwhile"
-    return f"{s.results_key}: {how} → {key}"
+        return f"not repaired {s.results_key}: another worker repaired it meanwhile"
+    return f"repaired {s.results_key}: {how} → {key}"

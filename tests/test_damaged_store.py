@@ -286,3 +286,27 @@ def test_an_s3_store_is_verified_and_repaired_too(emu, workdir, bucket):
     r = CliRunner().invoke(cli, ["verify", run.run_id, "--store", store.url, "--repair"], obj={})
     assert r.exit_code == 0, r.output
     pd.testing.assert_frame_equal(_table(store, run.run_id), undamaged)
+
+
+@pytest.mark.parametrize("provider_keeps_it", [True, False])
+def test_an_edited_row_is_found_by_its_sha256_and_only_restored_from_the_provider(
+    emu, workdir, provider_keeps_it
+):
+    store, run_id = _finished(workdir)
+    undamaged = _table(store, run_id)
+    shard = _first(store, run_id, "generate")
+    path = _path(store, shard.results_key)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0]["text"] = "<OUTPUT><request_fully_accepted/>edited</OUTPUT>"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (finding,) = verify(store, run_id)
+    assert finding.key == shard.results_key and "sha256" in finding.problem
+    if not provider_keeps_it:
+        emu.faults.http("anthropic", "GET", r"/results$", 404, times=10)
+    r = CliRunner().invoke(cli, ["verify", run_id, "--store", str(store.root), "--repair"], obj={})
+    if provider_keeps_it:
+        assert r.exit_code == 0, r.output
+        pd.testing.assert_frame_equal(_table(store, run_id), undamaged)
+    else:  # no way to tell which rows were edited: nothing is blessed, nothing asked again
+        assert r.exit_code != 0 and "restore it from a backup" in r.stdout
+        assert [f.key for f in verify(store, run_id)] == [shard.results_key]
