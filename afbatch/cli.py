@@ -382,6 +382,47 @@ def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcri
 @cli.command()
 @click.argument("run_id")
 @store_option
+@click.option("--repair", is_flag=True,
+              help="Restore what can be restored: rebuild from the store, fetch again from the "
+                   "provider, or (after showing the cost, and asking) ask lost requests again.")
+@click.option("--yes", is_flag=True,
+              help="With --repair: do not ask before asking lost requests again.")
+def verify(run_id: str, store_url: str, repair: bool, yes: bool) -> None:
+    """Check every file the run's manifest points to; --repair restores what can be restored."""
+    from afbatch.errors import DamagedStoreError
+    from afbatch.store import open_store
+    from afbatch.verify import repair as repair_run
+    from afbatch.verify import verify as verify_run
+
+    store = open_store(store_url)
+    findings = verify_run(store, run_id)
+    for f in findings:
+        click.echo(f.line())
+    if findings and repair:
+        def confirm(ask) -> bool:  # type: ignore[no-untyped-def]
+            click.echo(ask.question(), err=True)
+            if yes:
+                return True
+            if not sys.stdin.isatty():
+                click.echo("not asking without a terminal: pass --yes to ask them again", err=True)
+                return False
+            return click.confirm("Continue?", default=False)
+
+        for line in repair_run(_open_run(store_url, run_id), findings, confirm):
+            click.echo(line)
+        findings = verify_run(store, run_id)
+        for f in findings:
+            click.echo(f"still damaged: {f.line()}")
+    if findings:
+        fix = "" if repair else f"; `afbatch verify {run_id} --repair` restores what it can"
+        raise DamagedStoreError(
+            f"run {run_id}: {len(findings)} damaged or missing file(s) in {store.url}{fix}")
+    click.echo(f"{run_id}: every file the manifest points to is intact")
+
+
+@cli.command()
+@click.argument("run_id")
+@store_option
 def cancel(run_id: str, store_url: str) -> None:
     """Cancel a run's provider batches; `afbatch run RUN` later resumes it."""
     run = _open_run(store_url, run_id)

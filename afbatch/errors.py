@@ -51,6 +51,13 @@ class StoreError(AfbatchError):
     """The store (local folder or S3) cannot be read or written."""
 
 
+class DamagedStoreError(StoreError):
+    """An object the manifest points to is missing or does not hold what was written there.
+
+    The message names the store key and the problem; `afbatch verify RUN` lists every problem, and
+    `afbatch verify RUN --repair` restores what it can (nothing stored is overwritten)."""
+
+
 class ConflictError(StoreError):
     """A conditional write lost a race; the caller reloads and retries."""
 

@@ -92,6 +92,15 @@ class Shard(_Model):
     results_key: str | None = None
     verdicts_key: str | None = Field(
         None, description="Judge shards: the same rows without the reply texts, which states and reports read.")
+    # Recorded when the files are written (optional: runs collected by older versions have none), so
+    # `afbatch verify` can tell a damaged results file from an intact one.
+    results_sha256: str | None = None
+    results_lines: int | None = None
+    verdicts_sha256: str | None = None
+    verdicts_lines: int | None = None
+    replaced: list[str] = Field(
+        default_factory=list,
+        description="Damaged files `afbatch verify --repair` replaced (kept in the store).")
     counts: dict[str, int] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0

@@ -42,6 +42,7 @@ from afbatch.redact import redact
 from afbatch.spec import Job, ModelSpec, load_job, parse_job
 from afbatch.store import Store
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage
+from afbatch.verify import checked_rows, damaged, read_ids
 
 LEASE_SECONDS = float(os.environ.get("AFBATCH_LEASE_SECONDS", "600"))
 # After a crash, wait this long after the recorded intent before concluding nothing was created:
@@ -204,12 +205,19 @@ class Run:
             pin = by_ref.get(ref)
             if pin is None:
                 raise RunError(f"run {run_id}: input {ref} is not pinned in the store")
-            data = store.read(pin.key)
+            try:
+                data = store.read(pin.key)
+            except KeyError:
+                raise damaged(store, pin.key, f"missing (the pinned copy of {ref})") from None
             if sha256_bytes(data) != pin.sha256:
                 raise RunError(f"run {run_id}: stored copy of {ref} does not match its sha256 {pin.sha256}")
             return Source(ref=ref, data=data, sha256=pin.sha256)
 
-        loaded = parse_job(store.read(m.job_key).decode(), Path(m.job_path))
+        try:
+            job_text = store.read(m.job_key).decode()
+        except KeyError:
+            raise damaged(store, m.job_key, "missing (the job of this run)") from None
+        loaded = parse_job(job_text, Path(m.job_path))
         grid = load_grid(loaded, read=read)
         prices = load_prices(prices_file or (loaded.resolve(loaded.job.prices) if loaded.job.prices and os.path.exists(loaded.resolve(loaded.job.prices)) else None))
         return cls(store, run_id, grid, prices, fresh=fresh)
@@ -234,26 +242,27 @@ class Run:
 
     def shard_ids(self, shard: Shard) -> list[str]:
         if shard.id not in self._ids:
-            self._ids[shard.id] = self.store.read(shard.ids_key).decode().split()
+            self._ids[shard.id] = read_ids(self.store, shard)
         return self._ids[shard.id]
 
     def shard_results(self, shard: Shard) -> list[Result]:
         """A collected shard's rows as the ledger keeps them (see ledger.kept), remembered for the next step."""
         if shard.id not in self._results:
             assert shard.results_key
+            # Read checked: a damaged file raises, naming its key; lost lines never read as unasked.
+            ids = self._ids.get(shard.id) or read_ids(self.store, shard)  # not kept: 2M vote ids
             if shard.verdicts_key:  # judge rows without their texts: only the verdicts to share
-                loads, from_json, verdicts = jsonl.loads, Result.from_json, self._verdicts
+                from_json, verdicts = Result.from_json, self._verdicts
                 rows = []
-                for line in self.store.lines(shard.verdicts_key):
-                    if not line.isspace():
-                        d = loads(line)
-                        v = d.get("verdict")
-                        if v is not None:
-                            d["verdict"] = share_verdict(verdicts, v)
-                        rows.append(from_json(d))
+                for d in checked_rows(self.store, shard.verdicts_key, ids, shard.ids_key):
+                    v = d.get("verdict")
+                    if v is not None:
+                        d["verdict"] = share_verdict(verdicts, v)
+                    rows.append(from_json(d))
             else:
-                rows = kept([Result.from_json(jsonl.loads(line)) for line in self.store.lines(shard.results_key)
-                             if not line.isspace()], is_judged(shard.stage), self._verdicts)
+                got = checked_rows(self.store, shard.results_key, ids, shard.ids_key)
+                rows = kept([Result.from_json(d) for d in got], is_judged(shard.stage),
+                            self._verdicts)
             self._results[shard.id] = rows
         return self._results[shard.id]
 
@@ -310,7 +319,10 @@ class Run:
             return
         with tempfile.TemporaryDirectory(prefix="afbatch-") as tmp:
             path = os.path.join(tmp, os.path.basename(key))
-            self.store.download(key, path)
+            try:
+                self.store.download(key, path)
+            except KeyError:
+                raise damaged(self.store, key, "missing") from None
             yield path
 
     # --- state of the experiment -------------------------------------------------------------
@@ -527,13 +539,14 @@ class Run:
         ids_key = f"runs/{self.run_id}/shards/{sid}.ids"
         results_key = f"runs/{self.run_id}/results/{sid}.jsonl"
         self.store.write(ids_key, ids_text.encode())
-        self.store.write(results_key, jsonl.write(reused[i][0].to_json() for i in ids))
+        sha, lines = self._write_lines(results_key, (reused[i][0].to_json() for i in ids))
         self._ids[sid] = ids
         sources = sorted({reused[i][1] for i in ids})
         now = time.time()
         return [Shard(id=sid, model="-", stage="reuse", round=0, provider="reuse", requests=len(ids), bytes=0, sha256="",
                       key=ids_key, ids_key=ids_key, token="-", state=ShardState.COLLECTED, collected_at=now,
-                      results_key=results_key, message=f"answers reused from run(s) {', '.join(sources)} (billed there)",
+                      results_key=results_key, results_sha256=sha, results_lines=lines,
+                      message=f"answers reused from run(s) {', '.join(sources)} (billed there)",
                       counts={"succeeded": len(ids)})]
 
     # --- submit ----------------------------------------------------------------------------
@@ -586,10 +599,15 @@ class Run:
         return True
 
     def _check_shard_file(self, shard: Shard, path: str) -> None:
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except FileNotFoundError:
+            raise damaged(self.store, shard.key,
+                          f"missing (the request file of shard {shard.id})") from None
         if digest != shard.sha256:
-            raise RunError(f"shard {shard.id}: stored request file does not match its sha256 — the store was modified")
+            raise damaged(self.store, shard.key,
+                          f"the request file of shard {shard.id} does not match its sha256")
         ids = self.shard_ids(shard)
         if len(ids) != len(set(ids)) or len(ids) != shard.requests:
             raise RunError(f"shard {shard.id}: request ids are not unique — refusing to submit")
@@ -764,21 +782,25 @@ class Run:
                 self.log(f"collect of {s.id} postponed: {e}")
                 continue
             key = f"runs/{self.run_id}/results/{s.id}.jsonl"
-            self._write_lines(key, (r.to_json() for r in results))
-            verdicts_key = None
+            written = self._write_lines(key, (r.to_json() for r in results))
+            verdicts_key, verdicts_written = None, (None, None)
             if is_judged(s.stage):  # the verdicts alone: a report reads 20 votes per conversation, not their texts
                 verdicts_key = f"runs/{self.run_id}/results/{s.id}.verdicts.jsonl"
-                self._write_lines(verdicts_key, (r._replace(text=None, texts=None).to_json() for r in results))
+                verdicts_written = self._write_lines(
+                    verdicts_key, (r._replace(text=None, texts=None).to_json() for r in results))
             self._results[s.id] = kept(results, is_judged(s.stage), self._verdicts)
             _crashpoint("after-results-written")
             usage, cost, counts = self._account(s, results)
 
             def done(m: Manifest, sid: str = s.id, usage: Usage = usage, cost: float = cost, counts: dict[str, int] = counts,
-                     key: str = key, verdicts_key: str | None = verdicts_key) -> None:
+                     key: str = key, verdicts_key: str | None = verdicts_key,
+                     written: Any = written, verdicts_written: Any = verdicts_written) -> None:
                 x = m.shards[sid]
                 if x.state == ShardState.ENDED:
                     x.move(ShardState.COLLECTED)
                     x.results_key, x.verdicts_key, x.collected_at, x.counts, x.cost_usd = key, verdicts_key, time.time(), counts, cost
+                    x.results_sha256, x.results_lines = written  # what verify checks against
+                    x.verdicts_sha256, x.verdicts_lines = verdicts_written
                     x.usage = mf.Usage(input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens,
                                        cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens)
 
@@ -787,14 +809,20 @@ class Run:
             _crashpoint("after-collected")
         return collected
 
-    def _write_lines(self, key: str, objs: Any) -> None:
-        """Stream JSON lines to a temp file, then store it (no second copy of a big result file in memory)."""
+    def _write_lines(self, key: str, objs: Any) -> tuple[str, int]:
+        """Stream JSON lines to a temp file, then store it (no second copy of a big result file in
+        memory). Returns the file's sha256 and line count, recorded in the manifest for verify."""
         fd, tmp = tempfile.mkstemp(prefix="afbatch-", suffix=".jsonl")
+        h, n = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as f:
             dumps_line = jsonl.dumps_line
             for obj in objs:
-                f.write(dumps_line(obj))
+                line = dumps_line(obj)
+                h.update(line)
+                f.write(line)
+                n += 1
         self.store.put_file(key, tmp)
+        return h.hexdigest(), n
 
     def _fetch(self, s: Shard) -> list[Result]:
         provider = self.provider(s.model)
@@ -802,7 +830,8 @@ class Run:
         by_line = {provider.line_id(rid): rid for rid in ids}
         if s.on_demand:
             parts = sorted(k for k in self.store.list(f"runs/{self.run_id}/results/{s.id}.part"))
-            raw: Any = (jsonl.loads(line) for key in parts for line in self.store.lines(key) if line.strip())
+            raw: Any = (self._part_line(key, line) for key in parts for line in self.store.lines(key)
+                        if line.strip())
         else:  # a batch the provider refused at creation has no batch id and no lines
             raw = provider.fetch(s.batch_id) if s.batch_id else iter(())
         tpl = self.grid.judge_templates.get({STAGE_COMPLIANCE: "compliance", STAGE_AF: "alignment_faking"}.get(s.stage, ""))
@@ -825,6 +854,13 @@ class Run:
             got[rid] = r
         missing = _missing_result(s)
         return [got.get(rid) or Result(rid, *missing) for rid in ids]
+
+    def _part_line(self, key: str, line: bytes) -> Any:
+        """A stored on-demand answer: a line that is not JSON is damage to the store, named as such."""
+        try:
+            return jsonl.loads(line)
+        except ValueError:
+            raise damaged(self.store, key, "a line is not JSON (cut off, or edited)") from None
 
     def _account(self, s: Shard, results: list[Result]) -> tuple[Usage, float, dict[str, int]]:
         cost_of = self.prices.lookup(self.specs[s.model]).row_cost(s.on_demand, self.specs[s.model].cache_ttl)

@@ -131,4 +131,6 @@ _new = tuple.__new__
 _NO_USAGE = Usage()
 
 # Failures worth a new attempt: the request itself was fine.
-RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server_error", "timeout", "billing"})
+# "malformed": the provider's line for the row could not be read (a cut-off line, a proxy's page).
+RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server_error", "timeout", "billing",
+                             "malformed"})

@@ -14,6 +14,9 @@ scripts what the "model" answers, ``emu.faults`` scripts what goes wrong::
             monkeypatch.setenv(key, value)
         emu.faults.http("openai", "POST", r"^/v1/batches$", 429)   # next create: one 429
         emu.faults.batch("anthropic", "expired", fraction_done=0.5)  # next batch: half expire
+        emu.faults.line("openai", "garbage")  # next output line: cut off mid-line (see LINE_FAULTS)
+        emu.faults.http("openai", "POST", r"^/v1/batches$", 200, body="<html>…", after=True)
+        # ^ the batch is created, but its answer is a proxy's HTML page
         emu.processing_delay = 0.0   # batches finish at the first read after this many seconds
         ...  # run afbatch against openai.OpenAI(), anthropic.Anthropic(), boto3.client("bedrock"),
              # boto3.client("bedrock-runtime").invoke_model(...) (on-demand, POST /model/{id}/invoke)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -64,7 +63,7 @@ def fail(status: int, message: str) -> Reject:
 @dataclass
 class AnthropicBatch(Job):
     rows: list[Row] = field(default_factory=list)
-    results: list[dict] | None = None
+    results: list[str] | None = None  # the output lines, as served
     counts: dict[str, int] = field(default_factory=dict)
     ended_at: float | None = None
 
@@ -221,7 +220,7 @@ class AnthropicService:
             if not b.ended or b.results is None:
                 raise fail(400, f"Message batch {batch_id} has not finished processing; results are available "
                                 "once processing_status is 'ended'.")
-            data = "".join(json.dumps(line) + "\n" for line in b.results).encode()
+            data = "".join(line + "\n" for line in b.results).encode()
         return Response(200, data, "application/binary")
 
     # ---------------------------------------------------------------- processing
@@ -236,7 +235,9 @@ class AnthropicService:
             limit = int(len(b.rows) * b.fault.fraction_done)
         all_failed = bool(b.fault and b.fault.outcome in ("failed", "all_failed"))
         outcomes = run_rows(self.emu, "anthropic", b.rows, limit=limit, stop_status=stop, all_failed=all_failed)
-        b.results = [self._line(o) for o in shuffled(outcomes, b.id, self.emu)]
+        render = self.emu.faults.render_line  # lines are damaged once, when the batch ends
+        b.results = [render("anthropic", self._line(o), ("result",))
+                     for o in shuffled(outcomes, b.id, self.emu)]
         b.counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
         for o in outcomes:
             b.counts[o.status] += 1

@@ -434,7 +434,7 @@ class BedrockService:
             for o in shuffled([by_id[r.custom_id] for r in rows], j.id, self.emu):
                 line = self._line(family, j.request["modelId"], o)
                 if line is not None:
-                    lines.append(json.dumps(line))
+                    lines.append(self.emu.faults.render_line("bedrock", line, ("modelOutput",)))
             s3.put_object(Bucket=bucket, Key=f"{base}{name}.out", Body=("\n".join(lines) + "\n").encode())
         done = [o for o in outcomes if o.status in ("succeeded", "errored")]
         ok = [o for o in done if o.status == "succeeded"]

@@ -317,7 +317,8 @@ class OpenAIService:
     def _write_results(self, b: OpenAIBatch, outcomes: list[Outcome]) -> None:
         ok, bad = [], []
         for o in outcomes:
-            (ok if o.status == "succeeded" else bad).append(json.dumps(self._line(b, o)))
+            line = self.emu.faults.render_line("openai", self._line(b, o), ("response", "error"))
+            (ok if o.status == "succeeded" else bad).append(line)
             if o.usage:
                 b.usage["input"] += o.usage.input
                 b.usage["cached"] += o.usage.cache_read

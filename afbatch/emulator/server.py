@@ -155,7 +155,7 @@ class Emulator:
         if fault is not None:
             if fault.delay > 0:
                 time.sleep(fault.delay)
-            if fault.status is not None:
+            if fault.status is not None and not fault.after:
                 return _fault_response(svc, fault)  # no request id: like a proxy/gateway error
         denied = svc.authenticate(req)
         if denied is not None:
@@ -171,6 +171,8 @@ class Emulator:
             self.errors.append(exc)
             resp = svc.error(500, f"Emulator internal error: {type(exc).__name__}: {exc}")
         resp.headers = {**svc.headers(), **resp.headers}  # request ids, as the real services send
+        if fault is not None and fault.after and fault.status is not None:
+            return _fault_response(svc, fault)  # the work is done; a gateway mangled the answer
         return resp
 
     def _match(self, method: str, path: str) -> tuple[Any, Handler | None, dict[str, str]]:
@@ -191,7 +193,8 @@ def _fault_response(svc: Any, fault: HttpFault) -> Response:
         resp = json_response(fault.body, fault.status)
     else:
         data = fault.body.encode() if isinstance(fault.body, str) else bytes(fault.body)
-        resp = Response(fault.status, data, "text/plain")
+        html = data.lstrip().startswith(b"<")
+        resp = Response(fault.status, data, "text/html" if html else "text/plain")
     resp.headers.update(fault.headers)
     return resp
 

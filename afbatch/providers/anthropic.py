@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Found, Limits
+from afbatch.providers.base import (REJECTS, BatchInfo, BatchStatus, Found, Limits, guarded,
+                                    malformed, read_line)
 from afbatch.redact import redact, register
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -97,12 +98,17 @@ class AnthropicProvider:
     def render(self, request: Request) -> dict[str, Any]:
         return {"custom_id": request.id, "params": render_messages_body(request)}
 
+    @guarded("custom_id")
     def parse(self, line: dict[str, Any]) -> Result:
         rid = line.get("custom_id") or ""
         result = line.get("result") or {}
         kind = result.get("type")
+        if kind not in ("succeeded", "errored", "expired", "canceled"):
+            return malformed(line, "custom_id", f"result type {kind!r}")
         if kind == "succeeded":
-            text, usage, stop = parse_message(result.get("message") or {})
+            if not isinstance(result.get("message"), dict):
+                return malformed(line, "custom_id", "succeeded without a message")
+            text, usage, stop = parse_message(result["message"])
             return Result(rid, RowStatus.SUCCEEDED, text=text, usage=usage, stop_reason=stop)
         if kind == "expired":
             return Result(rid, RowStatus.EXPIRED, error_kind="expired", error_message="batch expired before this request ran")
@@ -144,7 +150,7 @@ class AnthropicProvider:
         with _errors(self.model, "create batch"):
             # No SDK retries: a retried create can make a second batch; the runner reconciles instead.
             batch = self.client.with_options(max_retries=0).messages.batches.create(requests=requests)
-        return batch.id
+        return _created_id(batch, self.model)
 
     def find(self, token: str, line_ids: Sequence[str], since: float,
              claimed: frozenset[str] = frozenset()) -> Found:
@@ -164,25 +170,30 @@ class AnthropicProvider:
                     candidates.append((created, b.id, b.processing_status == "ended"))
         mine, waiting = frozenset(line_ids), list[str]()
         for _, batch_id, ended in sorted(candidates):
-            if not ended:
-                waiting.append(batch_id)
-            elif self._holds_exactly(batch_id, mine):
+            holds = self._holds_exactly(batch_id, mine) if ended else None
+            if holds:
                 return Found(batch_id)
+            if holds is None:
+                waiting.append(batch_id)
         if waiting:
             return Found(undecided=f"{len(waiting)} batch(es) of {len(line_ids)} requests created "
-                                   f"since the intent ({', '.join(waiting)}) are still processing; "
-                                   "their results will tell whose they are")
+                                   f"since the intent ({', '.join(waiting)}) are still processing "
+                                   "or unreadable; their results will tell whose they are")
         return Found()
 
-    def _holds_exactly(self, batch_id: str, ids: frozenset[str]) -> bool:
-        """The ended batch's results are exactly the requests `ids` (custom_ids are unique)."""
-        seen = 0
-        with _errors(self.model, f"results of {batch_id}"):
-            for row in self.client.messages.batches.results(batch_id):
-                if row.custom_id not in ids:
-                    return False  # another shard's batch: one foreign row decides
+    def _holds_exactly(self, batch_id: str, ids: frozenset[str]) -> bool | None:
+        """The ended batch's results are exactly the requests `ids` (custom_ids are unique); None
+        when a line without a readable id leaves it unproved either way."""
+        seen, unreadable = 0, False
+        for line in self.fetch(batch_id):  # raw lines: one malformed line must not stop the check
+            rid = self.parse(line).id
+            if not rid:
+                unreadable = True
+            elif rid not in ids:
+                return False  # another shard's batch: one foreign row decides
+            else:
                 seen += 1
-        return seen == len(ids)
+        return None if unreadable else seen == len(ids)
 
     def poll(self, batch_id: str) -> BatchInfo:
         with _errors(self.model, f"retrieve {batch_id}"):
@@ -205,12 +216,31 @@ class AnthropicProvider:
 
     def fetch(self, batch_id: str) -> Iterator[dict[str, Any]]:
         with _errors(self.model, f"results of {batch_id}"):
-            for row in self.client.messages.batches.results(batch_id):
-                yield row.model_dump(mode="json", exclude_none=True)
+            decoder = self.client.messages.batches.results(batch_id)
+            try:  # raw lines, not the SDK's decoding: a line that is not JSON must not stop collect
+                for raw in decoder.http_response.iter_lines():
+                    if raw.strip():
+                        yield read_line(raw)
+            finally:
+                decoder.close()
 
     def cancel(self, batch_id: str) -> None:
         with _errors(self.model, f"cancel {batch_id}"):
             self.client.messages.batches.cancel(batch_id)
+
+
+def _created_id(created: Any, model: ModelSpec) -> str:
+    """The id of the batch a create call made. An answer without one (an HTML page from a proxy,
+    with HTTP 200) leaves it unknown whether the batch exists: retryable, so the runner looks for
+    it before sending again."""
+    got = getattr(created, "id", None)
+    if isinstance(got, str) and got:
+        return got
+    shown = " ".join(str(created).split())[:60]
+    raise ProviderError(redact(
+        f"anthropic create batch for {model.name}: the answer is not the provider's JSON "
+        f"({shown!r}: a proxy or gateway page?) — the batch may exist; it is looked up before "
+        "anything is sent again"), retryable=True)
 
 
 def _ts(value: Any) -> float:

@@ -5,12 +5,16 @@ Statuses of every provider normalise to BatchStatus; the raw status is kept besi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-from afbatch.types import Request, Result
+from afbatch import jsonl
+from afbatch.redact import redact
+from afbatch.types import Request, Result, RowStatus
 
 
 class BatchStatus(StrEnum):
@@ -76,8 +80,9 @@ class Provider(Protocol):
         """One JSONL line of the provider's batch input."""
         ...
 
-    def parse(self, line: dict[str, Any]) -> Result:
-        """One output/error line → Result keyed by the provider's line id; never raises for row errors."""
+    def parse(self, line: Any) -> Result:
+        """One output/error line (as read_line gives it) → Result keyed by the provider's line id;
+        never raises: a line it cannot read is a "malformed" errored row (see guarded)."""
         ...
 
     # I/O: the only methods that touch the network
@@ -123,3 +128,59 @@ def classify_http(status: int, code: str | None = None, message: str | None = No
     if status >= 500:
         return "server_error"
     return "invalid_request"
+
+
+class Unreadable(str):
+    """The text of an output line that is not JSON."""
+
+
+def read_line(raw: bytes | str) -> Any:
+    """One line of a provider's output, parsed; a line that is not JSON comes back as Unreadable
+    text, for parse() to turn into an errored row (a proxy's error page or a cut-off line must not
+    stop a collect)."""
+    try:
+        return jsonl.loads(raw)
+    except ValueError:
+        return Unreadable(raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
+
+
+def malformed(line: Any, id_field: str, reason: str) -> Result:
+    """An output line afbatch cannot read, as an errored row of the request it names (retried like
+    a server error); when no id can be recovered the row is keyed "" and its request, left without
+    a line, is missing."""
+    rid = line.get(id_field) if isinstance(line, dict) else None
+    if not isinstance(rid, str):
+        text = _text(line)
+        found = re.search(r'"%s"\s*:\s*"([A-Za-z0-9_-]{1,64})"' % re.escape(id_field), text)
+        rid = found.group(1) if found else ""
+    snippet = " ".join(_text(line).split())[:80]
+    return Result(rid, RowStatus.ERRORED, error_kind="malformed",
+                  error_message=redact(f"malformed result line ({reason}): {snippet}"))
+
+
+def _text(line: Any) -> str:
+    return line if isinstance(line, Unreadable) else jsonl.dumps(line).decode("utf-8", "replace")
+
+
+_Parse = Callable[[Any, dict[str, Any]], Result]
+
+
+def guarded(id_field: str) -> Callable[[_Parse], Callable[[Any, Any], Result]]:
+    """Make a provider's parse total: a line that is not a JSON object, or whose fields have the
+    wrong shape, becomes a malformed row instead of an exception in the middle of a collect."""
+
+    def wrap(parse: _Parse) -> Callable[[Any, Any], Result]:
+        @functools.wraps(parse)
+        def safe(self: Any, line: Any) -> Result:
+            if isinstance(line, Unreadable):
+                return malformed(line, id_field, "not JSON")
+            if not isinstance(line, dict):
+                return malformed(line, id_field, "not a JSON object")
+            try:
+                return parse(self, line)
+            except (AttributeError, TypeError, ValueError, KeyError, IndexError) as e:
+                return malformed(line, id_field, f"unexpected shape: {type(e).__name__}")
+
+        return safe
+
+    return wrap

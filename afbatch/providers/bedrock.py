@@ -13,10 +13,11 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
-from afbatch import ids, jsonl
+from afbatch import ids
 from afbatch.errors import ProviderError
 from afbatch.providers.anthropic import parse_message, render_messages_body
-from afbatch.providers.base import BatchInfo, BatchStatus, Found, Limits, classify_http
+from afbatch.providers.base import (BatchInfo, BatchStatus, Found, Limits, classify_http, guarded,
+                                    malformed, read_line)
 from afbatch.redact import redact, register_aws
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -89,8 +90,11 @@ class BedrockProvider:
                 body["temperature"] = request.temperature
         return {"recordId": ids.record_id(request.id), "modelInput": body}
 
+    @guarded("recordId")
     def parse(self, line: dict[str, Any]) -> Result:
         rid = line.get("recordId") or ""
+        if not line.get("error") and not isinstance(line.get("modelOutput"), dict):
+            return malformed(line, "recordId", "neither modelOutput nor error")
         if line.get("error"):
             err = line["error"]
             code = int(err.get("errorCode") or 500) if str(err.get("errorCode") or "").isdigit() else 500
@@ -153,7 +157,13 @@ class BedrockProvider:
                 timeoutDurationInHours=24,
                 tags=[{"key": k[:128], "value": v[:256]} for k, v in metadata.items()],
             )
-        return resp["jobArn"]
+        arn = resp.get("jobArn") if isinstance(resp, dict) else None
+        if not isinstance(arn, str) or not arn:  # the job may exist: found by clientRequestToken
+            raise ProviderError(
+                f"bedrock create job for {self.model.name}: the answer has no job ARN — the job "
+                "may exist; it is looked up by its token before anything is sent again",
+                retryable=True)
+        return arn
 
     def find(self, token: str, line_ids: Sequence[str], since: float,
              claimed: frozenset[str] = frozenset()) -> Found:
@@ -189,7 +199,7 @@ class BedrockProvider:
             raise ProviderError(redact(f"bedrock read s3://{bucket}/{key} for {self.model.name}: {e}"), retryable=True) from None
         for raw in obj["Body"].iter_lines():
             if raw.strip():
-                yield jsonl.loads(raw)
+                yield read_line(raw)
 
     def cancel(self, batch_id: str) -> None:
         with _errors(self.model, "stop job"):

@@ -12,9 +12,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import REJECTS, BatchInfo, BatchStatus, Found, Limits, classify_http
+from afbatch.providers.base import (REJECTS, BatchInfo, BatchStatus, Found, Limits, classify_http,
+                                    guarded, malformed, read_line)
 from afbatch.redact import redact, register
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
@@ -82,10 +82,13 @@ class OpenAIProvider:
             body["n"] = request.n
         return {"custom_id": request.id, "method": "POST", "url": ENDPOINT, "body": body}
 
+    @guarded("custom_id")
     def parse(self, line: dict[str, Any]) -> Result:
         rid = line.get("custom_id") or ""
         err = line.get("error")
         resp = line.get("response") or {}
+        if not err and not resp:
+            return malformed(line, "custom_id", "neither response nor error")
         if err and not resp:
             code = (err.get("code") or "") if isinstance(err, dict) else str(err)
             message = err.get("message") if isinstance(err, dict) else None
@@ -113,6 +116,8 @@ class OpenAIProvider:
                 texts=texts if len(texts) > 1 else None,
             )
         error = (body.get("error") if isinstance(body, dict) else None) or {}
+        if status == 200 or (not status and not error):
+            return malformed(line, "custom_id", f"HTTP {status} answer without choices")
         message = error.get("message") or f"HTTP {status} without a completion"
         return Result(
             rid,
@@ -168,7 +173,7 @@ class OpenAIProvider:
                 completion_window="24h",
                 metadata={**metadata, "afbatch_token": token},
             )
-        return batch.id
+        return _created_id(batch, self.model, "batch")
 
     def find(self, token: str, line_ids: Sequence[str], since: float,
              claimed: frozenset[str] = frozenset()) -> Found:
@@ -201,7 +206,7 @@ class OpenAIProvider:
                 with self.client.files.with_streaming_response.content(file_id) as resp:
                     for raw in resp.iter_lines():
                         if raw.strip():
-                            yield jsonl.loads(raw)
+                            yield read_line(raw)
 
     def cancel(self, batch_id: str) -> None:
         with _errors(self.model, f"cancel {batch_id}"):
@@ -236,6 +241,20 @@ class _errors:
                 retryable=True,
             ) from None
         return False
+
+
+def _created_id(created: Any, model: ModelSpec, what: str) -> str:
+    """The id of what a create call made. An answer without one (an HTML page from a proxy, with
+    HTTP 200) leaves it unknown whether the batch exists: retryable, so the runner looks it up by
+    token first."""
+    got = getattr(created, "id", None)
+    if isinstance(got, str) and got:
+        return got
+    shown = " ".join(str(created).split())[:60]
+    raise ProviderError(redact(
+        f"{model.provider} create {what} for {model.name}: the answer is not the provider's JSON "
+        f"({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up by its "
+        "token before anything is sent again"), retryable=True)
 
 
 def _choice_text(choice: Any) -> str:
