@@ -30,7 +30,7 @@ from afbatch import manifest as mf
 from afbatch.compile import (Grid, check_batch_minimums, conversations, load_grid,
                              prefill_decision, render_lines, shard_limits, write_shards)
 from afbatch.datasets import Source, read_source, sha256_bytes
-from afbatch.errors import BudgetError, InputError, ProviderError, RunError
+from afbatch.errors import BudgetError, DamagedStoreError, InputError, ProviderError, RunError
 from afbatch.judge import votes_verdict
 from afbatch.judge_templates import refused
 from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state, is_judged, kept, share_verdict
@@ -507,11 +507,7 @@ class Run:
                 for s in om.shards.values():
                     if s.state == ShardState.COLLECTED and s.results_key and s.provider != "reuse":
                         sent = om.prefill.get(s.model) if s.stage == STAGE_GENERATE else None
-                        for line in self.store.lines(s.verdicts_key or s.results_key):
-                            if not line.isspace():
-                                row = Result.from_json(jsonl.loads(line))
-                                if settles(row):  # not a judge reply its run had to ask again
-                                    self._reuse.setdefault(row.id, (other, s.results_key, sent))
+                        self._index_reusable(other, s, sent)
         wanted: dict[str, dict[str, str]] = {}  # results file → {id: run}
         for r in need:
             found = self._reuse.get(r.id)
@@ -529,6 +525,22 @@ class Run:
                     if row.id in ids and row.id not in out and settles(row):
                         out[row.id] = (row, ids[row.id])
         return out
+
+    def _index_reusable(self, other: str, s: Shard, sent: bool | None) -> None:
+        """Remember which settled answers an earlier run's shard holds. A damaged file there is
+        skipped, said once: its answers are asked again, never read from a damaged file."""
+        assert self._reuse is not None and s.results_key
+        found: list[str] = []
+        try:
+            ids = read_ids(self.store, s)
+            for d in checked_rows(self.store, s.verdicts_key or s.results_key, ids, s.ids_key):
+                if settles(Result.from_json(d)):  # not a judge reply its run had to ask again
+                    found.append(d["id"])
+        except DamagedStoreError as e:
+            self.log(f"answers of run {other} not reused: {e}")
+            return
+        for rid in found:
+            self._reuse.setdefault(rid, (other, s.results_key, sent))
 
     def _reuse_shards(self, reused: dict[str, tuple[Result, str]]) -> list[Shard]:
         if not reused:

@@ -9,7 +9,7 @@ import pytest
 
 from afbatch import jsonl
 from afbatch.emulator.demo import DemoRates, DemoResponder
-from afbatch.errors import RunError
+from afbatch.errors import DamagedStoreError
 from afbatch.results import conversation_table
 from afbatch.runner import Run
 from afbatch.store import LocalStore
@@ -91,7 +91,7 @@ def test_a_run_cancelled_before_sending_runs_again(emu, workdir):
     assert len(again) == 1 and set(run.shard_ids(again[0])) == set(run.shard_ids(cancelled))
 
 
-def test_a_store_changed_by_hand_says_what_is_stuck_and_the_way_out(emu, workdir):
+def test_a_damaged_store_is_named_and_a_new_run_asks_only_what_was_lost(emu, workdir):
     store = LocalStore(workdir / "store")
     run, _ = Run.create(store, job(workdir, "job"))
     assert fast(run).done
@@ -99,17 +99,20 @@ def test_a_store_changed_by_hand_says_what_is_stuck_and_the_way_out(emu, workdir
     (shard,) = [s for s in m.shards.values() if s.stage == "generate" and s.round == 1]
     lost = set(run.shard_ids(shard))
     store.write(shard.results_key, b"")  # its answers are gone
-    with pytest.raises(RunError) as e:
+    with pytest.raises(DamagedStoreError) as e:
         fast(Run.open(store, run.run_id))
     msg = str(e.value)
-    assert shard.id in msg and "rename the job" in msg and "please report" not in msg
-    assert "\n" not in msg and any(rid in msg for rid in lost)
-    # the way out it names: a new run in the same store asks only for the lost answers
+    assert shard.results_key in msg and "afbatch verify" in msg and "please report" not in msg
+    assert "\n" not in msg
+    # a new run in the same store skips the damaged file, saying so, and asks only for what it lost
     mark = len(emu.calls)
     text = open(job(workdir, "renamed")).read().replace('name = "small"', 'name = "small-again"')
     again, _ = Run.create(store, str(write_job(workdir, text, "renamed.toml")))
+    said: list[str] = []
+    again.log = said.append
     assert fast(again).done
     assert asked(emu, mark) == lost
+    assert any("not reused" in line and shard.results_key in line for line in said)
 
 
 def test_af_votes_in_one_request_keep_every_choice_in_the_stored_results(emu, workdir):
