@@ -32,7 +32,7 @@ class PriceError(AfbatchError):
 
 
 class BudgetError(AfbatchError):
-    """The worst-case cost exceeds --max-cost."""
+    """The expected cost exceeds --max-cost, or a run has spent what --max-cost allows."""
 
     exit_code = 3
 
@@ -64,3 +64,9 @@ class ProviderError(AfbatchError):
 
 class RunError(AfbatchError):
     """A run cannot proceed (unknown run id, job changed under a run, ...)."""
+
+
+class CancelledError(RunError):
+    """`afbatch cancel` (from another process) cancelled the run this process was running."""
+
+    exit_code = 4
