@@ -48,7 +48,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 class _Budget(click.ParamType):
-    """USD for --max-cost: a finite number above zero (NaN would switch the guard off, inf means no cap)."""
+    """USD for --max-cost: finite and above zero (NaN would switch the guard off, inf is no cap)."""
 
     name = "USD"
 
@@ -117,7 +117,8 @@ def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
               help="One row per model, or per model x variant x tier.")
 @click.option("--save", is_flag=True, help="Also write estimates/<job>.md and estimates/<job>.json.")
 @click.option("--max-cost", type=BUDGET,
-              help="Exit 3 when the expected cost exceeds this many USD; say so when the worst case does.")
+              help="Exit 3 when the expected cost exceeds this many USD; say so when the worst "
+                   "case does.")
 @click.option("--calibrate-from", "calibrate_from", metavar="RUN",
               help="Use the output lengths, turns and compliance a finished run observed per model.")
 @click.option("--store", "store_url", envvar="AFBATCH_STORE", default="manifests", show_default=True,
@@ -153,8 +154,8 @@ def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, ca
 # --- runs ------------------------------------------------------------------------------------
 
 
-# Runs answered by the emulator live in their own store, marked so that no real run ever shares it: a new
-# run reuses answers any run in its store got, and must never take a fake model's for a real one's.
+# Runs answered by the emulator live in their own store, marked so that no real run ever shares
+# it: a new run reuses answers any run in its store got, and must never take a fake model's.
 EMULATOR_STORE = "manifests-emulator"
 EMULATOR_MARK = "emulator-store.txt"
 
@@ -166,7 +167,7 @@ def _emulated() -> bool:
 
 
 def _open_store(store_url: str, *, spending: bool = False):  # type: ignore[no-untyped-def]
-    """The store; for a command that sends requests, checked to hold only emulator runs iff emulating."""
+    """The store; for a command that sends requests, checked to hold emulator runs iff emulating."""
     from afbatch import manifest as mf
     from afbatch.errors import InputError
     from afbatch.store import open_store
@@ -177,30 +178,35 @@ def _open_store(store_url: str, *, spending: bool = False):  # type: ignore[no-u
     marked = store.exists(EMULATOR_MARK)
     if _emulated() and not marked:
         if store.url.startswith("s3://") or mf.list_runs(store):
-            raise InputError(f"store {store.url} holds real runs: emulator runs need a local folder of their own — "
-                             f"leave out --store (default {EMULATOR_STORE}/) or pass an empty folder")
-        store.write(EMULATOR_MARK, b"The runs in this store were answered by afbatch's emulator, not by real models.\n")
+            raise InputError(f"store {store.url} holds real runs: emulator runs need a local "
+                             f"folder of their own — leave out --store (default "
+                             f"{EMULATOR_STORE}/) or pass an empty folder")
+        store.write(EMULATOR_MARK, b"The runs in this store were answered by afbatch's emulator, "
+                                   b"not by real models.\n")
     elif marked and not _emulated():
-        raise InputError(f"store {store.url} holds emulator runs (a fake model's answers): pass another --store for "
-                         "real runs, or use --emulator")
+        raise InputError(f"store {store.url} holds emulator runs (a fake model's answers): pass "
+                         "another --store for real runs, or use --emulator")
     return store
 
 
 def _store_default(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """With the emulator's variables exported (`afbatch emulate`), the default store is the emulator's."""
+    """With the emulator's exports (`afbatch emulate`) in the shell, its store is the default."""
     given = ctx.get_parameter_source(param.name or "") == click.core.ParameterSource.COMMANDLINE
     return value if given or not _emulated() else EMULATOR_STORE
 
 
 store_option = click.option("--store", "store_url", envvar="AFBATCH_STORE", default="manifests", show_default=True,
                             callback=_store_default,
-                            help=f"A folder or s3://bucket/prefix (env AFBATCH_STORE; {EMULATOR_STORE} with --emulator).")
-max_cost_option = click.option("--max-cost", type=BUDGET,
-                               help="Never bill more than this many USD: refuse (exit 3) when the expected cost is "
-                                    "higher, pace the run when the worst case is, stop (exit 3) at the cap.")
+                            help=f"A folder or s3://bucket/prefix (env AFBATCH_STORE; "
+                                 f"{EMULATOR_STORE} with --emulator).")
+max_cost_option = click.option(
+    "--max-cost", type=BUDGET,
+    help="Never bill more than this many USD: refuse (exit 3) when the expected cost is higher, "
+         "pace the run when the worst case is, stop (exit 3) at the cap.")
 
 
-def _open_run(store_url: str, run_id: str, prices_file: str | None = None, *, spending: bool = False):  # type: ignore[no-untyped-def]
+def _open_run(store_url: str, run_id: str,  # type: ignore[no-untyped-def]
+              prices_file: str | None = None, *, spending: bool = False):
     from afbatch.runner import Run
 
     return Run.open(_open_store(store_url, spending=spending), run_id, prices_file=prices_file)
@@ -208,15 +214,17 @@ def _open_run(store_url: str, run_id: str, prices_file: str | None = None, *, sp
 
 def _job_specs(job):  # type: ignore[no-untyped-def]
     judge = job.judge
-    return [*job.models, *([judge.model, *([judge.af_model] if judge.af_model else [])] if judge else [])]
+    judges = [judge.model, *([judge.af_model] if judge.af_model else [])] if judge else []
+    return [*job.models, *judges]
 
 
 def _show_endpoints(specs) -> None:  # type: ignore[no-untyped-def]
-    """Before anything is sent: where each model's calls go (as the SDKs resolved it; never a key)."""
+    """Before anything is sent: where each model's calls go (as its SDK resolved it; no key)."""
     from afbatch.providers import get_provider
 
     for spec in specs:
-        click.echo(f"endpoint: {spec.name} ({spec.provider}) → {redact(get_provider(spec).endpoint())}", err=True)
+        where = redact(get_provider(spec).endpoint())
+        click.echo(f"endpoint: {spec.name} ({spec.provider}) → {where}", err=True)
 
 
 def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline: bool, fresh: bool,
@@ -317,13 +325,14 @@ def collect(run_id: str, store_url: str, max_cost: float | None) -> None:
 @click.option("--fresh", is_flag=True, help="Do not reuse answers from earlier runs in the store.")
 @click.option("--poll", "poll_interval", type=float, default=5.0, show_default=True, help="Seconds between polls (backs off to 60).")
 @click.option("--emulator", is_flag=True,
-              help=f"Run against a local emulator started for this run (no key, no network, no cost); store "
-                   f"{EMULATOR_STORE}/ unless --store.")
+              help=f"Run against a local emulator started for this run (no key, no network, no "
+                   f"cost); store {EMULATOR_STORE}/ unless --store.")
 @offline_option
 @prices_option
 @click.pass_context
-def run_cmd(ctx: click.Context, target: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool,
-            poll_interval: float, emulator: bool, offline: bool, prices_file: str | None) -> None:
+def run_cmd(ctx: click.Context, target: str, store_url: str, max_cost: float | None, yes: bool,
+            fresh: bool, poll_interval: float, emulator: bool, offline: bool,
+            prices_file: str | None) -> None:
     """Submit, poll, collect and resubmit until every row is final; rerun to resume after any interruption."""
     if not emulator:
         return _run(target, store_url, max_cost, yes, fresh, poll_interval, offline, prices_file)
@@ -334,14 +343,17 @@ def run_cmd(ctx: click.Context, target: str, store_url: str, max_cost: float | N
         store_url = EMULATOR_STORE
     if ctx.get_parameter_source("poll_interval") == click.core.ParameterSource.DEFAULT:
         poll_interval = 0.2  # the emulator ends a batch at its first poll
-    specs = _job_specs(load_job(target).job) if os.path.exists(target) else _open_run(store_url, target).specs.values()
+    if os.path.exists(target):
+        specs = _job_specs(load_job(target).job)
+    else:
+        specs = list(_open_run(store_url, target).specs.values())
     with emulating(specs) as emu:
         click.echo(f"emulator on {emu.url} for this run (stopped at the end)", err=True)
         _run(target, store_url, max_cost, True, fresh, poll_interval, offline, prices_file)
 
 
-def _run(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool, poll_interval: float,
-         offline: bool, prices_file: str | None) -> None:
+def _run(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool,
+         poll_interval: float, offline: bool, prices_file: str | None) -> None:
     from afbatch.progress import Progress
 
     if os.path.exists(target):
@@ -415,12 +427,15 @@ def runs(store_url: str) -> None:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535),
+              help="0 picks a free port.")
 @click.option("--with-s3", is_flag=True, help="Also start an S3 server (moto, from the test extras) for Bedrock.")
 @click.option("--env-file", type=click.Path(dir_okay=False),
-              help="Also write the export lines to this file once the servers are up (removed when they stop).")
+              help="Also write the export lines to this file once the servers are up (removed "
+                   "when they stop).")
 @click.option("--background", is_flag=True,
-              help="Return once the servers are up, leaving them running; the exports name the process to stop.")
+              help="Return once the servers are up, leaving them running; the exports name the "
+                   "process to stop.")
 def emulate(host: str, port: int, with_s3: bool, env_file: str | None, background: bool) -> None:
     """Serve a local emulator of the OpenAI, Anthropic and Bedrock batch APIs (for demos); prints the exports."""
     import signal
@@ -431,8 +446,9 @@ def emulate(host: str, port: int, with_s3: bool, env_file: str | None, backgroun
     if background:
         return _emulate_in_background(host, port, with_s3, env_file)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `kill PID` removes the env file on the way out
-    serve(host, port, with_s3, announce=lambda line: click.echo(line), stop_event=stop, env_file=env_file)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `kill PID` also removes the env file
+    serve(host, port, with_s3, announce=lambda line: click.echo(line), stop_event=stop,
+          env_file=env_file)
 
 
 def _emulate_in_background(host: str, port: int, with_s3: bool, env_file: str | None) -> None:
@@ -446,18 +462,19 @@ def _emulate_in_background(host: str, port: int, with_s3: bool, env_file: str | 
     with tempfile.TemporaryDirectory(prefix="afbatch-emulate-") as tmp:
         ready = env_file or os.path.join(tmp, "emulator.env")
         log_path = os.path.join(tmp, "start.log")
-        cmd = [sys.executable, "-m", "afbatch", "emulate", "--host", host, "--port", str(port), "--env-file", ready,
-               *(["--with-s3"] if with_s3 else [])]
+        cmd = [sys.executable, "-m", "afbatch", "emulate", "--host", host, "--port", str(port),
+               "--env-file", ready, *(["--with-s3"] if with_s3 else [])]
         with open(log_path, "wb") as log:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                     start_new_session=True)
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=log, start_new_session=True)
         deadline = time.monotonic() + 60
         while not os.path.exists(ready):
             if child.poll() is not None or time.monotonic() > deadline:
                 if child.poll() is None:
                     child.terminate()
-                lines = open(log_path, encoding="utf-8", errors="replace").read().strip().splitlines()
-                why = lines[-1].removeprefix("error: ") if lines else f"exit code {child.returncode}"
+                with open(log_path, encoding="utf-8", errors="replace") as f:
+                    lines = f.read().strip().splitlines()
+                why = lines[-1].removeprefix("error: ") if lines else f"exit {child.returncode}"
                 err = AfbatchError(f"the emulator did not start: {why}")
                 err.exit_code = child.returncode or 1
                 raise err

@@ -154,7 +154,8 @@ class Shard:
 
 @dataclass(frozen=True)
 class CostCap:
-    """Pacing under --max-cost: keep a shard's cost bound, bytes x per_byte + requests x per_request, within usd."""
+    """Pacing under --max-cost: a shard's cost bound, bytes x per_byte + requests x per_request,
+    stays within usd."""
 
     per_byte: float
     per_request: float
@@ -165,7 +166,7 @@ class CostCap:
 
 
 def least_requests(limits: Limits) -> int:
-    """The fewest requests a shard cut by a CostCap holds (twice a provider minimum: see write_shards)."""
+    """The fewest requests a shard cut by a CostCap holds (twice a provider minimum)."""
     return 2 * limits.min_requests if limits.min_requests > 1 else 1
 
 
@@ -210,8 +211,9 @@ def write_shards(
     on_line: Callable[[str], None] | None = None,
     cap: CostCap | None = None,
 ) -> list[Shard]:
-    """Stream lines into shards within count and byte limits (and `cap`); rebalance so no shard falls below the
-    minimum. A capped shard still takes twice the minimum, so moving lines into a short last one stays legal."""
+    """Stream lines into shards within count and byte limits (and `cap`); rebalance so no shard
+    falls below the minimum. A capped shard still takes twice the minimum, so that moving lines
+    into a short last one stays legal."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shards: list[Shard] = []
@@ -237,7 +239,8 @@ def write_shards(
             size = len(line) + 1
             if size > limits.max_bytes:
                 raise LimitError(f"request {rid} is {size} bytes, over the {limits.max_bytes}-byte shard limit")
-            if (current is None or current.n_requests >= limits.max_requests or current.n_bytes + size > limits.max_bytes
+            if (current is None or current.n_requests >= limits.max_requests
+                    or current.n_bytes + size > limits.max_bytes
                     or (cap is not None and current.n_requests >= least
                         and not cap.fits(current.n_bytes + size, current.n_requests + 1))):
                 close()

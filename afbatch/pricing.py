@@ -119,7 +119,7 @@ class RowCost:
         self.long = rates(self.above + 1) if self.above is not None else self.normal
 
     def rate_bounds(self) -> tuple[float, float]:
-        """The most one input token and one output token can cost (USD per 1M): whatever tier, cache write."""
+        """The most one input and one output token can cost (USD per 1M): any tier, cache write."""
         tiers = (self.normal, self.long)
         return max(max(t[0], t[2]) for t in tiers), max(t[3] for t in tiers)
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from afbatch import jsonl
 from afbatch import manifest as mf
-from afbatch.compile import (CostCap, Grid, conversations, effective_prefill, least_requests, load_grid, render_lines,
-                             shard_limits, write_shards)
+from afbatch.compile import (CostCap, Grid, conversations, effective_prefill, least_requests,
+                             load_grid, render_lines, shard_limits, write_shards)
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import BudgetError, CancelledError, InputError, ProviderError, RunError
 from afbatch.judge import votes_verdict
@@ -44,8 +44,8 @@ LEASE_SECONDS = float(os.environ.get("AFBATCH_LEASE_SECONDS", "600"))
 # a create request that reached the provider just before the crash may still be in progress there.
 RECONCILE_GRACE_SECONDS = float(os.environ.get("AFBATCH_RECONCILE_GRACE_SECONDS", "20"))
 MAX_SUBMIT_ERRORS = 5
-# Under --max-cost, a new shard's cost bound is at most this share of what is left to spend, so batches
-# can be in flight side by side and the last ones still fit once the earlier ones have billed.
+# Under --max-cost, a new shard's cost bound is at most this share of what is left to spend, so
+# batches can be in flight side by side and the last ones still fit once the earlier ones billed.
 PACE_PARTS = 4
 ON_DEMAND_CHUNK = 25
 
@@ -431,7 +431,7 @@ class Run:
         out_tokens = max(r.max_tokens * r.n for r in requests)  # every choice may run to max_tokens
         m = self.manifest()
         cap = None
-        if m.max_cost is not None:  # pacing: no shard may bound more than a share of what is left to spend
+        if m.max_cost is not None:  # pacing: no shard bounds more than a share of what is left
             rin, rout = price.row_cost(False, model.cache_ttl).rate_bounds()
             left = max(m.max_cost - m.spent_usd(), 0.0)
             cap = CostCap(rin / 1e6, out_tokens * rout / 1e6, left / PACE_PARTS)
@@ -456,11 +456,12 @@ class Run:
                 self.put_file(key, f.path)
                 self.store.write(ids_key, ids_text.encode())
                 self._ids[sid] = ids_text.split()
-                # A true bound of what the shard can bill, for --max-cost. Input: a token is at least one byte
-                # of UTF-8 text for every tokenizer these providers use (byte-level BPE or byte fallback), and
-                # the JSON around the texts is longer than the chat format's own tokens, so the file's bytes
-                # bound its input tokens. Output: every request runs every choice to max_tokens. Both at the
-                # dearest rate a token can have (long-context tier, cache write).
+                # A true bound of what the shard can bill, for --max-cost. Input: a token is at
+                # least one byte of UTF-8 text for every tokenizer these providers use (byte-level
+                # BPE or byte fallback), and the JSON around the texts is longer than the chat
+                # format's own tokens, so the file's bytes bound its input tokens. Output: every
+                # request runs every choice to max_tokens. Both at the dearest rate a token can
+                # have (long-context tier, cache write).
                 rin, rout = price.row_cost(on_demand, model.cache_ttl).rate_bounds()
                 bound = (f.n_bytes * rin + f.n_requests * out_tokens * rout) / 1e6
                 token = "t" + hashlib.sha256(f"{self.run_id}/{sid}".encode()).hexdigest()[:30]
@@ -546,7 +547,7 @@ class Run:
             if s.state != ShardState.PENDING or m.cancelled:
                 return None
             if not _fits(m, s, max_cost):
-                return None  # waits: batches in flight free budget as they end (run() stops when none are)
+                return None  # waits: batches in flight free budget as they end (see run())
             s.move(ShardState.SUBMITTING)
             s.owner, s.intent_at = self.owner, now
             return s.model_copy()
@@ -839,7 +840,7 @@ class Run:
 
     def step(self, max_cost: float | None = None) -> bool:
         """One pass: reconcile, poll, collect, plan, submit. True when something changed."""
-        if max_cost is not None and self.manifest().max_cost != max_cost:  # the cap planning sizes shards by
+        if max_cost is not None and self.manifest().max_cost != max_cost:  # plan() cuts by it
             self.update(lambda m: setattr(m, "max_cost", max_cost))
         changed = self.reconcile()
         changed += self.poll()
@@ -862,8 +863,9 @@ class Run:
                 self.update(lambda m: setattr(m, "finished_at", m.finished_at or time.time()))
                 return st
             if st.cancelled:
-                raise CancelledError(f"run {self.run_id} was cancelled by `afbatch cancel` (another process); its "
-                                     f"batches are being stopped — `afbatch run {self.run_id}` resumes it")
+                raise CancelledError(f"run {self.run_id} was cancelled by `afbatch cancel` "
+                                     f"(another process); its batches are being stopped — "
+                                     f"`afbatch run {self.run_id}` resumes it")
             m = self.manifest()
             if not changed and not any(s.state in mf.SENT for s in m.shards.values()):
                 self._stuck(m, max_cost)
@@ -871,37 +873,42 @@ class Run:
             sleep(interval)
 
     def _stuck(self, m: Manifest, max_cost: float | None) -> None:
-        """Nothing is at the provider and the last step changed nothing: the budget is spent, or a bug."""
+        """Nothing is at the provider and the last step changed nothing: the budget is spent, or a
+        bug."""
         pending = [s for s in m.shards.values() if s.state == ShardState.PENDING]
         blocked = [s for s in pending if not _fits(m, s, max_cost)]
         if blocked:
             limit = max_cost if max_cost is not None else m.max_cost
             assert limit is not None
             spent = m.spent_usd()
-            split = [s.id for s in blocked if s.requests > least_requests(self.provider(s.model).limits)]
-            if split:  # planned when more was left: retire them unsent, and the next plan cuts smaller ones
+            split = [s.id for s in blocked
+                     if s.requests > least_requests(self.provider(s.model).limits)]
+            if split:  # planned when more was left: retired unsent, the next plan cuts smaller ones
                 def retire(latest: Manifest) -> None:
                     for sid in split:
                         x = latest.shards[sid]
                         if x.state == ShardState.PENDING:
                             x.move(ShardState.CANCELLED)
-                            x.message = "not sent: planned again in smaller shards to fit --max-cost"
+                            x.message = "not sent: planned again smaller, to fit --max-cost"
 
                 self.update(retire)
-                self.log(f"{len(split)} shard(s) too big for what is left of --max-cost: planning smaller ones")
+                self.log(f"{len(split)} shard(s) too big for what is left of --max-cost: "
+                         "planning smaller ones")
                 return
             raise BudgetError(
                 f"run {self.run_id}: --max-cost ${limit:,.2f} reached — ${spent:,.2f} spent, "
-                f"{sum(s.requests for s in pending):,} requests in {len(pending)} shard(s) not sent (the next "
-                f"could bill up to ${min(s.bound_usd for s in blocked):,.2f}, ${max(limit - spent, 0):,.2f} is "
-                f"left) — continue with `afbatch run {self.run_id} --max-cost <more USD>`")
+                f"{sum(s.requests for s in pending):,} requests in {len(pending)} shard(s) not "
+                f"sent (the next could bill up to ${min(s.bound_usd for s in blocked):,.2f}, "
+                f"${max(limit - spent, 0):,.2f} is left) — continue with "
+                f"`afbatch run {self.run_id} --max-cost <more USD>`")
         if not pending:
-            raise RunError(f"run {self.run_id} cannot make progress: nothing is in flight and nothing new can be "
-                           "sent — please report this with `afbatch status --format json` output")
+            raise RunError(f"run {self.run_id} cannot make progress: nothing is in flight and "
+                           "nothing new can be sent — please report this with "
+                           "`afbatch status --format json` output")
 
 
 def _fits(m: Manifest, s: Shard, max_cost: float | None) -> bool:
-    """Whether sending `s` now keeps spend plus the bound of everything that may still bill within the cap."""
+    """Whether sending `s` now keeps spend plus the bounds of all that may still bill in the cap."""
     limit = max_cost if max_cost is not None else m.max_cost
     return limit is None or m.committed_usd() + s.bound_usd <= limit
 

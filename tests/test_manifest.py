@@ -294,7 +294,7 @@ def test_spent_and_committed_usd():
     assert m.spent_usd() == spent  # every shard's cost counts, whatever its state
     in_flight = sum(by[s].bound_usd for s in (SG, SD, E))
     assert m.committed_usd() == spent + in_flight  # plus the bounds of what is, or may be, at the provider
-    assert m.committed_usd() == spent + 2 + 4 + 8  # submitting, submitted, ended; not pending/collected/cancelled
+    assert m.committed_usd() == spent + 2 + 4 + 8  # submitting, submitted, ended; nothing else
 
 
 def test_committed_usd_follows_the_state():

@@ -59,9 +59,9 @@ EMULATOR_KEY = "emulator-key"
 
 
 def sdk_env(emu: Emulator) -> dict[str, str]:
-    """Every variable that points afbatch's providers at `emu`: the SDKs' base URLs and emulator keys, the
-    OpenAI-compatible hosts', and AFBATCH_EMULATOR (which makes a job's own base_url and api_key_env give
-    way; see providers.get_provider)."""
+    """Every variable that points afbatch's providers at `emu`: the SDKs' base URLs and emulator
+    keys, the OpenAI-compatible hosts', and AFBATCH_EMULATOR (which makes a job's own base_url and
+    api_key_env give way; see providers.get_provider)."""
     env = {**emu.env(), "AFBATCH_EMULATOR": emu.url}
     for host in HOSTS:
         env[f"{host}_BASE_URL"] = emu.url + "/v1"
@@ -70,23 +70,25 @@ def sdk_env(emu: Emulator) -> dict[str, str]:
 
 
 def start_s3(host: str = "127.0.0.1") -> Any:
-    """A moto S3 server on a free port (Bedrock batch reads and writes S3); a one-line error without moto."""
+    """A moto S3 server on a free port (Bedrock batch uses S3); one line when moto is missing."""
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
-        raise InputError("the emulated Bedrock needs an S3 server from moto, which is not installed — "
-                         "pip install 'moto[server]' (or afbatch's test extras: pip install -e '.[test]')") from None
+        raise InputError("the emulated Bedrock needs an S3 server from moto, which is not "
+                         "installed — pip install 'moto[server]' (or afbatch's test extras: "
+                         "pip install -e '.[test]')") from None
     moto = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     moto.start()
     return moto
 
 
-def start(host: str, port: int, s3_endpoint: str | None = None, responder: Responder | None = None) -> Emulator:
+def start(host: str, port: int, s3_endpoint: str | None = None,
+          responder: Responder | None = None) -> Emulator:
     try:
         return Emulator(responder=responder, s3_endpoint=s3_endpoint).start(host, port)
     except OSError as e:
-        raise InputError(f"the emulator cannot listen on {host}:{port}: {e.strerror or e} — pass another --port "
-                         "(--port 0 picks a free one)") from None
+        raise InputError(f"the emulator cannot listen on {host}:{port}: {e.strerror or e} — pass "
+                         "another --port (--port 0 picks a free one)") from None
 
 
 def write_env_file(path: str, env: dict[str, str]) -> None:
@@ -132,14 +134,16 @@ def serve(host: str = "127.0.0.1", port: int = 8787, with_s3: bool = False, resp
 
 
 # Real AWS settings that would otherwise mix with the emulator's test credentials and endpoints.
-_AWS_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ENDPOINT_URL")
+_AWS_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+              "AWS_ENDPOINT_URL")
 
 
 @contextlib.contextmanager
 def emulating(models: Iterable[Any]) -> Iterator[Emulator]:
-    """For `afbatch run --emulator`: start the emulator on a free port (and moto S3, with the jobs' buckets,
-    when a model is on Bedrock), point this process's SDK variables at it, and at the end restore the
-    environment and stop the servers. Nothing this process sends can reach a real provider meanwhile."""
+    """For `afbatch run --emulator`: start the emulator on a free port (and moto S3, with the job's
+    buckets, when a model is on Bedrock), point this process's SDK variables at it, and at the end
+    restore the environment and stop the servers. Nothing this process sends can reach a real
+    provider meanwhile."""
     bedrock = [m for m in models if m.provider == "bedrock"]
     moto = start_s3() if bedrock else None
     saved = dict(os.environ)
@@ -156,7 +160,8 @@ def emulating(models: Iterable[Any]) -> Iterator[Emulator]:
         os.environ.update(sdk_env(emu))
         if s3_endpoint:
             s3 = emu.s3_client()
-            for bucket in sorted({m.s3_uri.removeprefix("s3://").split("/")[0] for m in bedrock if m.s3_uri}):
+            buckets = {m.s3_uri.removeprefix("s3://").split("/")[0] for m in bedrock if m.s3_uri}
+            for bucket in sorted(buckets):
                 s3.create_bucket(Bucket=bucket)
         yield emu
     finally:

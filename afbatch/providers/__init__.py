@@ -14,10 +14,11 @@ EMULATOR_ENV = "AFBATCH_EMULATOR"
 
 
 def get_provider(model: ModelSpec) -> Provider:
-    """The provider for a model; each model gets its own instance (hosts differ in base URL and key).
+    """The provider for a model; each model gets its own instance (hosts differ in URL and key).
 
     With $AFBATCH_EMULATOR set (`afbatch run --emulator`, `afbatch emulate`'s exports), a job's own
-    base_url and api_key_env are ignored, so the SDK variables that point at the emulator apply to every model."""
+    base_url and api_key_env are ignored, so that the SDK variables pointing at the emulator apply
+    to every model."""
     if os.environ.get(EMULATOR_ENV):
         model = model.model_copy(update={"base_url": None, "api_key_env": None})
     if model.provider == "anthropic":

@@ -133,7 +133,7 @@ class AnthropicProvider:
         self.client  # noqa: B018 - building the client checks the key
 
     def endpoint(self) -> str:
-        """Where the calls go (the client's base URL, as the SDK resolved it; no key, no network)."""
+        """Where the calls go (the client's base URL as the SDK resolved it; no network)."""
         return str(self.client.base_url)
 
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:

@@ -72,7 +72,7 @@ class Provider(Protocol):
         ...
 
     def endpoint(self) -> str:
-        """Where this model's calls go (base URL as the SDK resolved it; never a key); no network."""
+        """Where this model's calls go (base URL as the SDK resolved it, no key); no network."""
         ...
 
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:

@@ -134,7 +134,7 @@ class BedrockProvider:
                                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 
     def endpoint(self) -> str:
-        """Where the calls go (each boto3 client's endpoint, as resolved from the environment; no network)."""
+        """Where the calls go (each boto3 client's endpoint, from the environment; no network)."""
         where = [self._client("bedrock").meta.endpoint_url]
         if self.model.s3_uri:
             where.append(f"S3 {self._client('s3').meta.endpoint_url}")

@@ -1,5 +1,6 @@
-"""--max-cost is a hard cap on what is billed: checked up front against the expected cost, kept during the run
-by pacing against true per-shard bounds, a clean stop (exit 3) when it is reached; and cancel from elsewhere."""
+"""--max-cost is a hard cap on what is billed: checked up front against the expected cost, kept
+during the run by pacing against true per-shard bounds, a clean stop (exit 3) when it is reached;
+and a run cancelled from elsewhere."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def cli_run(*args: str):
 
 
 def error_line(text: str) -> str:
-    """The one error line a failing command ends with (progress and endpoint lines come before it)."""
+    """The one error line a failing command ends with (progress and endpoint lines come first)."""
     assert "Traceback" not in text and "please report" not in text
     lines = text.strip().splitlines()
     assert lines[-1].startswith("error: ") and sum(x.startswith("error: ") for x in lines) == 1
@@ -74,7 +75,7 @@ def error_line(text: str) -> str:
 
 
 def answers(emu) -> Counter:
-    """How often each request was answered (the demo model asks a judge again after an unparseable reply)."""
+    """How often each request was answered (a judge is asked again after an unparseable reply)."""
     return Counter((p, cid) for p, _, cid in emu.calls)
 
 
@@ -95,10 +96,11 @@ def test_cap_between_expected_and_worst_lets_the_run_finish_paced(emu, workdir):
     calls = answers(emu)
     totals = m0.estimate["totals"]
     cap = 2.0
-    assert totals["cost_batch_cached_usd"] < cap < totals["cost_worst_usd"]  # what this test is about
+    assert totals["cost_batch_cached_usd"] < cap < totals["cost_worst_usd"]  # the case tested
     assert m0.spent_usd() < cap
     emu.reset()
-    r = cli_run("run", SAMPLE, "--store", str(workdir / "capped"), "--yes", "--poll", "0", "--max-cost", str(cap))
+    r = cli_run("run", SAMPLE, "--store", str(workdir / "capped"), "--yes", "--poll", "0",
+                "--max-cost", str(cap))
     assert r.exit_code == 0, r.output
     assert "exceeds --max-cost" in r.stderr and "paced" in r.stderr  # said up front
     m, _ = mf.load(LocalStore(workdir / "capped"), rid)
@@ -116,12 +118,15 @@ def test_cap_reached_mid_run_stops_cleanly_and_a_higher_cap_resumes(emu, workdir
     r = cli_run("run", run.run_id, "--store", str(workdir / "store2"), "--poll", "0")
     assert r.exit_code == 3, r.output
     line = error_line(r.stderr)
-    assert "--max-cost" in line and "spent" in line and "not sent" in line and f"afbatch run {run.run_id}" in line
+    assert "--max-cost" in line and "spent" in line and "not sent" in line
+    assert f"afbatch run {run.run_id}" in line
     m = run.manifest()
     assert 0 < m.spent_usd() <= unpaced / 3
     assert not any(s.state in mf.SENT for s in m.shards.values())
-    # generous: the emulator caches prompts per batch, so the small paced Anthropic batches each write the cache
-    r = cli_run("run", run.run_id, "--store", str(workdir / "store2"), "--poll", "0", "--max-cost", str(unpaced * 10))
+    # generous: the emulator caches prompts per batch, so each small paced Anthropic batch writes
+    # the cache again
+    r = cli_run("run", run.run_id, "--store", str(workdir / "store2"), "--poll", "0",
+                "--max-cost", str(unpaced * 10))
     assert r.exit_code == 0, r.output
     assert run.manifest().spent_usd() <= unpaced * 10
     conv = conversation_table(run)
@@ -138,12 +143,13 @@ def test_cap_below_the_expected_cost_is_refused_before_anything_exists(emu, work
 
 
 def test_shard_bound_holds_even_when_every_byte_is_a_token(emu, workdir):
-    """A reply billed at the most a request can use (one token per byte of its texts, max_tokens out, every
-    input token a cache write) never costs more than its shard's bound, which the cap relies on."""
+    """A reply billed at the most a request can use (one token per byte of its texts, max_tokens
+    out, a cache write) never costs more than its shard's bound, which the cap relies on."""
 
     def worst(ctx):
         n = len(input_text(ctx).encode())
-        return Reply("<OUTPUT>x</OUTPUT>", input_tokens=n, output_tokens=1000)  # Anthropic: a cache write too
+        # (Anthropic also writes the cache, the dearest input rate)
+        return Reply("<OUTPUT>x</OUTPUT>", input_tokens=n, output_tokens=1000)
 
     emu.responder = worst
     run, _ = Run.create(LocalStore(workdir / "store"), str(write_job(workdir, JOB)))
@@ -165,7 +171,7 @@ def test_max_cost_must_be_a_finite_positive_amount(command, value, workdir):
     assert not (workdir / "s").exists()
 
 
-# --- cancel from another process ---------------------------------------------------------------------
+# --- cancel from another process ----------------------------------------------------------------
 
 
 def test_cancel_from_another_process_stops_the_run_and_run_resumes_it(emu, workdir):
@@ -175,8 +181,8 @@ def test_cancel_from_another_process_stops_the_run_and_run_resumes_it(emu, workd
     emu.processing_delay = 3600  # batches stay in progress until the cancel
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "afbatch"]
-    running = subprocess.Popen([*cmd, "run", path, "--store", str(store), "--yes", "--poll", "0.1"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = subprocess.Popen([*cmd, "run", path, "--store", str(store), "--yes", "--poll", "0.1"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         rid = None
@@ -189,7 +195,8 @@ def test_cancel_from_another_process_stops_the_run_and_run_resumes_it(emu, workd
                     break
             time.sleep(0.1)
         assert rid is not None
-        cancel = subprocess.run([*cmd, "cancel", rid, "--store", str(store)], env=env, capture_output=True, text=True)
+        cancel = subprocess.run([*cmd, "cancel", rid, "--store", str(store)], env=env,
+                                capture_output=True, text=True)
         assert cancel.returncode == 0, cancel.stderr
         out, err = running.communicate(timeout=60)
     finally:
