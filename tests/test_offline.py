@@ -163,3 +163,34 @@ def test_emulate_in_the_background_prints_its_exports_once_it_answers(tmp_path):
     while (tmp_path / "emulator.env").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not (tmp_path / "emulator.env").exists()  # stopping it removes its exports
+
+
+BEDROCK = """
+[[models]]
+provider = "bedrock"
+model = "meta.llama3-1-405b-instruct-v1:0"
+label = "llama-405b"
+max_tokens = 2048
+region = "us-west-2"
+s3_uri = "s3://their-bucket/afbatch"
+role_arn = "arn:aws:iam::123456789012:role/afbatch-bedrock-batch"
+on_demand_fallback = true
+"""
+
+
+def test_run_with_emulator_serves_bedrock_from_its_own_s3(tmp_path, trap):
+    url = f"http://127.0.0.1:{trap.server_address[1]}"
+    job = (ROOT / "jobs" / "sample.toml").read_text().replace("../prompts/", f"{ROOT / 'prompts'}/")
+    head, rest = job.split("[[models]]", 1)
+    head = head.replace("samples = 1", "samples = 3")  # 144 requests in round 1: a batch job
+    (tmp_path / "job.toml").write_text(head + BEDROCK + "\n[judge]" + rest.split("[judge]", 1)[1])
+    env = {"AWS_ENDPOINT_URL_BEDROCK": url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": url,
+           "AWS_ENDPOINT_URL_S3": url, "AWS_ACCESS_KEY_ID": "AKIA" + "R3ALL00K1NG12345",
+           "AWS_SECRET_ACCESS_KEY": "R3alL00k1ng" * 4, "AWS_PROFILE": "someone-real",
+           "OPENAI_BASE_URL": url + "/v1", "OPENAI_API_KEY": OPENAI_KEY}
+    r = afbatch("run", "job.toml", "--emulator", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert trap.hits == 0
+    (bedrock,) = [line for line in r.stderr.splitlines() if line.startswith("endpoint: llama-405b")]
+    assert url not in bedrock and "S3 http://127.0.0.1:" in bedrock
+    assert "done" in r.stdout
