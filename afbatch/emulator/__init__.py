@@ -78,7 +78,7 @@ def start_s3(host: str = "127.0.0.1") -> Any:
         raise InputError("the emulated Bedrock needs an S3 server from moto, which is not "
                          "installed — pip install 'moto[server]' (or afbatch's test extras: "
                          "pip install -e '.[test]')") from None
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per S3 request on the terminal
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per S3 request on the terminal
     moto = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     moto.start()
     return moto
