@@ -142,6 +142,14 @@ def test_cap_below_the_expected_cost_is_refused_before_anything_exists(emu, work
     assert mf.list_runs(LocalStore(workdir / "s")) == [] and emu.created == []
 
 
+def test_estimate_with_a_cap_below_the_worst_case_says_so_and_passes():
+    r = cli_run("estimate", SAMPLE, "--max-cost", "2", "--format", "json")
+    assert r.exit_code == 0, r.output
+    totals = json.loads(r.stdout)["totals"]
+    assert totals["cost_batch_cached_usd"] < 2 < totals["cost_worst_usd"]
+    assert f"worst case ${totals['cost_worst_usd']:,.2f} exceeds --max-cost $2.00" in r.stderr
+
+
 def test_shard_bound_holds_even_when_every_byte_is_a_token(emu, workdir):
     """A reply billed at the most a request can use (one token per byte of its texts, max_tokens
     out, a cache write) never costs more than its shard's bound, which the cap relies on."""
