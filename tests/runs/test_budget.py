@@ -134,6 +134,20 @@ def test_cap_reached_mid_run_stops_cleanly_and_a_higher_cap_resumes(emu, workdir
     assert answers(emu) == calls
 
 
+def test_shards_planned_without_room_are_cut_smaller_instead_of_stopping(emu, workdir):
+    path = str(write_job(workdir, JOB))
+    _, calls = baseline(emu, workdir, path)
+    run, _ = Run.create(LocalStore(workdir / "store"), path)
+    assert run.plan() > 0  # planned with no cap: one shard per model, as big as the limits allow
+    biggest = max(run.manifest().shards.values(), key=lambda s: s.bound_usd)
+    cap = 0.9 * biggest.bound_usd  # that one may never be sent as planned
+    st = run.run(max_cost=cap, poll_interval=0, max_interval=0, sleep=lambda s: None)
+    assert st.done and st.spent_usd <= cap
+    retired = run.manifest().shards[biggest.id]
+    assert retired.state == ShardState.CANCELLED and "smaller" in (retired.message or "")
+    assert answers(emu) == calls  # its requests were answered once, from the smaller shards
+
+
 def test_cap_below_the_expected_cost_is_refused_before_anything_exists(emu, workdir):
     r = cli_run("run", SAMPLE, "--store", str(workdir / "s"), "--yes", "--max-cost", "0.5")
     assert r.exit_code == 3
