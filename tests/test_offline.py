@@ -194,3 +194,11 @@ def test_run_with_emulator_serves_bedrock_from_its_own_s3(tmp_path, trap):
     (bedrock,) = [line for line in r.stderr.splitlines() if line.startswith("endpoint: llama-405b")]
     assert url not in bedrock and "S3 http://127.0.0.1:" in bedrock
     assert "done" in r.stdout
+
+
+def test_emulator_module_on_a_taken_port_is_one_line(tmp_path):
+    sock, port = _taken_port()
+    with sock:
+        r = subprocess.run([sys.executable, "-m", "afbatch.emulator", "--port", str(port)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and f"127.0.0.1:{port}" in one_error_line(r.stderr)
