@@ -84,6 +84,13 @@ def start_s3(host: str = "127.0.0.1") -> Any:
     return moto
 
 
+def _url(moto: Any) -> str | None:
+    if moto is None:
+        return None
+    s3_host, s3_port = moto.get_host_and_port()
+    return f"http://{s3_host}:{s3_port}"
+
+
 def start(host: str, port: int, s3_endpoint: str | None = None,
           responder: Responder | None = None) -> Emulator:
     try:
@@ -111,10 +118,7 @@ def serve(host: str = "127.0.0.1", port: int = 8787, with_s3: bool = False, resp
     moto = start_s3(host) if with_s3 else None
     emu = None
     try:
-        s3_endpoint = None
-        if moto is not None:
-            s3_host, s3_port = moto.get_host_and_port()
-            s3_endpoint = f"http://{s3_host}:{s3_port}"
+        s3_endpoint = _url(moto)
         emu = start(host, port, s3_endpoint, responder)
         env = sdk_env(emu)
         if env_file:
@@ -151,10 +155,7 @@ def emulating(models: Iterable[Any]) -> Iterator[Emulator]:
     saved = dict(os.environ)
     emu = None
     try:
-        s3_endpoint = None
-        if moto is not None:
-            s3_host, s3_port = moto.get_host_and_port()
-            s3_endpoint = f"http://{s3_host}:{s3_port}"
+        s3_endpoint = _url(moto)
         emu = start("127.0.0.1", 0, s3_endpoint)
         if bedrock:
             for key in _AWS_UNSET:
