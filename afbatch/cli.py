@@ -129,6 +129,22 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+class _Budget(click.ParamType):
+    """USD for --max-cost: finite and above zero (NaN would switch the guard off, inf is no cap)."""
+
+    name = "USD"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        try:
+            usd = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of USD", param, ctx)
+        if not math.isfinite(usd) or usd <= 0:
+            self.fail(f"{value!r} is not a budget: give a finite amount of USD above 0", param, ctx)
+        return usd
+
+
+BUDGET = _Budget()
 offline_option = click.option("--offline", is_flag=True, help="Never download: fail, naming the missing file.")
 prices_option = click.option("--prices", "prices_file", type=click.Path(dir_okay=False),
                              help="Price override file (default: $AFBATCH_PRICES or ~/.config/afbatch/prices.toml).")
@@ -185,7 +201,9 @@ def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
 @click.option("--by", type=click.Choice(["model", "condition"]), default="model", show_default=True,
               help="One row per model, or per model x variant x tier.")
 @click.option("--save", is_flag=True, help="Also write estimates/<job>.md and estimates/<job>.json.")
-@click.option("--max-cost", type=float, help="Exit non-zero when the worst case exceeds this many USD.")
+@click.option("--max-cost", type=BUDGET,
+              help="Exit 3 when the expected cost exceeds this many USD; say so when the worst "
+                   "case does.")
 @click.option("--calibrate-from", "calibrate_from", metavar="RUN",
               help="Use the output lengths, turns and compliance a finished run observed per model.")
 @click.option("--store", "store_url", envvar="AFBATCH_STORE", default="manifests", show_default=True,
@@ -213,21 +231,85 @@ def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, ca
         _write_file(folder / f"{loaded.job.name}.md", format_estimate(est, "markdown"))
         _write_file(folder / f"{loaded.job.name}.json", format_estimate(est, "json") + "\n")
         _log(f"saved estimates/{loaded.job.name}.md and estimates/{loaded.job.name}.json")
-    check_budget(est, max_cost)
+    note = check_budget(est, max_cost)
+    if note:
+        _log(f"note: {note}")
 
 
 # --- runs ------------------------------------------------------------------------------------
 
-store_option = click.option("--store", "store_url", envvar="AFBATCH_STORE", default="manifests", show_default=True,
-                            help="A folder or s3://bucket/prefix (env AFBATCH_STORE).")
-max_cost_option = click.option("--max-cost", type=float, help="Refuse (exit 3) when the cost would exceed this many USD.")
+
+# Runs answered by the emulator live in their own store, marked so that no real run ever shares
+# it: a new run reuses answers any run in its store got, and must never take a fake model's.
+EMULATOR_STORE = "manifests-emulator"
+EMULATOR_MARK = "emulator-store.txt"
 
 
-def _open_run(store_url: str, run_id: str, prices_file: str | None = None):  # type: ignore[no-untyped-def]
-    from afbatch.runner import Run
+def _emulated() -> bool:
+    from afbatch.providers import EMULATOR_ENV
+
+    return bool(os.environ.get(EMULATOR_ENV))
+
+
+def _open_store(store_url: str, *, spending: bool = False):  # type: ignore[no-untyped-def]
+    """The store; for a command that sends requests, checked to hold emulator runs iff emulating."""
+    from afbatch import manifest as mf
+    from afbatch.errors import InputError
     from afbatch.store import open_store
 
-    return Run.open(open_store(store_url), run_id, prices_file=prices_file)
+    store = open_store(store_url)
+    if not spending:
+        return store
+    marked = store.exists(EMULATOR_MARK)
+    if _emulated() and not marked:
+        if store.url.startswith("s3://") or mf.list_runs(store):
+            raise InputError(f"store {store.url} holds real runs: emulator runs need a local "
+                             f"folder of their own — leave out --store (default "
+                             f"{EMULATOR_STORE}/) or pass an empty folder")
+        store.write(EMULATOR_MARK, b"The runs in this store were answered by afbatch's emulator, "
+                                   b"not by real models.\n")
+    elif marked and not _emulated():
+        raise InputError(f"store {store.url} holds emulator runs (a fake model's answers): pass "
+                         "another --store for real runs, or use --emulator")
+    return store
+
+
+def _store_default(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """With the emulator's exports (`afbatch emulate`) in the shell, its store is the default."""
+    given = ctx.get_parameter_source(param.name or "") == click.core.ParameterSource.COMMANDLINE
+    return value if given or not _emulated() else EMULATOR_STORE
+
+
+store_option = click.option("--store", "store_url", envvar="AFBATCH_STORE", default="manifests", show_default=True,
+                            callback=_store_default,
+                            help=f"A folder or s3://bucket/prefix (env AFBATCH_STORE; "
+                                 f"{EMULATOR_STORE} with --emulator).")
+max_cost_option = click.option(
+    "--max-cost", type=BUDGET,
+    help="Never bill more than this many USD: refuse (exit 3) when the expected cost is higher, "
+         "pace the run when the worst case is, stop (exit 3) at the cap.")
+
+
+def _open_run(store_url: str, run_id: str,  # type: ignore[no-untyped-def]
+              prices_file: str | None = None, *, spending: bool = False):
+    from afbatch.runner import Run
+
+    return Run.open(_open_store(store_url, spending=spending), run_id, prices_file=prices_file)
+
+
+def _job_specs(job):  # type: ignore[no-untyped-def]
+    judge = job.judge
+    judges = [judge.model, *([judge.af_model] if judge.af_model else [])] if judge else []
+    return [*job.models, *judges]
+
+
+def _show_endpoints(specs) -> None:  # type: ignore[no-untyped-def]
+    """Before anything is sent: where each model's calls go (as its SDK resolved it; no key)."""
+    from afbatch.providers import get_provider
+
+    for spec in specs:
+        where = redact(get_provider(spec).endpoint())
+        _log(f"endpoint: {spec.name} ({spec.provider}) → {where}")
 
 
 def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline: bool, fresh: bool,
@@ -240,19 +322,21 @@ def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline:
     from afbatch.pricing import load_prices
     from afbatch.runner import Run, check_ready, run_id_for
     from afbatch.spec import load_job
-    from afbatch.store import open_store
 
-    store = open_store(store_url)
+    store = _open_store(store_url, spending=True)
     loaded = load_job(job)
     grid = load_grid(loaded, offline=offline)
     check_batch_minimums(grid)
     check_ready(loaded.job)  # keys and settings before anything else
+    _show_endpoints(_job_specs(loaded.job))
     run_id = run_id_for(grid)
     estimate = None
     if not store.exists(mf.manifest_key(run_id)):
         est = estimate_job(loaded, load_prices(prices_file or _job_prices(loaded)), offline=offline)
         _echo(format_estimate(est))
-        check_budget(est, max_cost)
+        note = check_budget(est, max_cost)
+        if note:
+            _log(f"note: {note}")
         if not yes:
             if not sys.stdin.isatty():
                 raise RunError("not asking without a terminal: pass --yes to submit (the estimate is above)")
@@ -315,7 +399,7 @@ def collect(run_id: str, store_url: str, max_cost: float | None) -> None:
     """Download what finished, resubmit retryable rows as new attempts, and say what is left."""
     from afbatch.progress import format_status
 
-    run = _open_run(store_url, run_id)
+    run = _open_run(store_url, run_id, spending=True)
     run.log = _log
     run.step(max_cost)
     _echo(format_status(run.status()))
@@ -329,18 +413,44 @@ def collect(run_id: str, store_url: str, max_cost: float | None) -> None:
 @click.option("--fresh", is_flag=True, help="Do not reuse answers from earlier runs in the store.")
 @click.option("--poll", "poll_interval", type=SECONDS, default=5.0, show_default=True,
               help="Seconds between polls (backs off to 60).")
+@click.option("--emulator", is_flag=True,
+              help=f"Run against a local emulator started for this run (no key, no network, no "
+                   f"cost); store {EMULATOR_STORE}/ unless --store.")
 @offline_option
 @prices_option
-def run_cmd(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool, poll_interval: float,
-            offline: bool, prices_file: str | None) -> None:
+@click.pass_context
+def run_cmd(ctx: click.Context, target: str, store_url: str, max_cost: float | None, yes: bool,
+            fresh: bool, poll_interval: float, emulator: bool, offline: bool,
+            prices_file: str | None) -> None:
     """Submit, poll, collect and resubmit until every row is final; rerun to resume after any interruption."""
+    if not emulator:
+        return _run(target, store_url, max_cost, yes, fresh, poll_interval, offline, prices_file)
+    from afbatch.emulator import emulating
+    from afbatch.spec import load_job
+
+    if ctx.get_parameter_source("store_url") != click.core.ParameterSource.COMMANDLINE:
+        store_url = EMULATOR_STORE
+    if ctx.get_parameter_source("poll_interval") == click.core.ParameterSource.DEFAULT:
+        poll_interval = 0.2  # the emulator ends a batch at its first poll
+    if os.path.exists(target):
+        specs = _job_specs(load_job(target).job)
+    else:
+        specs = list(_open_run(store_url, target).specs.values())
+    with emulating(specs) as emu:
+        _log(f"emulator on {emu.url} for this run (stopped at the end)")
+        _run(target, store_url, max_cost, True, fresh, poll_interval, offline, prices_file)
+
+
+def _run(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool,
+         poll_interval: float, offline: bool, prices_file: str | None) -> None:
     from afbatch.progress import Progress
 
     if os.path.exists(target):
         run = _start(target, store_url, max_cost, yes, offline, fresh, prices_file)
     else:
-        run = _open_run(store_url, target, prices_file)
+        run = _open_run(store_url, target, prices_file, spending=True)
         run.check_ready()
+        _show_endpoints(run.specs.values())
     with Progress(clean=terminal_text) as progress:
         run.log = progress.log
         final = run.run(max_cost=max_cost, poll_interval=poll_interval, on_progress=progress.update)
@@ -397,27 +507,27 @@ def verify(run_id: str, store_url: str, repair: bool, yes: bool) -> None:
     store = open_store(store_url)
     findings = verify_run(store, run_id)
     for f in findings:
-        click.echo(f.line())
+        _echo(f.line())
     if findings and repair:
         def confirm(ask) -> bool:  # type: ignore[no-untyped-def]
-            click.echo(ask.question(), err=True)
+            _log(ask.question())
             if yes:
                 return True
             if not sys.stdin.isatty():
-                click.echo("not asking without a terminal: pass --yes to ask them again", err=True)
+                _log("not asking without a terminal: pass --yes to ask them again")
                 return False
             return click.confirm("Continue?", default=False)
 
         for line in repair_run(_open_run(store_url, run_id), findings, confirm):
-            click.echo(line)
+            _echo(line)
         findings = verify_run(store, run_id)
         for f in findings:
-            click.echo(f"still damaged: {f.line()}")
+            _echo(f"still damaged: {f.line()}")
     if findings:
         fix = "" if repair else f"; `afbatch verify {run_id} --repair` restores what it can"
         raise DamagedStoreError(
             f"run {run_id}: {len(findings)} damaged or missing file(s) in {store.url}{fix}")
-    click.echo(f"{run_id}: every file the manifest points to is intact")
+    _echo(f"{run_id}: every file the manifest points to is intact")
 
 
 @cli.command()
@@ -450,21 +560,61 @@ def runs(store_url: str) -> None:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8787, show_default=True, type=int)
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535),
+              help="0 picks a free port.")
 @click.option("--with-s3", is_flag=True, help="Also start an S3 server (moto, from the test extras) for Bedrock.")
-def emulate(host: str, port: int, with_s3: bool) -> None:
+@click.option("--env-file", type=click.Path(dir_okay=False),
+              help="Also write the export lines to this file once the servers are up (removed "
+                   "when they stop).")
+@click.option("--background", is_flag=True,
+              help="Return once the servers are up, leaving them running; the exports name the "
+                   "process to stop.")
+def emulate(host: str, port: int, with_s3: bool, env_file: str | None, background: bool) -> None:
     """Serve a local emulator of the OpenAI, Anthropic and Bedrock batch APIs (for demos); prints the exports."""
+    import signal
+    import threading
+
     from afbatch.emulator import serve
 
-    def hosts(url: str) -> dict[str, str]:
-        # The OpenAI-compatible hosts of a job reach the same emulated Batches API.
-        env = {}
-        for host in ("TOGETHER", "GROQ", "DEEPINFRA", "XAI"):
-            env[f"{host}_BASE_URL"] = url + "/v1"
-            env[f"{host}_API_KEY"] = "emulator-key"
-        return env
+    if background:
+        return _emulate_in_background(host, port, with_s3, env_file)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `kill PID` also removes the env file
+    serve(host, port, with_s3, announce=_echo, stop_event=stop,
+          env_file=env_file)
 
-    serve(host, port, with_s3, announce=click.echo, extra_env=hosts)
+
+def _emulate_in_background(host: str, port: int, with_s3: bool, env_file: str | None) -> None:
+    """Start `afbatch emulate` as a detached child and print its exports only once it is ready."""
+    import subprocess
+    import tempfile
+    import time
+
+    from afbatch.errors import AfbatchError
+
+    with tempfile.TemporaryDirectory(prefix="afbatch-emulate-") as tmp:
+        ready = env_file or os.path.join(tmp, "emulator.env")
+        log_path = os.path.join(tmp, "start.log")
+        cmd = [sys.executable, "-m", "afbatch", "emulate", "--host", host, "--port", str(port),
+               "--env-file", ready, *(["--with-s3"] if with_s3 else [])]
+        with open(log_path, "wb") as log:
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(ready):
+            if child.poll() is not None or time.monotonic() > deadline:
+                if child.poll() is None:
+                    child.terminate()
+                with open(log_path, encoding="utf-8", errors="replace") as f:
+                    lines = f.read().strip().splitlines()
+                why = lines[-1].removeprefix("error: ") if lines else f"exit {child.returncode}"
+                err = AfbatchError(f"the emulator did not start: {why}")
+                err.exit_code = child.returncode or 1
+                raise err
+            time.sleep(0.05)
+        exports = open(ready, encoding="utf-8").read()
+    _echo(f"# afbatch emulator running as process {child.pid}; stop it with: kill {child.pid}")
+    click.echo(exports, nl=False)
 
 
 def _write_file(path: str | Path, text: str) -> None:

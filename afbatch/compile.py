@@ -189,6 +189,24 @@ class Shard:
     offsets: list[int] = field(default_factory=list, repr=False)
 
 
+@dataclass(frozen=True)
+class CostCap:
+    """Pacing under --max-cost: a shard's cost bound, bytes x per_byte + requests x per_request,
+    stays within usd."""
+
+    per_byte: float
+    per_request: float
+    usd: float
+
+    def fits(self, n_bytes: int, n_requests: int) -> bool:
+        return n_bytes * self.per_byte + n_requests * self.per_request <= self.usd
+
+
+def least_requests(limits: Limits) -> int:
+    """The fewest requests a shard cut by a CostCap holds (twice a provider minimum)."""
+    return 2 * limits.min_requests if limits.min_requests > 1 else 1
+
+
 def shard_limits(provider: Provider, job: Job) -> Limits:
     lim = provider.limits
     return Limits(
@@ -228,8 +246,11 @@ def write_shards(
     out_dir: str | os.PathLike[str],
     stem: str,
     on_line: Callable[[str], None] | None = None,
+    cap: CostCap | None = None,
 ) -> list[Shard]:
-    """Stream lines into shards within count and byte limits; rebalance so no shard falls below the minimum."""
+    """Stream lines into shards within count and byte limits (and `cap`); rebalance so no shard
+    falls below the minimum. A capped shard still takes twice the minimum, so that moving lines
+    into a short last one stays legal."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shards: list[Shard] = []
@@ -237,6 +258,7 @@ def write_shards(
     data_f = ids_f = None
     digest = hashlib.sha256()
     current: Shard | None = None
+    least = least_requests(limits)
 
     def close() -> None:
         nonlocal data_f, ids_f
@@ -254,7 +276,10 @@ def write_shards(
             size = len(line) + 1
             if size > limits.max_bytes:
                 raise LimitError(f"request {rid} is {size} bytes, over the {limits.max_bytes}-byte shard limit")
-            if current is None or current.n_requests >= limits.max_requests or current.n_bytes + size > limits.max_bytes:
+            if (current is None or current.n_requests >= limits.max_requests
+                    or current.n_bytes + size > limits.max_bytes
+                    or (cap is not None and current.n_requests >= least
+                        and not cap.fits(current.n_bytes + size, current.n_requests + 1))):
                 close()
                 n = len(shards)
                 current = Shard(path=str(out / f"{stem}-{n:03d}.jsonl"), ids_path=str(out / f"{stem}-{n:03d}.ids"))

@@ -36,7 +36,7 @@ class PriceError(AfbatchError):
 
 
 class BudgetError(AfbatchError):
-    """The worst-case cost exceeds --max-cost."""
+    """The expected cost exceeds --max-cost, or a run has spent what --max-cost allows."""
 
     exit_code = 3
 
@@ -75,6 +75,12 @@ class ProviderError(AfbatchError):
 
 class RunError(AfbatchError):
     """A run cannot proceed (unknown run id, job changed under a run, ...)."""
+
+
+class CancelledError(RunError):
+    """`afbatch cancel` (from another process) cancelled the run this process was running."""
+
+    exit_code = 4
 
 
 # Env variables whose value is a path afbatch uses: an OS error under one of them names it.

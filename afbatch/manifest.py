@@ -50,6 +50,8 @@ TRANSITIONS: dict[ShardState, frozenset[ShardState]] = {
     ShardState.CANCELLED: frozenset(),
 }
 IN_FLIGHT = frozenset({ShardState.PENDING, ShardState.SUBMITTING, ShardState.SUBMITTED, ShardState.ENDED})
+# May bill, and what it billed is not known yet.
+SENT = frozenset({ShardState.SUBMITTING, ShardState.SUBMITTED, ShardState.ENDED})
 
 
 class _Model(BaseModel):
@@ -76,7 +78,7 @@ class Shard(_Model):
     key: str = Field(description="Store key of the provider JSONL.")
     ids_key: str = Field(description="Store key of the request ids, in line order.")
     on_demand: bool = Field(False, description="Sent as on-demand calls (Bedrock rows under the 100-record minimum).")
-    bound_usd: float = Field(0.0, description="Rough upper bound of this shard's cost, for the --max-cost guard.")
+    bound_usd: float = Field(0.0, description="The most this shard can bill (for --max-cost).")
     state: ShardState = ShardState.PENDING
     token: str = Field(description="Idempotency token sent to the provider.")
     owner: str | None = None
@@ -140,8 +142,8 @@ class Manifest(_Model):
         return sum(s.cost_usd for s in self.shards.values())
 
     def committed_usd(self) -> float:
-        """Spent, plus the bound of everything sent or about to be sent."""
-        return self.spent_usd() + sum(s.bound_usd for s in self.shards.values() if s.state in IN_FLIGHT)
+        """Spent, plus the bound of everything sent or being sent (pending costs nothing yet)."""
+        return self.spent_usd() + sum(s.bound_usd for s in self.shards.values() if s.state in SENT)
 
 
 def manifest_key(run_id: str) -> str:

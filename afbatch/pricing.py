@@ -129,6 +129,11 @@ class RowCost:
         self.normal = rates(0)
         self.long = rates(self.above + 1) if self.above is not None else self.normal
 
+    def rate_bounds(self) -> tuple[float, float]:
+        """The most one input and one output token can cost (USD per 1M): any tier, cache write."""
+        tiers = (self.normal, self.long)
+        return max(max(t[0], t[2]) for t in tiers), max(t[3] for t in tiers)
+
     def __call__(self, usage: Usage) -> float:
         rin, cached, writes, rout = self.long if self.above is not None and usage.input_tokens > self.above else self.normal
         plain = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens

@@ -27,10 +27,12 @@ from typing import Any
 
 from afbatch import jsonl
 from afbatch import manifest as mf
-from afbatch.compile import (Grid, check_batch_minimums, conversations, load_grid,
-                             prefill_decision, render_lines, shard_limits, write_shards)
+from afbatch.compile import (CostCap, Grid, check_batch_minimums, conversations, least_requests,
+                             load_grid, prefill_decision, render_lines, shard_limits,
+                             write_shards)
 from afbatch.datasets import Source, read_source, sha256_bytes
-from afbatch.errors import BudgetError, DamagedStoreError, InputError, ProviderError, RunError
+from afbatch.errors import (BudgetError, CancelledError, DamagedStoreError, InputError,
+                            ProviderError, RunError)
 from afbatch.judge import votes_verdict
 from afbatch.judge_templates import refused
 from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state, is_judged, kept, share_verdict
@@ -49,6 +51,9 @@ LEASE_SECONDS = float(os.environ.get("AFBATCH_LEASE_SECONDS", "600"))
 # a create request that reached the provider just before the crash may still be in progress there.
 RECONCILE_GRACE_SECONDS = float(os.environ.get("AFBATCH_RECONCILE_GRACE_SECONDS", "20"))
 MAX_SUBMIT_ERRORS = 5
+# Under --max-cost, a new shard's cost bound is at most this share of what is left to spend, so
+# batches can be in flight side by side and the last ones still fit once the earlier ones billed.
+PACE_PARTS = 4
 ON_DEMAND_CHUNK = 25
 
 
@@ -450,9 +455,17 @@ class Run:
         model = self.specs[label]
         provider = self.provider(label)
         price = self.prices.lookup(model)
+        limits = shard_limits(provider, self.job)
+        out_tokens = max(r.max_tokens * r.n for r in requests)  # every choice may run to max_tokens
+        m = self.manifest()
+        cap = None
+        if m.max_cost is not None:  # pacing: no shard bounds more than a share of what is left
+            rin, rout = price.row_cost(False, model.cache_ttl).rate_bounds()
+            left = max(m.max_cost - m.spent_usd(), 0.0)
+            cap = CostCap(rin / 1e6, out_tokens * rout / 1e6, left / PACE_PARTS)
         out: list[Shard] = []
         with tempfile.TemporaryDirectory(prefix="afbatch-plan-") as tmp:
-            files = write_shards(render_lines(provider, requests), shard_limits(provider, self.job), tmp, "s")
+            files = write_shards(render_lines(provider, requests), limits, tmp, "s", cap=cap)
             for f in files:
                 ids_text = Path(f.ids_path).read_text()
                 digest = hashlib.sha256(ids_text.encode()).hexdigest()[:12]
@@ -474,9 +487,14 @@ class Run:
                 self.put_file(key, f.path)
                 self.store.write(ids_key, ids_text.encode())
                 self._ids[sid] = ids_text.split()
-                rates = price.list_rates(0) if on_demand else price.batch_rates(0)
-                max_tokens = requests[0].max_tokens * requests[0].n  # every choice may run to max_tokens
-                bound = (f.n_bytes / 3 * rates[0] + f.n_requests * max_tokens * rates[1]) / 1e6
+                # A true bound of what the shard can bill, for --max-cost. Input: a token is at
+                # least one byte of UTF-8 text for every tokenizer these providers use (byte-level
+                # BPE or byte fallback), and the JSON around the texts is longer than the chat
+                # format's own tokens, so the file's bytes bound its input tokens. Output: every
+                # request runs every choice to max_tokens. Both at the dearest rate a token can
+                # have (long-context tier, cache write).
+                rin, rout = price.row_cost(on_demand, model.cache_ttl).rate_bounds()
+                bound = (f.n_bytes * rin + f.n_requests * out_tokens * rout) / 1e6
                 token = "t" + hashlib.sha256(f"{self.run_id}/{sid}".encode()).hexdigest()[:30]
                 out.append(Shard(id=sid, model=label, stage=stage, round=rnd, attempt=attempt, provider=model.provider, requests=f.n_requests,
                                  bytes=f.n_bytes, sha256=f.sha256, key=key, ids_key=ids_key, on_demand=on_demand,
@@ -577,13 +595,8 @@ class Run:
             s = m.shards[sid]
             if s.state != ShardState.PENDING or m.cancelled:
                 return None
-            limit = max_cost if max_cost is not None else m.max_cost
-            others = m.committed_usd() - s.bound_usd
-            if limit is not None and others + s.bound_usd > limit:
-                raise BudgetError(
-                    f"run {self.run_id}: spent plus in-flight bounds (${others:,.2f}) and the next shard (${s.bound_usd:,.2f}) "
-                    f"would exceed --max-cost ${limit:,.2f} — rerun with a higher --max-cost to continue"
-                )
+            if not _fits(m, s, max_cost):
+                return None  # waits: batches in flight free budget as they end (see run())
             s.move(ShardState.SUBMITTING)
             s.owner, s.intent_at = self.owner, now
             return s.model_copy()
@@ -913,6 +926,8 @@ class Run:
 
     def step(self, max_cost: float | None = None) -> bool:
         """One pass: reconcile, poll, collect, plan, submit. True when something changed."""
+        if max_cost is not None and self.manifest().max_cost != max_cost:  # plan() cuts by it
+            self.update(lambda m: setattr(m, "max_cost", max_cost))
         changed = self.reconcile()
         changed += self.poll()
         changed += self.collect()
@@ -933,18 +948,54 @@ class Run:
             if st.done:
                 self.update(lambda m: setattr(m, "finished_at", m.finished_at or time.time()))
                 return st
-            if not changed and not any(s.state in IN_FLIGHT for s in self.manifest().shards.values()):
-                raise RunError(self._stuck(self.manifest()))
+            if st.cancelled:
+                raise CancelledError(f"run {self.run_id} was cancelled by `afbatch cancel` "
+                                     f"(another process); its batches are being stopped — "
+                                     f"`afbatch run {self.run_id}` resumes it")
+            m = self.manifest()
+            if not changed and not any(s.state in mf.SENT for s in m.shards.values()):
+                self._stuck(m, max_cost)
             interval = poll_interval if changed else min(interval * 1.5, max_interval)
             sleep(interval)
 
-    def _stuck(self, m: Manifest) -> str:
+    def _stuck(self, m: Manifest, max_cost: float | None) -> None:
+        """Nothing is at the provider and the last step changed nothing: the budget is spent, or a
+        bug."""
+        pending = [s for s in m.shards.values() if s.state == ShardState.PENDING]
+        blocked = [s for s in pending if not _fits(m, s, max_cost)]
+        if blocked:
+            limit = max_cost if max_cost is not None else m.max_cost
+            assert limit is not None
+            spent = m.spent_usd()
+            split = [s.id for s in blocked
+                     if s.requests > least_requests(self.provider(s.model).limits)]
+            if split:  # planned when more was left: retired unsent, the next plan cuts smaller ones
+                def retire(latest: Manifest) -> None:
+                    for sid in split:
+                        x = latest.shards[sid]
+                        if x.state == ShardState.PENDING:
+                            x.move(ShardState.CANCELLED)
+                            x.message = "not sent: planned again smaller, to fit --max-cost"
+
+                self.update(retire)
+                self.log(f"{len(split)} shard(s) too big for what is left of --max-cost: "
+                         "planning smaller ones")
+                return
+            raise BudgetError(
+                f"run {self.run_id}: --max-cost ${limit:,.2f} reached — ${spent:,.2f} spent, "
+                f"{sum(s.requests for s in pending):,} requests in {len(pending)} shard(s) not "
+                f"sent (the next could bill up to ${min(s.bound_usd for s in blocked):,.2f}, "
+                f"${max(limit - spent, 0):,.2f} is left) — continue with "
+                f"`afbatch run {self.run_id} --max-cost <more USD>`")
+        if not pending:
+            raise RunError(self._stuck_message(m))
+
+
+    def _stuck_message(self, m: Manifest) -> str:
         """Why nothing can be sent though the run is not done: which requests, held by which shards,
         and the way out. Planning and the ledger agree on every store afbatch wrote: this is for a
         store changed by hand."""
         run = f"run {self.run_id}"
-        if m.cancelled:
-            return f"{run} was cancelled while it ran — run it again to resume"
         ids = {r.id for r in self.wanted(m)[0]}
         if not ids:
             return f"{run} cannot make progress: nothing is needed or in flight, yet it is not done"
@@ -962,6 +1013,12 @@ class Run:
                 f" — the store under runs/{self.run_id}/ was changed. Restore it, or rename the job"
                 " to start a new run in this store: it reuses every answer stored here and asks"
                 " only for the rest")
+
+
+def _fits(m: Manifest, s: Shard, max_cost: float | None) -> bool:
+    """Whether sending `s` now keeps spend plus the bounds of all that may still bill in the cap."""
+    limit = max_cost if max_cost is not None else m.max_cost
+    return limit is None or m.committed_usd() + s.bound_usd <= limit
 
 
 def _shard_states(m: Manifest) -> tuple[tuple[str, bool, bool], ...]:

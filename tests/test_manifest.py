@@ -292,15 +292,15 @@ def test_spent_and_committed_usd():
     by = {s.state: s for s in shards}
     spent = sum(s.cost_usd for s in shards)
     assert m.spent_usd() == spent  # every shard's cost counts, whatever its state
-    in_flight = sum(by[s].bound_usd for s in (P, SG, SD, E))
+    in_flight = sum(by[s].bound_usd for s in (SG, SD, E))
     assert m.committed_usd() == spent + in_flight  # plus the bounds of what is, or may be, at the provider
-    assert m.committed_usd() == spent + 1 + 2 + 4 + 8  # pending, submitting, submitted, ended; not collected/cancelled
+    assert m.committed_usd() == spent + 2 + 4 + 8  # submitting, submitted, ended; nothing else
 
 
 def test_committed_usd_follows_the_state():
     s = new_shard("s1", bound_usd=5.0)
     m = new_manifest(shards=[s])
-    assert (m.spent_usd(), m.committed_usd()) == (0.0, 5.0)
+    assert (m.spent_usd(), m.committed_usd()) == (0.0, 0.0)  # nothing sent: nothing can bill yet
     for to in (SG, SD, E):
         m.shards["s1"].move(to)
         assert m.committed_usd() == 5.0

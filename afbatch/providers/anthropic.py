@@ -144,6 +144,10 @@ class AnthropicProvider:
     def ready(self) -> None:
         self.client  # noqa: B018 - building the client checks the key
 
+    def endpoint(self) -> str:
+        """Where the calls go (the client's base URL as the SDK resolved it; no network)."""
+        return str(self.client.base_url)
+
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         with open(shard_path, "rb") as f:
             requests = jsonl.read(f.read())

@@ -90,6 +90,10 @@ class Provider(Protocol):
         """Raise ProviderError naming what is missing (API key, S3 location, credentials); no network."""
         ...
 
+    def endpoint(self) -> str:
+        """Where this model's calls go (base URL as the SDK resolved it, no key); no network."""
+        ...
+
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         """Create the batch from a local JSONL shard; returns the provider batch id."""
         ...

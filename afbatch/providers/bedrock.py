@@ -141,6 +141,15 @@ class BedrockProvider:
             raise ProviderError(f"{self.model.name}: no AWS credentials found — set AWS_PROFILE, or "
                                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 
+    def endpoint(self) -> str:
+        """Where the calls go (each boto3 client's endpoint, from the environment; no network)."""
+        where = [self._client("bedrock").meta.endpoint_url]
+        if self.model.s3_uri:
+            where.append(f"S3 {self._client('s3').meta.endpoint_url}")
+        if self.model.on_demand_fallback:
+            where.append(f"on-demand {self._client('bedrock-runtime').meta.endpoint_url}")
+        return ", ".join(where)
+
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         bucket, prefix = self._location()
         key_in = self._key(prefix, "afbatch-input", f"{token}.jsonl")
