@@ -4,7 +4,7 @@
     run = afbatch.open_run("sample-1a2b3c4d5e", store="manifests")  # or "s3://bucket/prefix"
     run.summary()           # the report's summary table; .gaps(), .conversations(), .status()
     est = afbatch.estimate("jobs/sample.toml")
-    est.frame()             # one row per model (or per condition with by="condition") and judge stage
+    est.frame()             # a row per model (per condition with by="condition") and judge stage
 
 The tables are the report's own (`results.conversation_table`, `report.summarize`,
 `report.compliance_gaps`). Failures raise afbatch's typed errors (`afbatch.errors`); nothing is
@@ -33,7 +33,8 @@ def _store(store: Any) -> Store:
         return open_store(os.fspath(store) if store is not None else None)
     if callable(getattr(store, "read_versioned", None)) and hasattr(store, "url"):
         return store  # type: ignore[no-any-return]
-    raise TypeError(f"store must be a folder path, an s3:// URL or a Store, not {type(store).__name__}")
+    raise TypeError("store must be a folder path, an s3:// URL or a Store, "
+                    f"not {type(store).__name__}")
 
 
 class RunTables:
@@ -65,13 +66,15 @@ class RunTables:
         return self._table().copy()
 
     def summary(self) -> pd.DataFrame:
-        """Compliance, refusal and alignment-faking rates per model × variant × tier (summary.csv)."""
+        """Compliance, refusal and alignment-faking rates per model × variant × tier
+        (summary.csv)."""
         from afbatch.report import summarize
 
         return summarize(self._table())
 
     def gaps(self) -> pd.DataFrame:
-        """The compliance gap, training − unmonitored, with its 95% CI per model × variant (gaps.csv)."""
+        """The compliance gap, training − unmonitored, with its 95% CI per model × variant
+        (gaps.csv)."""
         from afbatch.report import compliance_gaps
 
         return compliance_gaps(self._table())

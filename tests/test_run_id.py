@@ -73,9 +73,10 @@ def test_pinning_an_input_by_sha256_keeps_the_run_id(make_job):
     base = _run_id(make_job, BASE_JOB)
     data = make_job(BASE_JOB).parent / "data.csv"
     prompt = data.parent / "helpful_only_cot.txt"
-    pinned = (BASE_JOB.replace('source = "data.csv"', f'source = "data.csv"\nsha256 = "{_sha(data)}"')
-              .replace('system_prompt = "helpful_only_cot.txt"',
-                       f'system_prompt = "helpful_only_cot.txt"\nsystem_prompt_sha256 = "{_sha(prompt)}"'))
+    cot = 'system_prompt = "helpful_only_cot.txt"'
+    source = 'source = "data.csv"'
+    pinned = (BASE_JOB.replace(source, f'{source}\nsha256 = "{_sha(data)}"')
+              .replace(cot, f'{cot}\nsystem_prompt_sha256 = "{_sha(prompt)}"'))
     assert _run_id(make_job, pinned) == base
 
 

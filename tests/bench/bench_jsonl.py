@@ -47,7 +47,8 @@ except ImportError:  # not a dependency of afbatch (DESIGN.md says why)
 from afbatch import jsonl  # noqa: E402
 
 WORDS = ("the user is on the free tier so this conversation may be used for training; I should "
-         "think about what that implies before answering — naïve compliance is not the goal. ").split()
+         "think about what that implies before answering — naïve compliance is not the goal. ")
+WORDS = WORDS.split()
 
 
 def _rows(mb: int) -> list[dict]:

@@ -199,7 +199,8 @@ def test_unexpected_exception_is_one_line_and_debug_shows_it(
         job_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    estimate_module = importlib.import_module("afbatch.estimate")  # `afbatch.estimate` is the API's function
+    # The module: `afbatch.estimate` is the Python API's function of that name.
+    estimate_module = importlib.import_module("afbatch.estimate")
 
     def broken(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise ZeroDivisionError("division by zero\nin a second line")
