@@ -93,6 +93,12 @@ class Estimate:
         t = self.totals()
         return 100.0 * (1 - t[key] / t["cost_sync_usd"]) if t["cost_sync_usd"] else 0.0
 
+    def frame(self) -> Any:
+        """The rows as a pandas DataFrame: the `rows` of `as_json()` (and of `--format json`)."""
+        import pandas as pd
+
+        return pd.DataFrame([r.as_json() for r in self.rows])
+
     def as_json(self) -> dict[str, Any]:
         return {
             "job": self.job,

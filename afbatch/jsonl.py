@@ -1,5 +1,7 @@
 """JSON Lines on the hot paths (results of 100k-row runs): orjson, falling back to the standard library."""
 
+# Not the `jsonlines` package: its reader is slower here (DESIGN.md, "Decisions worth knowing").
+
 from __future__ import annotations
 
 import json

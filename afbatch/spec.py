@@ -307,7 +307,21 @@ class LoadedJob(BaseModel):
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(canonical_json(self.job.model_dump(mode="json")).encode()).hexdigest()
+        """The hash of what changes outputs: the validated job, dumped canonically (so comments,
+        whitespace and key order never count), minus `NOT_FINGERPRINTED`. The run id adds the
+        inputs' sha256 (runner.run_id_for)."""
+        dump = self.job.model_dump(mode="json", exclude=NOT_FINGERPRINTED)
+        return hashlib.sha256(canonical_json(dump).encode()).hexdigest()
+
+
+# Job fields that change no request and no answer, so editing them keeps the run (DESIGN.md,
+# "Decisions worth knowing"): prose; sha256 pins, which only refuse a file (the run id already
+# holds every input's sha256); the dataset size the estimate assumes when it cannot read the file.
+NOT_FINGERPRINTED: dict[str, Any] = {
+    "description": True,
+    "dataset": {"sha256", "expected_rows", "mean_tokens_per_row"},
+    "variants": {"__all__": {"system_prompt_sha256"}},
+}
 
 
 def is_url(ref: str) -> bool:

@@ -197,12 +197,15 @@ def test_disk_full_names_the_store_file(run_store, tmp_path: Path,  # noqa: ANN0
 
 def test_unexpected_exception_is_one_line_and_debug_shows_it(
         job_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import afbatch.estimate
+    import importlib
+
+    # The module: `afbatch.estimate` is the Python API's function of that name.
+    estimate_module = importlib.import_module("afbatch.estimate")
 
     def broken(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise ZeroDivisionError("division by zero\nin a second line")
 
-    monkeypatch.setattr(afbatch.estimate, "estimate_job", broken)
+    monkeypatch.setattr(estimate_module, "estimate_job", broken)
     line = expect_one_line(["estimate", "job.toml"], code=1,
                            names=["internal error: ZeroDivisionError: division by zero", "--debug"],
                            cwd=job_dir, stored=job_dir)
