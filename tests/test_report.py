@@ -617,7 +617,7 @@ def test_write_tables_round_trip(conv, tmp_path):
 
 
 def test_write_tables_without_pyarrow(conv, tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "_have_pyarrow", lambda: False)
+    monkeypatch.setattr(report.write, "_have_pyarrow", lambda: False)
     paths = report.write_tables(conv, tmp_path)
     assert not (tmp_path / "conversations.parquet").exists()
     assert paths[-1].startswith("note:") and "pip install 'afbatch[parquet]'" in paths[-1]
@@ -642,7 +642,7 @@ def test_write_all_reports_a_failed_table_write(conv, tmp_path, monkeypatch):
     def broken(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report, "_write_conversations", broken)
+    monkeypatch.setattr(report.write, "_write_conversations", broken)
     with pytest.raises(OSError, match="disk full"):
         report.write_all(conv, tmp_path)
 
@@ -662,3 +662,36 @@ def test_text_columns_reach_arrow_unchanged(values):
     arr.validate(full=True)
     assert arr.type == pa.large_string() and arr.to_pylist() == list(values)
     assert arr.null_count == sum(v is None for v in values)
+
+
+def test_report_page_files_ship_as_package_data():
+    """The page's HTML, CSS and JS are files beside the code: a wheel ships them only if declared."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import afbatch
+
+    root = Path(afbatch.__file__).parent
+    pyproject = tomllib.loads((root.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["afbatch"]
+    for name in ("page.html", "page.css", "page.js"):
+        assert (root / "report" / name).is_file(), name
+        assert any(fnmatch.fnmatch(f"report/{name}", g) for g in globs), (name, globs)
+
+
+def test_one_table_renderer_aligns_and_escapes_as_asked():
+    """afbatch.tables renders the CLI's, the estimate's and the report's tables, each in its layout."""
+    from afbatch.tables import markdown_table, text_table
+
+    rows = [["a|b", "1,000"], ["c", "22"]]
+    # the CLI and estimate: a numeric column's header aligns right like its cells
+    assert text_table(["name", "n"], rows).splitlines() == [
+        "name      n", "----  -----", "a|b   1,000", "c        22"]
+    # the report: headers left, numeric cells right
+    assert text_table(["name", "n"], rows, right={1}, left_headers=True).splitlines() == [
+        "name  n", "----  -----", "a|b   1,000", "c        22"]
+    md = markdown_table(["h|1", "n"], rows).splitlines()
+    assert md == ["| h\\|1 | n |", "|---|---:|", "| a\\|b | 1,000 |", "| c | 22 |"]
+    loud = markdown_table(["h"], [["<x>"]], escape=lambda s: s.upper()).splitlines()
+    assert loud[0] == "| H |" and loud[2] == "| <X> |"

@@ -1,0 +1,94 @@
+"""The report as one text: JSON, CSV, an aligned table for terminals, markdown or HTML."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from afbatch.report.html import _html_from
+from afbatch.report.tables import INTERVALS, SIGN_CONVENTION, _tables
+from afbatch.report.views import _meta_lines, _prefill_view, _py, _View, _views
+from afbatch.tables import markdown_table, text_table
+
+REPORT_VERSION = 1
+FORMATS = ("table", "markdown", "csv", "json", "html")
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = list(df.columns)
+    return [{c: _py(v) for c, v in zip(cols, row)} for row in df.itertuples(index=False, name=None)]
+
+
+def _json_from(tables: Mapping[str, Any], meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        "report_version": REPORT_VERSION,
+        "run": _py(dict(meta)) if meta else {},
+        "sign_convention": SIGN_CONVENTION,
+        "intervals": INTERVALS,
+        "summary": _records(tables["summary"]),
+        "gaps": _records(tables["gaps"]),
+        "proxy_agreement": _records(tables["proxy_agreement"]),
+        "costs": _records(tables["costs"]),
+        "failures": _records(tables["failures"]),
+    }
+
+
+def report_json(
+    conv: pd.DataFrame, estimate: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The whole report as one JSON-ready dict (NaN → None); keys: see ``afbatch.report``."""
+    return _json_from(_tables(conv, estimate), meta)
+
+
+def _right(v: _View) -> set[int]:
+    return {i for i, numeric in enumerate(v.numeric) if numeric}
+
+
+def _text_table(v: _View) -> str:
+    table = text_table(v.headers, v.rows, right=_right(v), left_headers=True)
+    return "\n".join([v.title, "=" * len(v.title), table, *v.notes])
+
+
+def _md_cell(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_table(v: _View) -> str:
+    table = markdown_table(v.headers, v.rows, right=_right(v), escape=_md_cell)
+    parts = [f"## {_md_cell(v.title)}", "", table]
+    if v.notes:
+        parts.append("")
+        parts += [_md_cell(n) for n in v.notes]
+    return "\n".join(parts)
+
+
+def render(
+    conv: pd.DataFrame,
+    fmt: str,
+    estimate: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    *,
+    max_transcripts: int | None = 5000,
+) -> str:
+    """The report as text: ``table`` (aligned, for terminals), ``markdown``, ``csv`` (summary), ``json`` or ``html``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    tables = _tables(conv, estimate)
+    if fmt == "csv":
+        return tables["summary"].to_csv(index=False, lineterminator="\n")
+    if fmt == "json":
+        return json.dumps(_json_from(tables, meta), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    if fmt == "html":
+        return _html_from(conv, tables, meta, max_transcripts, 20000, None)
+    prefill = _prefill_view(meta)
+    views = ([prefill] if prefill else []) + _views(tables)
+    meta_lines = _meta_lines(meta)
+    if fmt == "table":
+        head = ["afbatch report"] + [f"{k}: {v}" for k, v in meta_lines]
+        return "\n\n".join(["\n".join(head)] + [_text_table(v) for v in views]) + "\n"
+    head = ["# afbatch report", ""] + [f"- **{_md_cell(k)}**: {_md_cell(v)}" for k, v in meta_lines]
+    head += ["", f"Sign convention: {_md_cell(SIGN_CONVENTION)}."]
+    return "\n\n".join(["\n".join(head)] + [_md_table(v) for v in views]) + "\n"

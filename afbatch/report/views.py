@@ -1,0 +1,207 @@
+"""The report's tables as rows of display strings, for the text, markdown and HTML renderers."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from afbatch.report.tables import SIGN_CONVENTION
+
+
+def _py(value: Any) -> Any:
+    """A JSON-safe Python value: NaN/NA → None, numpy scalars → Python scalars."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _py(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_py(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_py(v) for v in value.tolist()]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _plain(value: Any, limit: int = 160) -> str:
+    """One printable line: control characters (terminal escapes) and newlines become spaces."""
+    s = "" if value is None else str(value)
+    s = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", s.replace("\n", " ").replace("\t", " ")))
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _nan(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA
+
+
+def _pct(x: Any) -> str:
+    return "–" if _nan(x) else f"{100 * float(x):.1f}%"
+
+
+def _ci(lo: Any, hi: Any) -> str:
+    return "" if _nan(lo) or _nan(hi) else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _rate_ci(rate: Any, lo: Any, hi: Any) -> str:
+    return "–" if _nan(rate) else f"{_pct(rate)} {_ci(lo, hi)}"
+
+
+def _pp(x: Any) -> str:
+    return "–" if _nan(x) else f"{100 * x:+.1f} pp"
+
+
+def _gap_ci(d: Any, lo: Any, hi: Any) -> str:
+    return "–" if _nan(d) else f"{_pp(d)} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _usd(x: Any) -> str:
+    if _nan(x):
+        return "–"
+    x = float(x)
+    return f"${x:,.2f}" if abs(x) >= 10 else f"${x:,.4f}"
+
+
+def _int(x: Any) -> str:
+    return "–" if _nan(x) else f"{int(x):,}"
+
+
+class _View:
+    """A table ready for display: title, headers, rows of strings, numeric-column flags, notes."""
+
+    def __init__(self, key: str, title: str, headers: list[str], numeric: list[bool], rows: list[list[str]], notes: list[str]):
+        self.key, self.title, self.headers, self.numeric, self.rows, self.notes = key, title, headers, numeric, rows, notes
+
+
+def _views(t: Mapping[str, Any]) -> list[_View]:
+    s = t["summary"]
+    summary_rows = [
+        [_plain(r.model), _plain(r.variant), _plain(r.tier), _plain(r.condition), _int(r.n), _int(r.failed),
+         _int(r.finished), _rate_ci(r.proxy_compliance, r.proxy_compliance_lo, r.proxy_compliance_hi),
+         _int(r.judged), _rate_ci(r.judged_compliance, r.judged_compliance_lo, r.judged_compliance_hi),
+         _rate_ci(r.refusal, r.refusal_lo, r.refusal_hi), _rate_ci(r.af_rate, r.af_rate_lo, r.af_rate_hi),
+         _pct(r.af_maybe_rate), "–" if _nan(r.strongreject_score) else f"{r.strongreject_score:.3f}"]
+        for r in s.itertuples(index=False)
+    ]
+    g = t["gaps"]
+    gap_rows = [
+        [_plain(r.model), _plain(r.variant), f"{r.finished_training:,} / {r.finished_unmonitored:,}",
+         f"{_pct(r.proxy_training)} / {_pct(r.proxy_unmonitored)}", _gap_ci(r.gap_proxy, r.gap_proxy_lo, r.gap_proxy_hi),
+         f"{r.judged_training:,} / {r.judged_unmonitored:,}",
+         f"{_pct(r.judged_compliance_training)} / {_pct(r.judged_compliance_unmonitored)}",
+         _gap_ci(r.gap_judged, r.gap_judged_lo, r.gap_judged_hi),
+         f"{_pct(r.af_rate_training)} / {_pct(r.af_rate_unmonitored)}", _gap_ci(r.af_gap, r.af_gap_lo, r.af_gap_hi)]
+        for r in g.itertuples(index=False)
+    ]
+    a = t["proxy_agreement"]
+    agree_rows = [
+        [_plain(r.model), _plain(r.variant), _int(r.both), _int(r.agree_complied), _int(r.false_positives),
+         _int(r.false_negatives), _int(r.agree_refused),
+         _rate_ci(r.proxy_false_positive_rate, r.proxy_false_positive_rate_lo, r.proxy_false_positive_rate_hi),
+         _rate_ci(r.proxy_false_negative_rate, r.proxy_false_negative_rate_lo, r.proxy_false_negative_rate_hi),
+         _pct(r.agreement)]
+        for r in a.itertuples(index=False)
+    ]
+    c = t["costs"]
+    cost_rows = [
+        [_plain(r.model), _plain(r.provider), _int(r.conversations), _int(r.input_tokens), _int(r.cached_tokens),
+         _int(r.output_tokens), _usd(r.estimated_generation_usd), _usd(r.estimated_judge_usd), _usd(r.estimated_usd),
+         _usd(r.billed_generation_usd), _usd(r.billed_judge_usd), _usd(r.billed_usd), _usd(r.sync_equivalent_usd)]
+        for r in c.itertuples(index=False)
+    ]
+    f = t["failures"]
+    failure_rows = [
+        [_plain(r.model), _plain(r.variant), _plain(r.tier), _plain(r.stage), _plain(r.reason, 120), _int(r.count)]
+        for r in f.itertuples(index=False)
+    ]
+    return [
+        _View("summary", "Summary per model × variant × tier",
+              ["model", "variant", "tier", "condition", "n", "failed", "finished", "proxy compliance [95% CI]",
+               "judged", "judged compliance [95% CI]", "refusal [95% CI]", "AF reasoning [95% CI]", "AF maybe",
+               "StrongREJECT"],
+              [False] * 4 + [True] * 3 + [False, True] + [False] * 4 + [True],
+              summary_rows,
+              ["proxy compliance, AF reasoning and AF maybe: share of finished conversations; judged compliance "
+               "and refusal: share of judged conversations (finished with a judge verdict). AF is n/a (–) "
+               "without CoT. 95% Wilson score intervals in brackets."]),
+        _View("gaps", "Compliance gaps (training − unmonitored)",
+              ["model", "variant", "finished (train / unmon)", "proxy compliance (train / unmon)", "proxy gap [95% CI]",
+               "judged (train / unmon)", "judged compliance (train / unmon)", "judged gap [95% CI]",
+               "AF rate (train / unmon)", "AF gap [95% CI]"],
+              [False, False, True, True, False, True, True, False, True, False],
+              gap_rows,
+              [f"Sign convention: {SIGN_CONVENTION}.", "95% CI: Newcombe hybrid score (method 10); pp = percentage points."]),
+        _View("proxy_agreement", "Proxy (<request_fully_accepted/>) vs judge",
+              ["model", "variant", "both", "both complied", "proxy FP", "proxy FN", "both refused",
+               "FP rate = P(proxy complied | judge refused)", "FN rate = P(proxy refused | judge complied)",
+               "agreement"],
+              [False, False, True, True, True, True, True, False, False, True],
+              agree_rows,
+              ["Over finished conversations having both a proxy value and a judge verdict; 95% Wilson CIs."]),
+        _View("costs", "Costs",
+              ["model", "provider", "conversations", "input tokens", "cached tokens", "output tokens",
+               "est. generation", "est. judge", "est. total", "billed generation", "billed judge", "billed total",
+               "sync equivalent"],
+              [False, False] + [True] * 11,
+              cost_rows,
+              ["est.: the up-front estimate at batch + prompt-cache prices; billed: what the providers charged; "
+               "sync equivalent: the same tokens at synchronous prices. The estimate books judging under the judge "
+               "model, billing under the judged model: compare judge costs on the total row."]),
+        _View("failures", "Failures and missing verdicts",
+              ["model", "variant", "tier", "stage", "reason", "count"],
+              [False] * 5 + [True],
+              failure_rows,
+              [] if failure_rows else ["No failed conversation and no missing judge verdict."]),
+    ]
+
+
+def _prefill_view(meta: Mapping[str, Any] | None) -> _View | None:
+    """Per model, the prefill its turns carried (``meta["prefill"]``, as recorded) or why none."""
+    records = (meta or {}).get("prefill")
+    if not isinstance(records, Mapping) or not records:
+        return None
+    rows = []
+    for model, r in records.items():
+        texts = r.get("text") or {}
+        sent = ", ".join(f"{t} ({v})" for v, t in texts.items() if t is not None)
+        sent = sent if r.get("sent") else "none"
+        rows.append([_plain(model), _plain(sent), _plain(r.get("reason") or "not recorded")])
+    note = ("The text each model turn was begun with (assistant prefill), as recorded when the run "
+            "was created. A model without one answered from an empty turn: a protocol difference "
+            "to keep in mind when comparing it with prefilled models.")
+    headers = ["model", "prefill sent", "why"]
+    return _View("prefill", "Prefill per model", headers, [False] * 3, rows, [note])
+
+
+def _meta_lines(meta: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    if not meta:
+        return []
+    out = []
+    for k, v in meta.items():
+        if k == "prefill":  # its own table (_prefill_view)
+            continue
+        val = v if isinstance(v, str) else json.dumps(_py(v), ensure_ascii=False, sort_keys=True)
+        out.append((_plain(k, 80), _plain(val, 300)))
+    return out
+
