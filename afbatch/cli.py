@@ -14,6 +14,7 @@ import click
 
 from afbatch import __version__
 from afbatch.errors import AfbatchError, os_error_message
+from afbatch.providers.registry import PROVIDERS, capabilities
 from afbatch.redact import redact, redact_values
 
 # Exit codes (README "Errors"): 2 bad input (job, dataset, prices, options), 3 budget refusal,
@@ -171,8 +172,9 @@ def compile_cmd(job: str, out_dir: str | None, offline: bool, prices_file: str |
         if small:
             fix = "they will be sent on-demand (on_demand_fallback = true)" if c.model.on_demand_fallback else \
                 "set on_demand_fallback = true for this model, or add rows"
-            _log(f"warning: {c.model.name}: {small[0].n_requests} requests cannot reach Bedrock's "
-                 f"minimum of 100 per job; {fix}")
+            info = capabilities(c.model.provider)
+            _log(f"warning: {c.model.name}: {small[0].n_requests} requests cannot reach "
+                 f"{info.title}'s minimum of {info.limits.min_requests} per job; {fix}")
 
 
 def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
@@ -459,9 +461,11 @@ def emulate(host: str, port: int, with_s3: bool) -> None:
     def hosts(url: str) -> dict[str, str]:
         # The OpenAI-compatible hosts of a job reach the same emulated Batches API.
         env = {}
-        for host in ("TOGETHER", "GROQ", "DEEPINFRA", "XAI"):
-            env[f"{host}_BASE_URL"] = url + "/v1"
-            env[f"{host}_API_KEY"] = "emulator-key"
+        for info in PROVIDERS.values():
+            host = info.family == "openai" and info.default_base_url
+            if host and info.base_url_env and info.key_env:
+                env[info.base_url_env] = url + "/v1"
+                env[info.key_env] = "emulator-key"
         return env
 
     serve(host, port, with_s3, announce=click.echo, extra_env=hosts)

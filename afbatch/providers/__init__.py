@@ -1,23 +1,29 @@
-"""One file per provider behind one Provider protocol (see base.py); `get_provider` picks it."""
+"""One file per provider behind one Provider protocol (see base.py); registry.py lists them and
+their capabilities, and `get_provider` builds the one a model names.
+
+The protocol's types are loaded on first use: spec.py reads the registry while it loads, before
+base.py (which needs spec) can be imported.
+"""
 
 from __future__ import annotations
 
-from afbatch.providers.base import BatchInfo, BatchStatus, Found, Limits, Provider
-from afbatch.spec import ModelSpec
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BatchInfo", "BatchStatus", "Found", "Limits", "Provider", "get_provider"]
+from afbatch.providers.registry import ProviderInfo, capabilities
+from afbatch.providers.registry import make_provider as get_provider
+
+if TYPE_CHECKING:
+    from afbatch.providers.base import BatchInfo, BatchStatus, Found, Limits, Provider
+
+__all__ = ["BatchInfo", "BatchStatus", "Found", "Limits", "Provider", "ProviderInfo",
+           "capabilities", "get_provider"]
+
+_FROM_BASE = frozenset({"BatchInfo", "BatchStatus", "Found", "Limits", "Provider"})
 
 
-def get_provider(model: ModelSpec) -> Provider:
-    """The provider for a model; each model gets its own instance (hosts differ in base URL and key)."""
-    if model.provider == "anthropic":
-        from afbatch.providers.anthropic import AnthropicProvider
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BASE:
+        from afbatch.providers import base
 
-        return AnthropicProvider(model)
-    if model.provider == "bedrock":
-        from afbatch.providers.bedrock import BedrockProvider
-
-        return BedrockProvider(model)
-    from afbatch.providers.openai import OpenAIProvider
-
-    return OpenAIProvider(model)
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
