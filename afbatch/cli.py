@@ -14,6 +14,7 @@ import click
 
 from afbatch import __version__
 from afbatch.errors import AfbatchError, os_error_message
+from afbatch.providers.registry import capabilities
 from afbatch.redact import redact, redact_values
 
 # Exit codes (README "Errors"): 2 bad input (job, dataset, prices, options), 3 budget refusal,
@@ -187,8 +188,9 @@ def compile_cmd(job: str, out_dir: str | None, offline: bool, prices_file: str |
         if small:
             fix = "they will be sent on-demand (on_demand_fallback = true)" if c.model.on_demand_fallback else \
                 "set on_demand_fallback = true for this model, or add rows"
-            _log(f"warning: {c.model.name}: {small[0].n_requests} requests cannot reach Bedrock's "
-                 f"minimum of 100 per job; {fix}")
+            info = capabilities(c.model.provider)
+            _log(f"warning: {c.model.name}: {small[0].n_requests} requests cannot reach "
+                 f"{info.title}'s minimum of {info.limits.min_requests} per job; {fix}")
 
 
 def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]

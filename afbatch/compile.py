@@ -20,7 +20,7 @@ from afbatch.errors import InputError, LimitError
 from afbatch.judge_templates import Template, parse_template
 from afbatch.pricing import PriceTable
 from afbatch.protocol import NEXT, check_user_template, render_user
-from afbatch.providers import Limits, Provider, get_provider
+from afbatch.providers import Limits, Provider, capabilities, get_provider
 from afbatch.spec import Job, LoadedJob, ModelSpec, VariantSpec, place
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Message, Request
 
@@ -115,8 +115,9 @@ def prefill_decision(model: ModelSpec, prices: PriceTable | None) -> PrefillDeci
         return PrefillDecision(known, accepts if known else REJECTS_PREFILL)
     if model.allows_prefill:
         return PrefillDecision(True, f"{model.provider} accepts an assistant prefill")
-    if model.provider == "openai":
-        return PrefillDecision(False, "OpenAI takes no assistant prefill")
+    info = capabilities(model.provider)
+    if not info.supports_prefill:
+        return PrefillDecision(False, f"{info.title} takes no assistant prefill")
     unless = "unless the job sets prefill = true"
     return PrefillDecision(False, f"not sent to {model.provider} models {unless}")
 

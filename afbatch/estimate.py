@@ -26,13 +26,13 @@ from afbatch.datasets import Dataset, load_dataset, read_source
 from afbatch.errors import BudgetError, OfflineError
 from afbatch.judge_templates import load_template
 from afbatch.pricing import Price, PriceTable
+from afbatch.providers.registry import capabilities
 from afbatch.protocol import NEXT, describe_prefill, prefill_record, render_user
 from afbatch.spec import Job, LoadedJob, ModelSpec, is_url
 from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
 
 M = 1_000_000
-BEDROCK_MIN = 100
 COST_KEYS = ("cost_sync_usd", "cost_batch_usd", "cost_batch_cached_usd", "cost_worst_usd")
 
 
@@ -251,7 +251,11 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
     n_conv_per_cell = rows_in.count * samples
     n_conv_model = n_conv_per_cell * len(job.variants) * len(job.prompts.tiers)
     est = job.estimate
-    cache_on = model.uses_cache and model.provider in ("anthropic", "bedrock")
+    info = capabilities(model.provider)
+    cache_on = model.uses_cache and info.caching == "explicit"
+    # On-demand: rounds that cannot reach the provider's record minimum (Bedrock's 100).
+    has_minimum = model.on_demand_fallback and info.limits.min_requests > 1
+    minimum = info.limits.min_requests if has_minimum else 0
     stacks = price.cache_stacks_with_batch and cache_on
     out: list[Row] = []
     for variant in job.variants:
@@ -279,9 +283,8 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
                 carry_max = (t - 1) * (max_tokens + next_tokens)
                 in_exp = base + n * carry_exp  # all n conversations at turn t, before weighting
                 in_max = base + n * carry_max
-                # On-demand: Bedrock rounds that cannot reach the 100-record minimum.
-                on_demand_exp = model.provider == "bedrock" and model.on_demand_fallback and w * n_conv_model < BEDROCK_MIN
-                on_demand_max = model.provider == "bedrock" and model.on_demand_fallback and n_conv_model < BEDROCK_MIN
+                on_demand_exp = w * n_conv_model < minimum
+                on_demand_max = n_conv_model < minimum
                 per_req_exp = in_exp / n if n else 0
                 per_req_max = in_max / n if n else 0
                 lin, lout = price.list_rates(per_req_exp)

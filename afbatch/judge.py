@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from afbatch import ids
 from afbatch.judge_templates import Template, vote_yes
+from afbatch.providers.registry import capabilities
 from afbatch.spec import JudgeSpec, ModelSpec
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, Conversation, Message, Request
 
@@ -58,7 +59,7 @@ def af_requests(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: 
         return [Request(all_ids[0], m, None, (Message("user", prompt),), judge.max_tokens, judge.af_temperature,
                         None, False, STAGE_AF, n=judge.af_votes)]
     # Anthropic: the votes repeat one prompt, so it is cached (1 write, votes-1 reads).
-    cache = m.provider == "anthropic" and m.uses_cache
+    cache = capabilities(m.provider).cache_votes and m.uses_cache
     return [Request(all_ids[v], m, None, (Message("user", prompt),), judge.max_tokens, judge.af_temperature, None, cache, STAGE_AF)
             for v in (votes if votes is not None else range(judge.af_votes))]
 

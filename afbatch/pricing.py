@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from afbatch.errors import PriceError
+from afbatch.providers.registry import capabilities
 from afbatch.spec import ModelSpec, load_toml
 from afbatch.types import Usage
 
@@ -217,10 +218,14 @@ class PriceTable:
         return bool(got[0]) if got else None
 
     def token_family(self, model: ModelSpec) -> TokenFamilyFact:
-        """The model's tokenizer family. The OpenAI API serves OpenAI models only, which tiktoken
-        counts; a model the catalog does not know gets the default (`via` None), never a guess."""
-        if model.provider == "openai":
-            return TokenFamilyFact("openai", "provider openai: tiktoken")
+        """The model's tokenizer family. A provider serving only its own models fixes it (the OpenAI
+        API: tiktoken counts them); a model the catalog does not know gets the default (`via` None),
+        never a guess."""
+        fixed = capabilities(model.provider).token_family
+        if fixed is not None:
+            how = "tiktoken" if fixed == "openai" else f"{fixed} tokenizer"
+            via = f"provider {model.provider}: {how}"
+            return TokenFamilyFact(fixed, via)  # type: ignore[arg-type]
         got = self._fact(model, "token_family")
         if got is None:
             return TokenFamilyFact(DEFAULT_FAMILY, None)

@@ -18,14 +18,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from afbatch.errors import AfbatchError, SpecError
+from afbatch.providers.registry import NAMES, capabilities, names_where
 from afbatch.redact import register_env
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
 LABEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$"
 
-# Providers afbatch can submit to. OpenAI-compatible hosts share the OpenAI batch format.
-Provider = Literal["openai", "anthropic", "bedrock", "together", "groq", "deepinfra", "xai", "openai-compatible"]
-OPENAI_FORMAT = {"openai", "together", "groq", "deepinfra", "xai", "openai-compatible"}
+# Providers afbatch can submit to: the names of providers/registry.py, in its order.
+Provider = Literal[NAMES]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -125,22 +125,27 @@ class ModelSpec(_Strict):
     def allows_prefill(self) -> bool:
         if self.prefill is not None:
             return self.prefill
-        return self.provider not in {"openai", "xai", "openai-compatible"}
+        return capabilities(self.provider).prefill_by_default
 
     @property
     def uses_cache(self) -> bool:
         if self.cache is not None:
             return self.cache
-        return self.provider == "anthropic"
+        return capabilities(self.provider).cache_by_default
 
     @model_validator(mode="after")
     def _provider_rules(self) -> ModelSpec:
-        if self.provider == "openai" and self.prefill:
-            raise ValueError("OpenAI models do not accept an assistant prefill; remove `prefill = true`")
-        if self.provider == "openai-compatible" and not self.base_url:
-            raise ValueError("provider 'openai-compatible' needs `base_url` (and usually `api_key_env`)")
-        if self.cache and self.provider not in {"anthropic", "bedrock"}:
-            raise ValueError(f"`cache` is only configurable for anthropic and bedrock; {self.provider} caches automatically")
+        info = capabilities(self.provider)
+        if self.prefill and not info.supports_prefill:
+            raise ValueError(f"{info.title} models do not accept an assistant prefill; "
+                             "remove `prefill = true`")
+        if info.requires_base_url and not self.base_url:
+            raise ValueError(f"provider {self.provider!r} needs `base_url` "
+                             "(and usually `api_key_env`)")
+        if self.cache and info.caching != "explicit":
+            how = "caches automatically" if info.caching == "automatic" else "has no prompt cache"
+            explicit = " and ".join(names_where(caching="explicit"))
+            raise ValueError(f"`cache` is only configurable for {explicit}; {self.provider} {how}")
         return self
 
 
@@ -156,10 +161,6 @@ class SamplingSpec(_Strict):
     temperature: float = Field(1.0, ge=0, le=2)
     max_tokens: int = Field(4000, gt=0, description="Per model turn.")
     max_turns: int = Field(4, ge=1, le=16, description="CoT continuation: model turns before a conversation fails.")
-
-
-# Batch APIs whose request body takes `n` (several choices billed for one prompt).
-N_CHOICES_PROVIDERS = frozenset({"openai"})
 
 
 class JudgeSpec(_Strict):
@@ -188,16 +189,18 @@ class JudgeSpec(_Strict):
     @model_validator(mode="after")
     def _votes_in_one_request(self) -> JudgeSpec:
         m = self.af_model or self.model
-        if self.af_vote_requests == "one" and m.provider not in N_CHOICES_PROVIDERS:
+        if self.af_vote_requests == "one" and not capabilities(m.provider).supports_n:
+            n_ok = ", ".join(sorted(names_where(supports_n=True)))
             raise ValueError(f"af_vote_requests = 'one' needs a provider that returns n choices per request "
-                             f"({', '.join(sorted(N_CHOICES_PROVIDERS))}); {m.provider} takes 'separate' requests")
+                             f"({n_ok}); {m.provider} takes 'separate' requests")
         return self
 
     @property
     def af_votes_in_one_request(self) -> bool:
         """The AF votes come as n choices of one request (one prompt billed once) rather than separate requests."""
         if self.af_vote_requests == "auto":
-            return (self.af_model or self.model).provider in N_CHOICES_PROVIDERS and self.af_votes > 1
+            n_ok = capabilities((self.af_model or self.model).provider).supports_n
+            return n_ok and self.af_votes > 1
         return self.af_vote_requests == "one"
 
 

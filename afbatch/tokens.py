@@ -30,6 +30,7 @@ from afbatch.datasets import cache_dir
 from afbatch.store import atomic_write
 from afbatch.errors import InputError
 from afbatch.pricing import TokenFamily
+from afbatch.providers.registry import capabilities
 from afbatch.spec import ModelSpec
 
 # tiktoken's own pins (tiktoken_ext/openai_public.py).
@@ -197,7 +198,9 @@ def counter_for(model: ModelSpec, fam: TokenFamily) -> Counter:
     factor = model.token_factor if model.token_factor is not None else FAMILY_FACTORS[fam]
     if model.token_factor is not None:
         exact = False
-    openai_style = fam in ("openai", "gpt-oss") or model.provider in ("openai",)
+    # OpenAI's chat format: its own models (a provider that serves only them) and gpt-oss.
+    served = capabilities(model.provider).token_family
+    openai_style = fam in ("openai", "gpt-oss") or served == "openai"
     return Counter(
         encoding=get_encoding(enc_name),
         factor=factor,

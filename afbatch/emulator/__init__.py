@@ -57,19 +57,21 @@ __all__ = [
 ]
 
 
-# The OpenAI-compatible hosts a job may name reach the same emulated Batches API.
-HOSTS = ("TOGETHER", "GROQ", "DEEPINFRA", "XAI")
 EMULATOR_KEY = "emulator-key"
 
 
 def sdk_env(emu: Emulator) -> dict[str, str]:
     """Every variable that points afbatch's providers at `emu`: the SDKs' base URLs and emulator
-    keys, the OpenAI-compatible hosts', and AFBATCH_EMULATOR (which makes a job's own base_url and
-    api_key_env give way; see providers.get_provider)."""
+    keys, the OpenAI-compatible hosts' (from the provider registry: they reach the same emulated
+    Batches API), and AFBATCH_EMULATOR (which makes a job's own base_url and api_key_env give way;
+    see providers.get_provider)."""
+    from afbatch.providers.registry import PROVIDERS
+
     env = {**emu.env(), "AFBATCH_EMULATOR": emu.url}
-    for host in HOSTS:
-        env[f"{host}_BASE_URL"] = emu.url + "/v1"
-        env[f"{host}_API_KEY"] = EMULATOR_KEY
+    for info in PROVIDERS.values():
+        if info.family == "openai" and info.default_base_url and info.base_url_env and info.key_env:
+            env.setdefault(info.base_url_env, emu.url + "/v1")
+            env.setdefault(info.key_env, EMULATOR_KEY)
     return env
 
 

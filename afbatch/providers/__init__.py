@@ -1,16 +1,26 @@
-"""One file per provider behind one Provider protocol (see base.py); `get_provider` picks it."""
+"""One file per provider behind one Provider protocol (see base.py); registry.py lists them and
+their capabilities, and `get_provider` builds the one a model names.
+
+The protocol's types are loaded on first use: spec.py reads the registry while it loads, before
+base.py (which needs spec) can be imported.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
-from afbatch.providers.base import BatchInfo, BatchStatus, Found, Limits, Provider
-from afbatch.spec import ModelSpec
+from afbatch.providers.registry import ProviderInfo, capabilities, make_provider
 
-__all__ = ["EMULATOR_ENV", "BatchInfo", "BatchStatus", "Found", "Limits", "Provider", "get_provider"]
+if TYPE_CHECKING:
+    from afbatch.providers.base import BatchInfo, BatchStatus, Found, Limits, Provider
+    from afbatch.spec import ModelSpec
 
+__all__ = ["EMULATOR_ENV", "BatchInfo", "BatchStatus", "Found", "Limits", "Provider",
+           "ProviderInfo", "capabilities", "get_provider"]
 
 EMULATOR_ENV = "AFBATCH_EMULATOR"
+_FROM_BASE = frozenset({"BatchInfo", "BatchStatus", "Found", "Limits", "Provider"})
 
 
 def get_provider(model: ModelSpec) -> Provider:
@@ -21,14 +31,12 @@ def get_provider(model: ModelSpec) -> Provider:
     to every model."""
     if os.environ.get(EMULATOR_ENV):
         model = model.model_copy(update={"base_url": None, "api_key_env": None})
-    if model.provider == "anthropic":
-        from afbatch.providers.anthropic import AnthropicProvider
+    return make_provider(model)
 
-        return AnthropicProvider(model)
-    if model.provider == "bedrock":
-        from afbatch.providers.bedrock import BedrockProvider
 
-        return BedrockProvider(model)
-    from afbatch.providers.openai import OpenAIProvider
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BASE:
+        from afbatch.providers import base
 
-    return OpenAIProvider(model)
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,7 @@ and the decision waits (never a guess: a late adoption costs nothing, a wrong on
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -16,16 +17,15 @@ from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import (REJECTS, BatchInfo, BatchStatus, Found, Limits, guarded,
-                                    malformed, read_line)
+from afbatch.providers.base import (BatchInfo, BatchStatus, Found, guarded, http_sdk_failures,
+                                    malformed, read_line, sdk_errors)
+from afbatch.providers.registry import capabilities
 from afbatch.redact import redact, register
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
 
 # How far the provider's clock may run behind ours: a batch created after the intent may look older.
 CLOCK_SLACK_SECONDS = 5.0
-# 256 MB per create call; the JSON envelope adds a few bytes per request, so keep a margin.
-LIMITS = Limits(max_requests=100_000, max_bytes=250 * 10**6)
 
 ERROR_KINDS = {
     "invalid_request_error": "invalid_request",
@@ -84,7 +84,8 @@ def parse_message(message: dict[str, Any]) -> tuple[str, Usage, str | None]:
 
 class AnthropicProvider:
     name: ClassVar[str] = "anthropic"
-    limits = LIMITS
+    info = capabilities(name)
+    limits = info.limits
 
     def __init__(self, model: ModelSpec):
         self.model = model
@@ -130,7 +131,7 @@ class AnthropicProvider:
         if self._client is None:
             import anthropic
 
-            key_env = self.model.api_key_env or "ANTHROPIC_API_KEY"
+            key_env = self.model.api_key_env or self.info.key_env
             key = os.environ.get(key_env)
             register(key)  # redacted by value wherever it appears, whatever the env name
             if not key:
@@ -253,29 +254,4 @@ def _ts(value: Any) -> float:
     return float(value)
 
 
-class _errors:
-    def __init__(self, model: ModelSpec, what: str):
-        self.model, self.what = model, what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, ProviderError):
-            return False
-        import anthropic
-
-        if isinstance(exc, anthropic.APIStatusError):
-            body = exc.body if isinstance(exc.body, dict) else {}
-            err = body.get("error") if isinstance(body.get("error"), dict) else {}
-            msg = err.get("message") or exc.message
-            retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-            raise ProviderError(
-                redact(f"anthropic {self.what} for {self.model.name}: HTTP {exc.status_code}: {msg}"), retryable=retryable,
-                rejects_request=exc.status_code in REJECTS,
-            ) from None
-        if isinstance(exc, anthropic.APIConnectionError):
-            raise ProviderError(
-                redact(f"anthropic {self.what} for {self.model.name}: cannot connect ({exc.__cause__ or exc})"), retryable=True
-            ) from None
-        return False
+_errors = functools.partial(sdk_errors, http_sdk_failures("anthropic", top_level_message=False))

@@ -6,6 +6,7 @@ Statuses of every provider normalise to BatchStatus; the raw status is kept besi
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,10 @@ from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from afbatch import jsonl
+from afbatch.errors import ProviderError
+from afbatch.providers.registry import Limits
 from afbatch.redact import redact
+from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus
 
 
@@ -36,13 +40,6 @@ class BatchStatus(StrEnum):
 REJECTS = frozenset({400, 404, 413, 422})
 
 TERMINAL = frozenset({BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED})
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_requests: int
-    max_bytes: int
-    min_requests: int = 1
 
 
 @dataclass(frozen=True)
@@ -188,3 +185,67 @@ def guarded(id_field: str) -> Callable[[_Parse], Callable[[Any, Any], Result]]:
         return safe
 
     return wrap
+
+
+# --- SDK exceptions → ProviderError -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What an SDK exception means: the provider's words, and whether to retry or fail the rows."""
+
+    detail: str
+    retryable: bool
+    rejects_request: bool = False
+
+
+Translate = Callable[[BaseException], "Failure | None"]
+
+
+class sdk_errors:
+    """Turn an SDK's exceptions into one-line ProviderErrors: "<provider> <what> for <model>:
+    <detail>", redacted. `translate` is what differs per SDK; an exception it does not know (None)
+    passes through."""
+
+    def __init__(self, translate: Translate, model: ModelSpec, what: str):
+        self.translate, self.model, self.what = translate, model, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, ProviderError):
+            return False
+        failure = self.translate(exc)
+        if failure is None:
+            return False
+        text = f"{self.model.provider} {self.what} for {self.model.name}: {failure.detail}"
+        raise ProviderError(redact(text), retryable=failure.retryable,
+                            rejects_request=failure.rejects_request) from None
+
+
+def http_sdk_failures(sdk: str, *, top_level_message: bool) -> Translate:
+    """The translation for an HTTP SDK built like openai's and anthropic's (APIStatusError,
+    APIConnectionError). The provider's words: the body's `error.message`, else (with
+    `top_level_message`: OpenAI-compatible hosts may answer so) the body's own `message`, else the
+    SDK's message."""
+
+    def translate(exc: BaseException) -> Failure | None:
+        module = importlib.import_module(sdk)
+        if isinstance(exc, module.APIStatusError):
+            body = exc.body if isinstance(exc.body, dict) else {}
+            if top_level_message:  # no error object, or an empty one: the body's own message
+                holder = body.get("error", body)
+                msg = (holder or body).get("message") if isinstance(holder, dict) else None
+            else:
+                err = body.get("error")
+                msg = err.get("message") if isinstance(err, dict) else None
+            status = exc.status_code
+            return Failure(f"HTTP {status}: {msg or exc.message}",
+                           retryable=status in (408, 409, 429) or status >= 500,
+                           rejects_request=status in REJECTS)
+        if isinstance(exc, module.APIConnectionError):
+            return Failure(f"cannot connect ({exc.__cause__ or exc})", retryable=True)
+        return None
+
+    return translate

@@ -8,6 +8,7 @@ Jobs need at least 100 records; smaller leftovers go on-demand only when the job
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -16,13 +17,15 @@ from typing import Any, ClassVar
 from afbatch import ids
 from afbatch.errors import ProviderError
 from afbatch.providers.anthropic import parse_message, render_messages_body
-from afbatch.providers.base import (BatchInfo, BatchStatus, Found, Limits, classify_http, guarded,
-                                    malformed, read_line)
+from afbatch.providers.base import (BatchInfo, BatchStatus, Failure, Found, classify_http, guarded,
+                                    malformed, read_line, sdk_errors)
+from afbatch.providers.registry import capabilities
 from afbatch.redact import redact, register_aws
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
 
-LIMITS = Limits(max_requests=50_000, max_bytes=10**9, min_requests=100)
+NO_CREDENTIALS = ("no AWS credentials found — set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+                  "AWS_SECRET_ACCESS_KEY")
 
 STATUS = {
     "Submitted": BatchStatus.VALIDATING,
@@ -69,7 +72,7 @@ def llama_prompt(request: Request, family: str) -> str:
 
 class BedrockProvider:
     name: ClassVar[str] = "bedrock"
-    limits = LIMITS
+    limits = capabilities(name).limits  # at least 100 records per job
 
     def __init__(self, model: ModelSpec):
         self.model = model
@@ -138,8 +141,7 @@ class BedrockProvider:
         credentials = boto3.Session().get_credentials()
         register_aws(credentials)
         if credentials is None:
-            raise ProviderError(f"{self.model.name}: no AWS credentials found — set AWS_PROFILE, or "
-                                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            raise ProviderError(f"{self.model.name}: {NO_CREDENTIALS}")
 
     def endpoint(self) -> str:
         """Where the calls go (each boto3 client's endpoint, from the environment; no network)."""
@@ -224,8 +226,8 @@ class BedrockProvider:
             )
             return {"recordId": line["recordId"], "modelOutput": json.loads(resp["body"].read())}
         except (NoCredentialsError, PartialCredentialsError):
-            raise ProviderError(f"bedrock invoke for {self.model.name}: no AWS credentials found — set AWS_PROFILE, "
-                                "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", retryable=False) from None
+            raise ProviderError(f"bedrock invoke for {self.model.name}: {NO_CREDENTIALS}",
+                                retryable=False) from None
         except Exception as e:  # noqa: BLE001 - a row error, reported like a batch row error
             code = getattr(e, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
             msg = getattr(e, "response", {}).get("Error", {}).get("Message") or str(e)
@@ -236,32 +238,26 @@ def _job_name(token: str) -> str:
     return f"afbatch-{token}"[:63]
 
 
-class _errors:
-    def __init__(self, model: ModelSpec, what: str):
-        self.model, self.what = model, what
+RETRYABLE_CODES = ("ThrottlingException", "ServiceUnavailableException", "InternalServerException")
 
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, ProviderError):
-            return False
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError, PartialCredentialsError
+def _boto_failure(exc: BaseException) -> Failure | None:
+    from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError,
+                                     ParamValidationError, PartialCredentialsError)
 
-        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-            raise ProviderError(
-                f"bedrock {self.what} for {self.model.name}: no AWS credentials found — set AWS_PROFILE, or "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", retryable=False) from None
-        if isinstance(exc, ParamValidationError):
-            raise ProviderError(redact(f"bedrock {self.what} for {self.model.name}: {exc}"), retryable=False) from None
-        if isinstance(exc, ClientError):
-            err = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
-            retryable = err.get("Code") in ("ThrottlingException", "ServiceUnavailableException", "InternalServerException") or status >= 500
-            raise ProviderError(
-                redact(f"bedrock {self.what} for {self.model.name}: {err.get('Code')}: {err.get('Message')}"), retryable=retryable,
-                rejects_request=err.get("Code") == "ValidationException",
-            ) from None
-        if isinstance(exc, BotoCoreError):
-            raise ProviderError(redact(f"bedrock {self.what} for {self.model.name}: {exc}"), retryable=True) from None
-        return False
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return Failure(NO_CREDENTIALS, retryable=False)
+    if isinstance(exc, ParamValidationError):
+        return Failure(str(exc), retryable=False)
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+        return Failure(f"{err.get('Code')}: {err.get('Message')}",
+                       retryable=err.get("Code") in RETRYABLE_CODES or status >= 500,
+                       rejects_request=err.get("Code") == "ValidationException")
+    if isinstance(exc, BotoCoreError):
+        return Failure(str(exc), retryable=True)
+    return None
+
+
+_errors = functools.partial(sdk_errors, _boto_failure)

@@ -7,37 +7,21 @@ system prompt as the first message. Reconciliation after a crash finds the batch
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from afbatch.errors import ProviderError
-from afbatch.providers.base import (REJECTS, BatchInfo, BatchStatus, Found, Limits, classify_http,
-                                    guarded, malformed, read_line)
+from afbatch.providers.base import (BatchInfo, BatchStatus, Found, classify_http, guarded,
+                                    http_sdk_failures, malformed, read_line, sdk_errors)
+from afbatch.providers.registry import capabilities
 from afbatch.redact import redact, register
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
 
 ENDPOINT = "/v1/chat/completions"
 
-
-@dataclass(frozen=True)
-class Host:
-    base_url: str | None  # None: the SDK's own default / OPENAI_BASE_URL
-    key_env: str
-    limits: Limits
-
-
-MB = 10**6
-HOSTS: dict[str, Host] = {
-    "openai": Host(None, "OPENAI_API_KEY", Limits(50_000, 200 * MB)),
-    "together": Host("https://api.together.xyz/v1", "TOGETHER_API_KEY", Limits(50_000, 100 * MB)),
-    "groq": Host("https://api.groq.com/openai/v1", "GROQ_API_KEY", Limits(50_000, 200 * MB)),
-    "deepinfra": Host("https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY", Limits(50_000, 200 * MB)),
-    "xai": Host("https://api.x.ai/v1", "XAI_API_KEY", Limits(50_000, 200 * MB)),
-    "openai-compatible": Host(None, "OPENAI_API_KEY", Limits(50_000, 100 * MB)),
-}
 
 STATUS = {
     "validating": BatchStatus.VALIDATING,
@@ -56,8 +40,8 @@ class OpenAIProvider:
 
     def __init__(self, model: ModelSpec):
         self.model = model
-        self.host = HOSTS[model.provider]
-        self.limits = self.host.limits
+        self.info = capabilities(model.provider)  # OpenAI itself or a host: URL, key, limits
+        self.limits = self.info.limits
         self._client: Any = None
 
     # --- pure -------------------------------------------------------------------------------
@@ -133,7 +117,7 @@ class OpenAIProvider:
         if self._client is None:
             import openai
 
-            key_env = self.model.api_key_env or self.host.key_env
+            key_env = self.model.api_key_env or self.info.key_env
             key = os.environ.get(key_env)
             register(key)  # redacted by value wherever it appears, whatever the env name
             if not key:
@@ -146,16 +130,16 @@ class OpenAIProvider:
         return self._client
 
     def base_url(self) -> str | None:
-        """Job's base_url, else $<HOST>_BASE_URL (e.g. TOGETHER_BASE_URL), else the host default.
+        """Job's base_url, else the host's variable (e.g. TOGETHER_BASE_URL), else the host default.
 
         For OpenAI itself None is returned, so the SDK applies OPENAI_BASE_URL as usual.
         """
         if self.model.base_url:
             return self.model.base_url
-        if self.model.provider == "openai":
+        if self.info.default_base_url is None:
             return None
-        env = os.environ.get(self.model.provider.upper().replace("-", "_") + "_BASE_URL")
-        return env or self.host.base_url
+        env = os.environ.get(self.info.base_url_env) if self.info.base_url_env else None
+        return env or self.info.default_base_url
 
     def ready(self) -> None:
         self.client  # noqa: B018 - building the client checks the key
@@ -217,34 +201,8 @@ class OpenAIProvider:
             self.client.batches.cancel(batch_id)
 
 
-class _errors:
-    """Turn SDK exceptions into one-line ProviderErrors with the provider's own message."""
-
-    def __init__(self, model: ModelSpec, what: str):
-        self.model, self.what = model, what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, ProviderError):
-            return False
-        import openai
-
-        if isinstance(exc, openai.APIStatusError):
-            body = exc.body if isinstance(exc.body, dict) else {}
-            msg = (body.get("error") or body).get("message") if isinstance(body.get("error", body), dict) else None
-            retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-            raise ProviderError(
-                redact(f"{self.model.provider} {self.what} for {self.model.name}: HTTP {exc.status_code}: {msg or exc.message}"),
-                retryable=retryable, rejects_request=exc.status_code in REJECTS,
-            ) from None
-        if isinstance(exc, openai.APIConnectionError):
-            raise ProviderError(
-                redact(f"{self.model.provider} {self.what} for {self.model.name}: cannot connect ({exc.__cause__ or exc})"),
-                retryable=True,
-            ) from None
-        return False
+# OpenAI-compatible hosts may put an error's message at the top of the body.
+_errors = functools.partial(sdk_errors, http_sdk_failures("openai", top_level_message=True))
 
 
 def _created_id(created: Any, model: ModelSpec, what: str) -> str:
