@@ -89,12 +89,14 @@ from afbatch.report.tables import (
     COST_COLUMNS,
     FAILURE_COLUMNS,
     GAP_COLUMNS,
+    GAP_INTERVALS,
     INTERVALS,
     SIGN_CONVENTION,
     SUMMARY_COLUMNS,
     compliance_gaps,
     costs,
     failures,
+    intervals_text,
     proxy_agreement,
     summarize,
 )
@@ -103,6 +105,8 @@ from afbatch.report.write import write_all, write_tables
 __all__ = [
     "SIGN_CONVENTION",
     "INTERVALS",
+    "GAP_INTERVALS",
+    "intervals_text",
     "FORMATS",
     "summarize",
     "compliance_gaps",
