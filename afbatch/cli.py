@@ -475,7 +475,10 @@ def _run(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: 
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to this file instead of printing.")
 @click.option("--transcripts", type=click.IntRange(min=0), default=5000, show_default=True,
               help="Transcripts embedded in the HTML report.")
-def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcripts: int) -> None:
+@click.option("--gap-interval", type=click.Choice(["paired", "unpaired"]),
+              help="Compliance-gap interval (default: the job's [report] gap_interval, paired).")
+def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcripts: int,
+           gap_interval: str | None) -> None:
     """Result tables: compliance per tier, the compliance gap with its 95% CI, proxy vs judge, cost."""
     from afbatch import report as rep
     from afbatch.results import conversation_table, run_meta
@@ -483,7 +486,8 @@ def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcri
     run = _open_run(store_url, run_id)
     m = run.manifest()
     conv = conversation_table(run, m)
-    text = rep.render(conv, fmt, m.estimate or None, run_meta(run, m), max_transcripts=transcripts)
+    text = rep.render(conv, fmt, m.estimate or None, run_meta(run, m), max_transcripts=transcripts,
+                      gap_interval=gap_interval or run.job.report.gap_interval)
     if out_path:
         _write_file(out_path, text)
         _log(f"wrote {out_path}")
