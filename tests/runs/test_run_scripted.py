@@ -267,3 +267,22 @@ def test_calibrate_estimate_from_the_run(finished, workdir):
     assert gen["output_tokens_expected"] == round(12 * (1 + 8 / 11) * 100)
     assert gen["rounds_expected"] == pytest.approx(1 + 8 / 11, abs=1e-3)
     assert any("calibrated from a finished run for toy" in n for n in data["notes"])
+
+
+def test_detect_gap_takes_the_base_rate_from_the_run(finished, workdir):
+    from click.testing import CliRunner
+
+    from afbatch.cli import cli
+
+    run, conv = finished
+    done = conv[conv.status == "finished"]
+    # judged compliance where judged, else the proxy: counted here from the table itself
+    judged = done.judge_compliant.notna()
+    rate = (done.judge_compliant[judged].astype(bool).sum() + done.proxy_compliant[~judged].astype(bool).sum()) / len(done)
+    r = CliRunner().invoke(cli, ["estimate", str(workdir / "job.toml"), "--calibrate-from", run.run_id,
+                                 "--store", str(workdir / "store"), "--format", "json",
+                                 "--detect-gap", "0.1"], obj={})
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(r.stdout)["power"]["rows"]
+    assert row["base_rate_from"] == "finished run" and row["base_rate"] == pytest.approx(rate)
+    assert row["icc_from"] == "default"  # one sample per prompt: the run shows no ICC
