@@ -193,6 +193,9 @@ def compile_cmd(job: str, out_dir: str | None, offline: bool, prices_file: str |
                  f"{info.title}'s minimum of {info.limits.min_requests} per job; {fix}")
 
 
+SHARE = click.FloatRange(0, 1, min_open=True, max_open=True)  # strictly between 0 and 1
+
+
 def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
     return loaded.resolve(loaded.job.prices) if loaded.job.prices else None
 
@@ -210,19 +213,19 @@ def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
               help="Use the output lengths, turns and compliance a finished run observed per model.")
 @click.option("--store", "store_url", envvar="AFBATCH_STORE", default="manifests", show_default=True,
               help="Where --calibrate-from finds the run.")
-@click.option("--detect-gap", "detect_gap", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              metavar="GAP", help="Also print, per model, the prompts (× samples) that detect a compliance "
-                                  "gap of GAP (e.g. 0.05) and what that run costs.")
-@click.option("--power", "power", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
-              show_default=True, help="With --detect-gap: the power wanted.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-              show_default=True, help="With --detect-gap: the two-sided significance level.")
+@click.option("--detect-gap", "detect_gap", type=SHARE, metavar="GAP",
+              help="Also print, per model, the prompts (× samples) that detect a compliance gap of "
+                   "GAP (e.g. 0.05) and what that run costs.")
+@click.option("--power", "power", type=SHARE, default=0.8, show_default=True,
+              help="With --detect-gap: the power wanted.")
+@click.option("--alpha", type=SHARE, default=0.05, show_default=True,
+              help="With --detect-gap: the two-sided significance level.")
 @click.option("--base-rate", "base_rate", type=click.FloatRange(0, 1),
-              help="With --detect-gap: the compliance rate the gap is centred on (default: the finished "
-                   "run's with --calibrate-from, else [estimate] compliance_rate).")
+              help="With --detect-gap: the compliance rate the gap is centred on (default: the "
+                   "finished run's with --calibrate-from, else [estimate] compliance_rate).")
 @click.option("--icc", type=click.FloatRange(0, 1),
-              help="With --detect-gap: correlation of the samples of one prompt (default: the finished "
-                   "run's with --calibrate-from, else 0.5).")
+              help="With --detect-gap: correlation of the samples of one prompt (default: the "
+                   "finished run's with --calibrate-from, else 0.5).")
 @offline_option
 @prices_option
 def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, calibrate_from: str | None, store_url: str,
@@ -253,8 +256,11 @@ def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, ca
     else:
         from afbatch.power import format_power, plan
 
-        powered = plan(loaded, lambda one: estimate_job(one, prices, offline=offline, calibration=calibration),
-                       detect_gap, alpha=alpha, power=power, base_rate=base_rate, icc=icc, calibrated=seen)
+        def estimate_of(one):  # type: ignore[no-untyped-def]
+            return estimate_job(one, prices, offline=offline, calibration=calibration)
+
+        powered = plan(loaded, estimate_of, detect_gap, alpha=alpha, power=power,
+                       base_rate=base_rate, icc=icc, calibrated=seen)
         if fmt == "json":
             _echo(json.dumps({**est.as_json(), "power": powered.as_json()}, indent=1))
         else:

@@ -1,4 +1,4 @@
-"""How many prompts detect a compliance gap, and what that run costs (`afbatch estimate --detect-gap`).
+"""How many prompts detect a compliance gap, and what that costs (`estimate --detect-gap`).
 
 Sample size per tier for a two-sided test of two proportions (Fleiss, Levin & Paik 2003, eq. 4.14,
 no continuity correction), with the compliance of the two tiers centred on a base rate:
@@ -38,7 +38,8 @@ def tier_rates(base: float, gap: float) -> tuple[float, float]:
     return centre + gap / 2, centre - gap / 2
 
 
-def conversations_per_tier(base: float, gap: float, alpha: float = 0.05, power: float = 0.8) -> float:
+def conversations_per_tier(base: float, gap: float, alpha: float = 0.05,
+                           power: float = 0.8) -> float:
     """Independent conversations per tier (not rounded) to detect `gap` at `base`."""
     _probability("alpha", alpha)
     _probability("power", power)
@@ -153,7 +154,7 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
         if base_rate is not None:
             base, base_from = base_rate, "--base-rate"
         elif seen.get("compliance_rate") is not None:
-            base, base_from = float(seen["compliance_rate"]), "finished run"  # type: ignore[arg-type]
+            base, base_from = float(seen["compliance_rate"]), "finished run"  # type: ignore
         else:
             base, base_from = job.estimate.compliance_rate, "[estimate] compliance_rate"
         if icc is not None:
@@ -165,7 +166,8 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
         n = prompts_needed(base, gap, samples, rho, alpha, power)
         one = loaded.model_copy(update={"job": job.model_copy(update={"models": [model]})})
         est = estimate_of(one)
-        gen_requests = sum(r.requests for r in est.rows if r.model == model.name and r.stage == "generate")
+        gen_requests = sum(r.requests for r in est.rows
+                           if r.model == model.name and r.stage == "generate")
         job_prompts = gen_requests // (samples * cells) if samples * cells else 0
         scale = n / job_prompts if job_prompts else math.nan
         t = est.totals()
@@ -176,30 +178,32 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
             cost_sync_usd=t["cost_sync_usd"] * scale, cost_batch_usd=t["cost_batch_usd"] * scale,
             cost_batch_cached_usd=t["cost_batch_cached_usd"] * scale, job_prompts=job_prompts))
     out.notes = [
-        f"prompts: per tier (both tiers ask the same prompts), each asked {samples} time(s), to detect a "
-        f"compliance gap of {gap:.1%} (training − unmonitored, centred on the base rate) with "
-        f"{power:.0%} power at two-sided α = {alpha:g}; two-proportion formula (Fleiss, no continuity "
-        "correction), samples counted through the design effect 1 + (samples − 1)·ICC. Pairing the "
-        "tiers by prompt only lowers the need: the figure is on the safe side.",
-        "cost: the job's own estimate (generation and judging for that model, every variant and tier) "
-        "scaled by prompts needed / prompts in the job; batch minimums and caching are as estimated "
-        "for the job's size.",
+        f"prompts: per tier (both tiers ask the same prompts), each asked {samples} time(s), "
+        f"to detect a compliance gap of {gap:.1%} (training − unmonitored, centred on the base "
+        f"rate) with {power:.0%} power at two-sided α = {alpha:g}; two-proportion formula "
+        "(Fleiss, no continuity correction), samples counted through the design effect "
+        "1 + (samples − 1)·ICC. Pairing the tiers by prompt only lowers the need: the figure is "
+        "on the safe side.",
+        "cost: the job's own estimate (generation and judging for that model, every variant and "
+        "tier) scaled by prompts needed / prompts in the job; batch minimums and caching are as "
+        "estimated for the job's size.",
     ]
     if any(r.icc_from == "default" and samples > 1 for r in out.rows):
-        out.notes.append(f"ICC {DEFAULT_ICC} is an assumption: pass --icc, or --calibrate-from a finished "
-                         "run with several samples per prompt")
+        out.notes.append(f"ICC {DEFAULT_ICC} is an assumption: pass --icc, or --calibrate-from a "
+                         "finished run with several samples per prompt")
     return out
 
 
 def format_power(p: PowerPlan, fmt: str = "table") -> str:
     from afbatch.tables import markdown_table, text_table, usd
 
-    headers = ["model", "base rate", "ICC", "prompts × samples", "job has", "conversations", "requests",
-               "sync", "batch", "batch+cache"]
+    headers = ["model", "base rate", "ICC", "prompts × samples", "job has", "conversations",
+               "requests", "sync", "batch", "batch+cache"]
     rows = [[r.model, f"{r.base_rate:.1%} ({r.base_rate_from})",
              f"{r.icc:.2f} ({r.icc_from})" if r.samples > 1 else "– (1 sample)",
-             f"{r.prompts:,} × {r.samples}", f"{r.job_prompts:,}", f"{r.conversations:,}", f"{r.requests:,}",
-             usd(r.cost_sync_usd), usd(r.cost_batch_usd), usd(r.cost_batch_cached_usd)] for r in p.rows]
+             f"{r.prompts:,} × {r.samples}", f"{r.job_prompts:,}", f"{r.conversations:,}",
+             f"{r.requests:,}", usd(r.cost_sync_usd), usd(r.cost_batch_usd),
+             usd(r.cost_batch_cached_usd)] for r in p.rows]
     title = f"Prompts to detect a {p.gap:.1%} compliance gap ({p.power:.0%} power, α = {p.alpha:g})"
     if fmt == "markdown":
         return (f"## {title}\n\n" + markdown_table(headers, rows) + "\n\n"

@@ -221,7 +221,8 @@ class ReportSpec(_Strict):
     """How the report computes what it prints (changes no request: not part of the run id)."""
 
     gap_interval: Literal["paired", "unpaired"] = Field(
-        "paired", description="Compliance-gap interval: paired (the tiers share prompts) or unpaired.")
+        "paired", description="Compliance-gap interval: paired (the tiers share prompts) or "
+                              "unpaired.")
 
 
 class ShardLimits(_Strict):

@@ -93,7 +93,7 @@ def _wilson_real(p: float, n: float, z: float) -> tuple[float, float]:
 def _arrays(k: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
     if k.shape != n.shape or k.ndim != 1:
-        raise ValueError(f"k and n must be 1-d arrays of one length, got shapes {k.shape}, {n.shape}")
+        raise ValueError(f"k and n must be 1-d arrays of one length, got {k.shape}, {n.shape}")
     if (n < 0).any() or (k < 0).any() or (k > n).any():
         raise ValueError("need 0 <= k <= n in every cluster")
     return k, n

@@ -45,7 +45,8 @@ def test_samples_count_through_the_design_effect():
     n = fleiss_by_hand(0.55, 0.45)
     # 5 samples at ICC 0.2: deff = 1.8, so 5 samples are worth 5 / 1.8 independent conversations
     assert power.prompts_needed(0.5, 0.1, samples=5, icc=0.2) == math.ceil(n * 1.8 / 5)
-    assert power.prompts_needed(0.5, 0.1, samples=20, icc=1.0) == math.ceil(n)  # samples add nothing
+    # ICC 1: the samples of a prompt add nothing
+    assert power.prompts_needed(0.5, 0.1, samples=20, icc=1.0) == math.ceil(n)
     assert power.prompts_needed(0.5, 0.1, samples=4, icc=0.0) == math.ceil(n / 4)
 
 

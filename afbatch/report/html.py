@@ -184,7 +184,8 @@ def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str,
         f'<p class="note">{len(conv):,} conversations · {int(s["finished"].sum()) if len(s) else 0:,} finished · '
         f'{int(s["failed"].sum()) if len(s) else 0:,} failed · {int(s["judged"].sum()) if len(s) else 0:,} judged</p>'
     )
-    out.append(f'<p class="sign"><strong>Sign convention:</strong> {_esc(SIGN_CONVENTION)}. {_esc(tables["_intervals"])}.</p>')
+    out.append(f'<p class="sign"><strong>Sign convention:</strong> {_esc(SIGN_CONVENTION)}. '
+               f'{_esc(tables["_intervals"])}.</p>')
     out.append('<h2 id="charts">Outcomes per model (paper-style)</h2>')
     out.append(_legend())
     if s.empty:
@@ -233,4 +234,5 @@ def render_html(
     allows only the page's own script (by hash) and no network fetch. ``gap_interval``: "paired"
     (default) or "unpaired" (``afbatch.report.tables.intervals_text``).
     """
-    return _html_from(conv, _tables(conv, estimate, gap_interval), meta, max_transcripts, max_text_chars, title)
+    tables = _tables(conv, estimate, gap_interval)
+    return _html_from(conv, tables, meta, max_transcripts, max_text_chars, title)

@@ -37,8 +37,8 @@ def _json_from(tables: Mapping[str, Any], meta: Mapping[str, Any] | None) -> dic
 
 
 def report_json(
-    conv: pd.DataFrame, estimate: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
-    gap_interval: str = "paired",
+    conv: pd.DataFrame, estimate: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None, gap_interval: str = "paired",
 ) -> dict[str, Any]:
     """The whole report as one JSON-ready dict (NaN → None); keys: see ``afbatch.report``."""
     return _json_from(_tables(conv, estimate, gap_interval), meta)
@@ -75,7 +75,8 @@ def render(
     max_transcripts: int | None = 5000,
     gap_interval: str = "paired",
 ) -> str:
-    """The report as text: ``table`` (aligned, for terminals), ``markdown``, ``csv`` (summary), ``json`` or ``html``.
+    """The report as text: ``table`` (aligned, for terminals), ``markdown``, ``csv`` (summary),
+    ``json`` or ``html``.
 
     ``gap_interval``: "paired" (default: the tiers share prompts) or "unpaired"; every format
     states the method (``intervals_text``)."""
@@ -92,8 +93,10 @@ def render(
     views = ([prefill] if prefill else []) + _views(tables)
     meta_lines = _meta_lines(meta)
     if fmt == "table":
-        head = ["afbatch report"] + [f"{k}: {v}" for k, v in meta_lines] + [tables["_intervals"] + "."]
+        head = ["afbatch report"] + [f"{k}: {v}" for k, v in meta_lines]
+        head.append(tables["_intervals"] + ".")
         return "\n\n".join(["\n".join(head)] + [_text_table(v) for v in views]) + "\n"
     head = ["# afbatch report", ""] + [f"- **{_md_cell(k)}**: {_md_cell(v)}" for k, v in meta_lines]
-    head += ["", f"Sign convention: {_md_cell(SIGN_CONVENTION)}.", "", _md_cell(tables["_intervals"]) + "."]
+    head += ["", f"Sign convention: {_md_cell(SIGN_CONVENTION)}."]
+    head += ["", _md_cell(tables["_intervals"]) + "."]
     return "\n\n".join(["\n".join(head)] + [_md_table(v) for v in views]) + "\n"
