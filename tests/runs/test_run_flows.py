@@ -531,3 +531,10 @@ def test_the_jobs_gap_interval_reaches_the_report_and_keeps_the_run(emu, workdir
     assert json.loads(r.stdout)["intervals"] == intervals_text("unpaired")
     r = CliRunner().invoke(cli, [*args, "--gap-interval", "paired"], obj={})
     assert json.loads(r.stdout)["intervals"] == intervals_text("paired")
+    import afbatch
+    from afbatch.report import compliance_gaps
+
+    opened = afbatch.open_run(run.run_id, store=workdir / "store")  # the notebook API too
+    conv = opened.conversations()
+    pd.testing.assert_frame_equal(opened.gaps(), compliance_gaps(conv, gap_interval="unpaired"))
+    pd.testing.assert_frame_equal(opened.gaps("paired"), compliance_gaps(conv))
