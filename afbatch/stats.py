@@ -118,7 +118,8 @@ def cluster_rate(k: Any, n: Any, z: float = Z95) -> tuple[float, float, float, f
 
     The Wilson interval is taken at the effective sample size Σn / deff, deff being the
     cluster-robust variance over the binomial one (Kish's design effect, estimated from the
-    data). With one sample per prompt it is Wilson's interval exactly.
+    data). With one sample per prompt it is Wilson's interval exactly. The robust variance
+    needs enough prompts to be estimated: with few (say under 20) the interval is optimistic.
     """
     k, n = _arrays(k, n)
     total = float(n.sum())
