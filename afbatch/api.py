@@ -72,12 +72,13 @@ class RunTables:
 
         return summarize(self._table())
 
-    def gaps(self) -> pd.DataFrame:
+    def gaps(self, gap_interval: str | None = None) -> pd.DataFrame:
         """The compliance gap, training − unmonitored, with its 95% CI per model × variant
-        (gaps.csv)."""
+        (gaps.csv); `gap_interval` "paired" or "unpaired" (default: the job's `[report]`)."""
         from afbatch.report import compliance_gaps
 
-        return compliance_gaps(self._table())
+        method = gap_interval or self.run.job.report.gap_interval
+        return compliance_gaps(self._table(), gap_interval=method)
 
     def status(self) -> Status:
         """Progress per model and stage, shards by state, spend (what `afbatch status` shows)."""

@@ -193,6 +193,9 @@ def compile_cmd(job: str, out_dir: str | None, offline: bool, prices_file: str |
                  f"{info.title}'s minimum of {info.limits.min_requests} per job; {fix}")
 
 
+SHARE = click.FloatRange(0, 1, min_open=True, max_open=True)  # strictly between 0 and 1
+
+
 def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
     return loaded.resolve(loaded.job.prices) if loaded.job.prices else None
 
@@ -210,10 +213,24 @@ def _job_prices(loaded) -> str | None:  # type: ignore[no-untyped-def]
               help="Use the output lengths, turns and compliance a finished run observed per model.")
 @click.option("--store", "store_url", envvar="AFBATCH_STORE", default="manifests", show_default=True,
               help="Where --calibrate-from finds the run.")
+@click.option("--detect-gap", "detect_gap", type=SHARE, metavar="GAP",
+              help="Also print, per model, the prompts (× samples) that detect a compliance gap of "
+                   "GAP (e.g. 0.05) and what that run costs.")
+@click.option("--power", "power", type=SHARE, default=0.8, show_default=True,
+              help="With --detect-gap: the power wanted.")
+@click.option("--alpha", type=SHARE, default=0.05, show_default=True,
+              help="With --detect-gap: the two-sided significance level.")
+@click.option("--base-rate", "base_rate", type=click.FloatRange(0, 1),
+              help="With --detect-gap: the compliance rate the gap is centred on (default: the "
+                   "finished run's with --calibrate-from, else [estimate] compliance_rate).")
+@click.option("--icc", type=click.FloatRange(0, 1),
+              help="With --detect-gap: correlation of the samples of one prompt (default: the "
+                   "finished run's with --calibrate-from, else 0.5).")
 @offline_option
 @prices_option
 def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, calibrate_from: str | None, store_url: str,
-             offline: bool, prices_file: str | None) -> None:
+             detect_gap: float | None, power: float, alpha: float, base_rate: float | None,
+             icc: float | None, offline: bool, prices_file: str | None) -> None:
     """Estimate tokens and cost (synchronous, batch, batch + cache, worst case) — offline, no key needed."""
     from afbatch.estimate import check_budget, estimate_job, format_estimate
     from afbatch.pricing import load_prices
@@ -221,12 +238,33 @@ def estimate(job: str, fmt: str, by: str, save: bool, max_cost: float | None, ca
 
     loaded = load_job(job)
     calibration = None
+    seen = None
     if calibrate_from:
         from afbatch.results import calibration as observed
 
-        calibration = observed(_open_run(store_url, calibrate_from))
-    est = estimate_job(loaded, load_prices(prices_file or _job_prices(loaded)), by=by, offline=offline, calibration=calibration)
-    _echo(format_estimate(est, fmt))
+        source = _open_run(store_url, calibrate_from)
+        calibration = observed(source)
+        if detect_gap is not None:
+            from afbatch.power import observed as observed_rates
+            from afbatch.results import conversation_table
+
+            seen = observed_rates(conversation_table(source))
+    prices = load_prices(prices_file or _job_prices(loaded))
+    est = estimate_job(loaded, prices, by=by, offline=offline, calibration=calibration)
+    if detect_gap is None:
+        _echo(format_estimate(est, fmt))
+    else:
+        from afbatch.power import format_power, plan
+
+        def estimate_of(one):  # type: ignore[no-untyped-def]
+            return estimate_job(one, prices, offline=offline, calibration=calibration)
+
+        powered = plan(loaded, estimate_of, detect_gap, alpha=alpha, power=power,
+                       base_rate=base_rate, icc=icc, calibrated=seen)
+        if fmt == "json":
+            _echo(json.dumps({**est.as_json(), "power": powered.as_json()}, indent=1))
+        else:
+            _echo(format_estimate(est, fmt) + "\n\n" + format_power(powered, fmt))
     if save:
         folder = Path("estimates")
         folder.mkdir(exist_ok=True)
@@ -475,7 +513,10 @@ def _run(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: 
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to this file instead of printing.")
 @click.option("--transcripts", type=click.IntRange(min=0), default=5000, show_default=True,
               help="Transcripts embedded in the HTML report.")
-def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcripts: int) -> None:
+@click.option("--gap-interval", type=click.Choice(["paired", "unpaired"]),
+              help="Compliance-gap interval (default: the job's [report] gap_interval, paired).")
+def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcripts: int,
+           gap_interval: str | None) -> None:
     """Result tables: compliance per tier, the compliance gap with its 95% CI, proxy vs judge, cost."""
     from afbatch import report as rep
     from afbatch.results import conversation_table, run_meta
@@ -483,7 +524,8 @@ def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcri
     run = _open_run(store_url, run_id)
     m = run.manifest()
     conv = conversation_table(run, m)
-    text = rep.render(conv, fmt, m.estimate or None, run_meta(run, m), max_transcripts=transcripts)
+    text = rep.render(conv, fmt, m.estimate or None, run_meta(run, m), max_transcripts=transcripts,
+                      gap_interval=gap_interval or run.job.report.gap_interval)
     if out_path:
         _write_file(out_path, text)
         _log(f"wrote {out_path}")

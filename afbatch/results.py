@@ -204,7 +204,8 @@ def write_report(run: Run) -> list[str]:
     conv = conversation_table(run, m)
     keys = []
     with tempfile.TemporaryDirectory(prefix="afbatch-report-") as tmp:
-        for path in report.write_all(conv, tmp, m.estimate or None, run_meta(run, m)):
+        for path in report.write_all(conv, tmp, m.estimate or None, run_meta(run, m),
+                                     gap_interval=run.job.report.gap_interval):
             if path.startswith("note:"):
                 continue
             key = f"runs/{run.run_id}/report/{Path(path).name}"

@@ -217,6 +217,14 @@ class EstimateSpec(_Strict):
     af_output_tokens: int = Field(400, gt=0)
 
 
+class ReportSpec(_Strict):
+    """How the report computes what it prints (changes no request: not part of the run id)."""
+
+    gap_interval: Literal["paired", "unpaired"] = Field(
+        "paired", description="Compliance-gap interval: paired (the tiers share prompts) or "
+                              "unpaired.")
+
+
 class ShardLimits(_Strict):
     """Optional tighter per-shard limits than the provider's (e.g. an enqueued-token budget)."""
 
@@ -238,6 +246,7 @@ class Job(_Strict):
     sampling: SamplingSpec = SamplingSpec()
     judge: JudgeSpec | None = None
     estimate: EstimateSpec = EstimateSpec()
+    report: ReportSpec = ReportSpec()
     shards: ShardLimits = ShardLimits()
     retries: RetrySpec = RetrySpec()
     prices: str | None = Field(None, description="Price override file (TOML), relative to the job file.")
@@ -319,9 +328,11 @@ class LoadedJob(BaseModel):
 
 # Job fields that change no request and no answer, so editing them keeps the run (DESIGN.md,
 # "Decisions worth knowing"): prose; sha256 pins, which only refuse a file (the run id already
-# holds every input's sha256); the dataset size the estimate assumes when it cannot read the file.
+# holds every input's sha256); the dataset size the estimate assumes when it cannot read the file;
+# how the report computes its intervals.
 NOT_FINGERPRINTED: dict[str, Any] = {
     "description": True,
+    "report": True,
     "dataset": {"sha256", "expected_rows", "mean_tokens_per_row"},
     "variants": {"__all__": {"system_prompt_sha256"}},
 }

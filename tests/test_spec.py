@@ -70,6 +70,8 @@ BAD = [
     ("sha256 pin format", 'source = "data.csv"', 'source = "data.csv"\nsha256 = "abc"', ["dataset.sha256"]),
     ("cache on openai", None, '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\ncache = true\n', ["cache"]),
     ("samples zero", None, "\n[sampling]\nsamples = 0\n", ["sampling.samples"]),
+    ("gap interval", None, '\n[report]\ngap_interval = "bootstrap"\n',
+     ["report.gap_interval", "paired"]),
     ("wrong type", 'name = "t"', "name = 5", ["name", "string"]),
 ]
 

@@ -142,3 +142,112 @@ def test_newcombe_empty_group_is_nan():
 def test_newcombe_rejects_impossible_counts():
     with pytest.raises(ValueError):
         newcombe_difference(6, 5, 1, 5)
+
+
+# --------------------------------------------------------------------------------------------
+# Clustered designs (several samples per prompt)
+# --------------------------------------------------------------------------------------------
+
+from afbatch.stats import cluster_difference, cluster_rate  # noqa: E402
+
+PROMPTS = 100
+REPLICATES = 1000
+
+
+def _simulate_rates(samples: int, seed: int, a: float = 2.0, b: float = 3.0):
+    """REPLICATES data sets of PROMPTS prompts, each with its own compliance probability
+    (Beta(a, b): prompts differ), `samples` draws per prompt; the true rate is a / (a + b)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    probs = rng.beta(a, b, size=(REPLICATES, PROMPTS))
+    return rng.binomial(samples, probs), a / (a + b)
+
+
+@pytest.mark.parametrize("samples", [1, 5, 20])
+def test_cluster_rate_covers_at_every_sample_count(samples):
+    k, truth = _simulate_rates(samples, seed=samples)
+    n = [samples] * PROMPTS
+    covered = 0
+    for row in k:
+        _, lo, hi, _ = cluster_rate(row, n)
+        covered += lo <= truth <= hi
+    assert covered / REPLICATES >= 0.93
+
+
+def test_naive_wilson_undercovers_with_20_samples():
+    """The reason for the clustered interval: Wilson on the pooled count treats 20 samples of a
+    prompt as 20 independent draws and misses the true rate far more often than 5%."""
+    k, truth = _simulate_rates(20, seed=20)
+    covered = 0
+    for row in k:
+        lo, hi = wilson_interval(int(row.sum()), 20 * PROMPTS)
+        covered += lo <= truth <= hi
+    assert covered / REPLICATES < 0.80
+
+
+@pytest.mark.parametrize("k,n", [(0, 7), (3, 4), (81, 263), (15, 148), (9, 9)])
+def test_cluster_rate_is_wilson_with_one_sample_per_prompt(k, n):
+    rate, lo, hi, deff = cluster_rate([1] * k + [0] * (n - k), [1] * n)
+    assert deff == 1.0 and rate == pytest.approx(k / n)
+    assert (lo, hi) == pytest.approx(wilson_by_quadratic(k, n), abs=1e-12)
+
+
+def test_cluster_rate_design_effect_by_hand():
+    # 2 prompts × 4 samples: 4/4 and 0/4 → p = 0.5; robust Σ(k − p n)² = 4 + 4 = 8;
+    # binomial p(1−p)N = 2 → deff = 4, effective n = 2: Wilson for 1 of 2.
+    rate, lo, hi, deff = cluster_rate([4, 0], [4, 4])
+    assert (rate, deff) == (0.5, 4.0)
+    assert (lo, hi) == pytest.approx(wilson_by_quadratic(1, 2), abs=1e-12)
+    assert math.isnan(cluster_rate([], [])[0])
+
+
+def paired_newcombe_by_table(a: int, b: int, c: int, d: int) -> tuple[float, float, float]:
+    """Newcombe (1998c) method 10 for a paired 2×2 table written from counts: a = both yes,
+    b = yes/no, c = no/yes, d = both no; φ = (ad − bc)/√((a+b)(c+d)(a+c)(b+d))."""
+    n = a + b + c + d
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson_by_quadratic(a + b, n)
+    l2, u2 = wilson_by_quadratic(a + c, n)
+    den = math.sqrt((a + b) * (c + d) * (a + c) * (b + d))
+    phi = (a * d - b * c) / den if den else 0.0
+    dl1, du1, dl2, du2 = p1 - l1, u1 - p1, p2 - l2, u2 - p2
+    diff = p1 - p2
+    lo = diff - math.sqrt(dl1**2 - 2 * phi * dl1 * du2 + du2**2)
+    hi = diff + math.sqrt(du1**2 - 2 * phi * du1 * dl2 + dl2**2)
+    return diff, lo, hi
+
+
+@pytest.mark.parametrize("table", [(12, 5, 1, 22), (8, 3, 3, 6), (0, 4, 1, 15), (30, 9, 2, 1)])
+def test_cluster_difference_paired_is_newcombe_paired_with_one_sample(table):
+    a, b, c, d = table
+    x = [1] * a + [1] * b + [0] * c + [0] * d
+    y = [1] * a + [0] * b + [1] * c + [0] * d
+    ones = [1] * len(x)
+    got = cluster_difference(x, ones, y, ones, paired=True)
+    assert got == pytest.approx(paired_newcombe_by_table(*table), abs=1e-12)
+    unpaired = cluster_difference(x, ones, y, ones, paired=False)
+    assert unpaired == pytest.approx(newcombe_difference(a + b, len(x), a + c, len(x)), abs=1e-12)
+
+
+@pytest.mark.parametrize("samples", [1, 5, 20])
+def test_paired_gap_covers_and_is_narrower_than_unpaired(samples):
+    """Both tiers see the same prompts: a prompt's compliance in training and unmonitored is
+    correlated (training = u, unmonitored = 0.6·u). The paired interval covers and is narrower
+    on average."""
+    import numpy as np
+
+    rng = np.random.default_rng(100 + samples)
+    u = rng.beta(2.0, 3.0, size=(REPLICATES, PROMPTS))
+    k1, k2 = rng.binomial(samples, u), rng.binomial(samples, 0.6 * u)
+    truth = 0.4 * 2.0 / 5.0
+    n = [samples] * PROMPTS
+    covered, width, unpaired_width = 0, 0.0, 0.0
+    for a, b in zip(k1, k2):
+        _, lo, hi = cluster_difference(a, n, b, n, paired=True)
+        _, ulo, uhi = cluster_difference(a, n, b, n, paired=False)
+        covered += lo <= truth <= hi
+        width += hi - lo
+        unpaired_width += uhi - ulo
+    assert covered / REPLICATES >= 0.93
+    assert width < 0.95 * unpaired_width

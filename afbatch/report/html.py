@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from afbatch.report.tables import INTERVALS, SIGN_CONVENTION, _tables
+from afbatch.report.tables import SIGN_CONVENTION, _tables
 from afbatch.report.transcripts import _transcript_data
 from afbatch.report.views import _SURROGATE, _meta_lines, _pct, _plain, _prefill_view, _View, _views
 
@@ -184,7 +184,8 @@ def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str,
         f'<p class="note">{len(conv):,} conversations · {int(s["finished"].sum()) if len(s) else 0:,} finished · '
         f'{int(s["failed"].sum()) if len(s) else 0:,} failed · {int(s["judged"].sum()) if len(s) else 0:,} judged</p>'
     )
-    out.append(f'<p class="sign"><strong>Sign convention:</strong> {_esc(SIGN_CONVENTION)}. {_esc(INTERVALS)}.</p>')
+    out.append(f'<p class="sign"><strong>Sign convention:</strong> {_esc(SIGN_CONVENTION)}. '
+               f'{_esc(tables["_intervals"])}.</p>')
     out.append('<h2 id="charts">Outcomes per model (paper-style)</h2>')
     out.append(_legend())
     if s.empty:
@@ -222,6 +223,7 @@ def render_html(
     max_transcripts: int | None = 5000,
     max_text_chars: int | None = 20000,
     title: str | None = None,
+    gap_interval: str = "paired",
 ) -> str:
     """One self-contained HTML page (no network): metadata, charts, tables and a transcript browser.
 
@@ -229,6 +231,8 @@ def render_html(
     the page says how many were left out), ``max_text_chars`` cuts each embedded text (None = whole).
     Every model output is treated as untrusted: escaped in HTML, ``<``/``>``/``&``/U+2028/U+2029
     escaped in the embedded JSON, inserted with ``textContent`` only; a Content-Security-Policy
-    allows only the page's own script (by hash) and no network fetch.
+    allows only the page's own script (by hash) and no network fetch. ``gap_interval``: "paired"
+    (default) or "unpaired" (``afbatch.report.tables.intervals_text``).
     """
-    return _html_from(conv, _tables(conv, estimate), meta, max_transcripts, max_text_chars, title)
+    tables = _tables(conv, estimate, gap_interval)
+    return _html_from(conv, tables, meta, max_transcripts, max_text_chars, title)

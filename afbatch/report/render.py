@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from afbatch.report.html import _html_from
-from afbatch.report.tables import INTERVALS, SIGN_CONVENTION, _tables
+from afbatch.report.tables import SIGN_CONVENTION, _tables
 from afbatch.report.views import _meta_lines, _prefill_view, _py, _View, _views
 from afbatch.tables import markdown_table, text_table
 
@@ -27,7 +27,7 @@ def _json_from(tables: Mapping[str, Any], meta: Mapping[str, Any] | None) -> dic
         "report_version": REPORT_VERSION,
         "run": _py(dict(meta)) if meta else {},
         "sign_convention": SIGN_CONVENTION,
-        "intervals": INTERVALS,
+        "intervals": tables["_intervals"],
         "summary": _records(tables["summary"]),
         "gaps": _records(tables["gaps"]),
         "proxy_agreement": _records(tables["proxy_agreement"]),
@@ -37,10 +37,11 @@ def _json_from(tables: Mapping[str, Any], meta: Mapping[str, Any] | None) -> dic
 
 
 def report_json(
-    conv: pd.DataFrame, estimate: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None
+    conv: pd.DataFrame, estimate: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None, gap_interval: str = "paired",
 ) -> dict[str, Any]:
     """The whole report as one JSON-ready dict (NaN → None); keys: see ``afbatch.report``."""
-    return _json_from(_tables(conv, estimate), meta)
+    return _json_from(_tables(conv, estimate, gap_interval), meta)
 
 
 def _right(v: _View) -> set[int]:
@@ -72,11 +73,16 @@ def render(
     meta: Mapping[str, Any] | None = None,
     *,
     max_transcripts: int | None = 5000,
+    gap_interval: str = "paired",
 ) -> str:
-    """The report as text: ``table`` (aligned, for terminals), ``markdown``, ``csv`` (summary), ``json`` or ``html``."""
+    """The report as text: ``table`` (aligned, for terminals), ``markdown``, ``csv`` (summary),
+    ``json`` or ``html``.
+
+    ``gap_interval``: "paired" (default: the tiers share prompts) or "unpaired"; every format
+    states the method (``intervals_text``)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    tables = _tables(conv, estimate)
+    tables = _tables(conv, estimate, gap_interval)
     if fmt == "csv":
         return tables["summary"].to_csv(index=False, lineterminator="\n")
     if fmt == "json":
@@ -88,7 +94,9 @@ def render(
     meta_lines = _meta_lines(meta)
     if fmt == "table":
         head = ["afbatch report"] + [f"{k}: {v}" for k, v in meta_lines]
+        head.append(tables["_intervals"] + ".")
         return "\n\n".join(["\n".join(head)] + [_text_table(v) for v in views]) + "\n"
     head = ["# afbatch report", ""] + [f"- **{_md_cell(k)}**: {_md_cell(v)}" for k, v in meta_lines]
     head += ["", f"Sign convention: {_md_cell(SIGN_CONVENTION)}."]
+    head += ["", _md_cell(tables["_intervals"]) + "."]
     return "\n\n".join(["\n".join(head)] + [_md_table(v) for v in views]) + "\n"

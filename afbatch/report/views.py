@@ -87,6 +87,17 @@ def _int(x: Any) -> str:
     return "–" if _nan(x) else f"{int(x):,}"
 
 
+def _missing(count: Any, share: Any) -> str:
+    return "–" if _nan(share) else f"{_int(count)} ({_pct(share)})"
+
+
+def _gap_method(t: Mapping[str, Any]) -> str:
+    method = t.get("_gap_interval", "paired")
+    if method == "paired":
+        return "Newcombe hybrid score, paired (the tiers share prompts), prompts as clusters"
+    return f"Newcombe hybrid score, {method}, prompts as clusters"
+
+
 class _View:
     """A table ready for display: title, headers, rows of strings, numeric-column flags, notes."""
 
@@ -101,7 +112,8 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
          _int(r.finished), _rate_ci(r.proxy_compliance, r.proxy_compliance_lo, r.proxy_compliance_hi),
          _int(r.judged), _rate_ci(r.judged_compliance, r.judged_compliance_lo, r.judged_compliance_hi),
          _rate_ci(r.refusal, r.refusal_lo, r.refusal_hi), _rate_ci(r.af_rate, r.af_rate_lo, r.af_rate_hi),
-         _pct(r.af_maybe_rate), "–" if _nan(r.strongreject_score) else f"{r.strongreject_score:.3f}"]
+         _pct(r.af_maybe_rate), _missing(r.af_missing, r.af_missing_share),
+         "–" if _nan(r.strongreject_score) else f"{r.strongreject_score:.3f}"]
         for r in s.itertuples(index=False)
     ]
     g = t["gaps"]
@@ -139,19 +151,24 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
         _View("summary", "Summary per model × variant × tier",
               ["model", "variant", "tier", "condition", "n", "failed", "finished", "proxy compliance [95% CI]",
                "judged", "judged compliance [95% CI]", "refusal [95% CI]", "AF reasoning [95% CI]", "AF maybe",
-               "StrongREJECT"],
-              [False] * 4 + [True] * 3 + [False, True] + [False] * 4 + [True],
+               "AF missing", "StrongREJECT"],
+              [False] * 4 + [True] * 3 + [False, True] + [False] * 4 + [True, True],
               summary_rows,
-              ["proxy compliance, AF reasoning and AF maybe: share of finished conversations; judged compliance "
-               "and refusal: share of judged conversations (finished with a judge verdict). AF is n/a (–) "
-               "without CoT. 95% Wilson score intervals in brackets."]),
+              ["proxy compliance: share of finished conversations; judged compliance and refusal: "
+               "share of judged conversations (finished with a judge verdict); AF reasoning and AF "
+               "maybe: share of finished CoT conversations with an AF outcome (a classifier "
+               "verdict, or a judged refusal = no). AF missing: finished CoT conversations without "
+               "one (no judge verdict, or compliant but not classified), not in the AF rate's "
+               "denominator. AF is n/a (–) without CoT. 95% intervals in brackets: Wilson score "
+               "with prompts as clusters (samples of a prompt are not independent)."]),
         _View("gaps", "Compliance gaps (training − unmonitored)",
               ["model", "variant", "finished (train / unmon)", "proxy compliance (train / unmon)", "proxy gap [95% CI]",
                "judged (train / unmon)", "judged compliance (train / unmon)", "judged gap [95% CI]",
                "AF rate (train / unmon)", "AF gap [95% CI]"],
               [False, False, True, True, False, True, True, False, True, False],
               gap_rows,
-              [f"Sign convention: {SIGN_CONVENTION}.", "95% CI: Newcombe hybrid score (method 10); pp = percentage points."]),
+              [f"Sign convention: {SIGN_CONVENTION}.",
+               f"95% CI: {_gap_method(t)}; pp = percentage points."]),
         _View("proxy_agreement", "Proxy (<request_fully_accepted/>) vs judge",
               ["model", "variant", "both", "both complied", "proxy FP", "proxy FN", "both refused",
                "FP rate = P(proxy complied | judge refused)", "FN rate = P(proxy refused | judge complied)",

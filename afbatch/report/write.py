@@ -84,7 +84,7 @@ def write_tables(conv: pd.DataFrame, out_dir: str | Path) -> list[str]:
 
 
 def write_all(conv: pd.DataFrame, out_dir: str | Path, estimate: Mapping[str, Any] | None = None,
-              meta: Mapping[str, Any] | None = None) -> list[str]:
+              meta: Mapping[str, Any] | None = None, gap_interval: str = "paired") -> list[str]:
     """Every report file: the tables of ``write_tables``, report.json and report.html.
 
     The tables are computed once; the long conversation files are written by Arrow in a second
@@ -92,7 +92,7 @@ def write_all(conv: pd.DataFrame, out_dir: str | Path, estimate: Mapping[str, An
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tables = _tables(conv, estimate)
+    tables = _tables(conv, estimate, gap_interval)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         big = pool.submit(_write_conversations, conv, out)
         written = _write_small(tables, out)

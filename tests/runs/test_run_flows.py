@@ -509,3 +509,32 @@ def test_answers_got_with_a_prefill_are_not_reused_for_a_model_sent_none(emu, wo
     asked = {cid for _, model, cid in emu.calls[calls:] if model == "claude-haiku-4-5"}
     assert {c.id + "-t1" for c in second.convs(second.job.models[0])} <= asked
     assert not [s for s in second.manifest().shards.values() if s.provider == "reuse" and s.model == "haiku"]
+
+
+def test_the_jobs_gap_interval_reaches_the_report_and_keeps_the_run(emu, workdir):
+    from afbatch.report import intervals_text
+    from afbatch.results import write_report
+    from afbatch.spec import load_job
+
+    store = LocalStore(workdir / "store")
+    plain = small_job(workdir)
+    unpaired = str(write_job(workdir, SMALL.format(rows=3, models=HAIKU)
+                             + '\n[report]\ngap_interval = "unpaired"\n', "unpaired.toml"))
+    assert load_job(unpaired).fingerprint == load_job(plain).fingerprint  # no request changes
+    run, _ = Run.create(store, unpaired)
+    fast(run)
+    write_report(run)
+    data = json.loads(store.read(f"runs/{run.run_id}/report/report.json"))
+    assert data["intervals"] == intervals_text("unpaired")
+    args = ["report", run.run_id, "--store", str(workdir / "store"), "--format", "json"]
+    r = CliRunner().invoke(cli, args, obj={})
+    assert json.loads(r.stdout)["intervals"] == intervals_text("unpaired")
+    r = CliRunner().invoke(cli, [*args, "--gap-interval", "paired"], obj={})
+    assert json.loads(r.stdout)["intervals"] == intervals_text("paired")
+    import afbatch
+    from afbatch.report import compliance_gaps
+
+    opened = afbatch.open_run(run.run_id, store=workdir / "store")  # the notebook API too
+    conv = opened.conversations()
+    pd.testing.assert_frame_equal(opened.gaps(), compliance_gaps(conv, gap_interval="unpaired"))
+    pd.testing.assert_frame_equal(opened.gaps("paired"), compliance_gaps(conv))

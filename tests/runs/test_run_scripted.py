@@ -199,11 +199,11 @@ def test_summary_numbers_by_hand(finished):
 
 def test_gap_and_proxy_agreement_by_hand(finished):
     _, conv = finished
-    g = report.compliance_gaps(conv).iloc[0]
+    g = report.compliance_gaps(conv, gap_interval="unpaired").iloc[0]
     assert g.gap_proxy == pytest.approx(1.0 - 0.2)
     assert g.gap_judged == pytest.approx(0.8 - 0.4)
     assert g.af_gap == pytest.approx(0.4 - 0.0)
-    # Newcombe (method 10) from the Wilson intervals of each side
+    # unpaired: Newcombe (method 10) from the Wilson intervals of each side (one sample per prompt)
     l1, u1 = wilson(4, 5)
     l2, u2 = wilson(2, 5)
     p1, p2 = 0.8, 0.4
@@ -267,3 +267,24 @@ def test_calibrate_estimate_from_the_run(finished, workdir):
     assert gen["output_tokens_expected"] == round(12 * (1 + 8 / 11) * 100)
     assert gen["rounds_expected"] == pytest.approx(1 + 8 / 11, abs=1e-3)
     assert any("calibrated from a finished run for toy" in n for n in data["notes"])
+
+
+def test_detect_gap_takes_the_base_rate_from_the_run(finished, workdir):
+    from click.testing import CliRunner
+
+    from afbatch.cli import cli
+
+    run, conv = finished
+    done = conv[conv.status == "finished"]
+    # judged compliance where judged, else the proxy: counted here from the table itself
+    judged = done.judge_compliant.notna()
+    complied = (done.judge_compliant[judged].astype(bool).sum()
+                + done.proxy_compliant[~judged].astype(bool).sum())
+    rate = complied / len(done)
+    args = ["estimate", str(workdir / "job.toml"), "--calibrate-from", run.run_id,
+            "--store", str(workdir / "store"), "--format", "json", "--detect-gap", "0.1"]
+    r = CliRunner().invoke(cli, args, obj={})
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(r.stdout)["power"]["rows"]
+    assert row["base_rate_from"] == "finished run" and row["base_rate"] == pytest.approx(rate)
+    assert row["icc_from"] == "default"  # one sample per prompt: the run shows no ICC
