@@ -199,6 +199,7 @@ def write_report(run: Run) -> list[str]:
     from pathlib import Path
 
     from afbatch import report
+    from afbatch.layout import report_key
 
     m = run.manifest()
     conv = conversation_table(run, m)
@@ -207,7 +208,7 @@ def write_report(run: Run) -> list[str]:
         for path in report.write_all(conv, tmp, m.estimate or None, run_meta(run, m)):
             if path.startswith("note:"):
                 continue
-            key = f"runs/{run.run_id}/report/{Path(path).name}"
+            key = report_key(run.run_id, Path(path).name)
             run.put_file(key, path)  # a rename into a local store; an upload to S3
             keys.append(key)
     return keys

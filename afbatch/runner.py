@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afbatch import jsonl
+from afbatch import jsonl, layout
 from afbatch import manifest as mf
 from afbatch.compile import (CostCap, Grid, check_batch_minimums, conversations, least_requests,
                              load_grid, prefill_decision, render_lines, shard_limits,
@@ -176,14 +176,14 @@ class Run:
                 data = read_source(pin["ref"], offline=offline).data
                 if sha256_bytes(data) != pin["sha256"]:
                     raise InputError(f"{pin['ref']} changed while the run was being created — rerun")
-                ikey = f"runs/{run_id}/inputs/{pin['sha256']}"
+                ikey = layout.input_key(run_id, pin["sha256"])
                 store.write(ikey, data)
                 pins[name] = InputPin(ref=pin["ref"], sha256=pin["sha256"], key=ikey)
-            store.write(f"runs/{run_id}/job.toml", loaded.text.encode())
+            store.write(layout.job_key(run_id), loaded.text.encode())
             now = time.time()
             prefill = {mm.name: prefill_decision(mm, prices) for mm in loaded.job.models}
             m = Manifest(run_id=run_id, job_name=loaded.job.name, job_fingerprint=loaded.fingerprint,
-                         job_key=f"runs/{run_id}/job.toml", job_path=str(loaded.path), inputs=pins, created_at=now,
+                         job_key=layout.job_key(run_id), job_path=str(loaded.path), inputs=pins, created_at=now,
                          updated_at=now, estimate=estimate or {}, max_cost=max_cost,
                          prefill={name: d.sent for name, d in prefill.items()},
                          prefill_reason={name: d.reason for name, d in prefill.items()})
@@ -277,7 +277,7 @@ class Run:
     def convs(self, model: ModelSpec) -> list[Conversation]:
         """A model's conversations; their ids are stored with the run once, so they never change under it."""
         if model.name not in self._convs:
-            key = f"runs/{self.run_id}/conversations/{model.name}.ids"
+            key = layout.conversation_ids_key(self.run_id, model.name)
             try:
                 known: list[str] | None = self.store.read(key).decode().split()
             except KeyError:
@@ -482,8 +482,8 @@ class Run:
                         f"{label}: {f.n_requests} {stage} requests cannot reach Bedrock's minimum of 100 per batch job — "
                         f"set on_demand_fallback = true for this model in the job to send them as on-demand calls"
                     )
-                key = f"runs/{self.run_id}/shards/{sid}.jsonl"
-                ids_key = f"runs/{self.run_id}/shards/{sid}.ids"
+                key = layout.shard_key(self.run_id, sid)
+                ids_key = layout.shard_ids_key(self.run_id, sid)
                 self.put_file(key, f.path)
                 self.store.write(ids_key, ids_text.encode())
                 self._ids[sid] = ids_text.split()
@@ -566,8 +566,8 @@ class Run:
         ids = sorted(reused)
         ids_text = "\n".join(ids) + "\n"
         sid = f"reuse-{hashlib.sha256(ids_text.encode()).hexdigest()[:12]}"
-        ids_key = f"runs/{self.run_id}/shards/{sid}.ids"
-        results_key = f"runs/{self.run_id}/results/{sid}.jsonl"
+        ids_key = layout.shard_ids_key(self.run_id, sid)
+        results_key = layout.results_key(self.run_id, sid)
         self.store.write(ids_key, ids_text.encode())
         sha, lines = self._write_lines(results_key, (reused[i][0].to_json() for i in ids))
         self._ids[sid] = ids
@@ -700,7 +700,7 @@ class Run:
             lines = jsonl.read(Path(path).read_bytes())
         # Progress is kept in immutable chunks, so a crash never repeats a paid call that finished.
         for start in range(0, len(lines), ON_DEMAND_CHUNK):
-            key = f"runs/{self.run_id}/results/{shard.id}.part{start // ON_DEMAND_CHUNK:05d}.jsonl"
+            key = layout.part_key(self.run_id, shard.id, start // ON_DEMAND_CHUNK)
             if self.store.exists(key):
                 continue
             out = [invoke(line) for line in lines[start:start + ON_DEMAND_CHUNK]]
@@ -806,11 +806,11 @@ class Run:
             except ProviderError as e:
                 self.log(f"collect of {s.id} postponed: {e}")
                 continue
-            key = f"runs/{self.run_id}/results/{s.id}.jsonl"
+            key = layout.results_key(self.run_id, s.id)
             written = self._write_lines(key, (r.to_json() for r in results))
             verdicts_key, verdicts_written = None, (None, None)
             if is_judged(s.stage):  # the verdicts alone: a report reads 20 votes per conversation, not their texts
-                verdicts_key = f"runs/{self.run_id}/results/{s.id}.verdicts.jsonl"
+                verdicts_key = layout.verdicts_key(self.run_id, s.id)
                 verdicts_written = self._write_lines(
                     verdicts_key, (r._replace(text=None, texts=None).to_json() for r in results))
             self._results[s.id] = kept(results, is_judged(s.stage), self._verdicts)
@@ -854,7 +854,7 @@ class Run:
         ids = self.shard_ids(s)
         by_line = {provider.line_id(rid): rid for rid in ids}
         if s.on_demand:
-            parts = sorted(k for k in self.store.list(f"runs/{self.run_id}/results/{s.id}.part"))
+            parts = sorted(self.store.list(layout.part_prefix(self.run_id, s.id)))
             raw: Any = (self._part_line(key, line) for key in parts for line in self.store.lines(key)
                         if line.strip())
         else:  # a batch the provider refused at creation has no batch id and no lines
@@ -1010,7 +1010,7 @@ class Run:
         held = (f"held by shard(s) {', '.join(holders[:5])} whose stored results lack them"
                 if holders else "held by no shard, yet none could be planned")
         return (f"{run} cannot make progress: {len(ids)} needed request(s) ({some}) are {held}"
-                f" — the store under runs/{self.run_id}/ was changed. Restore it, or rename the job"
+                f" — the store under {layout.run_folder(self.run_id)}/ was changed. Restore it, or rename the job"
                 " to start a new run in this store: it reuses every answer stored here and asks"
                 " only for the rest")
 

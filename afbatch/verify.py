@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from afbatch import jsonl
+from afbatch import layout
 from afbatch import manifest as mf
 from afbatch.errors import DamagedStoreError, ProviderError
 from afbatch.manifest import Manifest, Shard, ShardState
@@ -62,7 +63,7 @@ class Finding:
 
 
 def damaged(store: Store, key: str, problem: str) -> DamagedStoreError:
-    run_id = key.split("/")[1] if key.startswith("runs/") and key.count("/") >= 2 else "RUN"
+    run_id = layout.run_of(key) or "RUN"
     return DamagedStoreError(
         f"{store.url}/{key}: {problem} — the store was damaged; `afbatch verify {run_id}` "
         f"lists every problem, `afbatch verify {run_id} --repair` restores what it can"
