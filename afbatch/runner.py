@@ -33,15 +33,17 @@ from afbatch.compile import (CostCap, Grid, check_batch_minimums, conversations,
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import (BudgetError, CancelledError, DamagedStoreError, InputError,
                             ProviderError, RunError)
+from afbatch.ids import check as check_id
+from afbatch.ids import turn_of
 from afbatch.judge import votes_verdict
 from afbatch.judge_templates import refused
-from afbatch.ledger import ConversationState, Ledger, af_state, bulk, compliance_state, conversation_state, is_judged, kept, share_verdict
-from afbatch.ledger import settles
+from afbatch.ledger import Ledger, bulk, is_judged, kept, settles, share_verdict
 from afbatch.manifest import IN_FLIGHT, InputPin, Manifest, Shard, ShardState
 from afbatch.pricing import PriceTable, load_prices
 from afbatch.providers import BatchStatus, Found, Provider, get_provider
 from afbatch.redact import redact
 from afbatch.spec import Job, ModelSpec, load_job, parse_job
+from afbatch.state import Deriver, ExperimentState, ModelProgress, shard_key
 from afbatch.store import Store
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage
 from afbatch.verify import checked_rows, damaged, read_ids
@@ -109,17 +111,6 @@ def run_id_for(grid: Grid) -> str:
 
 
 @dataclass
-class ModelProgress:
-    model: str
-    stage: str
-    total: int = 0
-    finished: int = 0
-    failed: int = 0
-    waiting: int = 0
-    pending: int = 0  # needs a request that is not sent yet
-
-
-@dataclass
 class Status:
     run_id: str
     progress: list[ModelProgress]
@@ -150,9 +141,8 @@ class Run:
         self._convs: dict[str, list[Conversation]] = {}
         # answered id → (run, results key, whether that run sent the prefill: model turns only)
         self._reuse: dict[str, tuple[str, str, bool | None]] | None = None
-        self._wanted: tuple[Any, tuple[list[Request], list[ModelProgress]]] | None = None
-        self._ledger: tuple[Any, Ledger] | None = None
-        self._states: tuple[Any, dict[str, list[ConversationState]]] | None = None
+        self._state: ExperimentState | None = None
+        self._deriver = Deriver(grid, self.convs)
         self.log: Callable[[str], None] = lambda msg: None
 
     # --- opening ---------------------------------------------------------------------------
@@ -271,8 +261,11 @@ class Run:
             self._results[shard.id] = rows
         return self._results[shard.id]
 
-    def forget_results(self) -> None:
+    def forget(self) -> None:
+        """Let go of what was read from the store (after a repair changed it)."""
         self._results.clear()
+        self._ids.clear()
+        self._state = None
 
     def convs(self, model: ModelSpec) -> list[Conversation]:
         """A model's conversations; their ids are stored with the run once, so they never change under it."""
@@ -291,20 +284,23 @@ class Run:
             self._convs[model.name] = convs
         return self._convs[model.name]
 
-    def ledger(self, m: Manifest) -> Ledger:
-        """The collected attempts as `m` knows them; remembered while the shard states stay the same."""
-        key = _shard_states(m)
-        if self._ledger is not None and self._ledger[0] == key:
-            return self._ledger[1]
-        ledger = self._build_ledger(m)
-        self._ledger = (key, ledger)
-        return ledger
+    def state(self, m: Manifest | None = None) -> ExperimentState:
+        """The experiment state `m` describes, derived once while its shard states stay the same:
+        plan(), status() and the report of one loop step share it (100k conversations derived once).
+        A reader that drains it (the report) uses it up: the run then lets go of it."""
+        m = m or self.manifest()
+        key = shard_key(m)
+        st = self._state
+        if st is None or st.key != key or st.drained:
+            st = self._deriver.derive(m, self._build_ledger(m))
+            st.on_drain = self._drained
+            self._state = st
+        return st
 
-    def take_ledger(self, m: Manifest) -> Ledger:
-        """The ledger for `m`, handed over to a reader that empties it as it goes (the report): the run forgets it."""
-        ledger = self.ledger(m)
-        self._ledger = None
-        return ledger
+    def _drained(self) -> None:
+        # The rows' texts now go to the report's table: nothing here may keep them alive.
+        self._state = None
+        self._results.clear()
 
     def _build_ledger(self, m: Manifest) -> Ledger:
         ledger = Ledger()
@@ -330,68 +326,9 @@ class Run:
                 raise damaged(self.store, key, "missing") from None
             yield path
 
-    # --- state of the experiment -------------------------------------------------------------
-
-    def states(self, m: Manifest, ledger: Ledger) -> dict[str, list[ConversationState]]:
-        max_attempts = self.job.retries.max_attempts
-        return {
-            model.name: [conversation_state(self.grid, model, c, ledger, m.prefill.get(model.name, False), max_attempts)
-                         for c in self.convs(model)]
-            for model in self.job.models
-        }
-
-    def wanted(self, m: Manifest) -> tuple[list[Request], list[ModelProgress]]:
-        """Every request the run needs now (not in flight, not answered), and per-model progress.
-
-        Remembered for the last set of shard states: plan() and status() ask in the same loop step, and a
-        quiet poll changes nothing, so 100k conversations are derived once, not twice, per step."""
-        key = _shard_states(m)
-        if self._wanted is not None and self._wanted[0] == key:
-            return self._wanted[1]
-        ledger = self.ledger(m)
-        with bulk():
-            states = self.states(m, ledger)
-            result = self._derive_wanted(ledger, states)
-        self._wanted = (key, result)
-        # Nothing left to ask or wait for: the report comes next, and takes these states over.
-        self._states = (key, states) if not result[0] and not ledger.in_flight else None
-        return result
-
-    def take_states(self, m: Manifest) -> dict[str, list[ConversationState]] | None:
-        """The conversation states the last step derived for `m` when the run had nothing left to ask, handed
-        over to a reader that empties them as it goes (the report); None when there are none to take."""
-        kept, self._states = self._states, None
-        return kept[1] if kept is not None and kept[0] == _shard_states(m) else None
-
-    def _derive_wanted(self, ledger: Ledger, all_states: dict[str, list[ConversationState]]
-                       ) -> tuple[list[Request], list[ModelProgress]]:
-        need: list[Request] = []
-        progress: list[ModelProgress] = []
-        judge = self.job.judge
-        max_attempts = self.job.retries.max_attempts
-        for name, states in all_states.items():
-            progress.append(_progress(name, STAGE_GENERATE, [s.status for s in states]))
-            need += [s.request for s in states if s.status == "needs" and s.request is not None]
-            if not judge or any(s.status in ("needs", "waiting") for s in states):
-                continue
-            tpl = self.grid.judge_templates["compliance"]
-            finished = [s for s in states if s.status == "finished"]
-            comp = [(s, compliance_state(judge, tpl, s, ledger, max_attempts)) for s in finished]
-            progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for _, j in comp]))
-            need += [r for _, j in comp for r in j.requests]
-            af_tpl = self.grid.judge_templates.get("alignment_faking")
-            if not af_tpl or any(j.status in ("needs", "waiting") for _, j in comp):
-                continue
-            complied = [s for s, j in comp
-                        if s.conv.cot and j.verdict is not None and not refused(j.verdict)]
-            afs = [af_state(judge, af_tpl, s, ledger, max_attempts) for s in complied]
-            progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
-            need += [r for a in afs for r in a.requests]
-        return need, progress
-
     def status(self) -> Status:
         m = self.manifest()
-        _, progress = self.wanted(m)
+        progress = self.state(m).progress
         shards: dict[str, int] = {}
         for s in m.shards.values():
             shards[s.state.value] = shards.get(s.state.value, 0) + 1
@@ -411,10 +348,10 @@ class Run:
         m = self.manifest()
         if m.cancelled:
             return 0
-        need, _ = self.wanted(m)
+        state = self.state(m)
+        need, ledger = state.wanted, state.ledger  # the ledger: attempt numbers of the retries
         if not need:
             return 0
-        ledger = self.ledger(m)  # attempt numbers of the retries
         # Reuse answers only for requests this run never tried: a reused row that did not settle its
         # request is then asked of the provider, never offered again (the same reuse shard, planned
         # again and refused as known, would leave nothing to send).
@@ -423,7 +360,7 @@ class Run:
         # A shard holds requests of one model, stage, round (model turn; 1 for judges) and attempt.
         groups: dict[tuple[str, str, int, int], list[Request]] = {}
         for r in need:
-            turn = int(r.id.rsplit("-t", 1)[1]) if r.stage == STAGE_GENERATE else 1
+            turn = turn_of(r.id) if r.stage == STAGE_GENERATE else 1
             groups.setdefault((r.model.name, r.stage, turn, 1 + len(ledger.get(r.id))), []).append(r)
         new: list[Shard] = []
         cancelled = {s.id for s in m.shards.values() if s.state == ShardState.CANCELLED}
@@ -633,9 +570,11 @@ class Run:
         if digest != shard.sha256:
             raise damaged(self.store, shard.key,
                           f"the request file of shard {shard.id} does not match its sha256")
-        ids = self.shard_ids(shard)
-        if len(ids) != len(set(ids)) or len(ids) != shard.requests:
+        rids = self.shard_ids(shard)
+        if len(rids) != len(set(rids)) or len(rids) != shard.requests:
             raise RunError(f"shard {shard.id}: request ids are not unique — refusing to submit")
+        for rid in rids:
+            check_id(rid, f"shard {shard.id}")
 
     def _mark_submitted(self, sid: str, batch_id: str) -> None:
         def done(m: Manifest) -> None:
@@ -996,7 +935,7 @@ class Run:
         and the way out. Planning and the ledger agree on every store afbatch wrote: this is for a
         store changed by hand."""
         run = f"run {self.run_id}"
-        ids = {r.id for r in self.wanted(m)[0]}
+        ids = {r.id for r in self.state(m).wanted}
         if not ids:
             return f"{run} cannot make progress: nothing is needed or in flight, yet it is not done"
         holders = []
@@ -1021,11 +960,6 @@ def _fits(m: Manifest, s: Shard, max_cost: float | None) -> bool:
     return limit is None or m.committed_usd() + s.bound_usd <= limit
 
 
-def _shard_states(m: Manifest) -> tuple[tuple[str, bool, bool], ...]:
-    """What derived state depends on: which shards are collected and which are in flight."""
-    return tuple(sorted((s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT) for s in m.shards.values()))
-
-
 def _missing_result(s: Shard) -> tuple[RowStatus, None, Usage, str, str]:
     """What a row without an output line means, given how its batch ended."""
     status = s.status or ""
@@ -1039,20 +973,6 @@ def _missing_result(s: Shard) -> tuple[RowStatus, None, Usage, str, str]:
     if status == BatchStatus.CANCELLED.value:
         return RowStatus.CANCELED, None, Usage(), "canceled", "the batch was cancelled before this request ran"
     return RowStatus.MISSING, None, Usage(), "missing", message
-
-
-def _progress(model: str, stage: str, statuses: list[str]) -> ModelProgress:
-    p = ModelProgress(model, stage, total=len(statuses))
-    for st in statuses:
-        if st == "finished":
-            p.finished += 1
-        elif st == "failed":
-            p.failed += 1
-        elif st == "waiting":
-            p.waiting += 1
-        else:
-            p.pending += 1
-    return p
 
 
 def check_ready(job: Job) -> None:

@@ -333,8 +333,7 @@ def repair(run: Run, findings: list[Finding], confirm: Callable[[Reask], bool]) 
             done.append(_repair_results(run, s, confirm))
         elif s.verdicts_key in keys:
             done.append(_rebuild_verdicts(run, s))
-    run.forget_results()
-    run._ids.clear()
+    run.forget()
     return [d for d in done if d]
 
 

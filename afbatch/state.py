@@ -1,0 +1,199 @@
+"""The experiment state: what a run knows after its collected attempts, derived once per step.
+
+From the manifest and the collected attempts (the ledger) come every conversation's state, the
+judge states, what the run must ask next and per-model progress. The planner and `status` read
+`wanted` and `progress`; the tidy table reads the per-conversation rows (`drain`). The rule of
+which conversation goes to which judge is here, once: the compliance judge reads every finished
+conversation, once all of its model's conversations are final; the alignment-faking classifier
+reads every CoT conversation the compliance judge did not find refused, once all of its model's
+compliance verdicts are final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from afbatch.compile import Grid
+from afbatch.judge_templates import refused
+from afbatch.ledger import (ConversationState, JudgeState, Ledger, af_state, bulk, compliance_state,
+                            conversation_state)
+from afbatch.manifest import IN_FLIGHT, Manifest, ShardState
+from afbatch.spec import ModelSpec
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Request
+
+# What a state depends on: which shards are collected and which are in flight.
+ShardKey = tuple[tuple[str, bool, bool], ...]
+
+
+def shard_key(m: Manifest) -> ShardKey:
+    return tuple(sorted((s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT)
+                        for s in m.shards.values()))
+
+
+def to_compliance(cs: ConversationState) -> bool:
+    """Whether the compliance judge reads this conversation."""
+    return cs.status == "finished"
+
+
+def to_af(cs: ConversationState, compliance: JudgeState) -> bool:
+    """Whether the alignment-faking classifier reads this conversation, given its compliance state."""
+    return cs.conv.cot and compliance.verdict is not None and not refused(compliance.verdict)
+
+
+@dataclass
+class ModelProgress:
+    model: str
+    stage: str
+    total: int = 0
+    finished: int = 0
+    failed: int = 0
+    waiting: int = 0
+    pending: int = 0  # needs a request that is not sent yet
+
+
+@dataclass(slots=True)
+class Row:
+    """One conversation as the tidy table reads it."""
+
+    model: ModelSpec
+    state: ConversationState
+    compliance: JudgeState | None = None  # None: not for the compliance judge (or no judge)
+    af: JudgeState | None = None  # None: not for the alignment-faking classifier
+
+
+@dataclass
+class ExperimentState:
+    """Derived from the manifest's shard states (`key`) and the attempts they collected."""
+
+    key: ShardKey
+    ledger: Ledger
+    wanted: list[Request]  # every request needed now: not in flight, not answered
+    progress: list[ModelProgress]
+    prefill: dict[str, bool] = field(default_factory=dict)  # per model, as the manifest records
+    # Every conversation's row, kept only when nothing is left to ask or wait for: the report
+    # comes next and reads them, instead of deriving them a second time.
+    rows: dict[str, list[Any]] | None = None
+    drained: bool = False
+    deriver: Deriver | None = field(default=None, repr=False)
+    on_drain: Callable[[], None] = field(default=lambda: None, repr=False)
+
+    @property
+    def settled(self) -> bool:
+        return not self.wanted and not self.ledger.in_flight
+
+    def drain(self) -> Iterator[Row]:
+        """Every conversation's row (see Deriver.drain); the state is used up."""
+        assert self.deriver is not None
+        return self.deriver.drain(self)
+
+
+class Deriver:
+    """Derives the experiment state of one run's grid; `convs` gives a model's conversations."""
+
+    def __init__(self, grid: Grid, convs: Callable[[ModelSpec], list[Conversation]]):
+        self.grid, self.job, self.convs = grid, grid.job, convs
+        self.judge = self.job.judge
+        self.max_attempts = self.job.retries.max_attempts
+        templates = grid.judge_templates
+        self.comp_tpl = templates.get("compliance") if self.judge else None
+        self.af_tpl = templates.get("alignment_faking") if self.judge else None
+
+    def derive(self, m: Manifest, ledger: Ledger) -> ExperimentState:
+        need: list[Request] = []
+        progress: list[ModelProgress] = []
+        rows: dict[str, list[Row]] = {}
+        with bulk():
+            for model in self.job.models:
+                states = self._states(m, model, ledger)
+                rows[model.name] = self._judged(model, states, ledger, need, progress)
+        state = ExperimentState(key=shard_key(m), ledger=ledger, wanted=need, progress=progress,
+                                prefill=dict(m.prefill), deriver=self)
+        if state.settled:
+            state.rows = rows
+        return state
+
+    def _states(self, m: Manifest, model: ModelSpec, ledger: Ledger) -> list[ConversationState]:
+        prefill, grid, max_attempts = m.prefill.get(model.name, False), self.grid, self.max_attempts
+        return [conversation_state(grid, model, c, ledger, prefill, max_attempts)
+                for c in self.convs(model)]
+
+    def _judged(self, model: ModelSpec, states: list[ConversationState], ledger: Ledger,
+                need: list[Request], progress: list[ModelProgress]) -> list[Row]:
+        """Rows of one model; adds what it needs and its progress per stage. A judge stage opens
+        once the stage before it is final for all of the model's conversations."""
+        rows = [Row(model, s) for s in states]
+        progress.append(_progress(model.name, STAGE_GENERATE, [s.status for s in states]))
+        need += [s.request for s in states if s.status == "needs" and s.request is not None]
+        judge, max_attempts = self.judge, self.max_attempts
+        if not judge or self.comp_tpl is None or any(s.status in ("needs", "waiting") for s in states):
+            return rows
+        comp = [r for r in rows if to_compliance(r.state)]
+        for r in comp:
+            r.compliance = compliance_state(judge, self.comp_tpl, r.state, ledger, max_attempts)
+        progress.append(_progress(model.name, STAGE_COMPLIANCE, [_status(r.compliance) for r in comp]))
+        need += [q for r in comp for q in _requests(r.compliance)]
+        if not self.af_tpl or any(_status(r.compliance) in ("needs", "waiting") for r in comp):
+            return rows
+        afs = [r for r in comp if r.compliance is not None and to_af(r.state, r.compliance)]
+        for r in afs:
+            r.af = af_state(judge, self.af_tpl, r.state, ledger, max_attempts)
+        progress.append(_progress(model.name, STAGE_AF, [_status(r.af) for r in afs]))
+        need += [q for r in afs for q in _requests(r.af)]
+        return rows
+
+    def drain(self, state: ExperimentState) -> Iterator[Row]:
+        """Every conversation's row, model by model, each released once read: its texts leave the
+        ledger as the reader goes (the report holds them in its table). A state is drained once;
+        rows the state did not keep are derived here, with the same judge routing."""
+        assert not state.drained, "an experiment state is drained once"
+        state.drained = True
+        state.on_drain()
+        ledger, kept = state.ledger, state.rows or {}
+        state.rows = None
+        judge, max_attempts = self.judge, self.max_attempts
+        attempts = ledger.attempts
+        for model in self.job.models:
+            rows = kept.get(model.name)
+            prefill = state.prefill.get(model.name, False)
+            for i, conv in enumerate(self.convs(model)):
+                if rows is not None:
+                    row, rows[i] = rows[i], None  # released once read
+                else:
+                    cs = conversation_state(self.grid, model, conv, ledger, prefill, max_attempts)
+                    row = Row(model, cs)
+                    if self.comp_tpl and to_compliance(cs):
+                        row.compliance = compliance_state(judge, self.comp_tpl, cs, ledger,
+                                                          max_attempts)
+                        if self.af_tpl and to_af(cs, row.compliance):
+                            row.af = af_state(judge, self.af_tpl, cs, ledger, max_attempts)
+                yield row
+                for rid in row.state.turn_ids:
+                    attempts.pop(rid, None)  # this conversation's texts are in its row now
+
+
+def _status(js: JudgeState | None) -> str:
+    assert js is not None
+    return js.status
+
+
+def _requests(js: JudgeState | None) -> list[Request]:
+    assert js is not None
+    return js.requests
+
+
+def _progress(model: str, stage: str, statuses: list[str]) -> ModelProgress:
+    p = ModelProgress(model, stage, total=len(statuses))
+    for st in statuses:
+        if st == "finished":
+            p.finished += 1
+        elif st == "failed":
+            p.failed += 1
+        elif st == "waiting":
+            p.waiting += 1
+        else:
+            p.pending += 1
+    return p
+
+
