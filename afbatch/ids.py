@@ -57,7 +57,7 @@ def judge_id(conversation: str, kind: str, content_digest: str, vote: int | None
 
 
 def judge_slot(conversation: str, kind: str, vote: int | None = None) -> str:
-    """Where a conversation's judge request of this kind (and vote) is answered, whatever was judged."""
+    """Where a judge request of this kind (and vote) is answered, whatever text was judged."""
     return f"{conversation}-{kind}" if vote is None else f"{conversation}-{kind}{vote:02d}"
 
 

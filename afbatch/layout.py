@@ -3,7 +3,7 @@
     runs/<run>/manifest.json                      the manifest (compare-and-swap)
     runs/<run>/job.toml                           the job as it was when the run was created
     runs/<run>/inputs/<sha256>                    pinned copies of the job's inputs
-    runs/<run>/conversations/<model>.ids          a model's conversation ids, fixed at the first step
+    runs/<run>/conversations/<model>.ids          a model's conversation ids, fixed when first made
     runs/<run>/shards/<shard>.jsonl | .ids        a shard's request file and its request ids
     runs/<run>/results/<shard>.jsonl              a shard's collected rows
     runs/<run>/results/<shard>.verdicts.jsonl     a judge shard's rows without their texts

@@ -38,7 +38,7 @@ def to_compliance(cs: ConversationState) -> bool:
 
 
 def to_af(cs: ConversationState, compliance: JudgeState) -> bool:
-    """Whether the alignment-faking classifier reads this conversation, given its compliance state."""
+    """Whether the alignment-faking classifier reads this conversation, given its compliance."""
     return cs.conv.cot and compliance.verdict is not None and not refused(compliance.verdict)
 
 
@@ -127,12 +127,14 @@ class Deriver:
         progress.append(_progress(model.name, STAGE_GENERATE, [s.status for s in states]))
         need += [s.request for s in states if s.status == "needs" and s.request is not None]
         judge, max_attempts = self.judge, self.max_attempts
-        if not judge or self.comp_tpl is None or any(s.status in ("needs", "waiting") for s in states):
+        comp_tpl = self.comp_tpl
+        if not judge or comp_tpl is None or any(s.status in ("needs", "waiting") for s in states):
             return rows
         comp = [r for r in rows if to_compliance(r.state)]
         for r in comp:
-            r.compliance = compliance_state(judge, self.comp_tpl, r.state, ledger, max_attempts)
-        progress.append(_progress(model.name, STAGE_COMPLIANCE, [_status(r.compliance) for r in comp]))
+            r.compliance = compliance_state(judge, comp_tpl, r.state, ledger, max_attempts)
+        statuses = [_status(r.compliance) for r in comp]
+        progress.append(_progress(model.name, STAGE_COMPLIANCE, statuses))
         need += [q for r in comp for q in _requests(r.compliance)]
         if not self.af_tpl or any(_status(r.compliance) in ("needs", "waiting") for r in comp):
             return rows

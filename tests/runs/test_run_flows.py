@@ -166,7 +166,7 @@ def test_lost_anthropic_create_while_the_lookup_fails_waits_instead_of_resending
         return batch_id
 
     monkeypatch.setattr(aprov.AnthropicProvider, "submit", lost)
-    monkeypatch.setattr("afbatch.runner.RECONCILE_GRACE_SECONDS", 0)  # read when the module loaded
+    monkeypatch.setattr("afbatch.lifecycle.RECONCILE_GRACE_SECONDS", 0)  # read when the module loaded
     run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
     fast(run)
     final(run)
