@@ -136,15 +136,16 @@ class Run:
             self._convs[model.name] = convs
         return self._convs[model.name]
 
-    def state(self, m: Manifest | None = None) -> ExperimentState:
+    def state(self, m: Manifest | None = None, *, rows: bool = False) -> ExperimentState:
         """The experiment state `m` describes, derived once while its shard states stay the same:
         plan(), status() and the report of one loop step share it (100k conversations derived once).
-        A reader that drains it (the report) uses it up: the run then lets go of it."""
+        A reader that drains it (the report) uses it up: the run then lets go of it. `rows`: keep
+        every conversation's row if it is derived now, for a report that drains it next."""
         m = m or self.manifest()
         key = shard_key(m)
         st = self._state
         if st is None or st.key != key or st.drained:
-            st = self._deriver.derive(m, self._build_ledger(m))
+            st = self._deriver.derive(m, self._build_ledger(m), keep_rows=rows)
             st.on_drain = self._drained
             self._state = st
         return st

@@ -72,8 +72,8 @@ class ExperimentState:
     wanted: list[Request]  # every request needed now: not in flight, not answered
     progress: list[ModelProgress]
     prefill: dict[str, bool] = field(default_factory=dict)  # per model, as the manifest records
-    # Every conversation's row, kept only when nothing is left to ask or wait for: the report
-    # comes next and reads them, instead of deriving them a second time.
+    # Every conversation's row, kept when nothing is left to ask or wait for (the report comes
+    # next and reads them, instead of deriving them a second time) or when derived for a report.
     rows: dict[str, list[Any]] | None = None
     drained: bool = False
     deriver: Deriver | None = field(default=None, repr=False)
@@ -100,7 +100,7 @@ class Deriver:
         self.comp_tpl = templates.get("compliance") if self.judge else None
         self.af_tpl = templates.get("alignment_faking") if self.judge else None
 
-    def derive(self, m: Manifest, ledger: Ledger) -> ExperimentState:
+    def derive(self, m: Manifest, ledger: Ledger, keep_rows: bool = False) -> ExperimentState:
         need: list[Request] = []
         progress: list[ModelProgress] = []
         rows: dict[str, list[Row]] = {}
@@ -110,7 +110,7 @@ class Deriver:
                 rows[model.name] = self._judged(model, states, ledger, need, progress)
         state = ExperimentState(key=shard_key(m), ledger=ledger, wanted=need, progress=progress,
                                 prefill=dict(m.prefill), deriver=self)
-        if state.settled:
+        if keep_rows or state.settled:
             state.rows = rows
         return state
 
@@ -148,7 +148,8 @@ class Deriver:
     def drain(self, state: ExperimentState) -> Iterator[Row]:
         """Every conversation's row, model by model, each released once read: its texts leave the
         ledger as the reader goes (the report holds them in its table). A state is drained once;
-        rows the state did not keep are derived here, with the same judge routing."""
+        rows the state did not keep are derived here, and judge states of stages not open yet
+        (the report shows what is known of them), with the same judge routing."""
         assert not state.drained, "an experiment state is drained once"
         state.drained = True
         state.on_drain()
@@ -165,11 +166,12 @@ class Deriver:
                 else:
                     cs = conversation_state(self.grid, model, conv, ledger, prefill, max_attempts)
                     row = Row(model, cs)
-                    if self.comp_tpl and to_compliance(cs):
-                        row.compliance = compliance_state(judge, self.comp_tpl, cs, ledger,
-                                                          max_attempts)
-                        if self.af_tpl and to_af(cs, row.compliance):
-                            row.af = af_state(judge, self.af_tpl, cs, ledger, max_attempts)
+                cs = row.state
+                if row.compliance is None and self.comp_tpl and to_compliance(cs):
+                    row.compliance = compliance_state(judge, self.comp_tpl, cs, ledger, max_attempts)
+                if (row.af is None and row.compliance is not None and self.af_tpl
+                        and to_af(cs, row.compliance)):
+                    row.af = af_state(judge, self.af_tpl, cs, ledger, max_attempts)
                 yield row
                 for rid in row.state.turn_ids:
                     attempts.pop(rid, None)  # this conversation's texts are in its row now

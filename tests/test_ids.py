@@ -25,11 +25,13 @@ def test_every_built_id_follows_the_grammar_and_reads_back():
     assert ids.slot_of(cj) == ids.judge_slot(CONV, "cj") == f"{CONV}-cj"
     assert ids.slot_of(af_one) == ids.judge_slot(CONV, "af")
     assert [ids.slot_of(v) for v in votes] == [ids.judge_slot(CONV, "af", v) for v in (0, 7, 19)]
-    assert len(set(map(ids.slot_of, (cj, af_one, *votes)))) == 5  # the two AF modes never share a slot
+    # the two AF modes never share a slot
+    assert len(set(map(ids.slot_of, (cj, af_one, *votes)))) == 5
 
 
 @pytest.mark.parametrize("bad", [
-    "", "hello", CONV, f"{CONV}-t0", f"{CONV}-t", f"{CONV}-tx", f"{CONV}-cj", f"{CONV}-cj07-{DIGEST}",
+    "", "hello", CONV, f"{CONV}-t0", f"{CONV}-t", f"{CONV}-tx", f"{CONV}-cj",
+    f"{CONV}-cj07-{DIGEST}",
     f"{CONV}-af7-{DIGEST}", f"{CONV}-af-{DIGEST}0", f"{CONV}-xx-{DIGEST}", f"{CONV.upper()}-t1",
     f"{CONV}-t1 ", f"{CONV}-t1\n", f"{CONV[:-1]}-t1",
 ])

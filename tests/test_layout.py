@@ -8,7 +8,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "afbatch"
 
 
 def test_no_module_but_layout_spells_a_runs_key():
-    spelled = [f"{p.relative_to(PACKAGE)}:{n}" for p in PACKAGE.rglob("*.py") if p.name != "layout.py"
+    spelled = [f"{p.relative_to(PACKAGE)}:{n}"
+               for p in PACKAGE.rglob("*.py") if p.name != "layout.py"
                for n, line in enumerate(p.read_text().splitlines(), 1) if "runs/" in line]
     assert spelled == []
 

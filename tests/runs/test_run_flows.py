@@ -477,6 +477,22 @@ def test_report_from_the_last_steps_states_equals_a_fresh_derivation(emu, workdi
     pd.testing.assert_frame_equal(handed_over, fresh)
 
 
+def test_a_report_of_an_unfinished_run_derives_each_conversation_once(emu, workdir, monkeypatch):
+    """`afbatch report` mid-run: the state it derives keeps its rows for the report to drain."""
+    import afbatch.state as state
+
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir, models=HAIKU + GPT))
+    run.plan()
+    run.submit_pending()
+    derived = []
+    real = state.conversation_state
+    monkeypatch.setattr(state, "conversation_state", lambda *a: derived.append(a) or real(*a))
+    table = conversation_table(Run.open(store, run.run_id))
+    assert (table.status == "running").all()
+    assert len(derived) == len(table) > 0
+
+
 def test_a_model_that_rejects_prefill_runs_without_it_and_the_report_says_so(emu, workdir):
     from afbatch import report
     from afbatch.results import run_meta, write_report
