@@ -19,7 +19,7 @@ from afbatch import jsonl, layout
 from afbatch import manifest as mf
 from afbatch.errors import ProviderError
 from afbatch.judge import votes_verdict
-from afbatch.ledger import bulk, is_judged, kept
+from afbatch.ledger import bulk, is_judged
 from afbatch.lifecycle import crashpoint
 from afbatch.manifest import Manifest, Shard, ShardState
 from afbatch.providers import BatchStatus
@@ -46,7 +46,7 @@ def collect(run: Run) -> int:
             verdicts_key = layout.verdicts_key(run.run_id, s.id)
             verdicts_written = write_lines(run, 
                 verdicts_key, (r._replace(text=None, texts=None).to_json() for r in results))
-        run._results[s.id] = kept(results, is_judged(s.stage), run._verdicts)
+        run.remember_results(s, results)
         crashpoint("after-results-written")
         usage, cost, counts = _account(run, s, results)
 

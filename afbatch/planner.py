@@ -115,7 +115,7 @@ def _write_shards(run: Run, label: str, stage: str, rnd: int, attempt: int, requ
             ids_key = layout.shard_ids_key(run.run_id, sid)
             run.put_file(key, f.path)
             run.store.write(ids_key, ids_text.encode())
-            run._ids[sid] = ids_text.split()
+            run.remember_ids(sid, ids_text.split())
             # A true bound of what the shard can bill, for --max-cost. Input: a token is at
             # least one byte of UTF-8 text for every tokenizer these providers use (byte-level
             # BPE or byte fallback), and the JSON around the texts is longer than the chat
@@ -138,8 +138,8 @@ def _take_reused(run: Run, need: list[Request]) -> dict[str, tuple[Result, str]]
     many big runs is never held in memory; the answers themselves are read for the requests needed."""
     if run.fresh:
         return {}
-    if run._reuse is None:
-        run._reuse = {}
+    if run.reuse_index is None:
+        run.reuse_index = {}
         for other in mf.list_runs(run.store):
             if other == run.run_id:
                 continue
@@ -153,7 +153,7 @@ def _take_reused(run: Run, need: list[Request]) -> dict[str, tuple[Result, str]]
                     _index_reusable(run, other, s, sent)
     wanted: dict[str, dict[str, str]] = {}  # results file → {id: run}
     for r in need:
-        found = run._reuse.get(r.id)
+        found = run.reuse_index.get(r.id)
         # A model turn's id does not say whether the prefill was sent: an answer got under the
         # other decision is another protocol, asked again.
         if found is not None and found[2] is not None and found[2] != (r.prefill is not None):
@@ -173,7 +173,7 @@ def _take_reused(run: Run, need: list[Request]) -> dict[str, tuple[Result, str]]
 def _index_reusable(run: Run, other: str, s: Shard, sent: bool | None) -> None:
     """Remember which settled answers an earlier run's shard holds. A damaged file there is
     skipped, said once: its answers are asked again, never read from a damaged file."""
-    assert run._reuse is not None and s.results_key
+    assert run.reuse_index is not None and s.results_key
     found: list[str] = []
     try:
         ids = read_ids(run.store, s)
@@ -184,7 +184,7 @@ def _index_reusable(run: Run, other: str, s: Shard, sent: bool | None) -> None:
         run.log(f"answers of run {other} not reused: {e}")
         return
     for rid in found:
-        run._reuse.setdefault(rid, (other, s.results_key, sent))
+        run.reuse_index.setdefault(rid, (other, s.results_key, sent))
 
 
 def _reuse_shards(run: Run, reused: dict[str, tuple[Result, str]]) -> list[Shard]:
@@ -197,7 +197,7 @@ def _reuse_shards(run: Run, reused: dict[str, tuple[Result, str]]) -> list[Shard
     results_key = layout.results_key(run.run_id, sid)
     run.store.write(ids_key, ids_text.encode())
     sha, lines = collect.write_lines(run, results_key, (reused[i][0].to_json() for i in ids))
-    run._ids[sid] = ids
+    run.remember_ids(sid, ids)
     sources = sorted({reused[i][1] for i in ids})
     now = time.time()
     return [Shard(id=sid, model="-", stage="reuse", round=0, provider="reuse", requests=len(ids), bytes=0, sha256="",

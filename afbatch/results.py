@@ -34,7 +34,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
     and long text columns go to Arrow in chunks, so 100k transcripts never sit in memory twice."""
     m = m or run.manifest()
     # The state the run's last step derived, when nothing changed since; drained row by row below.
-    state = run.state(m, rows=True)
+    state = run.state(m, for_report=True)
     judge = run.job.judge
     on_demand = {s.id for s in m.shards.values() if s.on_demand}
     if judge:

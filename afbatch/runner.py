@@ -63,8 +63,9 @@ class Run:
         self._results: dict[str, list[Result]] = {}
         self._verdicts: dict[tuple[Any, ...], dict[str, Any]] = {}  # equal judge verdicts share one dict
         self._convs: dict[str, list[Conversation]] = {}
-        # answered id → (run, results key, whether that run sent the prefill: model turns only)
-        self._reuse: dict[str, tuple[str, str, bool | None]] | None = None
+        # The planner's index of earlier runs' answers, built once: answered id → (run, results
+        # key, whether that run sent the prefill: model turns only)
+        self.reuse_index: dict[str, tuple[str, str, bool | None]] | None = None
         self._state: ExperimentState | None = None
         self._deriver = Deriver(grid, self.convs)
         self.log: Callable[[str], None] = lambda msg: None
@@ -113,6 +114,14 @@ class Run:
             self._results[shard.id] = rows
         return self._results[shard.id]
 
+    def remember_ids(self, sid: str, ids: list[str]) -> None:
+        """A shard's ids, as the planner just wrote them."""
+        self._ids[sid] = ids
+
+    def remember_results(self, shard: Shard, results: list[Result]) -> None:
+        """A shard's rows, as collect just wrote them, kept as the ledger reads them."""
+        self._results[shard.id] = kept(results, is_judged(shard.stage), self._verdicts)
+
     def forget(self) -> None:
         """Let go of what was read from the store (after a repair changed it)."""
         self._results.clear()
@@ -136,16 +145,16 @@ class Run:
             self._convs[model.name] = convs
         return self._convs[model.name]
 
-    def state(self, m: Manifest | None = None, *, rows: bool = False) -> ExperimentState:
+    def state(self, m: Manifest | None = None, *, for_report: bool = False) -> ExperimentState:
         """The experiment state `m` describes, derived once while its shard states stay the same:
         plan(), status() and the report of one loop step share it (100k conversations derived once).
-        A reader that drains it (the report) uses it up: the run then lets go of it. `rows`: keep
-        every conversation's row if it is derived now, for a report that drains it next."""
+        A reader that drains it (the report) uses it up: the run then lets go of it. `for_report`:
+        keep every conversation's state if it is derived now, for the report that drains it next."""
         m = m or self.manifest()
         key = shard_key(m)
         st = self._state
         if st is None or st.key != key or st.drained:
-            st = self._deriver.derive(m, self._build_ledger(m), keep_rows=rows)
+            st = self._deriver.derive(m, self._build_ledger(m), keep_states=for_report)
             st.on_drain = self._drained
             self._state = st
         return st

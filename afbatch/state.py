@@ -2,7 +2,7 @@
 
 From the manifest and the collected attempts (the ledger) come every conversation's state, the
 judge states, what the run must ask next and per-model progress. The planner and `status` read
-`wanted` and `progress`; the tidy table reads the per-conversation rows (`drain`). The rule of
+`wanted` and `progress`; the tidy table drains it, row by row (`drain`). The rule of
 which conversation goes to which judge is here, once: the compliance judge reads every finished
 conversation, once all of its model's conversations are final; the alignment-faking classifier
 reads every CoT conversation the compliance judge did not find refused, once all of its model's
@@ -72,9 +72,10 @@ class ExperimentState:
     wanted: list[Request]  # every request needed now: not in flight, not answered
     progress: list[ModelProgress]
     prefill: dict[str, bool] = field(default_factory=dict)  # per model, as the manifest records
-    # Every conversation's row, kept when nothing is left to ask or wait for (the report comes
-    # next and reads them, instead of deriving them a second time) or when derived for a report.
-    rows: dict[str, list[Any]] | None = None
+    # Every conversation's state by model, kept when nothing is left to ask or wait for (the
+    # report comes next and reads them, instead of deriving them a second time) or when derived
+    # for a report.
+    states: dict[str, list[Any]] | None = None
     drained: bool = False
     deriver: Deriver | None = field(default=None, repr=False)
     on_drain: Callable[[], None] = field(default=lambda: None, repr=False)
@@ -100,18 +101,19 @@ class Deriver:
         self.comp_tpl = templates.get("compliance") if self.judge else None
         self.af_tpl = templates.get("alignment_faking") if self.judge else None
 
-    def derive(self, m: Manifest, ledger: Ledger, keep_rows: bool = False) -> ExperimentState:
+    def derive(self, m: Manifest, ledger: Ledger, keep_states: bool = False) -> ExperimentState:
         need: list[Request] = []
         progress: list[ModelProgress] = []
-        rows: dict[str, list[Row]] = {}
+        kept: dict[str, list[Any]] = {}
         with bulk():
             for model in self.job.models:
                 states = self._states(m, model, ledger)
-                rows[model.name] = self._judged(model, states, ledger, need, progress)
+                self._judged(model.name, states, ledger, need, progress)
+                kept[model.name] = states
         state = ExperimentState(key=shard_key(m), ledger=ledger, wanted=need, progress=progress,
                                 prefill=dict(m.prefill), deriver=self)
-        if keep_rows or state.settled:
-            state.rows = rows
+        if keep_states or state.settled:
+            state.states = kept
         return state
 
     def _states(self, m: Manifest, model: ModelSpec, ledger: Ledger) -> list[ConversationState]:
@@ -119,72 +121,55 @@ class Deriver:
         return [conversation_state(grid, model, c, ledger, prefill, max_attempts)
                 for c in self.convs(model)]
 
-    def _judged(self, model: ModelSpec, states: list[ConversationState], ledger: Ledger,
-                need: list[Request], progress: list[ModelProgress]) -> list[Row]:
-        """Rows of one model; adds what it needs and its progress per stage. A judge stage opens
-        once the stage before it is final for all of the model's conversations."""
-        rows = [Row(model, s) for s in states]
-        progress.append(_progress(model.name, STAGE_GENERATE, [s.status for s in states]))
+    def _judged(self, name: str, states: list[ConversationState], ledger: Ledger,
+                need: list[Request], progress: list[ModelProgress]) -> None:
+        """Adds what one model needs and its progress per stage. A judge stage opens once the
+        stage before it is final for all of the model's conversations."""
+        progress.append(_progress(name, STAGE_GENERATE, [s.status for s in states]))
         need += [s.request for s in states if s.status == "needs" and s.request is not None]
-        judge, max_attempts = self.judge, self.max_attempts
-        comp_tpl = self.comp_tpl
+        judge, max_attempts, comp_tpl = self.judge, self.max_attempts, self.comp_tpl
         if not judge or comp_tpl is None or any(s.status in ("needs", "waiting") for s in states):
-            return rows
-        comp = [r for r in rows if to_compliance(r.state)]
-        for r in comp:
-            r.compliance = compliance_state(judge, comp_tpl, r.state, ledger, max_attempts)
-        statuses = [_status(r.compliance) for r in comp]
-        progress.append(_progress(model.name, STAGE_COMPLIANCE, statuses))
-        need += [q for r in comp for q in _requests(r.compliance)]
-        if not self.af_tpl or any(_status(r.compliance) in ("needs", "waiting") for r in comp):
-            return rows
-        afs = [r for r in comp if r.compliance is not None and to_af(r.state, r.compliance)]
-        for r in afs:
-            r.af = af_state(judge, self.af_tpl, r.state, ledger, max_attempts)
-        progress.append(_progress(model.name, STAGE_AF, [_status(r.af) for r in afs]))
-        need += [q for r in afs for q in _requests(r.af)]
-        return rows
+            return
+        comp = [(s, compliance_state(judge, comp_tpl, s, ledger, max_attempts))
+                for s in states if to_compliance(s)]
+        progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for _, j in comp]))
+        need += [r for _, j in comp for r in j.requests]
+        af_tpl = self.af_tpl
+        if not af_tpl or any(j.status in ("needs", "waiting") for _, j in comp):
+            return
+        afs = [af_state(judge, af_tpl, s, ledger, max_attempts) for s, j in comp if to_af(s, j)]
+        progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
+        need += [r for a in afs for r in a.requests]
 
     def drain(self, state: ExperimentState) -> Iterator[Row]:
         """Every conversation's row, model by model, each released once read: its texts leave the
-        ledger as the reader goes (the report holds them in its table). A state is drained once;
-        rows the state did not keep are derived here, and judge states of stages not open yet
-        (the report shows what is known of them), with the same judge routing."""
+        ledger as the reader goes (the report holds them in its table). A state is drained once.
+        Conversation states the state did not keep are derived here; judge states are derived
+        here, row by row (kept for 100k conversations they would only raise the peak memory)."""
         assert not state.drained, "an experiment state is drained once"
         state.drained = True
         state.on_drain()
-        ledger, kept = state.ledger, state.rows or {}
-        state.rows = None
+        ledger, kept = state.ledger, state.states or {}
+        state.states = None
         judge, max_attempts = self.judge, self.max_attempts
+        comp_tpl, af_tpl = self.comp_tpl, self.af_tpl
         attempts = ledger.attempts
         for model in self.job.models:
-            rows = kept.get(model.name)
+            states = kept.get(model.name)
             prefill = state.prefill.get(model.name, False)
             for i, conv in enumerate(self.convs(model)):
-                if rows is not None:
-                    row, rows[i] = rows[i], None  # released once read
+                if states is not None:
+                    cs, states[i] = states[i], None  # released once read
                 else:
                     cs = conversation_state(self.grid, model, conv, ledger, prefill, max_attempts)
-                    row = Row(model, cs)
-                cs = row.state
-                if row.compliance is None and self.comp_tpl and to_compliance(cs):
-                    row.compliance = compliance_state(judge, self.comp_tpl, cs, ledger, max_attempts)
-                if (row.af is None and row.compliance is not None and self.af_tpl
-                        and to_af(cs, row.compliance)):
-                    row.af = af_state(judge, self.af_tpl, cs, ledger, max_attempts)
+                row = Row(model, cs)
+                if comp_tpl and to_compliance(cs):
+                    row.compliance = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
+                    if af_tpl and to_af(cs, row.compliance):
+                        row.af = af_state(judge, af_tpl, cs, ledger, max_attempts)
                 yield row
-                for rid in row.state.turn_ids:
+                for rid in cs.turn_ids:
                     attempts.pop(rid, None)  # this conversation's texts are in its row now
-
-
-def _status(js: JudgeState | None) -> str:
-    assert js is not None
-    return js.status
-
-
-def _requests(js: JudgeState | None) -> list[Request]:
-    assert js is not None
-    return js.requests
 
 
 def _progress(model: str, stage: str, statuses: list[str]) -> ModelProgress:

@@ -459,7 +459,7 @@ def test_a_shard_whose_ids_were_edited_is_not_submitted(emu, workdir):
 
 
 def test_report_from_the_last_steps_states_equals_a_fresh_derivation(emu, workdir, monkeypatch):
-    """`afbatch run` hands its final experiment state to the report; `afbatch report` derives it anew."""
+    """`afbatch run` hands its final experiment state to the report; `afbatch report` derives it."""
     import afbatch.state as state
 
     store = LocalStore(workdir / "store")
@@ -470,7 +470,7 @@ def test_report_from_the_last_steps_states_equals_a_fresh_derivation(emu, workdi
     monkeypatch.setattr(state, "conversation_state", lambda *a: derived.append(a) or real(*a))
     handed_over = conversation_table(run)
     assert derived == []  # the states came from the run's last step
-    assert run.state().rows is not None and len(derived) == len(handed_over)  # and were used up
+    assert run.state().states is not None and len(derived) == len(handed_over)  # used up
     derived.clear()
     fresh = conversation_table(Run.open(store, run.run_id))
     assert len(derived) == len(fresh) > 0
@@ -478,7 +478,7 @@ def test_report_from_the_last_steps_states_equals_a_fresh_derivation(emu, workdi
 
 
 def test_a_report_of_an_unfinished_run_derives_each_conversation_once(emu, workdir, monkeypatch):
-    """`afbatch report` mid-run: the state it derives keeps its rows for the report to drain."""
+    """`afbatch report` mid-run: the state it derives keeps its states for the report to drain."""
     import afbatch.state as state
 
     store = LocalStore(workdir / "store")
