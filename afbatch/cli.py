@@ -494,13 +494,14 @@ def _run(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: 
     with Progress(clean=terminal_text) as progress:
         run.log = progress.log
         final = run.run(max_cost=max_cost, poll_interval=poll_interval, on_progress=progress.update)
+    from afbatch.layout import report_folder
     from afbatch.progress import format_status
     from afbatch.results import write_report
 
     _echo(format_status(final))
     keys = write_report(run)
     where = getattr(run.store, "local_path", None)
-    folder = os.path.dirname(where(keys[0])) if where else f"{run.store.url}/runs/{run.run_id}/report"
+    folder = os.path.dirname(where(keys[0])) if where else f"{run.store.url}/{report_folder(run.run_id)}"
     _echo(f"report: {folder}/report.html (tables beside it; `afbatch report {run.run_id}` "
           "prints the summary)")
 

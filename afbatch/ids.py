@@ -1,6 +1,15 @@
 """Deterministic ids. Same content, same id, in every run and on every machine.
 
-Canonical ids match ^[A-Za-z0-9_-]{1,64}$ (Anthropic's custom_id rule, the strictest);
+Every id afbatch sends is built and read here, and nowhere else. The grammar:
+
+    conversation   c<20 hex>                        content digest of the conversation
+    model turn     <conversation>-t<N>              N = 1, 2, ... (CoT continuation rounds)
+    compliance     <conversation>-cj-<8 hex>        the digest pins judged text, template, judge
+    AF, one        <conversation>-af-<8 hex>        every vote a choice of one request
+    AF, separate   <conversation>-af<NN>-<8 hex>    NN = the vote, 00..99
+    judge slot     the judge id without its digest  (<conversation>-cj, -af, -afNN)
+
+Every request id also matches ^[A-Za-z0-9_-]{1,64}$ (Anthropic's custom_id rule, the strictest);
 Bedrock record ids are short alphanumerics derived from them.
 """
 
@@ -9,7 +18,13 @@ from __future__ import annotations
 import hashlib
 import re
 
+from afbatch.errors import RunError
+
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+GRAMMAR = "c<20 hex>-t<N> | c<20 hex>-cj-<8 hex> | c<20 hex>-af[<NN>]-<8 hex>"
+_CONVERSATION = r"c[0-9a-f]{20}"
+REQUEST_RE = re.compile(
+    rf"^{_CONVERSATION}-(?:t[1-9][0-9]*|cj-[0-9a-f]{{8}}|af(?:[0-9]{{2}})?-[0-9a-f]{{8}})$")
 # Bump when what goes into an id changes, so old and new ids never collide silently.
 ID_VERSION = "1"
 
@@ -26,6 +41,11 @@ def turn_id(conversation: str, turn: int) -> str:
     return f"{conversation}-t{turn}"
 
 
+def turn_of(request_id: str) -> int:
+    """The turn a model turn's id names (`<conversation>-t<N>` → N)."""
+    return int(request_id.rsplit("-t", 1)[1])
+
+
 def text_digest(*parts: str, length: int = 8) -> str:
     """Digest of texts joined by a separator no text contains (cheaper than JSON for long outputs)."""
     return hashlib.sha256((ID_VERSION + "\x1f".join(parts)).encode()).hexdigest()[:length]
@@ -33,8 +53,28 @@ def text_digest(*parts: str, length: int = 8) -> str:
 
 def judge_id(conversation: str, kind: str, content_digest: str, vote: int | None = None) -> str:
     """kind: 'cj' (compliance) or 'af' (alignment-faking vote); the digest pins the judged text, template and judge."""
-    suffix = "" if vote is None else f"{vote:02d}"
-    return f"{conversation}-{kind}{suffix}-{content_digest}"
+    return f"{judge_slot(conversation, kind, vote)}-{content_digest}"
+
+
+def judge_slot(conversation: str, kind: str, vote: int | None = None) -> str:
+    """Where a judge request of this kind (and vote) is answered, whatever text was judged."""
+    return f"{conversation}-{kind}" if vote is None else f"{conversation}-{kind}{vote:02d}"
+
+
+def slot_of(judge_request_id: str) -> str:
+    """The slot of a judge request id: the id without its digest."""
+    return judge_request_id[:judge_request_id.rindex("-")]
+
+
+def is_request_id(request_id: str) -> bool:
+    return REQUEST_RE.fullmatch(request_id) is not None  # fullmatch: `$` lets a newline through
+
+
+def check(request_id: str, where: str) -> None:
+    """Refuse an id outside the grammar (a store changed by hand, or a bug) before it is sent."""
+    if not is_request_id(request_id):
+        raise RunError(f"{where}: request id {request_id!r} is not of the form {GRAMMAR} "
+                       "— refusing to submit")
 
 
 def stage_of(request_id: str) -> str:

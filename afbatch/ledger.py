@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from afbatch.compile import Grid, turn_request
-from afbatch.ids import stage_of
+from afbatch.ids import judge_slot, slot_of, stage_of, turn_id
 from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request
 from afbatch.judge_templates import Template, vote_yes
 from afbatch.protocol import next_step, scratchpad_spans
@@ -43,7 +43,7 @@ class Ledger:
     def __init__(self) -> None:
         self.attempts: dict[str, list[Attempt]] = {}
         self.in_flight: set[str] = set()
-        # Judge request slots ("<conversation>-cj", "<conversation>-af07") → the attempts of the request answered
+        # Judge request slots (ids.judge_slot) → the attempts of the request answered
         # there (the same list as in `attempts`), so states need not re-hash judged texts fixed within a run.
         self.slots: dict[str, list[Attempt]] = {}
 
@@ -57,7 +57,7 @@ class Ledger:
             if found is None:
                 found = attempts[rid] = [Attempt(r, shard)]
                 if judged or (judged is None and stage_of(rid) != STAGE_GENERATE):
-                    slots[rid[:rid.rindex("-")]] = found
+                    slots[slot_of(rid)] = found
             else:
                 found.append(Attempt(r, shard))
 
@@ -187,7 +187,7 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
     state = ConversationState(conv, "needs")
     all_attempts = ledger.attempts
     for turn in range(1, max_turns + 1):
-        rid = f"{conv.id}-t{turn}"  # ids.turn_id, inlined: this loop runs for every conversation on every step
+        rid = turn_id(conv.id, turn)
         state.turn_ids.append(rid)
         found = all_attempts.get(rid)
         if found is not None and len(found) == 1 and found[0].result.status is _SUCCEEDED:
@@ -244,7 +244,7 @@ class JudgeState:
 
 def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
     return _one_request_state(
-        judge_spec, ledger, f"{cs.conv.id}-cj", max_attempts,
+        judge_spec, ledger, judge_slot(cs.conv.id, "cj"), max_attempts,
         lambda: compliance_id(judge_spec, tpl, cs.conv, cs.final_output or ""),
         lambda: [compliance_request(judge_spec, tpl, cs.conv, cs.final_output or "")])
 
@@ -277,7 +277,7 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
     if judge_spec.af_votes_in_one_request:
         return _af_one_request_state(judge_spec, tpl, cs, ledger, max_attempts)
     get_slot, conv_id = ledger.slots.get, cs.conv.id
-    by_slot = [get_slot(f"{conv_id}-af{v:02d}") for v in range(judge_spec.af_votes)]
+    by_slot = [get_slot(judge_slot(conv_id, "af", v)) for v in range(judge_spec.af_votes)]
     vote_ids = [found[0].result.id for found in by_slot] if all(by_slot) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
     state = JudgeState("finished")
     reasons = []
@@ -328,7 +328,7 @@ def _af_one_request_state(judge_spec: Any, tpl: Template, cs: ConversationState,
                           max_attempts: int) -> JudgeState:
     """The votes as the choices of one request: its verdict (judge.votes_verdict) counts them."""
     state = _one_request_state(
-        judge_spec, ledger, f"{cs.conv.id}-af", max_attempts,
+        judge_spec, ledger, judge_slot(cs.conv.id, "af"), max_attempts,
         lambda: af_ids(judge_spec, tpl, cs.conv, cs.reasoning)[0],
         lambda: af_requests(judge_spec, tpl, cs.conv, cs.reasoning))
     if state.status == "finished":

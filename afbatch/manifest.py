@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from afbatch import layout
 from afbatch.errors import ConflictError, RunError, StoreError
 from afbatch.store import Store
 
@@ -147,7 +148,7 @@ class Manifest(_Model):
 
 
 def manifest_key(run_id: str) -> str:
-    return f"runs/{run_id}/manifest.json"
+    return layout.manifest_key(run_id)
 
 
 def dumps(m: Manifest) -> bytes:
@@ -199,4 +200,5 @@ def update(store: Store, run_id: str, mutate: Callable[[Manifest], T], attempts:
 
 
 def list_runs(store: Store) -> list[str]:
-    return sorted({k.split("/")[1] for k in store.list("runs/") if k.endswith("/manifest.json") and k.count("/") == 2})
+    found = (layout.run_of_manifest(k) for k in store.list(layout.ROOT))
+    return sorted({run for run in found if run is not None})

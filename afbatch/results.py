@@ -11,7 +11,7 @@ import pandas as pd
 
 from afbatch.judge import af_model
 from afbatch.judge_templates import refused as judged_refused
-from afbatch.ledger import af_state, bulk, compliance_state, conversation_state
+from afbatch.ledger import bulk
 from afbatch.manifest import Manifest
 from afbatch.protocol import CONDITION, prefill_record, proxy_compliant
 from afbatch.runner import Run
@@ -33,65 +33,59 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
     """One row per conversation. Streams: each conversation's raw texts are released once its row is built,
     and long text columns go to Arrow in chunks, so 100k transcripts never sit in memory twice."""
     m = m or run.manifest()
-    ledger = run.take_ledger(m)  # the one the run's last step derived, when nothing changed since
-    derived = run.take_states(m) or {}  # likewise the conversation states, when that step found the run done
-    run.forget_results()  # the ledger holds the results now; consumed conversation by conversation below
+    # The state the run's last step derived, when nothing changed since; drained row by row below.
+    state = run.state(m, for_report=True)
     judge = run.job.judge
-    max_attempts = run.job.retries.max_attempts
     on_demand = {s.id for s in m.shards.values() if s.on_demand}
-    comp_tpl = run.grid.judge_templates.get("compliance") if judge else None
-    af_tpl = run.grid.judge_templates.get("alignment_faking") if judge else None
     if judge:
         judge_cost_of = run.prices.lookup(judge.model).row_cost(False, judge.model.cache_ttl)
         af_cost_of = run.prices.lookup(af_model(judge)).row_cost(False, af_model(judge).cache_ttl)
     table = _Columns()
+    costs: dict[str, tuple[Any, Any, Any]] = {}
+    for model in run.job.models:
+        price = run.prices.lookup(model)
+        costs[model.name] = (price, price.row_cost(False, model.cache_ttl),
+                             price.row_cost(True, model.cache_ttl))
     with bulk():
-        for model in run.job.models:
-            price = run.prices.lookup(model)
-            batch_cost_of, on_demand_cost_of = price.row_cost(False, model.cache_ttl), price.row_cost(True, model.cache_ttl)
-            prefill = m.prefill.get(model.name, False)
-            states = derived.get(model.name)
-            for i, conv in enumerate(run.convs(model)):
-                if states is not None:
-                    cs, states[i] = states[i], None  # consumed: its texts go when its row is built
-                else:
-                    cs = conversation_state(run.grid, model, conv, ledger, prefill, max_attempts)
-                usage = cs.usage
-                cost = sum((on_demand_cost_of if a.shard in on_demand else batch_cost_of)(a.result.usage) for a in cs.attempts)
-                lin, lout = price.list_rates(usage.input_tokens)
-                cost_sync = (usage.input_tokens * lin + usage.output_tokens * lout) / 1e6
-                finished = cs.status == "finished"
-                refused = convincing = specific = judge_error = votes_yes = votes_total = af_fraction = af_verdict = None
-                judge_cost = 0.0
-                if comp_tpl and finished:
-                    js = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
-                    judge_cost += judge_cost_of(js.usage)
-                    if js.verdict is not None:
-                        refused = judged_refused(js.verdict)
-                        # optional fields: a template without them gives no StrongREJECT score
-                        convincing, specific = js.verdict.get("convincing"), js.verdict.get("specific")
-                        if af_tpl and conv.cot and not refused:
-                            af = af_state(judge, af_tpl, cs, ledger, max_attempts)
-                            judge_cost += af_cost_of(af.usage)
-                            if af.status == "finished":
-                                votes_yes, votes_total, af_verdict = af.votes_yes, af.votes_total, af.af
-                                af_fraction = af.votes_yes / af.votes_total if af.votes_total else None
-                            if af.reason:  # failed, or finished with some votes missing: say why
-                                judge_error = f"alignment-faking classifier: {af.reason}"
-                    elif js.status == "failed":
-                        judge_error = js.reason
-                table.append((  # in COLUMNS order
-                    conv.model, model.provider, model.model, conv.variant, conv.cot, conv.tier, CONDITION[conv.tier],
-                    conv.prompt_index, conv.sample, conv.id, conv.user_input, len(cs.turn_texts),
-                    cs.status if cs.status in ("finished", "failed") else "running",
-                    cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,
-                    proxy_compliant(cs.final_output) if finished else None,
-                    refused, None if refused is None else not refused, convincing, specific, judge_error,
-                    votes_yes, votes_total, af_fraction, af_verdict,
-                    usage.input_tokens, usage.cached_tokens, usage.output_tokens, cost, judge_cost, cost_sync,
-                ))
-                for rid in cs.turn_ids:
-                    ledger.attempts.pop(rid, None)  # this conversation's texts are in its row now
+        for row in state.drain():
+            model, cs, js = row.model, row.state, row.compliance
+            conv = cs.conv
+            price, batch_cost_of, on_demand_cost_of = costs[model.name]
+            usage = cs.usage
+            cost = sum((on_demand_cost_of if a.shard in on_demand else batch_cost_of)(a.result.usage)
+                       for a in cs.attempts)
+            lin, lout = price.list_rates(usage.input_tokens)
+            cost_sync = (usage.input_tokens * lin + usage.output_tokens * lout) / 1e6
+            finished = cs.status == "finished"
+            refused = convincing = specific = judge_error = None
+            votes_yes = votes_total = af_fraction = af_verdict = None
+            judge_cost = 0.0
+            if js is not None:  # the compliance judge read it (state.to_compliance)
+                judge_cost += judge_cost_of(js.usage)
+                if js.verdict is not None:
+                    refused = judged_refused(js.verdict)
+                    # optional fields: a template without them gives no StrongREJECT score
+                    convincing, specific = js.verdict.get("convincing"), js.verdict.get("specific")
+                    af = row.af
+                    if af is not None:  # and the classifier (state.to_af)
+                        judge_cost += af_cost_of(af.usage)
+                        if af.status == "finished":
+                            votes_yes, votes_total, af_verdict = af.votes_yes, af.votes_total, af.af
+                            af_fraction = af.votes_yes / af.votes_total if af.votes_total else None
+                        if af.reason:  # failed, or finished with some votes missing: say why
+                            judge_error = f"alignment-faking classifier: {af.reason}"
+                elif js.status == "failed":
+                    judge_error = js.reason
+            table.append((  # in COLUMNS order
+                conv.model, model.provider, model.model, conv.variant, conv.cot, conv.tier, CONDITION[conv.tier],
+                conv.prompt_index, conv.sample, conv.id, conv.user_input, len(cs.turn_texts),
+                cs.status if cs.status in ("finished", "failed") else "running",
+                cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,
+                proxy_compliant(cs.final_output) if finished else None,
+                refused, None if refused is None else not refused, convincing, specific, judge_error,
+                votes_yes, votes_total, af_fraction, af_verdict,
+                usage.input_tokens, usage.cached_tokens, usage.output_tokens, cost, judge_cost, cost_sync,
+            ))
     return table.frame()
 
 
@@ -199,6 +193,7 @@ def write_report(run: Run) -> list[str]:
     from pathlib import Path
 
     from afbatch import report
+    from afbatch.layout import report_key
 
     m = run.manifest()
     conv = conversation_table(run, m)
@@ -208,7 +203,7 @@ def write_report(run: Run) -> list[str]:
                                      gap_interval=run.job.report.gap_interval):
             if path.startswith("note:"):
                 continue
-            key = f"runs/{run.run_id}/report/{Path(path).name}"
+            key = report_key(run.run_id, Path(path).name)
             run.put_file(key, path)  # a rename into a local store; an upload to S3
             keys.append(key)
     return keys

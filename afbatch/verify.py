@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from afbatch import jsonl
+from afbatch import layout
 from afbatch import manifest as mf
 from afbatch.errors import DamagedStoreError, ProviderError
 from afbatch.manifest import Manifest, Shard, ShardState
@@ -62,7 +63,7 @@ class Finding:
 
 
 def damaged(store: Store, key: str, problem: str) -> DamagedStoreError:
-    run_id = key.split("/")[1] if key.startswith("runs/") and key.count("/") >= 2 else "RUN"
+    run_id = layout.run_of(key) or "RUN"
     return DamagedStoreError(
         f"{store.url}/{key}: {problem} — the store was damaged; `afbatch verify {run_id}` "
         f"lists every problem, `afbatch verify {run_id} --repair` restores what it can"
@@ -332,8 +333,7 @@ def repair(run: Run, findings: list[Finding], confirm: Callable[[Reask], bool]) 
             done.append(_repair_results(run, s, confirm))
         elif s.verdicts_key in keys:
             done.append(_rebuild_verdicts(run, s))
-    run.forget_results()
-    run._ids.clear()
+    run.forget()
     return [d for d in done if d]
 
 
@@ -376,6 +376,8 @@ def _rebuild_ids(run: Run, s: Shard) -> str:
 
 
 def _rebuild_verdicts(run: Run, s: Shard) -> str:
+    from afbatch import collect  # it reads through this module
+
     assert s.results_key and s.verdicts_key
     ids = read_ids(run.store, s)
     rows = (
@@ -383,18 +385,20 @@ def _rebuild_verdicts(run: Run, s: Shard) -> str:
         for d in checked_rows(run.store, s.results_key, ids, s.ids_key)
     )
     key = _new_key(run.store, s.verdicts_key)
-    sha, n = run._write_lines(key, rows)
+    sha, n = collect.write_lines(run, key, rows)
     _point(run, s.id, "verdicts_key", s.verdicts_key, key, verdicts_sha256=sha, verdicts_lines=n)
     return f"repaired {s.verdicts_key}: rebuilt from {s.results_key} → {key}"
 
 
 def _repair_results(run: Run, s: Shard, confirm: Callable[[Reask], bool]) -> str:
+    from afbatch import collect  # it reads through this module
+
     assert s.results_key
     ids = read_ids(run.store, s)
     reason = "no batch to fetch them from"
     if s.batch_id and s.provider != "reuse":
         try:
-            rows = run._fetch(s)  # the provider's lines, parsed as collect did
+            rows = collect.fetch(run, s)  # the provider's lines, parsed as collect did
         except ProviderError as e:
             reason = f"the provider no longer has them: {e}"
         except DamagedStoreError as e:  # on-demand answers are kept in the store, in parts
@@ -452,14 +456,16 @@ def _salvage(store: Store, key: str, ids: list[str]) -> dict[str, dict[str, Any]
 
 
 def _write_results(run: Run, s: Shard, rows: list[dict[str, Any]], how: str) -> str:
+    from afbatch import collect  # it reads through this module
+
     assert s.results_key
     key = _new_key(run.store, s.results_key)
-    sha, n = run._write_lines(key, rows)
+    sha, n = collect.write_lines(run, key, rows)
     more: dict[str, Any] = {"results_sha256": sha, "results_lines": n}
     also: tuple[str, ...] = ()
     if s.verdicts_key:
         vkey = _new_key(run.store, s.verdicts_key)
-        vsha, vn = run._write_lines(
+        vsha, vn = collect.write_lines(run, 
             vkey, ({k: v for k, v in d.items() if k not in ("text", "texts")} for d in rows)
         )
         more.update(verdicts_key=vkey, verdicts_sha256=vsha, verdicts_lines=vn)

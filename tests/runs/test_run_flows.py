@@ -166,7 +166,7 @@ def test_lost_anthropic_create_while_the_lookup_fails_waits_instead_of_resending
         return batch_id
 
     monkeypatch.setattr(aprov.AnthropicProvider, "submit", lost)
-    monkeypatch.setattr("afbatch.runner.RECONCILE_GRACE_SECONDS", 0)  # read when the module loaded
+    monkeypatch.setattr("afbatch.lifecycle.RECONCILE_GRACE_SECONDS", 0)  # read when the module loaded
     run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
     fast(run)
     final(run)
@@ -444,22 +444,53 @@ def test_judge_shards_keep_their_verdicts_beside_the_replies(emu, workdir):
                                   conversation_table(Run.open(store, run.run_id), from_full))
 
 
+def test_a_shard_whose_ids_were_edited_is_not_submitted(emu, workdir):
+    """Every request id is checked against the id grammar before its shard is sent."""
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir))
+    assert run.plan() > 0
+    shard = next(iter(run.manifest().shards.values()))
+    rids = store.read(shard.ids_key).decode().split()
+    store.write(shard.ids_key, ("\n".join(["not-an-id", *rids[1:]]) + "\n").encode())
+    again = Run.open(store, run.run_id)
+    with pytest.raises(RunError, match="request id 'not-an-id' is not of the form"):
+        again.submit_pending()
+    assert all(s.batch_id is None for s in again.manifest().shards.values())
+
+
 def test_report_from_the_last_steps_states_equals_a_fresh_derivation(emu, workdir, monkeypatch):
-    """`afbatch run` hands its final ledger and states to the report; `afbatch report` derives them anew."""
-    import afbatch.results as results
+    """`afbatch run` hands its final experiment state to the report; `afbatch report` derives it."""
+    import afbatch.state as state
 
     store = LocalStore(workdir / "store")
     run, _ = Run.create(store, small_job(workdir, models=HAIKU + GPT))
     assert fast(run).done
     derived = []
-    real = results.conversation_state
-    monkeypatch.setattr(results, "conversation_state", lambda *a: derived.append(a) or real(*a))
+    real = state.conversation_state
+    monkeypatch.setattr(state, "conversation_state", lambda *a: derived.append(a) or real(*a))
     handed_over = conversation_table(run)
     assert derived == []  # the states came from the run's last step
-    assert run.take_states(run.manifest()) is None  # and were consumed
+    assert run.state().states is not None and len(derived) == len(handed_over)  # used up
+    derived.clear()
     fresh = conversation_table(Run.open(store, run.run_id))
     assert len(derived) == len(fresh) > 0
     pd.testing.assert_frame_equal(handed_over, fresh)
+
+
+def test_a_report_of_an_unfinished_run_derives_each_conversation_once(emu, workdir, monkeypatch):
+    """`afbatch report` mid-run: the state it derives keeps its states for the report to drain."""
+    import afbatch.state as state
+
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir, models=HAIKU + GPT))
+    run.plan()
+    run.submit_pending()
+    derived = []
+    real = state.conversation_state
+    monkeypatch.setattr(state, "conversation_state", lambda *a: derived.append(a) or real(*a))
+    table = conversation_table(Run.open(store, run.run_id))
+    assert (table.status == "running").all()
+    assert len(derived) == len(table) > 0
 
 
 def test_a_model_that_rejects_prefill_runs_without_it_and_the_report_says_so(emu, workdir):

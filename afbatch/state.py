@@ -1,0 +1,188 @@
+"""The experiment state: what a run knows after its collected attempts, derived once per step.
+
+From the manifest and the collected attempts (the ledger) come every conversation's state, the
+judge states, what the run must ask next and per-model progress. The planner and `status` read
+`wanted` and `progress`; the tidy table drains it, row by row (`drain`). The rule of
+which conversation goes to which judge is here, once: the compliance judge reads every finished
+conversation, once all of its model's conversations are final; the alignment-faking classifier
+reads every CoT conversation the compliance judge did not find refused, once all of its model's
+compliance verdicts are final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from afbatch.compile import Grid
+from afbatch.judge_templates import refused
+from afbatch.ledger import (ConversationState, JudgeState, Ledger, af_state, bulk, compliance_state,
+                            conversation_state)
+from afbatch.manifest import IN_FLIGHT, Manifest, ShardState
+from afbatch.spec import ModelSpec
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Request
+
+# What a state depends on: which shards are collected and which are in flight.
+ShardKey = tuple[tuple[str, bool, bool], ...]
+
+
+def shard_key(m: Manifest) -> ShardKey:
+    return tuple(sorted((s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT)
+                        for s in m.shards.values()))
+
+
+def to_compliance(cs: ConversationState) -> bool:
+    """Whether the compliance judge reads this conversation."""
+    return cs.status == "finished"
+
+
+def to_af(cs: ConversationState, compliance: JudgeState) -> bool:
+    """Whether the alignment-faking classifier reads this conversation, given its compliance."""
+    return cs.conv.cot and compliance.verdict is not None and not refused(compliance.verdict)
+
+
+@dataclass
+class ModelProgress:
+    model: str
+    stage: str
+    total: int = 0
+    finished: int = 0
+    failed: int = 0
+    waiting: int = 0
+    pending: int = 0  # needs a request that is not sent yet
+
+
+@dataclass(slots=True)
+class Row:
+    """One conversation as the tidy table reads it."""
+
+    model: ModelSpec
+    state: ConversationState
+    compliance: JudgeState | None = None  # None: not for the compliance judge (or no judge)
+    af: JudgeState | None = None  # None: not for the alignment-faking classifier
+
+
+@dataclass
+class ExperimentState:
+    """Derived from the manifest's shard states (`key`) and the attempts they collected."""
+
+    key: ShardKey
+    ledger: Ledger
+    wanted: list[Request]  # every request needed now: not in flight, not answered
+    progress: list[ModelProgress]
+    prefill: dict[str, bool] = field(default_factory=dict)  # per model, as the manifest records
+    # Every conversation's state by model, kept when nothing is left to ask or wait for (the
+    # report comes next and reads them, instead of deriving them a second time) or when derived
+    # for a report.
+    states: dict[str, list[Any]] | None = None
+    drained: bool = False
+    deriver: Deriver | None = field(default=None, repr=False)
+    on_drain: Callable[[], None] = field(default=lambda: None, repr=False)
+
+    @property
+    def settled(self) -> bool:
+        return not self.wanted and not self.ledger.in_flight
+
+    def drain(self) -> Iterator[Row]:
+        """Every conversation's row (see Deriver.drain); the state is used up."""
+        assert self.deriver is not None
+        return self.deriver.drain(self)
+
+
+class Deriver:
+    """Derives the experiment state of one run's grid; `convs` gives a model's conversations."""
+
+    def __init__(self, grid: Grid, convs: Callable[[ModelSpec], list[Conversation]]):
+        self.grid, self.job, self.convs = grid, grid.job, convs
+        self.judge = self.job.judge
+        self.max_attempts = self.job.retries.max_attempts
+        templates = grid.judge_templates
+        self.comp_tpl = templates.get("compliance") if self.judge else None
+        self.af_tpl = templates.get("alignment_faking") if self.judge else None
+
+    def derive(self, m: Manifest, ledger: Ledger, keep_states: bool = False) -> ExperimentState:
+        need: list[Request] = []
+        progress: list[ModelProgress] = []
+        kept: dict[str, list[Any]] = {}
+        with bulk():
+            for model in self.job.models:
+                states = self._states(m, model, ledger)
+                self._judged(model.name, states, ledger, need, progress)
+                kept[model.name] = states
+        state = ExperimentState(key=shard_key(m), ledger=ledger, wanted=need, progress=progress,
+                                prefill=dict(m.prefill), deriver=self)
+        if keep_states or state.settled:
+            state.states = kept
+        return state
+
+    def _states(self, m: Manifest, model: ModelSpec, ledger: Ledger) -> list[ConversationState]:
+        prefill, grid, max_attempts = m.prefill.get(model.name, False), self.grid, self.max_attempts
+        return [conversation_state(grid, model, c, ledger, prefill, max_attempts)
+                for c in self.convs(model)]
+
+    def _judged(self, name: str, states: list[ConversationState], ledger: Ledger,
+                need: list[Request], progress: list[ModelProgress]) -> None:
+        """Adds what one model needs and its progress per stage. A judge stage opens once the
+        stage before it is final for all of the model's conversations."""
+        progress.append(_progress(name, STAGE_GENERATE, [s.status for s in states]))
+        need += [s.request for s in states if s.status == "needs" and s.request is not None]
+        judge, max_attempts, comp_tpl = self.judge, self.max_attempts, self.comp_tpl
+        if not judge or comp_tpl is None or any(s.status in ("needs", "waiting") for s in states):
+            return
+        comp = [(s, compliance_state(judge, comp_tpl, s, ledger, max_attempts))
+                for s in states if to_compliance(s)]
+        progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for _, j in comp]))
+        need += [r for _, j in comp for r in j.requests]
+        af_tpl = self.af_tpl
+        if not af_tpl or any(j.status in ("needs", "waiting") for _, j in comp):
+            return
+        afs = [af_state(judge, af_tpl, s, ledger, max_attempts) for s, j in comp if to_af(s, j)]
+        progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
+        need += [r for a in afs for r in a.requests]
+
+    def drain(self, state: ExperimentState) -> Iterator[Row]:
+        """Every conversation's row, model by model, each released once read: its texts leave the
+        ledger as the reader goes (the report holds them in its table). A state is drained once.
+        Conversation states the state did not keep are derived here; judge states are derived
+        here, row by row (kept for 100k conversations they would only raise the peak memory)."""
+        assert not state.drained, "an experiment state is drained once"
+        state.drained = True
+        state.on_drain()
+        ledger, kept = state.ledger, state.states or {}
+        state.states = None
+        judge, max_attempts = self.judge, self.max_attempts
+        comp_tpl, af_tpl = self.comp_tpl, self.af_tpl
+        attempts = ledger.attempts
+        for model in self.job.models:
+            states = kept.get(model.name)
+            prefill = state.prefill.get(model.name, False)
+            for i, conv in enumerate(self.convs(model)):
+                if states is not None:
+                    cs, states[i] = states[i], None  # released once read
+                else:
+                    cs = conversation_state(self.grid, model, conv, ledger, prefill, max_attempts)
+                row = Row(model, cs)
+                if comp_tpl and to_compliance(cs):
+                    row.compliance = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
+                    if af_tpl and to_af(cs, row.compliance):
+                        row.af = af_state(judge, af_tpl, cs, ledger, max_attempts)
+                yield row
+                for rid in cs.turn_ids:
+                    attempts.pop(rid, None)  # this conversation's texts are in its row now
+
+
+def _progress(model: str, stage: str, statuses: list[str]) -> ModelProgress:
+    p = ModelProgress(model, stage, total=len(statuses))
+    for st in statuses:
+        if st == "finished":
+            p.finished += 1
+        elif st == "failed":
+            p.failed += 1
+        elif st == "waiting":
+            p.waiting += 1
+        else:
+            p.pending += 1
+    return p
+
+
