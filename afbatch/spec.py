@@ -321,7 +321,7 @@ class LoadedJob(BaseModel):
     def fingerprint(self) -> str:
         """The hash of what changes outputs: the validated job, dumped canonically (so comments,
         whitespace and key order never count), minus `NOT_FINGERPRINTED`. The run id adds the
-        inputs' sha256 (runner.run_id_for)."""
+        inputs' sha256 (opening.run_id_for)."""
         dump = self.job.model_dump(mode="json", exclude=NOT_FINGERPRINTED)
         return hashlib.sha256(canonical_json(dump).encode()).hexdigest()
 

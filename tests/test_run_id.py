@@ -114,6 +114,7 @@ def test_a_run_stored_under_the_older_rule_still_opens_by_its_id(make_job, tmp_p
     the same job now gets a new id, so `run JOB` starts a new run (reusing the stored answers)."""
     import json
 
+    import afbatch.opening as opening
     import afbatch.runner as runner
     from afbatch.spec import canonical_json
     from afbatch.store import LocalStore
@@ -124,7 +125,7 @@ def test_a_run_stored_under_the_older_rule_still_opens_by_its_id(make_job, tmp_p
     pins = json.dumps({k: v["sha256"] for k, v in grid.inputs.items()}, sort_keys=True)
     old_id = f"t-{hashlib.sha256((old_fp + pins).encode()).hexdigest()[:10]}"
     store = LocalStore(tmp_path / "store")
-    monkeypatch.setattr(runner, "run_id_for", lambda g: old_id)
+    monkeypatch.setattr(opening, "run_id_for", lambda g: old_id)
     runner.Run.create(store, str(path), offline=True)
     monkeypatch.undo()
 
