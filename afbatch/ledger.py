@@ -19,7 +19,7 @@ from afbatch.compile import Grid, turn_request
 from afbatch.ids import stage_of
 from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request
 from afbatch.judge_templates import Template, vote_yes
-from afbatch.protocol import next_step, scratchpad_spans
+from afbatch.protocol import PROFILES, scratchpad_spans
 from afbatch.spec import ModelSpec
 from afbatch.types import STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage
 
@@ -183,6 +183,7 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
                        max_attempts: int) -> ConversationState:
     variant = grid.variant(conv.variant)
     max_turns = grid.job.sampling.max_turns if variant.cot else 1
+    step_of = PROFILES[grid.job.protocol.profile].step  # the job's protocol profile
     prefix = variant.prefill_text if prefill else ""
     state = ConversationState(conv, "needs")
     all_attempts = ledger.attempts
@@ -211,7 +212,7 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
         if spans:
             index = len(state.turn_texts) - 1
             state.spans += [(index, a, b) for a, b in spans]
-        step = next_step(state.turn_texts, max_turns, outside)
+        step = step_of(state.turn_texts, max_turns, outside, variant.cot)
         if step.kind == "continue":
             continue
         state.status = step.kind

@@ -13,7 +13,7 @@ from afbatch.judge import af_model
 from afbatch.judge_templates import refused as judged_refused
 from afbatch.ledger import af_state, bulk, compliance_state, conversation_state
 from afbatch.manifest import Manifest
-from afbatch.protocol import CONDITION, prefill_record, proxy_compliant
+from afbatch.protocol import CONDITION, PROFILES, prefill_record, protocol_record
 from afbatch.runner import Run
 
 COLUMNS = [
@@ -21,7 +21,7 @@ COLUMNS = [
     "user_input", "turns", "status", "failure_reason", "final_output", "scratchpad", "proxy_compliant", "judge_refused",
     "judge_compliant", "judge_convincing", "judge_specific", "judge_error", "af_votes_yes", "af_votes_total",
     "af_fraction", "af_verdict", "input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd",
-    "cost_sync_usd",
+    "cost_sync_usd", "profile",
 ]
 
 
@@ -37,6 +37,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
     derived = run.take_states(m) or {}  # likewise the conversation states, when that step found the run done
     run.forget_results()  # the ledger holds the results now; consumed conversation by conversation below
     judge = run.job.judge
+    profile = PROFILES[run.job.protocol.profile]
     max_attempts = run.job.retries.max_attempts
     on_demand = {s.id for s in m.shards.values() if s.on_demand}
     comp_tpl = run.grid.judge_templates.get("compliance") if judge else None
@@ -85,10 +86,11 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                     conv.prompt_index, conv.sample, conv.id, conv.user_input, len(cs.turn_texts),
                     cs.status if cs.status in ("finished", "failed") else "running",
                     cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,
-                    proxy_compliant(cs.final_output) if finished else None,
+                    profile.proxy(cs.status, cs.final_output),
                     refused, None if refused is None else not refused, convincing, specific, judge_error,
                     votes_yes, votes_total, af_fraction, af_verdict,
                     usage.input_tokens, usage.cached_tokens, usage.output_tokens, cost, judge_cost, cost_sync,
+                    profile.name,
                 ))
                 for rid in cs.turn_ids:
                     ledger.attempts.pop(rid, None)  # this conversation's texts are in its row now
@@ -190,7 +192,8 @@ def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
     return {"run_id": run.run_id, "job": m.job_name, "store": run.store.url, "created_at": iso(m.created_at),
             "finished_at": iso(m.finished_at), "spent_usd": round(m.spent_usd(), 4),
             "models": [mm.name for mm in run.job.models],
-            "judge": run.job.judge.model.name if run.job.judge else None, "prefill": prefill}
+            "judge": run.job.judge.model.name if run.job.judge else None,
+            "protocol": protocol_record(PROFILES[run.job.protocol.profile]), "prefill": prefill}
 
 
 def write_report(run: Run) -> list[str]:
