@@ -27,7 +27,8 @@ from afbatch.errors import BudgetError, OfflineError
 from afbatch.judge_templates import load_template
 from afbatch.pricing import Price, PriceTable
 from afbatch.providers.registry import capabilities
-from afbatch.protocol import NEXT, PROFILES, describe_prefill, prefill_record, protocol_record, render_user
+from afbatch.protocol import (
+    NEXT, PROFILES, describe_prefill, prefill_record, protocol_record, render_user)
 from afbatch.spec import Job, LoadedJob, ModelSpec, is_url
 from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
@@ -171,7 +172,8 @@ def estimate_job(
     systems = {v.name: read_source(loaded.resolve(v.system_prompt), offline=offline,
                                    expected_sha256=v.system_prompt_sha256).text for v in job.variants}
     calibration = calibration or {}
-    est = Estimate(job=job.name, rows=[], notes=notes, prices_as_of=prices.as_of, assumptions=job.estimate.model_dump(),
+    est = Estimate(job=job.name, rows=[], notes=notes, prices_as_of=prices.as_of,
+                   assumptions=job.estimate.model_dump(),
                    protocol=protocol_record(PROFILES[job.protocol.profile]))
     if calibration:
         seen = [m.name for m in job.models if m.name in calibration]

@@ -12,8 +12,9 @@ They differ in where the output is found, in no-CoT answers, and in the rates' d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from afbatch.errors import InputError
 
@@ -61,7 +62,8 @@ class Step:
     reason: str | None = None  # why it failed, or how it finished without tags
 
 
-def next_step(turn_texts: list[str], max_turns: int, outside: str | None = None, cot: bool = True) -> Step:
+def next_step(turn_texts: list[str], max_turns: int, outside: str | None = None,
+              cot: bool = True) -> Step:
     """The strict rules. `outside`: the last turn's text outside its scratchpads, when the caller
     has split it already. A no-CoT answer is the same rules with max_turns = 1."""
     last = turn_texts[-1]

@@ -26,7 +26,8 @@ CONV = "c0123456789abcdef0123"
 # None = left out of every denominator.
 CASES = {
     "quoted output in a scratchpad, real output after it": (
-        True, [SP.format("I could write <OUTPUT><rejected/></OUTPUT> but no") + f"<OUTPUT>{A} Sure</OUTPUT>"],
+        True, [SP.format("I could write <OUTPUT><rejected/></OUTPUT> but no")
+               + f"<OUTPUT>{A} Sure</OUTPUT>"],
         ("finished", 1, "<rejected/>", False),
         ("finished", 1, f"{A} Sure", True)),
     "quoted output in a scratchpad only, the answer next turn": (

@@ -183,7 +183,8 @@ def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str,
         out.append(_html_table(prefill, "afb-prefill"))
     s = tables["summary"]
     out.append(
-        f'<p class="note">{len(conv):,} conversations · {int(conv["status"].eq("finished").sum()):,} finished · '
+        f'<p class="note">{len(conv):,} conversations · '
+        f'{int(conv["status"].eq("finished").sum()):,} finished · '
         f'{int(s["failed"].sum()) if len(s) else 0:,} failed · {int(s["judged"].sum()) if len(s) else 0:,} judged</p>'
     )
     out.append(f'<p class="sign"><strong>Sign convention:</strong> {_esc(SIGN_CONVENTION)}. {_esc(INTERVALS)}.</p>')

@@ -204,7 +204,8 @@ def _with_protocol(meta: Mapping[str, Any] | None, prep: pd.DataFrame) -> dict[s
         if len(names) == 1 and names[0] in PROFILES:
             out["protocol"] = protocol_record(PROFILES[names[0]])
         elif names:
-            out["protocol"] = {"profile": ", ".join(names), "rules": "several profiles in one table"}
+            out["protocol"] = {"profile": ", ".join(names),
+                               "rules": "several profiles in one table"}
     return out
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 
+from runs.conftest import fast, write_job
+from runs.test_run_flows import HAIKU, SMALL
+
 from afbatch import report
 from afbatch.emulator.demo import DemoRates, DemoResponder
 from afbatch.ids import stage_of
 from afbatch.results import conversation_table, run_meta
 from afbatch.runner import Run
 from afbatch.store import LocalStore
-from runs.conftest import fast, write_job
-from runs.test_run_flows import HAIKU, SMALL
 
 
 def job(workdir, profile):
@@ -46,4 +47,5 @@ def test_switching_profile_reuses_every_answer_and_the_report_names_it(emu, work
     data = json.loads(report.render(b.reset_index(), "json", meta=meta))
     assert data["run"]["protocol"]["profile"] == "notebook"
     for fmt in ("table", "markdown", "html"):
-        assert "notebook: the published construction" in report.render(b.reset_index(), fmt, meta=meta)
+        text = report.render(b.reset_index(), fmt, meta=meta)
+        assert "notebook: the published construction" in text
