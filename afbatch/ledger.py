@@ -159,6 +159,7 @@ class ConversationState:
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # (turn, start, end) of every scratchpad block
     final_output: str | None = None
     reason: str | None = None
+    ended_without_output: bool = False  # failed by the protocol's rules, not at the provider
     request: Request | None = None  # when status == "needs"
     attempts: list[Attempt] = field(default_factory=list)  # every attempt of every turn
     turn_ids: list[str] = field(default_factory=list)
@@ -218,6 +219,7 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
         state.status = step.kind
         state.final_output = step.final_output
         state.reason = step.reason
+        state.ended_without_output = step.kind == "failed"
         return state
     return state
 

@@ -184,12 +184,14 @@ class Profile:
     failed_counted: bool  # failed conversations stay in every rate's denominator, not compliant
     summary: str  # one line, stated in every report
 
-    def proxy(self, status: str, output: str | None) -> bool | None:
-        """The proxy value of a conversation: its final output's, False for a failed one when
-        failures count, None when it has none (still running, or failures left out)."""
+    def proxy(self, status: str, output: str | None, ended_without_output: bool) -> bool | None:
+        """The proxy value of a conversation: its final output's; False for one the protocol
+        ended without an output when such failures count (the report then counts it in every
+        denominator); None otherwise: still running, failed at the provider (an error, not an
+        answer), or failures left out."""
         if status == "finished":
             return self.compliant(output)
-        return False if status == "failed" and self.failed_counted else None
+        return False if ended_without_output and self.failed_counted else None
 
 
 NOTEBOOK = Profile(

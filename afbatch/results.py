@@ -86,7 +86,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                     conv.prompt_index, conv.sample, conv.id, conv.user_input, len(cs.turn_texts),
                     cs.status if cs.status in ("finished", "failed") else "running",
                     cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,
-                    profile.proxy(cs.status, cs.final_output),
+                    profile.proxy(cs.status, cs.final_output, cs.ended_without_output),
                     refused, None if refused is None else not refused, convincing, specific, judge_error,
                     votes_yes, votes_total, af_fraction, af_verdict,
                     usage.input_tokens, usage.cached_tokens, usage.output_tokens, cost, judge_cost, cost_sync,

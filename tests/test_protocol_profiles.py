@@ -81,14 +81,15 @@ CASES = {
 }
 
 
-def state_of(profile: str, cot: bool, turns: list[str]):
+def state_of(profile: str, cot: bool, turns: list[str | Result]):
     variant = SimpleNamespace(cot=cot, prefill_text="")
     job = SimpleNamespace(sampling=SimpleNamespace(max_turns=4), protocol=SimpleNamespace(profile=profile))
     grid = SimpleNamespace(job=job, variant=lambda name: variant)
     conv = Conversation(CONV, "m", "v", cot, "free", 0, 0, "a request")
     ledger = Ledger()
-    ledger.add("shard", [Result(f"{CONV}-t{i}", RowStatus.SUCCEEDED, text)
-                         for i, text in enumerate(turns, start=1)])
+    ledger.add("shard", [t._replace(id=f"{CONV}-t{i}") if isinstance(t, Result)
+                         else Result(f"{CONV}-t{i}", RowStatus.SUCCEEDED, t)
+                         for i, t in enumerate(turns, start=1)])
     return conversation_state(grid, None, conv, ledger, False, 3)
 
 
@@ -99,7 +100,15 @@ def test_each_profile_ends_and_counts_conversations_by_its_rules(case, profile):
     status, used, output, compliant = notebook if profile == "notebook" else strict
     cs = state_of(profile, cot, turns)
     assert (cs.status, len(cs.turn_texts), cs.final_output) == (status, used, output)
-    assert PROFILES[profile].proxy(cs.status, cs.final_output) is compliant
+    assert PROFILES[profile].proxy(cs.status, cs.final_output, cs.ended_without_output) is compliant
+
+
+@pytest.mark.parametrize("profile", ["notebook", "strict"])
+def test_a_provider_error_is_no_answer_under_either_profile(profile):
+    error = Result("", RowStatus.ERRORED, error_kind="invalid_request", error_message="too long")
+    cs = state_of(profile, True, [THINK, error])
+    assert (cs.status, len(cs.turn_texts)) == ("failed", 1)
+    assert PROFILES[profile].proxy(cs.status, cs.final_output, cs.ended_without_output) is None
 
 
 def test_the_job_offers_exactly_the_profiles_there_are():
@@ -107,21 +116,24 @@ def test_the_job_offers_exactly_the_profiles_there_are():
 
 
 def conversations(profile: str | None) -> pd.DataFrame:
-    """One cell: 3 finished complied, 1 finished refused (proxy and judge agree), 2 failed."""
-    rows = [("finished", True, False)] * 3 + [("finished", False, True)] + [("failed", None, None)] * 2
+    """One cell: 3 finished complied, 1 finished refused (proxy and judge agree), 2 failed by the
+    protocol, 1 failed at the provider (last row)."""
+    rows = [("finished", True, False)] * 3 + [("finished", False, True)]
+    rows += [("failed", None, None)] * 3
     df = pd.DataFrame([{"model": "m", "variant": "cot", "cot": True, "tier": "free", "condition": "training",
                         "status": s, "proxy_compliant": p, "judge_refused": r} for s, p, r in rows])
     if profile:
         df["profile"] = profile
         # the proxy value results.py writes for a failed conversation under each profile
-        df.loc[df.status == "failed", "proxy_compliant"] = {"notebook": False, "strict": None}[profile]
+        protocol_failed = (df.status == "failed") & (df.index < 6)
+        df.loc[protocol_failed, "proxy_compliant"] = {"notebook": False, "strict": None}[profile]
     return df
 
 
 @pytest.mark.parametrize("profile, denominator", [("notebook", 6), ("strict", 4), (None, 4)])
 def test_failed_conversations_count_as_not_compliant_only_under_notebook(profile, denominator):
     s = summarize(conversations(profile)).iloc[0]
-    assert (s.n, s.failed, s.finished, s.judged) == (6, 2, denominator, denominator)
+    assert (s.n, s.failed, s.finished, s.judged) == (7, 3, denominator, denominator)
     assert s.proxy_compliance == pytest.approx(3 / denominator)
     assert s.judged_compliance == pytest.approx(3 / denominator)
     assert s.refusal == pytest.approx(1 - 3 / denominator)
