@@ -234,7 +234,9 @@ def calibration(run: Run) -> dict[str, Any]:
             cal["output_tokens_cot"] = float(cot.output_tokens.sum() / cot.turns.sum())
             cal["turn_weights_cot"] = tuple(float((cot.turns >= t).mean()) for t in range(1, max_turns + 1))
             judged = cot[cot.judge_compliant.notna()]
-            source = judged.judge_compliant if len(judged) else cot.proxy_compliant.dropna()
+            # answers only: a failure the notebook profile counts as not compliant is never judged
+            proxied = cot.proxy_compliant[cot.status == "finished"].dropna()
+            source = judged.judge_compliant if len(judged) else proxied
             if len(source):
                 cal["compliance_rate"] = float(source.astype(bool).mean())
         if len(plain):

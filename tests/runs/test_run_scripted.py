@@ -117,7 +117,7 @@ cot = true
 [sampling]
 max_turns = 4
 [protocol]
-profile = "{profile}"
+profile = "strict"
 [[models]]
 provider = "anthropic"
 model = "claude-haiku-4-5"
@@ -155,7 +155,7 @@ def finished(request, emu, workdir):
 
 def scripted_run(workdir, mode, profile):
     store = LocalStore(workdir / "store")
-    body = JOB.replace("{mode}", mode).replace("{profile}", profile)
+    body = JOB.replace("{mode}", mode).replace('profile = "strict"', f'profile = "{profile}"')
     run, created = Run.create(store, str(write_job(workdir, body)))
     assert created
     status = fast(run)
