@@ -2,12 +2,13 @@
 
 How a turn ends a conversation and what counts in a rate is a `Profile` (README, "The protocol,
 as afbatch runs it", one table): `notebook` (the published construction) or `strict`. After each
-model turn (text includes any prefill), both profiles:
+CoT model turn (text includes any prefill), both profiles:
   - neither </SCRATCHPAD_REASONING> nor </OUTPUT> anywhere  -> finished; the raw text is the output
   - an output found                                           -> finished
   - otherwise, after max_turns turns                          -> failed
   - otherwise                                                 -> continue: append a user turn <NEXT/>
-They differ in where the output is found, in no-CoT answers, and in the rates' denominators.
+They differ in where the output is found, in no-CoT answers (one turn), in the proxy's treatment
+of leading whitespace, and in the rates' denominators.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ class Profile:
     name: str
     step: Callable[..., Step]  # (turn_texts, max_turns, outside, cot) -> Step
     compliant: Callable[[str | None], bool | None]  # the proxy, on a final output
-    failed_counted: bool  # failed conversations stay in every rate's denominator, not compliant
+    failed_counted: bool  # conversations it fails stay in every denominator, not compliant
     summary: str  # one line, stated in every report
 
     def proxy(self, status: str, output: str | None, ended_without_output: bool) -> bool | None:
@@ -197,11 +198,11 @@ class Profile:
 NOTEBOOK = Profile(
     "notebook", notebook_step, notebook_compliant, True,
     "notebook: the published construction — output after the first <OUTPUT> anywhere; a no-CoT "
-    "answer without </OUTPUT> fails; failed conversations count as not compliant")
+    "answer without </OUTPUT> fails; conversations the protocol failed count as not compliant")
 STRICT = Profile(
     "strict", next_step, proxy_compliant, False,
     "strict: output in the last <OUTPUT> outside the scratchpads; failed conversations are left "
-    "out of the rates")
+    "out of the rates")  # (a failure at the provider is out of the rates under both)
 PROFILES = {p.name: p for p in (NOTEBOOK, STRICT)}  # spec.ProtocolSpec names the same ones
 
 
