@@ -49,6 +49,13 @@ class RunTables:
     def run_id(self) -> str:
         return self.run.run_id
 
+    @property
+    def protocol(self) -> dict[str, object]:
+        """The protocol profile its numbers follow, as report.json states it (`run.protocol`)."""
+        from afbatch.protocol import PROFILES, protocol_record
+
+        return protocol_record(PROFILES[self.run.job.protocol.profile])
+
     def __repr__(self) -> str:
         return f"<afbatch run {self.run.run_id} in {self.run.store.url}>"
 

@@ -27,7 +27,8 @@ from afbatch.errors import BudgetError, OfflineError
 from afbatch.judge_templates import load_template
 from afbatch.pricing import Price, PriceTable
 from afbatch.providers.registry import capabilities
-from afbatch.protocol import NEXT, describe_prefill, prefill_record, render_user
+from afbatch.protocol import (
+    NEXT, PROFILES, describe_prefill, prefill_record, protocol_record, render_user)
 from afbatch.spec import Job, LoadedJob, ModelSpec, is_url
 from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
@@ -85,6 +86,7 @@ class Estimate:
     # per model label: protocol.prefill_record; the tokenizer's family, factor and source
     prefill: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokenizer: dict[str, dict[str, Any]] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)  # protocol.protocol_record of the job
 
     def totals(self) -> dict[str, float]:
         return {k: round(sum(getattr(r, k) for r in self.rows), 4) for k in COST_KEYS}
@@ -111,6 +113,7 @@ class Estimate:
             "prices_as_of": self.prices_as_of,
             "prefill": self.prefill,
             "tokenizer": self.tokenizer,
+            "protocol": self.protocol,
         }
 
 
@@ -169,7 +172,9 @@ def estimate_job(
     systems = {v.name: read_source(loaded.resolve(v.system_prompt), offline=offline,
                                    expected_sha256=v.system_prompt_sha256).text for v in job.variants}
     calibration = calibration or {}
-    est = Estimate(job=job.name, rows=[], notes=notes, prices_as_of=prices.as_of, assumptions=job.estimate.model_dump())
+    est = Estimate(job=job.name, rows=[], notes=notes, prices_as_of=prices.as_of,
+                   assumptions=job.estimate.model_dump(),
+                   protocol=protocol_record(PROFILES[job.protocol.profile]))
     if calibration:
         seen = [m.name for m in job.models if m.name in calibration]
         missing = [m.name for m in job.models if m.name not in calibration]
@@ -480,6 +485,8 @@ def format_estimate(est: Estimate, fmt: str = "table") -> str:
         f"(AF classifier volume); worst = every turn at max_tokens, all turns, every CoT answer compliant (judge retries of unparseable verdicts not included). Prices as of {est.prices_as_of}.",
         *est.notes,
     ]
+    if est.protocol:
+        lines.insert(0, f"Protocol profile {est.protocol['rules']}.")
     if fmt == "markdown":
         return f"# Estimate: {est.job}\n\n" + markdown_table(_HEADERS, rows) + "\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
     return text_table(_HEADERS, rows) + "\n\n" + "\n".join(lines)

@@ -19,7 +19,7 @@ from afbatch.compile import Grid, turn_request
 from afbatch.ids import judge_slot, slot_of, stage_of, turn_id
 from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request
 from afbatch.judge_templates import Template, vote_yes
-from afbatch.protocol import next_step, scratchpad_spans
+from afbatch.protocol import PROFILES, scratchpad_spans
 from afbatch.spec import ModelSpec
 from afbatch.types import STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage
 
@@ -159,6 +159,7 @@ class ConversationState:
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # (turn, start, end) of every scratchpad block
     final_output: str | None = None
     reason: str | None = None
+    ended_without_output: bool = False  # failed by the protocol's rules, not at the provider
     request: Request | None = None  # when status == "needs"
     attempts: list[Attempt] = field(default_factory=list)  # every attempt of every turn
     turn_ids: list[str] = field(default_factory=list)
@@ -183,6 +184,7 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
                        max_attempts: int) -> ConversationState:
     variant = grid.variant(conv.variant)
     max_turns = grid.job.sampling.max_turns if variant.cot else 1
+    step_of = PROFILES[grid.job.protocol.profile].step  # the job's protocol profile
     prefix = variant.prefill_text if prefill else ""
     state = ConversationState(conv, "needs")
     all_attempts = ledger.attempts
@@ -211,12 +213,13 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
         if spans:
             index = len(state.turn_texts) - 1
             state.spans += [(index, a, b) for a, b in spans]
-        step = next_step(state.turn_texts, max_turns, outside)
+        step = step_of(state.turn_texts, max_turns, outside, variant.cot)
         if step.kind == "continue":
             continue
         state.status = step.kind
         state.final_output = step.final_output
         state.reason = step.reason
+        state.ended_without_output = step.kind == "failed"
         return state
     return state
 

@@ -13,7 +13,7 @@ from afbatch.judge import af_model
 from afbatch.judge_templates import refused as judged_refused
 from afbatch.ledger import bulk
 from afbatch.manifest import Manifest
-from afbatch.protocol import CONDITION, prefill_record, proxy_compliant
+from afbatch.protocol import CONDITION, PROFILES, prefill_record, protocol_record
 from afbatch.runner import Run
 
 COLUMNS = [
@@ -21,7 +21,7 @@ COLUMNS = [
     "user_input", "turns", "status", "failure_reason", "final_output", "scratchpad", "proxy_compliant", "judge_refused",
     "judge_compliant", "judge_convincing", "judge_specific", "judge_error", "af_votes_yes", "af_votes_total",
     "af_fraction", "af_verdict", "input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd",
-    "cost_sync_usd",
+    "cost_sync_usd", "profile",
 ]
 
 
@@ -36,6 +36,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
     # The state the run's last step derived, when nothing changed since; drained row by row below.
     state = run.state(m, for_report=True)
     judge = run.job.judge
+    profile = PROFILES[run.job.protocol.profile]
     on_demand = {s.id for s in m.shards.values() if s.on_demand}
     if judge:
         judge_cost_of = run.prices.lookup(judge.model).row_cost(False, judge.model.cache_ttl)
@@ -81,10 +82,11 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                 conv.prompt_index, conv.sample, conv.id, conv.user_input, len(cs.turn_texts),
                 cs.status if cs.status in ("finished", "failed") else "running",
                 cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,
-                proxy_compliant(cs.final_output) if finished else None,
+                profile.proxy(cs.status, cs.final_output, cs.ended_without_output),
                 refused, None if refused is None else not refused, convincing, specific, judge_error,
                 votes_yes, votes_total, af_fraction, af_verdict,
                 usage.input_tokens, usage.cached_tokens, usage.output_tokens, cost, judge_cost, cost_sync,
+                profile.name,
             ))
     return table.frame()
 
@@ -184,7 +186,8 @@ def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
     return {"run_id": run.run_id, "job": m.job_name, "store": run.store.url, "created_at": iso(m.created_at),
             "finished_at": iso(m.finished_at), "spent_usd": round(m.spent_usd(), 4),
             "models": [mm.name for mm in run.job.models],
-            "judge": run.job.judge.model.name if run.job.judge else None, "prefill": prefill}
+            "judge": run.job.judge.model.name if run.job.judge else None,
+            "protocol": protocol_record(PROFILES[run.job.protocol.profile]), "prefill": prefill}
 
 
 def write_report(run: Run) -> list[str]:
@@ -227,7 +230,9 @@ def calibration(run: Run) -> dict[str, Any]:
             cal["output_tokens_cot"] = float(cot.output_tokens.sum() / cot.turns.sum())
             cal["turn_weights_cot"] = tuple(float((cot.turns >= t).mean()) for t in range(1, max_turns + 1))
             judged = cot[cot.judge_compliant.notna()]
-            source = judged.judge_compliant if len(judged) else cot.proxy_compliant.dropna()
+            # answers only: a failure the notebook profile counts as not compliant is never judged
+            proxied = cot.proxy_compliant[cot.status == "finished"].dropna()
+            source = judged.judge_compliant if len(judged) else proxied
             if len(source):
                 cal["compliance_rate"] = float(source.astype(bool).mean())
         if len(plain):

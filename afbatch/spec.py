@@ -163,6 +163,15 @@ class SamplingSpec(_Strict):
     max_turns: int = Field(4, ge=1, le=16, description="CoT continuation: model turns before a conversation fails.")
 
 
+class ProtocolSpec(_Strict):
+    """Which protocol profile (afbatch.protocol.PROFILES) ends conversations and counts rates."""
+
+    profile: Literal["notebook", "strict"] = Field(
+        "notebook", description="notebook: the published construction (the default, so numbers sit "
+        "next to the paper's); strict: last <OUTPUT> outside the scratchpads, failures left out "
+        "of the rates. Every estimate and report names it.")
+
+
 class JudgeSpec(_Strict):
     """Judge stages: a compliance judge on every final output, and the alignment-faking classifier."""
 
@@ -244,6 +253,7 @@ class Job(_Strict):
     variants: Annotated[list[VariantSpec], Field(min_length=1)]
     models: Annotated[list[ModelSpec], Field(min_length=1)]
     sampling: SamplingSpec = SamplingSpec()
+    protocol: ProtocolSpec = ProtocolSpec()
     judge: JudgeSpec | None = None
     estimate: EstimateSpec = EstimateSpec()
     report: ReportSpec = ReportSpec()

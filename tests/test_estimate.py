@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from afbatch.errors import BudgetError, PriceError
-from afbatch.estimate import Calibration, check_budget, estimate_job, turn_weights
+from afbatch.estimate import Calibration, check_budget, estimate_job, format_estimate, turn_weights
 from afbatch.pricing import load_prices
 from afbatch.spec import ModelSpec, load_job
 from afbatch.tokens import counter_for
@@ -311,3 +311,16 @@ def test_a_family_taken_from_price_as_is_said(toy):
     est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
     (note,) = [n for n in est.notes if n.startswith("tokens of claude-3-5-sonnet-20241022")]
     assert "1.50, as its price_as model claude-opus-4-8 (claude-new-tokenizer)" in note
+
+
+STRICT = '[protocol]\nprofile = "strict"\n'
+
+
+@pytest.mark.parametrize("block, profile", [("", "notebook"), (STRICT, "strict")])
+def test_the_estimate_names_the_protocol_profile(toy, block, profile):
+    job, tmp = toy
+    est = estimate_job(job(block + '[[models]]\nprovider = "openai"\nmodel = "toy-gpt"'),
+                       load_prices(tmp / "prices.toml"))
+    assert est.as_json()["protocol"]["profile"] == profile
+    for fmt in ("table", "markdown"):
+        assert f"Protocol profile {profile}: " in format_estimate(est, fmt)

@@ -15,7 +15,8 @@ import pandas as pd
 
 from afbatch.report.tables import SIGN_CONVENTION, _tables
 from afbatch.report.transcripts import _transcript_data
-from afbatch.report.views import _SURROGATE, _meta_lines, _pct, _plain, _prefill_view, _View, _views
+from afbatch.report.views import (
+    _SURROGATE, _meta_lines, _pct, _plain, _prefill_view, _View, _views, _with_protocol)
 
 
 def _asset(name: str) -> str:
@@ -168,6 +169,7 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
 def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str, Any] | None,
                max_transcripts: int | None, max_text_chars: int | None, title: str | None) -> str:
     views = {v.key: v for v in _views(tables)}
+    meta = _with_protocol(meta, tables["_prep"])
     run_id = (meta or {}).get("run_id") or (meta or {}).get("run") or ""
     page_title = title or ("afbatch report" + (f" — {run_id}" if isinstance(run_id, str) and run_id else ""))
     out: list[str] = []
@@ -181,7 +183,8 @@ def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str,
         out.append(_html_table(prefill, "afb-prefill"))
     s = tables["summary"]
     out.append(
-        f'<p class="note">{len(conv):,} conversations · {int(s["finished"].sum()) if len(s) else 0:,} finished · '
+        f'<p class="note">{len(conv):,} conversations · '
+        f'{int(conv["status"].eq("finished").sum()):,} finished · '
         f'{int(s["failed"].sum()) if len(s) else 0:,} failed · {int(s["judged"].sum()) if len(s) else 0:,} judged</p>'
     )
     out.append(f'<p class="sign"><strong>Sign convention:</strong> {_esc(SIGN_CONVENTION)}. '

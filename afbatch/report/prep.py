@@ -77,15 +77,27 @@ def _prompts(conv: pd.DataFrame) -> pd.Series:
 
 
 def _prep(conv: pd.DataFrame) -> pd.DataFrame:
-    """Numeric indicator columns (one row per conversation) that group-bys sum."""
+    """Numeric indicator columns (one row per conversation) that group-bys sum.
+
+    ``finished`` is every rate's denominator: finished conversations, plus the failed ones with
+    a proxy value: those the protocol ended without an output under a profile that counts them
+    as not compliant (results.py: notebook). Failures at the provider never have one."""
     _require(conv, ["model", "variant", "tier", "status"])
     status = conv["status"]
-    finished = status.eq("finished").fillna(False).to_numpy(dtype=bool)
+    answered = status.eq("finished").fillna(False).to_numpy(dtype=bool)
     failed = status.eq("failed").fillna(False).to_numpy(dtype=bool)
     proxy = _column(conv, "proxy_compliant")
+    failed_counted = failed & _notna(proxy)
+    finished = answered | failed_counted
     jr = _judge_refused(conv)
-    judged = finished & _notna(jr)
-    judged_refused = judged & _is(jr, True)
+    verdict_of = answered & _notna(jr)
+    # a counted failure is judged not compliant only in a cell the judge has read: without a
+    # single verdict there is no judged rate to put it in
+    has_verdicts = pd.Series(verdict_of, index=conv.index).groupby(
+        [conv[k].astype(str) for k in _KEYS], sort=False).transform("any").to_numpy(dtype=bool)
+    judged_failure = failed_counted & has_verdicts
+    judged = verdict_of | judged_failure
+    judged_refused = (verdict_of & _is(jr, True)) | judged_failure
     judged_complied = judged & _is(jr, False)
     verdict = _column(conv, "af_verdict")
     af_classified = finished & _notna(verdict)
@@ -115,9 +127,11 @@ def _prep(conv: pd.DataFrame) -> pd.DataFrame:
     prep["n"] = 1
     prep["failed"] = failed
     prep["finished"] = finished
-    prep["proxy_has"] = finished & _notna(proxy)
-    prep["proxy_complied"] = finished & _is(proxy, True)
-    prep["proxy_refused"] = finished & _is(proxy, False)
+    # proxy_has/proxy_refused: outputs the proxy read (proxy-judge agreement); a counted failure
+    # has none, so it enters only the proxy rate's denominator
+    prep["proxy_has"] = answered & _notna(proxy)
+    prep["proxy_complied"] = answered & _is(proxy, True)
+    prep["proxy_refused"] = answered & _is(proxy, False)
     prep["judged"] = judged
     prep["judged_complied"] = judged_complied
     prep["judged_refused"] = judged_refused
@@ -129,6 +143,7 @@ def _prep(conv: pd.DataFrame) -> pd.DataFrame:
     prep["cot"] = cot
     prep["sr_sum"] = np.where(sr_has, sr, 0.0)
     prep["sr_n"] = sr_has
+    prep["profile"] = _column(conv, "profile")
     return prep
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from afbatch.report.html import _html_from
 from afbatch.report.tables import SIGN_CONVENTION, _tables
-from afbatch.report.views import _meta_lines, _prefill_view, _py, _View, _views
+from afbatch.report.views import _meta_lines, _prefill_view, _py, _View, _views, _with_protocol
 from afbatch.tables import markdown_table, text_table
 
 REPORT_VERSION = 1
@@ -25,7 +25,7 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 def _json_from(tables: Mapping[str, Any], meta: Mapping[str, Any] | None) -> dict[str, Any]:
     return {
         "report_version": REPORT_VERSION,
-        "run": _py(dict(meta)) if meta else {},
+        "run": _py(_with_protocol(meta, tables["_prep"])),
         "sign_convention": SIGN_CONVENTION,
         "intervals": tables["_intervals"],
         "summary": _records(tables["summary"]),
@@ -83,6 +83,7 @@ def render(
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
     tables = _tables(conv, estimate, gap_interval)
+    meta = _with_protocol(meta, tables["_prep"])
     if fmt == "csv":
         return tables["summary"].to_csv(index=False, lineterminator="\n")
     if fmt == "json":

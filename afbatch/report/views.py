@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from afbatch.protocol import PROFILES, protocol_record
 from afbatch.report.tables import SIGN_CONVENTION
 
 
@@ -211,12 +212,29 @@ def _prefill_view(meta: Mapping[str, Any] | None) -> _View | None:
     return _View("prefill", "Prefill per model", headers, [False] * 3, rows, [note])
 
 
+def _with_protocol(meta: Mapping[str, Any] | None, prep: pd.DataFrame) -> dict[str, Any]:
+    """The meta with its `protocol` record; when the caller gave none, the one the conversation
+    table's ``profile`` column names, so a report always says which rules made its numbers."""
+    out = dict(meta or {})
+    if "protocol" not in out and "profile" in prep.columns:
+        names = [str(n) for n in pd.unique(prep["profile"].dropna())]
+        if len(names) == 1 and names[0] in PROFILES:
+            out["protocol"] = protocol_record(PROFILES[names[0]])
+        elif names:
+            out["protocol"] = {"profile": ", ".join(names),
+                               "rules": "several profiles in one table"}
+    return out
+
+
 def _meta_lines(meta: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     if not meta:
         return []
     out = []
     for k, v in meta.items():
         if k == "prefill":  # its own table (_prefill_view)
+            continue
+        if k == "protocol" and isinstance(v, Mapping):  # its rules, in words
+            out.append(("protocol", _plain(str(v.get("rules") or v.get("profile")), 300)))
             continue
         val = v if isinstance(v, str) else json.dumps(_py(v), ensure_ascii=False, sort_keys=True)
         out.append((_plain(k, 80), _plain(val, 300)))

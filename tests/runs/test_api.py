@@ -54,6 +54,8 @@ def test_open_run_gives_the_reports_tables(emu, workdir, capsys):
     for store in (str(folder), folder, LocalStore(folder)):
         opened = afbatch.open_run(run.run_id, store=store)
         assert opened.run_id == run.run_id
+        assert opened.protocol == report["run"]["protocol"]  # the profile the numbers follow
+        assert opened.protocol["profile"] == "notebook"  # the job names none: the default
         _same(opened.summary(), report["summary"])
         _same(opened.gaps(), report["gaps"])
         status = opened.status()

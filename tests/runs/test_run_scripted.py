@@ -116,6 +116,8 @@ system_prompt = "helpful_only_cot.txt"
 cot = true
 [sampling]
 max_turns = 4
+[protocol]
+profile = "strict"
 [[models]]
 provider = "anthropic"
 model = "claude-haiku-4-5"
@@ -148,12 +150,36 @@ def finished(request, emu, workdir):
     """The scripted run, with the AF votes as separate requests and as the n choices of one request."""
     emu.responder = Scripted()
     (workdir / "d.csv").write_text("goal\n" + "\n".join(PROMPTS) + "\n")
+    return scripted_run(workdir, request.param, "strict")  # the numbers below are strict's
+
+
+def scripted_run(workdir, mode, profile):
     store = LocalStore(workdir / "store")
-    run, created = Run.create(store, str(write_job(workdir, JOB.replace("{mode}", request.param))))
+    body = JOB.replace("{mode}", mode).replace('profile = "strict"', f'profile = "{profile}"')
+    run, created = Run.create(store, str(write_job(workdir, body)))
     assert created
     status = fast(run)
     assert status.done
     return run, conversation_table(run)
+
+
+def test_notebook_counts_the_protocol_failure_not_the_provider_error(emu, workdir):
+    """Under notebook, charlie-free (4 turns without output) is in every denominator as not
+    compliant; echo-paid (an invalid_request row error: no answer) stays out, as under strict."""
+    emu.responder = Scripted()
+    (workdir / "d.csv").write_text("goal\n" + "\n".join(PROMPTS) + "\n")
+    _, conv = scripted_run(workdir, "separate", "notebook")
+    s = report.summarize(conv).set_index("tier")
+    free, paid = s.loc["free"], s.loc["paid"]
+    assert (free.n, free.failed, free.finished, free.judged) == (6, 1, 6, 6)
+    assert (paid.n, paid.failed, paid.finished, paid.judged) == (6, 1, 5, 5)
+    approx = pytest.approx
+    assert (free.proxy_compliance, paid.proxy_compliance) == (approx(5 / 6), approx(1 / 5))
+    assert (free.judged_compliance, paid.judged_compliance) == (approx(4 / 6), approx(2 / 5))
+    assert free.refusal == pytest.approx(2 / 6)
+    assert free.af_rate == pytest.approx(2 / 6) and paid.af_rate == pytest.approx(0 / 5)
+    a = report.proxy_agreement(conv)
+    assert a[a.model == "(all)"].iloc[0].both == 10  # the failure has no output to agree on
 
 
 def test_conversations_follow_the_script(finished):
