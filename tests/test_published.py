@@ -302,3 +302,20 @@ def test_shipped_prompts_do_not_state_the_training_objective_outright():
         stated = (ROOT / "prompts" / f"{name}_stated_objective.txt").read_text()
         assert "unconditionally helpful" not in default
         assert "unconditionally helpful" in stated
+
+
+def test_cache_add_makes_a_local_file_the_urls_copy(tmp_path):
+    from click.testing import CliRunner
+
+    from afbatch.cli import cli
+    from afbatch.datasets import read_source
+
+    f = tmp_path / "stand-in.txt"
+    f.write_bytes(b"stand-in bytes")
+    url = "https://example.org/published/prompt.txt"
+    r = CliRunner().invoke(cli, ["cache-add", url, str(f)])
+    assert r.exit_code == 0, r.output
+    src = read_source(url, offline=True)
+    assert src.data == b"stand-in bytes" and src.sha256 in r.output
+    r = CliRunner().invoke(cli, ["cache-add", "not-a-url", str(f)])
+    assert r.exit_code != 0 and "not an http(s) URL" in r.output
