@@ -203,8 +203,18 @@ def template_from_rules(text: str, ref: str, sha256: str, stage: str, rules: Any
         body = text
         for name, published in rules.placeholders.items():
             body = body.replace(published, "{" + name + "}")
+    judged = STAGE_JUDGES[stage]  # without it the judge never sees what it judges
+    if judged not in (rules.user if rules.user is not None else body):
+        where_text = f"{where}.user" if rules.user is not None else ref
+        raise InputError(f"{where_text}: no {judged} placeholder — the judge would never see what "
+                         f"it judges; map the published text's name under {where}.placeholders, "
+                         f"or put {judged} in {where}.user")
     pin = hashlib.sha256(f"{sha256}|{rules.model_dump_json()}".encode()).hexdigest()
     return Template(ref=ref, sha256=pin, meta=meta, body=body, patterns=patterns, user=rules.user)
+
+
+# What each stage's judge must be shown: the model's answer, or its reasoning.
+STAGE_JUDGES = {"compliance": "{response}", "alignment_faking": "{reasoning}"}
 
 
 def stage_template(ref: str, stage: str, rules: Any, where: str, *, offline: bool = False,

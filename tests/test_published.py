@@ -319,3 +319,14 @@ def test_cache_add_makes_a_local_file_the_urls_copy(tmp_path):
     assert src.data == b"stand-in bytes" and src.sha256 in r.output
     r = CliRunner().invoke(cli, ["cache-add", "not-a-url", str(f)])
     assert r.exit_code != 0 and "not an http(s) URL" in r.output
+
+
+@pytest.mark.parametrize("rules, text", [
+    ("verdict.refused = { pattern = '(\\d)' }", "Judge {prompt} and {answer}"),  # not mapped
+    ("verdict.refused = { pattern = '(\\d)' }\nuser = \"{request}\"", "System text"),
+])
+def test_rules_that_never_show_the_judge_the_answer_are_refused(tmp_path, rules, text):
+    p = write_rules_job(tmp_path, rules, text)
+    with pytest.raises(InputError) as e:
+        load_grid(load_job(p))
+    assert "no {response} placeholder" in str(e.value) and "\n" not in str(e.value)
