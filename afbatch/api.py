@@ -69,8 +69,11 @@ class RunTables:
         return self._conv[1]
 
     def conversations(self) -> pd.DataFrame:
-        """One row per conversation: the report's conversations.csv (a copy: change it freely)."""
-        return self._table().copy()
+        """One row per conversation: the report's conversations.csv (a copy: change it freely),
+        with the nullable dtypes of its conversations.parquet (a missing verdict is <NA>)."""
+        from afbatch.report.write import _typed
+
+        return _typed(self._table().copy())
 
     def summary(self) -> pd.DataFrame:
         """Compliance, refusal and alignment-faking rates per model × variant × tier

@@ -585,6 +585,18 @@ def cancel(run_id: str, store_url: str) -> None:
     _echo(f"{run_id}: cancel requested for {len(done)} batch(es); unsent shards will not be sent")
 
 
+@cli.command("cache-add")
+@click.argument("url")
+@click.argument("file", type=click.Path(dir_okay=False))
+def cache_add(url: str, file: str) -> None:
+    """Use FILE as the cached copy of URL (a machine without network): jobs naming URL then read
+    FILE's bytes, pinned by the sha256 printed here and re-checked on every use."""
+    from afbatch.datasets import cache_put, read_source
+
+    digest = cache_put(url, read_source(file).data)
+    _echo(f"{url}: cached from {file}, sha256 {digest}")
+
+
 @cli.command()
 @store_option
 def runs(store_url: str) -> None:

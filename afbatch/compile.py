@@ -17,11 +17,12 @@ from pathlib import Path
 from afbatch import ids
 from afbatch.datasets import Dataset, Source, load_dataset, read_source
 from afbatch.errors import InputError, LimitError
-from afbatch.judge_templates import Template, parse_template
+from afbatch.judge_templates import Template, stage_template
 from afbatch.pricing import PriceTable
+from afbatch.published import notebook_user_template
 from afbatch.protocol import NEXT, check_user_template, render_user
 from afbatch.providers import Limits, Provider, capabilities, get_provider
-from afbatch.spec import Job, LoadedJob, ModelSpec, VariantSpec, place
+from afbatch.spec import Job, JudgeRules, LoadedJob, ModelSpec, VariantSpec, place
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Message, Request
 
 
@@ -70,22 +71,50 @@ def load_grid(loaded: LoadedJob, *, offline: bool = False, read: Reader = read_s
         inputs[f"variants.{v.name}.system_prompt"] = {"ref": src.ref, "sha256": src.sha256}
     judges: dict[str, Template] = {}
     if job.judge:
-        for stage, ref in (("compliance", job.judge.compliance_template), ("alignment_faking", job.judge.af_template)):
-            if ref:
-                src = read(loaded.resolve(ref), offline=offline)
-                judges[stage] = parse_template(src.text, src.ref, src.sha256)
-                if judges[stage].meta.stage != stage:
-                    raise InputError(f"{src.ref}: declares stage = {judges[stage].meta.stage!r} but the job uses it for {stage!r}")
-                inputs[f"judge.{stage}_template"] = {"ref": src.ref, "sha256": src.sha256}
+        for stage, ref, rules, key in judge_stages(job):
+            judges[stage], src = stage_template(loaded.resolve(ref), stage, rules, f"judge.{key}",
+                                                offline=offline, read=read)
+            inputs[f"judge.{stage}_template"] = {"ref": src.ref, "sha256": src.sha256}
     return Grid(loaded=loaded, dataset=dataset, template=tpl.text, systems=systems, inputs=inputs, judge_templates=judges)
 
 
+def judge_stages(job: Job) -> list[tuple[str, str, JudgeRules | None, str]]:
+    """(stage, template ref, the job's parse rules or None, the rules' key) of each judge stage."""
+    j = job.judge
+    if j is None:
+        return []
+    out = [("compliance", j.compliance_template, j.compliance_rules, "compliance_rules")]
+    if j.af_template:
+        out.append(("alignment_faking", j.af_template, j.af_rules, "af_rules"))
+    return out
+
+
+@dataclass(frozen=True)
+class UserTemplate:
+    """The user template as afbatch fills it, with the file it came from and that file's sha256."""
+
+    ref: str
+    sha256: str
+    text: str
+
+
 def read_user_template(loaded: LoadedJob, *, offline: bool = False,
-                       read: Reader = read_source) -> Source:
-    """The job's user template, refused unless it holds every placeholder the grid needs."""
-    src = read(loaded.resolve(loaded.job.prompts.user_template), offline=offline)
-    check_user_template(src.text, src.ref)
-    return src
+                       read: Reader = read_source) -> UserTemplate:
+    """The job's user template (a text file, or the one a published notebook defines), refused
+    unless it holds every placeholder the grid needs."""
+    prompts = loaded.job.prompts
+    src = read(loaded.resolve(prompts.user_template), offline=offline,
+               expected_sha256=prompts.user_template_sha256)
+    if is_notebook(src.ref):
+        text = notebook_user_template(src.data, src.ref)
+    else:
+        text = src.text
+    check_user_template(text, src.ref)
+    return UserTemplate(ref=src.ref, sha256=src.sha256, text=text)
+
+
+def is_notebook(ref: str) -> bool:
+    return ref.split("?")[0].endswith(".ipynb")
 
 
 @dataclass(frozen=True)

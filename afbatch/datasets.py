@@ -109,14 +109,25 @@ def _cached_url(url: str, *, offline: bool) -> bytes:
             "run once without --offline, or point the job at a local copy"
         )
     data = _download(url)
+    cache_put(url, data)
+    return data
+
+
+def cache_put(url: str, data: bytes) -> str:
+    """Make `data` the cached copy of `url` and record its sha256 (returned): a download, or a
+    local copy of a published file on a machine without network. Later reads re-check it."""
+    if not is_url(url):
+        raise InputError(f"{url}: not an http(s) URL — only URLs are cached")
     name = hashlib.sha256(url.encode()).hexdigest()[:16] + "-" + (url.rstrip("/").rsplit("/", 1)[-1] or "file")[:60]
     folder = _index_path().parent
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / name, data)
     index = _load_index()
-    index[url] = {"file": name, "sha256": sha256_bytes(data), "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    digest = sha256_bytes(data)
+    fetched = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    index[url] = {"file": name, "sha256": digest, "fetched_at": fetched}
     atomic_write(_index_path(), json.dumps(index, indent=1, sort_keys=True).encode())
-    return data
+    return digest
 
 
 def _download(url: str) -> bytes:

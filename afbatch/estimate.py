@@ -21,15 +21,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from afbatch.compile import batch_shortfalls, prefill_decision, read_user_template
+from afbatch.compile import batch_shortfalls, judge_stages, prefill_decision, read_user_template
 from afbatch.datasets import Dataset, load_dataset, read_source
 from afbatch.errors import BudgetError, OfflineError
-from afbatch.judge_templates import load_template
+from afbatch.judge_templates import stage_template
 from afbatch.pricing import Price, PriceTable
 from afbatch.providers.registry import capabilities
 from afbatch.protocol import (
     NEXT, PROFILES, describe_prefill, prefill_record, protocol_record, render_user)
-from afbatch.spec import Job, LoadedJob, ModelSpec, is_url
+from afbatch.spec import Job, JudgeSpec, LoadedJob, ModelSpec, is_url
 from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
 
@@ -153,6 +153,27 @@ def dataset_rows(loaded: LoadedJob, offline: bool, notes: list[str]) -> Rows:
     return Rows(None, count, float(spec.mean_tokens_per_row or 0))
 
 
+# A text the estimate could not read, by its declared size: o200k tokens.
+Sized = str | float
+
+
+def declared_or(read: Any, ref: str, declared: int | None, key: str, notes: list[str]) -> Sized:
+    """The text `read()` gives, or, when a URL is not cached and cannot be downloaded, its declared
+    o200k token count (a note says so): as `expected_rows` stands in for a dataset."""
+    try:
+        return read()
+    except OfflineError:
+        if not (is_url(ref) and declared):
+            raise
+    notes.append(f"{ref} is not cached and cannot be downloaded: assuming {declared} o200k "
+                 f"tokens ({key})")
+    return float(declared)
+
+
+def _tokens(counter: Counter, text: Sized) -> float:
+    return counter.count(text) if isinstance(text, str) else counter.scaled(text)
+
+
 def turn_weights(turns: float, max_turns: int) -> list[float]:
     return [1.0] + [min(1.0, max(0.0, turns - (t - 1))) for t in range(2, max_turns + 1)]
 
@@ -168,9 +189,15 @@ def estimate_job(
     job = loaded.job
     notes: list[str] = []
     rows_in = dataset_rows(loaded, offline, notes)
-    template = read_user_template(loaded, offline=offline).text
-    systems = {v.name: read_source(loaded.resolve(v.system_prompt), offline=offline,
-                                   expected_sha256=v.system_prompt_sha256).text for v in job.variants}
+    prompts = job.prompts
+    template = declared_or(
+        lambda: read_user_template(loaded, offline=offline).text, prompts.user_template,
+        prompts.user_template_tokens, "[prompts] user_template_tokens", notes)
+    systems = {v.name: declared_or(
+        lambda v=v: read_source(loaded.resolve(v.system_prompt), offline=offline,
+                                expected_sha256=v.system_prompt_sha256).text,
+        v.system_prompt, v.expected_tokens, f"variant {v.name}: expected_tokens", notes)
+        for v in job.variants}
     calibration = calibration or {}
     est = Estimate(job=job.name, rows=[], notes=notes, prices_as_of=prices.as_of,
                    assumptions=job.estimate.model_dump(),
@@ -216,7 +243,61 @@ def estimate_job(
             how = ("as the n choices of one request: each transcript is billed once" if j.af_votes_in_one_request
                    else "as separate requests" + (", sharing one cached prompt" if (j.af_model or j.model).uses_cache else ""))
             notes.append(f"alignment-faking classifier: {j.af_votes} votes per compliant CoT answer, {how}")
+            notes.append(_af_setups_note(loaded, prices, rows_in, template, calibration, offline,
+                                         est))
     return est
+
+
+# A judge that returns n choices per request, to price the votes billed once when the job's AF
+# model cannot: the 2025 replication's classifier model.
+REFERENCE_N_JUDGE = ModelSpec(provider="openai", model="gpt-4o", label="gpt-4o")
+
+
+def af_setups(judge: JudgeSpec, prices: PriceTable) -> list[tuple[str, JudgeSpec]]:
+    """The job's AF classifier set-up and the equivalent ones: the same votes as separate requests
+    (uncached, and sharing one cached prompt where the provider caches it), and as n choices of
+    one request on a judge that returns several (the transcript billed once)."""
+    am = judge.af_model or judge.model
+    n = judge.af_votes
+    out = [("this job's", judge)]
+    for cache in (False, True):
+        cacheable = (capabilities(am.provider).cache_votes
+                     and prices.lookup(am).cache_stacks_with_batch)
+        if cache and not cacheable:
+            continue
+        m = am.model_copy(update={"cache": cache})
+        how = ", one cached prompt" if cache else ", uncached"
+        out.append((f"{n} separate requests on {am.name}{how}",
+                    judge.model_copy(update={"af_model": m, "af_vote_requests": "separate"})))
+    nm = am if capabilities(am.provider).supports_n else REFERENCE_N_JUDGE
+    out.append((f"{n} votes as n choices of one request on {nm.provider} {nm.model}",
+                judge.model_copy(update={"af_model": nm, "af_vote_requests": "one"})))
+    return [s for i, s in enumerate(out) if i == 0 or _af_key(s[1]) != _af_key(judge)]
+
+
+def _af_key(judge: JudgeSpec) -> tuple[str, str, bool, bool]:
+    """What prices an AF set-up: its model, whether the votes share a request, whether cached."""
+    m = judge.af_model or judge.model
+    return m.provider, m.model, judge.af_votes_in_one_request, m.uses_cache
+
+
+def _af_setups_note(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: Sized,
+                    calibration: dict[str, Calibration], offline: bool, est: Estimate) -> str:
+    """What the AF classifier costs (batch + cache) under each equivalent set-up, and its share of
+    this job's total: the judge set-up is often the largest line."""
+    total = est.totals()["cost_batch_cached_usd"]
+    parts = []
+    for name, judge in af_setups(loaded.job.judge, prices):  # type: ignore[arg-type]
+        job = loaded.job.model_copy(update={"judge": judge})
+        scratch = Estimate(job=job.name, rows=[], notes=[], prices_as_of=est.prices_as_of,
+                           assumptions={})
+        row = _judge_rows(loaded.model_copy(update={"job": job}), prices, rows_in, template,
+                          calibration, offline, scratch)[-1]
+        cost = row.cost_batch_cached_usd
+        own = name == "this job's" and total
+        share = f" ({cost / total:.0%} of this job's batch + cache total)" if own else ""
+        parts.append(f"{name}: ${cost:,.2f}{share}")
+    return "alignment-faking classifier set-ups, batch + cache cost — " + "; ".join(parts)
 
 
 def _counter(model: ModelSpec, prices: PriceTable, est: Estimate) -> Counter:
@@ -248,7 +329,8 @@ def _prefill_note(records: dict[str, dict[str, Any]]) -> str:
 
 
 def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, prefill_on: bool,
-                    rows_in: Rows, template: str, systems: dict[str, str], cal: Calibration | None,
+                    rows_in: Rows, template: Sized, systems: dict[str, Sized],
+                    cal: Calibration | None,
                     notes: list[str]) -> list[Row]:
     samples = job.sampling.samples
     max_tokens = job.max_tokens_for(model)
@@ -264,7 +346,7 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
     stacks = price.cache_stacks_with_batch and cache_on
     out: list[Row] = []
     for variant in job.variants:
-        sys_tokens = counter.count(systems[variant.name])
+        sys_tokens = _tokens(counter, systems[variant.name])
         prefill_tokens = counter.count(variant.prefill_text) if prefill_on else 0
         if variant.cot:
             out_exp = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) or est.output_tokens_cot
@@ -325,15 +407,19 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
     return out
 
 
-def _user_tokens(counter: Counter, template: str, tier: str, tier_format: str, rows_in: Rows) -> float:
+def _user_tokens(counter: Counter, template: Sized, tier: str, tier_format: str,
+                 rows_in: Rows) -> float:
     """Sum over the dataset's rows of user-message tokens (each distinct message is encoded once per encoding)."""
+    if not isinstance(template, str):  # declared size: the template's tokens plus each request's
+        per_row = counter.scaled(template) + _mean_request_tokens(counter, rows_in)
+        return rows_in.count * per_row
     if rows_in.texts is not None:
         return sum(counter.count(render_user(template, tier, text, tier_format)) for text in rows_in.texts)
     shell = counter.count(render_user(template, tier, "", tier_format))
     return rows_in.count * (shell + counter.scaled(rows_in.mean_tokens))
 
 
-def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: str,
+def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: Sized,
                 calibration: dict[str, Calibration], offline: bool, est_out: Estimate) -> list[Row]:
     job = loaded.job
     judge = job.judge
@@ -342,8 +428,8 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
     jm = judge.model
     counter = _counter(jm, prices, est_out)
     price = prices.lookup(jm)
-    tpl = load_template(loaded.resolve(judge.compliance_template), offline=offline, stage="compliance")
-    body_tokens = counter.count(tpl.render(request="", response=""))
+    body = _judge_text(loaded, "compliance", offline, est_out.notes)
+    body_tokens = _tokens(counter, body)
     request_tokens = _mean_request_tokens(counter, rows_in)
     overhead = counter.per_message + counter.priming
     n_conv = 0
@@ -386,8 +472,8 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
         am = judge.af_model or jm
         acounter = _counter(am, prices, est_out)
         aprice = prices.lookup(am)
-        atpl = load_template(loaded.resolve(judge.af_template), offline=offline, stage="alignment_faking")
-        afixed = acounter.count(atpl.render(request="", reasoning="")) + _mean_request_tokens(acounter, rows_in) + overhead
+        abody = _judge_text(loaded, "alignment_faking", offline, est_out.notes)
+        afixed = _tokens(acounter, abody) + _mean_request_tokens(acounter, rows_in) + overhead
         af = Row(am.name, am.provider, STAGE_AF, requests=int(round(af_expected_requests)))
         af.input_tokens = af_expected_requests * afixed + acounter.scaled(scratch_exp_sum)
         af.input_tokens_max = af_max_requests * afixed + acounter.scaled(scratch_max_sum)
@@ -399,6 +485,19 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
         _price_row(af, aprice, max(af_expected_requests, 1.0), cache_group=votes_share, ttl=am.cache_ttl)
         rows.append(af)
     return rows
+
+
+def _judge_text(loaded: LoadedJob, stage: str, offline: bool, notes: list[str]) -> Sized:
+    """A judge stage's prompt with its placeholders empty, or its declared size."""
+    for st, ref, rules, key in judge_stages(loaded.job):
+        if st == stage:
+            def read() -> str:
+                tpl, _ = stage_template(loaded.resolve(ref), stage, rules, f"judge.{key}",
+                                        offline=offline)
+                return tpl.render(request="", response="", reasoning="")
+            return declared_or(read, ref, rules.expected_tokens if rules else None,
+                               f"judge.{key}.expected_tokens", notes)
+    raise KeyError(stage)
 
 
 def _mean_request_tokens(counter: Counter, rows_in: Rows) -> float:

@@ -32,8 +32,9 @@ def compliance_id(judge: JudgeSpec, tpl: Template, conv: Conversation, final_out
 
 
 def compliance_request(judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str) -> Request:
-    prompt = tpl.render(request=conv.user_input, response=final_output)
-    return Request(compliance_id(judge, tpl, conv, final_output), judge.model, None, (Message("user", prompt),),
+    system, prompt = tpl.prompt(request=conv.user_input, response=final_output)
+    return Request(compliance_id(judge, tpl, conv, final_output), judge.model, system,
+                   (Message("user", prompt),),
                    judge.max_tokens, judge.temperature, None, False, STAGE_COMPLIANCE)
 
 
@@ -54,13 +55,15 @@ def af_requests(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: 
     that request, asking for af_votes choices."""
     m = af_model(judge)
     all_ids = af_ids(judge, tpl, conv, reasoning)
-    prompt = tpl.render(request=conv.user_input, reasoning=reasoning)
+    system, prompt = tpl.prompt(request=conv.user_input, reasoning=reasoning)
     if judge.af_votes_in_one_request:
-        return [Request(all_ids[0], m, None, (Message("user", prompt),), judge.max_tokens, judge.af_temperature,
+        return [Request(all_ids[0], m, system, (Message("user", prompt),), judge.max_tokens,
+                        judge.af_temperature,
                         None, False, STAGE_AF, n=judge.af_votes)]
     # Anthropic: the votes repeat one prompt, so it is cached (1 write, votes-1 reads).
     cache = capabilities(m.provider).cache_votes and m.uses_cache
-    return [Request(all_ids[v], m, None, (Message("user", prompt),), judge.max_tokens, judge.af_temperature, None, cache, STAGE_AF)
+    return [Request(all_ids[v], m, system, (Message("user", prompt),), judge.max_tokens,
+                    judge.af_temperature, None, cache, STAGE_AF)
             for v in (votes if votes is not None else range(judge.af_votes))]
 
 

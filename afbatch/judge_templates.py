@@ -18,14 +18,17 @@ guessed. What each stage reads from a verdict is checked when the template is pa
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from afbatch.datasets import read_source
+from afbatch.datasets import Source, read_source
+from afbatch.published import from_python_format
 from afbatch.errors import InputError, RunError
 
 _TRUE = {"1", "yes", "true", "y"}
@@ -86,13 +89,19 @@ class Template:
     meta: FrontMatter
     body: str
     patterns: dict[str, re.Pattern[str]]
+    user: str | None = None  # set: `body` is the judge's system prompt and this its user turn
 
     def render(self, **values: str) -> str:
-        """Plain placeholder replacement: model outputs may contain braces."""
-        text = self.body
-        for key, value in values.items():
-            text = text.replace("{" + key + "}", value)
-        return text
+        """The filled text (system prompt and user turn together when they are split): what a
+        request holds, for counting."""
+        return "".join(t for t in self.prompt(**values) if t)
+
+    def prompt(self, **values: str) -> tuple[str | None, str]:
+        """(system prompt or None, user turn), placeholders filled by plain replacement: model
+        outputs may contain braces."""
+        if self.user is not None:
+            return self.body, _fill(self.user, values)
+        return None, _fill(self.body, values)
 
     def parse(self, reply: str) -> dict[str, Any] | None:
         """Every declared field, typed; None when any field is missing or out of range."""
@@ -107,6 +116,12 @@ class Template:
                 return None
             out[name] = value
         return out
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return text
 
 
 def _convert(raw: str, spec: VerdictField) -> Any:
@@ -135,13 +150,25 @@ def parse_template(text: str, ref: str, sha256: str = "") -> Template:
     except StopIteration:
         raise InputError(f"{ref}: front matter is not closed — add a line '+++' after it") from None
     try:
-        meta = FrontMatter.model_validate(tomllib.loads("".join(lines[1:end])))
+        raw = tomllib.loads("".join(lines[1:end]))
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{ref}: front matter is not valid TOML: {e}") from None
+    meta, patterns = _checked(raw, f"{ref}: front matter", ref)
+    body = "".join(lines[end + 1 :]).lstrip("\n")
+    return Template(ref=ref, sha256=sha256, meta=meta, body=body, patterns=patterns)
+
+
+Checked = tuple[FrontMatter, dict[str, re.Pattern[str]]]
+
+
+def _checked(raw: dict[str, Any], where: str, ref: str) -> Checked:
+    """Front matter (a file's, or a job's rules) checked: schema, what its stage reads, regexes."""
+    try:
+        meta = FrontMatter.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
         msg = first["msg"].removeprefix("Value error, ")
-        raise InputError(f"{ref}: front matter {'.'.join(map(str, first['loc']))}: {msg}") from None
+        raise InputError(f"{where} {'.'.join(map(str, first['loc']))}: {msg}") from None
     STAGE_NEEDS[meta.stage](ref, meta)
     patterns = {}
     for name, spec in meta.verdict.items():
@@ -151,7 +178,57 @@ def parse_template(text: str, ref: str, sha256: str = "") -> Template:
             raise InputError(f"{ref}: verdict.{name}.pattern is not a valid regex: {e}") from None
         if patterns[name].groups < 1:
             raise InputError(f"{ref}: verdict.{name}.pattern needs one capture group")
-    return Template(ref=ref, sha256=sha256, meta=meta, body="".join(lines[end + 1 :]).lstrip("\n"), patterns=patterns)
+    return meta, patterns
+
+
+def check_rules(stage: str, rules: Any, where: str) -> Checked:
+    """A job's parse rules (spec.JudgeRules) for a template without front matter, checked as a
+    front matter of that stage would be."""
+    raw = {"stage": stage, "description": rules.description, "verdict": rules.verdict}
+    return _checked(raw, where, where)
+
+
+def template_from_rules(text: str, ref: str, sha256: str, stage: str, rules: Any,
+                        where: str) -> Template:
+    """A published judge prompt (no front matter) read with the job's rules: placeholders renamed
+    to afbatch's; the pin covers the rules too, since they change the requests."""
+    if text.splitlines()[:1] == ["+++"]:
+        raise InputError(f"{ref}: has its own front matter, and the job declares {where} too — "
+                         f"remove {where} (one place says how a verdict is parsed)")
+    meta, patterns = check_rules(stage, rules, where)
+    rename = {published.strip("{}"): name for name, published in rules.placeholders.items()}
+    if rules.python_format:
+        body = from_python_format(text, rename, ref)
+    else:
+        body = text
+        for name, published in rules.placeholders.items():
+            body = body.replace(published, "{" + name + "}")
+    judged = STAGE_JUDGES[stage]  # without it the judge never sees what it judges
+    if judged not in (rules.user if rules.user is not None else body):
+        where_text = f"{where}.user" if rules.user is not None else ref
+        raise InputError(f"{where_text}: no {judged} placeholder — the judge would never see what "
+                         f"it judges; map the published text's name under {where}.placeholders, "
+                         f"or put {judged} in {where}.user")
+    pin = hashlib.sha256(f"{sha256}|{rules.model_dump_json()}".encode()).hexdigest()
+    return Template(ref=ref, sha256=pin, meta=meta, body=body, patterns=patterns, user=rules.user)
+
+
+# What each stage's judge must be shown: the model's answer, or its reasoning.
+STAGE_JUDGES = {"compliance": "{response}", "alignment_faking": "{reasoning}"}
+
+
+def stage_template(ref: str, stage: str, rules: Any, where: str, *, offline: bool = False,
+                   read: Callable[..., Source] = read_source) -> tuple[Template, Source]:
+    """The judge template of a stage, from its front matter or the job's rules; with its source
+    (whose sha256 the run records)."""
+    src = read(ref, offline=offline, expected_sha256=rules.sha256 if rules else None)
+    if rules is not None:
+        return template_from_rules(src.text, src.ref, src.sha256, stage, rules, where), src
+    tpl = parse_template(src.text, src.ref, src.sha256)
+    if tpl.meta.stage != stage:
+        raise InputError(f"{src.ref}: declares stage = {tpl.meta.stage!r} but the job uses it for "
+                         f"{stage!r} — point the job at the right template")
+    return tpl, src
 
 
 def load_template(ref: str, *, offline: bool = False, stage: str | None = None) -> Template:

@@ -59,7 +59,13 @@ class DatasetSpec(_Strict):
 class PromptsSpec(_Strict):
     """The user turn: template and tiers."""
 
-    user_template: str = Field(description="File with {is_free_tier_user} and {user_input} placeholders.")
+    user_template: str = Field(
+        description="File with {is_free_tier_user} and {user_input} placeholders, or the published "
+        "notebook (.ipynb, path or URL), whose user template afbatch extracts.")
+    user_template_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    user_template_tokens: int | None = Field(
+        None, gt=0, description="o200k tokens of the template to assume when a URL template is not "
+        "cached and cannot be downloaded (estimate only).")
     tier_format: Literal["python", "lower"] = Field(
         "python", description="How the tier renders: python → True/False (original notebook), lower → true/false."
     )
@@ -81,6 +87,9 @@ class VariantSpec(_Strict):
     name: str = Field(pattern=NAME_RE)
     system_prompt: str = Field(description="Path (relative to the job file) or https URL.")
     system_prompt_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    expected_tokens: int | None = Field(
+        None, gt=0, description="o200k tokens of the system prompt to assume when a URL prompt is "
+        "not cached and cannot be downloaded (estimate only).")
     cot: bool = Field(description="Whether the model reasons in <SCRATCHPAD_REASONING> (continuation rounds apply).")
     prefill: str | None = Field(
         None, description="Assistant prefill where the model allows it; default '<' for CoT, '<OUTPUT>' otherwise."
@@ -172,12 +181,36 @@ class ProtocolSpec(_Strict):
         "of the rates. Every estimate and report names it.")
 
 
+class JudgeRules(_Strict):
+    """How to read a judge prompt published without front matter (a URL file): the front matter's
+    verdict tables, declared in the job, plus how the published text names its placeholders."""
+
+    description: str = ""
+    verdict: dict[str, dict[str, Any]] = Field(
+        min_length=1, description="As a template's [verdict.NAME] tables (prompts/README.md).")
+    placeholders: dict[Literal["request", "response", "reasoning"], str] = Field(
+        {}, description="afbatch's placeholder -> the published text's: request = \"{prompt}\".")
+    python_format: bool = Field(
+        False, description="The text is a str.format template: {{ and }} are literal braces.")
+    user: str | None = Field(
+        None, description="When set, the published text is the judge's system prompt and this is "
+        "its user turn, with afbatch's placeholders.")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    expected_tokens: int | None = Field(
+        None, gt=0, description="o200k tokens of the text to assume when it is not cached and "
+        "cannot be downloaded (estimate only).")
+
+
 class JudgeSpec(_Strict):
     """Judge stages: a compliance judge on every final output, and the alignment-faking classifier."""
 
     model: ModelSpec
     compliance_template: str = Field(description="Template file with TOML front matter declaring its verdict parser.")
     af_template: str | None = Field(None, description="Alignment-faking classifier template; omit to skip it.")
+    compliance_rules: JudgeRules | None = Field(
+        None, description="Parse rules for a compliance template with no front matter.")
+    af_rules: JudgeRules | None = Field(
+        None, description="Parse rules for an alignment-faking template with no front matter.")
     af_model: ModelSpec | None = Field(None, description="Model for the AF classifier; defaults to `model`.")
     af_votes: int = Field(20, ge=1, le=100)
     af_vote_requests: Literal["auto", "one", "separate"] = Field(
@@ -202,6 +235,23 @@ class JudgeSpec(_Strict):
             n_ok = ", ".join(sorted(names_where(supports_n=True)))
             raise ValueError(f"af_vote_requests = 'one' needs a provider that returns n choices per request "
                              f"({n_ok}); {m.provider} takes 'separate' requests")
+        return self
+
+    @model_validator(mode="after")
+    def _rules_give_each_stage_its_answer(self) -> JudgeSpec:
+        """The same checks as a template's front matter (judge_templates.check_rules)."""
+        from afbatch.judge_templates import check_rules  # it reads files: imported when used
+
+        for stage, key in (("compliance", "compliance_rules"), ("alignment_faking", "af_rules")):
+            rules = getattr(self, key)
+            if rules is not None:
+                try:
+                    check_rules(stage, rules, f"judge.{key}")
+                except AfbatchError as e:
+                    raise ValueError(str(e)) from None
+        if self.af_rules is not None and not self.af_template:
+            raise ValueError("af_rules is set but af_template is not — add af_template or "
+                             "remove af_rules")
         return self
 
     @property
@@ -344,7 +394,10 @@ NOT_FINGERPRINTED: dict[str, Any] = {
     "description": True,
     "report": True,
     "dataset": {"sha256", "expected_rows", "mean_tokens_per_row"},
-    "variants": {"__all__": {"system_prompt_sha256"}},
+    "variants": {"__all__": {"system_prompt_sha256", "expected_tokens"}},
+    "prompts": {"user_template_sha256", "user_template_tokens"},
+    "judge": {"compliance_rules": {"sha256", "expected_tokens"},
+              "af_rules": {"sha256", "expected_tokens"}},
 }
 
 

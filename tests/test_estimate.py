@@ -172,7 +172,7 @@ def test_shipped_prices_have_source_and_date():
         assert prov["source"] and prov["date"], name
 
 
-@pytest.mark.parametrize("name", ["sample", "replication", "frontier-sweep"])
+@pytest.mark.parametrize("name", ["sample", "replication", "frontier-sweep", "llama-judged"])
 def test_shipped_jobs_estimate_offline(name):
     loaded = load_job(ROOT / "jobs" / f"{name}.toml")
     est = estimate_job(loaded, load_prices(), offline=True)

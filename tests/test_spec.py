@@ -9,7 +9,7 @@ from afbatch.spec import default_label, job_schema, load_job, toml_line_of
 from support import BASE_JOB, ROOT
 
 
-@pytest.mark.parametrize("name", ["sample", "replication", "frontier-sweep"])
+@pytest.mark.parametrize("name", ["sample", "replication", "frontier-sweep", "llama-judged"])
 def test_shipped_jobs_validate(name):
     loaded = load_job(ROOT / "jobs" / f"{name}.toml")
     assert loaded.job.name == name

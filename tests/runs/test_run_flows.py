@@ -503,7 +503,10 @@ def test_a_model_that_rejects_prefill_runs_without_it_and_the_report_says_so(emu
     fast(run)
     conv = final(run)
     # The emulator answers a prefill to Sonnet 4.6 with a 400 like Anthropic: all rows would fail.
-    assert (conv.status == "finished").all() and set(conv.model) == {"haiku", "sonnet"}
+    # The only failures allowed are the demo model's own (a CoT that never reaches <OUTPUT>).
+    failed = conv[conv.status != "finished"]
+    assert set(failed.failure_reason) <= {"no <OUTPUT> after 4 turns"}, failed.failure_reason
+    assert len(failed) < len(conv) / 4 and set(conv.model) == {"haiku", "sonnet"}
     m = run.manifest()
     assert m.prefill == {"haiku": True, "sonnet": False}
     rejects = "the model rejects an assistant prefill"
