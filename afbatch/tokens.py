@@ -180,7 +180,7 @@ def _persistent_count(counter: Counter, text: str) -> int:
 
 
 def save_counts() -> None:
-    """Persist the counts made since the last save (a cache: failing costs time, not correctness)."""
+    """Persist the counts made since the last save (a cache: failing costs time, not results)."""
     global _unsaved
     if not _unsaved or _persisted is None:
         return

@@ -1,4 +1,4 @@
-"""The CLI runs Arrow on the system allocator (mimalloc's pool adds ~10 MB to a small run's peak)."""
+"""The CLI runs Arrow on the system allocator (mimalloc's pool adds ~10 MB to a small run)."""
 
 from __future__ import annotations
 

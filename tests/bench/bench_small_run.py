@@ -90,9 +90,9 @@ def main() -> None:
             runs = [run_once(job, folder / f"store{i}", env) for i in range(args.repeat)]
             cpu = [r["cpu_s"] for r in runs]
             rss = [r["rss_mb"] for r in runs]
-            print(f"{provider}: {len(runs)} runs, CPU median {statistics.median(cpu):.2f} s "
-                  f"({min(cpu):.2f}-{max(cpu):.2f}), peak RSS median {statistics.median(rss):.0f} MB "
-                  f"({min(rss):.0f}-{max(rss):.0f})")
+            print(f"{provider}: {len(runs)} runs, "
+                  f"CPU median {statistics.median(cpu):.2f} s ({min(cpu):.2f}-{max(cpu):.2f}), "
+                  f"peak RSS median {statistics.median(rss):.0f} MB ({min(rss):.0f}-{max(rss):.0f})")
 
 
 if __name__ == "__main__":
