@@ -92,7 +92,8 @@ def main() -> None:
             rss = [r["rss_mb"] for r in runs]
             print(f"{provider}: {len(runs)} runs, "
                   f"CPU median {statistics.median(cpu):.2f} s ({min(cpu):.2f}-{max(cpu):.2f}), "
-                  f"peak RSS median {statistics.median(rss):.0f} MB ({min(rss):.0f}-{max(rss):.0f})")
+                  f"peak RSS median {statistics.median(rss):.0f} MB "
+                  f"({min(rss):.0f}-{max(rss):.0f})")
 
 
 if __name__ == "__main__":
