@@ -685,6 +685,10 @@ def _write_file(path: str | Path, text: str) -> None:
 
 
 def main() -> None:
+    # Arrow's default pool (mimalloc) holds ~10 MB more of a small run's peak memory; the system
+    # allocator is as fast for afbatch's Arrow work (a report of 100k conversations). A value the
+    # user set wins. Set before pandas/pyarrow are imported: Arrow reads it once.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     try:
         cli(obj={})
     except SystemExit:

@@ -30,7 +30,7 @@ from afbatch.providers.registry import capabilities
 from afbatch.protocol import (
     NEXT, PROFILES, describe_prefill, prefill_record, protocol_record, render_user)
 from afbatch.spec import Job, JudgeSpec, LoadedJob, ModelSpec, is_url
-from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for
+from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for, save_counts
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
 
 M = 1_000_000
@@ -245,6 +245,7 @@ def estimate_job(
             notes.append(f"alignment-faking classifier: {j.af_votes} votes per compliant CoT answer, {how}")
             notes.append(_af_setups_note(loaded, prices, rows_in, template, calibration, offline,
                                          est))
+    save_counts()
     return est
 
 

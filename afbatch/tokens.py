@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import tiktoken
 
@@ -117,12 +118,17 @@ def _env(key: str, value: str) -> Iterator[None]:
 class Counter:
     """Counts tokens for one model: exact for OpenAI, o200k x factor otherwise."""
 
-    encoding: tiktoken.Encoding
+    encoding_name: str
     factor: float
     exact: bool
     per_message: int
     priming: int
     _cache: dict[str, int]
+
+    @property
+    def encoding(self) -> tiktoken.Encoding:
+        # Loaded on the first segment not counted before: loading o200k costs ~75 MB and ~0.3 s.
+        return get_encoding(self.encoding_name)
 
     def count(self, text: str) -> int:
         """Tokens of one text segment; each distinct text is encoded once per encoding."""
@@ -132,7 +138,7 @@ class Counter:
     def raw(self, text: str) -> int:
         n = self._cache.get(text)
         if n is None:
-            n = _persistent_count(self.encoding, text)
+            n = _persistent_count(self, text)
             self._cache[text] = n
         return n
 
@@ -142,40 +148,57 @@ class Counter:
 
 _segment_caches: dict[str, dict[str, int]] = {}
 
-# Long segments (system prompts) are counted once per machine: their counts persist by sha256, so
-# re-estimating a job never re-tokenizes its prompts, however long they grow.
+# Every segment's count persists by sha256, so re-estimating a job (as `afbatch run` does) never
+# re-tokenizes nor even loads the encoding. Long segments (system prompts) are saved at once; short
+# ones are saved together by `save_counts()` at the end of an estimate (one write, not one each).
 PERSIST_MIN_CHARS = 8192
 _persisted: dict[str, int] | None = None
+_unsaved = False
 
 
-def _persistent_count(encoding: tiktoken.Encoding, text: str) -> int:
-    global _persisted
-    if len(text) < PERSIST_MIN_CHARS:
-        return len(encoding.encode(text, disallowed_special=()))
-    path = cache_dir() / "token-counts.json"
+def _counts_path() -> Path:
+    return cache_dir() / "token-counts.json"
+
+
+def _persistent_count(counter: Counter, text: str) -> int:
+    global _persisted, _unsaved
     if _persisted is None:
         try:
-            _persisted = json.loads(path.read_text())
+            with open(_counts_path()) as f:
+                _persisted = json.load(f)
         except (OSError, ValueError):
             _persisted = {}
-    key = f"{encoding.name}:{hashlib.sha256(text.encode()).hexdigest()}"
+    key = f"{counter.encoding_name}:{hashlib.sha256(text.encode()).hexdigest()}"
     n = _persisted.get(key)
     if n is None:
-        n = len(encoding.encode(text, disallowed_special=()))
+        n = len(counter.encoding.encode(text, disallowed_special=()))
         _persisted[key] = n
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, json.dumps(_persisted).encode())
-        except OSError:
-            pass  # a cache: failing to save it costs time, not correctness
+        _unsaved = True
+        if len(text) >= PERSIST_MIN_CHARS:
+            save_counts()
     return n
+
+
+def save_counts() -> None:
+    """Persist the counts made since the last save (a cache: failing costs time, not results)."""
+    global _unsaved
+    if not _unsaved or _persisted is None:
+        return
+    try:
+        path = _counts_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(_persisted).encode())
+        _unsaved = False
+    except OSError:
+        pass
 
 
 def forget_counts() -> None:
     """Drop in-memory and persisted counts (benchmarks and tests of cold starts)."""
-    global _persisted
+    global _persisted, _unsaved
     _segment_caches.clear()
     _persisted = {}
+    _unsaved = False
     try:
         (cache_dir() / "token-counts.json").unlink()
     except FileNotFoundError:
@@ -202,7 +225,7 @@ def counter_for(model: ModelSpec, fam: TokenFamily) -> Counter:
     served = capabilities(model.provider).token_family
     openai_style = fam in ("openai", "gpt-oss") or served == "openai"
     return Counter(
-        encoding=get_encoding(enc_name),
+        encoding_name=enc_name,
         factor=factor,
         exact=exact,
         per_message=OPENAI_TOKENS_PER_MESSAGE if openai_style else OTHER_TOKENS_PER_MESSAGE,

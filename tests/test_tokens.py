@@ -190,3 +190,18 @@ def test_each_distinct_segment_is_encoded_once(monkeypatch):
     other = tokens.counter_for(haiku, "claude")  # same o200k cache
     other.count(big)
     assert calls.count(big) == 1
+
+
+def test_counts_made_once_are_reused_without_loading_the_encoding(monkeypatch):
+    """A second estimate of the same texts (as `afbatch run` makes) loads no tokenizer at all."""
+    tokens.forget_counts()
+    model = ModelSpec(provider="anthropic", model="claude-haiku-4-5")
+    texts = ["a short user message", "long system prompt " * 1000]
+    first = [tokens.counter_for(model, "claude").count(t) for t in texts]
+    tokens.save_counts()
+    # a fresh process: nothing in memory, only the persisted counts
+    tokens._segment_caches.clear()
+    monkeypatch.setattr(tokens, "_persisted", None)
+    monkeypatch.setattr(tokens, "_encodings", {})
+    monkeypatch.setattr(tokens, "get_encoding", lambda name: pytest.fail(f"{name} was loaded"))
+    assert [tokens.counter_for(model, "claude").count(t) for t in texts] == first
