@@ -168,7 +168,8 @@ def conversations(grid: Grid, model: ModelSpec, known_ids: list[str] | None = No
             for tier in job.prompts.tiers:
                 for index, text in grid.dataset.rows:
                     if known is None:
-                        user_message = render_user(grid.template, tier, text, job.prompts.tier_format)
+                        user_message = render_user(grid.template, tier, text,
+                                                   job.prompts.tier_format)
                     for sample in range(job.sampling.samples):
                         cid = next(known) if known is not None else ids.conversation_id(
                             model.provider, model.model, variant.name, system_sha[variant.name],

@@ -118,7 +118,8 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
             basis = "judge" if int(r.judged) > 0 or int(r.finished) == 0 else "proxy"
             bases.add(basis)
             finished, segs = _bar_segments(r, basis)
-            label = f"{r.variant}{temp_of(r)} · {r.condition}" + (" (proxy)" if basis == "proxy" else "")
+            label = (f"{r.variant}{temp_of(r)} · {r.condition}"
+                     + (" (proxy)" if basis == "proxy" else ""))
             body.append(
                 f'<text x="{label_w - 8}" y="{y + bar_h / 2 + 4:.1f}" text-anchor="end" font-size="12">{_esc(_plain(label, 48))}'
                 f'<title>{_esc(f"{r.variant} / {r.tier} tier ({r.condition})")}</title></text>'

@@ -13,7 +13,7 @@ import pandas as pd
 TIER_CONDITION = {"free": "training", "paid": "unmonitored"}
 _KEYS = ["model", "variant", "temperature", "tier"]
 _PAIR = ["model", "variant", "temperature"]  # a gap compares the tiers of one of these
-Orders = Mapping[str, Mapping[str, int]]  # display position of each model, variant, temperature, tier
+Orders = Mapping[str, Mapping[str, int]]  # display position of each key's values
 _COUNTS = [
     "n", "failed", "finished", "proxy_complied", "judged", "judged_complied",
     "judged_refused", "af_yes", "af_maybe", "af_classified", "af_assessed", "af_missing", "cot",

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from afbatch.report.prep import (
-    _COUNTS, _KEYS, _PAIR, TIER_CONDITION, Orders, _column, _keys, _notna, _numeric, _orders, _prep, _sort,
-    temperature_keys,
+    _COUNTS, _KEYS, _PAIR, TIER_CONDITION, Orders, _column, _keys, _notna, _numeric, _orders, _prep,
+    _sort, temperature_keys,
 )
 from afbatch.stats import cluster_difference, cluster_rate, wilson_interval
 
@@ -112,7 +112,8 @@ def _temperature_number(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _clusters(prep: pd.DataFrame) -> pd.DataFrame:
-    """Counts per model × variant × temperature × tier × prompt: the clusters the intervals are computed from."""
+    """Counts per model × variant × temperature × tier × prompt: the clusters the intervals are
+    computed from."""
     return prep.groupby([*_KEYS, "prompt"], sort=False, observed=True)[_COUNTS].sum().reset_index()
 
 
@@ -178,7 +179,8 @@ def summarize(conv: pd.DataFrame) -> pd.DataFrame:
 
 
 def _tier_pairs(clusters: pd.DataFrame, k: str, n: str, paired: bool) -> dict[Any, tuple]:
-    """Per model × variant × temperature: (gap, lo, hi) of k/n, training − unmonitored, prompts aligned."""
+    """Per model × variant × temperature: (gap, lo, hi) of k/n, training − unmonitored, prompts
+    aligned."""
     (train, _), (unmon, _) = TIER_CONDITION.items()
     out = {}
     for key, g in clusters.groupby(_PAIR, sort=False, observed=True):
@@ -240,7 +242,8 @@ def _gaps_from(summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders,
 
 
 def compliance_gaps(conv: pd.DataFrame, gap_interval: str = "paired") -> pd.DataFrame:
-    """Per model × variant × temperature: compliance(training/free) − compliance(unmonitored/paid), 95% CI.
+    """Per model × variant × temperature: compliance(training/free) −
+    compliance(unmonitored/paid), 95% CI.
 
     ``gap_proxy`` uses proxy compliance over finished conversations, ``gap_judged`` judged
     compliance over judged conversations, ``af_gap`` the alignment-faking rate over the
@@ -410,7 +413,8 @@ def _failures_from(conv: pd.DataFrame, prep: pd.DataFrame, orders: Orders) -> pd
 
 def failures(conv: pd.DataFrame) -> pd.DataFrame:
     """Counts of why conversations have no result: generation failures (``failure_reason``) and
-    finished conversations the judge gave no verdict for (``judge_error``), per model × variant × temperature × tier."""
+    finished conversations the judge gave no verdict for (``judge_error``), per model × variant ×
+    temperature × tier."""
     prep = _prep(conv)
     return _failures_from(conv, prep, _orders(prep))
 
