@@ -156,25 +156,27 @@ def effective_prefill(model: ModelSpec, prices: PriceTable | None) -> bool:
 
 
 def conversations(grid: Grid, model: ModelSpec, known_ids: list[str] | None = None) -> Iterator[Conversation]:
-    """Every conversation of one model, in grid order: variant, tier, prompt, sample.
+    """Every conversation of one model, in grid order: variant, temperature, tier, prompt, sample.
 
     `known_ids` (a run's stored ids, in this order) skips hashing the content again."""
     known = iter(known_ids) if known_ids is not None else None
     job = grid.job
     system_sha = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in grid.systems.items()}
-    temperature, max_tokens = job.temperature_for(model), job.max_tokens_for(model)
+    max_tokens = job.max_tokens_for(model)
     for variant in job.variants:
-        for tier in job.prompts.tiers:
-            for index, text in grid.dataset.rows:
-                if known is None:
-                    user_message = render_user(grid.template, tier, text, job.prompts.tier_format)
-                for sample in range(job.sampling.samples):
-                    if known is not None:
-                        yield Conversation(next(known), model.name, variant.name, variant.cot, tier, index, sample, text)
-                        continue
-                    cid = ids.conversation_id(model.provider, model.model, variant.name, system_sha[variant.name],
-                                              user_message, index, sample, temperature, max_tokens, variant.prefill_text)
-                    yield Conversation(cid, model.name, variant.name, variant.cot, tier, index, sample, text)
+        for temperature in job.temperatures_for(model):
+            for tier in job.prompts.tiers:
+                for index, text in grid.dataset.rows:
+                    if known is None:
+                        user_message = render_user(grid.template, tier, text,
+                                                   job.prompts.tier_format)
+                    for sample in range(job.sampling.samples):
+                        cid = next(known) if known is not None else ids.conversation_id(
+                            model.provider, model.model, variant.name, system_sha[variant.name],
+                            user_message, index, sample, temperature, max_tokens,
+                            variant.prefill_text)
+                        yield Conversation(cid, model.name, variant.name, variant.cot, tier, index,
+                                           sample, text, temperature=temperature)
 
 
 def turn_request(grid: Grid, model: ModelSpec, conv: Conversation, turn_texts: list[str], prefill: bool) -> Request:
@@ -190,7 +192,7 @@ def turn_request(grid: Grid, model: ModelSpec, conv: Conversation, turn_texts: l
         system=grid.systems[conv.variant],
         messages=tuple(messages),
         max_tokens=job.max_tokens_for(model),
-        temperature=job.temperature_for(model),
+        temperature=conv.temperature,
         prefill=variant.prefill_text if prefill else None,
         cache=model.uses_cache,
         stage=STAGE_GENERATE,
@@ -406,14 +408,17 @@ class Shortfall:
 def batch_shortfalls(job: Job, n_rows: int) -> list[Shortfall]:
     """What is known before a run starts. Later rounds (continuations, retries) are smaller and
     cannot be known: without on_demand_fallback, the run stops at the first one below it."""
-    per_variant = n_rows * len(job.prompts.tiers) * job.sampling.samples
-    per_model = per_variant * len(job.variants)
-    stages = [(("models", i), m, STAGE_GENERATE, per_model) for i, m in enumerate(job.models)]
+    per_variant = n_rows * len(job.prompts.tiers)
+    per_model = {m.name: per_variant * job.conversations_per_cell(m) * len(job.variants)
+                 for m in job.models}
+    stages = [(("models", i), m, STAGE_GENERATE, per_model[m.name])
+              for i, m in enumerate(job.models)]
     if job.judge:
         j = job.judge
-        stages.append((("judge", "model"), j.model, STAGE_COMPLIANCE, per_model * len(job.models)))
+        stages.append((("judge", "model"), j.model, STAGE_COMPLIANCE, sum(per_model.values())))
         if j.af_template:  # every CoT conversation judged compliant, each with its votes
-            cot = per_variant * sum(v.cot for v in job.variants) * len(job.models)
+            n_cot = sum(v.cot for v in job.variants)
+            cot = sum(per_variant * job.conversations_per_cell(m) * n_cot for m in job.models)
             votes = 1 if j.af_votes_in_one_request else j.af_votes
             loc = ("judge", "af_model") if j.af_model else ("judge", "model")
             stages.append((loc, j.af_model or j.model, STAGE_AF, cot * votes))

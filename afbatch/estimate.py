@@ -57,6 +57,7 @@ class Row:
     on_demand_requests: float = 0.0
     variant: str | None = None
     tier: str | None = None
+    temperature: float | None = None  # per-condition rows of a job with a temperature axis
 
     def add(self, other: Row) -> None:
         for k in ("requests", "input_tokens", "cached_input_tokens", "output_tokens_expected", "output_tokens_max",
@@ -73,6 +74,8 @@ class Row:
         d["rounds_expected"] = round(d["rounds_expected"], 3)
         if d["variant"] is None:
             del d["variant"], d["tier"]
+        if d["temperature"] is None:
+            del d["temperature"]
         return d
 
 
@@ -337,7 +340,8 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
     max_tokens = job.max_tokens_for(model)
     next_tokens = counter.count(NEXT) + 2 * counter.per_message
     n_conv_per_cell = rows_in.count * samples
-    n_conv_model = n_conv_per_cell * len(job.variants) * len(job.prompts.tiers)
+    n_temps = len(job.temperatures_for(model))
+    n_conv_model = n_conv_per_cell * len(job.variants) * len(job.prompts.tiers) * n_temps
     est = job.estimate
     info = capabilities(model.provider)
     cache_on = model.uses_cache and info.caching == "explicit"
@@ -357,8 +361,11 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
             out_exp = (cal.output_tokens_no_cot if cal and cal.output_tokens_no_cot else None) or est.output_tokens_no_cot
             weights, max_turns = [1.0], 1
         out_exp = min(float(out_exp), float(max_tokens))
-        for tier in job.prompts.tiers:
-            row = Row(model.name, model.provider, STAGE_GENERATE, variant=variant.name, tier=tier)
+        temps = job.temperatures_for(model)
+        for temperature, tier in ((t, tier) for t in temps for tier in job.prompts.tiers):
+            # the temperature is named only where it is an axis (several values)
+            row = Row(model.name, model.provider, STAGE_GENERATE, variant=variant.name, tier=tier,
+                      temperature=temperature if len(temps) > 1 else None)
             row.rounds_expected = sum(weights)
             row.rounds_max = max_turns
             user_tokens = samples * _user_tokens(counter, template, tier, job.prompts.tier_format, rows_in)
@@ -440,12 +447,13 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
     af_max_requests = 0.0
     scratch_exp_sum = 0.0
     scratch_max_sum = 0.0
-    per_cell = rows_in.count * job.sampling.samples * len(job.prompts.tiers)
+    per_prompt = rows_in.count * len(job.prompts.tiers)
     # AF requests per compliant CoT conversation, and the answers (votes) each one returns
     per_conv, choices = (1, judge.af_votes) if judge.af_votes_in_one_request else (judge.af_votes, 1)
     for model in job.models:
         cal = calibration.get(model.name)
         mt = job.max_tokens_for(model)
+        per_cell = per_prompt * job.conversations_per_cell(model)
         for v in job.variants:
             n = per_cell
             n_conv += n
@@ -558,6 +566,8 @@ def _cells(r: Row) -> list[str]:
     from afbatch.tables import tokens, usd
 
     name = r.model if r.variant is None else f"{r.model} {r.variant}/{r.tier}"
+    if r.temperature is not None:
+        name += f" T={r.temperature:g}"
     rounds = f"{r.rounds_expected:.2f} (≤{r.rounds_max})" if r.rounds_max > 1 else "1"
     return [name, r.stage, f"{r.requests:,}", tokens(r.input_tokens), tokens(r.cached_input_tokens),
             tokens(r.output_tokens_expected), tokens(r.output_tokens_max), rounds,

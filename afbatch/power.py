@@ -150,6 +150,8 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
     out = PowerPlan(gap, alpha, power)
     calibrated = calibrated or {}
     for model in job.models:
+        # each temperature of the grid is a cell of its own, as each variant is
+        cells_m = cells * len(job.temperatures_for(model))
         seen = calibrated.get(model.name, {})
         if base_rate is not None:
             base, base_from = base_rate, "--base-rate"
@@ -168,12 +170,12 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
         est = estimate_of(one)
         gen_requests = sum(r.requests for r in est.rows
                            if r.model == model.name and r.stage == "generate")
-        job_prompts = gen_requests // (samples * cells) if samples * cells else 0
+        job_prompts = gen_requests // (samples * cells_m) if samples * cells_m else 0
         scale = n / job_prompts if job_prompts else math.nan
         t = est.totals()
         out.rows.append(PowerRow(
             model=model.name, base_rate=base, base_rate_from=base_from, icc=rho, icc_from=rho_from,
-            samples=samples, prompts=n, conversations=n * samples * cells,
+            samples=samples, prompts=n, conversations=n * samples * cells_m,
             requests=round(sum(r.requests for r in est.rows) * scale) if job_prompts else 0,
             cost_sync_usd=t["cost_sync_usd"] * scale, cost_batch_usd=t["cost_batch_usd"] * scale,
             cost_batch_cached_usd=t["cost_batch_cached_usd"] * scale, job_prompts=job_prompts))

@@ -136,7 +136,8 @@ class Run:
                 known: list[str] | None = self.store.read(key).decode().split()
             except KeyError:
                 known = None
-            expected = len(self.job.variants) * len(self.job.prompts.tiers) * len(self.grid.dataset.rows) * self.job.sampling.samples
+            expected = (len(self.job.variants) * len(self.job.prompts.tiers)
+                        * len(self.grid.dataset.rows) * self.job.conversations_per_cell(model))
             if known is not None and len(known) != expected:
                 raise RunError(f"run {self.run_id}: stored conversation ids of {model.name} do not match the grid — the store was modified")
             convs = list(conversations(self.grid, model, known))

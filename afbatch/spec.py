@@ -167,8 +167,23 @@ def default_label(model_id: str) -> str:
 
 class SamplingSpec(_Strict):
     samples: int = Field(1, gt=0, description="Samples per prompt x tier x variant.")
-    temperature: float = Field(1.0, ge=0, le=2)
+    temperature: float | list[float] = Field(
+        1.0, description="One value, or a list: each value is an axis of the grid (a model's own "
+        "temperature overrides the list).")
     max_tokens: int = Field(4000, gt=0, description="Per model turn.")
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperatures(cls, v: float | list[float]) -> float | list[float]:
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise ValueError("an empty list: give one temperature or several, e.g. [0, 1]")
+        bad = [t for t in values if not 0 <= t <= 2]
+        if bad:
+            raise ValueError(f"{bad[0]} is outside 0..2")
+        if len(set(values)) != len(values):
+            raise ValueError(f"{values} repeats a value: list each temperature once")
+        return v
     max_turns: int = Field(4, ge=1, le=16, description="CoT continuation: model turns before a conversation fails.")
 
 
@@ -339,8 +354,16 @@ class Job(_Strict):
                 out.append((("judge", "af_model"), self.judge.af_model))
         return out
 
-    def temperature_for(self, model: ModelSpec) -> float:
-        return model.temperature if model.temperature is not None else self.sampling.temperature
+    def temperatures_for(self, model: ModelSpec) -> tuple[float, ...]:
+        """The temperature axis of a model's grid: its own temperature, else [sampling]'s."""
+        if model.temperature is not None:
+            return (model.temperature,)
+        t = self.sampling.temperature
+        return tuple(t) if isinstance(t, list) else (t,)
+
+    def conversations_per_cell(self, model: ModelSpec) -> int:
+        """Conversations per prompt x tier x variant: samples at each temperature."""
+        return self.sampling.samples * len(self.temperatures_for(model))
 
     def max_tokens_for(self, model: ModelSpec) -> int:
         return model.max_tokens if model.max_tokens is not None else self.sampling.max_tokens

@@ -22,7 +22,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """One cell of the grid: model x variant x tier x prompt x sample."""
+    """One cell of the grid: model x variant x temperature x tier x prompt x sample."""
 
     id: str
     model: str
@@ -32,6 +32,7 @@ class Conversation:
     prompt_index: int
     sample: int
     user_input: str  # the dataset row; the rendered user turn is Grid.user_message(conversation)
+    temperature: float | None = None  # sent with every model turn
 
 
 @dataclass(frozen=True, slots=True)

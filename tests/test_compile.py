@@ -340,3 +340,39 @@ def test_asking_for_a_prefill_the_model_rejects_is_an_error(make_job):
     haiku_off = _model_job("anthropic", "claude-haiku-4-5", "prefill = false\n")
     off = load_job(make_job(haiku_off, name="off.toml"))
     assert prefill_decision(off.job.models[0], load_prices()).reason == "job sets prefill = false"
+
+
+# --- temperature as a grid axis ----------------------------------------------------------------
+
+_TWO_MODELS = '''
+[[models]]
+provider = "openai"
+model = "gpt-4o"
+label = "gpt"
+'''
+
+
+def test_temperature_list_is_an_axis_of_the_grid(make_job):
+    scalar = load_job(make_job(BASE_JOB + _TWO_MODELS + "\n[sampling]\ntemperature = 0\n"))
+    axis = load_job(make_job(BASE_JOB + _TWO_MODELS + "\n[sampling]\ntemperature = [0, 1]\n",
+                             name="axis.toml"))
+    prices = load_prices()
+    for model in axis.job.models:
+        one = list(conversations(load_grid(scalar), scalar.job.model_by_name(model.name)))
+        both = list(conversations(load_grid(axis), model))
+        assert len(both) == 2 * len(one) and len({c.id for c in both}) == len(both)
+        # the temperature-0 half is the scalar job's grid: same conversations, same ids
+        assert [c.id for c in both if c.temperature == 0] == [c.id for c in one]
+        assert {c.temperature for c in both} == {0, 1}
+        bodies = [json.loads(line) for _, line in render_lines(
+            get_provider(model), first_requests(load_grid(axis), model, prices))]
+        assert len(bodies) == len(both)
+        sent = [(b.get("body") or b.get("params"))["temperature"] for b in bodies]
+        assert sent == [c.temperature for c in both]
+
+
+def test_a_model_temperature_overrides_the_axis(make_job):
+    body = BASE_JOB + "temperature = 0.5\n" + "\n[sampling]\ntemperature = [0, 1]\n"
+    loaded = load_job(make_job(body))
+    convs = list(conversations(load_grid(loaded), loaded.job.models[0]))
+    assert len(convs) == 2 * 2 * 3 and {c.temperature for c in convs} == {0.5}

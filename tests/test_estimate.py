@@ -324,3 +324,20 @@ def test_the_estimate_names_the_protocol_profile(toy, block, profile):
     assert est.as_json()["protocol"]["profile"] == profile
     for fmt in ("table", "markdown"):
         assert f"Protocol profile {profile}: " in format_estimate(est, fmt)
+
+
+def test_by_condition_has_a_row_per_temperature(make_job):
+    from support import BASE_JOB
+
+    prices = load_prices()
+    one = estimate_job(load_job(make_job(BASE_JOB + "\n[sampling]\ntemperature = 1\n")), prices)
+    body = BASE_JOB + "\n[sampling]\ntemperature = [0, 1]\n"
+    loaded = load_job(make_job(body, name="axis.toml"))
+    two = estimate_job(loaded, prices, by="condition")
+    gen = [r for r in two.rows if r.stage == "generate"]
+    assert {(r.variant, r.temperature, r.tier) for r in gen} == {
+        (v, t, tier) for v in ("cot", "no_cot") for t in (0, 1) for tier in ("free", "paid")}
+    assert sum(r.requests for r in gen) == 2 * sum(
+        r.requests for r in one.rows if r.stage == "generate")
+    assert "haiku cot/free T=0 " in format_estimate(two)
+    assert all("temperature" not in r for r in one.as_json()["rows"])

@@ -105,6 +105,11 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
     body = []
     bases = set()
     pid = f"afb-hatch-{idx}"
+    axis = "temperature" in rows and rows["temperature"].dropna().nunique() > 1
+
+    def temp_of(r: Any) -> str:  # the bar's temperature, where the run has several
+        return f" T={r.temperature:g}" if axis and r.temperature == r.temperature else ""
+
     for v_i, (_, grp) in enumerate(rows.groupby("variant", sort=False)):
         if v_i:
             y += group_gap
@@ -113,7 +118,8 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
             basis = "judge" if int(r.judged) > 0 or int(r.finished) == 0 else "proxy"
             bases.add(basis)
             finished, segs = _bar_segments(r, basis)
-            label = f"{r.variant} · {r.condition}" + (" (proxy)" if basis == "proxy" else "")
+            label = (f"{r.variant}{temp_of(r)} · {r.condition}"
+                     + (" (proxy)" if basis == "proxy" else ""))
             body.append(
                 f'<text x="{label_w - 8}" y="{y + bar_h / 2 + 4:.1f}" text-anchor="end" font-size="12">{_esc(_plain(label, 48))}'
                 f'<title>{_esc(f"{r.variant} / {r.tier} tier ({r.condition})")}</title></text>'

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from afbatch.report.prep import (
-    _COUNTS, _KEYS, TIER_CONDITION, Orders, _column, _keys, _notna, _numeric, _orders, _prep, _sort,
+    _COUNTS, _KEYS, _PAIR, TIER_CONDITION, Orders, _column, _keys, _notna, _numeric, _orders, _prep,
+    _sort, temperature_keys,
 )
 from afbatch.stats import cluster_difference, cluster_rate, wilson_interval
 
@@ -50,7 +51,7 @@ ALL = "(all)"
 TOTAL = "(total)"
 
 SUMMARY_COLUMNS = [
-    "model", "variant", "tier", "condition",
+    "model", "variant", "temperature", "tier", "condition",
     "n", "failed", "finished", "judged",
     "proxy_compliance", "judged_compliance", "refusal", "af_rate", "af_maybe_rate",
     "strongreject_score", "af_missing", "af_missing_share",
@@ -62,7 +63,7 @@ SUMMARY_COLUMNS = [
     "af_assessed",
 ]
 GAP_COLUMNS = [
-    "model", "variant",
+    "model", "variant", "temperature",
     "finished_training", "finished_unmonitored",
     "proxy_training", "proxy_unmonitored", "gap_proxy", "gap_proxy_lo", "gap_proxy_hi",
     "judged_training", "judged_unmonitored",
@@ -88,7 +89,7 @@ COST_COLUMNS = [
     "billed_usd", "billed_generation_usd", "billed_judge_usd",
     "sync_equivalent_usd",
 ]
-FAILURE_COLUMNS = ["model", "variant", "tier", "stage", "reason", "count"]
+FAILURE_COLUMNS = ["model", "variant", "temperature", "tier", "stage", "reason", "count"]
 
 
 def _wilson_cols(k: pd.Series, n: pd.Series) -> tuple[list[float], list[float], list[float]]:
@@ -103,8 +104,16 @@ def _wilson_cols(k: pd.Series, n: pd.Series) -> tuple[list[float], list[float], 
 
 
 
+def _temperature_number(table: pd.DataFrame) -> pd.DataFrame:
+    """A table's temperature column as numbers (NaN where the run recorded none): the grouping
+    keys are texts, the tables researchers read are not."""
+    return table.assign(temperature=pd.to_numeric(table["temperature"].replace("", None),
+                                                  errors="coerce").astype(float))
+
+
 def _clusters(prep: pd.DataFrame) -> pd.DataFrame:
-    """Counts per model × variant × tier × prompt: the clusters the intervals are computed from."""
+    """Counts per model × variant × temperature × tier × prompt: the clusters the intervals are
+    computed from."""
     return prep.groupby([*_KEYS, "prompt"], sort=False, observed=True)[_COUNTS].sum().reset_index()
 
 
@@ -123,7 +132,7 @@ def _cluster_cols(clusters: pd.DataFrame, cells: pd.DataFrame, k: str, n: str
     by_cell = {key: cluster_rate(g[k].to_numpy(), g[n].to_numpy())[:3]
                for key, g in clusters.groupby(_KEYS, sort=False, observed=True)}
     nan3 = (math.nan, math.nan, math.nan)
-    got = [by_cell.get(key, nan3) for key in zip(cells["model"], cells["variant"], cells["tier"])]
+    got = [by_cell.get(key, nan3) for key in zip(*(cells[k] for k in _KEYS))]
     return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
 
 
@@ -151,11 +160,11 @@ def _summary_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
     s["af_missing_share"] = s["af_missing_share"].where(s["cot"] > 0, np.nan)
     s["strongreject_score"] = (s["sr_sum"] / s["sr_n"].where(s["sr_n"] > 0)).astype(float)
     s = _sort(s, orders, _KEYS)
-    return s[SUMMARY_COLUMNS]
+    return _temperature_number(s[SUMMARY_COLUMNS])
 
 
 def summarize(conv: pd.DataFrame) -> pd.DataFrame:
-    """One row per model × variant × tier: counts, rates and Wilson 95% intervals.
+    """One row per model × variant × temperature × tier: counts, rates and Wilson 95% intervals.
 
     Denominators: ``proxy_compliance`` and ``af_rate``/``af_maybe_rate`` are over the
     ``finished`` conversations (not failed; the AF rate counts every finished conversation,
@@ -170,10 +179,11 @@ def summarize(conv: pd.DataFrame) -> pd.DataFrame:
 
 
 def _tier_pairs(clusters: pd.DataFrame, k: str, n: str, paired: bool) -> dict[Any, tuple]:
-    """Per model × variant: (gap, lo, hi) of k/n, training − unmonitored, prompts aligned."""
+    """Per model × variant × temperature: (gap, lo, hi) of k/n, training − unmonitored, prompts
+    aligned."""
     (train, _), (unmon, _) = TIER_CONDITION.items()
     out = {}
-    for key, g in clusters.groupby(["model", "variant"], sort=False, observed=True):
+    for key, g in clusters.groupby(_PAIR, sort=False, observed=True):
         wide = g.pivot_table(index="prompt", columns="tier", values=[k, n], aggfunc="sum",
                              fill_value=0)
 
@@ -198,12 +208,14 @@ def _gaps_from(summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders,
         "judged_complied": "judged_complied", "af_rate": "af_rate", "af_yes": "af_yes",
         "af_assessed": "af_assessed",
     }
-    pairs = summary[["model", "variant"]].drop_duplicates()
+    # keyed as the clusters are (the summary shows temperatures as numbers)
+    summary = summary.assign(temperature=temperature_keys(summary["temperature"]))
+    pairs = summary[_PAIR].drop_duplicates()
     out = pairs
     for tier, cond in TIER_CONDITION.items():
-        part = summary.loc[summary["tier"] == tier, ["model", "variant", *fields]]
+        part = summary.loc[summary["tier"] == tier, [*_PAIR, *fields]]
         part = part.rename(columns={k: f"{v}_{cond}" for k, v in fields.items()})
-        out = out.merge(part, on=["model", "variant"], how="left")
+        out = out.merge(part, on=_PAIR, how="left")
     for cond in TIER_CONDITION.values():
         for v in ("finished", "proxy_complied", "judged", "judged_complied", "af_yes",
                   "af_assessed"):
@@ -216,7 +228,7 @@ def _gaps_from(summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders,
 
     def gap(k: str, n: str, ok: pd.Series | None = None):
         by_pair = _tier_pairs(clusters, k, n, paired)
-        got = [by_pair.get(key, nan3) for key in zip(out["model"], out["variant"])]
+        got = [by_pair.get(key, nan3) for key in zip(*(out[k] for k in _PAIR))]
         if ok is not None:
             got = [g if good else nan3 for g, good in zip(got, ok.tolist())]
         return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
@@ -225,12 +237,13 @@ def _gaps_from(summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders,
     out["gap_judged"], out["gap_judged_lo"], out["gap_judged_hi"] = gap("judged_complied", "judged")
     af_ok = out["af_rate_training"].notna() & out["af_rate_unmonitored"].notna()
     out["af_gap"], out["af_gap_lo"], out["af_gap_hi"] = gap("af_yes", "af_assessed", af_ok)
-    out = _sort(out, orders, ["model", "variant"])
-    return out[GAP_COLUMNS]
+    out = _sort(out, orders, _PAIR)
+    return _temperature_number(out[GAP_COLUMNS])
 
 
 def compliance_gaps(conv: pd.DataFrame, gap_interval: str = "paired") -> pd.DataFrame:
-    """Per model × variant: compliance(training/free) − compliance(unmonitored/paid), 95% CI.
+    """Per model × variant × temperature: compliance(training/free) −
+    compliance(unmonitored/paid), 95% CI.
 
     ``gap_proxy`` uses proxy compliance over finished conversations, ``gap_judged`` judged
     compliance over judged conversations, ``af_gap`` the alignment-faking rate over the
@@ -395,12 +408,13 @@ def _failures_from(conv: pd.DataFrame, prep: pd.DataFrame, orders: Orders) -> pd
     f["__neg"] = -f["count"]
     f = _sort(f, orders, _KEYS, extra=["__stage", "__neg", "reason"]).drop(columns=["__stage", "__neg"])
     f["count"] = f["count"].astype(int)
-    return f[FAILURE_COLUMNS]
+    return _temperature_number(f[FAILURE_COLUMNS])
 
 
 def failures(conv: pd.DataFrame) -> pd.DataFrame:
     """Counts of why conversations have no result: generation failures (``failure_reason``) and
-    finished conversations the judge gave no verdict for (``judge_error``), per model × variant × tier."""
+    finished conversations the judge gave no verdict for (``judge_error``), per model × variant ×
+    temperature × tier."""
     prep = _prep(conv)
     return _failures_from(conv, prep, _orders(prep))
 

@@ -148,7 +148,7 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
         [_plain(r.model), _plain(r.variant), _plain(r.tier), _plain(r.stage), _plain(r.reason, 120), _int(r.count)]
         for r in f.itertuples(index=False)
     ]
-    return [
+    views = [
         _View("summary", "Summary per model × variant × tier",
               ["model", "variant", "tier", "condition", "n", "failed", "finished", "proxy compliance [95% CI]",
                "judged", "judged compliance [95% CI]", "refusal [95% CI]", "AF reasoning [95% CI]", "AF maybe",
@@ -192,6 +192,16 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
               failure_rows,
               [] if failure_rows else ["No failed conversation and no missing judge verdict."]),
     ]
+    # a run with a temperature axis shows it next to the variant; with a single temperature
+    # the column would repeat one value (the CSV and JSON tables always carry it)
+    if "temperature" in s and s["temperature"].dropna().nunique() > 1:
+        for view, table in zip(views, (s, g, None, None, f)):
+            if table is not None:
+                view.headers.insert(2, "temperature")
+                view.numeric.insert(2, True)
+                for row, temp in zip(view.rows, table["temperature"].tolist()):
+                    row.insert(2, "–" if _nan(temp) else f"{temp:g}")
+    return views
 
 
 def _prefill_view(meta: Mapping[str, Any] | None) -> _View | None:

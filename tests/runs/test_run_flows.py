@@ -572,3 +572,28 @@ def test_the_jobs_gap_interval_reaches_the_report_and_keeps_the_run(emu, workdir
     conv = opened.conversations()
     pd.testing.assert_frame_equal(opened.gaps(), compliance_gaps(conv, gap_interval="unpaired"))
     pd.testing.assert_frame_equal(opened.gaps("paired"), compliance_gaps(conv))
+
+
+def test_temperature_axis_runs_to_per_temperature_report_rows(emu, workdir, tmp_path):
+    from afbatch import report
+
+    store = str(tmp_path / "store")
+    job = str(write_job(workdir, SMALL.format(rows=2, models=HAIKU)
+                        + "\n[sampling]\ntemperature = [0, 1]\n"))
+    run, _ = Run.create(LocalStore(store), job)
+    fast(run)
+    conv = final(run)
+    assert len(conv) == 2 * 2 * 2 * 2 and conv.conversation_id.is_unique
+    assert sorted(conv.temperature.unique()) == [0.0, 1.0]
+    summary, gaps = report.summarize(conv), report.compliance_gaps(conv)
+    cells = zip(summary.variant, summary.temperature, summary.tier)
+    assert set(cells) == {(v, t, tier) for v in ("cot", "no_cot") for t in (0, 1) for tier in ("free", "paid")}
+    assert (summary.n == 2).all()
+    assert sorted(zip(gaps.variant, gaps.temperature)) == [
+        ("cot", 0), ("cot", 1), ("no_cot", 0), ("no_cot", 1)]
+    r = CliRunner().invoke(cli, ["report", run.run_id, "--store", store, "--format", "markdown"],
+                           obj={})
+    assert r.exit_code == 0, r.output
+    headers = [line for line in r.stdout.splitlines() if line.startswith("| model | variant")]
+    assert sum("| variant | temperature | tier |" in h for h in headers) == 2  # summary, failures
+    assert any(h.startswith("| model | variant | temperature | finished") for h in headers)
