@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from afbatch.compile import first_requests, load_grid, read_user_template, render_lines
+from afbatch.compile import first_requests, load_grid, render_lines
 from afbatch.datasets import cache_put
 from afbatch.errors import InputError, OfflineError, SpecError
 from afbatch.estimate import estimate_job
@@ -287,7 +287,7 @@ def test_a_url_prompt_without_a_declared_size_still_needs_the_file():
 def test_estimate_names_the_equivalent_af_setups():
     est = estimate_job(load_job(ROOT / "jobs" / "sample.toml"), load_prices(), offline=True)
     (note,) = [n for n in est.notes if n.startswith("alignment-faking classifier set-ups")]
-    job = load_job(ROOT / "jobs" / "sample.toml").job
+    load_job(ROOT / "jobs" / "sample.toml").job
     af = next(r for r in est.rows if r.stage == "judge_af")
     assert f"this job's: ${af.cost_batch_cached_usd:,.2f}" in note
     assert "separate requests" in note and "%" in note
