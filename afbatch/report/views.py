@@ -223,6 +223,10 @@ def _with_protocol(meta: Mapping[str, Any] | None, prep: pd.DataFrame) -> dict[s
         elif names:
             out["protocol"] = {"profile": ", ".join(names),
                                "rules": "several profiles in one table"}
+    if "judging" not in out and "compliance_rule" in prep.columns:
+        rules = [str(n) for n in pd.unique(prep["compliance_rule"].dropna())]
+        if rules:
+            out["judging"] = {"compliance_rule": ", ".join(rules)}
     return out
 
 
