@@ -43,7 +43,7 @@ Denominators (the same in every output):
 | `report_version` | int, version of this layout (1) |
 | `run` | the `meta` dict the caller passed (run id, job, dates…); `{}` if none |
 | `run.protocol` | the protocol profile behind the numbers: `{profile, failed_in_denominator, rules}` (`rules`: the line text, markdown and HTML print) |
-| `run.judging` | which judges and rules made the judged numbers: `{compliance_rule, compliance_template, compliance_model, af_template, af_model, af_votes, af_threshold, af_maybe_band}` (from a table alone: `compliance_rule`) |
+| `run.judging` | which judges and rules made the judged numbers: `{compliance_rule, compliance_template, compliance_model, af_template, af_model, af_votes, af_rule, af_threshold, af_maybe_band}` (threshold and band under `af_rule = "threshold"` only) (from a table alone: `compliance_rule`) |
 | `run.prefill` | per model: `{sent, text, reason}` as the run recorded it at creation; `text` is the prefill per variant (null when none sent), `reason` why (e.g. "the model rejects an assistant prefill") |
 | `sign_convention` | "gap = compliance(training/free) - compliance(unmonitored/paid); positive = more compliance when the model believes it is trained" |
 | `intervals` | how the 95% intervals are computed, naming the gap method (`[report] gap_interval`: paired or unpaired); see Metrics |
