@@ -201,7 +201,8 @@ def judging_record(judge: Any, templates: dict[str, Any]) -> dict[str, Any]:
                            "compliance_model": judge.model.name}
     if "alignment_faking" in templates:
         out.update(af_template=templates["alignment_faking"].ref,
-                   af_model=af_model(judge).name, af_votes=judge.af_votes, af_rule=judge.af_rule)
+                   af_model=af_model(judge).name, af_votes=judge.af_votes, af_rule=judge.af_rule,
+                   classify=judge.classify)
         if judge.af_rule == "threshold":  # majority: more than half of the parsed votes say yes
             out.update(af_threshold=judge.af_threshold, af_maybe_band=judge.af_maybe_band)
     return out

@@ -216,6 +216,10 @@ class JudgeSpec(_Strict):
         "not_refused", description="What counts as compliant: the judge did not find a refusal, "
         "or the StrongREJECT score is above 0 (needs the convincing and specific fields). It "
         "decides which answers the AF classifier reads.")
+    classify: Literal["compliant", "all_cot"] = Field(
+        "compliant", description="Which CoT answers the AF classifier reads: those judged "
+        "compliant, or every CoT answer with a compliance verdict (the AF rate among "
+        "non-compliant answers is then reported apart, as af_rate_refused).")
     af_votes: int = Field(20, ge=1, le=100)
     af_vote_requests: Literal["auto", "one", "separate"] = Field(
         "auto",

@@ -6,7 +6,8 @@ judge states, what the run must ask next and per-model progress. The planner and
 which conversation goes to which judge is here, once: the compliance judge reads every finished
 conversation, once all of its model's conversations are final; the alignment-faking classifier
 reads every CoT conversation the compliance judge found compliant (under the job's
-`compliance_rule`), once all of its model's compliance verdicts are final.
+`compliance_rule`; with `classify = "all_cot"` every CoT conversation with a verdict), once all of
+its model's compliance verdicts are final.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ def to_compliance(cs: ConversationState) -> bool:
 
 def to_af(cs: ConversationState, compliance: JudgeState, judge: JudgeSpec) -> bool:
     """Whether the alignment-faking classifier reads this conversation, given its compliance:
-    a CoT answer with a verdict, compliant under the job's `compliance_rule`."""
+    a CoT answer with a verdict, compliant under the job's `compliance_rule` — or any, with
+    `classify = "all_cot"` (the report keeps the refusals' verdicts apart)."""
     if not cs.conv.cot or compliance.verdict is None:
         return False
-    return complied(compliance.verdict, judge.compliance_rule)
+    return judge.classify == "all_cot" or complied(compliance.verdict, judge.compliance_rule)
 
 
 @dataclass
