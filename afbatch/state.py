@@ -142,7 +142,8 @@ class Deriver:
         af_tpl = self.af_tpl
         if not af_tpl or any(j.status in ("needs", "waiting") for _, j in comp):
             return
-        afs = [af_state(judge, af_tpl, s, ledger, max_attempts) for s, j in comp if to_af(s, j, judge)]
+        afs = [af_state(judge, af_tpl, s, ledger, max_attempts)
+               for s, j in comp if to_af(s, j, judge)]
         progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
         need += [r for a in afs for r in a.requests]
 

@@ -334,7 +334,8 @@ def test_classify_all_cot_prices_every_cot_answer():
     def af_row(extra):
         job = text.replace("af_votes = 5\n", f"af_votes = 5\n{extra}")
         job += "\n[estimate]\ncompliance_rate = 0.25\n"
-        est = estimate_job(parse_job(job, ROOT / "jobs" / "sample.toml"), load_prices(), offline=True)
+        loaded = parse_job(job, ROOT / "jobs" / "sample.toml")
+        est = estimate_job(loaded, load_prices(), offline=True)
         return next(r for r in est.rows if r.stage == "judge_af"), est.notes
 
     compliant, _ = af_row("")

@@ -580,7 +580,8 @@ def test_classify_all_cot_sends_every_judged_cot_answer_to_the_classifier(emu, w
     from afbatch import report
     from afbatch.results import run_meta
 
-    job = SMALL.format(rows=4, models=HAIKU).replace('af_votes = 3', 'af_votes = 3\nclassify = "all_cot"')
+    job = SMALL.format(rows=4, models=HAIKU)
+    job = job.replace('af_votes = 3', 'af_votes = 3\nclassify = "all_cot"')
     run, _ = Run.create(LocalStore(workdir / "store"), str(write_job(workdir, job)))
     fast(run)
     conv = final(run)
