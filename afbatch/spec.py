@@ -405,9 +405,6 @@ class LoadedJob(BaseModel):
         whitespace and key order never count), minus `NOT_FINGERPRINTED`. The run id adds the
         inputs' sha256 (opening.run_id_for)."""
         dump = self.job.model_dump(mode="json", exclude=NOT_FINGERPRINTED)
-        for key, default in JUDGE_KEYS_ADDED.items():
-            if dump.get("judge") and dump["judge"].get(key) == default:
-                del dump["judge"][key]
         return hashlib.sha256(canonical_json(dump).encode()).hexdigest()
 
 
@@ -424,12 +421,6 @@ NOT_FINGERPRINTED: dict[str, Any] = {
     "judge": {"compliance_rules": {"sha256", "expected_tokens"},
               "af_rules": {"sha256", "expected_tokens"}},
 }
-
-
-# Judge keys added after runs existed: at their defaults they change nothing such a run did, so
-# they are left out and its id stays (a new id would start the run over, billed a second time).
-JUDGE_KEYS_ADDED = {"compliance_rule": "not_refused", "af_rule": "threshold",
-                    "classify": "compliant"}
 
 
 def is_url(ref: str) -> bool:

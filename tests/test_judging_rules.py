@@ -185,22 +185,3 @@ def test_a_job_with_the_strongreject_rule_and_no_sub_scores_is_refused_at_load(t
         load_grid(loaded, offline=True)
     ok = parse_job(job.replace(f'"{tmp_path}/c.md" #"', '"'), ROOT / "jobs" / "sample.toml")
     load_grid(ok, offline=True)  # the shipped template has the sub-scores
-
-
-def test_the_new_judge_keys_at_their_defaults_keep_existing_run_ids():
-    from support import ROOT
-
-    from afbatch.spec import load_job, parse_job
-
-    # jobs/sample.toml's fingerprint before these keys existed
-    before = "8b2c6311cb5d990c1f66870d6b016a342610d75aed4f38eceb0c05e749df41a8"
-    assert load_job(ROOT / "jobs" / "sample.toml").fingerprint == before
-    text = (ROOT / "jobs" / "sample.toml").read_text()
-    explicit = text.replace("[judge]\n", '[judge]\ncompliance_rule = "not_refused"\n'
-                            'af_rule = "threshold"\nclassify = "compliant"\n')
-    assert parse_job(explicit, ROOT / "jobs" / "sample.toml").fingerprint == before
-    for key, value in (("compliance_rule", "strongreject_positive"), ("af_rule", "majority"),
-                       ("classify", "all_cot")):
-        changed = text.replace("[judge]\n", f'[judge]\n{key} = "{value}"\n')
-        changed = changed.replace("af_threshold = 0.4\n", "")  # refused with the majority rule
-        assert parse_job(changed, ROOT / "jobs" / "sample.toml").fingerprint != before
