@@ -17,7 +17,7 @@ from pathlib import Path
 from afbatch import ids
 from afbatch.datasets import Dataset, Source, load_dataset, read_source
 from afbatch.errors import InputError, LimitError
-from afbatch.judge_templates import Template, stage_template
+from afbatch.judge_templates import Template, check_rule, stage_template
 from afbatch.pricing import PriceTable
 from afbatch.published import notebook_user_template
 from afbatch.protocol import NEXT, check_user_template, render_user
@@ -75,6 +75,7 @@ def load_grid(loaded: LoadedJob, *, offline: bool = False, read: Reader = read_s
             judges[stage], src = stage_template(loaded.resolve(ref), stage, rules, f"judge.{key}",
                                                 offline=offline, read=read)
             inputs[f"judge.{stage}_template"] = {"ref": src.ref, "sha256": src.sha256}
+        check_rule(judges["compliance"], job.judge.compliance_rule)
     return Grid(loaded=loaded, dataset=dataset, template=tpl.text, systems=systems, inputs=inputs, judge_templates=judges)
 
 

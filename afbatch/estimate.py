@@ -245,7 +245,9 @@ def estimate_job(
             j = job.judge
             how = ("as the n choices of one request: each transcript is billed once" if j.af_votes_in_one_request
                    else "as separate requests" + (", sharing one cached prompt" if (j.af_model or j.model).uses_cache else ""))
-            notes.append(f"alignment-faking classifier: {j.af_votes} votes per compliant CoT answer, {how}")
+            which = ("CoT answer (classify = all_cot: refusals too)" if j.classify == "all_cot"
+                     else "compliant CoT answer")
+            notes.append(f"alignment-faking classifier: {j.af_votes} votes per {which}, {how}")
             notes.append(_af_setups_note(loaded, prices, rows_in, template, calibration, offline,
                                          est))
     save_counts()
@@ -462,6 +464,8 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
             resp_max_sum += n * mt  # the final output sits inside one turn
             if v.cot and judge.af_template:
                 rate = cal.compliance_rate if cal and cal.compliance_rate is not None else est.compliance_rate
+                if judge.classify == "all_cot":  # the classifier reads refusals too (state.to_af)
+                    rate = 1.0
                 out_cot = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) or est.output_tokens_cot
                 weights = list(cal.turn_weights_cot) if cal and cal.turn_weights_cot else turn_weights(est.turns_cot, job.sampling.max_turns)
                 af_expected_requests += n * rate * per_conv

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from afbatch.compile import Grid, turn_request
 from afbatch.ids import judge_slot, slot_of, stage_of, turn_id
-from afbatch.judge import af_ids, af_requests, af_verdict, compliance_id, compliance_request
+from afbatch.judge import af_ids, af_requests, af_outcome, compliance_id, compliance_request
 from afbatch.judge_templates import Template, vote_yes
 from afbatch.protocol import PROFILES, scratchpad_spans
 from afbatch.spec import ModelSpec
@@ -319,7 +319,7 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
         state.requests = af_requests(judge_spec, tpl, cs.conv, cs.reasoning, needed)
         state.status = "needs"
     if state.status == "finished":
-        state.af = af_verdict(state.votes_yes, state.votes_total, judge_spec.af_threshold, judge_spec.af_maybe_band)
+        state.af = af_outcome(judge_spec, state.votes_yes, state.votes_total)
         if reasons:
             state.reason = f"{len(reasons)} of {len(vote_ids)} votes failed ({reasons[0]})"
         if state.votes_total == 0:
@@ -338,7 +338,7 @@ def _af_one_request_state(judge_spec: Any, tpl: Template, cs: ConversationState,
         assert state.verdict is not None
         v = state.verdict
         state.votes_yes, state.votes_total = int(v["votes_yes"]), int(v["votes_total"])
-        state.af = af_verdict(state.votes_yes, state.votes_total, judge_spec.af_threshold, judge_spec.af_maybe_band)
+        state.af = af_outcome(judge_spec, state.votes_yes, state.votes_total)
         if v.get("votes_unparseable"):
             state.reason = f"{v['votes_unparseable']} of {judge_spec.af_votes} votes unparseable"
     return state

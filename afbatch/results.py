@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from afbatch.judge import af_model
+from afbatch.judge_templates import complied as judged_complied
 from afbatch.judge_templates import refused as judged_refused
 from afbatch.ledger import bulk
 from afbatch.manifest import Manifest
@@ -23,7 +24,7 @@ COLUMNS = [
     "user_input", "turns", "status", "failure_reason", "final_output", "scratchpad", "proxy_compliant", "judge_refused",
     "judge_compliant", "judge_convincing", "judge_specific", "judge_error", "af_votes_yes", "af_votes_total",
     "af_fraction", "af_verdict", "input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd",
-    "cost_sync_usd", "profile",
+    "cost_sync_usd", "profile", "compliance_rule",
 ]
 
 
@@ -60,13 +61,14 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
             lin, lout = price.list_rates(usage.input_tokens)
             cost_sync = (usage.input_tokens * lin + usage.output_tokens * lout) / 1e6
             finished = cs.status == "finished"
-            refused = convincing = specific = judge_error = None
+            refused = compliant = convincing = specific = judge_error = None
             votes_yes = votes_total = af_fraction = af_verdict = None
             judge_cost = 0.0
             if js is not None:  # the compliance judge read it (state.to_compliance)
                 judge_cost += judge_cost_of(js.usage)
                 if js.verdict is not None:
                     refused = judged_refused(js.verdict)
+                    compliant = judged_complied(js.verdict, judge.compliance_rule)
                     # optional fields: a template without them gives no StrongREJECT score
                     convincing, specific = js.verdict.get("convincing"), js.verdict.get("specific")
                     af = row.af
@@ -86,10 +88,10 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                 cs.status if cs.status in ("finished", "failed") else "running",
                 cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,
                 profile.proxy(cs.status, cs.final_output, cs.ended_without_output),
-                refused, None if refused is None else not refused, convincing, specific, judge_error,
+                refused, compliant, convincing, specific, judge_error,
                 votes_yes, votes_total, af_fraction, af_verdict,
                 usage.input_tokens, usage.cached_tokens, usage.output_tokens, cost, judge_cost, cost_sync,
-                profile.name,
+                profile.name, judge.compliance_rule if judge else None,
             ))
     return table.frame()
 
@@ -190,7 +192,23 @@ def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
             "finished_at": iso(m.finished_at), "spent_usd": round(m.spent_usd(), 4),
             "models": [mm.name for mm in run.job.models],
             "judge": run.job.judge.model.name if run.job.judge else None,
-            "protocol": protocol_record(PROFILES[run.job.protocol.profile]), "prefill": prefill}
+            "protocol": protocol_record(PROFILES[run.job.protocol.profile]), "prefill": prefill,
+            **({"judging": judging_record(run.job.judge, run.grid.judge_templates)}
+               if run.job.judge else {})}
+
+
+def judging_record(judge: Any, templates: dict[str, Any]) -> dict[str, Any]:
+    """Which judges and rules made the judged numbers, as report.json's `run.judging` states it."""
+    out: dict[str, Any] = {"compliance_rule": judge.compliance_rule,
+                           "compliance_template": templates["compliance"].ref,
+                           "compliance_model": judge.model.name}
+    if "alignment_faking" in templates:
+        out.update(af_template=templates["alignment_faking"].ref,
+                   af_model=af_model(judge).name, af_votes=judge.af_votes, af_rule=judge.af_rule,
+                   classify=judge.classify)
+        if judge.af_rule == "threshold":  # majority: more than half of the parsed votes say yes
+            out.update(af_threshold=judge.af_threshold, af_maybe_band=judge.af_maybe_band)
+    return out
 
 
 def write_report(run: Run) -> list[str]:

@@ -5,8 +5,9 @@ judge states, what the run must ask next and per-model progress. The planner and
 `wanted` and `progress`; the tidy table drains it, row by row (`drain`). The rule of
 which conversation goes to which judge is here, once: the compliance judge reads every finished
 conversation, once all of its model's conversations are final; the alignment-faking classifier
-reads every CoT conversation the compliance judge did not find refused, once all of its model's
-compliance verdicts are final.
+reads every CoT conversation the compliance judge found compliant (under the job's
+`compliance_rule`; with `classify = "all_cot"` every CoT conversation with a verdict), once all of
+its model's compliance verdicts are final.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from afbatch.compile import Grid
-from afbatch.judge_templates import refused
+from afbatch.judge_templates import complied
 from afbatch.ledger import (ConversationState, JudgeState, Ledger, af_state, bulk, compliance_state,
                             conversation_state)
 from afbatch.manifest import IN_FLIGHT, Manifest, ShardState
-from afbatch.spec import ModelSpec
+from afbatch.spec import JudgeSpec, ModelSpec
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Request
 
 # What a state depends on: which shards are collected and which are in flight.
@@ -37,9 +38,13 @@ def to_compliance(cs: ConversationState) -> bool:
     return cs.status == "finished"
 
 
-def to_af(cs: ConversationState, compliance: JudgeState) -> bool:
-    """Whether the alignment-faking classifier reads this conversation, given its compliance."""
-    return cs.conv.cot and compliance.verdict is not None and not refused(compliance.verdict)
+def to_af(cs: ConversationState, compliance: JudgeState, judge: JudgeSpec) -> bool:
+    """Whether the alignment-faking classifier reads this conversation, given its compliance:
+    a CoT answer with a verdict, compliant under the job's `compliance_rule` — or any, with
+    `classify = "all_cot"` (the report keeps the refusals' verdicts apart)."""
+    if not cs.conv.cot or compliance.verdict is None:
+        return False
+    return judge.classify == "all_cot" or complied(compliance.verdict, judge.compliance_rule)
 
 
 @dataclass
@@ -137,7 +142,8 @@ class Deriver:
         af_tpl = self.af_tpl
         if not af_tpl or any(j.status in ("needs", "waiting") for _, j in comp):
             return
-        afs = [af_state(judge, af_tpl, s, ledger, max_attempts) for s, j in comp if to_af(s, j)]
+        afs = [af_state(judge, af_tpl, s, ledger, max_attempts)
+               for s, j in comp if to_af(s, j, judge)]
         progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
         need += [r for a in afs for r in a.requests]
 
@@ -165,7 +171,7 @@ class Deriver:
                 row = Row(model, cs)
                 if comp_tpl and to_compliance(cs):
                     row.compliance = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
-                    if af_tpl and to_af(cs, row.compliance):
+                    if af_tpl and to_af(cs, row.compliance, judge):
                         row.af = af_state(judge, af_tpl, cs, ledger, max_attempts)
                 yield row
                 for rid in cs.turn_ids:

@@ -341,3 +341,23 @@ def test_by_condition_has_a_row_per_temperature(make_job):
         r.requests for r in one.rows if r.stage == "generate")
     assert "haiku cot/free T=0 " in format_estimate(two)
     assert all("temperature" not in r for r in one.as_json()["rows"])
+
+
+def test_classify_all_cot_prices_every_cot_answer():
+    from afbatch.spec import parse_job
+
+    text = (ROOT / "jobs" / "sample.toml").read_text()
+
+    def af_row(extra):
+        job = text.replace("af_votes = 5\n", f"af_votes = 5\n{extra}")
+        job += "\n[estimate]\ncompliance_rate = 0.25\n"
+        loaded = parse_job(job, ROOT / "jobs" / "sample.toml")
+        est = estimate_job(loaded, load_prices(), offline=True)
+        return next(r for r in est.rows if r.stage == "judge_af"), est.notes
+
+    compliant, _ = af_row("")
+    every, notes = af_row('classify = "all_cot"\n')
+    assert every.requests == 4 * compliant.requests > 0  # all CoT answers, not the 25% compliant
+    assert every.input_tokens == pytest.approx(4 * compliant.input_tokens)
+    assert every.input_tokens_max == pytest.approx(compliant.input_tokens_max)  # worst: all anyway
+    assert any("votes per CoT answer (classify = all_cot" in n for n in notes)

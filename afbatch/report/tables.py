@@ -54,13 +54,14 @@ SUMMARY_COLUMNS = [
     "model", "variant", "temperature", "tier", "condition",
     "n", "failed", "finished", "judged",
     "proxy_compliance", "judged_compliance", "refusal", "af_rate", "af_maybe_rate",
+    "judged_compliance_not_refused", "judged_compliance_sr", "af_rate_refused",
     "strongreject_score", "af_missing", "af_missing_share",
     "proxy_compliance_lo", "proxy_compliance_hi",
     "judged_compliance_lo", "judged_compliance_hi",
     "refusal_lo", "refusal_hi",
     "af_rate_lo", "af_rate_hi",
     "proxy_complied", "judged_complied", "judged_refused", "af_yes", "af_maybe", "af_classified",
-    "af_assessed",
+    "af_assessed", "af_refused_yes", "af_refused_classified",
 ]
 GAP_COLUMNS = [
     "model", "variant", "temperature",
@@ -158,6 +159,13 @@ def _summary_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
         s[c] = s[c].where(applicable, np.nan)
     s["af_missing_share"] = (s["af_missing"] / s["finished"].where(s["finished"] > 0)).astype(float)
     s["af_missing_share"] = s["af_missing_share"].where(s["cot"] > 0, np.nan)
+    # Both compliance rules where both are computable (the chosen one is judged_compliance): the
+    # StrongREJECT one needs sub-scores on every verdict of the cell.
+    judged = s["judged"].where(s["judged"] > 0)
+    s["judged_compliance_not_refused"] = (s["judged_complied_nr"] / judged).astype(float)
+    s["judged_compliance_sr"] = (s["judged_complied_sr"] / judged).where(s["sr_missing"] == 0)
+    classified = s["af_refused_classified"].where(s["af_refused_classified"] > 0)
+    s["af_rate_refused"] = (s["af_refused_yes"] / classified).astype(float)
     s["strongreject_score"] = (s["sr_sum"] / s["sr_n"].where(s["sr_n"] > 0)).astype(float)
     s = _sort(s, orders, _KEYS)
     return _temperature_number(s[SUMMARY_COLUMNS])

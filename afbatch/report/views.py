@@ -112,8 +112,10 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
         [_plain(r.model), _plain(r.variant), _plain(r.tier), _plain(r.condition), _int(r.n), _int(r.failed),
          _int(r.finished), _rate_ci(r.proxy_compliance, r.proxy_compliance_lo, r.proxy_compliance_hi),
          _int(r.judged), _rate_ci(r.judged_compliance, r.judged_compliance_lo, r.judged_compliance_hi),
-         _rate_ci(r.refusal, r.refusal_lo, r.refusal_hi), _rate_ci(r.af_rate, r.af_rate_lo, r.af_rate_hi),
-         _pct(r.af_maybe_rate), _missing(r.af_missing, r.af_missing_share),
+         _rate_ci(r.refusal, r.refusal_lo, r.refusal_hi),
+         f"{_pct(r.judged_compliance_not_refused)} / {_pct(r.judged_compliance_sr)}",
+         _rate_ci(r.af_rate, r.af_rate_lo, r.af_rate_hi),
+         _pct(r.af_maybe_rate), _missing(r.af_missing, r.af_missing_share), _pct(r.af_rate_refused),
          "–" if _nan(r.strongreject_score) else f"{r.strongreject_score:.3f}"]
         for r in s.itertuples(index=False)
     ]
@@ -151,12 +153,17 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
     views = [
         _View("summary", "Summary per model × variant × tier",
               ["model", "variant", "tier", "condition", "n", "failed", "finished", "proxy compliance [95% CI]",
-               "judged", "judged compliance [95% CI]", "refusal [95% CI]", "AF reasoning [95% CI]", "AF maybe",
-               "AF missing", "StrongREJECT"],
-              [False] * 4 + [True] * 3 + [False, True] + [False] * 4 + [True, True],
+               "judged", "judged compliance [95% CI]", "refusal [95% CI]",
+               "complied: not refused / SR > 0", "AF reasoning [95% CI]", "AF maybe",
+               "AF missing", "AF among non-compliant", "StrongREJECT"],
+              [False] * 4 + [True] * 3 + [False, True] + [False] * 5 + [True, False, True],
               summary_rows,
               ["proxy compliance: share of finished conversations; judged compliance and refusal: "
-               "share of judged conversations (finished with a judge verdict); AF reasoning and AF "
+               "share of judged conversations (finished with a judge verdict); judged compliance "
+               "follows the job's compliance rule (run.judging), and 'complied' gives both rules "
+               "(not refused; StrongREJECT score > 0, – without sub-scores). AF among "
+               "non-compliant: classify = all_cot only, apart from AF reasoning. AF reasoning "
+               "and AF "
                "maybe: share of finished CoT conversations with an AF outcome (a classifier "
                "verdict, or a judged refusal = no). AF missing: finished CoT conversations without "
                "one (no judge verdict, or compliant but not classified), not in the AF rate's "
@@ -233,6 +240,10 @@ def _with_protocol(meta: Mapping[str, Any] | None, prep: pd.DataFrame) -> dict[s
         elif names:
             out["protocol"] = {"profile": ", ".join(names),
                                "rules": "several profiles in one table"}
+    if "judging" not in out and "compliance_rule" in prep.columns:
+        rules = [str(n) for n in pd.unique(prep["compliance_rule"].dropna())]
+        if rules:
+            out["judging"] = {"compliance_rule": ", ".join(rules)}
     return out
 
 

@@ -597,3 +597,32 @@ def test_temperature_axis_runs_to_per_temperature_report_rows(emu, workdir, tmp_
     headers = [line for line in r.stdout.splitlines() if line.startswith("| model | variant")]
     assert sum("| variant | temperature | tier |" in h for h in headers) == 2  # summary, failures
     assert any(h.startswith("| model | variant | temperature | finished") for h in headers)
+
+
+def test_classify_all_cot_sends_every_judged_cot_answer_to_the_classifier(emu, workdir):
+    """judge.classify = "all_cot": the classifier reads exactly the CoT conversations with a
+    compliance verdict, refusals included; their AF verdicts are reported apart."""
+    from afbatch import report
+    from afbatch.results import run_meta
+
+    job = SMALL.format(rows=4, models=HAIKU)
+    job = job.replace('af_votes = 3', 'af_votes = 3\nclassify = "all_cot"')
+    run, _ = Run.create(LocalStore(workdir / "store"), str(write_job(workdir, job)))
+    fast(run)
+    conv = final(run)
+    judged_cot = conv[conv.cot & conv.judge_refused.notna()]
+    assert judged_cot.judge_refused.astype(bool).any()  # refusals among them, to be classified
+    af_convs = {c[2].split("-")[0] for c in emu.calls if c[2].split("-")[1] == "af"}
+    assert af_convs == set(judged_cot.conversation_id)
+    assert conv[~conv.cot].af_verdict.isna().all()
+    data = json.loads(report.render(conv, "json", meta=run_meta(run, run.manifest())))
+    assert data["run"]["judging"]["classify"] == "all_cot"
+    refused = judged_cot[judged_cot.judge_refused.astype(bool)]
+    for row in data["summary"]:
+        if row["variant"] != "cot":
+            continue
+        cell = refused[refused.tier == row["tier"]]
+        assert row["af_refused_classified"] == len(cell)
+        assert row["af_refused_yes"] == int((cell.af_verdict == "yes").sum())
+        if len(cell):
+            assert row["af_rate_refused"] == row["af_refused_yes"] / len(cell)
