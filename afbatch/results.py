@@ -60,7 +60,6 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                        for a in cs.attempts)
             lin, lout = price.list_rates(usage.input_tokens)
             cost_sync = (usage.input_tokens * lin + usage.output_tokens * lout) / 1e6
-            finished = cs.status == "finished"
             refused = compliant = convincing = specific = judge_error = None
             votes_yes = votes_total = af_fraction = af_verdict = None
             judge_cost = 0.0
