@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import (BatchInfo, BatchStatus, Found, guarded, http_sdk_failures,
-                                    malformed, read_line, sdk_errors)
+from afbatch.providers.base import (BatchInfo, BatchStatus, Found, created_id, guarded,
+                                    http_sdk_failures, malformed, read_line, sdk_errors)
 from afbatch.providers.registry import capabilities
-from afbatch.redact import redact, register
+from afbatch.redact import register
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
 
@@ -155,7 +155,7 @@ class AnthropicProvider:
         with _errors(self.model, "create batch"):
             # No SDK retries: a retried create can make a second batch; the runner reconciles instead.
             batch = self.client.with_options(max_retries=0).messages.batches.create(requests=requests)
-        return _created_id(batch, self.model)
+        return created_id(batch, self.model, "batch")
 
     def find(self, token: str, line_ids: Sequence[str], since: float,
              claimed: frozenset[str] = frozenset()) -> Found:
@@ -233,19 +233,6 @@ class AnthropicProvider:
         with _errors(self.model, f"cancel {batch_id}"):
             self.client.messages.batches.cancel(batch_id)
 
-
-def _created_id(created: Any, model: ModelSpec) -> str:
-    """The id of the batch a create call made. An answer without one (an HTML page from a proxy,
-    with HTTP 200) leaves it unknown whether the batch exists: retryable, so the runner looks for
-    it before sending again."""
-    got = getattr(created, "id", None)
-    if isinstance(got, str) and got:
-        return got
-    shown = " ".join(str(created).split())[:60]
-    raise ProviderError(redact(
-        f"anthropic create batch for {model.name}: the answer is not the provider's JSON "
-        f"({shown!r}: a proxy or gateway page?) — the batch may exist; it is looked up before "
-        "anything is sent again"), retryable=True)
 
 
 def _ts(value: Any) -> float:

@@ -249,3 +249,17 @@ def http_sdk_failures(sdk: str, *, top_level_message: bool) -> Translate:
         return None
 
     return translate
+
+
+def created_id(created: Any, model: ModelSpec, what: str) -> str:
+    """The id of what a create call made. An answer without one (an HTML page from a proxy, with
+    HTTP 200) leaves it unknown whether the batch exists: retryable, so the runner looks it up
+    before sending again."""
+    got = getattr(created, "id", None)
+    if isinstance(got, str) and got:
+        return got
+    shown = " ".join(str(created).split())[:60]
+    raise ProviderError(redact(
+        f"{model.provider} create {what} for {model.name}: the answer is not the provider's JSON "
+        f"({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up "
+        "before anything is sent again"), retryable=True)

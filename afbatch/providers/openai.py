@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from afbatch.errors import ProviderError
-from afbatch.providers.base import (BatchInfo, BatchStatus, Found, classify_http, guarded,
-                                    http_sdk_failures, malformed, read_line, sdk_errors)
+from afbatch.providers.base import (BatchInfo, BatchStatus, Found, classify_http, created_id,
+                                    guarded, http_sdk_failures, malformed, read_line, sdk_errors)
 from afbatch.providers.registry import capabilities
-from afbatch.redact import redact, register
+from afbatch.redact import register
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
 
@@ -161,7 +161,7 @@ class OpenAIProvider:
                 completion_window="24h",
                 metadata={**metadata, "afbatch_token": token},
             )
-        return _created_id(batch, self.model, "batch")
+        return created_id(batch, self.model, "batch")
 
     def find(self, token: str, line_ids: Sequence[str], since: float,
              claimed: frozenset[str] = frozenset()) -> Found:
@@ -204,19 +204,6 @@ class OpenAIProvider:
 # OpenAI-compatible hosts may put an error's message at the top of the body.
 _errors = functools.partial(sdk_errors, http_sdk_failures("openai", top_level_message=True))
 
-
-def _created_id(created: Any, model: ModelSpec, what: str) -> str:
-    """The id of what a create call made. An answer without one (an HTML page from a proxy, with
-    HTTP 200) leaves it unknown whether the batch exists: retryable, so the runner looks it up by
-    token first."""
-    got = getattr(created, "id", None)
-    if isinstance(got, str) and got:
-        return got
-    shown = " ".join(str(created).split())[:60]
-    raise ProviderError(redact(
-        f"{model.provider} create {what} for {model.name}: the answer is not the provider's JSON "
-        f"({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up by its "
-        "token before anything is sent again"), retryable=True)
 
 
 def _choice_text(choice: Any) -> str:
