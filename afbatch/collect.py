@@ -113,7 +113,7 @@ def fetch(run: Run, s: Shard) -> list[Result]:
             r = r._replace(id=rid, verdict=verdict)  # by name: every choice's text is kept
         got[rid] = r
     missing = _missing_result(s)
-    return [got.get(rid) or Result(rid, *missing) for rid in ids]
+    return [got.get(rid) or missing._replace(id=rid) for rid in ids]
 
 
 def _part_line(run: Run, key: str, line: bytes) -> Any:
@@ -132,16 +132,19 @@ def _account(run: Run, s: Shard, results: list[Result]) -> tuple[Usage, float, d
     return usage, sum(map(cost_of, usages)), counts
 
 
-def _missing_result(s: Shard) -> tuple[RowStatus, None, Usage, str, str]:
-    """What a row without an output line means, given how its batch ended."""
+def _missing_result(s: Shard) -> Result:
+    """What a row without an output line means, given how its batch ended (its id left to fill)."""
     status = s.status or ""
     message = s.message or f"batch ended {status} without a line for this request"
     if status == BatchStatus.FAILED.value:
         low = message.lower()
-        kind = "rate_limit" if ("token_limit" in low or "rate" in low or "quota" in low) else "invalid_request"
-        return RowStatus.ERRORED, None, Usage(), kind, message
+        limited = "token_limit" in low or "rate" in low or "quota" in low
+        kind = "rate_limit" if limited else "invalid_request"
+        return Result("", RowStatus.ERRORED, error_kind=kind, error_message=message)
     if status == BatchStatus.EXPIRED.value:
-        return RowStatus.EXPIRED, None, Usage(), "expired", "the batch expired before this request ran"
+        return Result("", RowStatus.EXPIRED, error_kind="expired",
+                      error_message="the batch expired before this request ran")
     if status == BatchStatus.CANCELLED.value:
-        return RowStatus.CANCELED, None, Usage(), "canceled", "the batch was cancelled before this request ran"
-    return RowStatus.MISSING, None, Usage(), "missing", message
+        return Result("", RowStatus.CANCELED, error_kind="canceled",
+                      error_message="the batch was cancelled before this request ran")
+    return Result("", RowStatus.MISSING, error_kind="missing", error_message=message)

@@ -129,6 +129,8 @@ class Result(NamedTuple):
 
 _STATUS = {s.value: s for s in RowStatus}
 _new = tuple.__new__
+if len(Result._fields) != 9:  # from_json builds every field by position: a new one goes there too
+    raise TypeError("Result gained a field: add it to Result.from_json")
 _NO_USAGE = Usage()
 
 # Failures worth a new attempt: the request itself was fine.
