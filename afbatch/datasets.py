@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from afbatch.errors import InputError, OfflineError, os_error_message
-from afbatch.store import atomic_write
 from afbatch.spec import DatasetSpec, LoadedJob, is_url
+from afbatch.store import atomic_write
 
 
 def cache_dir() -> Path:
@@ -80,7 +80,8 @@ def _index_path() -> Path:
 
 def _load_index() -> dict[str, dict[str, str]]:
     try:
-        return json.loads(_index_path().read_text())
+        index: dict[str, dict[str, str]] = json.loads(_index_path().read_text())
+        return index
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
@@ -133,7 +134,8 @@ def cache_put(url: str, data: bytes) -> str:
 def _download(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - https URLs from the job
-            return resp.read()
+            body: bytes = resp.read()
+            return body
     except urllib.error.HTTPError as e:
         raise InputError(f"{url}: download failed: HTTP {e.code} {e.reason} — check the URL") from None
     except (ValueError, http.client.InvalidURL) as e:  # a bad IPv6 host, spaces, control characters
@@ -180,7 +182,7 @@ def parse_rows(src: Source, spec: DatasetSpec) -> list[str]:
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError as e:
+            except json.JSONDecodeError as e:
                 raise InputError(f"{src.ref}:{n}: invalid JSON ({e.msg}) — one JSON object per line") from None
             except RecursionError:
                 raise InputError(f"{src.ref}:{n}: JSON nested too deeply — "

@@ -18,6 +18,8 @@ Cost model (README "Cost model" explains it for users):
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,10 +28,10 @@ from afbatch.datasets import Dataset, load_dataset, read_source
 from afbatch.errors import BudgetError, OfflineError
 from afbatch.judge_templates import stage_template
 from afbatch.pricing import Price, PriceTable
-from afbatch.providers.registry import capabilities
 from afbatch.protocol import (
     NEXT, PROFILES, describe_prefill, prefill_record, protocol_record, render_user)
-from afbatch.spec import Job, JudgeSpec, LoadedJob, ModelSpec, is_url
+from afbatch.providers.registry import capabilities
+from afbatch.spec import Job, JudgeRules, JudgeSpec, LoadedJob, ModelSpec, VariantSpec, is_url
 from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for, save_counts
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
 
@@ -160,7 +162,7 @@ def dataset_rows(loaded: LoadedJob, offline: bool, notes: list[str]) -> Rows:
 Sized = str | float
 
 
-def declared_or(read: Any, ref: str, declared: int | None, key: str, notes: list[str]) -> Sized:
+def declared_or(read: Callable[[], str], ref: str, declared: int | None, key: str, notes: list[str]) -> Sized:
     """The text `read()` gives, or, when a URL is not cached and cannot be downloaded, its declared
     o200k token count (a note says so): as `expected_rows` stands in for a dataset."""
     try:
@@ -196,9 +198,13 @@ def estimate_job(
     template = declared_or(
         lambda: read_user_template(loaded, offline=offline).text, prompts.user_template,
         prompts.user_template_tokens, "[prompts] user_template_tokens", notes)
+
+    def system_text(v: VariantSpec) -> str:
+        return read_source(loaded.resolve(v.system_prompt), offline=offline,
+                           expected_sha256=v.system_prompt_sha256).text
+
     systems = {v.name: declared_or(
-        lambda v=v: read_source(loaded.resolve(v.system_prompt), offline=offline,
-                                expected_sha256=v.system_prompt_sha256).text,
+        functools.partial(system_text, v),
         v.system_prompt, v.expected_tokens, f"variant {v.name}: expected_tokens", notes)
         for v in job.variants}
     calibration = calibration or {}
@@ -504,13 +510,16 @@ def _judge_text(loaded: LoadedJob, stage: str, offline: bool, notes: list[str]) 
     """A judge stage's prompt with its placeholders empty, or its declared size."""
     for st, ref, rules, key in judge_stages(loaded.job):
         if st == stage:
-            def read() -> str:
-                tpl, _ = stage_template(loaded.resolve(ref), stage, rules, f"judge.{key}",
-                                        offline=offline)
-                return tpl.render(request="", response="", reasoning="")
+            read = functools.partial(_judge_template_text, loaded, ref, stage, rules, key, offline)
             return declared_or(read, ref, rules.expected_tokens if rules else None,
                                f"judge.{key}.expected_tokens", notes)
     raise KeyError(stage)
+
+
+def _judge_template_text(loaded: LoadedJob, ref: str, stage: str, rules: JudgeRules | None,
+                         key: str, offline: bool) -> str:
+    tpl, _ = stage_template(loaded.resolve(ref), stage, rules, f"judge.{key}", offline=offline)
+    return tpl.render(request="", response="", reasoning="")
 
 
 def _mean_request_tokens(counter: Counter, rows_in: Rows) -> float:

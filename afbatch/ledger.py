@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from afbatch.compile import Grid, turn_request
 from afbatch.ids import judge_slot, slot_of, stage_of, turn_id
-from afbatch.judge import af_ids, af_requests, af_outcome, compliance_id, compliance_request
+from afbatch.judge import af_ids, af_outcome, af_requests, compliance_id, compliance_request
 from afbatch.judge_templates import Template, vote_yes
 from afbatch.protocol import PROFILES, scratchpad_spans
 from afbatch.spec import ModelSpec
@@ -281,7 +281,7 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
         return _af_one_request_state(judge_spec, tpl, cs, ledger, max_attempts)
     get_slot, conv_id = ledger.slots.get, cs.conv.id
     by_slot = [get_slot(judge_slot(conv_id, "af", v)) for v in range(judge_spec.af_votes)]
-    vote_ids = [found[0].result.id for found in by_slot] if all(by_slot) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
+    vote_ids = [found[0].result.id for found in by_slot if found] if all(by_slot) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
     state = JudgeState("finished")
     reasons = []
     needed: list[int] = []

@@ -314,7 +314,10 @@ def poll(run: Run) -> int:
             continue
         if not info.status.terminal:
             if s.provider_status != info.raw_status:
-                run.update(lambda m, sid=s.id, raw=info.raw_status: setattr(m.shards[sid], "provider_status", raw))
+                def note(m: Manifest, sid: str = s.id, raw: str = info.raw_status) -> None:
+                    m.shards[sid].provider_status = raw
+
+                run.update(note)
             continue
 
         def end(m: Manifest, sid: str = s.id, info: Any = info) -> None:

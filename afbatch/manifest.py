@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,7 +29,7 @@ from afbatch import layout
 from afbatch.errors import ConflictError, RunError, StoreError
 from afbatch.store import Store
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION: Final = 1
 T = TypeVar("T")
 
 

@@ -63,7 +63,8 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
             refused = compliant = convincing = specific = judge_error = None
             votes_yes = votes_total = af_fraction = af_verdict = None
             judge_cost = 0.0
-            if js is not None:  # the compliance judge read it (state.to_compliance)
+            # the compliance judge read it (state.to_compliance; a job without a judge has no js)
+            if js is not None and judge is not None:
                 judge_cost += judge_cost_of(js.usage)
                 if js.verdict is not None:
                     refused = judged_refused(js.verdict)
@@ -135,7 +136,9 @@ class _Columns:
 
             dtype = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default str dtype, without a copy
             for c in TEXT_COLUMNS:
-                data[c] = ArrowStringArray(self.pa.chunked_array(self.chunks[c], self.pa.large_string()), dtype=dtype)
+                chunked = self.pa.chunked_array(self.chunks[c], self.pa.large_string())
+                # pandas-stubs 3.1 does not declare ArrowStringArray's dtype argument (pandas has it)
+                data[c] = ArrowStringArray(chunked, dtype=dtype)  # type: ignore[call-arg]
         return pd.DataFrame(data, columns=COLUMNS)
 
 
@@ -180,7 +183,7 @@ def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
     import datetime as dt
 
     def iso(t: float | None) -> str | None:
-        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if t else None
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if t else None
 
     texts = {v.name: v.prefill_text for v in run.job.variants}
     # What the run recorded when it was created (what every turn sent), not a fresh catalog lookup.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from afbatch import collect, layout, lifecycle, opening, planner
 from afbatch import manifest as mf
@@ -32,6 +32,8 @@ from afbatch.types import Conversation, Result
 from afbatch.verify import checked_rows, read_ids
 
 __all__ = ["ModelProgress", "Run", "Status", "check_ready", "run_id_for"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,7 +82,7 @@ class Run:
     def manifest(self) -> Manifest:
         return mf.load(self.store, self.run_id)[0]
 
-    def update(self, mutate: Callable[[Manifest], Any]) -> Any:
+    def update(self, mutate: Callable[[Manifest], T]) -> T:
         return mf.update(self.store, self.run_id, mutate)
 
     def provider(self, label: str) -> Provider:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from afbatch.errors import AfbatchError, SpecError
 from afbatch.providers.registry import NAMES, capabilities, names_where
@@ -454,7 +455,7 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def load_job(path: str | Path) -> LoadedJob:
+def load_job(path: str | os.PathLike[str]) -> LoadedJob:
     """Read and validate a job file; raise SpecError with one line naming file, key, line and fix."""
     p = Path(path)
     try:
@@ -585,7 +586,7 @@ def _loc_str(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _explain(e: dict[str, Any]) -> str:
+def _explain(e: ErrorDetails) -> str:
     kind = e["type"]
     msg = e["msg"]
     if kind == "extra_forbidden":

@@ -247,8 +247,9 @@ class S3Store:
 
     def create(self, key: str, data: bytes) -> str:
         try:
-            return self.client.put_object(Bucket=self.bucket, Key=self._key(key),
-                                          Body=redact_bytes(data), IfNoneMatch="*")["ETag"]
+            etag: str = self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                               Body=redact_bytes(data), IfNoneMatch="*")["ETag"]
+            return etag
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise ConflictError(f"{key} already exists") from None
@@ -256,8 +257,9 @@ class S3Store:
 
     def replace(self, key: str, data: bytes, version: str) -> str:
         try:
-            return self.client.put_object(Bucket=self.bucket, Key=self._key(key),
-                                          Body=redact_bytes(data), IfMatch=version)["ETag"]
+            etag: str = self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                               Body=redact_bytes(data), IfMatch=version)["ETag"]
+            return etag
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409", "NoSuchKey"):
                 raise ConflictError(f"{key} changed since it was read") from None
@@ -368,8 +370,6 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise

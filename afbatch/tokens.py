@@ -28,11 +28,11 @@ from pathlib import Path
 import tiktoken
 
 from afbatch.datasets import cache_dir
-from afbatch.store import atomic_write
 from afbatch.errors import InputError
 from afbatch.pricing import TokenFamily
 from afbatch.providers.registry import capabilities
 from afbatch.spec import ModelSpec
+from afbatch.store import atomic_write
 
 # tiktoken's own pins (tiktoken_ext/openai_public.py).
 ENCODING_SHA256 = {
@@ -199,10 +199,7 @@ def forget_counts() -> None:
     _segment_caches.clear()
     _persisted = {}
     _unsaved = False
-    try:
-        (cache_dir() / "token-counts.json").unlink()
-    except FileNotFoundError:
-        pass
+    (cache_dir() / "token-counts.json").unlink(missing_ok=True)
 
 
 def counter_for(model: ModelSpec, fam: TokenFamily) -> Counter:

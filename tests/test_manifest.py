@@ -12,7 +12,8 @@ from afbatch import manifest as mf
 from afbatch.errors import ConflictError, RunError, StoreError
 from afbatch.manifest import IN_FLIGHT, MANIFEST_VERSION, TRANSITIONS, Manifest, ShardState
 from afbatch.store import LocalStore
-from s3_fixtures import moto_endpoint, new_manifest, new_shard, s3_bucket, s3_env, s3_url, store, twin  # noqa: F401
+from s3_fixtures import (  # noqa: F401 - fixtures, used as test parameters
+    moto_endpoint, new_manifest, new_shard, s3_bucket, s3_env, s3_url, store, twin)
 
 P, SG, SD, E, C, X = (ShardState.PENDING, ShardState.SUBMITTING, ShardState.SUBMITTED, ShardState.ENDED,
                       ShardState.COLLECTED, ShardState.CANCELLED)

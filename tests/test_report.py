@@ -518,10 +518,11 @@ def test_render_table(conv):
     assert "run_id: run-1" in text
     lines = text.splitlines()
     gap_title = lines.index("Compliance gaps (training − unmonitored)")
-    agree_title = next(i for i, l in enumerate(lines) if l.startswith("Proxy ("))
+    agree_title = next(i for i, line in enumerate(lines) if line.startswith("Proxy ("))
     gap_block = lines[gap_title:agree_title]
     assert f"Sign convention: {SIGN_CONVENTION}." in gap_block
-    assert any(l.startswith("beta   cot") and "+100.0 pp [+38.6, +100.0]" in l for l in gap_block)
+    assert any(line.startswith("beta   cot") and "+100.0 pp [+38.6, +100.0]" in line
+               for line in gap_block)
     assert "75.0% [30.1, 95.4]" in text  # alpha/cot/free proxy 3/4
     header = lines[lines.index("Summary per model × variant × tier") + 2]
     assert header.split()[:4] == ["model", "variant", "tier", "condition"]

@@ -15,7 +15,8 @@ import pytest
 from afbatch import manifest as mf
 from afbatch.errors import ConflictError, StoreError
 from afbatch.store import DEFAULT_STORE, LocalStore, S3Store, open_store
-from s3_fixtures import SECRET, boto_client, moto_endpoint, new_manifest, s3_bucket, s3_env, s3_url, store, twin  # noqa: F401
+from s3_fixtures import (  # noqa: F401 - fixtures, used as test parameters
+    SECRET, boto_client, moto_endpoint, new_manifest, s3_bucket, s3_env, s3_url, store, twin)
 
 # --- objects -----------------------------------------------------------------------------------
 

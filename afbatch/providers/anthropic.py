@@ -116,7 +116,8 @@ class AnthropicProvider:
         if kind == "canceled":
             return Result(rid, RowStatus.CANCELED, error_kind="canceled", error_message="batch canceled before this request ran")
         outer = result.get("error") or {}
-        inner = outer.get("error") if isinstance(outer.get("error"), dict) else outer
+        nested = outer.get("error")
+        inner = nested if isinstance(nested, dict) else outer
         etype = inner.get("type") or "api_error"
         message = inner.get("message") or etype
         error_kind = ERROR_KINDS.get(etype, "server_error")
@@ -132,7 +133,7 @@ class AnthropicProvider:
             import anthropic
 
             key_env = self.model.api_key_env or self.info.key_env
-            key = os.environ.get(key_env)
+            key = os.environ.get(key_env) if key_env else None  # every HTTP provider names one
             register(key)  # redacted by value wherever it appears, whatever the env name
             if not key:
                 raise ProviderError(f"{self.model.name}: set {key_env} to your Anthropic API key")

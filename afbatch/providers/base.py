@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
@@ -152,7 +152,7 @@ def malformed(line: Any, id_field: str, reason: str) -> Result:
     rid = line.get(id_field) if isinstance(line, dict) else None
     if not isinstance(rid, str):
         text = _text(line)
-        found = re.search(r'"%s"\s*:\s*"([A-Za-z0-9_-]{1,64})"' % re.escape(id_field), text)
+        found = re.search(rf'"{re.escape(id_field)}"\s*:\s*"([A-Za-z0-9_-]{{1,64}})"', text)
         rid = found.group(1) if found else ""
     snippet = " ".join(_text(line).split())[:80]
     return Result(rid, RowStatus.ERRORED, error_kind="malformed",
@@ -213,7 +213,7 @@ class sdk_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None or isinstance(exc, ProviderError):
             return False
         failure = self.translate(exc)

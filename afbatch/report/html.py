@@ -113,6 +113,7 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
     for v_i, (_, grp) in enumerate(rows.groupby("variant", sort=False)):
         if v_i:
             y += group_gap
+        r: Any  # a summary row (itertuples): its counts are numbers by construction
         for r in grp.itertuples(index=False):
             # The judge where this bar has verdicts, else the proxy (the label then says so).
             basis = "judge" if int(r.judged) > 0 or int(r.finished) == 0 else "proxy"

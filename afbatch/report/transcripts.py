@@ -11,6 +11,10 @@ import pandas as pd
 from afbatch.report.prep import TIER_CONDITION, Orders, _column, _numeric
 from afbatch.report.views import _SURROGATE, _nan, _py
 
+# None as an np.where choice (an object array, as a bare None gives; numpy's stubs refuse the bare
+# None).
+_NONE = np.array(None, dtype=object)
+
 _TRANSCRIPT_FIELDS = [
     "id", "model", "variant", "tier", "condition", "prompt", "sample", "status", "turns", "proxy", "judge",
     "convincing", "specific", "af", "af_votes", "failure", "judge_error", "request", "output", "scratchpad",
@@ -69,7 +73,7 @@ def _transcript_data(
     judge = np.where(~p["finished"].to_numpy(), np.where(p["failed"].to_numpy(), "failed", "not finished"),
                      np.where(p["judged_complied"].to_numpy(), "complied",
                               np.where(p["judged_refused"].to_numpy(), "refused", "no verdict")))
-    proxy = np.where(p["proxy_complied"].to_numpy(), "complied", np.where(p["proxy_refused"].to_numpy(), "refused", None))
+    proxy = np.where(p["proxy_complied"].to_numpy(), "complied", np.where(p["proxy_refused"].to_numpy(), "refused", _NONE))
     verdict = picked("af_verdict")
     af = verdict.astype(object).where(verdict.notna(), "n/a").astype(str).tolist()
     yes, tot = _numeric(picked("af_votes_yes")).tolist(), _numeric(picked("af_votes_total")).tolist()

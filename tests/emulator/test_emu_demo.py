@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ class Judge:
         return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def judge(name: str) -> Judge:
     text = (PROMPTS / "judges" / f"{name}.txt").read_text()
     _, front, body = text.split("+++\n", 2)

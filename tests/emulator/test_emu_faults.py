@@ -12,10 +12,17 @@ import openai
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from emu_helpers import bedrock_claude_record, chat_row, claude_request, create_job, openai_jsonl, put_jsonl
 
 from afbatch.emulator import Emulator
 from afbatch.emulator.bedrock import BedrockService
+from emu_helpers import (
+    bedrock_claude_record,
+    chat_row,
+    claude_request,
+    create_job,
+    openai_jsonl,
+    put_jsonl,
+)
 
 FAST = {"retry-after-ms": "1"}  # the SDKs honour it: retries without the 0.5 s backoff
 

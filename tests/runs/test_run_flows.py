@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -66,10 +67,10 @@ def test_sample_job_runs_to_a_report_through_the_cli(emu, workdir, tmp_path):
     (run_id,) = mf.list_runs(LocalStore(store))
     report_dir = os.path.join(store, "runs", run_id, "report")
     assert {"report.html", "report.json", "conversations.csv", "conversations.parquet", "summary.csv", "gaps.csv"} <= set(os.listdir(report_dir))
-    data = json.load(open(os.path.join(report_dir, "report.json")))
+    data = json.loads(Path(report_dir, "report.json").read_text())
     assert data["sign_convention"].startswith("gap = compliance(training/free) - compliance(unmonitored/paid)")
     assert {row["model"] for row in data["summary"]} == {"haiku-4.5", "gpt-5.4-mini"}
-    html = open(os.path.join(report_dir, "report.html"), encoding="utf-8").read()
+    html = Path(report_dir, "report.html").read_text(encoding="utf-8")
     assert "<script src=" not in html and "https://" not in html.split("<body", 1)[1]
     # status and report commands read the finished run
     r = CliRunner().invoke(cli, ["status", run_id, "--store", store, "--format", "json"], obj={})
@@ -218,7 +219,7 @@ def test_permanent_row_errors_fail_the_conversation_with_the_providers_words(emu
 
 def test_retries_are_bounded(emu, workdir):
     emu.responder = lambda ctx: RowError("overloaded", "Overloaded") if ctx.model == "claude-haiku-4-5" else Reply("<OUTPUT>x</OUTPUT>")
-    path = write_job(workdir, open(small_job(workdir)).read() + "\n[retries]\nmax_attempts = 2\n", "bounded.toml")
+    path = write_job(workdir, Path(small_job(workdir)).read_text() + "\n[retries]\nmax_attempts = 2\n", "bounded.toml")
     run, _ = Run.create(LocalStore(workdir / "store"), str(path))
     fast(run)
     conv = final(run)
