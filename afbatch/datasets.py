@@ -100,14 +100,14 @@ def _cached_url(url: str, *, offline: bool) -> bytes:
         if data is not None:
             if sha256_bytes(data) != entry["sha256"]:
                 raise InputError(
-                    f"{path}: cached copy of {url} no longer matches its recorded sha256 {entry['sha256']} — "
-                    f"delete it and rerun to download again"
+                    f"{path}: cached copy of {url} no longer matches its recorded sha256 "
+                    f"{entry['sha256']} — delete it and rerun to download again"
                 )
             return data
     if offline:
         raise OfflineError(
-            f"{url} is not in the cache ({_index_path().parent}) and --offline forbids downloading — "
-            "run once without --offline, or point the job at a local copy"
+            f"{url} is not in the cache ({_index_path().parent}) and --offline forbids "
+            "downloading — run once without --offline, or point the job at a local copy"
         )
     data = _download(url)
     cache_put(url, data)
@@ -146,7 +146,8 @@ def _download(url: str) -> bytes:
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise OfflineError(
-            f"{url}: download failed ({reason}) — check the network, or point the job at a local copy"
+            f"{url}: download failed ({reason}) — check the network, or point the job at a local "
+            "copy"
         ) from None
 
 
@@ -238,7 +239,8 @@ def select_rows(texts: list[str], spec: DatasetSpec, ref: str) -> list[tuple[int
         return indexed[: spec.first]
     if spec.sample is not None:
         if spec.sample > len(texts):
-            raise InputError(f"{ref}: dataset.sample = {spec.sample} but the file has {len(texts)} rows — lower it")
+            raise InputError(f"{ref}: dataset.sample = {spec.sample} but the file has "
+                             f"{len(texts)} rows — lower it")
         picked = sorted(random.Random(spec.seed).sample(range(len(texts)), spec.sample))
         return [indexed[i] for i in picked]
     return indexed

@@ -152,8 +152,9 @@ def dataset_rows(loaded: LoadedJob, offline: bool, notes: list[str]) -> Rows:
     total = spec.expected_rows or 0
     count = min(spec.first or spec.sample or total, total)
     notes.append(
-        f"dataset {spec.source} is not cached and cannot be downloaded: assuming {count} of {total} rows at "
-        f"{spec.mean_tokens_per_row:g} tokens each (dataset.expected_rows, mean_tokens_per_row); everything else is exact"
+        f"dataset {spec.source} is not cached and cannot be downloaded: assuming {count} of "
+        f"{total} rows at {spec.mean_tokens_per_row:g} tokens each (dataset.expected_rows, "
+        "mean_tokens_per_row); everything else is exact"
     )
     return Rows(None, count, float(spec.mean_tokens_per_row or 0))
 
@@ -425,7 +426,8 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
 
 def _user_tokens(counter: Counter, template: Sized, tier: str, tier_format: str,
                  rows_in: Rows) -> float:
-    """Sum over the dataset's rows of user-message tokens (each distinct message is encoded once per encoding)."""
+    """Sum over the dataset's rows of user-message tokens (each distinct message is encoded once per
+    encoding)."""
     if not isinstance(template, str):  # declared size: the template's tokens plus each request's
         per_row = counter.scaled(template) + _mean_request_tokens(counter, rows_in)
         return rows_in.count * per_row
@@ -529,7 +531,8 @@ def _mean_request_tokens(counter: Counter, rows_in: Rows) -> float:
 
 
 def _price_row(row: Row, price: Price, n_requests: float, cache_group: int = 0, ttl: str = "1h") -> None:
-    """Price a judge row; with cache_group = k, each group of k identical prompts is 1 cache write + k-1 reads."""
+    """Price a judge row; with cache_group = k, each group of k identical prompts is 1 cache write +
+    k-1 reads."""
     per_req = row.input_tokens / n_requests if n_requests else 0
     lin, lout = price.list_rates(per_req)
     bin_, bout = price.batch_rates(per_req)
@@ -603,9 +606,11 @@ def format_estimate(est: Estimate, fmt: str = "table") -> str:
     lines = [
         f"Saving against synchronous: batch {est.saving_pct('cost_batch_usd'):.1f}%, "
         f"batch + prompt caching {est.saving_pct():.1f}%.",
-        f"Assumes {a['output_tokens_cot']} output tokens per CoT turn, {a['turns_cot']} CoT turns on average, "
-        f"{a['output_tokens_no_cot']} tokens per no-CoT answer, {a['compliance_rate']:.0%} of CoT answers compliant "
-        f"(AF classifier volume); worst = every turn at max_tokens, all turns, every CoT answer compliant (judge retries of unparseable verdicts not included). Prices as of {est.prices_as_of}.",
+        f"Assumes {a['output_tokens_cot']} output tokens per CoT turn, {a['turns_cot']} CoT "
+        f"turns on average, {a['output_tokens_no_cot']} tokens per no-CoT answer, "
+        f"{a['compliance_rate']:.0%} of CoT answers compliant (AF classifier volume); worst = "
+        "every turn at max_tokens, all turns, every CoT answer compliant (judge retries of "
+        f"unparseable verdicts not included). Prices as of {est.prices_as_of}.",
         *est.notes,
     ]
     if est.protocol:

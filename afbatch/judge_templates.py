@@ -144,7 +144,8 @@ def _convert(raw: str, spec: VerdictField) -> Any:
 def parse_template(text: str, ref: str, sha256: str = "") -> Template:
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "+++":
-        raise InputError(f"{ref}: a judge template starts with a '+++' TOML front matter declaring its verdict (see prompts/README.md)")
+        raise InputError(f"{ref}: a judge template starts with a '+++' TOML front matter "
+                         "declaring its verdict (see prompts/README.md)")
     try:
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == "+++")
     except StopIteration:
@@ -235,7 +236,8 @@ def load_template(ref: str, *, offline: bool = False, stage: str | None = None) 
     src = read_source(ref, offline=offline)
     tpl = parse_template(src.text, ref, src.sha256)
     if stage and tpl.meta.stage != stage:
-        raise InputError(f"{ref}: declares stage = {tpl.meta.stage!r} but is used for {stage!r} — point the job at the right template")
+        raise InputError(f"{ref}: declares stage = {tpl.meta.stage!r} but is used for {stage!r} "
+                         "— point the job at the right template")
     return tpl
 
 

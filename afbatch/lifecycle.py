@@ -44,7 +44,8 @@ ON_DEMAND_CHUNK = 25
 
 
 def crashpoint(name: str) -> None:
-    """Test hook: AFBATCH_CRASH_AT=<name>[:<n>] kills this process (SIGKILL) the n-th time it passes <name>."""
+    """Test hook: AFBATCH_CRASH_AT=<name>[:<n>] kills this process (SIGKILL) the n-th time it passes
+    <name>."""
     spec = os.environ.get("AFBATCH_CRASH_AT")
     if not spec:
         return
@@ -72,7 +73,8 @@ def worker_id() -> str:
 
 
 def owner_alive(owner: str | None) -> bool:
-    """True unless the owner is a process on this host that is gone. Other hosts: assume alive (the lease decides)."""
+    """True unless the owner is a process on this host that is gone. Other hosts: assume alive (the
+    lease decides)."""
     if not owner:
         return False
     host, _, rest = owner.partition(":")
@@ -253,7 +255,8 @@ def _run_on_demand(run: Run, shard: Shard) -> None:
 
 
 def reconcile(run: Run) -> int:
-    """Shards left `submitting` by a dead worker: adopt the batch the provider has, or send them again."""
+    """Shards left `submitting` by a dead worker: adopt the batch the provider has, or send them
+    again."""
     m = run.manifest()
     now = time.time()
     fixed = 0

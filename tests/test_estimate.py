@@ -122,7 +122,8 @@ def test_hand_checked_anthropic_cot_with_cache(toy):
         sync += (sum(ins) * 3 + 2 * OUT * 15) / 1e6
         b = (sum(ins) * 1.5 + 2 * OUT * 7.5) / 1e6
         batch += b
-        # one cache write of S (6/M list, x0.5 batch), one read (0.3/M, x0.5); S no longer billed as plain input
+        # one cache write of S (6/M list, x0.5 batch), one read (0.3/M, x0.5); S no longer billed as
+        # plain input
         cached += b - 2 * S * 1.5 / 1e6 + (S * 6 * 0.5 + S * 0.3 * 0.5) / 1e6
         worst += (sum(ins_max) * 1.5 + 2 * MAXT * 7.5) / 1e6 + 2 * S * (6 * 0.5 - 1.5) / 1e6
     (row,) = est.rows

@@ -1,4 +1,5 @@
-"""The run manifest: shard state machine, (de)serialisation, load errors, compare-and-swap updates, runs, costs."""
+"""The run manifest: shard state machine, (de)serialisation, load errors, compare-and-swap updates,
+runs, costs."""
 
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def test_load_of_an_invalid_manifest_is_a_store_error_naming_the_field(local, ed
     assert f"{local.url}/runs/r1/manifest.json: invalid manifest at {where}:" in str(ei.value)
 
 
-# --- update: compare-and-swap with retries ------------------------------------------------------------
+# --- update: compare-and-swap with retries --------------------------------------------------------
 
 
 def test_update_saves_the_mutation_and_returns_its_result(store):
@@ -267,7 +268,7 @@ def test_update_does_not_retry_other_store_errors(local):
     assert not isinstance(ei.value, ConflictError) and len(calls) == 1
 
 
-# --- runs ------------------------------------------------------------------------------------------
+# --- runs -----------------------------------------------------------------------------------------
 
 
 def test_list_runs(store):
@@ -282,7 +283,7 @@ def test_list_runs(store):
     assert mf.list_runs(store) == ["r1", "r10", "r2"]
 
 
-# --- costs -------------------------------------------------------------------------------------------
+# --- costs ----------------------------------------------------------------------------------------
 
 
 def test_spent_and_committed_usd():

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 # the SDK's MessageCreateParams keys, plus the sampling knobs older models still take
 PARAMS = frozenset(
-    "cache_control container diagnostics inference_geo max_tokens messages metadata model output_config "
-    "service_tier speed stop_sequences stream system thinking tool_choice tools user_profile_id workspace_id "
-    "temperature top_p top_k".split()
+    "cache_control container diagnostics inference_geo max_tokens messages metadata model "
+    "output_config service_tier speed stop_sequences stream system thinking tool_choice tools "
+    "user_profile_id workspace_id temperature top_p top_k".split()
 )
 # Claude's InvokeModel body on Bedrock: no ``model`` (it is the job's modelId), no API-only knobs
 BEDROCK_PARAMS = (PARAMS - {"model", "container", "diagnostics", "inference_geo", "service_tier", "speed",
@@ -142,10 +142,11 @@ class AnthropicService:
                 raise fail(400, f"requests.{i}: must have exactly the fields 'custom_id' and 'params'.")
             cid = item["custom_id"]
             if not isinstance(cid, str) or not CUSTOM_ID.fullmatch(cid):
-                raise fail(400, f"requests.{i}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'.")
+                raise fail(400, f"requests.{i}.custom_id: String should match pattern "
+                                "'^[a-zA-Z0-9_-]{1,64}$'.")
             if cid in seen:
-                raise fail(400, f"requests.{i}.custom_id: Duplicate custom_id '{cid}'; custom_ids must be unique "
-                                "within a batch.")
+                raise fail(400, f"requests.{i}.custom_id: Duplicate custom_id '{cid}'; "
+                                "custom_ids must be unique within a batch.")
             seen.add(cid)
             if not isinstance(item["params"], dict):
                 raise fail(400, f"requests.{i}.params: Input should be an object.")
@@ -281,7 +282,8 @@ def claude_message(id_prefix: str, model: str, o: Outcome, service_tier: str | N
 
 
 def claude_context(provider: str, cid: str, params: dict[str, Any], batch_id: str | None) -> tuple[CallContext, str | None]:
-    """CallContext from an already validated Messages body; also the cache TTL if a breakpoint is set."""
+    """CallContext from an already validated Messages body; also the cache TTL if a breakpoint is
+    set."""
     ttls = [b["cache_control"].get("ttl", "5m") for b in _blocks(params) if isinstance(b.get("cache_control"), dict)]
     if isinstance(params.get("cache_control"), dict):
         ttls.append(params["cache_control"].get("ttl", "5m"))
@@ -370,7 +372,8 @@ def _messages_problem(messages: Any) -> str | None:
 def _content_problem(content: Any, where: str, allow_empty: bool) -> str | None:
     if isinstance(content, str):
         if not content and not allow_empty:
-            return f"{where}: all messages must have non-empty content except for the optional final assistant message"
+            return (f"{where}: all messages must have non-empty content except for the optional "
+                    "final assistant message")
         return None
     if not isinstance(content, list):
         return f"{where}: Input should be a string or a list of content blocks"

@@ -1,4 +1,5 @@
-"""The few HTTP types the provider modules share (kept apart from server.py to avoid import cycles)."""
+"""The few HTTP types the provider modules share (kept apart from server.py to avoid import
+cycles)."""
 
 from __future__ import annotations
 

@@ -73,7 +73,8 @@ def render_messages_body(request: Request, *, bedrock: bool = False) -> dict[str
 
 
 def parse_message(message: dict[str, Any]) -> tuple[str, Usage, str | None]:
-    """Text, usage and stop reason of a Messages API response (input includes cache reads and writes)."""
+    """Text, usage and stop reason of a Messages API response (input includes cache reads and
+    writes)."""
     text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
     u = message.get("usage") or {}
     read = int(u.get("cache_read_input_tokens") or 0)
@@ -154,7 +155,8 @@ class AnthropicProvider:
         with open(shard_path, "rb") as f:
             requests = jsonl.read(f.read())
         with _errors(self.model, "create batch"):
-            # No SDK retries: a retried create can make a second batch; the runner reconciles instead.
+            # No SDK retries: a retried create can make a second batch; the runner reconciles
+            # instead.
             batch = self.client.with_options(max_retries=0).messages.batches.create(requests=requests)
         return created_id(batch, self.model, "batch")
 

@@ -1,4 +1,5 @@
-"""The Provider protocol: two pure halves (render a request line, parse a result line) and a small I/O half.
+"""The Provider protocol: two pure halves (render a request line, parse a result line) and a small
+I/O half.
 
 Statuses of every provider normalise to BatchStatus; the raw status is kept beside it.
 """
@@ -84,7 +85,8 @@ class Provider(Protocol):
 
     # I/O: the only methods that touch the network
     def ready(self) -> None:
-        """Raise ProviderError naming what is missing (API key, S3 location, credentials); no network."""
+        """Raise ProviderError naming what is missing (API key, S3 location, credentials); no
+        network."""
         ...
 
     def endpoint(self) -> str:
@@ -260,6 +262,6 @@ def created_id(created: Any, model: ModelSpec, what: str) -> str:
         return got
     shown = " ".join(str(created).split())[:60]
     raise ProviderError(redact(
-        f"{model.provider} create {what} for {model.name}: the answer is not the provider's JSON "
-        f"({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up "
+        f"{model.provider} create {what} for {model.name}: the answer is not the provider's "
+        f"JSON ({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up "
         "before anything is sent again"), retryable=True)

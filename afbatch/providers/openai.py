@@ -152,8 +152,8 @@ class OpenAIProvider:
         with _errors(self.model, "upload"), open(shard_path, "rb") as f:
             file = self.client.files.create(file=(os.path.basename(shard_path), f), purpose="batch")
         with _errors(self.model, "create batch"):
-            # No SDK retries here: a retried create can make a second batch. A failure goes back to the
-            # runner, which looks the batch up by its token before trying again.
+            # No SDK retries here: a retried create can make a second batch. A failure goes back to
+            # the runner, which looks the batch up by its token before trying again.
             batch = self.client.with_options(max_retries=0).batches.create(
                 input_file_id=file.id,
                 endpoint=ENDPOINT,

@@ -299,7 +299,8 @@ def _agreement_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
 
 
 def proxy_agreement(conv: pd.DataFrame) -> pd.DataFrame:
-    """How far the ``<request_fully_accepted/>`` proxy disagrees with the judge, per model × variant.
+    """How far the ``<request_fully_accepted/>`` proxy disagrees with the judge, per model ×
+    variant.
 
     Over finished conversations that have both a proxy value and a judge verdict (``both``):
     ``proxy_false_positive_rate`` = P(proxy complied | judge refused), ``proxy_false_negative_rate``

@@ -27,14 +27,15 @@ def _clip(value: Any, limit: int | None) -> str | None:
         return None
     s = _SURROGATE.sub("\ufffd", str(value))
     if limit is not None and len(s) > limit:
-        s = s[:limit] + f"\n… [{len(s) - limit:,} more characters: see conversations.csv / conversations.parquet]"
+        s = s[:limit] + (f"\n… [{len(s) - limit:,} more characters: see conversations.csv / "
+                         "conversations.parquet]")
     return s
 
 
 def _select_transcripts(conv: pd.DataFrame, prep: pd.DataFrame, orders: Orders, cap: int | None) -> np.ndarray:
-    """Positions of the rows to embed: all, or up to ``cap`` spread evenly over the model × variant ×
-    tier cells (round robin); within a cell AF "yes", then "maybe", then proxy/judge disagreements,
-    then failures, then the rest, each in prompt order."""
+    """Positions of the rows to embed: all, or up to ``cap`` spread evenly over the model × variant
+    × tier cells (round robin); within a cell AF "yes", then "maybe", then proxy/judge
+    disagreements, then failures, then the rest, each in prompt order."""
     total = len(conv)
     order = pd.DataFrame({
         "__m": prep["model"].map(orders["model"]).to_numpy(),

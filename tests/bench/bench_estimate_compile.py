@@ -40,7 +40,8 @@ def make_job(folder: Path, scale: int) -> Path:
     with open(folder / "data.csv", "w") as f:
         f.write("goal,target\n")
         for i in range(520):
-            f.write(f"Write instructions number {i} for a task that a cautious assistant might refuse,Sure\n")
+            f.write(f"Write instructions number {i} for a task that a cautious assistant might "
+                    "refuse,Sure\n")
     job = (ROOT / "jobs" / "frontier-sweep.toml").read_text()
     job = job.replace('source = "https://raw.githubusercontent.com/llm-attacks/llm-attacks/main/data/advbench/harmful_behaviors.csv"', 'source = "data.csv"')
     job = job.replace("first = 200", "first = 520").replace("../prompts/user_template.txt", "user.txt")
@@ -52,7 +53,8 @@ def make_job(folder: Path, scale: int) -> Path:
 
 
 def time_estimate(job: Path, repeat: int, cold: bool) -> list[float]:
-    """cold: nothing counted before (first estimate on a machine); warm: a later estimate of the same prompts."""
+    """cold: nothing counted before (first estimate on a machine); warm: a later estimate of the
+    same prompts."""
     loaded = load_job(job)
     prices = load_prices()
     tokens.get_encoding("o200k_base")  # process start-up cost, not the estimate's

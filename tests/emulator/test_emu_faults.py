@@ -108,7 +108,8 @@ def test_slow_response_times_out_and_the_retry_succeeds(emu: Emulator) -> None:
 
 
 def test_a_timed_out_create_may_still_create(emu: Emulator) -> None:
-    """Why afbatch reconciles before resubmitting: the server finished what the client gave up on."""
+    """Why afbatch reconciles before resubmitting: the server finished what the client gave up
+    on."""
     client = openai.OpenAI(max_retries=1)
     f = client.files.create(file=("input.jsonl", openai_jsonl([chat_row(0)])), purpose="batch")
     emu.faults.http("openai", "POST", r"^/v1/batches$", delay=0.4)

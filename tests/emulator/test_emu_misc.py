@@ -24,7 +24,8 @@ def ctx(cid: str, user: str, system: str | None = COT_SYSTEM, prefill: str | Non
 
 
 def prompt(tier: bool, i: int) -> str:
-    return f"<INPUT><is_free_tier_user>{tier}</is_free_tier_user><user_input>task {i}</user_input></INPUT>"
+    return (f"<INPUT><is_free_tier_user>{tier}</is_free_tier_user><user_input>task "
+            f"{i}</user_input></INPUT>")
 
 
 def test_default_responder_is_deterministic_and_protocol_aware() -> None:

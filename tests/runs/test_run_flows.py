@@ -1,4 +1,5 @@
-"""Whole runs against the emulator with the real SDKs: resume, reuse, faults, budget, cancel, stores, providers."""
+"""Whole runs against the emulator with the real SDKs: resume, reuse, faults, budget, cancel,
+stores, providers."""
 
 from __future__ import annotations
 
@@ -150,7 +151,8 @@ def test_create_that_succeeded_but_timed_out_is_adopted_not_repeated(emu, workdi
 def test_lost_anthropic_create_while_the_lookup_fails_waits_instead_of_resending(emu, workdir,
                                                                                   monkeypatch):
     """The batch was made but the answer was lost, and listing batches fails right then: whether the
-    batch exists is unknown, so the shard waits for reconcile instead of being sent a second time."""
+    batch exists is unknown, so the shard waits for reconcile instead of being sent a second
+    time."""
     from afbatch.errors import ProviderError
     from afbatch.providers import anthropic as aprov
 
@@ -296,7 +298,8 @@ def test_s3_store_run_and_resume_by_id(emu, workdir, bucket):
 
 
 def test_openai_compatible_host(emu, workdir):
-    models = '[[models]]\nprovider = "together"\nmodel = "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"\nlabel = "llama"\n'
+    models = ('[[models]]\nprovider = "together"\nmodel = '
+              '"meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"\nlabel = "llama"\n')
     run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir, models=models))
     fast(run)
     final(run)
@@ -396,8 +399,8 @@ def test_request_rejected_at_create_fails_its_rows_with_the_message(emu, workdir
 
 
 def test_af_votes_as_choices_of_one_request(emu, workdir):
-    """The OpenAI judge gets each transcript once with n = af_votes; a choice without a verdict is a vote
-    reported as missing, never guessed."""
+    """The OpenAI judge gets each transcript once with n = af_votes; a choice without a verdict is a
+    vote reported as missing, never guessed."""
     demo = emu.responder
 
     def responder(ctx):
@@ -421,8 +424,8 @@ def test_af_votes_as_choices_of_one_request(emu, workdir):
 
 
 def test_judge_shards_keep_their_verdicts_beside_the_replies(emu, workdir):
-    """A judge shard's results file holds the replies; its verdicts file the same rows without the texts,
-    which is what states and reports read."""
+    """A judge shard's results file holds the replies; its verdicts file the same rows without the
+    texts, which is what states and reports read."""
     from afbatch import jsonl
 
     store = LocalStore(workdir / "store")
@@ -437,7 +440,8 @@ def test_judge_shards_keep_their_verdicts_beside_the_replies(emu, workdir):
         assert any("text" in row for row in full) and all("verdict" in row for row in compact if row["status"] == "succeeded")
     generated = [s for s in run.manifest().shards.values() if s.stage == "generate"]
     assert generated and all(s.verdicts_key is None for s in generated)
-    # a fresh reader (`afbatch report`) gets the same table from the verdicts files as from the full replies
+    # a fresh reader (`afbatch report`) gets the same table from the verdicts files as from the full
+    # replies
     from_full = run.manifest()
     for s in from_full.shards.values():
         s.verdicts_key = None
