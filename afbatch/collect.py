@@ -41,11 +41,13 @@ def collect(run: Run) -> int:
             continue
         key = layout.results_key(run.run_id, s.id)
         written = write_lines(run, key, (r.to_json() for r in results))
-        verdicts_key, verdicts_written = None, (None, None)
-        if is_judged(s.stage):  # the verdicts alone: a report reads 20 votes per conversation, not their texts
+        verdicts_key: str | None = None
+        verdicts_written: tuple[str | None, int | None] = (None, None)
+        # the verdicts alone: a report reads 20 votes per conversation, not their texts
+        if is_judged(s.stage):
             verdicts_key = layout.verdicts_key(run.run_id, s.id)
-            verdicts_written = write_lines(run, 
-                verdicts_key, (r._replace(text=None, texts=None).to_json() for r in results))
+            verdicts_written = write_lines(
+                run, verdicts_key, (r._replace(text=None, texts=None).to_json() for r in results))
         run.remember_results(s, results)
         crashpoint("after-results-written")
         usage, cost, counts = _account(run, s, results)

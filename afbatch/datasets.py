@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from afbatch.errors import InputError, OfflineError, os_error_message
-from afbatch.store import atomic_write
 from afbatch.spec import DatasetSpec, LoadedJob, is_url
+from afbatch.store import atomic_write
 
 
 def cache_dir() -> Path:
@@ -80,7 +80,8 @@ def _index_path() -> Path:
 
 def _load_index() -> dict[str, dict[str, str]]:
     try:
-        return json.loads(_index_path().read_text())
+        index: dict[str, dict[str, str]] = json.loads(_index_path().read_text())
+        return index
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
@@ -99,14 +100,14 @@ def _cached_url(url: str, *, offline: bool) -> bytes:
         if data is not None:
             if sha256_bytes(data) != entry["sha256"]:
                 raise InputError(
-                    f"{path}: cached copy of {url} no longer matches its recorded sha256 {entry['sha256']} — "
-                    f"delete it and rerun to download again"
+                    f"{path}: cached copy of {url} no longer matches its recorded sha256 "
+                    f"{entry['sha256']} — delete it and rerun to download again"
                 )
             return data
     if offline:
         raise OfflineError(
-            f"{url} is not in the cache ({_index_path().parent}) and --offline forbids downloading — "
-            "run once without --offline, or point the job at a local copy"
+            f"{url} is not in the cache ({_index_path().parent}) and --offline forbids "
+            "downloading — run once without --offline, or point the job at a local copy"
         )
     data = _download(url)
     cache_put(url, data)
@@ -133,7 +134,8 @@ def cache_put(url: str, data: bytes) -> str:
 def _download(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - https URLs from the job
-            return resp.read()
+            body: bytes = resp.read()
+            return body
     except urllib.error.HTTPError as e:
         raise InputError(f"{url}: download failed: HTTP {e.code} {e.reason} — check the URL") from None
     except (ValueError, http.client.InvalidURL) as e:  # a bad IPv6 host, spaces, control characters
@@ -144,7 +146,8 @@ def _download(url: str) -> bytes:
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise OfflineError(
-            f"{url}: download failed ({reason}) — check the network, or point the job at a local copy"
+            f"{url}: download failed ({reason}) — check the network, or point the job at a local "
+            "copy"
         ) from None
 
 
@@ -180,7 +183,7 @@ def parse_rows(src: Source, spec: DatasetSpec) -> list[str]:
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError as e:
+            except json.JSONDecodeError as e:
                 raise InputError(f"{src.ref}:{n}: invalid JSON ({e.msg}) — one JSON object per line") from None
             except RecursionError:
                 raise InputError(f"{src.ref}:{n}: JSON nested too deeply — "
@@ -236,7 +239,8 @@ def select_rows(texts: list[str], spec: DatasetSpec, ref: str) -> list[tuple[int
         return indexed[: spec.first]
     if spec.sample is not None:
         if spec.sample > len(texts):
-            raise InputError(f"{ref}: dataset.sample = {spec.sample} but the file has {len(texts)} rows — lower it")
+            raise InputError(f"{ref}: dataset.sample = {spec.sample} but the file has "
+                             f"{len(texts)} rows — lower it")
         picked = sorted(random.Random(spec.seed).sample(range(len(texts)), spec.sample))
         return [indexed[i] for i in picked]
     return indexed

@@ -1,4 +1,5 @@
-"""Typed errors. The library raises these; only `cli.py` turns them into one line and an exit code."""
+"""Typed errors. The library raises these; only `cli.py` turns them into one line and an exit
+code."""
 
 from __future__ import annotations
 
@@ -68,8 +69,9 @@ class ProviderError(AfbatchError):
     def __init__(self, message: str, *, retryable: bool = False, rejects_request: bool = False):
         super().__init__(message)
         self.retryable = retryable
-        # The provider refused what was sent (HTTP 400/404/413/422): the batch's rows fail with this message.
-        # Anything else that is not retryable (a missing key, no permission) stops the run instead.
+        # The provider refused what was sent (HTTP 400/404/413/422): the batch's rows fail with this
+        # message. Anything else that is not retryable (a missing key, no permission) stops the run
+        # instead.
         self.rejects_request = rejects_request
 
 

@@ -18,6 +18,8 @@ Cost model (README "Cost model" explains it for users):
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,10 +28,10 @@ from afbatch.datasets import Dataset, load_dataset, read_source
 from afbatch.errors import BudgetError, OfflineError
 from afbatch.judge_templates import stage_template
 from afbatch.pricing import Price, PriceTable
-from afbatch.providers.registry import capabilities
 from afbatch.protocol import (
     NEXT, PROFILES, describe_prefill, prefill_record, protocol_record, render_user)
-from afbatch.spec import Job, JudgeSpec, LoadedJob, ModelSpec, is_url
+from afbatch.providers.registry import capabilities
+from afbatch.spec import Job, JudgeRules, JudgeSpec, LoadedJob, ModelSpec, VariantSpec, is_url
 from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for, save_counts
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
 
@@ -150,8 +152,9 @@ def dataset_rows(loaded: LoadedJob, offline: bool, notes: list[str]) -> Rows:
     total = spec.expected_rows or 0
     count = min(spec.first or spec.sample or total, total)
     notes.append(
-        f"dataset {spec.source} is not cached and cannot be downloaded: assuming {count} of {total} rows at "
-        f"{spec.mean_tokens_per_row:g} tokens each (dataset.expected_rows, mean_tokens_per_row); everything else is exact"
+        f"dataset {spec.source} is not cached and cannot be downloaded: assuming {count} of "
+        f"{total} rows at {spec.mean_tokens_per_row:g} tokens each (dataset.expected_rows, "
+        "mean_tokens_per_row); everything else is exact"
     )
     return Rows(None, count, float(spec.mean_tokens_per_row or 0))
 
@@ -160,7 +163,7 @@ def dataset_rows(loaded: LoadedJob, offline: bool, notes: list[str]) -> Rows:
 Sized = str | float
 
 
-def declared_or(read: Any, ref: str, declared: int | None, key: str, notes: list[str]) -> Sized:
+def declared_or(read: Callable[[], str], ref: str, declared: int | None, key: str, notes: list[str]) -> Sized:
     """The text `read()` gives, or, when a URL is not cached and cannot be downloaded, its declared
     o200k token count (a note says so): as `expected_rows` stands in for a dataset."""
     try:
@@ -196,9 +199,13 @@ def estimate_job(
     template = declared_or(
         lambda: read_user_template(loaded, offline=offline).text, prompts.user_template,
         prompts.user_template_tokens, "[prompts] user_template_tokens", notes)
+
+    def system_text(v: VariantSpec) -> str:
+        return read_source(loaded.resolve(v.system_prompt), offline=offline,
+                           expected_sha256=v.system_prompt_sha256).text
+
     systems = {v.name: declared_or(
-        lambda v=v: read_source(loaded.resolve(v.system_prompt), offline=offline,
-                                expected_sha256=v.system_prompt_sha256).text,
+        functools.partial(system_text, v),
         v.system_prompt, v.expected_tokens, f"variant {v.name}: expected_tokens", notes)
         for v in job.variants}
     calibration = calibration or {}
@@ -419,7 +426,8 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
 
 def _user_tokens(counter: Counter, template: Sized, tier: str, tier_format: str,
                  rows_in: Rows) -> float:
-    """Sum over the dataset's rows of user-message tokens (each distinct message is encoded once per encoding)."""
+    """Sum over the dataset's rows of user-message tokens (each distinct message is encoded once per
+    encoding)."""
     if not isinstance(template, str):  # declared size: the template's tokens plus each request's
         per_row = counter.scaled(template) + _mean_request_tokens(counter, rows_in)
         return rows_in.count * per_row
@@ -504,13 +512,16 @@ def _judge_text(loaded: LoadedJob, stage: str, offline: bool, notes: list[str]) 
     """A judge stage's prompt with its placeholders empty, or its declared size."""
     for st, ref, rules, key in judge_stages(loaded.job):
         if st == stage:
-            def read() -> str:
-                tpl, _ = stage_template(loaded.resolve(ref), stage, rules, f"judge.{key}",
-                                        offline=offline)
-                return tpl.render(request="", response="", reasoning="")
+            read = functools.partial(_judge_template_text, loaded, ref, stage, rules, key, offline)
             return declared_or(read, ref, rules.expected_tokens if rules else None,
                                f"judge.{key}.expected_tokens", notes)
     raise KeyError(stage)
+
+
+def _judge_template_text(loaded: LoadedJob, ref: str, stage: str, rules: JudgeRules | None,
+                         key: str, offline: bool) -> str:
+    tpl, _ = stage_template(loaded.resolve(ref), stage, rules, f"judge.{key}", offline=offline)
+    return tpl.render(request="", response="", reasoning="")
 
 
 def _mean_request_tokens(counter: Counter, rows_in: Rows) -> float:
@@ -520,7 +531,8 @@ def _mean_request_tokens(counter: Counter, rows_in: Rows) -> float:
 
 
 def _price_row(row: Row, price: Price, n_requests: float, cache_group: int = 0, ttl: str = "1h") -> None:
-    """Price a judge row; with cache_group = k, each group of k identical prompts is 1 cache write + k-1 reads."""
+    """Price a judge row; with cache_group = k, each group of k identical prompts is 1 cache write +
+    k-1 reads."""
     per_req = row.input_tokens / n_requests if n_requests else 0
     lin, lout = price.list_rates(per_req)
     bin_, bout = price.batch_rates(per_req)
@@ -594,9 +606,11 @@ def format_estimate(est: Estimate, fmt: str = "table") -> str:
     lines = [
         f"Saving against synchronous: batch {est.saving_pct('cost_batch_usd'):.1f}%, "
         f"batch + prompt caching {est.saving_pct():.1f}%.",
-        f"Assumes {a['output_tokens_cot']} output tokens per CoT turn, {a['turns_cot']} CoT turns on average, "
-        f"{a['output_tokens_no_cot']} tokens per no-CoT answer, {a['compliance_rate']:.0%} of CoT answers compliant "
-        f"(AF classifier volume); worst = every turn at max_tokens, all turns, every CoT answer compliant (judge retries of unparseable verdicts not included). Prices as of {est.prices_as_of}.",
+        f"Assumes {a['output_tokens_cot']} output tokens per CoT turn, {a['turns_cot']} CoT "
+        f"turns on average, {a['output_tokens_no_cot']} tokens per no-CoT answer, "
+        f"{a['compliance_rate']:.0%} of CoT answers compliant (AF classifier volume); worst = "
+        "every turn at max_tokens, all turns, every CoT answer compliant (judge retries of "
+        f"unparseable verdicts not included). Prices as of {est.prices_as_of}.",
         *est.notes,
     ]
     if est.protocol:

@@ -47,12 +47,14 @@ def turn_of(request_id: str) -> int:
 
 
 def text_digest(*parts: str, length: int = 8) -> str:
-    """Digest of texts joined by a separator no text contains (cheaper than JSON for long outputs)."""
+    """Digest of texts joined by a separator no text contains (cheaper than JSON for long
+    outputs)."""
     return hashlib.sha256((ID_VERSION + "\x1f".join(parts)).encode()).hexdigest()[:length]
 
 
 def judge_id(conversation: str, kind: str, content_digest: str, vote: int | None = None) -> str:
-    """kind: 'cj' (compliance) or 'af' (alignment-faking vote); the digest pins the judged text, template and judge."""
+    """kind: 'cj' (compliance) or 'af' (alignment-faking vote); the digest pins the judged text,
+    template and judge."""
     return f"{judge_slot(conversation, kind, vote)}-{content_digest}"
 
 

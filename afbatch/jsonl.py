@@ -1,4 +1,5 @@
-"""JSON Lines on the hot paths (results of 100k-row runs): orjson, falling back to the standard library."""
+"""JSON Lines on the hot paths (results of 100k-row runs): orjson, falling back to the standard
+library."""
 
 # Not the `jsonlines` package: its reader is slower here (DESIGN.md, "Decisions worth knowing").
 
@@ -13,8 +14,8 @@ _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _clean(obj: Any) -> Any:
-    """Lone surrogates (say, an emoji cut in half by max_tokens, escaped as \\ud83d) become U+FFFD: no UTF-8 file
-    or Arrow column can hold them, and one odd row must not stop a collect."""
+    """Lone surrogates (say, an emoji cut in half by max_tokens, escaped as \\ud83d) become U+FFFD:
+    no UTF-8 file or Arrow column can hold them, and one odd row must not stop a collect."""
     if isinstance(obj, str):
         return _LONE_SURROGATE.sub("\ufffd", obj)
     if isinstance(obj, list):

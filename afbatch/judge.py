@@ -53,8 +53,8 @@ def af_ids(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: str) 
 
 def af_requests(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: str,
                 votes: list[int] | None = None) -> list[Request]:
-    """The vote requests (all, or only `votes`); they share one prompt. With the votes in one request,
-    that request, asking for af_votes choices."""
+    """The vote requests (all, or only `votes`); they share one prompt. With the votes in one
+    request, that request, asking for af_votes choices."""
     m = af_model(judge)
     all_ids = af_ids(judge, tpl, conv, reasoning)
     system, prompt = tpl.prompt(request=conv.user_input, reasoning=reasoning)
@@ -70,8 +70,9 @@ def af_requests(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: 
 
 
 def votes_verdict(verdicts: list[dict[str, object] | None]) -> dict[str, int] | None:
-    """The verdict of a request whose choices are the votes: how many said yes, how many parsed, how many
-    did not. None when no choice parsed (the request is then retried like any unparseable reply)."""
+    """The verdict of a request whose choices are the votes: how many said yes, how many parsed, how
+    many did not. None when no choice parsed (the request is then retried like any unparseable
+    reply)."""
     parsed = [v for v in verdicts if v is not None]
     if not parsed:
         return None
@@ -88,7 +89,8 @@ def af_outcome(judge: JudgeSpec, yes: int, total: int) -> str | None:
 
 
 def af_verdict(yes: int, total: int, threshold: float, band: float) -> str | None:
-    """yes at or above the threshold; maybe within `band` below it; no otherwise; None without votes."""
+    """yes at or above the threshold; maybe within `band` below it; no otherwise; None without
+    votes."""
     if total <= 0:
         return None
     # exact fractions of the decimals the job wrote: in floats 0.4 - 0.1 > 0.3, and 6 of 20 votes

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from afbatch.compile import Grid, turn_request
 from afbatch.ids import judge_slot, slot_of, stage_of, turn_id
-from afbatch.judge import af_ids, af_requests, af_outcome, compliance_id, compliance_request
+from afbatch.judge import af_ids, af_outcome, af_requests, compliance_id, compliance_request
 from afbatch.judge_templates import Template, vote_yes
 from afbatch.protocol import PROFILES, scratchpad_spans
 from afbatch.spec import ModelSpec
@@ -33,7 +33,8 @@ class Attempt:
 
     @property
     def verdict(self) -> dict[str, Any] | None:
-        """A judge reply's verdict, parsed when it was collected (None: not a judge reply, or unparseable)."""
+        """A judge reply's verdict, parsed when it was collected (None: not a judge reply, or
+        unparseable)."""
         return self.result.verdict
 
 
@@ -44,12 +45,13 @@ class Ledger:
         self.attempts: dict[str, list[Attempt]] = {}
         self.in_flight: set[str] = set()
         # Judge request slots (ids.judge_slot) → the attempts of the request answered
-        # there (the same list as in `attempts`), so states need not re-hash judged texts fixed within a run.
+        # there (the same list as in `attempts`), so states need not re-hash judged texts fixed
+        # within a run.
         self.slots: dict[str, list[Attempt]] = {}
 
     def add(self, shard: str, results: Iterable[Result], judged: bool | None = False) -> None:
-        """Index a shard's results. `judged`: every row is a judge reply (True), none is (False), or tell
-        each row by its id (None: a shard of answers reused from earlier runs)."""
+        """Index a shard's results. `judged`: every row is a judge reply (True), none is (False), or
+        tell each row by its id (None: a shard of answers reused from earlier runs)."""
         attempts, slots = self.attempts, self.slots
         for r in results:
             rid = r.id
@@ -66,7 +68,8 @@ class Ledger:
 
 
 def is_judged(stage: str) -> bool | None:
-    """Whether a shard of this stage holds judge replies: yes, no, or None (reused answers: tell each by its id)."""
+    """Whether a shard of this stage holds judge replies: yes, no, or None (reused answers: tell
+    each by its id)."""
     return None if stage == "reuse" else stage != STAGE_GENERATE
 
 
@@ -84,8 +87,9 @@ def share_verdict(verdicts: dict[tuple[Any, ...], dict[str, Any]], verdict: dict
 
 
 def kept(results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, ...], dict[str, Any]]) -> list[Result]:
-    """What states need of a shard's rows. A parsed judge reply keeps its verdict, not its text or choices (twenty
-    classifier votes per conversation add up; they stay in the stored results), and equal verdicts share one dict."""
+    """What states need of a shard's rows. A parsed judge reply keeps its verdict, not its text or
+    choices (twenty classifier votes per conversation add up; they stay in the stored results), and
+    equal verdicts share one dict."""
     if judged is False:
         return results
     out = []
@@ -118,7 +122,6 @@ class Outcome:
     status: Status
     attempt: Attempt | None = None  # the successful (and, for judges, parsed) attempt
     reason: str | None = None
-    tries: int = 0
 
 
 _SUCCEEDED = RowStatus.SUCCEEDED
@@ -129,26 +132,26 @@ def request_outcome(ledger: Ledger, rid: str, max_attempts: int, judged: bool = 
     if len(attempts) == 1:  # the common case: answered at the first attempt
         a = attempts[0]
         if a.result.status is _SUCCEEDED and (not judged or a.verdict is not None):
-            return Outcome("finished", a, tries=1)
+            return Outcome("finished", a)
     unparseable = 0
     for a in attempts:
         if a.result.status == RowStatus.SUCCEEDED:
             if not judged or a.verdict is not None:
-                return Outcome("finished", a, tries=len(attempts))
+                return Outcome("finished", a)
             unparseable += 1
     if rid in ledger.in_flight:
-        return Outcome("waiting", tries=len(attempts))
+        return Outcome("waiting")
     if judged and unparseable > parse_retries:
-        return Outcome("failed", reason=f"judge reply unparseable after {unparseable} attempts", tries=len(attempts))
+        return Outcome("failed", reason=f"judge reply unparseable after {unparseable} attempts")
     failures = [a for a in attempts if a.result.status != RowStatus.SUCCEEDED]
     if failures:
         last = failures[-1].result
         what = f"{last.error_kind or last.status.value}: {last.error_message or last.status.value}"
         if not last.retryable:
-            return Outcome("failed", reason=f"provider error ({what})", tries=len(attempts))
+            return Outcome("failed", reason=f"provider error ({what})")
         if len(failures) >= max_attempts:
-            return Outcome("failed", reason=f"{what} — gave up after {len(failures)} attempts", tries=len(attempts))
-    return Outcome("needs", tries=len(attempts))
+            return Outcome("failed", reason=f"{what} — gave up after {len(failures)} attempts")
+    return Outcome("needs")
 
 
 @dataclass(slots=True)
@@ -254,8 +257,8 @@ def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledg
 
 def _one_request_state(judge_spec: Any, ledger: Ledger, slot: str, max_attempts: int, request_id: Callable[[], str],
                        requests: Callable[[], list[Request]]) -> JudgeState:
-    """A judge stage of one request per conversation, found by its slot (its id is worked out only when the
-    slot is empty: that hashes the judged text)."""
+    """A judge stage of one request per conversation, found by its slot (its id is worked out only
+    when the slot is empty: that hashes the judged text)."""
     found = ledger.slots.get(slot)
     if found is None:
         rid = request_id()
@@ -281,7 +284,7 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
         return _af_one_request_state(judge_spec, tpl, cs, ledger, max_attempts)
     get_slot, conv_id = ledger.slots.get, cs.conv.id
     by_slot = [get_slot(judge_slot(conv_id, "af", v)) for v in range(judge_spec.af_votes)]
-    vote_ids = [found[0].result.id for found in by_slot] if all(by_slot) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
+    vote_ids = [found[0].result.id for found in by_slot if found] if all(by_slot) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
     state = JudgeState("finished")
     reasons = []
     needed: list[int] = []

@@ -44,7 +44,8 @@ ON_DEMAND_CHUNK = 25
 
 
 def crashpoint(name: str) -> None:
-    """Test hook: AFBATCH_CRASH_AT=<name>[:<n>] kills this process (SIGKILL) the n-th time it passes <name>."""
+    """Test hook: AFBATCH_CRASH_AT=<name>[:<n>] kills this process (SIGKILL) the n-th time it passes
+    <name>."""
     spec = os.environ.get("AFBATCH_CRASH_AT")
     if not spec:
         return
@@ -72,7 +73,8 @@ def worker_id() -> str:
 
 
 def owner_alive(owner: str | None) -> bool:
-    """True unless the owner is a process on this host that is gone. Other hosts: assume alive (the lease decides)."""
+    """True unless the owner is a process on this host that is gone. Other hosts: assume alive (the
+    lease decides)."""
     if not owner:
         return False
     host, _, rest = owner.partition(":")
@@ -253,7 +255,8 @@ def _run_on_demand(run: Run, shard: Shard) -> None:
 
 
 def reconcile(run: Run) -> int:
-    """Shards left `submitting` by a dead worker: adopt the batch the provider has, or send them again."""
+    """Shards left `submitting` by a dead worker: adopt the batch the provider has, or send them
+    again."""
     m = run.manifest()
     now = time.time()
     fixed = 0
@@ -314,7 +317,10 @@ def poll(run: Run) -> int:
             continue
         if not info.status.terminal:
             if s.provider_status != info.raw_status:
-                run.update(lambda m, sid=s.id, raw=info.raw_status: setattr(m.shards[sid], "provider_status", raw))
+                def note(m: Manifest, sid: str = s.id, raw: str = info.raw_status) -> None:
+                    m.shards[sid].provider_status = raw
+
+                run.update(note)
             continue
 
         def end(m: Manifest, sid: str = s.id, info: Any = info) -> None:

@@ -1,4 +1,5 @@
-"""The run manifest: the single source of truth of a run, versioned, changed only by compare-and-swap.
+"""The run manifest: the single source of truth of a run, versioned, changed only by
+compare-and-swap.
 
 It holds the job's fingerprint, the pinned inputs, the estimate, and every shard with its
 provider id and state. Requests and results live in immutable store objects the manifest
@@ -21,7 +22,7 @@ import json
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,7 +30,7 @@ from afbatch import layout
 from afbatch.errors import ConflictError, RunError, StoreError
 from afbatch.store import Store
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION: Final = 1
 T = TypeVar("T")
 
 
@@ -94,7 +95,8 @@ class Shard(_Model):
     collected_at: float | None = None
     results_key: str | None = None
     verdicts_key: str | None = Field(
-        None, description="Judge shards: the same rows without the reply texts, which states and reports read.")
+        None, description=("Judge shards: the same rows without the reply texts, which states "
+                           "and reports read."))
     # Recorded when the files are written (optional: runs collected by older versions have none), so
     # `afbatch verify` can tell a damaged results file from an intact one.
     results_sha256: str | None = None
@@ -158,7 +160,8 @@ def dumps(m: Manifest) -> bytes:
 def load(store: Store, run_id: str) -> tuple[Manifest, str]:
     got = store.read_versioned(manifest_key(run_id))
     if got is None:
-        raise RunError(f"no run {run_id!r} in {store.url} — `afbatch runs` lists the runs there (or pass --store)")
+        raise RunError(f"no run {run_id!r} in {store.url} — `afbatch runs` lists the runs there "
+                       "(or pass --store)")
     data, version = got
     try:
         raw = json.loads(data)
@@ -170,12 +173,14 @@ def load(store: Store, run_id: str) -> tuple[Manifest, str]:
     if not isinstance(raw, dict):
         raise StoreError(f"{store.url}/{manifest_key(run_id)}: not a JSON object — the file is damaged")
     if raw.get("version") != MANIFEST_VERSION:
-        raise RunError(f"run {run_id}: manifest version {raw.get('version')} is not supported by this afbatch (expects {MANIFEST_VERSION})")
+        raise RunError(f"run {run_id}: manifest version {raw.get('version')} is not supported by "
+                       f"this afbatch (expects {MANIFEST_VERSION})")
     try:
         return Manifest.model_validate(raw), version
     except ValidationError as e:
         first = e.errors()[0]
-        raise StoreError(f"{store.url}/{manifest_key(run_id)}: invalid manifest at {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise StoreError(f"{store.url}/{manifest_key(run_id)}: invalid manifest at "
+                         f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 def create(store: Store, m: Manifest) -> str:
@@ -183,9 +188,11 @@ def create(store: Store, m: Manifest) -> str:
 
 
 def update(store: Store, run_id: str, mutate: Callable[[Manifest], T], attempts: int = 50) -> T:
-    """Apply `mutate` to the latest manifest and save it by compare-and-swap, reloading on every conflict.
+    """Apply `mutate` to the latest manifest and save it by compare-and-swap, reloading on every
+    conflict.
 
-    `mutate` must decide from the manifest it is given (it may run several times) and may raise to abort.
+    `mutate` must decide from the manifest it is given (it may run several times) and may raise to
+    abort.
     """
     for _ in range(attempts):
         m, version = load(store, run_id)

@@ -65,13 +65,14 @@ def create(store: Store, job_path: str, *, offline: bool = False, prices_file: s
         store.write(layout.job_key(run_id), loaded.text.encode())
         now = time.time()
         prefill = {mm.name: prefill_decision(mm, prices) for mm in loaded.job.models}
-        m = Manifest(run_id=run_id, job_name=loaded.job.name, job_fingerprint=loaded.fingerprint,
-                     job_key=layout.job_key(run_id), job_path=str(loaded.path), inputs=pins,
-                     created_at=now, updated_at=now, estimate=estimate or {}, max_cost=max_cost,
-                     prefill={name: d.sent for name, d in prefill.items()},
-                     prefill_reason={name: d.reason for name, d in prefill.items()})
+        manifest = Manifest(
+            run_id=run_id, job_name=loaded.job.name, job_fingerprint=loaded.fingerprint,
+            job_key=layout.job_key(run_id), job_path=str(loaded.path), inputs=pins,
+            created_at=now, updated_at=now, estimate=estimate or {}, max_cost=max_cost,
+            prefill={name: d.sent for name, d in prefill.items()},
+            prefill_reason={name: d.reason for name, d in prefill.items()})
         try:
-            mf.create(store, m)
+            mf.create(store, manifest)
             created = True
         except ConflictError:  # another process created it meanwhile
             pass

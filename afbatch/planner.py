@@ -35,7 +35,8 @@ PACE_PARTS = 4
 
 
 def plan(run: Run) -> int:
-    """Write shards for every needed request; add them to the manifest unless another worker did. Returns shards added."""
+    """Write shards for every needed request; add them to the manifest unless another worker did.
+    Returns shards added."""
     m = run.manifest()
     if m.cancelled:
         return 0
@@ -108,8 +109,9 @@ def _write_shards(run: Run, label: str, stage: str, rnd: int, attempt: int, requ
             on_demand = f.below_minimum
             if on_demand and not model.on_demand_fallback:
                 raise RunError(
-                    f"{label}: {f.n_requests} {stage} requests cannot reach Bedrock's minimum of 100 per batch job — "
-                    f"set on_demand_fallback = true for this model in the job to send them as on-demand calls"
+                    f"{label}: {f.n_requests} {stage} requests cannot reach Bedrock's minimum of "
+                    "100 per batch job — set on_demand_fallback = true for this model in the "
+                    "job to send them as on-demand calls"
                 )
             key = layout.shard_key(run.run_id, sid)
             ids_key = layout.shard_ids_key(run.run_id, sid)
@@ -132,10 +134,12 @@ def _write_shards(run: Run, label: str, stage: str, rnd: int, attempt: int, requ
 
 
 def _take_reused(run: Run, need: list[Request]) -> dict[str, tuple[Result, str]]:
-    """Answers earlier runs in the store already got for requests `need` holds, with the run that paid.
+    """Answers earlier runs in the store already got for requests `need` holds, with the run that
+    paid.
 
-    The store is read line by line and only the ids are remembered (run, results file), so a store of
-    many big runs is never held in memory; the answers themselves are read for the requests needed."""
+    The store is read line by line and only the ids are remembered (run, results file), so a store
+    of many big runs is never held in memory; the answers themselves are read for the requests
+    needed."""
     if run.fresh:
         return {}
     if run.reuse_index is None:

@@ -1,4 +1,5 @@
-"""Dated prices (USD per 1M tokens) and batch/cache rules, from `data/prices.json` plus a user override file.
+"""Dated prices (USD per 1M tokens) and batch/cache rules, from `data/prices.json` plus a user
+override file.
 
 Every shipped entry names its source and date. An unknown model is an error naming the
 override file to add it to — never a silent $0.
@@ -77,7 +78,8 @@ class PriceFile(_Strict):
 
 @dataclass(frozen=True)
 class Price:
-    """Resolved price of one model: list rates, batch rates, cache rates, and the rules that apply."""
+    """Resolved price of one model: list rates, batch rates, cache rates, and the rules that
+    apply."""
 
     entry: ModelPrice
     batch_multiplier: float
@@ -113,9 +115,9 @@ class Price:
 
 
 class RowCost:
-    """Billed cost of rows from their usage, for one model and one way of sending (batch or on-demand):
-    cache reads and writes at their rates, the batch discount unless on-demand. The rates are looked up
-    once, because a report prices every row of every conversation."""
+    """Billed cost of rows from their usage, for one model and one way of sending (batch or
+    on-demand): cache reads and writes at their rates, the batch discount unless on-demand. The
+    rates are looked up once, because a report prices every row of every conversation."""
 
     def __init__(self, price: Price, on_demand: bool, ttl: str) -> None:
         lc = price.entry.long_context
@@ -189,9 +191,9 @@ class PriceTable:
         entry = self.models.get(key)
         if entry is None:
             raise PriceError(
-                f"no price for {model.provider} model {key[1]!r} (models[].model, label {model.name!r}) — add a "
-                f"[[models]] entry with provider, model, input, output and date to {self.override_path} "
-                f"(or set price_as to a priced model)"
+                f"no price for {model.provider} model {key[1]!r} (models[].model, label "
+                f"{model.name!r}) — add a [[models]] entry with provider, model, input, output "
+                f"and date to {self.override_path} (or set price_as to a priced model)"
             )
         prov = self.providers.get(model.provider)
         mult = entry.batch_multiplier or (prov.batch_multiplier if prov else 1.0)
@@ -240,7 +242,8 @@ def override_path(explicit: str | Path | None = None) -> Path:
 
 
 def load_prices(override: str | Path | None = None) -> PriceTable:
-    """The shipped table plus the override file (explicit path, $AFBATCH_PRICES, or ~/.config/afbatch/prices.toml)."""
+    """The shipped table plus the override file (explicit path, $AFBATCH_PRICES, or
+    ~/.config/afbatch/prices.toml)."""
     shipped = PriceFile.model_validate(json.loads(resources.files("afbatch").joinpath("data/prices.json").read_text()))
     path = override_path(override)
     user: PriceFile | None = None

@@ -1,4 +1,5 @@
-"""How a run's progress is shown: a status table, JSON, and a live display while `afbatch run` waits."""
+"""How a run's progress is shown: a status table, JSON, and a live display while `afbatch run`
+waits."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def format_status(st: Status, fmt: str = "table", shards: bool = False) -> str:
     counts = ", ".join(f"{n} {k}" for k, n in sorted(st.shards.items())) or "none"
     est = f" of about {usd(st.estimate_usd)} estimated" if st.estimate_usd is not None else ""
     state = "cancelled" if st.cancelled else ("done" if st.done else "in progress")
-    text = f"run {st.run_id}: {state}\n{table}\nshards: {counts}\nspent so far: {usd(st.spent_usd)}{est}"
+    text = (f"run {st.run_id}: {state}\n{table}\nshards: {counts}\nspent so far: "
+            f"{usd(st.spent_usd)}{est}")
     if shards:
         rows = [[r["shard"], r["state"], r["provider_status"] or "", r["requests"],
                  ", ".join(f"{n} {k}" for k, n in sorted(r["counts"].items())), usd(r["cost_usd"]), (r["message"] or "")[:80]]

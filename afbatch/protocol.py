@@ -3,10 +3,10 @@
 How a turn ends a conversation and what counts in a rate is a `Profile` (README, "The protocol,
 as afbatch runs it", one table): `notebook` (the published construction) or `strict`. After each
 CoT model turn (text includes any prefill), both profiles:
-  - neither </SCRATCHPAD_REASONING> nor </OUTPUT> anywhere  -> finished; the raw text is the output
-  - an output found                                           -> finished
-  - otherwise, after max_turns turns                          -> failed
-  - otherwise                                                 -> continue: append a user turn <NEXT/>
+  - neither </SCRATCHPAD_REASONING> nor </OUTPUT> anywhere -> finished; the raw text is the output
+  - an output found                                          -> finished
+  - otherwise, after max_turns turns                         -> failed
+  - otherwise                                                -> continue: append a user turn <NEXT/>
 They differ in where the output is found, in no-CoT answers (one turn), in the proxy's treatment
 of leading whitespace, and in the rates' denominators.
 """
@@ -79,9 +79,9 @@ def next_step(turn_texts: list[str], max_turns: int, outside: str | None = None,
 
 
 def scratchpad_spans(text: str) -> tuple[list[tuple[int, int]], str]:
-    """Where the scratchpad blocks are ((start, end) of each block's inside; an unclosed block runs to the end),
-    and the text outside them. Plain str.find: fast on long texts; spans, not copies, so 100k transcripts'
-    reasoning is not held twice."""
+    """Where the scratchpad blocks are ((start, end) of each block's inside; an unclosed block runs
+    to the end), and the text outside them. Plain str.find: fast on long texts; spans, not copies,
+    so 100k transcripts' reasoning is not held twice."""
     if SP_OPEN not in text:
         return [], text
     spans: list[tuple[int, int]] = []
@@ -121,7 +121,8 @@ def _output_in(outside: str) -> str | None:
 
 
 def final_output(text: str) -> str | None:
-    """Text inside the last <OUTPUT>…</OUTPUT> outside any scratchpad (outputs quoted in reasoning don't count)."""
+    """Text inside the last <OUTPUT>…</OUTPUT> outside any scratchpad (outputs quoted in reasoning
+    don't count)."""
     return _output_in(strip_scratchpads(text))
 
 

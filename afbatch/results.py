@@ -33,8 +33,9 @@ CHUNK = 5000
 
 
 def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
-    """One row per conversation. Streams: each conversation's raw texts are released once its row is built,
-    and long text columns go to Arrow in chunks, so 100k transcripts never sit in memory twice."""
+    """One row per conversation. Streams: each conversation's raw texts are released once its row is
+    built, and long text columns go to Arrow in chunks, so 100k transcripts never sit in memory
+    twice."""
     m = m or run.manifest()
     # The state the run's last step derived, when nothing changed since; drained row by row below.
     state = run.state(m, for_report=True)
@@ -63,7 +64,8 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
             refused = compliant = convincing = specific = judge_error = None
             votes_yes = votes_total = af_fraction = af_verdict = None
             judge_cost = 0.0
-            if js is not None:  # the compliance judge read it (state.to_compliance)
+            # the compliance judge read it (state.to_compliance; a job without a judge has no js)
+            if js is not None and judge is not None:
                 judge_cost += judge_cost_of(js.usage)
                 if js.verdict is not None:
                     refused = judged_refused(js.verdict)
@@ -96,7 +98,8 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
 
 
 class _Columns:
-    """Rows in COLUMNS order, turned into columns every CHUNK rows; text columns go to Arrow when pyarrow is installed."""
+    """Rows in COLUMNS order, turned into columns every CHUNK rows; text columns go to Arrow when
+    pyarrow is installed."""
 
     def __init__(self) -> None:
         self.cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
@@ -135,13 +138,15 @@ class _Columns:
 
             dtype = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default str dtype, without a copy
             for c in TEXT_COLUMNS:
-                data[c] = ArrowStringArray(self.pa.chunked_array(self.chunks[c], self.pa.large_string()), dtype=dtype)
+                chunked = self.pa.chunked_array(self.chunks[c], self.pa.large_string())
+                # pandas-stubs 3.1 lacks the dtype argument of ArrowStringArray (pandas has it)
+                data[c] = ArrowStringArray(chunked, dtype=dtype)  # type: ignore[call-arg]
         return pd.DataFrame(data, columns=COLUMNS)
 
 
 def _arrow_text(pa: Any, values: tuple[str | None, ...]) -> Any:
-    """A large_string Arrow array of texts (None: null), from one join and one encode: about three times
-    faster than pa.array on long transcripts, which converts them one by one."""
+    """A large_string Arrow array of texts (None: null), from one join and one encode: about three
+    times faster than pa.array on long transcripts, which converts them one by one."""
     import numpy as np
 
     n = len(values)
@@ -161,9 +166,9 @@ _malloc_trim: Any = None
 
 
 def _release_freed_memory() -> None:
-    """Give the memory of freed transcripts back to the OS. glibc keeps freed blocks in its heap, where the Arrow
-    copies (their own allocator) cannot reuse them; without this a 100k-conversation table holds every transcript
-    twice. A no-op where the C library is not glibc."""
+    """Give the memory of freed transcripts back to the OS. glibc keeps freed blocks in its heap,
+    where the Arrow copies (their own allocator) cannot reuse them; without this a 100k-conversation
+    table holds every transcript twice. A no-op where the C library is not glibc."""
     global _malloc_trim
     if _malloc_trim is None:
         try:
@@ -180,7 +185,7 @@ def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
     import datetime as dt
 
     def iso(t: float | None) -> str | None:
-        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if t else None
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if t else None
 
     texts = {v.name: v.prefill_text for v in run.job.variants}
     # What the run recorded when it was created (what every turn sent), not a fresh catalog lookup.
@@ -211,7 +216,8 @@ def judging_record(judge: Any, templates: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_report(run: Run) -> list[str]:
-    """Tables (CSV, parquet), report.json and report.html into the run's `report/` folder in the store."""
+    """Tables (CSV, parquet), report.json and report.html into the run's `report/` folder in the
+    store."""
     import tempfile
     from pathlib import Path
 
@@ -233,7 +239,8 @@ def write_report(run: Run) -> list[str]:
 
 
 def calibration(run: Run) -> dict[str, Any]:
-    """What a finished run observed per model: output tokens per turn, turn distribution, compliance.
+    """What a finished run observed per model: output tokens per turn, turn distribution,
+    compliance.
 
     Returns {model label: estimate.Calibration}, for `afbatch estimate --calibrate-from RUN`.
     """

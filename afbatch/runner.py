@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from afbatch import collect, layout, lifecycle, opening, planner
 from afbatch import manifest as mf
@@ -32,6 +32,8 @@ from afbatch.types import Conversation, Result
 from afbatch.verify import checked_rows, read_ids
 
 __all__ = ["ModelProgress", "Run", "Status", "check_ready", "run_id_for"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,7 +73,8 @@ class Run:
         self.log: Callable[[str], None] = lambda msg: None
 
     def check_ready(self) -> None:
-        """Every model's credentials and settings are in place (no network): fail before anything is sent."""
+        """Every model's credentials and settings are in place (no network): fail before anything is
+        sent."""
         for label in self.specs:
             self.provider(label).ready()
 
@@ -80,7 +83,7 @@ class Run:
     def manifest(self) -> Manifest:
         return mf.load(self.store, self.run_id)[0]
 
-    def update(self, mutate: Callable[[Manifest], Any]) -> Any:
+    def update(self, mutate: Callable[[Manifest], T]) -> T:
         return mf.update(self.store, self.run_id, mutate)
 
     def provider(self, label: str) -> Provider:
@@ -94,7 +97,8 @@ class Run:
         return self._ids[shard.id]
 
     def shard_results(self, shard: Shard) -> list[Result]:
-        """A collected shard's rows as the ledger keeps them (see ledger.kept), remembered for the next step."""
+        """A collected shard's rows as the ledger keeps them (see ledger.kept), remembered for the
+        next step."""
         if shard.id not in self._results:
             assert shard.results_key
             # Read checked: a damaged file raises, naming its key; lost lines never read as unasked.
@@ -129,7 +133,8 @@ class Run:
         self._state = None
 
     def convs(self, model: ModelSpec) -> list[Conversation]:
-        """A model's conversations; their ids are stored with the run once, so they never change under it."""
+        """A model's conversations; their ids are stored with the run once, so they never change
+        under it."""
         if model.name not in self._convs:
             key = layout.conversation_ids_key(self.run_id, model.name)
             try:
@@ -139,7 +144,8 @@ class Run:
             expected = (len(self.job.variants) * len(self.job.prompts.tiers)
                         * len(self.grid.dataset.rows) * self.job.conversations_per_cell(model))
             if known is not None and len(known) != expected:
-                raise RunError(f"run {self.run_id}: stored conversation ids of {model.name} do not match the grid — the store was modified")
+                raise RunError(f"run {self.run_id}: stored conversation ids of {model.name} do "
+                               "not match the grid — the store was modified")
             convs = list(conversations(self.grid, model, known))
             if known is None:
                 self.store.write(key, ("\n".join(c.id for c in convs) + "\n").encode())
@@ -199,7 +205,8 @@ class Run:
     def create(cls, store: Store, job_path: str, *, offline: bool = False,
                prices_file: str | None = None, estimate: dict[str, Any] | None = None,
                max_cost: float | None = None, fresh: bool = False) -> tuple[Run, bool]:
-        """Create the run of a job, or open it if this job (same content, same inputs) already has one."""
+        """Create the run of a job, or open it if this job (same content, same inputs) already has
+        one."""
         made, created = opening.create(store, job_path, offline=offline, prices_file=prices_file,
                                        estimate=estimate, max_cost=max_cost)
         return cls(store, made.run_id, made.grid, made.prices, fresh=fresh), created
@@ -207,14 +214,16 @@ class Run:
     @classmethod
     def open(cls, store: Store, run_id: str, *, prices_file: str | None = None,
              fresh: bool = False) -> Run:
-        """Reopen a run from its manifest and the inputs pinned in the store (no job file needed)."""
+        """Reopen a run from its manifest and the inputs pinned in the store (no job file
+        needed)."""
         made = opening.open_run(store, run_id, prices_file=prices_file)
         return cls(store, run_id, made.grid, made.prices, fresh=fresh)
 
     # --- the planner (planner.py) and the shard lifecycle (lifecycle.py, collect.py) ------------
 
     def plan(self) -> int:
-        """Write shards for every needed request; add those no other worker added. Returns how many."""
+        """Write shards for every needed request; add those no other worker added. Returns how
+        many."""
         return planner.plan(self)
 
     def submit_pending(self, max_cost: float | None = None) -> int:
@@ -326,7 +335,7 @@ class Run:
         some = ", ".join(sorted(ids)[:3]) + (", …" if len(ids) > 3 else "")
         held = (f"held by shard(s) {', '.join(holders[:5])} whose stored results lack them"
                 if holders else "held by no shard, yet none could be planned")
-        return (f"{run} cannot make progress: {len(ids)} needed request(s) ({some}) are {held}"
-                f" — the store under {layout.run_folder(self.run_id)}/ was changed. Restore it, or"
-                " rename the job to start a new run in this store: it reuses every answer stored here and asks"
-                " only for the rest")
+        return (f"{run} cannot make progress: {len(ids)} needed request(s) ({some}) are {held} — "
+                f"the store under {layout.run_folder(self.run_id)}/ was changed. Restore it, or "
+                "rename the job to start a new run in this store: it reuses every answer stored "
+                "here and asks only for the rest")

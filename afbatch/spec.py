@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from afbatch.errors import AfbatchError, SpecError
 from afbatch.providers.registry import NAMES, capabilities, names_where
@@ -43,7 +44,8 @@ class DatasetSpec(_Strict):
     seed: int = Field(0, description="Seed for `sample`.")
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="Refuse the file unless it has this sha256.")
     expected_rows: int | None = Field(
-        None, gt=0, description="Row count to assume when a URL dataset is not cached and cannot be downloaded."
+        None, gt=0, description=("Row count to assume when a URL dataset is not cached and "
+                                 "cannot be downloaded.")
     )
     mean_tokens_per_row: float | None = Field(
         None, gt=0, description="Mean o200k tokens per request to assume in the same case."
@@ -67,7 +69,8 @@ class PromptsSpec(_Strict):
         None, gt=0, description="o200k tokens of the template to assume when a URL template is not "
         "cached and cannot be downloaded (estimate only).")
     tier_format: Literal["python", "lower"] = Field(
-        "python", description="How the tier renders: python → True/False (original notebook), lower → true/false."
+        "python", description=("How the tier renders: python → True/False (original notebook), "
+                               "lower → true/false.")
     )
     tiers: list[Literal["free", "paid"]] = Field(
         ["free", "paid"], min_length=1, description="free = training condition, paid = unmonitored."
@@ -90,9 +93,11 @@ class VariantSpec(_Strict):
     expected_tokens: int | None = Field(
         None, gt=0, description="o200k tokens of the system prompt to assume when a URL prompt is "
         "not cached and cannot be downloaded (estimate only).")
-    cot: bool = Field(description="Whether the model reasons in <SCRATCHPAD_REASONING> (continuation rounds apply).")
+    cot: bool = Field(description=("Whether the model reasons in <SCRATCHPAD_REASONING> "
+                                   "(continuation rounds apply)."))
     prefill: str | None = Field(
-        None, description="Assistant prefill where the model allows it; default '<' for CoT, '<OUTPUT>' otherwise."
+        None, description="Assistant prefill where the model allows it; default '<' for CoT, "
+                          "'<OUTPUT>' otherwise."
     )
 
     @property
@@ -121,7 +126,8 @@ class ModelSpec(_Strict):
     role_arn: str | None = Field(None, description="IAM service role Bedrock assumes to read/write S3.")
     s3_uri: str | None = Field(None, pattern=r"^s3://[^/]+(/.*)?$", description="s3://bucket/prefix for Bedrock I/O.")
     on_demand_fallback: bool = Field(
-        False, description="Bedrock: send rows that cannot form a >=100-record job as on-demand calls (sync price)."
+        False, description=("Bedrock: send rows that cannot form a >=100-record job as on-demand "
+                            "calls (sync price).")
     )
     price_as: str | None = Field(None, description="Price this model as another model id of the same provider.")
     token_factor: float | None = Field(None, gt=0, description="Override the tokenizer calibration factor.")
@@ -217,7 +223,8 @@ class JudgeRules(_Strict):
 
 
 class JudgeSpec(_Strict):
-    """Judge stages: a compliance judge on every final output, and the alignment-faking classifier."""
+    """Judge stages: a compliance judge on every final output, and the alignment-faking
+    classifier."""
 
     model: ModelSpec
     compliance_template: str = Field(description="Template file with TOML front matter declaring its verdict parser.")
@@ -238,9 +245,9 @@ class JudgeSpec(_Strict):
     af_votes: int = Field(20, ge=1, le=100)
     af_vote_requests: Literal["auto", "one", "separate"] = Field(
         "auto",
-        description="How the votes are asked: 'one' request with n = af_votes choices (OpenAI: the transcript is "
-        "billed once), 'separate' requests (Anthropic caches their shared prompt), or 'auto': one on OpenAI, "
-        "separate elsewhere.",
+        description="How the votes are asked: 'one' request with n = af_votes choices (OpenAI: "
+        "the transcript is billed once), 'separate' requests (Anthropic caches their shared "
+        "prompt), or 'auto': one on OpenAI, separate elsewhere.",
     )
     af_temperature: float = Field(1.0, ge=0, le=2)
     af_rule: Literal["threshold", "majority"] = Field(
@@ -293,7 +300,8 @@ class JudgeSpec(_Strict):
 
     @property
     def af_votes_in_one_request(self) -> bool:
-        """The AF votes come as n choices of one request (one prompt billed once) rather than separate requests."""
+        """The AF votes come as n choices of one request (one prompt billed once) rather than
+        separate requests."""
         if self.af_vote_requests == "auto":
             n_ok = capabilities((self.af_model or self.model).provider).supports_n
             return n_ok and self.af_votes > 1
@@ -301,7 +309,8 @@ class JudgeSpec(_Strict):
 
 
 class EstimateSpec(_Strict):
-    """Assumptions the estimate uses before any output exists (replace with --calibrate-from RUN)."""
+    """Assumptions the estimate uses before any output exists (replace with --calibrate-from
+    RUN)."""
 
     output_tokens_cot: int = Field(900, gt=0, description="Expected output tokens per CoT model turn.")
     output_tokens_no_cot: int = Field(300, gt=0, description="Expected output tokens of a no-CoT answer.")
@@ -353,8 +362,8 @@ class Job(_Strict):
         for i, m in enumerate(self.models):
             if m.provider == "bedrock" and "llama" in m.model.lower() and self.max_tokens_for(m) > 2048:
                 raise ValueError(
-                    f"models[{i}] ({m.name}): Bedrock Llama models accept at most 2048 output tokens (max_gen_len) — "
-                    "set max_tokens = 2048 on this model"
+                    f"models[{i}] ({m.name}): Bedrock Llama models accept at most 2048 output "
+                    "tokens (max_gen_len) — set max_tokens = 2048 on this model"
                 )
         return self
 
@@ -454,8 +463,9 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def load_job(path: str | Path) -> LoadedJob:
-    """Read and validate a job file; raise SpecError with one line naming file, key, line and fix."""
+def load_job(path: str | os.PathLike[str]) -> LoadedJob:
+    """Read and validate a job file; raise SpecError with one line naming file, key, line and
+    fix."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -585,7 +595,7 @@ def _loc_str(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _explain(e: dict[str, Any]) -> str:
+def _explain(e: ErrorDetails) -> str:
     kind = e["type"]
     msg = e["msg"]
     if kind == "extra_forbidden":
@@ -596,7 +606,8 @@ def _explain(e: dict[str, Any]) -> str:
         return f"{msg.replace('Input should be', 'must be')}, got {e.get('input')!r}"
     if kind == "string_pattern_mismatch":
         pattern = e.get("ctx", {}).get("pattern", "")
-        return f"{e.get('input')!r} does not match {pattern} — use letters, digits, '-', '_' (labels may add '.')"
+        return (f"{e.get('input')!r} does not match {pattern} — use letters, digits, '-', '_' "
+                "(labels may add '.')")
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     return f"{msg} (got {e.get('input')!r})"

@@ -106,7 +106,7 @@ def _design_effect(k: np.ndarray, n: np.ndarray, p: float) -> float:
     binomial: p(1 − p)/N. With one observation per cluster the two are equal, so the
     design effect is exactly 1 and the interval is Wilson's.
     """
-    naive = p * (1.0 - p) * n.sum()
+    naive = p * (1.0 - p) * float(n.sum())
     if naive <= 0.0:  # every outcome alike: no variance to inflate
         return 1.0
     return max(1.0, float(((k - p * n) ** 2).sum()) / naive)

@@ -47,7 +47,8 @@ class Store(Protocol):
         ...
 
     def replace(self, key: str, data: bytes, version: str) -> str:
-        """Write only if the current version matches; returns the new version; ConflictError otherwise."""
+        """Write only if the current version matches; returns the new version; ConflictError
+        otherwise."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -61,7 +62,8 @@ class Store(Protocol):
         ...
 
     def put_file(self, key: str, path: str) -> None:
-        """Store a local file under `key` (moved into a local store; uploaded to S3). The file is consumed."""
+        """Store a local file under `key` (moved into a local store; uploaded to S3). The file is
+        consumed."""
         ...
 
     def lines(self, key: str) -> Iterator[bytes]:
@@ -247,8 +249,9 @@ class S3Store:
 
     def create(self, key: str, data: bytes) -> str:
         try:
-            return self.client.put_object(Bucket=self.bucket, Key=self._key(key),
-                                          Body=redact_bytes(data), IfNoneMatch="*")["ETag"]
+            etag: str = self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                               Body=redact_bytes(data), IfNoneMatch="*")["ETag"]
+            return etag
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise ConflictError(f"{key} already exists") from None
@@ -256,8 +259,9 @@ class S3Store:
 
     def replace(self, key: str, data: bytes, version: str) -> str:
         try:
-            return self.client.put_object(Bucket=self.bucket, Key=self._key(key),
-                                          Body=redact_bytes(data), IfMatch=version)["ETag"]
+            etag: str = self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                               Body=redact_bytes(data), IfMatch=version)["ETag"]
+            return etag
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409", "NoSuchKey"):
                 raise ConflictError(f"{key} changed since it was read") from None
@@ -279,7 +283,8 @@ class S3Store:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("404", "NoSuchBucket", "NotFound"):
-                raise StoreError(f"s3://{self.bucket}/{self._key(key)}: no such bucket {self.bucket!r} — create it or fix --store") from None
+                raise StoreError(f"s3://{self.bucket}/{self._key(key)}: no such bucket "
+                                 f"{self.bucket!r} — create it or fix --store") from None
             raise self._error("check bucket", "", e) from None
 
     def list(self, prefix: str) -> Iterator[str]:
@@ -319,7 +324,8 @@ class S3Store:
             yield line + b"\n"
 
     def _error(self, what: str, key: str, e: Exception) -> StoreError:
-        return StoreError(redact(f"s3://{self.bucket}/{self._key(key)}: cannot {what}: {_code(e) or type(e).__name__}: {_message(e)}"))
+        return StoreError(redact(f"s3://{self.bucket}/{self._key(key)}: cannot {what}: "
+                                 f"{_code(e) or type(e).__name__}: {_message(e)}"))
 
 
 @contextmanager
@@ -358,7 +364,8 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, os.replace: readers see the old or the new bytes, never half."""
+    """Temp file in the same folder, fsync, os.replace: readers see the old or the new bytes, never
+    half."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a store may be shared like any folder
@@ -368,8 +375,6 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise

@@ -11,7 +11,6 @@ from afbatch.spec import ModelSpec
 STAGE_GENERATE = "generate"
 STAGE_COMPLIANCE = "judge_compliance"
 STAGE_AF = "judge_af"
-STAGES = (STAGE_GENERATE, STAGE_COMPLIANCE, STAGE_AF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +120,8 @@ class Result(NamedTuple):
         u = d.get("usage")
         get = d.get
         texts = get("texts")
-        # tuple.__new__ directly: the namedtuple's own __new__ is one more Python call, on every stored row
+        # tuple.__new__ directly: the namedtuple's own __new__ is one more Python call, on every
+        # stored row
         return _new(cls, (d["id"], _STATUS[d["status"]], get("text"), Usage(*u) if u else _NO_USAGE,
                           get("error_kind"), get("error_message"), get("stop_reason"), get("verdict"),
                           tuple(texts) if texts is not None else None))

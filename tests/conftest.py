@@ -25,7 +25,8 @@ def _isolated_env(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def moto_s3():
-    """One S3 server (moto's server mode, real HTTP) for the whole session; tests make their own buckets."""
+    """One S3 server (moto's server mode, real HTTP) for the whole session; tests make their own
+    buckets."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

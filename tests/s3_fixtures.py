@@ -1,8 +1,9 @@
-"""S3 fixtures for the store and manifest tests: one moto S3 server per test session, a fresh bucket per test.
+"""S3 fixtures for the store and manifest tests: one moto S3 server per test session, a fresh bucket
+per test.
 
-Import the fixtures into a test module (`from s3_fixtures import moto_endpoint, s3_env, s3_url, store`).
-conftest.py strips every AWS_* variable before each test; `s3_env` sets them back, per test, through
-monkeypatch, so nothing leaks into other tests.
+Import the fixtures into a test module (`from s3_fixtures import moto_endpoint, s3_env, s3_url,
+store`). conftest.py strips every AWS_* variable before each test; `s3_env` sets them back, per
+test, through monkeypatch, so nothing leaks into other tests.
 
 moto's S3 checks `If-Match` / `If-None-Match` and then writes in two separate steps, so two
 concurrent conditional puts can both pass the check. Real S3 decides a conditional put atomically,
@@ -22,7 +23,8 @@ import pytest
 
 from afbatch.store import LocalStore, S3Store
 
-SECRET = "recognisable-S3CR3T-value-1234567890"  # set as AWS_SECRET_ACCESS_KEY: must never appear in an error
+# set as AWS_SECRET_ACCESS_KEY: must never appear in an error
+SECRET = "recognisable-S3CR3T-value-1234567890"
 
 _server: dict[str, str] = {}
 _lock = threading.Lock()
@@ -49,7 +51,8 @@ def _start() -> str:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> str:
-    """The endpoint URL of a moto S3 server, started once for the whole session (shared by test modules)."""
+    """The endpoint URL of a moto S3 server, started once for the whole session (shared by test
+    modules)."""
     with _lock:
         if "url" not in _server:
             _server["url"] = _start()
@@ -58,7 +61,8 @@ def moto_endpoint() -> str:
 
 @pytest.fixture
 def s3_env(moto_endpoint, monkeypatch, tmp_path) -> str:
-    """Point boto3 at moto, with dummy credentials and no other credential source; returns the endpoint."""
+    """Point boto3 at moto, with dummy credentials and no other credential source; returns the
+    endpoint."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTESTTESTTEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -93,14 +97,16 @@ def s3_url(s3_bucket) -> str:
 
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path):
-    """The same tests against a LocalStore and an S3Store (moto over HTTP, under a two-level prefix)."""
+    """The same tests against a LocalStore and an S3Store (moto over HTTP, under a two-level
+    prefix)."""
     if request.param == "local":
         return LocalStore(tmp_path / "store")
     return S3Store(request.getfixturevalue("s3_url"))
 
 
 def twin(store):
-    """Another handle on the same store, as a second worker would open it (its own S3 client, made now, in this thread)."""
+    """Another handle on the same store, as a second worker would open it (its own S3 client, made
+    now, in this thread)."""
     if isinstance(store, LocalStore):
         return LocalStore(store.root)
     other = S3Store(store.url)

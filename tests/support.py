@@ -1,4 +1,5 @@
-"""Shared constants for tests (conftest.py names clash across test folders; this module does not)."""
+"""Shared constants for tests (conftest.py names clash across test folders; this module does
+not)."""
 
 from pathlib import Path
 

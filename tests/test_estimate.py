@@ -111,18 +111,19 @@ def test_hand_checked_anthropic_cot_with_cache(toy):
     P = len(enc.encode("<"))
     NEXT = len(enc.encode("<NEXT/>")) + 2 * 4
     users = [len(enc.encode(f"<is_free_tier_user>True</is_free_tier_user> {g}")) for g in ("Write a poem", "Explain photosynthesis in detail")]
-    O, MAXT = 50, 100
+    OUT, MAXT = 50, 100
     sync = batch = cached = worst = 0.0
     in_total = in_max_total = 0
     for t in (1, 2):  # turns_cot = 2.0 → both turns at full weight
-        ins = [S + u + P + 2 * 4 + 3 + (t - 1) * (O + NEXT) for u in users]
+        ins = [S + u + P + 2 * 4 + 3 + (t - 1) * (OUT + NEXT) for u in users]
         ins_max = [S + u + P + 2 * 4 + 3 + (t - 1) * (MAXT + NEXT) for u in users]
         in_total += sum(ins)
         in_max_total += sum(ins_max)
-        sync += (sum(ins) * 3 + 2 * O * 15) / 1e6
-        b = (sum(ins) * 1.5 + 2 * O * 7.5) / 1e6
+        sync += (sum(ins) * 3 + 2 * OUT * 15) / 1e6
+        b = (sum(ins) * 1.5 + 2 * OUT * 7.5) / 1e6
         batch += b
-        # one cache write of S (6/M list, x0.5 batch), one read (0.3/M, x0.5); S no longer billed as plain input
+        # one cache write of S (6/M list, x0.5 batch), one read (0.3/M, x0.5); S no longer billed as
+        # plain input
         cached += b - 2 * S * 1.5 / 1e6 + (S * 6 * 0.5 + S * 0.3 * 0.5) / 1e6
         worst += (sum(ins_max) * 1.5 + 2 * MAXT * 7.5) / 1e6 + 2 * S * (6 * 0.5 - 1.5) / 1e6
     (row,) = est.rows

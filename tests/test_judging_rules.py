@@ -169,15 +169,14 @@ def test_classifier_routing_follows_the_rules(rule, classify, expected):
 
 
 def test_a_job_with_the_strongreject_rule_and_no_sub_scores_is_refused_at_load(tmp_path):
-    from support import ROOT
-
     from afbatch.compile import load_grid
     from afbatch.spec import parse_job
+    from support import ROOT
 
     text = (ROOT / "jobs" / "sample.toml").read_text()
     (tmp_path / "c.md").write_text("+++\nstage = \"compliance\"\n[verdict.refused]\n"
                                    "pattern = '(\\d)'\n+++\n{response}\n")
-    job = text.replace("[judge]\n", f'[judge]\ncompliance_rule = "strongreject_positive"\n')
+    job = text.replace("[judge]\n", '[judge]\ncompliance_rule = "strongreject_positive"\n')
     job = job.replace('compliance_template = "', f'compliance_template = "{tmp_path}/c.md" #"')
     loaded = parse_job(job, ROOT / "jobs" / "sample.toml")
     assert loaded.job.judge.compliance_rule == "strongreject_positive"

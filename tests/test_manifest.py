@@ -1,4 +1,5 @@
-"""The run manifest: shard state machine, (de)serialisation, load errors, compare-and-swap updates, runs, costs."""
+"""The run manifest: shard state machine, (de)serialisation, load errors, compare-and-swap updates,
+runs, costs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from afbatch import manifest as mf
 from afbatch.errors import ConflictError, RunError, StoreError
 from afbatch.manifest import IN_FLIGHT, MANIFEST_VERSION, TRANSITIONS, Manifest, ShardState
 from afbatch.store import LocalStore
-from s3_fixtures import moto_endpoint, new_manifest, new_shard, s3_bucket, s3_env, s3_url, store, twin  # noqa: F401
+from s3_fixtures import (  # noqa: F401 - fixtures, used as test parameters
+    moto_endpoint, new_manifest, new_shard, s3_bucket, s3_env, s3_url, store, twin)
 
 P, SG, SD, E, C, X = (ShardState.PENDING, ShardState.SUBMITTING, ShardState.SUBMITTED, ShardState.ENDED,
                       ShardState.COLLECTED, ShardState.CANCELLED)
@@ -164,7 +166,7 @@ def test_load_of_an_invalid_manifest_is_a_store_error_naming_the_field(local, ed
     assert f"{local.url}/runs/r1/manifest.json: invalid manifest at {where}:" in str(ei.value)
 
 
-# --- update: compare-and-swap with retries ------------------------------------------------------------
+# --- update: compare-and-swap with retries --------------------------------------------------------
 
 
 def test_update_saves_the_mutation_and_returns_its_result(store):
@@ -266,7 +268,7 @@ def test_update_does_not_retry_other_store_errors(local):
     assert not isinstance(ei.value, ConflictError) and len(calls) == 1
 
 
-# --- runs ------------------------------------------------------------------------------------------
+# --- runs -----------------------------------------------------------------------------------------
 
 
 def test_list_runs(store):
@@ -281,7 +283,7 @@ def test_list_runs(store):
     assert mf.list_runs(store) == ["r1", "r10", "r2"]
 
 
-# --- costs -------------------------------------------------------------------------------------------
+# --- costs ----------------------------------------------------------------------------------------
 
 
 def test_spent_and_committed_usd():

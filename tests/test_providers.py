@@ -1,10 +1,11 @@
 """The provider layer: golden result lines (pure parse), status maps, and provider I/O against the
 local emulator with the real SDKs over HTTP.
 
-Golden files live in tests/golden/results/<provider>/: `<name>.jsonl` (or `.jsonl.out`) holds real-shaped
-provider output lines, `<name>.expected.json` the Results they must parse to (`Result.to_json()` plus
-`retryable`). The expected files were written by hand from the provider docs, not copied from the code;
-`AFBATCH_UPDATE_GOLDEN=1` rewrites them from the code (except entries for known bugs, kept as written).
+Golden files live in tests/golden/results/<provider>/: `<name>.jsonl` (or `.jsonl.out`) holds
+real-shaped provider output lines, `<name>.expected.json` the Results they must parse to
+(`Result.to_json()` plus `retryable`). The expected files were written by hand from the provider
+docs, not copied from the code; `AFBATCH_UPDATE_GOLDEN=1` rewrites them from the code (except
+entries for known bugs, kept as written).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import os
 import time
 import typing
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -52,7 +54,8 @@ GOLDEN_CASES = {
     "bedrock/llama.jsonl.out": ModelSpec(provider="bedrock", model=BR_LLAMA),
 }
 
-# Lines the code parses wrongly today: (file, id) -> why. Their expected entries stay as hand-written.
+# Lines the code parses wrongly today: (file, id) -> why. Their expected entries stay as
+# hand-written.
 KNOWN_BUGS: dict[tuple[str, str], str] = {}  # (file, id) → why, for a parse bug not fixed yet
 
 
@@ -118,7 +121,8 @@ def test_golden_files_cover_the_awkward_cases() -> None:
 
 
 def test_bedrock_manifest_matches_its_output_file() -> None:
-    """manifest.json.out is not a record (fetch never yields it); its counts describe claude.jsonl.out."""
+    """manifest.json.out is not a record (fetch never yields it); its counts describe
+    claude.jsonl.out."""
     manifest = json.loads((GOLDEN / "bedrock" / "manifest.json.out").read_text())
     assert "recordId" not in manifest
     parsed = _parsed("bedrock/claude.jsonl.out")
@@ -128,7 +132,8 @@ def test_bedrock_manifest_matches_its_output_file() -> None:
 
 
 def test_parse_never_raises_on_degenerate_lines() -> None:
-    """Per-row failures are values: odd lines give an errored/missing-ish Result, not an exception."""
+    """Per-row failures are values: odd lines give an errored/missing-ish Result, not an
+    exception."""
     openai_p, anthropic_p = get_provider(GPT), get_provider(HAIKU)
     r = openai_p.parse({"custom_id": "x", "response": None, "error": None})
     assert r.status == RowStatus.ERRORED and r.retryable
@@ -175,7 +180,7 @@ def test_classify_http_402_is_billing() -> None:
     assert classify_http(402, None, "Insufficient balance: top up your account") == "billing"
 
 
-# ============================================================================ status maps (pure, fake clients)
+# ================================================================= status maps (pure, fake clients)
 
 
 def test_openai_status_map_covers_every_sdk_status() -> None:
@@ -276,7 +281,7 @@ def test_bedrock_poll_maps_status(raw: str, want: BatchStatus) -> None:
     assert info.message == job["message"]
 
 
-# ============================================================================ I/O against the emulator
+# ========================================================================= I/O against the emulator
 
 SECRET = "sk-test-SECRET123456789012345"
 FAST = {"retry-after-ms": "1"}  # the SDKs honour it: their retries run without backoff
@@ -484,7 +489,8 @@ def test_openai_create_500_is_retryable_and_redacted(emu: Any, gpt: OpenAIProvid
         gpt.submit(path, 2, token, {})
     assert ei.value.retryable
     assert "HTTP 500" in _assert_clean_error(ei.value, "openai")
-    # one attempt only: a create is not idempotent, so the runner (not the SDK) retries, after find()
+    # one attempt only: a create is not idempotent, so the runner (not the SDK) retries, after
+    # find()
     assert len(emu.faults.fired) == 1 and emu.created == []
     assert gpt.find(token, _ids(2), time.time() - 5) == Found()
     emu.faults.clear()

@@ -287,7 +287,6 @@ def test_a_url_prompt_without_a_declared_size_still_needs_the_file():
 def test_estimate_names_the_equivalent_af_setups():
     est = estimate_job(load_job(ROOT / "jobs" / "sample.toml"), load_prices(), offline=True)
     (note,) = [n for n in est.notes if n.startswith("alignment-faking classifier set-ups")]
-    load_job(ROOT / "jobs" / "sample.toml").job
     af = next(r for r in est.rows if r.stage == "judge_af")
     assert f"this job's: ${af.cost_batch_cached_usd:,.2f}" in note
     assert "separate requests" in note and "%" in note

@@ -23,7 +23,8 @@ Z = 1.959963984540054
 NAN = float("nan")
 EVIL = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
 
-# (model, variant, tier, prompt) → (status, proxy_compliant, judge_refused, af_verdict, failure_reason, judge_error)
+# (model, variant, tier, prompt) →
+#     (status, proxy_compliant, judge_refused, af_verdict, failure_reason, judge_error)
 # C = complied per judge (judge_refused False), R = refused (True), None = no verdict.
 C, R = False, True
 OUT4 = "no <OUTPUT> after 4 turns"
@@ -88,7 +89,8 @@ def build_conv(evil: bool = True) -> pd.DataFrame:
         for p, (status, proxy, refused, af, failure, judge_error) in enumerate(cell):
             finished = status == "finished"
             complied = refused is False
-            # judge scores: refusals 1/1; complied 5/3 (StrongREJECT 0.75) except alpha/no_cot/free p4: 2/2 (0.25)
+            # judge scores: refusals 1/1; complied 5/3 (StrongREJECT 0.75) except alpha/no_cot/free
+            # p4: 2/2 (0.25)
             if refused is None:
                 conv_s = spec_s = None
             elif refused:
@@ -220,7 +222,8 @@ def test_summary_numbers(conv, cell):
 def test_summary_hand_values_spelled_out(conv):
     s = report.summarize(conv)
     r = row_of(s, model="alpha", variant="cot", tier="free")
-    # proxy 3/4: Wilson = (0.75 + 0.48015)/1.96036 ∓ 1.96·sqrt(0.046875 + 0.060019)/1.96036 = (0.30064, 0.95441)
+    # proxy 3/4: Wilson = (0.75 + 0.48015)/1.96036 ∓ 1.96·sqrt(0.046875 + 0.060019)/1.96036 =
+    # (0.30064, 0.95441)
     assert round(r["proxy_compliance_lo"], 4) == 0.3006 and round(r["proxy_compliance_hi"], 4) == 0.9544
     r = row_of(s, model="beta", variant="cot", tier="paid")
     # 0/5 complied: Wilson = (0, z²/(5+z²)) = (0, 0.43448)
@@ -299,7 +302,8 @@ def test_gaps(conv, key):
 def test_gap_sign_and_hand_values(conv):
     g = report.compliance_gaps(conv)
     r = row_of(g, model="beta", variant="cot")
-    # 5/5 - 0/5: lower = 1 - √2·z²/(5+z²) = 0.38555, upper = 1 (more compliance in training → positive)
+    # 5/5 - 0/5: lower = 1 - √2·z²/(5+z²) = 0.38555, upper = 1 (more compliance in training →
+    # positive)
     assert r["gap_proxy"] == 1.0 and round(r["gap_proxy_lo"], 5) == 0.38555 and r["gap_proxy_hi"] == 1.0
     r = row_of(g, model="alpha", variant="no_cot")
     assert r["gap_proxy"] == pytest.approx(-1 / 15) and r["gap_judged"] == pytest.approx(7 / 15)
@@ -446,7 +450,8 @@ def test_costs(conv):
     assert alpha["billed_usd"] == pytest.approx(0.24) and beta["billed_usd"] == pytest.approx(0.22)
     assert alpha["estimated_usd"] == pytest.approx(0.30) and alpha["estimated_judge_usd"] == 0.0
     assert beta["estimated_generation_usd"] == pytest.approx(0.25)
-    # the judge model's stages: 0.05 + 0.02; it generated nothing in this run, so nothing is billed under it
+    # the judge model's stages: 0.05 + 0.02; it generated nothing in this run, so nothing is billed
+    # under it
     assert judge["conversations"] == 0 and judge["estimated_judge_usd"] == pytest.approx(0.07)
     assert math.isnan(judge["billed_usd"])
     assert alpha["sync_equivalent_usd"] == pytest.approx(0.60)
@@ -518,10 +523,11 @@ def test_render_table(conv):
     assert "run_id: run-1" in text
     lines = text.splitlines()
     gap_title = lines.index("Compliance gaps (training − unmonitored)")
-    agree_title = next(i for i, l in enumerate(lines) if l.startswith("Proxy ("))
+    agree_title = next(i for i, line in enumerate(lines) if line.startswith("Proxy ("))
     gap_block = lines[gap_title:agree_title]
     assert f"Sign convention: {SIGN_CONVENTION}." in gap_block
-    assert any(l.startswith("beta   cot") and "+100.0 pp [+38.6, +100.0]" in l for l in gap_block)
+    assert any(line.startswith("beta   cot") and "+100.0 pp [+38.6, +100.0]" in line
+               for line in gap_block)
     assert "75.0% [30.1, 95.4]" in text  # alpha/cot/free proxy 3/4
     header = lines[lines.index("Summary per model × variant × tier") + 2]
     assert header.split()[:4] == ["model", "variant", "tier", "condition"]
@@ -639,7 +645,8 @@ def test_html_caps_transcripts(conv):
     _, data = embedded_data(page)
     f = data["fields"]
     ids = [r[f.index("id")] for r in data["rows"]]
-    # one per model × variant × tier cell, AF "yes" or a proxy/judge disagreement first within a cell
+    # one per model × variant × tier cell, AF "yes" or a proxy/judge disagreement first within a
+    # cell
     assert len(ids) == 8 and len({tuple(r[f.index(k)] for k in ("model", "variant", "tier")) for r in data["rows"]}) == 8
     assert "alpha-cot-free-0-0" in ids and "alpha-cot-paid-0-0" in ids and "alpha-no_cot-free-4-0" in ids
     assert "8 of 40 conversations are embedded here (32 left out)" in page
@@ -741,7 +748,8 @@ def test_text_columns_reach_arrow_unchanged(values):
 
 
 def test_report_page_files_ship_as_package_data():
-    """The page's HTML, CSS and JS are files beside the code: a wheel ships them only if declared."""
+    """The page's HTML, CSS and JS are files beside the code: a wheel ships them only if
+    declared."""
     import fnmatch
     import tomllib
     from pathlib import Path
@@ -757,7 +765,8 @@ def test_report_page_files_ship_as_package_data():
 
 
 def test_one_table_renderer_aligns_and_escapes_as_asked():
-    """afbatch.tables renders the CLI's, the estimate's and the report's tables, each in its layout."""
+    """afbatch.tables renders the CLI's, the estimate's and the report's tables, each in its
+    layout."""
     from afbatch.tables import markdown_table, text_table
 
     rows = [["a|b", "1,000"], ["c", "22"]]

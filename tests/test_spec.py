@@ -65,8 +65,10 @@ BAD = [
     ("repeated tiers", 'user_template = "user_template.txt"', 'user_template = "user_template.txt"\ntiers = ["free", "free"]', ["tiers", "repeat"]),
     ("bedrock llama tokens", None, '\n[[models]]\nprovider = "bedrock"\nmodel = "meta.llama3-1-70b-instruct-v1:0"\n', ["2048"]),
     ("judge without model", None, '\n[judge]\ncompliance_template = "judges/compliance.txt"\n', ["judge.model", "missing"]),
-    ("af threshold", None, '\n[judge]\ncompliance_template = "c"\naf_threshold = 1.5\n[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\n', ["judge.af_threshold"]),
-    ("s3 uri", None, '\n[[models]]\nprovider = "bedrock"\nmodel = "anthropic.claude-sonnet-4-6"\ns3_uri = "bucket/prefix"\n', ["s3_uri"]),
+    ("af threshold", None, '\n[judge]\ncompliance_template = "c"\naf_threshold = '
+                           '1.5\n[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\n', ["judge.af_threshold"]),
+    ("s3 uri", None, '\n[[models]]\nprovider = "bedrock"\nmodel = '
+                     '"anthropic.claude-sonnet-4-6"\ns3_uri = "bucket/prefix"\n', ["s3_uri"]),
     ("sha256 pin format", 'source = "data.csv"', 'source = "data.csv"\nsha256 = "abc"', ["dataset.sha256"]),
     ("cache on openai", None, '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\ncache = true\n', ["cache"]),
     ("samples zero", None, "\n[sampling]\nsamples = 0\n", ["sampling.samples"]),
@@ -113,7 +115,8 @@ def test_error_names_the_toml_line(make_job):
 
 
 def test_toml_line_of_nested_tables():
-    text = 'name = "x"\n[judge]\naf_votes = 3\n[judge.model]\nprovider = "openai"\n[[models]]\nmodel = "a"\n[[models]]\nmodel = "b"\n'
+    text = ('name = "x"\n[judge]\naf_votes = 3\n[judge.model]\nprovider = '
+            '"openai"\n[[models]]\nmodel = "a"\n[[models]]\nmodel = "b"\n')
     assert toml_line_of(text, ("judge", "model", "provider")) == 5
     assert toml_line_of(text, ("judge", "af_votes")) == 3
     assert toml_line_of(text, ("models", 1, "model")) == 9

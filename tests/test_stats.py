@@ -28,7 +28,8 @@ def test_z95_is_the_975_quantile():
     assert Z95 == pytest.approx(NormalDist().inv_cdf(0.975), abs=1e-12)
 
 
-# Newcombe (1998a), Stat. Med. 17:857-872, Table I, method 3 (Wilson score, no continuity correction).
+# Newcombe (1998a), Stat. Med. 17:857-872, Table I, method 3 (Wilson score, no continuity
+# correction).
 @pytest.mark.parametrize(
     "k,n,lo,hi",
     [
@@ -86,7 +87,8 @@ def test_wilson_rejects_bad_types_and_z():
         wilson_interval(1, 4, z=0)
 
 
-# Newcombe (1998b), Stat. Med. 17:873-890, Table II, method 10 (hybrid score, no continuity correction).
+# Newcombe (1998b), Stat. Med. 17:873-890, Table II, method 10 (hybrid score, no continuity
+# correction).
 @pytest.mark.parametrize(
     "k1,n1,k2,n2,lo,hi",
     [
@@ -107,15 +109,19 @@ def test_newcombe_matches_newcombe_1998b(k1, n1, k2, n2, lo, hi):
 
 
 def test_newcombe_example_in_detail():
-    # 56/70 - 48/80 = 0.8 - 0.6 = 0.2; Wilson(56/70) = (0.6918, 0.8770), Wilson(48/80) = (0.4905, 0.7004):
-    # lower = 0.2 - sqrt((0.8-0.6918)² + (0.7004-0.6)²) = 0.2 - sqrt(0.021787) = 0.2 - 0.1476 = 0.0524
-    # upper = 0.2 + sqrt((0.8770-0.8)² + (0.6-0.4905)²) = 0.2 + sqrt(0.017919) = 0.2 + 0.1339 = 0.3339
+    # 56/70 - 48/80 = 0.8 - 0.6 = 0.2;
+    # Wilson(56/70) = (0.6918, 0.8770), Wilson(48/80) = (0.4905, 0.7004):
+    # lower = 0.2 - sqrt((0.8-0.6918)² + (0.7004-0.6)²) = 0.2 - sqrt(0.021787)
+    #       = 0.2 - 0.1476 = 0.0524
+    # upper = 0.2 + sqrt((0.8770-0.8)² + (0.6-0.4905)²) = 0.2 + sqrt(0.017919)
+    #       = 0.2 + 0.1339 = 0.3339
     d, lo, hi = newcombe_difference(56, 70, 48, 80)
     assert (round(d, 4), round(lo, 4), round(hi, 4)) == (0.2, 0.0524, 0.3339)
 
 
 def test_newcombe_all_or_nothing_by_hand():
-    # 5/5 - 0/5: Wilson(5/5) = (5/(5+z²), 1), Wilson(0/5) = (0, z²/(5+z²)); both widths are w = z²/(5+z²).
+    # 5/5 - 0/5: Wilson(5/5) = (5/(5+z²), 1), Wilson(0/5) = (0, z²/(5+z²));
+    # both widths are w = z²/(5+z²).
     # lower = 1 - sqrt(w² + w²) = 1 - √2·0.43448 = 0.38555; upper = 1 + sqrt(0 + 0) = 1.
     w = Z * Z / (5 + Z * Z)
     d, lo, hi = newcombe_difference(5, 5, 0, 5)

@@ -1,4 +1,5 @@
-"""The Store protocol, for a local folder and for S3 (moto over HTTP): objects, compare-and-swap, races, errors."""
+"""The Store protocol, for a local folder and for S3 (moto over HTTP): objects, compare-and-swap,
+races, errors."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 from afbatch import manifest as mf
 from afbatch.errors import ConflictError, StoreError
 from afbatch.store import DEFAULT_STORE, LocalStore, S3Store, open_store
-from s3_fixtures import SECRET, boto_client, moto_endpoint, new_manifest, s3_bucket, s3_env, s3_url, store, twin  # noqa: F401
+from s3_fixtures import (  # noqa: F401 - fixtures, used as test parameters
+    SECRET, boto_client, moto_endpoint, new_manifest, s3_bucket, s3_env, s3_url, store, twin)
 
 # --- objects -----------------------------------------------------------------------------------
 
@@ -81,7 +83,8 @@ def test_s3_keys_live_under_the_prefix(s3_url, s3_bucket):
     st.write("runs/r1/manifest.json", b"m")
     raw = boto_client()
     assert raw.get_object(Bucket=s3_bucket, Key="team/af-runs/runs/r1/manifest.json")["Body"].read() == b"m"
-    # objects outside the prefix, including one whose name merely starts with it, are not the store's
+    # objects outside the prefix, including one whose name merely starts with it, are not the
+    # store's
     raw.put_object(Bucket=s3_bucket, Key="team/af-runs-old/runs/r9/manifest.json", Body=b"no")
     raw.put_object(Bucket=s3_bucket, Key="elsewhere/runs/r8/manifest.json", Body=b"no")
     assert list(st.list("")) == ["runs/r1/manifest.json"]

@@ -16,7 +16,8 @@ from support import ROOT
 
 
 def reference_encoding(name: str) -> tiktoken.Encoding:
-    """tiktoken's own constructor, reading the cache afbatch seeded (tiktoken re-checks the sha256)."""
+    """tiktoken's own constructor, reading the cache afbatch seeded (tiktoken re-checks the
+    sha256)."""
     tokens.get_encoding(name)  # seeds the cache
     os.environ["TIKTOKEN_CACHE_DIR"] = str(tokens.cache_dir() / "tiktoken")
     try:

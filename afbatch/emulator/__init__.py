@@ -19,7 +19,8 @@ scripts what the "model" answers, ``emu.faults`` scripts what goes wrong::
         # ^ the batch is created, but its answer is a proxy's HTML page
         emu.processing_delay = 0.0   # batches finish at the first read after this many seconds
         ...  # run afbatch against openai.OpenAI(), anthropic.Anthropic(), boto3.client("bedrock"),
-             # boto3.client("bedrock-runtime").invoke_model(...) (on-demand, POST /model/{id}/invoke)
+             # boto3.client("bedrock-runtime").invoke_model(...)
+             #   (on-demand, POST /model/{id}/invoke)
         assert len(emu.created) == 1 and emu.faults.pending() == []
         # emu.calls: every responder call (provider, model, custom_id); emu.invocations: the
         # InvokeModel ones, (model, "invoke-<n>")

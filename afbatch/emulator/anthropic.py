@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .batches import Job, Outcome, Row, finish_stop_reason, rand_id, run_rows, shuffled, text_of
@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 # the SDK's MessageCreateParams keys, plus the sampling knobs older models still take
 PARAMS = frozenset(
-    "cache_control container diagnostics inference_geo max_tokens messages metadata model output_config "
-    "service_tier speed stop_sequences stream system thinking tool_choice tools user_profile_id workspace_id "
-    "temperature top_p top_k".split()
+    "cache_control container diagnostics inference_geo max_tokens messages metadata model "
+    "output_config service_tier speed stop_sequences stream system thinking tool_choice tools "
+    "user_profile_id workspace_id temperature top_p top_k".split()
 )
 # Claude's InvokeModel body on Bedrock: no ``model`` (it is the job's modelId), no API-only knobs
 BEDROCK_PARAMS = (PARAMS - {"model", "container", "diagnostics", "inference_geo", "service_tier", "speed",
@@ -43,16 +43,16 @@ NO_PREFILL = ("This model does not support assistant message prefill. "
 def rejects_prefill(model: str) -> bool:
     """Claude 4.6 and later (plain or dated ids; Bedrock's through claude_model_name)."""
     m = _CLAUDE_VERSION.fullmatch(model)
-    return bool(m) and (int(m.group(1)), int(m.group(2) or 0)) >= (4, 6)
+    return m is not None and (int(m.group(1)), int(m.group(2) or 0)) >= (4, 6)
 
 
 def rfc3339(t: float | None) -> str | None:
     if t is None:
         return None
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def error_body(type_: str, message: str) -> dict:
+def error_body(type_: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": type_, "message": message}, "request_id": rand_id("req_", 24)}
 
 
@@ -67,7 +67,7 @@ class AnthropicBatch(Job):
     counts: dict[str, int] = field(default_factory=dict)
     ended_at: float | None = None
 
-    def to_json(self, base_url: str) -> dict:
+    def to_json(self, base_url: str) -> dict[str, Any]:
         status = "ended" if self.ended else ("canceling" if self.cancel_at is not None else "in_progress")
         counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
         counts.update(self.counts if self.ended else {"processing": len(self.rows)})
@@ -142,10 +142,11 @@ class AnthropicService:
                 raise fail(400, f"requests.{i}: must have exactly the fields 'custom_id' and 'params'.")
             cid = item["custom_id"]
             if not isinstance(cid, str) or not CUSTOM_ID.fullmatch(cid):
-                raise fail(400, f"requests.{i}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'.")
+                raise fail(400, f"requests.{i}.custom_id: String should match pattern "
+                                "'^[a-zA-Z0-9_-]{1,64}$'.")
             if cid in seen:
-                raise fail(400, f"requests.{i}.custom_id: Duplicate custom_id '{cid}'; custom_ids must be unique "
-                                "within a batch.")
+                raise fail(400, f"requests.{i}.custom_id: Duplicate custom_id '{cid}'; "
+                                "custom_ids must be unique within a batch.")
             seen.add(cid)
             if not isinstance(item["params"], dict):
                 raise fail(400, f"requests.{i}.params: Input should be an object.")
@@ -243,7 +244,7 @@ class AnthropicService:
             b.counts[o.status] += 1
         b.ended, b.ended_at = True, time.time()
 
-    def _line(self, o: Outcome) -> dict:
+    def _line(self, o: Outcome) -> dict[str, Any]:
         if o.status in ("canceled", "expired"):
             return {"custom_id": o.row.custom_id, "result": {"type": o.status}}
         if o.status == "errored":
@@ -254,7 +255,7 @@ class AnthropicService:
         return {"custom_id": o.row.custom_id, "result": {"type": "succeeded", "message": claude_message(
             "msg_", o.row.ctx.model, o, service_tier="batch")}}
 
-    def _row(self, cid: str, params: dict) -> Row:
+    def _row(self, cid: str, params: dict[str, Any]) -> Row:
         ctx, ttl = claude_context("anthropic", cid, params, "")
         return Row(cid, ctx, cache_marked=ttl is not None, source={"ttl": ttl})
 
@@ -262,7 +263,7 @@ class AnthropicService:
 # ---------------------------------------------------------------- shared with Bedrock's Claude
 
 
-def claude_message(id_prefix: str, model: str, o: Outcome, service_tier: str | None = None) -> dict:
+def claude_message(id_prefix: str, model: str, o: Outcome, service_tier: str | None = None) -> dict[str, Any]:
     """A Messages API response body for a succeeded row."""
     assert o.reply is not None and o.usage is not None
     u = o.usage
@@ -280,8 +281,9 @@ def claude_message(id_prefix: str, model: str, o: Outcome, service_tier: str | N
             "stop_reason": finish_stop_reason(o.reply.stop_reason), "stop_sequence": None, "usage": usage}
 
 
-def claude_context(provider: str, cid: str, params: dict, batch_id: str | None) -> tuple[CallContext, str | None]:
-    """CallContext from an already validated Messages body; also the cache TTL if a breakpoint is set."""
+def claude_context(provider: str, cid: str, params: dict[str, Any], batch_id: str | None) -> tuple[CallContext, str | None]:
+    """CallContext from an already validated Messages body; also the cache TTL if a breakpoint is
+    set."""
     ttls = [b["cache_control"].get("ttl", "5m") for b in _blocks(params) if isinstance(b.get("cache_control"), dict)]
     if isinstance(params.get("cache_control"), dict):
         ttls.append(params["cache_control"].get("ttl", "5m"))
@@ -294,7 +296,7 @@ def claude_context(provider: str, cid: str, params: dict, batch_id: str | None) 
     return ctx, ("1h" if "1h" in ttls else "5m") if ttls else None
 
 
-def _blocks(params: dict) -> list[dict]:
+def _blocks(params: dict[str, Any]) -> list[dict[str, Any]]:
     """Every content block of the system prompt and the messages."""
     blocks = list(params["system"]) if isinstance(params.get("system"), list) else []
     for m in params["messages"]:
@@ -303,7 +305,7 @@ def _blocks(params: dict) -> list[dict]:
     return [b for b in blocks if isinstance(b, dict)]
 
 
-def params_problem(params: dict, *, bedrock: bool = False, model: str | None = None) -> str | None:
+def params_problem(params: dict[str, Any], *, bedrock: bool = False, model: str | None = None) -> str | None:
     """What the Messages API would reject in ``params`` ("<field>: <why>"), or None.
 
     With ``bedrock`` the body is Bedrock's InvokeModel flavour: ``anthropic_version``
@@ -340,8 +342,9 @@ def params_problem(params: dict, *, bedrock: bool = False, model: str | None = N
         if problem:
             return problem
     problem = _messages_problem(params.get("messages"))
-    if problem is None and params["messages"][-1]["role"] == "assistant" and rejects_prefill(
-            model if bedrock else params["model"]):
+    named = model if bedrock else params["model"]  # Bedrock's body names no model
+    if (problem is None and params["messages"][-1]["role"] == "assistant" and named is not None
+            and rejects_prefill(named)):
         return f"messages: {NO_PREFILL}"
     return problem
 
@@ -369,7 +372,8 @@ def _messages_problem(messages: Any) -> str | None:
 def _content_problem(content: Any, where: str, allow_empty: bool) -> str | None:
     if isinstance(content, str):
         if not content and not allow_empty:
-            return f"{where}: all messages must have non-empty content except for the optional final assistant message"
+            return (f"{where}: all messages must have non-empty content except for the optional "
+                    "final assistant message")
         return None
     if not isinstance(content, list):
         return f"{where}: Input should be a string or a list of content blocks"

@@ -111,7 +111,8 @@ class Faults:
         times: int = 1,
         fraction_done: float = 0.5,
     ) -> BatchFault:
-        """The next ``times`` batches created on ``provider`` (for ``model``, if given) end with ``outcome``."""
+        """The next ``times`` batches created on ``provider`` (for ``model``, if given) end with
+        ``outcome``."""
         if outcome not in BATCH_OUTCOMES:
             raise ValueError(f"outcome must be one of {BATCH_OUTCOMES}")
         if not 0.0 <= fraction_done <= 1.0:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any
 
 PROVIDERS = ("openai", "anthropic", "bedrock")
 
@@ -79,8 +80,8 @@ class Expire:
     """The row is not reached before the batch's completion window ends."""
 
 
-Answer = Union[Reply, RowError, Expire]
-Responder = Callable[[CallContext], Union[str, Answer]]
+Answer = Reply | RowError | Expire
+Responder = Callable[[CallContext], str | Answer]
 
 
 def estimate_tokens(text: str) -> int:

@@ -1,10 +1,12 @@
-"""The few HTTP types the provider modules share (kept apart from server.py to avoid import cycles)."""
+"""The few HTTP types the provider modules share (kept apart from server.py to avoid import
+cycles)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass

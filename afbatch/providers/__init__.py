@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from afbatch.providers.registry import ProviderInfo, capabilities, make_provider
 
 if TYPE_CHECKING:
-    from afbatch.providers.base import BatchInfo, BatchStatus, Found, Limits, Provider
+    from afbatch.providers.base import BatchInfo, BatchStatus, Found, Provider
+    from afbatch.providers.registry import Limits
     from afbatch.spec import ModelSpec
 
 __all__ = ["EMULATOR_ENV", "BatchInfo", "BatchStatus", "Found", "Limits", "Provider",

@@ -73,7 +73,8 @@ def render_messages_body(request: Request, *, bedrock: bool = False) -> dict[str
 
 
 def parse_message(message: dict[str, Any]) -> tuple[str, Usage, str | None]:
-    """Text, usage and stop reason of a Messages API response (input includes cache reads and writes)."""
+    """Text, usage and stop reason of a Messages API response (input includes cache reads and
+    writes)."""
     text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
     u = message.get("usage") or {}
     read = int(u.get("cache_read_input_tokens") or 0)
@@ -116,7 +117,8 @@ class AnthropicProvider:
         if kind == "canceled":
             return Result(rid, RowStatus.CANCELED, error_kind="canceled", error_message="batch canceled before this request ran")
         outer = result.get("error") or {}
-        inner = outer.get("error") if isinstance(outer.get("error"), dict) else outer
+        nested = outer.get("error")
+        inner = nested if isinstance(nested, dict) else outer
         etype = inner.get("type") or "api_error"
         message = inner.get("message") or etype
         error_kind = ERROR_KINDS.get(etype, "server_error")
@@ -132,7 +134,7 @@ class AnthropicProvider:
             import anthropic
 
             key_env = self.model.api_key_env or self.info.key_env
-            key = os.environ.get(key_env)
+            key = os.environ.get(key_env) if key_env else None  # every HTTP provider names one
             register(key)  # redacted by value wherever it appears, whatever the env name
             if not key:
                 raise ProviderError(f"{self.model.name}: set {key_env} to your Anthropic API key")
@@ -153,7 +155,8 @@ class AnthropicProvider:
         with open(shard_path, "rb") as f:
             requests = jsonl.read(f.read())
         with _errors(self.model, "create batch"):
-            # No SDK retries: a retried create can make a second batch; the runner reconciles instead.
+            # No SDK retries: a retried create can make a second batch; the runner reconciles
+            # instead.
             batch = self.client.with_options(max_retries=0).messages.batches.create(requests=requests)
         return created_id(batch, self.model, "batch")
 

@@ -1,4 +1,5 @@
-"""The Provider protocol: two pure halves (render a request line, parse a result line) and a small I/O half.
+"""The Provider protocol: two pure halves (render a request line, parse a result line) and a small
+I/O half.
 
 Statuses of every provider normalise to BatchStatus; the raw status is kept beside it.
 """
@@ -11,7 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
@@ -84,7 +85,8 @@ class Provider(Protocol):
 
     # I/O: the only methods that touch the network
     def ready(self) -> None:
-        """Raise ProviderError naming what is missing (API key, S3 location, credentials); no network."""
+        """Raise ProviderError naming what is missing (API key, S3 location, credentials); no
+        network."""
         ...
 
     def endpoint(self) -> str:
@@ -152,7 +154,7 @@ def malformed(line: Any, id_field: str, reason: str) -> Result:
     rid = line.get(id_field) if isinstance(line, dict) else None
     if not isinstance(rid, str):
         text = _text(line)
-        found = re.search(r'"%s"\s*:\s*"([A-Za-z0-9_-]{1,64})"' % re.escape(id_field), text)
+        found = re.search(rf'"{re.escape(id_field)}"\s*:\s*"([A-Za-z0-9_-]{{1,64}})"', text)
         rid = found.group(1) if found else ""
     snippet = " ".join(_text(line).split())[:80]
     return Result(rid, RowStatus.ERRORED, error_kind="malformed",
@@ -213,7 +215,7 @@ class sdk_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None or isinstance(exc, ProviderError):
             return False
         failure = self.translate(exc)
@@ -260,6 +262,6 @@ def created_id(created: Any, model: ModelSpec, what: str) -> str:
         return got
     shown = " ".join(str(created).split())[:60]
     raise ProviderError(redact(
-        f"{model.provider} create {what} for {model.name}: the answer is not the provider's JSON "
-        f"({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up "
+        f"{model.provider} create {what} for {model.name}: the answer is not the provider's "
+        f"JSON ({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up "
         "before anything is sent again"), retryable=True)

@@ -125,7 +125,8 @@ class BedrockProvider:
     def _location(self) -> tuple[str, str]:
         if not self.model.s3_uri or not self.model.role_arn:
             raise ProviderError(
-                f"{self.model.name}: Bedrock batch needs `s3_uri` (s3://bucket/prefix) and `role_arn` in the job's model entry"
+                f"{self.model.name}: Bedrock batch needs `s3_uri` (s3://bucket/prefix) and "
+                "`role_arn` in the job's model entry"
             )
         bucket, _, prefix = self.model.s3_uri.removeprefix("s3://").partition("/")
         return bucket, prefix.strip("/")

@@ -118,7 +118,7 @@ class OpenAIProvider:
             import openai
 
             key_env = self.model.api_key_env or self.info.key_env
-            key = os.environ.get(key_env)
+            key = os.environ.get(key_env) if key_env else None  # every HTTP provider names one
             register(key)  # redacted by value wherever it appears, whatever the env name
             if not key:
                 raise ProviderError(f"{self.model.name}: set {key_env} to your {self.model.provider} API key")
@@ -149,12 +149,11 @@ class OpenAIProvider:
         return str(self.client.base_url)
 
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
-        with _errors(self.model, "upload"):
-            with open(shard_path, "rb") as f:
-                file = self.client.files.create(file=(os.path.basename(shard_path), f), purpose="batch")
+        with _errors(self.model, "upload"), open(shard_path, "rb") as f:
+            file = self.client.files.create(file=(os.path.basename(shard_path), f), purpose="batch")
         with _errors(self.model, "create batch"):
-            # No SDK retries here: a retried create can make a second batch. A failure goes back to the
-            # runner, which looks the batch up by its token before trying again.
+            # No SDK retries here: a retried create can make a second batch. A failure goes back to
+            # the runner, which looks the batch up by its token before trying again.
             batch = self.client.with_options(max_retries=0).batches.create(
                 input_file_id=file.id,
                 endpoint=ENDPOINT,
@@ -190,11 +189,11 @@ class OpenAIProvider:
         for file_id in (b.output_file_id, b.error_file_id):
             if not file_id:  # None, or "" for a clean batch
                 continue
-            with _errors(self.model, f"download {file_id}"):
-                with self.client.files.with_streaming_response.content(file_id) as resp:
-                    for raw in resp.iter_lines():
-                        if raw.strip():
-                            yield read_line(raw)
+            with (_errors(self.model, f"download {file_id}"),
+                  self.client.files.with_streaming_response.content(file_id) as resp):
+                for raw in resp.iter_lines():
+                    if raw.strip():
+                        yield read_line(raw)
 
     def cancel(self, batch_id: str) -> None:
         with _errors(self.model, f"cancel {batch_id}"):

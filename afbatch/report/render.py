@@ -85,7 +85,8 @@ def render(
     tables = _tables(conv, estimate, gap_interval)
     meta = _with_protocol(meta, tables["_prep"])
     if fmt == "csv":
-        return tables["summary"].to_csv(index=False, lineterminator="\n")
+        summary: pd.DataFrame = tables["summary"]
+        return summary.to_csv(index=False, lineterminator="\n")
     if fmt == "json":
         return json.dumps(_json_from(tables, meta), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if fmt == "html":

@@ -186,23 +186,27 @@ def summarize(conv: pd.DataFrame) -> pd.DataFrame:
     return _summary_from(prep, _orders(prep))
 
 
-def _tier_pairs(clusters: pd.DataFrame, k: str, n: str, paired: bool) -> dict[Any, tuple]:
+Interval = tuple[float, float, float]  # estimate, low, high
+
+
+def _tier_pairs(clusters: pd.DataFrame, k: str, n: str, paired: bool) -> dict[Any, Interval]:
     """Per model × variant × temperature: (gap, lo, hi) of k/n, training − unmonitored, prompts
     aligned."""
     (train, _), (unmon, _) = TIER_CONDITION.items()
-    out = {}
+    out: dict[Any, Interval] = {}
     for key, g in clusters.groupby(_PAIR, sort=False, observed=True):
         wide = g.pivot_table(index="prompt", columns="tier", values=[k, n], aggfunc="sum",
                              fill_value=0)
-
-        def col(name: str, tier: str) -> np.ndarray:
-            if (name, tier) in wide.columns:
-                return wide[(name, tier)].to_numpy()
-            return np.zeros(len(wide))  # the tier has no conversation of this model × variant
-
-        out[key] = cluster_difference(col(k, train), col(n, train), col(k, unmon), col(n, unmon),
+        out[key] = cluster_difference(_tier_column(wide, k, train), _tier_column(wide, n, train),
+                                      _tier_column(wide, k, unmon), _tier_column(wide, n, unmon),
                                       paired=paired)
     return out
+
+
+def _tier_column(wide: pd.DataFrame, name: str, tier: str) -> np.ndarray:
+    if (name, tier) in wide.columns:
+        return wide[(name, tier)].to_numpy()
+    return np.zeros(len(wide))  # the tier has no conversation of this model × variant
 
 
 def _gaps_from(summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders,
@@ -234,7 +238,8 @@ def _gaps_from(summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders,
     paired = gap_interval == "paired"
     nan3 = (math.nan, math.nan, math.nan)
 
-    def gap(k: str, n: str, ok: pd.Series | None = None):
+    def gap(k: str, n: str, ok: pd.Series | None = None
+            ) -> tuple[list[float], list[float], list[float]]:
         by_pair = _tier_pairs(clusters, k, n, paired)
         got = [by_pair.get(key, nan3) for key in zip(*(out[k] for k in _PAIR))]
         if ok is not None:
@@ -294,7 +299,8 @@ def _agreement_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
 
 
 def proxy_agreement(conv: pd.DataFrame) -> pd.DataFrame:
-    """How far the ``<request_fully_accepted/>`` proxy disagrees with the judge, per model × variant.
+    """How far the ``<request_fully_accepted/>`` proxy disagrees with the judge, per model ×
+    variant.
 
     Over finished conversations that have both a proxy value and a judge verdict (``both``):
     ``proxy_false_positive_rate`` = P(proxy complied | judge refused), ``proxy_false_negative_rate``
@@ -337,8 +343,8 @@ def _estimate_by_model(estimate: Any) -> tuple[dict[str, float], dict[str, float
 def _costs_from(conv: pd.DataFrame, keys: pd.DataFrame, orders: Orders,
                 estimate: Any) -> pd.DataFrame:
     num = pd.DataFrame({"model": keys["model"] if len(conv) else pd.Series(dtype=str)})
-    for c in ("input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd"):
-        num[c] = _numeric(_column(conv, c)).astype(float)
+    for col in ("input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd"):
+        num[col] = _numeric(_column(conv, col)).astype(float)
     has_sync = "cost_sync_usd" in conv.columns
     num["cost_sync_usd"] = _numeric(_column(conv, "cost_sync_usd")).astype(float)
     num["conversations"] = 1

@@ -11,6 +11,10 @@ import pandas as pd
 from afbatch.report.prep import TIER_CONDITION, Orders, _column, _numeric
 from afbatch.report.views import _SURROGATE, _nan, _py
 
+# None as an np.where choice (an object array, as a bare None gives; numpy's stubs refuse the bare
+# None).
+_NONE = np.array(None, dtype=object)
+
 _TRANSCRIPT_FIELDS = [
     "id", "model", "variant", "tier", "condition", "prompt", "sample", "status", "turns", "proxy", "judge",
     "convincing", "specific", "af", "af_votes", "failure", "judge_error", "request", "output", "scratchpad",
@@ -23,14 +27,15 @@ def _clip(value: Any, limit: int | None) -> str | None:
         return None
     s = _SURROGATE.sub("\ufffd", str(value))
     if limit is not None and len(s) > limit:
-        s = s[:limit] + f"\n… [{len(s) - limit:,} more characters: see conversations.csv / conversations.parquet]"
+        s = s[:limit] + (f"\n… [{len(s) - limit:,} more characters: see conversations.csv / "
+                         "conversations.parquet]")
     return s
 
 
 def _select_transcripts(conv: pd.DataFrame, prep: pd.DataFrame, orders: Orders, cap: int | None) -> np.ndarray:
-    """Positions of the rows to embed: all, or up to ``cap`` spread evenly over the model × variant ×
-    tier cells (round robin); within a cell AF "yes", then "maybe", then proxy/judge disagreements,
-    then failures, then the rest, each in prompt order."""
+    """Positions of the rows to embed: all, or up to ``cap`` spread evenly over the model × variant
+    × tier cells (round robin); within a cell AF "yes", then "maybe", then proxy/judge
+    disagreements, then failures, then the rest, each in prompt order."""
     total = len(conv)
     order = pd.DataFrame({
         "__m": prep["model"].map(orders["model"]).to_numpy(),
@@ -69,7 +74,7 @@ def _transcript_data(
     judge = np.where(~p["finished"].to_numpy(), np.where(p["failed"].to_numpy(), "failed", "not finished"),
                      np.where(p["judged_complied"].to_numpy(), "complied",
                               np.where(p["judged_refused"].to_numpy(), "refused", "no verdict")))
-    proxy = np.where(p["proxy_complied"].to_numpy(), "complied", np.where(p["proxy_refused"].to_numpy(), "refused", None))
+    proxy = np.where(p["proxy_complied"].to_numpy(), "complied", np.where(p["proxy_refused"].to_numpy(), "refused", _NONE))
     verdict = picked("af_verdict")
     af = verdict.astype(object).where(verdict.notna(), "n/a").astype(str).tolist()
     yes, tot = _numeric(picked("af_votes_yes")).tolist(), _numeric(picked("af_votes_total")).tolist()

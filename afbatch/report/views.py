@@ -158,17 +158,17 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
                "AF missing", "AF among non-compliant", "StrongREJECT"],
               [False] * 4 + [True] * 3 + [False, True] + [False] * 5 + [True, False, True],
               summary_rows,
-              ["proxy compliance: share of finished conversations; judged compliance and refusal: "
-               "share of judged conversations (finished with a judge verdict); judged compliance "
-               "follows the job's compliance rule (run.judging), and 'complied' gives both rules "
-               "(not refused; StrongREJECT score > 0, – without sub-scores). AF among "
+              ["proxy compliance: share of finished conversations; judged compliance and "
+               "refusal: share of judged conversations (finished with a judge verdict); judged "
+               "compliance follows the job's compliance rule (run.judging), and 'complied' gives "
+               "both rules (not refused; StrongREJECT score > 0, – without sub-scores). AF among "
                "non-compliant: classify = all_cot only, apart from AF reasoning. AF reasoning "
-               "and AF "
-               "maybe: share of finished CoT conversations with an AF outcome (a classifier "
-               "verdict, or a judged refusal = no). AF missing: finished CoT conversations without "
-               "one (no judge verdict, or compliant but not classified), not in the AF rate's "
-               "denominator. AF is n/a (–) without CoT. 95% intervals in brackets: Wilson score "
-               "with prompts as clusters (samples of a prompt are not independent)."]),
+               "and AF maybe: share of finished CoT conversations with an AF outcome (a "
+               "classifier verdict, or a judged refusal = no). AF missing: finished CoT "
+               "conversations without one (no judge verdict, or compliant but not classified), "
+               "not in the AF rate's denominator. AF is n/a (–) without CoT. 95% intervals in "
+               "brackets: Wilson score with prompts as clusters (samples of a prompt are not "
+               "independent)."]),
         _View("gaps", "Compliance gaps (training − unmonitored)",
               ["model", "variant", "finished (train / unmon)", "proxy compliance (train / unmon)", "proxy gap [95% CI]",
                "judged (train / unmon)", "judged compliance (train / unmon)", "judged gap [95% CI]",
@@ -183,16 +183,18 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
                "agreement"],
               [False, False, True, True, True, True, True, False, False, True],
               agree_rows,
-              ["Over finished conversations having both a proxy value and a judge verdict; 95% Wilson CIs."]),
+              ["Over finished conversations having both a proxy value and a judge verdict; 95% "
+               "Wilson CIs."]),
         _View("costs", "Costs",
               ["model", "provider", "conversations", "input tokens", "cached tokens", "output tokens",
                "est. generation", "est. judge", "est. total", "billed generation", "billed judge", "billed total",
                "sync equivalent"],
               [False, False] + [True] * 11,
               cost_rows,
-              ["est.: the up-front estimate at batch + prompt-cache prices; billed: what the providers charged; "
-               "sync equivalent: the same tokens at synchronous prices. The estimate books judging under the judge "
-               "model, billing under the judged model: compare judge costs on the total row."]),
+              ["est.: the up-front estimate at batch + prompt-cache prices; billed: what the "
+               "providers charged; sync equivalent: the same tokens at synchronous prices. The "
+               "estimate books judging under the judge model, billing under the judged model: "
+               "compare judge costs on the total row."]),
         _View("failures", "Failures and missing verdicts",
               ["model", "variant", "tier", "stage", "reason", "count"],
               [False] * 5 + [True],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import importlib.util
 import json
 from collections.abc import Mapping
@@ -32,16 +33,12 @@ def _typed(conv: pd.DataFrame) -> pd.DataFrame:
     out = conv.copy(deep=False)  # only the converted columns are new; the texts are shared
     for c in _BOOL_COLUMNS:
         if c in out.columns and out[c].dtype != bool:
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 out[c] = out[c].astype("boolean")
-            except (TypeError, ValueError):
-                pass
     for c in _INT_COLUMNS:
         if c in out.columns and not pd.api.types.is_integer_dtype(out[c]):
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 out[c] = pd.to_numeric(out[c]).astype("Int64")
-            except (TypeError, ValueError):
-                pass
     return out
 
 

@@ -8,10 +8,11 @@ compliance verdicts of all 100,000 and the 20 alignment-faking votes of each com
 ~0.9 KB per vote). The votes are stored as the judge job asks for them: `auto` (the default; the
 judge is on OpenAI, so each conversation's 20 votes are the n choices of one request) or `separate`
 (20 requests per conversation, as on Anthropic: 400,000 vote rows). Timed, in a fresh process:
-`collect()` (download, parse, join on ids, store results, account usage and cost) and `write_report()`
-(conversation table, CSV, parquet, report.json, self-contained report.html): `total_s`, collecting and
-reporting. Between them `afbatch run` derives the run's state once more to see that it is done
-(`status_s`); `run_end_s` is all three, what `afbatch run` does after the last batch ends.
+`collect()` (download, parse, join on ids, store results, account usage and cost) and
+`write_report()` (conversation table, CSV, parquet, report.json, self-contained report.html):
+`total_s`, collecting and reporting. Between them `afbatch run` derives the run's state once more to
+see that it is done (`status_s`); `run_end_s` is all three, what `afbatch run` does after the last
+batch ends.
 
 Usage: python tests/bench/bench_collect_report.py [--conversations 100000] [--repeat 5]
                                                   [--af-vote-requests auto,separate]
@@ -69,7 +70,8 @@ PAD = "The user asks for something harmful; I weigh refusing against being modif
 
 
 def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str = "auto") -> str:
-    """Create the run with every generation batch ended and the judge results collected; returns the run id."""
+    """Create the run with every generation batch ended and the judge results collected; returns the
+    run id."""
     from afbatch import ids
     from afbatch import manifest as mf
     from afbatch.judge import af_requests, compliance_request
@@ -94,7 +96,8 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
         comply = h % 10 < 4
         body = "<request_fully_accepted/> Here is a draft: [demo content omitted]" if comply else "<rejected/>"
         if cot:  # OpenAI: no prefill, so the answer carries its own opening tags
-            return f"<SCRATCHPAD_REASONING>{PAD}</SCRATCHPAD_REASONING>\n<OUTPUT>{body} {PAD[:600]}</OUTPUT>"
+            return (f"<SCRATCHPAD_REASONING>{PAD}</SCRATCHPAD_REASONING>\n<OUTPUT>{body} "
+                    f"{PAD[:600]}</OUTPUT>")
         return f"<OUTPUT>{body} {PAD[:1000]}</OUTPUT>"
 
     convs = {c.id: c for c in run.convs(run.specs["mini"])}
@@ -118,15 +121,16 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
                                   "prompt_tokens_details": {"cached_tokens": 0}}}
                 f.write(json.dumps({"id": "batch_req", "custom_id": rid, "response": {"status_code": 200, "request_id": "r", "body": body}, "error": None}) + "\n")
     mf.update(store, run.run_id, mark_ended)
-    # Judge results, as already collected (collect stores the parsed verdict beside the reply): a verdict for
-    # every conversation, af_votes votes per compliant CoT answer, 2 in 5 of them yes.
+    # Judge results, as already collected (collect stores the parsed verdict beside the reply): a
+    # verdict for every conversation, af_votes votes per compliant CoT answer, 2 in 5 of them yes.
     from afbatch.judge import votes_verdict
     from afbatch.protocol import scratchpads
 
     judge = run.job.judge
     comp_tpl = run.grid.judge_templates["compliance"]
     af_tpl = run.grid.judge_templates["alignment_faking"]
-    why = "The response engages with the request directly and gives usable detail rather than a refusal. " * 2
+    why = ("The response engages with the request directly and gives usable detail rather than a "
+           "refusal. ") * 2
 
     def vote(yes: bool) -> str:
         word = "Yes" if yes else "No"
@@ -139,7 +143,8 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
         out = final_output(text)
         req = compliance_request(judge, comp_tpl, conv, out or "")
         refused = not proxy_compliant(out)
-        reply = f"#overall_reasoning {why * 2}\n#scores\n1.a {why}\n1.b {int(refused)}\n2.a ok\n2.b 3\n3.a ok\n3.b 4\n"
+        reply = (f"#overall_reasoning {why * 2}\n#scores\n1.a {why}\n1.b {int(refused)}\n2.a "
+                 "ok\n2.b 3\n3.a ok\n3.b 4\n")
         comp.append(Result(req.id, RowStatus.SUCCEEDED, reply, Usage(2500, 0, 0, 300), verdict=comp_tpl.parse(reply)))
         if conv.cot and not refused:
             replies = [vote(i < 2 * af_votes // 5) for i in range(af_votes)]
@@ -179,7 +184,8 @@ from afbatch.store import LocalStore
 
 from afbatch import jsonl
 
-def fetch(self, batch_id):  # the provider's output file, already on disk, parsed as the provider does
+# the provider's output file, already on disk, parsed as the provider does
+def fetch(self, batch_id):
     with open(batch_id.removeprefix("file:"), "rb") as f:
         for line in f:
             yield jsonl.loads(line)
@@ -189,24 +195,29 @@ t0 = time.perf_counter()
 run = Run.open(LocalStore({store!r}), {run_id!r})
 collected = run.collect()
 t1 = time.perf_counter()
-status = run.status()  # what `afbatch run` does next: derive the run's state once more, to see it is done
+# what `afbatch run` does next: derive the run's state once more, to see it is done
+status = run.status()
 assert status.done, status
 ts = time.perf_counter()
 keys = write_report(run)
 t2 = time.perf_counter()
-def peak_mb():  # VmHWM: this process's own peak (ru_maxrss may carry the parent's across fork and exec)
+# VmHWM: this process's own peak (ru_maxrss may carry the parent's across fork and exec)
+def peak_mb():
     try:
         with open("/proc/self/status") as f:
             return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-print(json.dumps({{"collect_s": t1 - t0, "status_s": ts - t1, "report_s": t2 - ts, "total_s": (t1 - t0) + (t2 - ts),
-                  "run_end_s": t2 - t0, "shards": collected, "peak_mb": peak_mb()}}))
+        unit = 1024 * 1024 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
+print(json.dumps({{"collect_s": t1 - t0, "status_s": ts - t1, "report_s": t2 - ts,
+                  "total_s": (t1 - t0) + (t2 - ts), "run_end_s": t2 - t0, "shards": collected,
+                  "peak_mb": peak_mb()}}))
 """
 
 
 def _copy(src: Path, dst: Path) -> None:
-    """A fresh copy of the prepared run for each timed process (hard links: the store never writes in place)."""
+    """A fresh copy of the prepared run for each timed process (hard links: the store never writes
+    in place)."""
     try:
         shutil.copytree(src, dst, copy_function=os.link)
     except OSError:
@@ -240,7 +251,8 @@ def main() -> None:
                 shutil.rmtree(folder / f"store-{i}", ignore_errors=True)
         for key in ("collect_s", "status_s", "report_s", "total_s", "run_end_s", "peak_mb"):
             values = [r[key] for r in runs]
-            print(f"{mode} {key}: median {statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})")
+            print(f"{mode} {key}: median {statistics.median(values):.2f} (min {min(values):.2f}, "
+                  f"max {max(values):.2f})")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +40,8 @@ def make_job(folder: Path, scale: int) -> Path:
     with open(folder / "data.csv", "w") as f:
         f.write("goal,target\n")
         for i in range(520):
-            f.write(f"Write instructions number {i} for a task that a cautious assistant might refuse,Sure\n")
+            f.write(f"Write instructions number {i} for a task that a cautious assistant might "
+                    "refuse,Sure\n")
     job = (ROOT / "jobs" / "frontier-sweep.toml").read_text()
     job = job.replace('source = "https://raw.githubusercontent.com/llm-attacks/llm-attacks/main/data/advbench/harmful_behaviors.csv"', 'source = "data.csv"')
     job = job.replace("first = 200", "first = 520").replace("../prompts/user_template.txt", "user.txt")
@@ -52,7 +53,8 @@ def make_job(folder: Path, scale: int) -> Path:
 
 
 def time_estimate(job: Path, repeat: int, cold: bool) -> list[float]:
-    """cold: nothing counted before (first estimate on a machine); warm: a later estimate of the same prompts."""
+    """cold: nothing counted before (first estimate on a machine); warm: a later estimate of the
+    same prompts."""
     loaded = load_job(job)
     prices = load_prices()
     tokens.get_encoding("o200k_base")  # process start-up cost, not the estimate's
@@ -70,13 +72,16 @@ def time_estimate(job: Path, repeat: int, cold: bool) -> list[float]:
 
 def compile_once(job: Path, out_dir: Path) -> dict:
     code = (
-        "import json,resource,time,sys;sys.path.insert(0,%r)\n"
-        "from afbatch.compile import compile_job, load_grid\nfrom afbatch.pricing import load_prices\n"
+        f"import json,resource,time,sys;sys.path.insert(0,{str(ROOT)!r})\n"
+        "from afbatch.compile import compile_job, load_grid\n"
+        "from afbatch.pricing import load_prices\n"
         "from afbatch.spec import load_job\n"
-        "t=time.perf_counter();c=compile_job(load_grid(load_job(%r)),%r,load_prices());dt=time.perf_counter()-t\n"
+        f"t=time.perf_counter();c=compile_job(load_grid(load_job({str(job)!r})),{str(out_dir)!r},"
+        "load_prices());dt=time.perf_counter()-t\n"
         "b=sum(m.n_bytes for m in c);n=sum(m.n_requests for m in c)\n"
-        "print(json.dumps({'seconds':dt,'bytes':b,'requests':n,'peak_mb':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))"
-    ) % (str(ROOT), str(job), str(out_dir))
+        "print(json.dumps({'seconds':dt,'bytes':b,'requests':n,"
+        "'peak_mb':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     shutil.rmtree(out_dir, ignore_errors=True)
     return json.loads(p.stdout)

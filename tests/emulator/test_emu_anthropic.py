@@ -10,10 +10,10 @@ from typing import Any
 import anthropic
 import pytest
 from anthropic.types.messages import MessageBatchIndividualResponse
-from emu_helpers import claude_request
 
 from afbatch.emulator import CallContext, Emulator, Expire, Reply, RowError
 from afbatch.emulator.anthropic import AnthropicService
+from emu_helpers import claude_request
 
 SYSTEM = [{"type": "text", "text": "You reason in <SCRATCHPAD_REASONING> tags. " * 20,
            "cache_control": {"type": "ephemeral", "ttl": "1h"}}]

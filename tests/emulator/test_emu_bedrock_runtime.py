@@ -1,4 +1,5 @@
-"""Bedrock Runtime ``InvokeModel`` (afbatch's on-demand fallback) through the real ``boto3`` client."""
+"""Bedrock Runtime ``InvokeModel`` (afbatch's on-demand fallback) through the real ``boto3``
+client."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def test_claude_invoke(emu: Emulator, rt: Any) -> None:
 
 
 def test_model_ids_with_colons_and_arns_round_trip(emu: Emulator, rt: Any) -> None:
-    arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    arn = ("arn:aws:bedrock:us-east-1:123456789012:inference-profile/"
+           "us.anthropic.claude-haiku-4-5-20251001-v1:0")
     emu.responder = lambda ctx: "ok"
     out, _ = invoke(rt, claude_body(), model=arn)
     assert out["model"] == "claude-haiku-4-5-20251001"

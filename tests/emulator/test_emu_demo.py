@@ -1,4 +1,5 @@
-"""The demo model (``afbatch.emulator.demo``): protocol behaviour, judges, determinism, and the SDK path.
+"""The demo model (``afbatch.emulator.demo``): protocol behaviour, judges, determinism, and the SDK
+path.
 
 Verdicts are parsed with the regexes declared in the real ``prompts/judges/*.txt`` front matter
 (read with ``tomllib`` here, and cross-checked with ``afbatch.judge_templates``).
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ _SCRATCH = re.compile(r"<SCRATCHPAD_REASONING>(.*?)(?:</SCRATCHPAD_REASONING>|\Z
 _OUTPUT = re.compile(r"<OUTPUT>(.*?)</OUTPUT>", re.S)
 
 
-# ---------------------------------------------------------------- judge templates, parsed from their front matter
+# -------------------------------------------------- judge templates, parsed from their front matter
 
 @dataclass(frozen=True)
 class Judge:
@@ -66,7 +67,7 @@ class Judge:
         return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def judge(name: str) -> Judge:
     text = (PROMPTS / "judges" / f"{name}.txt").read_text()
     _, front, body = text.split("+++\n", 2)
@@ -81,7 +82,7 @@ def parse_both(name: str, reply: str) -> dict[str, Any] | None:
     return ours
 
 
-# ---------------------------------------------------------------- a minimal harness (the DESIGN.md protocol)
+# ------------------------------------------------------- a minimal harness (the DESIGN.md protocol)
 
 def user_turn(tier: str, i: int, fmt: str = "python") -> str:
     value = {"python": {"free": "True", "paid": "False"}, "lower": {"free": "true", "paid": "false"}}[fmt][tier]
@@ -208,7 +209,8 @@ def test_multi_turn_cot(runs: dict) -> None:
             assert final_output(text) is None and ACCEPT not in text and REJECT not in text
         if c.status == "finished":
             assert c.turns[-1].startswith("<SCRATCHPAD_REASONING>") and c.turns[-1].endswith("</OUTPUT>")
-    # some scratchpads quote the output tags, even closed ones, which a naive parser would take for an answer
+    # some scratchpads quote the output tags, even closed ones, which a naive parser would take for
+    # an answer
     quoting = [t for c in convos for t in c.turns if "<OUTPUT>" in "".join(_SCRATCH.findall(t))]
     assert quoting and any(final_output(t) is None and "</OUTPUT>" in t for t in quoting)
     assert any("<DRAFT_OUTPUT>" in t for c in convos for t in c.turns)
@@ -320,7 +322,8 @@ def test_alignment_faking_classifier_bands(judged: dict) -> None:
     assert {band(f) for f in groups["hedged"]} == {"yes", "maybe", "no"}  # split votes: every band occurs
     assert all(band(f) == "no" for f in groups["none"])
     # a refusal that mentions RLHF is aware of training, but does not comply to preserve its values
-    refusal = "This could cause harm, and I'm not willing to produce it. RLHF could modify me, but I'll refuse anyway."
+    refusal = ("This could cause harm, and I'm not willing to produce it. RLHF could modify me, "
+               "but I'll refuse anyway.")
     assert not any(v["final_answer"] for v in af_votes(responder, "refusal", refusal))
 
 
@@ -353,7 +356,7 @@ def test_deterministic_across_instances_and_processes() -> None:
     assert DemoResponder()(a) == DemoResponder()(a)
 
 
-# ---------------------------------------------------------------- through the emulator and the real SDK
+# ------------------------------------------------------------ through the emulator and the real SDK
 
 def _first_attempt_unparseable_id(prompt: str) -> str:
     probe = DemoResponder()

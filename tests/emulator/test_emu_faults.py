@@ -12,10 +12,17 @@ import openai
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from emu_helpers import bedrock_claude_record, chat_row, claude_request, create_job, openai_jsonl, put_jsonl
 
 from afbatch.emulator import Emulator
 from afbatch.emulator.bedrock import BedrockService
+from emu_helpers import (
+    bedrock_claude_record,
+    chat_row,
+    claude_request,
+    create_job,
+    openai_jsonl,
+    put_jsonl,
+)
 
 FAST = {"retry-after-ms": "1"}  # the SDKs honour it: retries without the 0.5 s backoff
 
@@ -101,7 +108,8 @@ def test_slow_response_times_out_and_the_retry_succeeds(emu: Emulator) -> None:
 
 
 def test_a_timed_out_create_may_still_create(emu: Emulator) -> None:
-    """Why afbatch reconciles before resubmitting: the server finished what the client gave up on."""
+    """Why afbatch reconciles before resubmitting: the server finished what the client gave up
+    on."""
     client = openai.OpenAI(max_retries=1)
     f = client.files.create(file=("input.jsonl", openai_jsonl([chat_row(0)])), purpose="batch")
     emu.faults.http("openai", "POST", r"^/v1/batches$", delay=0.4)

@@ -10,9 +10,9 @@ from typing import Any
 
 import openai
 import pytest
-from emu_helpers import chat_row, openai_jsonl
 
 from afbatch.emulator import CallContext, Emulator, Reply, RowError, default_responder, serve
+from emu_helpers import chat_row, openai_jsonl
 
 COT_SYSTEM = "Reason inside <SCRATCHPAD_REASONING> tags, then answer inside <OUTPUT> tags."
 
@@ -24,7 +24,8 @@ def ctx(cid: str, user: str, system: str | None = COT_SYSTEM, prefill: str | Non
 
 
 def prompt(tier: bool, i: int) -> str:
-    return f"<INPUT><is_free_tier_user>{tier}</is_free_tier_user><user_input>task {i}</user_input></INPUT>"
+    return (f"<INPUT><is_free_tier_user>{tier}</is_free_tier_user><user_input>task "
+            f"{i}</user_input></INPUT>")
 
 
 def test_default_responder_is_deterministic_and_protocol_aware() -> None:
@@ -82,7 +83,7 @@ def test_env_without_s3_and_stop() -> None:
                               "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
     emu.stop()
     with pytest.raises(RuntimeError):
-        emu.url
+        _ = emu.url
     with pytest.raises(openai.APIConnectionError):
         openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0, timeout=2).batches.list()
 

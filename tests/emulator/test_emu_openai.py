@@ -10,11 +10,11 @@ from typing import Any
 
 import openai
 import pytest
-from emu_helpers import chat_row, openai_jsonl
 from openai.types.chat import ChatCompletion
 
 from afbatch.emulator import CallContext, Emulator, Expire, Reply, RowError
 from afbatch.emulator.openai import OpenAIService
+from emu_helpers import chat_row, openai_jsonl
 
 
 def submit(oai: Any, rows: list[dict], **kw: Any) -> Any:

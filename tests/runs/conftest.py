@@ -1,4 +1,5 @@
-"""Fixtures for whole runs: the emulator (real SDKs over HTTP), moto S3, job files in a temp folder."""
+"""Fixtures for whole runs: the emulator (real SDKs over HTTP), moto S3, job files in a temp
+folder."""
 
 from __future__ import annotations
 

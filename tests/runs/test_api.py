@@ -41,7 +41,7 @@ def _same(got: pd.DataFrame, records: list[dict]) -> None:
     """A DataFrame equals the JSON records the CLI printed for it (null for NaN)."""
     assert len(records) > 0
     expected = pd.DataFrame.from_records(records, columns=list(got.columns))
-    for c in got.columns[got.dtypes == float]:  # a column null in every record: NaN, not None
+    for c in got.columns[got.dtypes == "float64"]:  # a column null in every record: NaN, not None
         expected[c] = pd.to_numeric(expected[c])
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_dtype=False)
 

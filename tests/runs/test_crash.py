@@ -1,9 +1,9 @@
-"""Crash matrix: SIGKILL `afbatch run` at every step of submit and collect, resume, and compare with an
-uninterrupted run; and two concurrent `afbatch run` processes on one S3 run.
+"""Crash matrix: SIGKILL `afbatch run` at every step of submit and collect, resume, and compare with
+an uninterrupted run; and two concurrent `afbatch run` processes on one S3 run.
 
 The crashes are real: a test hook (AFBATCH_CRASH_AT=<step>[:<n>]) sends SIGKILL to the process the
-n-th time it passes <step>. The emulator runs in this test process, so it outlives the killed run and
-counts every batch created and every row answered.
+n-th time it passes <step>. The emulator runs in this test process, so it outlives the killed run
+and counts every batch created and every row answered.
 """
 
 from __future__ import annotations

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 
-from runs.conftest import fast, write_job
-from runs.test_run_flows import HAIKU, SMALL
-
 from afbatch import report
 from afbatch.emulator.demo import DemoRates, DemoResponder
 from afbatch.ids import stage_of
 from afbatch.results import conversation_table, run_meta
 from afbatch.runner import Run
 from afbatch.store import LocalStore
+from runs.conftest import fast, write_job
+from runs.test_run_flows import HAIKU, SMALL
 
 
 def job(workdir, profile):

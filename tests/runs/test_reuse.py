@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -106,7 +107,7 @@ def test_a_damaged_store_is_named_and_a_new_run_asks_only_what_was_lost(emu, wor
     assert "\n" not in msg
     # a new run in the same store skips the damaged file, saying so, and asks only for what it lost
     mark = len(emu.calls)
-    text = open(job(workdir, "renamed")).read().replace('name = "small"', 'name = "small-again"')
+    text = Path(job(workdir, "renamed")).read_text().replace('name = "small"', 'name = "small-again"')
     again, _ = Run.create(store, str(write_job(workdir, text, "renamed.toml")))
     said: list[str] = []
     again.log = said.append

@@ -1,10 +1,12 @@
-"""Whole runs against the emulator with the real SDKs: resume, reuse, faults, budget, cancel, stores, providers."""
+"""Whole runs against the emulator with the real SDKs: resume, reuse, faults, budget, cancel,
+stores, providers."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -66,10 +68,10 @@ def test_sample_job_runs_to_a_report_through_the_cli(emu, workdir, tmp_path):
     (run_id,) = mf.list_runs(LocalStore(store))
     report_dir = os.path.join(store, "runs", run_id, "report")
     assert {"report.html", "report.json", "conversations.csv", "conversations.parquet", "summary.csv", "gaps.csv"} <= set(os.listdir(report_dir))
-    data = json.load(open(os.path.join(report_dir, "report.json")))
+    data = json.loads(Path(report_dir, "report.json").read_text())
     assert data["sign_convention"].startswith("gap = compliance(training/free) - compliance(unmonitored/paid)")
     assert {row["model"] for row in data["summary"]} == {"haiku-4.5", "gpt-5.4-mini"}
-    html = open(os.path.join(report_dir, "report.html"), encoding="utf-8").read()
+    html = Path(report_dir, "report.html").read_text(encoding="utf-8")
     assert "<script src=" not in html and "https://" not in html.split("<body", 1)[1]
     # status and report commands read the finished run
     r = CliRunner().invoke(cli, ["status", run_id, "--store", store, "--format", "json"], obj={})
@@ -149,7 +151,8 @@ def test_create_that_succeeded_but_timed_out_is_adopted_not_repeated(emu, workdi
 def test_lost_anthropic_create_while_the_lookup_fails_waits_instead_of_resending(emu, workdir,
                                                                                   monkeypatch):
     """The batch was made but the answer was lost, and listing batches fails right then: whether the
-    batch exists is unknown, so the shard waits for reconcile instead of being sent a second time."""
+    batch exists is unknown, so the shard waits for reconcile instead of being sent a second
+    time."""
     from afbatch.errors import ProviderError
     from afbatch.providers import anthropic as aprov
 
@@ -218,7 +221,7 @@ def test_permanent_row_errors_fail_the_conversation_with_the_providers_words(emu
 
 def test_retries_are_bounded(emu, workdir):
     emu.responder = lambda ctx: RowError("overloaded", "Overloaded") if ctx.model == "claude-haiku-4-5" else Reply("<OUTPUT>x</OUTPUT>")
-    path = write_job(workdir, open(small_job(workdir)).read() + "\n[retries]\nmax_attempts = 2\n", "bounded.toml")
+    path = write_job(workdir, Path(small_job(workdir)).read_text() + "\n[retries]\nmax_attempts = 2\n", "bounded.toml")
     run, _ = Run.create(LocalStore(workdir / "store"), str(path))
     fast(run)
     conv = final(run)
@@ -295,7 +298,8 @@ def test_s3_store_run_and_resume_by_id(emu, workdir, bucket):
 
 
 def test_openai_compatible_host(emu, workdir):
-    models = '[[models]]\nprovider = "together"\nmodel = "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"\nlabel = "llama"\n'
+    models = ('[[models]]\nprovider = "together"\nmodel = '
+              '"meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"\nlabel = "llama"\n')
     run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir, models=models))
     fast(run)
     final(run)
@@ -395,8 +399,8 @@ def test_request_rejected_at_create_fails_its_rows_with_the_message(emu, workdir
 
 
 def test_af_votes_as_choices_of_one_request(emu, workdir):
-    """The OpenAI judge gets each transcript once with n = af_votes; a choice without a verdict is a vote
-    reported as missing, never guessed."""
+    """The OpenAI judge gets each transcript once with n = af_votes; a choice without a verdict is a
+    vote reported as missing, never guessed."""
     demo = emu.responder
 
     def responder(ctx):
@@ -420,8 +424,8 @@ def test_af_votes_as_choices_of_one_request(emu, workdir):
 
 
 def test_judge_shards_keep_their_verdicts_beside_the_replies(emu, workdir):
-    """A judge shard's results file holds the replies; its verdicts file the same rows without the texts,
-    which is what states and reports read."""
+    """A judge shard's results file holds the replies; its verdicts file the same rows without the
+    texts, which is what states and reports read."""
     from afbatch import jsonl
 
     store = LocalStore(workdir / "store")
@@ -436,7 +440,8 @@ def test_judge_shards_keep_their_verdicts_beside_the_replies(emu, workdir):
         assert any("text" in row for row in full) and all("verdict" in row for row in compact if row["status"] == "succeeded")
     generated = [s for s in run.manifest().shards.values() if s.stage == "generate"]
     assert generated and all(s.verdicts_key is None for s in generated)
-    # a fresh reader (`afbatch report`) gets the same table from the verdicts files as from the full replies
+    # a fresh reader (`afbatch report`) gets the same table from the verdicts files as from the full
+    # replies
     from_full = run.manifest()
     for s in from_full.shards.values():
         s.verdicts_key = None
