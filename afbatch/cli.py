@@ -166,7 +166,8 @@ def schema() -> None:
 @prices_option
 def compile_cmd(job: str, out_dir: str | None, offline: bool, prices_file: str | None) -> None:
     """Write the provider batch JSONL of every model's first round."""
-    from afbatch.compile import compile_job, load_grid
+    from afbatch.compile import compile_job
+    from afbatch.grid import load_grid
     from afbatch.pricing import load_prices
     from afbatch.spec import load_job
     from afbatch.tables import text_table
@@ -356,7 +357,8 @@ def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline:
            prices_file: str | None):  # type: ignore[no-untyped-def]
     """Create the job's run (after showing the estimate and asking), or resume it."""
     from afbatch import manifest as mf
-    from afbatch.compile import check_batch_minimums, load_grid
+    from afbatch.batch_minimums import check_batch_minimums
+    from afbatch.grid import load_grid
     from afbatch.errors import RunError
     from afbatch.estimate import check_budget, estimate_job, format_estimate
     from afbatch.pricing import load_prices

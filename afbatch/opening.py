@@ -16,10 +16,12 @@ from typing import Any
 
 from afbatch import layout
 from afbatch import manifest as mf
-from afbatch.compile import Grid, check_batch_minimums, load_grid, prefill_decision
+from afbatch.batch_minimums import check_batch_minimums
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import ConflictError, InputError, RunError
+from afbatch.grid import Grid, load_grid
 from afbatch.manifest import InputPin, Manifest
+from afbatch.prefill import prefill_decision
 from afbatch.pricing import PriceTable, load_prices
 from afbatch.providers import get_provider
 from afbatch.spec import Job, load_job, parse_job

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 from afbatch import report
 from afbatch.cli import cli
-from afbatch.compile import check_batch_minimums, load_grid
+from afbatch.batch_minimums import check_batch_minimums
+from afbatch.grid import load_grid
 from afbatch.emulator import Reply
 from afbatch.errors import InputError, LimitError, SpecError
 from afbatch.judge_templates import parse_template

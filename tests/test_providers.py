@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from afbatch.compile import render_lines, write_shards
+from afbatch.shard_files import render_lines, write_shards
 from afbatch.errors import ProviderError
 from afbatch.providers import BatchStatus, Found, get_provider
 from afbatch.providers.anthropic import CLOCK_SLACK_SECONDS, AnthropicProvider

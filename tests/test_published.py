@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from afbatch.compile import first_requests, load_grid, render_lines
+from afbatch.compile import first_requests
+from afbatch.grid import load_grid
+from afbatch.shard_files import render_lines
 from afbatch.datasets import cache_put
 from afbatch.errors import InputError, OfflineError, SpecError
 from afbatch.estimate import estimate_job

@@ -71,7 +71,8 @@ def time_estimate(job: Path, repeat: int, cold: bool) -> list[float]:
 def compile_once(job: Path, out_dir: Path) -> dict:
     code = (
         "import json,resource,time,sys;sys.path.insert(0,%r)\n"
-        "from afbatch.compile import compile_job, load_grid\nfrom afbatch.pricing import load_prices\n"
+        "from afbatch.compile import compile_job\nfrom afbatch.grid import load_grid\n"
+        "from afbatch.pricing import load_prices\n"
         "from afbatch.spec import load_job\n"
         "t=time.perf_counter();c=compile_job(load_grid(load_job(%r)),%r,load_prices());dt=time.perf_counter()-t\n"
         "b=sum(m.n_bytes for m in c);n=sum(m.n_requests for m in c)\n"
