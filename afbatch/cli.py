@@ -548,7 +548,7 @@ def verify(run_id: str, store_url: str, repair: bool, yes: bool) -> None:
     """Check every file the run's manifest points to; --repair restores what can be restored."""
     from afbatch.errors import DamagedStoreError
     from afbatch.store import open_store
-    from afbatch.verify import repair as repair_run
+    from afbatch.repair import repair as repair_run
     from afbatch.verify import verify as verify_run
 
     store = open_store(store_url)

@@ -17,6 +17,7 @@ from typing import Any
 from afbatch import layout
 from afbatch import manifest as mf
 from afbatch.batch_minimums import check_batch_minimums
+from afbatch.checked_reads import damaged
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import ConflictError, InputError, RunError
 from afbatch.grid import Grid, load_grid
@@ -26,7 +27,6 @@ from afbatch.pricing import PriceTable, load_prices
 from afbatch.providers import get_provider
 from afbatch.spec import Job, load_job, parse_job
 from afbatch.store import Store
-from afbatch.verify import damaged
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 
 from afbatch import collect, layout, lifecycle, opening, planner
 from afbatch import manifest as mf
+from afbatch.checked_reads import checked_rows, read_ids
 from afbatch.compile import conversations
 from afbatch.errors import BudgetError, CancelledError, RunError
 from afbatch.grid import Grid
@@ -31,7 +32,6 @@ from afbatch.spec import ModelSpec
 from afbatch.state import Deriver, ExperimentState, ModelProgress, shard_key
 from afbatch.store import Store
 from afbatch.types import Conversation, Result
-from afbatch.verify import checked_rows, read_ids
 
 __all__ = ["ModelProgress", "Run", "Status", "check_ready", "run_id_for"]
 
