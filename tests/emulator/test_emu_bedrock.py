@@ -10,7 +10,8 @@ from botocore.exceptions import ClientError
 from emu_helpers import ROLE_ARN, bedrock_claude_record, create_job, put_jsonl, read_manifest, read_output
 
 from afbatch.emulator import CallContext, Emulator, Expire, Reply, RowError
-from afbatch.emulator.bedrock import BedrockService, parse_llama_prompt
+from afbatch.emulator.bedrock import BedrockService
+from afbatch.emulator.bedrock_models import parse_llama_prompt
 
 CLAUDE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 LLAMA = "meta.llama3-1-70b-instruct-v1:0"
