@@ -9,12 +9,12 @@ import pytest
 
 from afbatch import ids
 from afbatch.compile import compile_job, conversations, first_requests
-from afbatch.grid import load_grid
-from afbatch.shard_files import Shard, render_lines, write_shards
 from afbatch.errors import InputError, LimitError
+from afbatch.grid import load_grid
 from afbatch.pricing import load_prices
 from afbatch.protocol import render_user, tier_value
 from afbatch.providers import Limits, get_provider
+from afbatch.shard_files import Shard, render_lines, write_shards
 from afbatch.spec import load_job
 from support import BASE_JOB, ROOT
 
