@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from afbatch import jsonl, layout
 from afbatch import manifest as mf
+from afbatch.checked_reads import damaged
 from afbatch.errors import ProviderError
 from afbatch.judge import votes_verdict
 from afbatch.ledger import bulk, is_judged
@@ -24,7 +25,6 @@ from afbatch.lifecycle import crashpoint
 from afbatch.manifest import Manifest, Shard, ShardState
 from afbatch.providers import BatchStatus
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, Result, RowStatus, Usage
-from afbatch.verify import damaged
 
 if TYPE_CHECKING:
     from afbatch.runner import Run

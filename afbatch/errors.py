@@ -1,5 +1,5 @@
-"""Typed errors. The library raises these; only `cli.py` turns them into one line and an exit
-code."""
+"""Typed errors. The library raises these; only the CLI (`cli/`) turns them into one line and an
+exit code."""
 
 from __future__ import annotations
 

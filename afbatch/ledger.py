@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from afbatch.compile import Grid, turn_request
+from afbatch.compile import turn_request
+from afbatch.grid import Grid
 from afbatch.ids import judge_slot, slot_of, stage_of, turn_id
 from afbatch.judge import af_ids, af_outcome, af_requests, compliance_id, compliance_request
 from afbatch.judge_templates import Template, vote_yes

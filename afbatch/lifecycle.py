@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from afbatch import jsonl, layout
+from afbatch.checked_reads import damaged
 from afbatch.errors import ProviderError, RunError
 from afbatch.ids import check as check_id
 from afbatch.manifest import Manifest, Shard, ShardState
 from afbatch.providers import BatchStatus, Found
 from afbatch.redact import redact
-from afbatch.verify import damaged
 
 if TYPE_CHECKING:
     from afbatch.runner import Run

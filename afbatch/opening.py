@@ -16,15 +16,17 @@ from typing import Any
 
 from afbatch import layout
 from afbatch import manifest as mf
-from afbatch.compile import Grid, check_batch_minimums, load_grid, prefill_decision
+from afbatch.batch_minimums import check_batch_minimums
+from afbatch.checked_reads import damaged
 from afbatch.datasets import Source, read_source, sha256_bytes
 from afbatch.errors import ConflictError, InputError, RunError
+from afbatch.grid import Grid, load_grid
 from afbatch.manifest import InputPin, Manifest
+from afbatch.prefill import prefill_decision
 from afbatch.pricing import PriceTable, load_prices
 from afbatch.providers import get_provider
-from afbatch.spec import Job, load_job, parse_job
+from afbatch.spec import Job, LoadedJob, load_job, parse_job
 from afbatch.store import Store
-from afbatch.verify import damaged
 
 
 @dataclass
@@ -49,8 +51,8 @@ def create(store: Store, job_path: str, *, offline: bool = False, prices_file: s
     grid = load_grid(loaded, offline=offline)
     check_batch_minimums(grid)  # before anything is written: no run that cannot start
     prices = load_prices(prices_file or (loaded.resolve(loaded.job.prices) if loaded.job.prices else None))
-    for m in loaded.job.models:
-        prices.lookup(m)
+    for model in loaded.job.models:
+        prices.lookup(model)
     run_id = run_id_for(grid)
     created = False
     if not store.exists(layout.manifest_key(run_id)):
@@ -115,3 +117,13 @@ def check_ready(job: Job) -> None:
     specs = [*job.models, *([judge.model, *([judge.af_model] if judge.af_model else [])] if judge else [])]
     for spec in specs:
         get_provider(spec).ready()
+
+
+def prepare(job_path: str, *, offline: bool = False) -> tuple[LoadedJob, str]:
+    """A job checked as far as it can be before anything is written or sent (its inputs, batch
+    minimums, every model's keys and settings), and the id of its run."""
+    loaded = load_job(job_path)
+    grid = load_grid(loaded, offline=offline)
+    check_batch_minimums(grid)
+    check_ready(loaded.job)  # keys and settings before anything else
+    return loaded, run_id_for(grid)

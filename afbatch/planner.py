@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 
 from afbatch import collect, jsonl, layout
 from afbatch import manifest as mf
-from afbatch.compile import CostCap, render_lines, shard_limits, write_shards
+from afbatch.checked_reads import checked_rows, read_ids
 from afbatch.errors import DamagedStoreError, RunError
 from afbatch.ids import turn_of
 from afbatch.ledger import settles
 from afbatch.lifecycle import crashpoint
 from afbatch.manifest import IN_FLIGHT, Manifest, Shard, ShardState
+from afbatch.shard_files import CostCap, render_lines, shard_limits, write_shards
 from afbatch.types import STAGE_GENERATE, Request, Result
-from afbatch.verify import checked_rows, read_ids
 
 if TYPE_CHECKING:
     from afbatch.runner import Run

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from afbatch.errors import PriceError
 from afbatch.providers.registry import capabilities
-from afbatch.spec import ModelSpec, load_toml
+from afbatch.spec import LoadedJob, ModelSpec, load_toml
 from afbatch.types import Usage
 
 DEFAULT_OVERRIDE = Path("~/.config/afbatch/prices.toml")
@@ -239,6 +239,11 @@ def override_path(explicit: str | Path | None = None) -> Path:
         return Path(explicit).expanduser()
     env = os.environ.get("AFBATCH_PRICES")
     return Path(env).expanduser() if env else DEFAULT_OVERRIDE.expanduser()
+
+
+def price_file_for(loaded: LoadedJob, given: str | None) -> str | None:
+    """The override file a command loads: the one given (--prices), else the job's `prices`."""
+    return given or (loaded.resolve(loaded.job.prices) if loaded.job.prices else None)
 
 
 def load_prices(override: str | Path | None = None) -> PriceTable:

@@ -17,19 +17,21 @@ from typing import Any, TypeVar
 
 from afbatch import collect, layout, lifecycle, opening, planner
 from afbatch import manifest as mf
-from afbatch.compile import Grid, conversations, least_requests
+from afbatch.checked_reads import checked_rows, read_ids
+from afbatch.compile import conversations
 from afbatch.errors import BudgetError, CancelledError, RunError
+from afbatch.grid import Grid
 from afbatch.ledger import Ledger, bulk, is_judged, kept, share_verdict
 from afbatch.lifecycle import worker_id
 from afbatch.manifest import IN_FLIGHT, Manifest, Shard, ShardState
 from afbatch.opening import check_ready, run_id_for
 from afbatch.pricing import PriceTable
 from afbatch.providers import Provider, get_provider
+from afbatch.shard_files import least_requests
 from afbatch.spec import ModelSpec
 from afbatch.state import Deriver, ExperimentState, ModelProgress, shard_key
 from afbatch.store import Store
 from afbatch.types import Conversation, Result
-from afbatch.verify import checked_rows, read_ids
 
 __all__ = ["ModelProgress", "Run", "Status", "check_ready", "run_id_for"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from afbatch.compile import Grid
+from afbatch.grid import Grid
 from afbatch.judge_templates import complied
 from afbatch.ledger import (ConversationState, JudgeState, Ledger, af_state, bulk, compliance_state,
                             conversation_state)

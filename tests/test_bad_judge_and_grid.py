@@ -19,10 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 from afbatch import report
+from afbatch.batch_minimums import check_batch_minimums
 from afbatch.cli import cli
-from afbatch.compile import check_batch_minimums, load_grid
 from afbatch.emulator import Reply
 from afbatch.errors import InputError, LimitError, SpecError
+from afbatch.grid import load_grid
 from afbatch.judge_templates import parse_template
 from afbatch.results import conversation_table
 from afbatch.runner import Run

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from afbatch import ids
-from afbatch.compile import Shard, compile_job, conversations, first_requests, load_grid, render_lines, write_shards
+from afbatch.compile import compile_job, conversations, first_requests
 from afbatch.errors import InputError, LimitError
+from afbatch.grid import load_grid
 from afbatch.pricing import load_prices
 from afbatch.protocol import render_user, tier_value
 from afbatch.providers import Limits, get_provider
+from afbatch.shard_files import Shard, render_lines, write_shards
 from afbatch.spec import load_job
 from support import BASE_JOB, ROOT
 
@@ -332,7 +334,7 @@ def test_models_that_reject_prefill_are_compiled_without_it(make_job, provider, 
 
 
 def test_asking_for_a_prefill_the_model_rejects_is_an_error(make_job):
-    from afbatch.compile import prefill_decision
+    from afbatch.prefill import prefill_decision
 
     loaded = load_job(make_job(_model_job("anthropic", "claude-sonnet-4-6", "prefill = true\n")))
     with pytest.raises(InputError, match=r"model m \(claude-sonnet-4-6\): `prefill = true`, but"):

@@ -169,7 +169,7 @@ def test_classifier_routing_follows_the_rules(rule, classify, expected):
 
 
 def test_a_job_with_the_strongreject_rule_and_no_sub_scores_is_refused_at_load(tmp_path):
-    from afbatch.compile import load_grid
+    from afbatch.grid import load_grid
     from afbatch.spec import parse_job
     from support import ROOT
 

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from afbatch.compile import render_lines, write_shards
 from afbatch.errors import ProviderError
 from afbatch.providers import BatchStatus, Found, get_provider
 from afbatch.providers.anthropic import CLOCK_SLACK_SECONDS, AnthropicProvider
@@ -31,6 +30,7 @@ from afbatch.providers.bedrock import STATUS as BEDROCK_STATUS
 from afbatch.providers.bedrock import BedrockProvider
 from afbatch.providers.openai import STATUS as OPENAI_STATUS
 from afbatch.providers.openai import OpenAIProvider
+from afbatch.shard_files import render_lines, write_shards
 from afbatch.spec import ModelSpec
 from afbatch.types import Message, Request, Result, RowStatus
 

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from afbatch.compile import first_requests, load_grid, render_lines
+from afbatch.compile import first_requests
 from afbatch.datasets import cache_put
 from afbatch.errors import InputError, OfflineError, SpecError
 from afbatch.estimate import estimate_job
+from afbatch.grid import load_grid
 from afbatch.judge import af_requests, compliance_request
 from afbatch.pricing import load_prices
 from afbatch.providers import get_provider
 from afbatch.published import notebook_user_template
+from afbatch.shard_files import render_lines
 from afbatch.spec import load_job, parse_job
 from afbatch.types import Conversation
 from support import ROOT

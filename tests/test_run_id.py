@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from afbatch.compile import load_grid
+from afbatch.grid import load_grid
 from afbatch.runner import run_id_for
 from afbatch.spec import load_job
 from support import BASE_JOB

@@ -73,7 +73,7 @@ def time_estimate(job: Path, repeat: int, cold: bool) -> list[float]:
 def compile_once(job: Path, out_dir: Path) -> dict:
     code = (
         f"import json,resource,time,sys;sys.path.insert(0,{str(ROOT)!r})\n"
-        "from afbatch.compile import compile_job, load_grid\n"
+        "from afbatch.compile import compile_job\nfrom afbatch.grid import load_grid\n"
         "from afbatch.pricing import load_prices\n"
         "from afbatch.spec import load_job\n"
         f"t=time.perf_counter();c=compile_job(load_grid(load_job({str(job)!r})),{str(out_dir)!r},"

@@ -9,7 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from afbatch.emulator import CallContext, Emulator, Expire, Reply, RowError
-from afbatch.emulator.bedrock import BedrockService, parse_llama_prompt
+from afbatch.emulator.bedrock import BedrockService
+from afbatch.emulator.bedrock_models import parse_llama_prompt
 from emu_helpers import (
     ROLE_ARN,
     bedrock_claude_record,

@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from afbatch.emulator import CallContext, Emulator, Expire, Reply, RowError
-from afbatch.emulator.bedrock import parse_llama_prompt
+from afbatch.emulator.bedrock_models import parse_llama_prompt
 
 CLAUDE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 LLAMA = "meta.llama3-1-70b-instruct-v1:0"
