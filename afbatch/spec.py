@@ -328,7 +328,7 @@ class ShardLimits(_Strict):
     max_bytes: int | None = Field(None, gt=0)
     # Replaces the provider's default (an account's tier sets it: Gemini's enqueued-token limit).
     max_enqueued_tokens: int | None = Field(
-        None, gt=0, description="Estimated input tokens per batch; replaces the provider's default.")
+        None, gt=0, description="Estimated input tokens per batch (replaces the provider's).")
 
 
 class RetrySpec(_Strict):

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import tiktoken
 
@@ -257,7 +258,9 @@ class TokenTally:
 
     def note(self, request: Request) -> None:
         c = self.counter
-        texts = [m.content for m in request.messages] + ([request.prefill] if request.prefill else [])
+        texts = [m.content for m in request.messages]
+        if request.prefill:
+            texts.append(request.prefill)
         raw = c.raw(request.system) if request.system else 0
         raw += sum(len(c.encoding.encode(t, disallowed_special=())) for t in texts)
         n_msgs = len(texts) + (1 if request.system else 0)
@@ -272,5 +275,6 @@ def token_tally(model: ModelSpec, prices: PriceTable | None) -> TokenTally:
     if prices is not None:
         fam = prices.token_family(model).family
     else:
-        fam = capabilities(model.provider).token_family or DEFAULT_FAMILY  # type: ignore[assignment]
+        # the registry's family is a plain str (the registry imports nothing from afbatch)
+        fam = cast(TokenFamily, capabilities(model.provider).token_family or DEFAULT_FAMILY)
     return TokenTally(counter_for(model, fam))

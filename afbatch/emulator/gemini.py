@@ -19,11 +19,11 @@ import json
 import re
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .batches import Job, Outcome, Row, rand_id, run_rows, shuffled
-from .responders import CallContext
+from .batches import Job, Row, rand_id, run_rows, shuffled
+from .gemini_lines import context, request_problem, result_line
 from .web import Reject, Request, Response, Route, json_response
 
 if TYPE_CHECKING:
@@ -34,20 +34,8 @@ VERSION = r"(?P<version>v1|v1beta|v1alpha)"
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                 404: "NOT_FOUND", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
                 500: "INTERNAL", 503: "UNAVAILABLE"}
-# RowError kind -> (google.rpc.Code, status name)
-ROW_ERRORS = {"invalid_request": (3, "INVALID_ARGUMENT"), "rate_limit": (8, "RESOURCE_EXHAUSTED"),
-              "overloaded": (14, "UNAVAILABLE"), "server_error": (13, "INTERNAL"),
-              "auth": (7, "PERMISSION_DENIED")}
+LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"  # ids of files and batches
 MODEL = re.compile(r"(gemini|gemma)-[a-z0-9.-]+")
-REQUEST_FIELDS = {"contents", "system_instruction", "systemInstruction", "generation_config",
-                  "generationConfig", "safety_settings", "safetySettings", "cached_content",
-                  "cachedContent", "tools", "tool_config", "toolConfig", "model"}
-CONFIG_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "topP": (0.0, 1.0)}
-CONFIG_INTS = {"max_output_tokens", "maxOutputTokens", "candidate_count", "candidateCount",
-               "top_k", "topK", "seed"}
-CONFIG_OTHER = {"stop_sequences", "stopSequences", "thinking_config", "thinkingConfig",
-                "response_mime_type", "responseMimeType", "presence_penalty", "frequency_penalty"}
-NO_TRAILING_MODEL = "Requests ending with a model turn are not supported."
 
 
 def fail(status: int, message: str) -> Reject:
@@ -59,7 +47,7 @@ def fail(status: int, message: str) -> Reject:
 def rfc3339(t: float | None) -> str | None:
     if t is None:
         return None
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -97,7 +85,8 @@ class GeminiBatch(Job):
         meta: dict[str, Any] = {
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
             "model": f"models/{self.model}", "name": f"batches/{self.id}", "state": self.state,
-            "createTime": rfc3339(self.created), "updateTime": rfc3339(self.ended_at or self.created),
+            "createTime": rfc3339(self.created),
+            "updateTime": rfc3339(self.ended_at or self.created),
             "batchStats": {k: str(v) for k, v in stats.items()}}
         if self.display_name is not None:
             meta["displayName"] = self.display_name
@@ -181,7 +170,8 @@ class GeminiService:
 
     def _start(self, req: Request, version: str) -> Response:
         h = req.headers
-        if h.get("x-goog-upload-protocol") != "resumable" or h.get("x-goog-upload-command") != "start":
+        protocol = (h.get("x-goog-upload-protocol"), h.get("x-goog-upload-command"))
+        if protocol != ("resumable", "start"):
             raise fail(400, "Only the resumable upload protocol is supported here.")
         size = h.get("x-goog-upload-header-content-length", "")
         if not size.isdigit():
@@ -196,7 +186,7 @@ class GeminiService:
         if not mime:
             raise fail(400, "The file's mime type is required.")
         upload_id = rand_id("", 32)
-        name = meta.get("name") or f"files/{rand_id('', 12, 'abcdefghijklmnopqrstuvwxyz0123456789')}"
+        name = meta.get("name") or f"files/{rand_id('', 12, LOWER)}"
         with self.emu.lock:
             if name in self.files:
                 raise Reject(json_response({"error": {"code": 409, "status": "ALREADY_EXISTS",
@@ -235,7 +225,8 @@ class GeminiService:
         except ValueError:
             raise fail(400, "Invalid JSON payload received.") from None
         batch = body.get("batch") if isinstance(body, dict) else None
-        source = batch.get("inputConfig") if isinstance(batch, dict) else None
+        batch = batch if isinstance(batch, dict) else {}
+        source = batch.get("inputConfig")
         if not isinstance(source, dict) or set(source) != {"fileName"}:
             raise fail(400, "batch.input_config: exactly one of file_name or requests is required "
                             "(this emulator takes file_name).")
@@ -244,7 +235,7 @@ class GeminiService:
             if f is None or f.generated:
                 raise fail(404, f"File {source['fileName']} not found.")
             rows = self._rows(bytes(f.data), model)
-            b = GeminiBatch(id=rand_id("", 24, "abcdefghijklmnopqrstuvwxyz0123456789"),
+            b = GeminiBatch(id=rand_id("", 24, LOWER),
                             seq=self.emu.next_seq(), delay_at_creation=self.emu.processing_delay,
                             fault=self.emu.faults.take_batch("gemini", model), model=model,
                             display_name=batch.get("displayName"), rows=rows)
@@ -342,7 +333,7 @@ class GeminiService:
                             all_failed=fault == "all_failed")
         done = [o for o in outcomes if o.status in ("succeeded", "errored")]
         render = self.emu.faults.render_line
-        lines = [render("gemini", self._line(b, o), ("response", "status"))
+        lines = [render("gemini", result_line(b.model, o), ("response", "status"))
                  for o in shuffled(done, b.id, self.emu)]
         b.stats = {"pendingRequestCount": 0,
                    "successfulRequestCount": sum(o.status == "succeeded" for o in done),
@@ -360,85 +351,3 @@ class GeminiService:
             b.state = "BATCH_STATE_EXPIRED"
         else:
             b.state = "BATCH_STATE_SUCCEEDED"
-
-    def _line(self, b: GeminiBatch, o: Outcome) -> dict[str, Any]:
-        if o.status == "errored":
-            assert o.error is not None
-            code, status = ROW_ERRORS[o.error.kind]
-            return {"key": o.row.custom_id,
-                    "status": {"code": code, "message": o.error.message, "status": status}}
-        assert o.reply is not None and o.usage is not None
-        finish = {"end_turn": "STOP", "stop": "STOP", "stop_sequence": "STOP",
-                  "max_tokens": "MAX_TOKENS", "length": "MAX_TOKENS"}
-        u = o.usage
-        usage: dict[str, Any] = {"promptTokenCount": u.input, "candidatesTokenCount": u.output,
-                                 "totalTokenCount": u.input + u.output}
-        if u.cache_read:  # implicit caching: reads only, never a billed write
-            usage["cachedContentTokenCount"] = u.cache_read
-        candidate = {"content": {"parts": [{"text": o.reply.text}], "role": "model"},
-                     "finishReason": finish.get(o.reply.stop_reason, o.reply.stop_reason.upper()),
-                     "index": 0}
-        return {"key": o.row.custom_id,
-                "response": {"candidates": [candidate], "usageMetadata": usage,
-                             "modelVersion": b.model, "responseId": rand_id("", 20)}}
-
-
-def _text(content: Any, where: str) -> str:
-    parts = content.get("parts") if isinstance(content, dict) else None
-    if not isinstance(parts, list) or not parts:
-        raise ValueError(f"{where}.parts: a non-empty list is required")
-    texts = []
-    for i, p in enumerate(parts):
-        if not isinstance(p, dict) or set(p) != {"text"} or not isinstance(p["text"], str):
-            raise ValueError(f"{where}.parts[{i}]: the emulator supports text parts only")
-        texts.append(p["text"])
-    return "".join(texts)
-
-
-def request_problem(request: Any) -> str | None:
-    """What generateContent would refuse in one request (HTTP 400 for that line), or None."""
-    if not isinstance(request, dict):
-        return "request: must be a GenerateContentRequest object"
-    for k in request:
-        if k not in REQUEST_FIELDS:
-            return f'Invalid JSON payload received. Unknown name "{k}" at \'request\': Cannot find field.'
-    contents = request.get("contents")
-    if not isinstance(contents, list) or not contents:
-        return "contents is not specified"
-    try:
-        for i, c in enumerate(contents):
-            if not isinstance(c, dict) or c.get("role") not in ("user", "model"):
-                return f"contents[{i}].role: Please use a valid role: user, model."
-            _text(c, f"contents[{i}]")
-        system = request.get("system_instruction", request.get("systemInstruction"))
-        if system is not None:
-            _text(system, "system_instruction")
-    except ValueError as e:
-        return str(e)
-    if contents[-1]["role"] == "model":
-        return NO_TRAILING_MODEL
-    config = request.get("generation_config", request.get("generationConfig")) or {}
-    if not isinstance(config, dict):
-        return "generation_config: must be an object"
-    for k, v in config.items():
-        if k in CONFIG_RANGES:
-            lo, hi = CONFIG_RANGES[k]
-            if type(v) not in (int, float) or not lo <= v <= hi:
-                return f"generation_config.{k}: must be a number in [{lo}, {hi}]"
-        elif k in CONFIG_INTS:
-            if type(v) is not int or v < 1:
-                return f"generation_config.{k}: must be a positive integer"
-        elif k not in CONFIG_OTHER:
-            return (f'Invalid JSON payload received. Unknown name "{k}" at '
-                    "'request.generation_config': Cannot find field.")
-    return None
-
-
-def context(model: str, key: str, request: dict[str, Any]) -> CallContext:
-    """A validated request as the responder sees it (model turns as "assistant")."""
-    system = request.get("system_instruction", request.get("systemInstruction"))
-    messages = [{"role": "assistant" if c["role"] == "model" else "user",
-                 "content": _text(c, "contents")} for c in request["contents"]]
-    config = request.get("generation_config", request.get("generationConfig")) or {}
-    return CallContext("gemini", model, key, None if system is None else _text(system, "system"),
-                       messages, None, dict(config), None)

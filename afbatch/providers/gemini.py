@@ -13,6 +13,7 @@ Inline requests (`src=[...]`, ≤ 20 MB) are not used: their responses can be jo
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import tempfile
 import warnings
@@ -20,8 +21,19 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from afbatch.errors import ProviderError
-from afbatch.providers.base import (REJECTS, BatchInfo, BatchStatus, Failure, Found, classify_http,
-                                    created_id, guarded, malformed, read_line, sdk_errors)
+from afbatch.providers.base import (
+    REJECTS,
+    BatchInfo,
+    BatchStatus,
+    Failure,
+    Found,
+    classify_http,
+    created_id,
+    guarded,
+    malformed,
+    read_line,
+    sdk_errors,
+)
 from afbatch.providers.registry import capabilities
 from afbatch.redact import redact, register
 from afbatch.spec import ModelSpec
@@ -46,16 +58,42 @@ STATUS = {
 
 # google.rpc.Code of a line's `error`/`status` (a line may carry an HTTP code instead).
 RPC_KINDS = {
-    1: "canceled", 2: "server_error", 3: "invalid_request", 4: "timeout", 5: "invalid_request",
-    7: "auth", 8: "rate_limit", 9: "invalid_request", 10: "server_error", 11: "invalid_request",
-    12: "invalid_request", 13: "server_error", 14: "overloaded", 15: "server_error", 16: "auth",
+    1: "canceled",
+    2: "server_error",
+    3: "invalid_request",
+    4: "timeout",
+    5: "invalid_request",
+    7: "auth",
+    8: "rate_limit",
+    9: "invalid_request",
+    10: "server_error",
+    11: "invalid_request",
+    12: "invalid_request",
+    13: "server_error",
+    14: "overloaded",
+    15: "server_error",
+    16: "auth",
 }
-RPC_NAMES = {"CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
-             "NOT_FOUND": 5, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8,
-             "FAILED_PRECONDITION": 9, "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12,
-             "INTERNAL": 13, "UNAVAILABLE": 14, "DATA_LOSS": 15, "UNAUTHENTICATED": 16}
+RPC_NAMES = {
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "OUT_OF_RANGE": 11,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "DATA_LOSS": 15,
+    "UNAUTHENTICATED": 16,
+}
 
 CREATE_ONCE = {"retry_options": {"attempts": 1}}  # a retried create can make a second batch
+ATTEMPTS = 4  # every other call: 408, 429, 5xx and connection errors, backing off
 
 
 def normalise(state: str) -> BatchStatus:
@@ -95,8 +133,10 @@ class GeminiProvider:
         return request_id
 
     def render(self, request: Request) -> dict[str, Any]:
-        contents = [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
-                    for m in request.messages]
+        contents = [
+            {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
+            for m in request.messages
+        ]
         if request.prefill:  # never sent (supports_prefill is False); shown as it would go
             contents.append({"role": "model", "parts": [{"text": request.prefill}]})
         body: dict[str, Any] = {"contents": contents}
@@ -122,8 +162,11 @@ class GeminiProvider:
             input_tokens=_int(usage_md, "promptTokenCount", "prompt_token_count"),
             cached_tokens=_int(usage_md, "cachedContentTokenCount", "cached_content_token_count"),
             # thinking is billed as output
-            output_tokens=(_int(usage_md, "candidatesTokenCount", "candidates_token_count")
-                           + _int(usage_md, "thoughtsTokenCount", "thoughts_token_count")))
+            output_tokens=(
+                _int(usage_md, "candidatesTokenCount", "candidates_token_count")
+                + _int(usage_md, "thoughtsTokenCount", "thoughts_token_count")
+            ),
+        )
         candidates = resp.get("candidates") or []
         if not candidates:
             # The prompt itself was blocked: no candidate, a block reason. Like a refusal, it is
@@ -132,8 +175,13 @@ class GeminiProvider:
             reason = _get(feedback, "blockReason", "block_reason")
             if not reason:
                 return malformed(line, "key", "response without candidates")
-            return Result(key, RowStatus.SUCCEEDED, text="", usage=usage,
-                          stop_reason=f"PROMPT_BLOCKED:{reason}")
+            return Result(
+                key,
+                RowStatus.SUCCEEDED,
+                text="",
+                usage=usage,
+                stop_reason=f"PROMPT_BLOCKED:{reason}",
+            )
         first = candidates[0]
         parts = (first.get("content") or {}).get("parts") or []
         # Thought summaries (`thought: true`) are not the answer.
@@ -150,9 +198,12 @@ class GeminiProvider:
         if self._client is None:
             try:
                 from google import genai
+                from google.genai import types
             except ImportError:
-                raise ProviderError(f"{self.model.name}: the Gemini API needs the google-genai "
-                                    "SDK — pip install 'afbatch[gemini]'") from None
+                raise ProviderError(
+                    f"{self.model.name}: the Gemini API needs the google-genai "
+                    "SDK — pip install 'afbatch[gemini]'"
+                ) from None
             key_env = self.model.api_key_env or self.info.key_env or "GEMINI_API_KEY"
             key = os.environ.get(key_env)
             register(key)  # redacted by value wherever it appears, whatever the env name
@@ -161,9 +212,8 @@ class GeminiProvider:
             # The key is passed, so the SDK's own pick (GOOGLE_API_KEY before GEMINI_API_KEY)
             # does not apply; vertexai=False, whatever GOOGLE_GENAI_USE_VERTEXAI says. Without a
             # job base_url the SDK reads GOOGLE_GEMINI_BASE_URL itself.
-            options: dict[str, Any] = {"retry_options": {"attempts": 4}}
-            if self.model.base_url:
-                options["base_url"] = self.model.base_url
+            options = types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=ATTEMPTS),
+                                        base_url=self.model.base_url or None)
             self._client = genai.Client(api_key=key, vertexai=False, http_options=options)
         return self._client
 
@@ -180,19 +230,32 @@ class GeminiProvider:
 
         with _errors(self.model, "upload"):
             try:
-                uploaded = self.client.files.upload(file=shard_path, config=types.UploadFileConfig(
-                    mime_type="jsonl", display_name=display_name(token)))
+                uploaded = self.client.files.upload(
+                    file=shard_path,
+                    config=types.UploadFileConfig(
+                        mime_type="jsonl", display_name=display_name(token)
+                    ),
+                )
             except (ValueError, KeyError) as e:  # the resumable upload did not finalise
-                raise ProviderError(redact(f"gemini upload for {self.model.name}: {e}"),
-                                    retryable=True) from None
+                raise ProviderError(
+                    redact(f"gemini upload for {self.model.name}: {e}"), retryable=True
+                ) from None
         with _errors(self.model, "create batch"):
             # No SDK retries: the runner reconciles by the display name first.
-            batch = self.client.batches.create(model=self.model.model, src=uploaded.name, config={
-                "display_name": display_name(token), "http_options": CREATE_ONCE})
+            batch = self.client.batches.create(
+                model=self.model.model,
+                src=uploaded.name,
+                config={"display_name": display_name(token), "http_options": CREATE_ONCE},
+            )
         return created_id(batch, self.model, "batch", attr="name")
 
-    def find(self, token: str, line_ids: Sequence[str], since: float,
-             claimed: frozenset[str] = frozenset()) -> Found:
+    def find(
+        self,
+        token: str,
+        line_ids: Sequence[str],
+        since: float,
+        claimed: frozenset[str] = frozenset(),
+    ) -> Found:
         # The display name carries the token: it names the shard exactly. The listing's order is
         # not documented, so every page is read.
         want = display_name(token)
@@ -255,14 +318,25 @@ def _genai_failure(exc: BaseException) -> Failure | None:
 
     if isinstance(exc, errors.APIError):
         code = int(exc.code or 500)
-        return Failure(f"HTTP {code} {exc.status or ''}: {exc.message or exc}".replace(" :", ":"),
-                       retryable=code in (408, 409, 429) or code >= 500,
-                       rejects_request=code in REJECTS)
-    import httpx
-
-    if isinstance(exc, httpx.TransportError):
+        return Failure(
+            f"HTTP {code} {exc.status or ''}: {exc.message or exc}".replace(" :", ":"),
+            retryable=code in (408, 409, 429) or code >= 500,
+            rejects_request=code in REJECTS,
+        )
+    if isinstance(exc, _transport_errors()):
         return Failure(f"cannot connect ({exc})", retryable=True)
     return None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection failures of whichever HTTP client the SDK runs on (httpx or its fork httpx2)."""
+    found = []
+    for name in ("httpx", "httpx2"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except ImportError:
+            continue
+    return tuple(found)
 
 
 _errors = functools.partial(sdk_errors, _genai_failure)
