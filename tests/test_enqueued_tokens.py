@@ -35,7 +35,8 @@ def _lines(n: int) -> list[tuple[str, bytes]]:
 def test_shards_are_cut_at_the_token_limit(tmp_path: Path) -> None:
     counts = {"r0": 40, "r1": 40, "r2": 30, "r3": 90, "r4": 5}
     limits = Limits(100, 10**6, max_enqueued_tokens=100)
-    shards = write_shards(_lines(5), limits, tmp_path, "s", tally=Tally(counts))  # type: ignore[arg-type]
+    tally = Tally(counts)
+    shards = write_shards(_lines(5), limits, tmp_path, "s", tally=tally)  # type: ignore[arg-type]
     ids = [Path(s.ids_path).read_text().split() for s in shards]
     assert ids == [["r0", "r1"], ["r2"], ["r3", "r4"]]  # 40+40+30 > 100; 30+90 > 100
     assert [s.n_tokens for s in shards] == [80, 30, 95]
@@ -44,7 +45,8 @@ def test_shards_are_cut_at_the_token_limit(tmp_path: Path) -> None:
 def test_a_request_over_the_limit_is_refused(tmp_path: Path) -> None:
     limits = Limits(100, 10**6, max_enqueued_tokens=100)
     with pytest.raises(LimitError, match="over the 100-token enqueued limit"):
-        write_shards(_lines(1), limits, tmp_path, "s", tally=Tally({"r0": 101}))  # type: ignore[arg-type]
+        tally = Tally({"r0": 101})
+        write_shards(_lines(1), limits, tmp_path, "s", tally=tally)  # type: ignore[arg-type]
 
 
 def test_without_a_tally_the_bytes_bound_the_tokens(tmp_path: Path) -> None:
@@ -62,7 +64,8 @@ def test_no_limit_no_counting(tmp_path: Path) -> None:
 
 def test_only_gemini_declares_a_default_limit() -> None:
     assert capabilities("gemini").limits.max_enqueued_tokens == 3_000_000
-    assert all(p.limits.max_enqueued_tokens is None for p in PROVIDERS.values() if p.name != "gemini")
+    others = [p for p in PROVIDERS.values() if p.name != "gemini"]
+    assert all(p.limits.max_enqueued_tokens is None for p in others)
 
 
 def _gemini_job(tmp_path: Path, limit: int | None) -> Path:

@@ -454,7 +454,8 @@ def test_the_estimate_applies_the_long_context_tier_per_request(tmp_path: Path) 
     job = (GOLDEN / "job" / "job.toml").read_text().split("[[variants]]")[0]
     for name in ("long", "short"):
         job += (f'[[variants]]\nname = "{name}"\nsystem_prompt = "{name}.txt"\ncot = false\n')
-    job += '[sampling]\nmax_tokens = 100\n[[models]]\nprovider = "gemini"\nmodel = "gemini-2.5-pro"\n'
+    job += '[sampling]\nmax_tokens = 100\n'
+    job += '[[models]]\nprovider = "gemini"\nmodel = "gemini-2.5-pro"\n'
     (tmp_path / "job.toml").write_text(job)
     est = estimate_job(load_job(tmp_path / "job.toml"), load_prices(), by="condition")
     rows = {r.variant: r for r in est.rows if r.stage == "generate" and r.tier == "free"}
