@@ -13,14 +13,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from runs.conftest import ROOT, fast, write_job
+from runs.test_crash import _afbatch, _env, _no_duplicates, _table
+from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
 from afbatch import manifest as mf
 from afbatch.emulator import Emulator, Reply
 from afbatch.runner import Run
 from afbatch.store import LocalStore
-from runs.conftest import ROOT, fast, write_job
-from runs.test_crash import _afbatch, _env, _no_duplicates, _table
-from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
 STEPS = ["after-claim", "after-create", "after-submitted", "after-ended",
          "after-results-written", "after-collected", "after-create:3"]
@@ -31,7 +31,7 @@ label = "toy"'''
 
 
 class GeminiScripted(Scripted):
-    """The scripted model without the "<" prefill Anthropic would have been sent: each turn whole."""
+    """The scripted model without the "<" prefill Anthropic is sent: each turn comes back whole."""
 
     def __call__(self, ctx: Any) -> Any:
         got = super().__call__(ctx)
@@ -86,7 +86,8 @@ def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path, reference:
     store = LocalStore(store_dir)
     _no_duplicates(store, emu)
     want_table, want_calls = reference
-    assert Counter(cid for _, _, cid in emu.calls) == want_calls, "a row was answered twice, or lost"
+    calls = Counter(cid for _, _, cid in emu.calls)
+    assert calls == want_calls, "a row was answered twice, or lost"
     (run_id,) = mf.list_runs(store)
     pd.testing.assert_frame_equal(_table(Run.open(store, run_id)), want_table)
 

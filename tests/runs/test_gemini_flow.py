@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from click.testing import CliRunner
+from runs.test_run_flows import GPT, SMALL
 
 from afbatch import manifest as mf
 from afbatch import tokens
@@ -17,7 +18,6 @@ from afbatch.emulator import Emulator
 from afbatch.runner import Run
 from afbatch.spec import ModelSpec
 from afbatch.store import LocalStore
-from runs.test_run_flows import GPT, SMALL
 
 GEMINI = '[[models]]\nprovider = "gemini"\nmodel = "gemini-2.5-flash"\nlabel = "flash"\n'
 LIMIT = 12_000  # a few requests of the CoT prompt per batch
@@ -44,7 +44,7 @@ def test_gemini_beside_openai_to_the_report(emu: Emulator, workdir: Path, tmp_pa
     assert "done" in r.stdout and "report.html" in r.stdout
     (run_id,) = mf.list_runs(LocalStore(store))
     report_dir = os.path.join(store, "runs", run_id, "report")
-    data = json.load(open(os.path.join(report_dir, "report.json")))
+    data = json.loads(Path(report_dir, "report.json").read_text())
     assert {row["model"] for row in data["summary"]} == {"flash", "mini"}
     run = Run.open(LocalStore(store), run_id)
     shards = [s for s in run.manifest().shards.values() if s.provider == "gemini"]
