@@ -188,8 +188,12 @@ def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         assert e.errors == [], f"emulator/responder errors: {e.errors!r}"
 
 
-@pytest.fixture
-def gem(emu: Any) -> GeminiProvider:
+@pytest.fixture(params=["inline", "file"])
+def gem(emu: Any, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> GeminiProvider:
+    """The provider, sending its (small) shards inline, or through the Files API as large ones."""
+    if request.param == "file":
+        monkeypatch.setattr(gemini, "INLINE_MAX_BYTES", 0)
     p = get_provider(FLASH)
     assert isinstance(p, GeminiProvider)
     return p
@@ -238,7 +242,11 @@ def test_submit_poll_fetch(emu: Any, gem: GeminiProvider, tmp_path: Path) -> Non
     stored = emu.gemini.batches[bid.removeprefix("batches/")]
     assert stored.display_name == f"afbatch-{token}"
     uploaded = [f for f in emu.gemini.files.values() if not f.generated]
-    assert [bytes(f.data) for f in uploaded] == [Path(path).read_bytes()]  # the resumable upload
+    if stored.inline:  # no upload: the requests, each with its key as metadata
+        assert uploaded == [] and [r.source for r in stored.rows] == [{"key": r.id} for r in reqs]
+    else:  # the resumable upload
+        assert [bytes(f.data) for f in uploaded] == [Path(path).read_bytes()]
+    assert stored.inline is (gemini.INLINE_MAX_BYTES > 0)
     assert not gem.poll(bid).status.terminal
     emu.processing_delay = 0
     info = _wait(gem, bid)
@@ -356,7 +364,7 @@ def test_error_echoing_the_key_is_redacted(emu: Any, gem: GeminiProvider, tmp_pa
             "message": f"API key not valid: {SECRET}. Please pass a valid API key.",
         }
     }
-    emu.faults.http("gemini", "POST", r"/upload/", 400, body=body)
+    emu.faults.http("gemini", "POST", r"/upload/|:batchGenerateContent$", 400, body=body)
     with pytest.raises(ProviderError) as ei:
         gem.submit(_shard(gem, _requests(1), tmp_path), 1, _token(), {})
     msg = str(ei.value)
@@ -398,8 +406,10 @@ def test_expired_and_failed_batches(emu: Any, gem: GeminiProvider, tmp_path: Pat
 
 
 def test_a_damaged_output_line_is_one_malformed_row(
-    emu: Any, gem: GeminiProvider, tmp_path: Path
+    emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setattr(gemini, "INLINE_MAX_BYTES", 0)  # a results file's line
+    gem = get_provider(FLASH)
     emu.faults.line("gemini", "garbage_no_id")
     reqs = _requests(3)
     bid = gem.submit(_shard(gem, reqs, tmp_path), 3, _token(), {})
@@ -464,3 +474,53 @@ def test_the_estimate_applies_the_long_context_tier_per_request(tmp_path: Path) 
     for row, (rin, rout) in ((long, (1.25, 7.5)), (short, (0.625, 5.0))):
         want = (row.input_tokens * rin + row.output_tokens_expected * rout) / 1e6
         assert row.cost_batch_usd == pytest.approx(want)
+
+
+# ============================================================================ inline requests
+
+
+def test_inline_responses_are_joined_by_their_key_not_their_position() -> None:
+    from google.genai import types
+
+    from afbatch.providers.gemini import inline_line
+
+    ok = types.InlinedResponse(
+        metadata={"key": "c1-t1"},
+        response=types.GenerateContentResponse(
+            candidates=[types.Candidate(content=types.Content(parts=[types.Part(text="hi")]),
+                                        finish_reason=types.FinishReason.STOP)],
+            usage_metadata=types.GenerateContentResponseUsageMetadata(
+                prompt_token_count=12, cached_content_token_count=2, candidates_token_count=3,
+                thoughts_token_count=4)))
+    failed = types.InlinedResponse(metadata={"key": "c2-t1"},
+                                   error=types.JobError(code=8, message="quota"))
+    keyless = types.InlinedResponse(response=ok.response)
+    p = get_provider(FLASH)
+    rows = [p.parse(inline_line(i, r)) for i, r in enumerate([failed, ok, keyless])]
+    assert (rows[0].id, rows[0].status, rows[0].error_kind) == ("c2-t1", RowStatus.ERRORED,
+                                                                 "rate_limit")
+    assert (rows[1].id, rows[1].text, tuple(rows[1].usage), rows[1].stop_reason) == (
+        "c1-t1", "hi", (12, 2, 0, 7), "STOP")
+    assert (rows[2].id, rows[2].error_kind) == ("", "malformed")  # its request: missing, retried
+
+
+def test_inline_only_within_one_create_calls_size(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from afbatch.providers.gemini import inline_requests
+
+    p = get_provider(FLASH)
+    path = _shard(p, _requests(3), tmp_path)
+    got = inline_requests(path)
+    assert got is not None and [r["metadata"] for r in got] == [
+        {"key": json.loads(x)["key"]} for x in Path(path).read_text().splitlines()]
+    assert got[0]["config"] == {"max_output_tokens": 64, "temperature": 1.0,
+                                "system_instruction": {"parts": [{"text": "Answer in <OUTPUT>."}]}}
+    size = Path(path).stat().st_size
+    monkeypatch.setattr(gemini, "INLINE_MAX_BYTES", size - 1)  # the file itself is too big
+    assert inline_requests(path) is None
+    # non-ASCII text grows when the SDK escapes it: the escaped JSON is what is measured
+    wide = [Request(id=f"c{i}-t1", model=FLASH, system=None, max_tokens=5, temperature=None,
+                    messages=(Message("user", "雨" * 300),)) for i in range(3)]
+    path = _shard(p, wide, tmp_path)
+    monkeypatch.setattr(gemini, "INLINE_MAX_BYTES", Path(path).stat().st_size + 100)
+    assert inline_requests(path) is None

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .batches import Job, Row, rand_id, run_rows, shuffled
-from .gemini_lines import context, request_problem, result_line
+from .gemini_lines import context, inline_result, request_problem, result_line
 from .web import Reject, Request, Response, Route, json_response
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ class GeminiBatch(Job):
     rows: list[Row] = field(default_factory=list)
     state: str = "BATCH_STATE_PENDING"
     output_file: str | None = None
+    inline: bool = False  # requests came in the create call; responses go back in the resource
+    inline_results: list[dict[str, Any]] | None = None
     stats: dict[str, int] = field(default_factory=dict)
     ended_at: float | None = None
 
@@ -94,12 +96,15 @@ class GeminiBatch(Job):
             meta["endTime"] = rfc3339(self.ended_at)
         if self.output_file:
             meta["output"] = {"responsesFile": self.output_file}
+        elif self.inline_results:
+            meta["output"] = {"inlinedResponses": {"inlinedResponses": self.inline_results}}
         return {"name": f"batches/{self.id}", "metadata": meta, "done": self.ended}
 
 
 class GeminiService:
     name = "gemini"
     MAX_FILE_BYTES = 2 * 1024**3  # the Files API's 2 GB per batch input file
+    MAX_INLINE_BYTES = 20 * 1024**2  # a create call with its requests inline
 
     def __init__(self, emu: Emulator) -> None:
         self.emu = emu
@@ -227,15 +232,20 @@ class GeminiService:
         batch = body.get("batch") if isinstance(body, dict) else None
         batch = batch if isinstance(batch, dict) else {}
         source = batch.get("inputConfig")
-        if not isinstance(source, dict) or set(source) != {"fileName"}:
-            raise fail(400, "batch.input_config: exactly one of file_name or requests is required "
-                            "(this emulator takes file_name).")
+        if not isinstance(source, dict) or set(source) not in ({"fileName"}, {"requests"}):
+            raise fail(400, "batch.input_config: exactly one of file_name or requests is required.")
+        if len(req.body) > self.MAX_INLINE_BYTES:
+            raise fail(400, f"Request payload size exceeds the limit: {self.MAX_INLINE_BYTES} "
+                            "bytes.")
         with self.emu.lock:
-            f = self.files.get(str(source["fileName"]))
-            if f is None or f.generated:
-                raise fail(404, f"File {source['fileName']} not found.")
-            rows = self._rows(bytes(f.data), model)
-            b = GeminiBatch(id=rand_id("", 24, LOWER),
+            if "requests" in source:
+                rows, inline = self._inline_rows(source["requests"], model), True
+            else:
+                f = self.files.get(str(source["fileName"]))
+                if f is None or f.generated:
+                    raise fail(404, f"File {source['fileName']} not found.")
+                rows, inline = self._rows(bytes(f.data), model), False
+            b = GeminiBatch(inline=inline, id=rand_id("", 24, LOWER),
                             seq=self.emu.next_seq(), delay_at_creation=self.emu.processing_delay,
                             fault=self.emu.faults.take_batch("gemini", model), model=model,
                             display_name=batch.get("displayName"), rows=rows)
@@ -267,6 +277,28 @@ class GeminiService:
             problem = request_problem(obj["request"])
             rows.append(Row(key, None, invalid=problem) if problem
                         else Row(key, context(model, key, obj["request"]), cache_marked=True))
+        return rows
+
+    def _inline_rows(self, requests: Any, model: str) -> list[Row]:
+        """Inline requests: `{request, metadata}` each; a row is named by its metadata's `key`
+        (afbatch's), else by its position (the API needs no key: metadata is the caller's)."""
+        items = requests.get("requests") if isinstance(requests, dict) else None
+        if not isinstance(items, list) or not items:
+            raise fail(400, "batch.input_config.requests.requests: a non-empty list is required.")
+        rows = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not set(item) <= {"request", "metadata"}:
+                raise fail(400, f"requests[{i}]: only request and metadata are allowed.")
+            metadata = item.get("metadata") or {}
+            key = str(metadata.get("key") or f"#{i}")
+            body = item.get("request")
+            problem = request_problem(body)
+            if problem or not isinstance(body, dict):
+                row = Row(key, None, invalid=problem)
+            else:
+                row = Row(key, context(model, key, body), cache_marked=True)
+            row.source = metadata
+            rows.append(row)
         return rows
 
     def _batch(self, batch_id: str) -> GeminiBatch:
@@ -332,12 +364,17 @@ class GeminiService:
         outcomes = run_rows(self.emu, "gemini", b.rows, limit=limit,
                             all_failed=fault == "all_failed")
         done = [o for o in outcomes if o.status in ("succeeded", "errored")]
-        render = self.emu.faults.render_line
-        lines = [render("gemini", result_line(b.model, o), ("response", "status"))
-                 for o in shuffled(done, b.id, self.emu)]
         b.stats = {"pendingRequestCount": 0,
                    "successfulRequestCount": sum(o.status == "succeeded" for o in done),
                    "failedRequestCount": sum(o.status == "errored" for o in done)}
+        b.state = ("BATCH_STATE_CANCELLED" if b.cancel_at is not None else
+                   "BATCH_STATE_EXPIRED" if len(done) < len(outcomes) else "BATCH_STATE_SUCCEEDED")
+        if b.inline:  # in input order, each with its request's metadata
+            b.inline_results = [inline_result(b.model, o) for o in done]
+            return
+        render = self.emu.faults.render_line
+        lines = [render("gemini", result_line(b.model, o), ("response", "status"))
+                 for o in shuffled(done, b.id, self.emu)]
         if done:
             out = GeminiFile(f"files/batch-{b.id}", None, "application/jsonl", 0, generated=True,
                              done=True)
@@ -345,9 +382,3 @@ class GeminiService:
             out.size = len(out.data)
             self.files[out.name] = out
             b.output_file = out.name
-        if b.cancel_at is not None:
-            b.state = "BATCH_STATE_CANCELLED"
-        elif len(done) < len(outcomes):
-            b.state = "BATCH_STATE_EXPIRED"
-        else:
-            b.state = "BATCH_STATE_SUCCEEDED"

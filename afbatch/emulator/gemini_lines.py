@@ -46,6 +46,17 @@ def result_line(model: str, o: Outcome) -> dict[str, Any]:
                          "modelVersion": model, "responseId": rand_id("", 20)}}
 
 
+def inline_result(model: str, o: Outcome) -> dict[str, Any]:
+    """An inline response: the line's response or error, with its request's metadata."""
+    line = result_line(model, o)
+    out: dict[str, Any] = {"metadata": o.row.source} if o.row.source else {}
+    if "status" in line:
+        out["error"] = line["status"]
+    else:
+        out["response"] = line["response"]
+    return out
+
+
 def _text(content: Any, where: str) -> str:
     parts = content.get("parts") if isinstance(content, dict) else None
     if not isinstance(parts, list) or not parts:

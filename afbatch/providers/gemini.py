@@ -6,20 +6,23 @@ through the Files API (the SDK's resumable upload) and the batch created from `f
 the shard's token in its display name, which is how `find` recognises it after a crash. Results
 come as a file named by the batch's `dest.file_name`, joined on `key`.
 
-Inline requests (`src=[...]`, ≤ 20 MB) are not used: their responses can be joined by the
-`metadata` each request carries, but one path for every shard size keeps reconciliation single.
+A shard whose requests fit in one create call (20 MB) is sent inline instead (`src=[...]`, no
+upload): each request carries `metadata = {"key": <line id>}`, which the API returns with its
+response, so inline responses are joined on that key too, never by their position.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+from afbatch import jsonl
 from afbatch.errors import ProviderError
 from afbatch.providers.base import (
     REJECTS,
@@ -27,6 +30,7 @@ from afbatch.providers.base import (
     BatchStatus,
     Failure,
     Found,
+    Unreadable,
     classify_http,
     created_id,
     guarded,
@@ -93,6 +97,7 @@ RPC_NAMES = {
 }
 
 CREATE_ONCE = {"retry_options": {"attempts": 1}}  # a retried create can make a second batch
+INLINE_MAX_BYTES = 19 * 10**6  # requests inline in one create call: the API takes 20 MB
 ATTEMPTS = 4  # every other call: 408, 429, 5xx and connection errors, backing off
 
 
@@ -226,28 +231,24 @@ class GeminiProvider:
         return str(getattr(options, "base_url", None) or "the SDK's default")
 
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
-        from google.genai import types
+        inline = inline_requests(shard_path)
+        src = inline if inline is not None else self._upload(shard_path, token)
+        with _errors(self.model, "create batch"):
+            # No SDK retries: the runner reconciles by the display name first.
+            config = {"display_name": display_name(token), "http_options": CREATE_ONCE}
+            batch = self.client.batches.create(model=self.model.model, src=src, config=config)
+        return created_id(batch, self.model, "batch", attr="name")
 
+    def _upload(self, shard_path: str, token: str) -> str:
         with _errors(self.model, "upload"):
             try:
-                uploaded = self.client.files.upload(
-                    file=shard_path,
-                    config=types.UploadFileConfig(
-                        mime_type="jsonl", display_name=display_name(token)
-                    ),
-                )
+                config = {"mime_type": "jsonl", "display_name": display_name(token)}
+                uploaded = self.client.files.upload(file=shard_path, config=config)
             except (ValueError, KeyError) as e:  # the resumable upload did not finalise
                 raise ProviderError(
                     redact(f"gemini upload for {self.model.name}: {e}"), retryable=True
                 ) from None
-        with _errors(self.model, "create batch"):
-            # No SDK retries: the runner reconciles by the display name first.
-            batch = self.client.batches.create(
-                model=self.model.model,
-                src=uploaded.name,
-                config={"display_name": display_name(token), "http_options": CREATE_ONCE},
-            )
-        return created_id(batch, self.model, "batch", attr="name")
+        return str(uploaded.name)
 
     def find(
         self,
@@ -281,6 +282,10 @@ class GeminiProvider:
 
     def fetch(self, batch_id: str) -> Iterator[dict[str, Any]]:
         b = self._get(batch_id)
+        if b.dest is not None and b.dest.inlined_responses is not None:
+            for i, response in enumerate(b.dest.inlined_responses):
+                yield inline_line(i, response)
+            return
         name = b.dest.file_name if b.dest is not None else None
         if not name:  # failed, or cancelled before anything ran: no output file
             return
@@ -296,6 +301,38 @@ class GeminiProvider:
     def cancel(self, batch_id: str) -> None:
         with _errors(self.model, f"cancel {batch_id}"):
             self.client.batches.cancel(name=batch_id)
+
+
+def inline_requests(shard_path: str) -> list[dict[str, Any]] | None:
+    """The shard's lines as the SDK's InlinedRequests, when their JSON fits in one create call
+    (escaped as the SDK sends it); None: upload the file."""
+    if os.path.getsize(shard_path) > INLINE_MAX_BYTES:
+        return None
+    with open(shard_path, "rb") as f:
+        lines = jsonl.read(f.read())
+    requests = []
+    for line in lines:
+        body = line["request"]
+        config = dict(body.get("generation_config") or {})
+        if "system_instruction" in body:
+            config["system_instruction"] = body["system_instruction"]
+        requests.append({"contents": body["contents"], "config": config,
+                         "metadata": {"key": line["key"]}})
+    if len(json.dumps(requests)) > INLINE_MAX_BYTES:
+        return None
+    return requests
+
+
+def inline_line(index: int, response: Any) -> Any:
+    """An inline response (the SDK's InlinedResponse) as a result line keyed by its metadata."""
+    key = (response.metadata or {}).get("key")
+    if not key:  # no key: its request is left without a line ("missing", retried)
+        return Unreadable(f"inline response {index} carries no key in its metadata")
+    if response.error is not None:
+        return {"key": key, "error": response.error.model_dump(mode="json", exclude_none=True)}
+    if response.response is None:
+        return {"key": key}
+    return {"key": key, "response": response.response.model_dump(mode="json", exclude_none=True)}
 
 
 def _error_row(key: str, err: dict[str, Any]) -> Result:

@@ -243,3 +243,25 @@ def test_faults_apply_to_gemini(emu: Emulator, genai_client: Any) -> None:
     job = genai_client.batches.create(model="gemini-2.5-flash", src=src)
     assert sorted(len(r) for r in results(genai_client, job.name).values()) == [1, 2]
     assert emu.faults.pending() == []
+
+
+def test_inline_requests_come_back_in_the_resource_with_their_metadata(
+    emu: Emulator, genai_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.genai import errors
+
+    emu.responder = lambda ctx: Reply(f"re:{ctx.messages[-1]['content']}", output_tokens=2)
+    src = [{"contents": [{"role": "user", "parts": [{"text": t}]}], "metadata": {"key": k},
+            "config": {"max_output_tokens": 9}} for k, t in (("k1", "one"), ("k2", "two"))]
+    src.append({"contents": [{"role": "model", "parts": [{"text": "<"}]}],
+                "metadata": {"key": "k3"}})
+    job = genai_client.batches.create(model="gemini-2.5-flash", src=src)
+    done = genai_client.batches.get(name=job.name)
+    assert done.dest.file_name is None
+    out = {r.metadata["key"]: r for r in done.dest.inlined_responses}
+    assert out["k1"].response.text == "re:one" and out["k2"].response.text == "re:two"
+    assert out["k3"].error.code == 3  # a trailing model turn
+    monkeypatch.setattr(emu.gemini, "MAX_INLINE_BYTES", 100)
+    with pytest.raises(errors.ClientError) as ei:
+        genai_client.batches.create(model="gemini-2.5-flash", src=src)
+    assert ei.value.code == 400

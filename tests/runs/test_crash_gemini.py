@@ -19,6 +19,7 @@ from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
 from afbatch import manifest as mf
 from afbatch.emulator import Emulator, Reply
+from afbatch.providers import gemini
 from afbatch.runner import Run
 from afbatch.store import LocalStore
 
@@ -92,10 +93,15 @@ def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path, reference:
     pd.testing.assert_frame_equal(_table(Run.open(store, run_id)), want_table)
 
 
+@pytest.mark.parametrize("way", ["inline", "file"])
 def test_a_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Path,
-                                                      reference: Any) -> None:
+                                                      reference: Any, way: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The first Gemini create makes its batch but a gateway loses the answer: the retry finds the
-    batch by the token in its display name instead of creating a second."""
+    batch by the token in its display name instead of creating a second (shards sent inline, or
+    uploaded as large ones are)."""
+    if way == "file":
+        monkeypatch.setattr(gemini, "INLINE_MAX_BYTES", 0)
     emu.responder = GeminiScripted()
     emu.faults.http("gemini", "POST", r":batchGenerateContent$", 502, after=True)
     store = LocalStore(workdir / "store")
@@ -104,6 +110,7 @@ def test_a_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Pa
     assert emu.faults.pending() == [] and len(emu.faults.fired) == 1
     _no_duplicates(store, emu)
     gemini_batches = [b for p, b, *_ in emu.created if p == "gemini"]
+    assert all(b.inline is (way == "inline") for b in emu.gemini.batches.values())
     shards = [s for s in run.manifest().shards.values() if s.provider == "gemini" and s.batch_id]
     assert sorted(gemini_batches) == sorted(s.batch_id for s in shards)
     want_table, want_calls = reference
