@@ -8,6 +8,7 @@ reference (GenerateContentResponse, UsageMetadata, google.rpc.Status), not from 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 import uuid
@@ -272,12 +273,16 @@ def test_submit_poll_fetch(emu: Any, gem: GeminiProvider, tmp_path: Path) -> Non
     assert gem.client._api_client.api_key == SECRET
 
 
-def test_gemini_api_key_wins_over_google_api_key(emu: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gemini_api_key_wins_over_google_api_key(
+    emu: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """The SDK alone would take GOOGLE_API_KEY when both are set; afbatch passes GEMINI_API_KEY."""
     monkeypatch.setenv("GOOGLE_API_KEY", "another-projects-key")
     monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
     p = get_provider(FLASH)
-    assert p.client._api_client.api_key == SECRET and not p.client._api_client.vertexai
+    with caplog.at_level(logging.INFO):
+        assert p.client._api_client.api_key == SECRET and not p.client._api_client.vertexai
+    assert "GOOGLE_API_KEY" not in caplog.text  # the SDK's "using GOOGLE_API_KEY": not so here
 
 
 def test_endpoint_is_the_emulator(emu: Any, gem: GeminiProvider) -> None:

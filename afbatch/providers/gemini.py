@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -219,7 +220,15 @@ class GeminiProvider:
             # job base_url the SDK reads GOOGLE_GEMINI_BASE_URL itself.
             options = types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=ATTEMPTS),
                                         base_url=self.model.base_url or None)
-            self._client = genai.Client(api_key=key, vertexai=False, http_options=options)
+            # The SDK logs "Both GOOGLE_API_KEY and GEMINI_API_KEY are set. Using GOOGLE_API_KEY."
+            # even when given the key: untrue here, and printed past the CLI: kept quiet.
+            sdk_log = logging.getLogger("google_genai._api_client")
+            level = sdk_log.level
+            sdk_log.setLevel(logging.ERROR)
+            try:
+                self._client = genai.Client(api_key=key, vertexai=False, http_options=options)
+            finally:
+                sdk_log.setLevel(level)
         return self._client
 
     def ready(self) -> None:
