@@ -1,4 +1,4 @@
-"""The ``Emulator``: one threaded HTTP server answering for OpenAI, Anthropic and Bedrock."""
+"""The ``Emulator``: one threaded HTTP server answering for OpenAI, Anthropic, Bedrock, Gemini."""
 
 from __future__ import annotations
 
