@@ -24,6 +24,7 @@ from afbatch.protocol import NEXT, render_user
 from afbatch.providers import get_provider
 from afbatch.shard_files import Shard, render_lines, shard_limits, write_shards
 from afbatch.spec import ModelSpec
+from afbatch.tokens import token_tally
 from afbatch.types import STAGE_GENERATE, Conversation, Message, Request
 
 __all__ = [
@@ -113,9 +114,10 @@ def compile_job(
     compiled = []
     for model in grid.job.models:
         provider = get_provider(model)
-        lines = render_lines(provider, first_requests(grid, model, prices))
         limits = shard_limits(provider, grid.job)
-        shards = write_shards(lines, limits, out / model.name, f"{STAGE_GENERATE}-t1")
+        tally = token_tally(model, prices) if limits.max_enqueued_tokens else None
+        lines = render_lines(provider, first_requests(grid, model, prices), tally)
+        shards = write_shards(lines, limits, out / model.name, f"{STAGE_GENERATE}-t1", tally=tally)
         compiled.append(CompiledModel(model, model.provider, shards))
     index = {
         "job": grid.job.name,

@@ -24,6 +24,7 @@ from afbatch.ledger import settles
 from afbatch.lifecycle import crashpoint
 from afbatch.manifest import IN_FLIGHT, Manifest, Shard, ShardState
 from afbatch.shard_files import CostCap, render_lines, shard_limits, write_shards
+from afbatch.tokens import token_tally
 from afbatch.types import STAGE_GENERATE, Request, Result
 
 if TYPE_CHECKING:
@@ -95,7 +96,9 @@ def _write_shards(run: Run, label: str, stage: str, rnd: int, attempt: int, requ
         cap = CostCap(rin / 1e6, out_tokens * rout / 1e6, left / PACE_PARTS)
     out: list[Shard] = []
     with tempfile.TemporaryDirectory(prefix="afbatch-plan-") as tmp:
-        files = write_shards(render_lines(provider, requests), limits, tmp, "s", cap=cap)
+        tally = token_tally(model, run.prices) if limits.max_enqueued_tokens else None
+        files = write_shards(render_lines(provider, requests, tally), limits, tmp, "s", cap=cap,
+                             tally=tally)
         for f in files:
             ids_text = Path(f.ids_path).read_text()
             digest = hashlib.sha256(ids_text.encode()).hexdigest()[:12]

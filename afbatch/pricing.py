@@ -42,6 +42,8 @@ class LongContext(_Strict):
     above_tokens: int = Field(gt=0, description="Prompt tokens above which the whole request is billed at these rates.")
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+    # Gemini bills cache reads of a long prompt at a higher rate too; None: the model's cache_read.
+    cache_read: float | None = Field(None, ge=0)
 
 
 class ModelPrice(_Strict):
@@ -124,13 +126,14 @@ class RowCost:
         self.above = lc.above_tokens if lc else None
         mult = 1.0 if on_demand else price.batch_multiplier
         cached, writes = price.cache_read_rate() * mult, price.cache_write_rate(ttl) * mult
+        long_cached = lc.cache_read * mult if lc and lc.cache_read is not None else cached
 
-        def rates(prompt_tokens: float) -> tuple[float, float, float, float]:
+        def rates(prompt_tokens: float, cached: float) -> tuple[float, float, float, float]:
             rin, rout = price.list_rates(prompt_tokens) if on_demand else price.batch_rates(prompt_tokens)
             return rin, cached, writes, rout
 
-        self.normal = rates(0)
-        self.long = rates(self.above + 1) if self.above is not None else self.normal
+        self.normal = rates(0, cached)
+        self.long = rates(self.above + 1, long_cached) if self.above is not None else self.normal
 
     def rate_bounds(self) -> tuple[float, float]:
         """The most one input and one output token can cost (USD per 1M): any tier, cache write."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from afbatch.errors import LimitError
 from afbatch.providers import Limits, Provider
 from afbatch.spec import Job
+from afbatch.tokens import TokenTally
 from afbatch.types import Request
 
 
@@ -29,6 +30,7 @@ class Shard:
     ids_path: str
     n_requests: int = 0
     n_bytes: int = 0
+    n_tokens: int = 0  # estimated input tokens, counted where the provider limits them
     sha256: str = ""
     below_minimum: bool = False
     offsets: list[int] = field(default_factory=list, repr=False)
@@ -58,6 +60,8 @@ def shard_limits(provider: Provider, job: Job) -> Limits:
         max_requests=min(lim.max_requests, job.shards.max_requests or lim.max_requests),
         max_bytes=min(lim.max_bytes, job.shards.max_bytes or lim.max_bytes),
         min_requests=lim.min_requests,
+        # the account's tier sets it: a job's value replaces the provider's default
+        max_enqueued_tokens=job.shards.max_enqueued_tokens or lim.max_enqueued_tokens,
     )
 
 
@@ -65,10 +69,15 @@ _SENTINEL = "\x00afbatch-system\x00"
 _SENTINEL_JSON = json.dumps(_SENTINEL)[1:-1]
 
 
-def render_lines(provider: Provider, requests: Iterable[Request]) -> Iterator[tuple[str, bytes]]:
-    """(request id, JSONL line) pairs; each distinct system prompt is JSON-escaped once."""
+def render_lines(
+    provider: Provider, requests: Iterable[Request], tally: TokenTally | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """(request id, JSONL line) pairs; each distinct system prompt is JSON-escaped once. With a
+    `tally`, each request's estimated input tokens are noted as it passes (for write_shards)."""
     escaped: dict[int, str] = {}
     for req in requests:
+        if tally is not None:
+            tally.note(req)
         system = req.system
         if system and len(system) > 256:
             key = id(system)
@@ -96,10 +105,13 @@ def write_shards(
     stem: str,
     on_line: Callable[[str], None] | None = None,
     cap: CostCap | None = None,
+    tally: TokenTally | None = None,
 ) -> list[Shard]:
-    """Stream lines into shards within count and byte limits (and `cap`); rebalance so no shard
-    falls below the minimum. A capped shard still takes twice the minimum, so that moving lines
-    into a short last one stays legal."""
+    """Stream lines into shards within count, byte and enqueued-token limits (and `cap`);
+    rebalance so no shard falls below the minimum. A capped shard still takes twice the minimum,
+    so that moving lines into a short last one stays legal. Under a token limit a line's tokens
+    are the `tally` render_lines kept, else its bytes (no tokenizer makes more tokens than UTF-8
+    bytes: a true bound)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shards: list[Shard] = []
@@ -130,10 +142,19 @@ def write_shards(
                 raise LimitError(
                     f"request {rid} is {size} bytes, over the {limits.max_bytes}-byte shard limit"
                 )
+            max_tokens = limits.max_enqueued_tokens
+            tokens = (tally.take(rid) if tally else size) if max_tokens else 0
+            if max_tokens and tokens > max_tokens:
+                raise LimitError(
+                    f"request {rid} has ~{tokens} input tokens, over the {max_tokens}-token "
+                    "enqueued limit of one batch — raise [shards] max_enqueued_tokens if your "
+                    "account's tier allows"
+                )
             if (
                 current is None
                 or current.n_requests >= limits.max_requests
                 or current.n_bytes + size > limits.max_bytes
+                or (max_tokens and current.n_tokens + tokens > max_tokens)
                 or (
                     cap is not None
                     and current.n_requests >= least
@@ -159,6 +180,7 @@ def write_shards(
             ids_f.write(rid + "\n")  # type: ignore[union-attr]
             current.n_requests += 1
             current.n_bytes += size
+            current.n_tokens += tokens
             if on_line:
                 on_line(rid)
     finally:

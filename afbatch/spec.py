@@ -335,6 +335,9 @@ class ShardLimits(_Strict):
 
     max_requests: int | None = Field(None, gt=0)
     max_bytes: int | None = Field(None, gt=0)
+    # Replaces the provider's default (an account's tier sets it: Gemini's enqueued-token limit).
+    max_enqueued_tokens: int | None = Field(
+        None, gt=0, description="Estimated input tokens per batch (replaces the provider's).")
 
 
 class RetrySpec(_Strict):
@@ -443,10 +446,12 @@ class LoadedJob(BaseModel):
 # Job fields that change no request and no answer, so editing them keeps the run (DESIGN.md,
 # "Decisions worth knowing"): prose; sha256 pins, which only refuse a file (the run id already
 # holds every input's sha256); the dataset size the estimate assumes when it cannot read the file;
-# how the report computes its intervals.
+# how the report computes its intervals; the enqueued-token limit (the account's tier, added after
+# runs existed: a new default in the dump would change every run id).
 NOT_FINGERPRINTED: dict[str, Any] = {
     "description": True,
     "report": True,
+    "shards": {"max_enqueued_tokens"},
     "dataset": {"sha256", "expected_rows", "mean_tokens_per_row"},
     "variants": {"__all__": {"system_prompt_sha256", "expected_tokens"}},
     "prompts": {"user_template_sha256", "user_template_tokens"},

@@ -19,20 +19,23 @@ import gzip
 import hashlib
 import importlib.resources
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import tiktoken
 
 from afbatch.datasets import cache_dir
 from afbatch.errors import InputError
-from afbatch.pricing import TokenFamily
+from afbatch.pricing import DEFAULT_FAMILY, PriceTable, TokenFamily
 from afbatch.providers.registry import capabilities
 from afbatch.spec import ModelSpec
 from afbatch.store import atomic_write
+from afbatch.types import Request
 
 # tiktoken's own pins (tiktoken_ext/openai_public.py).
 ENCODING_SHA256 = {
@@ -61,6 +64,8 @@ FAMILY_FACTORS: dict[TokenFamily, float] = {
     "qwen": 1.10,
     "deepseek": 1.10,
     "mistral": 1.15,
+    # Gemini (and Gemma) use a 256k-entry SentencePiece vocabulary: close to o200k on English prose;
+    # not measured here (google-genai's LocalTokenizer downloads the model), so 10% up, like Qwen.
     "gemini": 1.10,
     "grok": 1.10,
     "kimi": 1.10,
@@ -238,3 +243,37 @@ def count_chat(counter: Counter, system: str | None, messages: list[str]) -> int
     n_msgs = len(messages) + (1 if system else 0)
     body = sum(counter.count(m) for m in messages) + (counter.count(system) if system else 0)
     return body + n_msgs * counter.per_message + counter.priming
+
+
+class TokenTally:
+    """Estimated input tokens of each request as it is rendered, taken back by id as its line is
+    put in a shard (a per-batch enqueued-token limit: Gemini). The shared system prompt is counted
+    once (cached); messages are encoded as they come, not kept in the persistent cache: a round's
+    earlier turns are unique texts, and saving each would rewrite that file per request."""
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+        self._by_id: dict[str, int] = {}
+
+    def note(self, request: Request) -> None:
+        c = self.counter
+        texts = [m.content for m in request.messages]
+        if request.prefill:
+            texts.append(request.prefill)
+        raw = c.raw(request.system) if request.system else 0
+        raw += sum(len(c.encoding.encode(t, disallowed_special=())) for t in texts)
+        n_msgs = len(texts) + (1 if request.system else 0)
+        self._by_id[request.id] = math.ceil(c.scaled(raw)) + n_msgs * c.per_message + c.priming
+
+    def take(self, request_id: str) -> int:
+        return self._by_id.pop(request_id)
+
+
+def token_tally(model: ModelSpec, prices: PriceTable | None) -> TokenTally:
+    """A tally with the model's counter: its catalog family (the provider's, without prices)."""
+    if prices is not None:
+        fam = prices.token_family(model).family
+    else:
+        # the registry's family is a plain str (the registry imports nothing from afbatch)
+        fam = cast(TokenFamily, capabilities(model.provider).token_family or DEFAULT_FAMILY)
+    return TokenTally(counter_for(model, fam))

@@ -128,6 +128,10 @@ DOCUMENTED_FACTOR = {
     ("xai", "grok-4"): 1.10,
     ("xai", "grok-4.3"): 1.10,
     ("xai", "grok-4-1-fast-reasoning"): 1.10,
+    **{("gemini", m): 1.10 for m in (
+        "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-3-pro-preview",
+        "gemini-3.1-pro-preview", "gemini-3-flash-preview", "gemini-3.5-flash",
+        "gemini-3.6-flash")},
 }
 
 

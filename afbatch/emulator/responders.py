@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-PROVIDERS = ("openai", "anthropic", "bedrock")
+PROVIDERS = ("openai", "anthropic", "bedrock", "gemini")
 
 
 @dataclass(frozen=True)

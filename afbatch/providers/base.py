@@ -253,11 +253,11 @@ def http_sdk_failures(sdk: str, *, top_level_message: bool) -> Translate:
     return translate
 
 
-def created_id(created: Any, model: ModelSpec, what: str) -> str:
-    """The id of what a create call made. An answer without one (an HTML page from a proxy, with
-    HTTP 200) leaves it unknown whether the batch exists: retryable, so the runner looks it up
-    before sending again."""
-    got = getattr(created, "id", None)
+def created_id(created: Any, model: ModelSpec, what: str, attr: str = "id") -> str:
+    """The id (`attr`: Gemini's is `name`) of what a create call made. An answer without one (an
+    HTML page from a proxy, with HTTP 200) leaves it unknown whether the batch exists: retryable,
+    so the runner looks it up before sending again."""
+    got = getattr(created, attr, None)
     if isinstance(got, str) and got:
         return got
     shown = " ".join(str(created).split())[:60]

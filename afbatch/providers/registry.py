@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MB = 10**6
 
-Family = Literal["openai", "anthropic", "bedrock"]
+Family = Literal["openai", "anthropic", "bedrock", "gemini"]
 Caching = Literal["none", "automatic", "explicit"]
 
 
@@ -30,6 +30,9 @@ class Limits:
     max_requests: int
     max_bytes: int
     min_requests: int = 1
+    # Estimated input tokens one batch may hold (Gemini's per-model enqueued-token limit); None: no
+    # such limit. Shards are cut so that none exceeds it (compile.write_shards).
+    max_enqueued_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,21 @@ PROVIDERS: dict[str, ProviderInfo] = {p.name: p for p in (
         limits=Limits(50_000, 1000 * MB, min_requests=100), key_env=None,
         base_url_env="AWS_ENDPOINT_URL_BEDROCK", default_base_url=None,
         other_env=("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL_S3")),
+    # Gemini API batch mode (google-genai): a JSONL of `{key, request}` lines uploaded through the
+    # Files API. No prefill: Google documents no continuation of a trailing `model` turn, and it is
+    # model-dependent in practice (some models continue it, newer ones answer HTTP 400 "Requests
+    # ending with a model turn are not supported"), so it is refused as for OpenAI. Implicit
+    # caching only. Limits: input file 2 GB (a margin kept); no documented request count (100k
+    # keeps one batch's output a manageable download); enqueued tokens per model: 3M, Tier 1's
+    # smallest published figure (gemini-2.5-flash; ai.google.dev/gemini-api/docs/rate-limits,
+    # "Batch API rate limits", 2025; higher tiers allow more: a job raises it in [shards]).
+    ProviderInfo(
+        name="gemini", title="Gemini API", provider_class="afbatch.providers.gemini:GeminiProvider",
+        family="gemini", supports_prefill=False, prefill_by_default=False, supports_n=False,
+        caching="automatic", cache_by_default=False, cache_votes=False,
+        limits=Limits(100_000, 2000 * MB, max_enqueued_tokens=3_000_000),
+        key_env="GEMINI_API_KEY", base_url_env="GOOGLE_GEMINI_BASE_URL", default_base_url=None,
+        token_family="gemini"),
     _host("together", "Together", "https://api.together.xyz/v1", 100 * MB),
     _host("groq", "Groq", "https://api.groq.com/openai/v1", 200 * MB),
     _host("deepinfra", "DeepInfra", "https://api.deepinfra.com/v1/openai", 200 * MB),
