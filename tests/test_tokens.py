@@ -127,6 +127,19 @@ DOCUMENTED_FACTOR = {
     ("xai", "grok-4"): 1.10,
     ("xai", "grok-4.3"): 1.10,
     ("xai", "grok-4-1-fast-reasoning"): 1.10,
+    ("mistral", "mistral-large-latest"): 1.15,
+    ("mistral", "mistral-large-2512"): 1.15,
+    ("mistral", "mistral-large-2411"): 1.15,
+    ("mistral", "mistral-medium-latest"): 1.15,
+    ("mistral", "mistral-medium-2604"): 1.15,
+    ("mistral", "mistral-medium-2508"): 1.15,
+    ("mistral", "mistral-medium-2505"): 1.15,
+    ("mistral", "mistral-small-latest"): 1.15,
+    ("mistral", "mistral-small-3-2-2506"): 1.15,
+    ("mistral", "magistral-medium-latest"): 1.15,
+    ("mistral", "magistral-medium-2509"): 1.15,
+    ("mistral", "magistral-small-latest"): 1.15,
+    ("mistral", "magistral-small-2506"): 1.15,
 }
 
 
