@@ -1,5 +1,5 @@
-"""The Mistral provider: golden result lines (pure parse), rendering, status map, and its I/O against
-the local emulator with the real mistralai SDK over HTTP.
+"""The Mistral provider: golden result lines (pure parse), rendering, status map, and its I/O
+against the local emulator with the real mistralai SDK over HTTP.
 
 Golden files: tests/golden/results/mistral/<name>.jsonl holds real-shaped output/error lines,
 <name>.expected.json the Results they must parse to (`Result.to_json()` plus `retryable`), written
@@ -74,7 +74,8 @@ def test_parse_never_raises_on_degenerate_lines() -> None:
 def test_status_map_covers_every_sdk_status() -> None:
     from mistralai.client.models import BatchJobStatus
 
-    literal = next(a for a in typing.get_args(BatchJobStatus) if typing.get_origin(a) is typing.Literal)
+    args = typing.get_args(BatchJobStatus)
+    literal = next(a for a in args if typing.get_origin(a) is typing.Literal)
     assert set(STATUS) == set(typing.get_args(literal))
     assert STATUS["TIMEOUT_EXCEEDED"] == BatchStatus.EXPIRED  # finished rows are kept
     assert {s for s in STATUS.values() if s.terminal} == {
@@ -160,7 +161,7 @@ def mis(emu: Any) -> MistralProvider:
 
 
 def _requests(n: int, bad: tuple[int, ...] = ()) -> list[Request]:
-    return [Request(id=f"c{uuid.uuid4().hex[:20]}-t{1 + (i in bad)}", model=MODEL, system="Be brief.",
+    return [Request(id=f"c{uuid.uuid4().hex[:20]}-t{1 + (i in bad)}", model=MODEL, system="Hi.",
                     messages=(Message("user", f"Q{i}{' FAIL THIS ROW' if i in bad else ''}"),),
                     max_tokens=64, temperature=1.0, prefill="<")
             for i in range(n)]
@@ -197,7 +198,8 @@ def test_submit_poll_fetch(emu: Any, mis: MistralProvider, tmp_path: Path) -> No
     emu.processing_delay = 60
     bid = mis.submit(path, 4, token, {"afbatch_run": "run-1", "afbatch_shard": "s-000"})
     job = emu.mistral.jobs[bid]
-    assert job.metadata == {"afbatch_run": "run-1", "afbatch_shard": "s-000", "afbatch_token": token}
+    assert job.metadata == {"afbatch_run": "run-1", "afbatch_shard": "s-000",
+                            "afbatch_token": token}
     assert (job.model, job.timeout_hours, job.endpoint) == (
         "mistral-large-latest", TIMEOUT_HOURS, "/v1/chat/completions")
     (file_id,) = job.input_files
@@ -241,7 +243,8 @@ def test_find_reads_every_page(emu: Any, mis: MistralProvider, tmp_path: Path) -
     assert mis.find(token, [], since) == Found(bid)
 
 
-def test_timeout_exceeded_keeps_finished_rows(emu: Any, mis: MistralProvider, tmp_path: Path) -> None:
+def test_timeout_exceeded_keeps_finished_rows(emu: Any, mis: MistralProvider,
+                                              tmp_path: Path) -> None:
     emu.faults.batch("mistral", "expired", fraction_done=0.5)
     bid = mis.submit(_shard(mis, _requests(4), tmp_path), 4, _token(), {})
     info = _wait(mis, bid)

@@ -375,7 +375,8 @@ class MistralService:
                 msgs = msgs[:-1]
             system = [text_of(m.get("content"), f"messages.{i}.content")
                       for i, m in enumerate(msgs) if m["role"] == "system"]
-            turns = [{"role": m["role"], "content": text_of(m.get("content"), f"messages.{i}.content")}
+            turns = [{"role": m["role"],
+                      "content": text_of(m.get("content"), f"messages.{i}.content")}
                      for i, m in enumerate(msgs) if m["role"] != "system"]
         except ValueError as exc:
             return Row(cid, None, invalid=str(exc))

@@ -104,7 +104,7 @@ class MistralProvider:
         body = resp.get("body")
         choices = body.get("choices") if isinstance(body, dict) else None
         if status == 200 and isinstance(body, dict) and isinstance(choices, list) and choices:
-            ordered = sorted(choices, key=lambda c: (c.get("index") or 0) if isinstance(c, dict) else 0)
+            ordered = sorted(choices, key=_index)
             texts = tuple(_choice_text(c) for c in ordered)
             first = ordered[0] if isinstance(ordered[0], dict) else {}
             return Result(rid, RowStatus.SUCCEEDED, text=texts[0], usage=_usage(body.get("usage")),
@@ -227,7 +227,8 @@ def _translate(exc: BaseException) -> Failure | None:
         if status < 400:  # an answer that is not the API's (a proxy page): the call may have worked
             return Failure(f"HTTP {status}: the answer is not the provider's JSON ({words})",
                            retryable=True)
-        return Failure(f"HTTP {status}: {words}", retryable=status in (408, 409, 429) or status >= 500,
+        return Failure(f"HTTP {status}: {words}",
+                       retryable=status in (408, 409, 429) or status >= 500,
                        rejects_request=status in REJECTS)
     if isinstance(exc, errors.NoResponseError):
         return Failure(f"no response ({exc.message})", retryable=True)
@@ -276,6 +277,10 @@ def _usage(u: Any) -> Usage:
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Usage(int(u.get("prompt_tokens") or 0), int(cached or 0), 0,
                  int(u.get("completion_tokens") or 0))
+
+
+def _index(choice: Any) -> int:
+    return int(choice.get("index") or 0) if isinstance(choice, dict) else 0
 
 
 def _choice_text(choice: Any) -> str:
