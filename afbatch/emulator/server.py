@@ -1,4 +1,4 @@
-"""The ``Emulator``: one threaded HTTP server answering for OpenAI, Anthropic, Bedrock and Mistral."""
+"""The ``Emulator``: one threaded HTTP server for OpenAI, Anthropic, Bedrock and Mistral."""
 
 from __future__ import annotations
 

@@ -166,3 +166,21 @@ def test_http_faults_reach_the_mistral_routes(emu: Emulator, client: Any) -> Non
         upload(client, [line(0)])
     assert ei.value.status_code == 503 and emu.mistral.files == {}
     assert emu.faults.fired == [("mistral", "POST", "/mistral/v1/files", 503)]
+
+
+def test_over_limit_input_fails_the_job(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from afbatch.emulator.mistral import MistralService
+
+    monkeypatch.setattr(MistralService, "MAX_REQUESTS", 2)
+    job = create(client, [upload(client, [line(i) for i in range(3)])])
+    job = client.batch.jobs.get(job_id=job.id)
+    assert job.status == "FAILED" and "limit 2" in job.errors[0].message
+
+
+def test_line_faults_damage_the_output(emu: Emulator, client: Any) -> None:
+    emu.faults.line("mistral", "garbage")
+    job = create(client, [upload(client, [line(0), line(1)])])
+    job = client.batch.jobs.get(job_id=job.id)
+    raw = client.files.download(file_id=job.output_file).read().decode().splitlines()
+    bad = [x for x in raw if not x.endswith("}")]
+    assert len(raw) == 2 and len(bad) == 1  # one line cut off mid-way
