@@ -160,7 +160,7 @@ class MistralProvider:
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         with _errors(self.model, "upload"), open(shard_path, "rb") as f:
             uploaded = self.client.files.upload(
-                file={"file_name": os.path.basename(shard_path), "content": f.read()},
+                file={"file_name": os.path.basename(shard_path), "content": f},  # streamed
                 purpose="batch")
         file_id = created_id(uploaded, self.model, "file")
         with _errors(self.model, "create batch"):
@@ -180,7 +180,9 @@ class MistralProvider:
                 listed = self.client.batch.jobs.list(page=page, page_size=100,
                                                      created_after=after, order_by="-created")
             jobs = listed.data or []
-            for job in jobs:
+            for job in jobs:  # newest first
+                if job.created_at < since - CLOCK_SLACK_SECONDS:
+                    return Found()  # older than the intent, whatever the filter did
                 if (job.metadata or {}).get("afbatch_token") == token and job.id not in claimed:
                     return Found(job.id)
             page += 1
