@@ -107,6 +107,10 @@ class MistralProvider:
             ordered = sorted(choices, key=_index)
             texts = tuple(_choice_text(c) for c in ordered)
             first = ordered[0] if isinstance(ordered[0], dict) else {}
+            if first.get("finish_reason") == "error":  # the generation broke off on their side
+                return Result(rid, RowStatus.ERRORED, usage=_usage(body.get("usage")),
+                              error_kind="server_error",
+                              error_message="the model stopped with finish_reason 'error'")
             return Result(rid, RowStatus.SUCCEEDED, text=texts[0], usage=_usage(body.get("usage")),
                           stop_reason=first.get("finish_reason"),
                           texts=texts if len(texts) > 1 else None)
