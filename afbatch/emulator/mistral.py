@@ -4,21 +4,21 @@ its ``server_url`` (afbatch: ``MISTRAL_BASE_URL``).
 
 Shapes follow the mistralai SDK's models (BatchJob, ListBatchJobsResponse, CreateFileResponse).
 A trailing assistant message needs ``"prefix": true`` and the answer starts with that prefix, as
-Mistral's chat API does. Rows a job never ran (timed out, cancelled) get no line.
+Mistral's chat API does. Rows a job never ran (timed out, cancelled) get no line. The lines read
+and written are mistral_lines.py's.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .batches import Job, Outcome, Row, openai_finish_reason, run_rows, shuffled, text_of
+from .batches import Job, Outcome, Row, run_rows, shuffled
+from .mistral_lines import error_body, read_rows, result_line
 from .openai import parse_multipart
-from .responders import CallContext
 from .web import Reject, Request, Response, Route, json_response
 
 if TYPE_CHECKING:
@@ -26,28 +26,9 @@ if TYPE_CHECKING:
 
 PREFIX = "/mistral"
 ENDPOINTS = ("/v1/chat/completions",)
-ROLES = ("system", "user", "assistant", "tool")
 # Model ids the emulated API knows (by family prefix); anything else is an unknown model.
 MODEL_PREFIXES = ("mistral-", "magistral-", "ministral-", "codestral-", "devstral-", "open-",
                   "pixtral-")
-CHAT_PARAMS = frozenset((
-    "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed",
-    "metadata", "response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty",
-    "n", "prediction", "parallel_tool_calls", "reasoning_effort", "prompt_mode", "guardrails",
-    "prompt_cache_key", "service_tier", "safe_prompt"))
-# (HTTP status, type, code) per RowError kind
-ROW_ERRORS = {
-    "invalid_request": (400, "invalid_request_error", None),
-    "rate_limit": (429, "rate_limited", "1300"),
-    "overloaded": (503, "service_unavailable", None),
-    "server_error": (500, "internal_server_error", None),
-    "auth": (401, "unauthorized", None),
-}
-
-
-def error_body(message: str, type_: str = "invalid_request_error",
-               code: str | None = None) -> dict[str, Any]:
-    return {"object": "error", "message": message, "type": type_, "param": None, "code": code}
 
 
 def fail(status: int, message: str) -> Reject:
@@ -297,7 +278,8 @@ class MistralService:
         for o in outcomes:
             if o.status in ("expired", "canceled"):
                 continue  # never ran: no line
-            line = self.emu.faults.render_line("mistral", self._line(job, o), ("response", "error"))
+            line = self.emu.faults.render_line("mistral", result_line(job.model, o),
+                                               ("response", "error"))
             (ok if o.status == "succeeded" else bad).append(line)
         job.counts = {"total": len(outcomes), "ok": len(ok), "failed": len(bad)}
         now = int(time.time())
@@ -311,30 +293,6 @@ class MistralService:
                 else:
                     job.error_file = f.id
 
-    def _line(self, job: MistralJob, o: Outcome) -> dict[str, Any]:
-        line: dict[str, Any] = {"id": f"batch-{uuid.uuid4().hex[:8]}", "custom_id": o.row.custom_id}
-        if o.status == "errored":
-            assert o.error is not None
-            status, type_, code = ROW_ERRORS[o.error.kind]
-            return {**line, "response": {"status_code": status,
-                                         "body": error_body(o.error.message, type_, code)},
-                    "error": None}
-        assert o.reply is not None and o.usage is not None and o.row.ctx is not None
-        prefix = o.row.ctx.prefill or ""  # the answer starts with the prefix it continued
-        u = o.usage
-        body = {
-            "id": uuid.uuid4().hex, "object": "chat.completion", "model": job.model,
-            "created": int(time.time()),
-            "usage": {"prompt_tokens": u.input, "completion_tokens": u.output,
-                      "total_tokens": u.input + u.output,
-                      "prompt_tokens_details": {"cached_tokens": u.cache_read}},
-            "choices": [{"index": i, "finish_reason": openai_finish_reason(r.stop_reason),
-                         "message": {"role": "assistant", "content": prefix + r.text,
-                                     "tool_calls": None, "prefix": False}}
-                        for i, r in enumerate([o.reply, *o.more])],
-        }
-        return {**line, "response": {"status_code": 200, "body": body}, "error": None}
-
     def _read_rows(self, job: MistralJob) -> tuple[list[Row], str | None]:
         """Validate the input files as the real service does before running them."""
         lines = self._lines(job)
@@ -342,78 +300,7 @@ class MistralService:
             return [], "The input file is empty."
         if sum(len(ln) for ln in lines) > self.MAX_FILE_BYTES or len(lines) > self.MAX_REQUESTS:
             return [], f"Too many requests: {len(lines)} (limit {self.MAX_REQUESTS})."
-        rows: list[Row] = []
-        seen: set[str] = set()
-        for n, raw in enumerate(lines, 1):
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                return [], f"Line {n} is not valid JSON."
-            if not isinstance(obj, dict) or not isinstance(obj.get("body"), dict):
-                return [], f"Line {n}: each line needs a `body` object."
-            cid = obj.get("custom_id")
-            if not isinstance(cid, str) or not cid:
-                return [], f"Line {n}: custom_id must be a non-empty string."
-            if cid in seen:
-                return [], f"Line {n}: custom_id {cid!r} is not unique within the batch."
-            seen.add(cid)
-            model = obj["body"].get("model", job.model)
-            if model != job.model:
-                return [], f"Line {n}: model {model!r} differs from the job's {job.model!r}."
-            rows.append(self._row(job, cid, obj["body"]))
-        return rows, None
-
-    def _row(self, job: MistralJob, cid: str, body: dict[str, Any]) -> Row:
-        invalid = _body_problem(body)
-        if invalid:
-            return Row(cid, None, invalid=invalid)
-        msgs = body["messages"]
-        prefill = None
-        try:
-            if msgs[-1].get("role") == "assistant":  # a prefix (checked by _body_problem)
-                prefill = text_of(msgs[-1].get("content"), f"messages.{len(msgs) - 1}.content")
-                msgs = msgs[:-1]
-            system = [text_of(m.get("content"), f"messages.{i}.content")
-                      for i, m in enumerate(msgs) if m["role"] == "system"]
-            turns = [{"role": m["role"],
-                      "content": text_of(m.get("content"), f"messages.{i}.content")}
-                     for i, m in enumerate(msgs) if m["role"] != "system"]
-        except ValueError as exc:
-            return Row(cid, None, invalid=str(exc))
-        params = {k: v for k, v in body.items() if k not in ("model", "messages")}
-        ctx = CallContext("mistral", job.model, cid, "\n\n".join(system) if system else None, turns,
-                          prefill, params, job.id)
-        return Row(cid, ctx, cache_marked="prompt_cache_key" in body, source=body)
-
-
-def _body_problem(body: dict[str, Any]) -> str | None:
-    """What the chat API answers with a 400/422 for that row only."""
-    for key in body:
-        if key not in CHAT_PARAMS:
-            return f"Extra inputs are not permitted: {key}"
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        return "messages must be a non-empty list"
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
-            return f"messages.{i}.role must be one of {list(ROLES)}"
-        if m.get("prefix") and (m["role"] != "assistant" or i != len(msgs) - 1):
-            return "Only the last message can be an assistant message with prefix True"
-    last = msgs[-1]
-    if last["role"] == "assistant" and last.get("prefix") is not True:
-        return ("Expected last role User or Tool (or Assistant with prefix True) for serving "
-                "but got assistant")
-    if body.get("stream"):
-        return "Streaming is not supported in batch jobs."
-    if "max_tokens" in body and (type(body["max_tokens"]) is not int or body["max_tokens"] < 0):
-        return "max_tokens must be a non-negative integer"
-    t = body.get("temperature")
-    if t is not None and (type(t) not in (int, float) or not 0 <= t <= 2):
-        return "temperature must be between 0 and 2"
-    n = body.get("n", 1)
-    if type(n) is not int or n < 1:
-        return "n must be a positive integer"
-    return None
+        return read_rows(lines, job.model, job.id)
 
 
 def _json_object(req: Request) -> dict[str, Any]:
