@@ -21,6 +21,7 @@ from afbatch.ids import judge_slot, slot_of, stage_of, turn_id
 from afbatch.judge import af_ids, af_outcome, af_requests, compliance_id, compliance_request
 from afbatch.judge_templates import Template, vote_yes
 from afbatch.protocol import PROFILES, scratchpad_spans
+from afbatch.providers.registry import capabilities
 from afbatch.spec import ModelSpec
 from afbatch.types import STAGE_GENERATE, Conversation, Request, Result, RowStatus, Usage
 
@@ -190,6 +191,9 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
     max_turns = grid.job.sampling.max_turns if variant.cot else 1
     step_of = PROFILES[grid.job.protocol.profile].step  # the job's protocol profile
     prefix = variant.prefill_text if prefill else ""
+    # A provider that answers with the prefill it continued: an answer already starting with it
+    # is the whole turn (one that does not, the continuation alone, still gets it in front).
+    echoed = bool(prefix) and capabilities(model.provider).prefill_echoed
     state = ConversationState(conv, "needs")
     all_attempts = ledger.attempts
     for turn in range(1, max_turns + 1):
@@ -211,7 +215,9 @@ def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger:
                 return state
             assert out.attempt is not None
             text = out.attempt.result.text
-        text = prefix + (text or "")
+        text = text or ""
+        if not (echoed and text.startswith(prefix)):
+            text = prefix + text
         state.turn_texts.append(text)
         spans, outside = scratchpad_spans(text)
         if spans:

@@ -132,6 +132,19 @@ DOCUMENTED_FACTOR = {
         "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-3-pro-preview",
         "gemini-3.1-pro-preview", "gemini-3-flash-preview", "gemini-3.5-flash",
         "gemini-3.6-flash")},
+    ("mistral", "mistral-large-latest"): 1.15,
+    ("mistral", "mistral-large-2512"): 1.15,
+    ("mistral", "mistral-large-2411"): 1.15,
+    ("mistral", "mistral-medium-latest"): 1.15,
+    ("mistral", "mistral-medium-2604"): 1.15,
+    ("mistral", "mistral-medium-2508"): 1.15,
+    ("mistral", "mistral-medium-2505"): 1.15,
+    ("mistral", "mistral-small-latest"): 1.15,
+    ("mistral", "mistral-small-3-2-2506"): 1.15,
+    ("mistral", "magistral-medium-latest"): 1.15,
+    ("mistral", "magistral-medium-2509"): 1.15,
+    ("mistral", "magistral-small-latest"): 1.15,
+    ("mistral", "magistral-small-2506"): 1.15,
 }
 
 

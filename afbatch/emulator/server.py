@@ -1,4 +1,4 @@
-"""The ``Emulator``: one threaded HTTP server answering for OpenAI, Anthropic, Bedrock, Gemini."""
+"""The ``Emulator``: one threaded HTTP server for every provider's batch API."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .bedrock import BedrockService
 from .faults import Faults, HttpFault
 from .gemini import PREFIX as GEMINI_PREFIX
 from .gemini import GeminiService
+from .mistral import MistralService
 from .openai import OpenAIService
 from .demo import DemoResponder
 from .responders import Responder
@@ -59,8 +60,9 @@ class Emulator:
         self.anthropic = AnthropicService(self)
         self.bedrock = BedrockService(self)
         self.gemini = GeminiService(self)
+        self.mistral = MistralService(self)  # under /mistral/v1/...
         # Anthropic first: its routes sit under /v1 too
-        self.services = (self.anthropic, self.openai, self.bedrock, self.gemini)
+        self.services = (self.anthropic, self.openai, self.bedrock, self.gemini, self.mistral)
         self._routes = [(svc, method, re.compile(rx), fn) for svc in self.services for method, rx, fn in svc.routes()]
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -106,7 +108,8 @@ class Emulator:
         env = {"OPENAI_BASE_URL": self.url + "/v1", "ANTHROPIC_BASE_URL": self.url,
                "AWS_ENDPOINT_URL_BEDROCK": self.url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.url,
                "OPENAI_API_KEY": "emulator-key", "ANTHROPIC_API_KEY": "emulator-key",
-               "GOOGLE_GEMINI_BASE_URL": self.url + GEMINI_PREFIX, "GEMINI_API_KEY": "emulator-key"}
+               "GOOGLE_GEMINI_BASE_URL": self.url + GEMINI_PREFIX, "GEMINI_API_KEY": "emulator-key",
+               "MISTRAL_BASE_URL": self.url + "/mistral", "MISTRAL_API_KEY": "emulator-key"}
         if self.s3_endpoint:
             env.update({"AWS_ENDPOINT_URL_S3": self.s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
                         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": self.region})
@@ -184,6 +187,8 @@ class Emulator:
             hit = rx.fullmatch(path)
             if hit and m == method:
                 return svc, fn, {k: unquote(v) for k, v in hit.groupdict().items()}
+        if path.startswith("/mistral/"):
+            return self.mistral, None, {}
         if path.startswith("/v1/messages"):
             return self.anthropic, None, {}
         if path.startswith(GEMINI_PREFIX + "/"):

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MB = 10**6
 
-Family = Literal["openai", "anthropic", "bedrock", "gemini"]
+Family = Literal["openai", "anthropic", "bedrock", "gemini", "mistral"]
 Caching = Literal["none", "automatic", "explicit"]
 
 
@@ -65,6 +65,9 @@ class ProviderInfo:
     # The tokenizer family of every model it serves (OpenAI serves only its own models);
     # None: per model, from the model catalog (pricing.PriceTable.token_family).
     token_family: str | None = None
+    # The answer starts with the prefill it continued (Mistral's `"prefix": true`), instead of
+    # holding only the continuation; the conversation then takes the answer as the whole turn.
+    prefill_echoed: bool = False
 
 
 _OPENAI = "afbatch.providers.openai:OpenAIProvider"
@@ -125,6 +128,17 @@ PROVIDERS: dict[str, ProviderInfo] = {p.name: p for p in (
     _host("groq", "Groq", "https://api.groq.com/openai/v1", 200 * MB),
     _host("deepinfra", "DeepInfra", "https://api.deepinfra.com/v1/openai", 200 * MB),
     _host("xai", "xAI", "https://api.x.ai/v1", 200 * MB, prefill=False),
+    ProviderInfo(
+        name="mistral", title="Mistral", provider_class="afbatch.providers.mistral:MistralProvider",
+        family="mistral", supports_prefill=True, prefill_by_default=True, prefill_echoed=True,
+        # `n` exists in the chat API, but its batch billing is undocumented: votes go separately.
+        supports_n=False,
+        # `prompt_cache_key` is a hint; batch cache reads are undocumented: only a job's `cache`.
+        caching="explicit", cache_by_default=False, cache_votes=False,
+        # 1M requests per job; files up to 512 MB (SDK docstring of files.upload): a margin.
+        limits=Limits(1_000_000, 500 * MB), key_env="MISTRAL_API_KEY",
+        base_url_env="MISTRAL_BASE_URL", default_base_url="https://api.mistral.ai",
+        token_family="mistral"),
     # Any other host speaking OpenAI's batch format; the job gives base_url (usually api_key_env).
     ProviderInfo(
         name="openai-compatible", title="OpenAI-compatible host", provider_class=_OPENAI,
