@@ -13,11 +13,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .anthropic import AnthropicService
 from .bedrock import BedrockService
+from .demo import DemoResponder
 from .faults import Faults, HttpFault
 from .openai import OpenAIService
-from .demo import DemoResponder
 from .responders import Responder
 from .web import Handler, Reject, Request, Response, json_response
+from .xai import XAIService
 
 log = logging.getLogger("afbatch.emulator")
 
@@ -56,8 +57,9 @@ class Emulator:
         self.openai = OpenAIService(self)
         self.anthropic = AnthropicService(self)
         self.bedrock = BedrockService(self)
+        self.xai = XAIService(self)  # under /xai/v1: its /v1/batches differ from OpenAI's
         # Anthropic first: its routes sit under /v1 too
-        self.services = (self.anthropic, self.openai, self.bedrock)
+        self.services = (self.anthropic, self.openai, self.bedrock, self.xai)
         self._routes = [(svc, method, re.compile(rx), fn) for svc in self.services for method, rx, fn in svc.routes()]
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -102,7 +104,8 @@ class Emulator:
         """The variables that point the SDKs at this emulator (and at S3, when given)."""
         env = {"OPENAI_BASE_URL": self.url + "/v1", "ANTHROPIC_BASE_URL": self.url,
                "AWS_ENDPOINT_URL_BEDROCK": self.url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.url,
-               "OPENAI_API_KEY": "emulator-key", "ANTHROPIC_API_KEY": "emulator-key"}
+               "OPENAI_API_KEY": "emulator-key", "ANTHROPIC_API_KEY": "emulator-key",
+               "XAI_BASE_URL": self.url + "/xai/v1", "XAI_API_KEY": "emulator-key"}
         if self.s3_endpoint:
             env.update({"AWS_ENDPOINT_URL_S3": self.s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
                         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": self.region})
@@ -182,6 +185,8 @@ class Emulator:
                 return svc, fn, {k: unquote(v) for k, v in hit.groupdict().items()}
         if path.startswith("/v1/messages"):
             return self.anthropic, None, {}
+        if path.startswith("/xai/"):
+            return self.xai, None, {}
         return (self.openai if path.startswith("/v1/") else self.bedrock), None, {}
 
 

@@ -79,7 +79,8 @@ def test_env_without_s3_and_stop() -> None:
     emu = Emulator().start()
     url = emu.url
     assert set(emu.env()) == {"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "AWS_ENDPOINT_URL_BEDROCK",
-                              "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+                              "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
+                              "XAI_BASE_URL", "XAI_API_KEY"}
     emu.stop()
     with pytest.raises(RuntimeError):
         emu.url
