@@ -126,3 +126,27 @@ def test_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Path
     store = LocalStore(store_dir)
     (run_id,) = mf.list_runs(store)
     pd.testing.assert_frame_equal(_table(Run.open(store, run_id)), want_table)
+
+
+def test_xai_add_refused_midway_the_batch_is_collected_and_the_rest_asked_again(
+        emu: Emulator, workdir: Path, reference: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard needs several add calls; the second is refused after the first went in. The run
+    collects the batch it made (found by name) and asks the requests never added in a later
+    shard: every row answered once, the same table as the uninterrupted run."""
+    host, want_table, want_calls = reference
+    if host != "xai":
+        pytest.skip("xAI's add calls only")
+    monkeypatch.setattr("afbatch.providers.xai.MAX_ADD_BYTES", 100_000)  # ~3 requests a call
+    emu.responder = WithoutPrefill()
+    emu.faults.http("xai", "POST", r"/requests$", delay=0.001)  # the first add goes in
+    emu.faults.http("xai", "POST", r"/requests$", 400)  # the second is refused
+    run, _ = Run.create(LocalStore(workdir / "store"), str(_job(workdir, host)))
+    fast(run)
+    assert emu.faults.pending() == []
+    first_round = [s for s in run.manifest().shards.values()
+                   if s.provider == "xai" and s.round == 1]
+    # the partly filled batch was kept and collected; the rest went in a shard of its own
+    assert emu.created[0][1] in {s.batch_id for s in first_round} and len(first_round) >= 2
+    _no_duplicates(LocalStore(workdir / "store"), emu)
+    assert Counter(cid for _, _, cid in emu.calls) == want_calls
+    pd.testing.assert_frame_equal(_table(run), want_table)
