@@ -84,7 +84,7 @@ def test_record_ids_are_short_alphanumeric():
 
 @pytest.mark.parametrize("label", ["gpt-4o", "haiku", "opus-no-prefill", "bedrock-sonnet",
                                    "bedrock-haiku", "bedrock-llama", "together-llama",
-                                   "mistral-large"])
+                                   "mistral-large", "deepinfra-llama", "xai-grok"])
 def test_golden_request_lines(label):
     grid = golden_grid()
     model = grid.job.model_by_name(label)
@@ -133,6 +133,14 @@ def test_provider_formats():
     assert ll["modelInput"]["max_gen_len"] == 1000
     t = first("together-llama")
     assert t["body"]["max_tokens"] == 1000 and t["body"]["messages"][-1] == {"role": "assistant", "content": "<"}
+    d = first("deepinfra-llama")  # OpenAI's format at DeepInfra's URL; the prefill is sent
+    assert d["url"] == "/v1/chat/completions" and d["body"]["max_tokens"] == 1000
+    assert d["body"]["messages"][-1] == {"role": "assistant", "content": "<"}
+    x = first("xai-grok")  # xAI's own request shape; no prefill unless the job asks
+    assert set(x) == {"batch_request_id", "batch_request"}
+    xb = x["batch_request"]["chat_get_completion"]
+    assert xb["model"] == "grok-4" and xb["max_tokens"] == 1000 and xb["temperature"] == 0.0
+    assert xb["messages"][0]["role"] == "system" and xb["messages"][-1]["role"] == "user"
 
 
 def test_long_system_prompt_splice_matches_plain_json(make_job):

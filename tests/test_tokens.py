@@ -125,6 +125,10 @@ DOCUMENTED_FACTOR = {
     ("deepinfra", "deepseek-ai/DeepSeek-R1-0528"): 1.10,
     ("deepinfra", "deepseek-ai/DeepSeek-V3.1"): 1.10,
     ("deepinfra", "openai/gpt-oss-120b"): 1.0,
+    ("deepinfra", "deepseek-ai/DeepSeek-V3.1-Terminus"): 1.10,
+    ("deepinfra", "Qwen/Qwen3-235B-A22B-Instruct-2507"): 1.10,
+    ("deepinfra", "Qwen/Qwen3-32B"): 1.10,
+    ("deepinfra", "moonshotai/Kimi-K2-Instruct-0905"): 1.10,
     ("xai", "grok-4"): 1.10,
     ("xai", "grok-4.3"): 1.10,
     ("xai", "grok-4-1-fast-reasoning"): 1.10,
@@ -145,6 +149,8 @@ DOCUMENTED_FACTOR = {
     ("mistral", "magistral-medium-2509"): 1.15,
     ("mistral", "magistral-small-latest"): 1.15,
     ("mistral", "magistral-small-2506"): 1.15,
+    ("xai", "grok-4.5"): 1.10,
+    ("xai", "grok-4-1-fast-non-reasoning"): 1.10,
 }
 
 

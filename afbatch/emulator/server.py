@@ -13,14 +13,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .anthropic import AnthropicService
 from .bedrock import BedrockService
+from .demo import DemoResponder
 from .faults import Faults, HttpFault
 from .gemini import PREFIX as GEMINI_PREFIX
 from .gemini import GeminiService
 from .mistral import MistralService
 from .openai import OpenAIService
-from .demo import DemoResponder
 from .responders import Responder
 from .web import Handler, Reject, Request, Response, json_response
+from .xai import XAIService
 
 log = logging.getLogger("afbatch.emulator")
 
@@ -61,8 +62,10 @@ class Emulator:
         self.bedrock = BedrockService(self)
         self.gemini = GeminiService(self)
         self.mistral = MistralService(self)  # under /mistral/v1/...
+        self.xai = XAIService(self)  # under /xai/v1: its /v1/batches differ from OpenAI's
         # Anthropic first: its routes sit under /v1 too
-        self.services = (self.anthropic, self.openai, self.bedrock, self.gemini, self.mistral)
+        self.services = (self.anthropic, self.openai, self.bedrock, self.gemini, self.mistral,
+                         self.xai)
         self._routes = [(svc, method, re.compile(rx), fn) for svc in self.services for method, rx, fn in svc.routes()]
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -109,7 +112,8 @@ class Emulator:
                "AWS_ENDPOINT_URL_BEDROCK": self.url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.url,
                "OPENAI_API_KEY": "emulator-key", "ANTHROPIC_API_KEY": "emulator-key",
                "GOOGLE_GEMINI_BASE_URL": self.url + GEMINI_PREFIX, "GEMINI_API_KEY": "emulator-key",
-               "MISTRAL_BASE_URL": self.url + "/mistral", "MISTRAL_API_KEY": "emulator-key"}
+               "MISTRAL_BASE_URL": self.url + "/mistral", "MISTRAL_API_KEY": "emulator-key",
+               "XAI_BASE_URL": self.url + "/xai/v1", "XAI_API_KEY": "emulator-key"}
         if self.s3_endpoint:
             env.update({"AWS_ENDPOINT_URL_S3": self.s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
                         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": self.region})
@@ -193,6 +197,8 @@ class Emulator:
             return self.anthropic, None, {}
         if path.startswith(GEMINI_PREFIX + "/"):
             return self.gemini, None, {}
+        if path.startswith("/xai/"):
+            return self.xai, None, {}
         return (self.openai if path.startswith("/v1/") else self.bedrock), None, {}
 
 

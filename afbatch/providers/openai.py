@@ -1,4 +1,4 @@
-"""OpenAI Batch API, and OpenAI-compatible hosts (Together, Groq, DeepInfra, xAI, any base URL).
+"""OpenAI Batch API, and OpenAI-compatible hosts (Together, Groq, DeepInfra, any base URL).
 
 Lines are `{custom_id, method, url, body}` for /v1/chat/completions, one model per file, the
 system prompt as the first message. Reconciliation after a crash finds the batch by the

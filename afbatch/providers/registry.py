@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MB = 10**6
 
-Family = Literal["openai", "anthropic", "bedrock", "gemini", "mistral"]
+Family = Literal["openai", "anthropic", "bedrock", "gemini", "mistral", "xai"]
 Caching = Literal["none", "automatic", "explicit"]
 
 
@@ -73,13 +73,12 @@ class ProviderInfo:
 _OPENAI = "afbatch.providers.openai:OpenAIProvider"
 
 
-def _host(name: str, title: str, base_url: str, max_bytes: int,
-          prefill: bool = True) -> ProviderInfo:
+def _host(name: str, title: str, base_url: str, max_bytes: int) -> ProviderInfo:
     """An OpenAI-compatible host: OpenAI's batch format at its own base URL, with its own key."""
     env = name.upper().replace("-", "_")
     return ProviderInfo(
         name=name, title=title, provider_class=_OPENAI, family="openai",
-        supports_prefill=True, prefill_by_default=prefill, supports_n=False,
+        supports_prefill=True, prefill_by_default=True, supports_n=False,
         caching="automatic", cache_by_default=False, cache_votes=False,
         limits=Limits(50_000, max_bytes), key_env=f"{env}_API_KEY", base_url_env=f"{env}_BASE_URL",
         default_base_url=base_url)
@@ -126,8 +125,20 @@ PROVIDERS: dict[str, ProviderInfo] = {p.name: p for p in (
         token_family="gemini"),
     _host("together", "Together", "https://api.together.xyz/v1", 100 * MB),
     _host("groq", "Groq", "https://api.groq.com/openai/v1", 200 * MB),
+    # DeepInfra: OpenAI's batch format since 2026-06-19 (deepinfra.com/blog/batch-api), 20% off;
+    # no per-batch limits published: OpenAI's. Whether it continues a trailing assistant turn is
+    # not documented; the prefill is sent, as before its batch API (a job may set prefill = false).
     _host("deepinfra", "DeepInfra", "https://api.deepinfra.com/v1/openai", 200 * MB),
-    _host("xai", "xAI", "https://api.x.ai/v1", 200 * MB, prefill=False),
+    # xAI: its native named-batch API (providers/xai.py says why not the OpenAI-compatible route:
+    # docs.x.ai batch-api; xai-sdk 1.21.0). No request or byte cap per batch is published (25 MB
+    # per add call, which submit chunks to; "throttled" over 100k requests). Prefill: not
+    # documented, so not sent unless the job asks.
+    ProviderInfo(
+        name="xai", title="xAI", provider_class="afbatch.providers.xai:XAIProvider", family="xai",
+        supports_prefill=True, prefill_by_default=False, supports_n=False,
+        caching="automatic", cache_by_default=False, cache_votes=False,
+        limits=Limits(100_000, 200 * MB), key_env="XAI_API_KEY", base_url_env="XAI_BASE_URL",
+        default_base_url="https://api.x.ai/v1"),
     ProviderInfo(
         name="mistral", title="Mistral", provider_class="afbatch.providers.mistral:MistralProvider",
         family="mistral", supports_prefill=True, prefill_by_default=True, prefill_echoed=True,
