@@ -1,5 +1,5 @@
-"""Local HTTP emulator of the OpenAI, Anthropic and Bedrock batch APIs (and Bedrock's on-demand
-``InvokeModel``), for tests and demos.
+"""Local HTTP emulator of the OpenAI, Anthropic, Bedrock and Fireworks batch APIs (and Bedrock's
+on-demand ``InvokeModel``), for tests and demos.
 
 The real SDKs reach it through their own variables (``emu.env()``); a responder
 scripts what the "model" answers, ``emu.faults`` scripts what goes wrong::
@@ -31,7 +31,8 @@ makes a realistic-looking demo.
 
 Provider limits are class attributes tests may lower: ``OpenAIService.MAX_REQUESTS``,
 ``MAX_FILE_BYTES``; ``AnthropicService.MAX_REQUESTS``, ``MAX_BODY_BYTES``;
-``BedrockService.MIN_RECORDS``, ``MAX_RECORDS``, ``MAX_FILE_BYTES``.
+``BedrockService.MIN_RECORDS``, ``MAX_RECORDS``, ``MAX_FILE_BYTES``;
+``FireworksService.MAX_UPLOAD_BYTES``, ``MAX_DATASET_BYTES``.
 """
 
 from __future__ import annotations

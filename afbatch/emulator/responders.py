@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
-PROVIDERS = ("openai", "anthropic", "bedrock")
+PROVIDERS = ("openai", "anthropic", "bedrock", "fireworks")
 
 
 @dataclass(frozen=True)

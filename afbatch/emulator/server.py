@@ -1,4 +1,5 @@
-"""The ``Emulator``: one threaded HTTP server answering for OpenAI, Anthropic and Bedrock."""
+"""The ``Emulator``: one threaded HTTP server answering for OpenAI, Anthropic, Bedrock and
+Fireworks (under ``/fireworks``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .anthropic import AnthropicService
 from .bedrock import BedrockService
 from .faults import Faults, HttpFault
+from .fireworks import FireworksService
 from .openai import OpenAIService
 from .demo import DemoResponder
 from .responders import Responder
@@ -56,8 +58,9 @@ class Emulator:
         self.openai = OpenAIService(self)
         self.anthropic = AnthropicService(self)
         self.bedrock = BedrockService(self)
+        self.fireworks = FireworksService(self)
         # Anthropic first: its routes sit under /v1 too
-        self.services = (self.anthropic, self.openai, self.bedrock)
+        self.services = (self.anthropic, self.openai, self.bedrock, self.fireworks)
         self._routes = [(svc, method, re.compile(rx), fn) for svc in self.services for method, rx, fn in svc.routes()]
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -102,7 +105,9 @@ class Emulator:
         """The variables that point the SDKs at this emulator (and at S3, when given)."""
         env = {"OPENAI_BASE_URL": self.url + "/v1", "ANTHROPIC_BASE_URL": self.url,
                "AWS_ENDPOINT_URL_BEDROCK": self.url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.url,
-               "OPENAI_API_KEY": "emulator-key", "ANTHROPIC_API_KEY": "emulator-key"}
+               "OPENAI_API_KEY": "emulator-key", "ANTHROPIC_API_KEY": "emulator-key",
+               "FIREWORKS_BASE_URL": self.url + "/fireworks", "FIREWORKS_API_KEY": "emulator-key",
+               "FIREWORKS_ACCOUNT_ID": "emulator"}
         if self.s3_endpoint:
             env.update({"AWS_ENDPOINT_URL_S3": self.s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
                         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": self.region})
@@ -182,6 +187,8 @@ class Emulator:
                 return svc, fn, {k: unquote(v) for k, v in hit.groupdict().items()}
         if path.startswith("/v1/messages"):
             return self.anthropic, None, {}
+        if path.startswith("/fireworks/"):
+            return self.fireworks, None, {}
         return (self.openai if path.startswith("/v1/") else self.bedrock), None, {}
 
 
