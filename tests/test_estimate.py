@@ -4,16 +4,16 @@ import json
 import textwrap
 
 import pytest
+from support import ROOT
 
 from afbatch.errors import BudgetError, PriceError
 from afbatch.estimate import Calibration, check_budget, estimate_job, format_estimate, turn_weights
 from afbatch.pricing import load_prices
 from afbatch.spec import ModelSpec, load_job
 from afbatch.tokens import counter_for
-from support import ROOT
 
 
-def O200K():  # noqa: N802 - the encoding, through the exact OpenAI counter
+def O200K():
     return counter_for(ModelSpec(provider="openai", model="gpt-4o"), "openai").encoding
 
 PRICES = """

@@ -17,7 +17,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .batches import Job, Outcome, Row, openai_finish_reason, rand_id, run_rows, shuffled, text_of
@@ -32,11 +32,11 @@ ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 MODEL_RE = re.compile(r"^accounts/[a-z0-9-]+/models/[a-z0-9._-]+$")
 ACCOUNT = r"/fireworks/v1/accounts/(?P<account>[a-z0-9-]+)"
 GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 3, 429: 8, 500: 13, 503: 14}
-BODY_PARAMS = frozenset("messages max_tokens temperature top_p top_k n stop presence_penalty "
-                        "frequency_penalty seed response_format".split())
-JOB_FIELDS = frozenset("displayName model inputDatasetId outputDatasetId inferenceParameters "
-                       "precision continuedFromJobName".split())
-PARAMS = {"maxTokens": int, "temperature": (int, float), "topP": (int, float), "topK": int,
+BODY_PARAMS = frozenset(("messages", "max_tokens", "temperature", "top_p", "top_k", "n", "stop",
+                         "presence_penalty", "frequency_penalty", "seed", "response_format"))
+JOB_FIELDS = frozenset(("displayName", "model", "inputDatasetId", "outputDatasetId",
+                        "inferenceParameters", "precision", "continuedFromJobName"))
+PARAMS: dict[str, type | tuple[type, ...]] = {"maxTokens": int, "temperature": (int, float), "topP": (int, float), "topK": int,
           "n": int, "extraBody": str}
 ROW_ERRORS = {"invalid_request": 400, "rate_limit": 429, "overloaded": 503, "server_error": 500,
               "auth": 401}
@@ -48,7 +48,7 @@ def fail(status: int, message: str) -> Reject:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -306,7 +306,8 @@ class FireworksService:
                    if limit is not None else "JOB_STATE_COMPLETED")
 
     def _write_results(self, j: FireworksJob, outcomes: list[Outcome]) -> None:
-        ok, bad = [], []
+        ok: list[str] = []
+        bad: list[str] = []
         tokens = {"inputTokens": 0, "outputTokens": 0, "cachedInputTokenCount": 0}
         for o in outcomes:
             if o.status in ("expired", "canceled"):
