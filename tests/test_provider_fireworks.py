@@ -4,6 +4,8 @@ batch inference jobs, signed downloads), with the faults that matter for no doub
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,9 +54,9 @@ def test_status_map_covers_every_job_state() -> None:
 
 
 @pytest.mark.parametrize(("raw", "want"), [
-    ("JOB_STATE_VALIDATING", BatchStatus.VALIDATING), ("JOB_STATE_PENDING", BatchStatus.IN_PROGRESS),
-    ("JOB_STATE_RUNNING", BatchStatus.IN_PROGRESS), ("JOB_STATE_WRITING_RESULTS",
-                                                     BatchStatus.FINALIZING),
+    ("JOB_STATE_VALIDATING", BatchStatus.VALIDATING),
+    ("JOB_STATE_PENDING", BatchStatus.IN_PROGRESS), ("JOB_STATE_RUNNING", BatchStatus.IN_PROGRESS),
+    ("JOB_STATE_WRITING_RESULTS", BatchStatus.FINALIZING),
     ("JOB_STATE_COMPLETED", BatchStatus.COMPLETED), ("JOB_STATE_FAILED", BatchStatus.FAILED),
     ("JOB_STATE_EXPIRED", BatchStatus.EXPIRED), ("JOB_STATE_CANCELLING", BatchStatus.CANCELLING),
     ("JOB_STATE_CANCELLED", BatchStatus.CANCELLED), ("JOB_STATE_SOMETHING_NEW",
@@ -239,3 +241,13 @@ def test_the_key_never_goes_to_the_signed_download_host(emu: Any, fw: FireworksP
     assert httpx2.get(url, headers={"Authorization": f"Bearer {SECRET}"}).status_code == 400
     assert len(list(fw.fetch(bid))) == 1  # fetch reads it without the header
     assert json.loads(httpx2.get(url).content)["custom_id"]
+
+
+def test_the_http_client_is_imported_only_when_it_connects() -> None:
+    code = ("from afbatch.providers import get_provider\nfrom afbatch.spec import ModelSpec\n"
+            f"p = get_provider(ModelSpec(provider='fireworks', model='{MODEL}'))\n"
+            "p.render\nimport sys; print(' '.join(sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert "afbatch.providers.fireworks" in loaded
+    assert not {"httpx2", "httpx", "openai", "anthropic", "boto3"} & loaded

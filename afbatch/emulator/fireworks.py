@@ -1,13 +1,10 @@
-"""Fireworks datasets + batch inference jobs, mounted under ``/fireworks`` (``FIREWORKS_BASE_URL``).
+"""Fireworks datasets + batch inference jobs under ``/fireworks`` (``FIREWORKS_BASE_URL``).
 
-What afbatch's provider sends, checked as strictly as the other services (see the assumptions in
-``afbatch/providers/fireworks.py``): ids are lowercase letters, digits and hyphens (≤ 63); a
-dataset is created, then uploaded once (≤ 150 MB through ``:upload``); a job names a READY input
-dataset and an output dataset that does not exist yet, by full resource name in its own account;
-the job id is unique. Errors are ``{"code", "message", "details"}`` with gRPC codes. The output
-dataset's files are read from signed URLs that refuse an ``Authorization`` header (a signed
-URL's host is not Fireworks' API). Lines are validated when the job runs: a line that is not
-``{"custom_id", "body"}``, a duplicate custom_id or an input over 500 MB fails the whole job.
+Exactly the calls afbatch's provider makes, as strictly as the other services (its docstring
+lists the assumptions): ids [a-z0-9-] ≤ 63; a dataset created, then uploaded once (≤ 150 MB); a
+job naming a READY input and a not-yet-existing output dataset of its own account; unique job
+ids; gRPC-style error bodies; signed download URLs that refuse an ``Authorization`` header. A
+line that is not ``{"custom_id", "body"}``, a duplicate custom_id or > 500 MB fails the job.
 """
 
 from __future__ import annotations
@@ -36,8 +33,12 @@ BODY_PARAMS = frozenset(("messages", "max_tokens", "temperature", "top_p", "top_
                          "presence_penalty", "frequency_penalty", "seed", "response_format"))
 JOB_FIELDS = frozenset(("displayName", "model", "inputDatasetId", "outputDatasetId",
                         "inferenceParameters", "precision", "continuedFromJobName"))
-PARAMS: dict[str, type | tuple[type, ...]] = {"maxTokens": int, "temperature": (int, float), "topP": (int, float), "topK": int,
-          "n": int, "extraBody": str}
+DATASET_FIELDS = frozenset(("displayName", "exampleCount", "userUploaded", "evaluationResult",
+                            "transformed", "splitted", "evalProtocol", "externalUrl", "format",
+                            "sourceJobName"))
+PARAMS: dict[str, type | tuple[type, ...]] = {
+    "maxTokens": int, "temperature": (int, float), "topP": (int, float), "topK": int, "n": int,
+    "extraBody": str}
 ROW_ERRORS = {"invalid_request": 400, "rate_limit": 429, "overloaded": 503, "server_error": 500,
               "auth": 401}
 
@@ -114,7 +115,6 @@ class FireworksService:
             ("GET", r"/fireworks/signed/(?P<account>[^/]+)/(?P<ds>[^/]+)/(?P<fname>[^/]+)",
              self.signed_download),
             ("POST", ACCOUNT + r"/batchInferenceJobs", self.create_job),
-            ("GET", ACCOUNT + r"/batchInferenceJobs", self.list_jobs),
             ("GET", ACCOUNT + job, self.get_job),
             ("POST", ACCOUNT + job + r":cancel", self.cancel),
         ]
@@ -146,6 +146,9 @@ class FireworksService:
                             "at most 63, starting with a letter")
         if not isinstance(spec, dict) or spec.get("userUploaded") != {}:
             raise fail(400, "dataset.userUploaded must be {} for an uploaded dataset")
+        unknown = sorted(set(spec) - DATASET_FIELDS)
+        if unknown:
+            raise fail(400, f"unknown dataset field(s) {unknown}")
         count = spec.get("exampleCount", "0")
         if not isinstance(count, str) or not count.isdigit():
             raise fail(400, "dataset.exampleCount must be an int64 given as a string")
@@ -220,7 +223,7 @@ class FireworksService:
         prefix = f"accounts/{account}/datasets/"
         src, out = body.get("inputDatasetId"), body.get("outputDatasetId")
         for what, v in (("inputDatasetId", src), ("outputDatasetId", out)):
-            if not isinstance(v, str) or not v.startswith(prefix) or not ID_RE.match(v[len(prefix):]):
+            if not (isinstance(v, str) and v.startswith(prefix) and ID_RE.match(v[len(prefix):])):
                 raise fail(400, f"{what} must be {prefix}<id> in this account, got {v!r}")
         name = f"accounts/{account}/batchInferenceJobs/{jid}"
         with self.emu.lock:
@@ -256,15 +259,6 @@ class FireworksService:
     def get_job(self, req: Request, account: str, job: str) -> Response:
         with self.emu.lock:
             return json_response(self._job(account, job).to_json())
-
-    def list_jobs(self, req: Request, account: str) -> Response:
-        with self.emu.lock:
-            mine = sorted((j for j in self.jobs.values()
-                           if j.name.startswith(f"accounts/{account}/")), key=lambda j: -j.seq)
-            for j in mine:
-                self._advance(j)
-            return json_response({"batchInferenceJobs": [j.to_json() for j in mine],
-                                  "nextPageToken": "", "totalSize": len(mine)})
 
     def cancel(self, req: Request, account: str, job: str) -> Response:
         with self.emu.lock:

@@ -244,7 +244,8 @@ class FireworksProvider:
         with _errors(self.model, "create dataset"):
             self._call("POST", f"{acct}/datasets", json={
                 "datasetId": dataset_in,
-                "dataset": {"displayName": jid, "userUploaded": {}, "exampleCount": str(n_requests)}})
+                "dataset": {"displayName": jid, "userUploaded": {},
+                            "exampleCount": str(n_requests)}})
         with _errors(self.model, "upload dataset"):
             self._call("POST", f"{acct}/datasets/{dataset_in}:upload",
                        files={"file": (os.path.basename(shard_path), data, "application/jsonl")})
@@ -322,8 +323,8 @@ class FireworksProvider:
 
 def _max_tokens(data: bytes) -> int:
     """The largest max_tokens of the shard's lines (for the job's own maxTokens)."""
-    return max((int(json.loads(ln)["body"]["max_tokens"]) for ln in data.splitlines() if ln.strip()),
-               default=1)
+    lines = (ln for ln in data.splitlines() if ln.strip())
+    return max((int(json.loads(ln)["body"]["max_tokens"]) for ln in lines), default=1)
 
 
 def _wait(retry_after: str | None, attempt: int) -> float:

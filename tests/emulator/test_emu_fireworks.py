@@ -63,6 +63,8 @@ def test_datasets_are_created_once_and_uploaded_once(fw: Any) -> None:
     assert fw.post(f"/{ACCT}/datasets", json=body).status_code == 400
     body["datasetId"] = "ok-1"
     assert fw.post(f"/{ACCT}/datasets", json={**body, "extra": 1}).status_code == 400
+    odd = {"datasetId": "ok-1", "dataset": {"userUploaded": {}, "example_count": "1"}}
+    assert fw.post(f"/{ACCT}/datasets", json=odd).status_code == 400
     assert fw.post(f"/{ACCT}/datasets", json=body).status_code == 200
     assert fw.post(f"/{ACCT}/datasets", json=body).status_code == 409
     assert fw.get(f"/{ACCT}/datasets/ok-1").json()["state"] == "UPLOADING"
@@ -119,8 +121,7 @@ def test_a_job_runs_rows_and_writes_results_and_errors(emu: Emulator, fw: Any) -
 
 
 @pytest.mark.parametrize(("data", "why"), [
-    (b'{"custom_id": "a", "body": {"messages": []}}\n{"custom_id": "a", "body": {"messages": []}}\n',
-     "unique"),
+    (b'{"custom_id": "a", "body": {"messages": []}}\n' * 2, "unique"),
     (b'{"custom_id": "a", "method": "POST", "body": {"messages": []}}\n', "exactly"),
     (b'{"custom_id": "a", "body": {"messages": []}}\nnot json\n', "not valid JSON"),
 ])
@@ -132,15 +133,14 @@ def test_a_bad_input_line_fails_the_whole_job(emu: Emulator, fw: Any, data: byte
     assert emu.calls == []
 
 
-def test_cancel_and_list(emu: Emulator, fw: Any) -> None:
+def test_cancel(emu: Emulator, fw: Any) -> None:
     emu.processing_delay = 60
     name = job(fw, "j-4", dataset(fw, "in-4", [line(0), line(1)]), "out-4").json()["name"]
     assert fw.get(f"/{name}").json()["state"] == "JOB_STATE_VALIDATING"
     assert fw.post(f"/{name}:cancel", json={}).status_code == 200
     assert fw.get(f"/{name}").json()["state"] == "JOB_STATE_CANCELLED"
     assert fw.post(f"/{name}:cancel", json={}).status_code == 400
-    listed = fw.get(f"/{ACCT}/batchInferenceJobs").json()["batchInferenceJobs"]
-    assert [j["name"] for j in listed] == [name] and output(fw, name) == []
+    assert output(fw, name) == []
 
 
 def test_signed_urls_refuse_a_key_and_a_wrong_signature(fw: Any) -> None:

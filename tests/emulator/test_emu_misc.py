@@ -79,7 +79,9 @@ def test_env_without_s3_and_stop() -> None:
     emu = Emulator().start()
     url = emu.url
     assert set(emu.env()) == {"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "AWS_ENDPOINT_URL_BEDROCK",
-                              "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+                              "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "OPENAI_API_KEY",
+                              "ANTHROPIC_API_KEY", "FIREWORKS_BASE_URL", "FIREWORKS_API_KEY",
+                              "FIREWORKS_ACCOUNT_ID"}
     emu.stop()
     with pytest.raises(RuntimeError):
         emu.url

@@ -96,7 +96,8 @@ def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path, reference:
     store = LocalStore(store_dir)
     _no_duplicates(store, emu)
     want_table, want_calls = reference
-    assert Counter(cid for _, _, cid in emu.calls) == want_calls, "a row was answered twice, or lost"
+    calls = Counter(cid for _, _, cid in emu.calls)
+    assert calls == want_calls, "a row was answered twice, or lost"
     (run_id,) = mf.list_runs(store)
     pd.testing.assert_frame_equal(_table(Run.open(store, run_id)), want_table)
 
