@@ -116,8 +116,12 @@ def _http() -> Any:
     try:
         import httpx2
     except ImportError:
-        import httpx  # type: ignore[import-not-found, unused-ignore]
-
+        try:
+            import httpx  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            raise ProviderError("fireworks needs an HTTP client the openai SDK usually brings, "
+                                "and neither httpx2 nor httpx is installed — pip install "
+                                "httpx2") from None
         return httpx
     return httpx2
 
