@@ -353,7 +353,10 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
     n_conv_model = n_conv_per_cell * len(job.variants) * len(job.prompts.tiers) * n_temps
     est = job.estimate
     info = capabilities(model.provider)
-    cache_on = model.uses_cache and info.caching == "explicit"
+    # Explicit breakpoints the job turned on, or automatic caching that stacks with the batch
+    # discount (Fireworks batch jobs): both budget one write per cell and round, the rest reads.
+    cache_on = ((model.uses_cache and info.caching == "explicit")
+                or (info.caching == "automatic" and price.cache_stacks_with_batch))
     # On-demand: rounds that cannot reach the provider's record minimum (Bedrock's 100).
     has_minimum = model.on_demand_fallback and info.limits.min_requests > 1
     minimum = info.limits.min_requests if has_minimum else 0

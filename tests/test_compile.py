@@ -84,7 +84,8 @@ def test_record_ids_are_short_alphanumeric():
 
 @pytest.mark.parametrize("label", ["gpt-4o", "haiku", "opus-no-prefill", "bedrock-sonnet",
                                    "bedrock-haiku", "bedrock-llama", "together-llama",
-                                   "mistral-large", "deepinfra-llama", "xai-grok"])
+                                   "mistral-large", "deepinfra-llama", "xai-grok",
+                                   "fireworks-llama", "fireworks-kimi-prefill"])
 def test_golden_request_lines(label):
     grid = golden_grid()
     model = grid.job.model_by_name(label)

@@ -4,16 +4,16 @@ import json
 import textwrap
 
 import pytest
+from support import ROOT
 
 from afbatch.errors import BudgetError, PriceError
 from afbatch.estimate import Calibration, check_budget, estimate_job, format_estimate, turn_weights
 from afbatch.pricing import load_prices
 from afbatch.spec import ModelSpec, load_job
 from afbatch.tokens import counter_for
-from support import ROOT
 
 
-def O200K():  # noqa: N802 - the encoding, through the exact OpenAI counter
+def O200K():
     return counter_for(ModelSpec(provider="openai", model="gpt-4o"), "openai").encoding
 
 PRICES = """
@@ -134,6 +134,29 @@ def test_hand_checked_anthropic_cot_with_cache(toy):
     assert row.cost_batch_usd == pytest.approx(batch)
     assert row.cost_batch_cached_usd == pytest.approx(cached)
     assert row.cost_worst_usd == pytest.approx(worst)
+
+
+def test_hand_checked_fireworks_batch_cache_stacks(toy):
+    """Fireworks batch jobs cache on their own, a further 50% off cached tokens: batch+cache
+    budgets one write of the shared prefix (billed as plain input) and reads for the rest."""
+    job, tmp = toy
+    with open(tmp / "prices.toml", "a") as f:
+        f.write('\n[[models]]\nprovider = "fireworks"\nmodel = "toy-fw"\ninput = 1.0\n'
+                'output = 2.0\ncache_read = 0.5\ncache_write_1h = 1.0\ndate = "2026-11-29"\n')
+    loaded = job('[[models]]\nprovider = "fireworks"\nmodel = "toy-fw"\ntoken_factor = 1.0')
+    est = estimate_job(loaded, load_prices(tmp / "prices.toml"))
+    enc = O200K()  # o200k x 1.0
+    S = len(enc.encode((tmp / "sys.txt").read_text()))
+    users = [len(enc.encode(f"<is_free_tier_user>True</is_free_tier_user> {g}"))
+             for g in ("Write a poem", "Explain photosynthesis in detail")]
+    ins = [S + u + 2 * 4 + 3 for u in users]  # no prefill: Fireworks sends none by default
+    batch = (sum(ins) * 0.5 + 2 * 10 * 1.0) / 1e6
+    # one write of S (1.0 list x 0.5 batch), one read (0.5 list x 0.5 batch)
+    cached = batch - 2 * S * 0.5 / 1e6 + (S * 1.0 * 0.5 + S * 0.5 * 0.5) / 1e6
+    (row,) = est.rows
+    assert row.cost_batch_usd == pytest.approx(batch)
+    assert row.cost_batch_cached_usd == pytest.approx(cached) and cached < batch
+    assert row.cost_worst_usd == pytest.approx((sum(ins) * 0.5 + 2 * 100 * 1.0) / 1e6)
 
 
 def test_turn_weights():

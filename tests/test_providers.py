@@ -42,6 +42,7 @@ HAIKU = ModelSpec(provider="anthropic", model="claude-haiku-4-5", label="haiku")
 BR_CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 BR_LLAMA = "meta.llama3-1-70b-instruct-v1:0"
 ROLE_ARN = "arn:aws:iam::123456789012:role/bedrock-batch"
+FW_LLAMA = "accounts/fireworks/models/llama-v3p1-70b-instruct"
 
 # (golden file, the model whose provider parses it)
 GOLDEN_CASES = {
@@ -52,6 +53,8 @@ GOLDEN_CASES = {
     "anthropic/results.jsonl": HAIKU,
     "bedrock/claude.jsonl.out": ModelSpec(provider="bedrock", model="anthropic.claude-sonnet-4-6"),
     "bedrock/llama.jsonl.out": ModelSpec(provider="bedrock", model=BR_LLAMA),
+    "fireworks/BIJOutputSet.jsonl": ModelSpec(provider="fireworks", model=FW_LLAMA),
+    "fireworks/BIJErrorSet.jsonl": ModelSpec(provider="fireworks", model=FW_LLAMA),
 }
 
 # Lines the code parses wrongly today: (file, id) -> why. Their expected entries stay as
@@ -115,6 +118,8 @@ def test_golden_files_cover_the_awkward_cases() -> None:
     assert {"succeeded:", "errored:invalid_request", "errored:overloaded", "errored:server_error",
             "errored:rate_limit", "errored:billing", "canceled:canceled", "expired:expired"} <= kinds["anthropic"]
     assert {"succeeded:", "errored:invalid_request", "errored:rate_limit", "errored:server_error"} <= kinds["bedrock"]
+    assert {"succeeded:", "errored:invalid_request", "errored:rate_limit", "errored:overloaded",
+            "errored:server_error", "errored:billing", "errored:malformed"} <= kinds["fireworks"]
     # the OpenAI request error sits in the error file with a null top-level error
     first_error = json.loads((GOLDEN / "openai/error.jsonl").read_text().splitlines()[0])
     assert first_error["error"] is None and first_error["response"]["status_code"] == 400

@@ -78,7 +78,7 @@ def test_every_provider_declares_every_capability_with_a_valid_value(name: str) 
     assert info.supports_prefill or not info.prefill_by_default
     assert info.caching == "explicit" or not (info.cache_by_default or info.cache_votes)
     assert not (info.requires_base_url and info.default_base_url)
-    if info.family in ("openai", "anthropic"):  # API-key providers; Bedrock: the AWS chain
+    if info.family in ("openai", "anthropic", "fireworks"):  # API keys; Bedrock: the AWS chain
         assert info.key_env
     if info.default_base_url:  # afbatch reads the host's variable: it must have one
         assert info.base_url_env

@@ -151,6 +151,16 @@ DOCUMENTED_FACTOR = {
     ("mistral", "magistral-small-2506"): 1.15,
     ("xai", "grok-4.5"): 1.10,
     ("xai", "grok-4-1-fast-non-reasoning"): 1.10,
+    ("fireworks", "accounts/fireworks/models/llama-v3p1-8b-instruct"): 1.08,
+    ("fireworks", "accounts/fireworks/models/llama-v3p1-70b-instruct"): 1.08,
+    ("fireworks", "accounts/fireworks/models/llama-v3p1-405b-instruct"): 1.08,
+    ("fireworks", "accounts/fireworks/models/llama4-maverick-instruct-basic"): 1.08,
+    ("fireworks", "accounts/fireworks/models/llama4-scout-instruct-basic"): 1.08,
+    ("fireworks", "accounts/fireworks/models/deepseek-v3p1"): 1.10,
+    ("fireworks", "accounts/fireworks/models/deepseek-v3p2"): 1.10,
+    ("fireworks", "accounts/fireworks/models/deepseek-r1-0528"): 1.10,
+    ("fireworks", "accounts/fireworks/models/qwen3-235b-a22b-instruct-2507"): 1.10,
+    ("fireworks", "accounts/fireworks/models/kimi-k2-instruct-0905"): 1.10,
 }
 
 

@@ -1,4 +1,4 @@
-"""Local HTTP emulator of the OpenAI, Anthropic, Bedrock, Gemini and Mistral batch APIs (and Bedrock's
+"""Local HTTP emulator of the OpenAI, Anthropic, Bedrock, Gemini, Mistral, xAI and Fireworks batch APIs (and Bedrock's
 on-demand ``InvokeModel``), for tests and demos.
 
 The real SDKs reach it through their own variables (``emu.env()``); a responder
@@ -34,7 +34,8 @@ Provider limits are class attributes tests may lower: ``OpenAIService.MAX_REQUES
 ``MAX_FILE_BYTES``; ``AnthropicService.MAX_REQUESTS``, ``MAX_BODY_BYTES``;
 ``BedrockService.MIN_RECORDS``, ``MAX_RECORDS``, ``MAX_FILE_BYTES``;
 ``GeminiService.MAX_FILE_BYTES``, ``MAX_INLINE_BYTES``;
-``MistralService.MAX_REQUESTS``, ``MAX_FILE_BYTES``.
+``MistralService.MAX_REQUESTS``, ``MAX_FILE_BYTES``;
+``FireworksService.MAX_UPLOAD_BYTES``, ``MAX_DATASET_BYTES``.
 """
 
 from __future__ import annotations

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-PROVIDERS = ("openai", "anthropic", "bedrock", "gemini")
-
 
 @dataclass(frozen=True)
 class CallContext:

@@ -15,6 +15,7 @@ from .anthropic import AnthropicService
 from .bedrock import BedrockService
 from .demo import DemoResponder
 from .faults import Faults, HttpFault
+from .fireworks import FireworksService
 from .gemini import PREFIX as GEMINI_PREFIX
 from .gemini import GeminiService
 from .mistral import MistralService
@@ -63,9 +64,10 @@ class Emulator:
         self.gemini = GeminiService(self)
         self.mistral = MistralService(self)  # under /mistral/v1/...
         self.xai = XAIService(self)  # under /xai/v1: its /v1/batches differ from OpenAI's
+        self.fireworks = FireworksService(self)  # under /fireworks
         # Anthropic first: its routes sit under /v1 too
         self.services = (self.anthropic, self.openai, self.bedrock, self.gemini, self.mistral,
-                         self.xai)
+                         self.xai, self.fireworks)
         self._routes = [(svc, method, re.compile(rx), fn) for svc in self.services for method, rx, fn in svc.routes()]
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -113,7 +115,9 @@ class Emulator:
                "OPENAI_API_KEY": "emulator-key", "ANTHROPIC_API_KEY": "emulator-key",
                "GOOGLE_GEMINI_BASE_URL": self.url + GEMINI_PREFIX, "GEMINI_API_KEY": "emulator-key",
                "MISTRAL_BASE_URL": self.url + "/mistral", "MISTRAL_API_KEY": "emulator-key",
-               "XAI_BASE_URL": self.url + "/xai/v1", "XAI_API_KEY": "emulator-key"}
+               "XAI_BASE_URL": self.url + "/xai/v1", "XAI_API_KEY": "emulator-key",
+               "FIREWORKS_BASE_URL": self.url + "/fireworks", "FIREWORKS_API_KEY": "emulator-key",
+               "FIREWORKS_ACCOUNT_ID": "emulator"}
         if self.s3_endpoint:
             env.update({"AWS_ENDPOINT_URL_S3": self.s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
                         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": self.region})
@@ -199,6 +203,8 @@ class Emulator:
             return self.gemini, None, {}
         if path.startswith("/xai/"):
             return self.xai, None, {}
+        if path.startswith("/fireworks/"):
+            return self.fireworks, None, {}
         return (self.openai if path.startswith("/v1/") else self.bedrock), None, {}
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MB = 10**6
 
-Family = Literal["openai", "anthropic", "bedrock", "gemini", "mistral", "xai"]
+Family = Literal["openai", "anthropic", "bedrock", "gemini", "mistral", "xai", "fireworks"]
 Caching = Literal["none", "automatic", "explicit"]
 
 
@@ -61,7 +61,8 @@ class ProviderInfo:
     base_url_env: str | None
     default_base_url: str | None  # None: the SDK's default
     requires_base_url: bool = False  # a job must give `base_url`
-    other_env: tuple[str, ...] = ()  # further endpoint variables its SDK honours
+    # Further endpoint variables its SDK honours (or afbatch reads: Fireworks' account id).
+    other_env: tuple[str, ...] = ()
     # The tokenizer family of every model it serves (OpenAI serves only its own models);
     # None: per model, from the model catalog (pricing.PriceTable.token_family).
     token_family: str | None = None
@@ -150,6 +151,17 @@ PROVIDERS: dict[str, ProviderInfo] = {p.name: p for p in (
         limits=Limits(1_000_000, 500 * MB), key_env="MISTRAL_API_KEY",
         base_url_env="MISTRAL_BASE_URL", default_base_url="https://api.mistral.ai",
         token_family="mistral"),
+    # Datasets + batch inference jobs over REST. Whether a trailing assistant turn is continued is
+    # undocumented: none is sent unless the job asks. 150 MB: the one-request dataset upload's cap
+    # (the datasets themselves may reach 500 MB); Fireworks documents no request-count cap.
+    ProviderInfo(
+        name="fireworks", title="Fireworks",
+        provider_class="afbatch.providers.fireworks:FireworksProvider", family="fireworks",
+        supports_prefill=True, prefill_by_default=False, supports_n=False,
+        caching="automatic", cache_by_default=False, cache_votes=False,
+        limits=Limits(50_000, 150 * MB), key_env="FIREWORKS_API_KEY",
+        base_url_env="FIREWORKS_BASE_URL", default_base_url="https://api.fireworks.ai",
+        other_env=("FIREWORKS_ACCOUNT_ID",)),
     # Any other host speaking OpenAI's batch format; the job gives base_url (usually api_key_env).
     ProviderInfo(
         name="openai-compatible", title="OpenAI-compatible host", provider_class=_OPENAI,

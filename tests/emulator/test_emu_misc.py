@@ -82,7 +82,8 @@ def test_env_without_s3_and_stop() -> None:
     assert set(emu.env()) == {"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "AWS_ENDPOINT_URL_BEDROCK",
                               "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "OPENAI_API_KEY",
                               "ANTHROPIC_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY",
-                              "MISTRAL_BASE_URL", "MISTRAL_API_KEY", "XAI_BASE_URL", "XAI_API_KEY"}
+                              "MISTRAL_BASE_URL", "MISTRAL_API_KEY", "XAI_BASE_URL", "XAI_API_KEY",
+                              "FIREWORKS_BASE_URL", "FIREWORKS_API_KEY", "FIREWORKS_ACCOUNT_ID"}
     emu.stop()
     with pytest.raises(RuntimeError):
         _ = emu.url

@@ -73,6 +73,11 @@ provider = "mistral"
 model = "mistral-small-latest"
 label = "mistral-small"
 """,
+    """[[models]]
+provider = "fireworks"
+model = "accounts/fireworks/models/llama-v3p1-8b-instruct"
+label = "fireworks-llama-8b"
+""",
 ]
 
 JOB = """
