@@ -58,6 +58,7 @@ class Row:
     variant: str | None = None
     tier: str | None = None
     temperature: float | None = None  # per-condition rows of a job with a temperature axis
+    samples: int | None = None  # per-condition rows of a job with a samples axis
 
     def add(self, other: Row) -> None:
         for k in ("requests", "input_tokens", "cached_input_tokens", "output_tokens_expected", "output_tokens_max",
@@ -76,6 +77,8 @@ class Row:
             del d["variant"], d["tier"]
         if d["temperature"] is None:
             del d["temperature"]
+        if d["samples"] is None:
+            del d["samples"]
         return d
 
 
@@ -338,12 +341,11 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
                     rows_in: Rows, template: Sized, systems: dict[str, Sized],
                     cal: Calibration | None,
                     notes: list[str]) -> list[Row]:
-    samples = job.sampling.samples
+    counts = job.sample_counts()
     max_tokens = job.max_tokens_for(model)
     next_tokens = counter.count(NEXT) + 2 * counter.per_message
-    n_conv_per_cell = rows_in.count * samples
-    n_temps = len(job.temperatures_for(model))
-    n_conv_model = n_conv_per_cell * len(job.variants) * len(job.prompts.tiers) * n_temps
+    n_conv_model = (rows_in.count * job.conversations_per_cell(model) * len(job.variants)
+                    * len(job.prompts.tiers))
     est = job.estimate
     info = capabilities(model.provider)
     cache_on = model.uses_cache and info.caching == "explicit"
@@ -364,14 +366,16 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
             weights, max_turns = [1.0], 1
         out_exp = min(float(out_exp), float(max_tokens))
         temps = job.temperatures_for(model)
-        for temperature, tier in ((t, tier) for t in temps for tier in job.prompts.tiers):
-            # the temperature is named only where it is an axis (several values)
+        for temperature, samples, tier in ((t, k, tier) for t in temps for k in counts
+                                           for tier in job.prompts.tiers):
+            # the temperature and the sample count are named only where they are axes
             row = Row(model.name, model.provider, STAGE_GENERATE, variant=variant.name, tier=tier,
-                      temperature=temperature if len(temps) > 1 else None)
+                      temperature=temperature if len(temps) > 1 else None,
+                      samples=samples if job.samples_axis else None)
             row.rounds_expected = sum(weights)
             row.rounds_max = max_turns
             user_tokens = samples * _user_tokens(counter, template, tier, job.prompts.tier_format, rows_in)
-            n = n_conv_per_cell
+            n = rows_in.count * samples
             base = user_tokens + n * (sys_tokens + prefill_tokens + 2 * counter.per_message + counter.priming)
             row.requests = n
             for t in range(1, max_turns + 1):
@@ -572,6 +576,8 @@ def _cells(r: Row) -> list[str]:
     name = r.model if r.variant is None else f"{r.model} {r.variant}/{r.tier}"
     if r.temperature is not None:
         name += f" T={r.temperature:g}"
+    if r.samples is not None:
+        name += f" samples={r.samples}"
     rounds = f"{r.rounds_expected:.2f} (≤{r.rounds_max})" if r.rounds_max > 1 else "1"
     return [name, r.stage, f"{r.requests:,}", tokens(r.input_tokens), tokens(r.cached_input_tokens),
             tokens(r.output_tokens_expected), tokens(r.output_tokens_max), rounds,

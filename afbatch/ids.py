@@ -30,10 +30,17 @@ ID_VERSION = "1"
 
 
 def conversation_id(provider: str, model: str, variant: str, system_sha256: str, user_message: str, prompt_index: int,
-                    sample: int, temperature: float | None, max_tokens: int, prefill: str) -> str:
-    """Everything that makes a conversation what it is; the same content gives the same id."""
-    fields = (provider, model, variant, system_sha256, str(prompt_index), str(sample), repr(temperature), str(max_tokens),
-              prefill, user_message)
+                    sample: int, temperature: float | None, max_tokens: int, prefill: str,
+                    samples: int | None = None) -> str:
+    """Everything that makes a conversation what it is; the same content gives the same id.
+
+    `samples`: the sample count of its condition, given only when the job has several (a samples
+    axis): the 1-sample and 5-sample conditions are separate conversations, never one shared
+    first sample; without it the ids are those of a job with that single count."""
+    fields: tuple[str, ...] = (provider, model, variant, system_sha256, str(prompt_index), str(sample),
+                               repr(temperature), str(max_tokens), prefill, user_message)
+    if samples is not None:
+        fields += (f"samples={samples}",)
     return "c" + text_digest(*fields, length=20)
 
 

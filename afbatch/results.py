@@ -1,5 +1,5 @@
-"""The tidy per-conversation table of a run (one row per model x variant x temperature x tier x
-prompt x sample).
+"""The tidy per-conversation table of a run (one row per model x variant x temperature x samples x
+tier x prompt x sample).
 
 Built from the manifest and the collected results only; `report.py` aggregates it.
 """
@@ -20,7 +20,7 @@ from afbatch.runner import Run
 
 COLUMNS = [
     "model", "provider", "model_id", "variant", "cot", "tier", "condition", "prompt_index", "sample",
-    "temperature", "conversation_id",
+    "temperature", "samples", "conversation_id",
     "user_input", "turns", "status", "failure_reason", "final_output", "scratchpad", "proxy_compliant", "judge_refused",
     "judge_compliant", "judge_convincing", "judge_specific", "judge_error", "af_votes_yes", "af_votes_total",
     "af_fraction", "af_verdict", "input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd",
@@ -82,7 +82,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                     judge_error = js.reason
             table.append((  # in COLUMNS order
                 conv.model, model.provider, model.model, conv.variant, conv.cot, conv.tier, CONDITION[conv.tier],
-                conv.prompt_index, conv.sample, conv.temperature,
+                conv.prompt_index, conv.sample, conv.temperature, conv.samples,
                 conv.id, conv.user_input, len(cs.turn_texts),
                 cs.status if cs.status in ("finished", "failed") else "running",
                 cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,

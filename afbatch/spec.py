@@ -166,7 +166,9 @@ def default_label(model_id: str) -> str:
 
 
 class SamplingSpec(_Strict):
-    samples: int = Field(1, gt=0, description="Samples per prompt x tier x variant.")
+    samples: int | list[int] = Field(
+        1, description="Samples per prompt x tier x variant; or a list, e.g. [1, 5]: each count "
+        "is a condition of the grid, with conversations of its own.")
     temperature: float | list[float] = Field(
         1.0, description="One value, or a list: each value is an axis of the grid (a model's own "
         "temperature overrides the list).")
@@ -184,6 +186,20 @@ class SamplingSpec(_Strict):
         if len(set(values)) != len(values):
             raise ValueError(f"{values} repeats a value: list each temperature once")
         return v
+
+    @field_validator("samples")
+    @classmethod
+    def _sample_counts(cls, v: int | list[int]) -> int | list[int]:
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise ValueError("an empty list: give one sample count or several, e.g. [1, 5]")
+        bad = [n for n in values if n < 1]
+        if bad:
+            raise ValueError(f"{bad[0]} samples: a count is at least 1")
+        if len(set(values)) != len(values):
+            raise ValueError(f"{values} repeats a count: list each sample count once")
+        return v
+
     max_turns: int = Field(4, ge=1, le=16, description="CoT continuation: model turns before a conversation fails.")
 
 
@@ -383,9 +399,19 @@ class Job(_Strict):
         t = self.sampling.temperature
         return tuple(t) if isinstance(t, list) else (t,)
 
+    def sample_counts(self) -> tuple[int, ...]:
+        """The samples axis: each count is a condition with conversations of its own."""
+        s = self.sampling.samples
+        return tuple(s) if isinstance(s, list) else (s,)
+
+    @property
+    def samples_axis(self) -> bool:
+        """Several sample counts: their conversations' ids name their count (ids.py)."""
+        return len(self.sample_counts()) > 1
+
     def conversations_per_cell(self, model: ModelSpec) -> int:
-        """Conversations per prompt x tier x variant: samples at each temperature."""
-        return self.sampling.samples * len(self.temperatures_for(model))
+        """Conversations per prompt x tier x variant: every sample count at each temperature."""
+        return sum(self.sample_counts()) * len(self.temperatures_for(model))
 
     def max_tokens_for(self, model: ModelSpec) -> int:
         return model.max_tokens if model.max_tokens is not None else self.sampling.max_tokens

@@ -99,20 +99,17 @@ Denominators (the same in every output):
 
 from __future__ import annotations
 
+from afbatch.report.costs import COST_COLUMNS, FAILURE_COLUMNS, costs, failures
 from afbatch.report.html import render_html
 from afbatch.report.render import FORMATS, REPORT_VERSION, render, report_json
 from afbatch.report.tables import (
     AGREEMENT_COLUMNS,
-    COST_COLUMNS,
-    FAILURE_COLUMNS,
     GAP_COLUMNS,
     GAP_INTERVALS,
     INTERVALS,
     SIGN_CONVENTION,
     SUMMARY_COLUMNS,
     compliance_gaps,
-    costs,
-    failures,
     intervals_text,
     proxy_agreement,
     summarize,
@@ -120,26 +117,26 @@ from afbatch.report.tables import (
 from afbatch.report.write import write_all, write_tables
 
 __all__ = [
-    "SIGN_CONVENTION",
-    "INTERVALS",
-    "GAP_INTERVALS",
-    "intervals_text",
-    "FORMATS",
-    "summarize",
-    "compliance_gaps",
-    "proxy_agreement",
-    "costs",
-    "failures",
-    "report_json",
-    "render",
-    "render_html",
-    "write_tables",
-    "write_all",
-    "REPORT_VERSION",
-    "SUMMARY_COLUMNS",
-    "GAP_COLUMNS",
     "AGREEMENT_COLUMNS",
     "COST_COLUMNS",
     "FAILURE_COLUMNS",
+    "FORMATS",
+    "GAP_COLUMNS",
+    "GAP_INTERVALS",
+    "INTERVALS",
+    "REPORT_VERSION",
+    "SIGN_CONVENTION",
+    "SUMMARY_COLUMNS",
+    "compliance_gaps",
+    "costs",
+    "failures",
+    "intervals_text",
+    "proxy_agreement",
+    "render",
+    "render_html",
+    "report_json",
+    "summarize",
+    "write_all",
+    "write_tables",
 ]
 

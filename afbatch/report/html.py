@@ -16,7 +16,7 @@ import pandas as pd
 from afbatch.report.tables import SIGN_CONVENTION, _tables
 from afbatch.report.transcripts import _transcript_data
 from afbatch.report.views import (
-    _SURROGATE, _meta_lines, _pct, _plain, _prefill_view, _View, _views, _with_protocol)
+    _SURROGATE, _meta_lines, _nan, _pct, _plain, _prefill_view, _View, _views, _with_protocol)
 
 
 def _asset(name: str) -> str:
@@ -105,10 +105,12 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
     body = []
     bases = set()
     pid = f"afb-hatch-{idx}"
-    axis = "temperature" in rows and rows["temperature"].dropna().nunique() > 1
+    axes = [a for a in ("temperature", "samples") if a in rows and rows[a].dropna().nunique() > 1]
 
-    def temp_of(r: Any) -> str:  # the bar's temperature, where the run has several
-        return f" T={r.temperature:g}" if axis and r.temperature == r.temperature else ""
+    def temp_of(r: Any) -> str:  # the bar's temperature and sample count, where they vary
+        t, n = getattr(r, "temperature", None), getattr(r, "samples", None)
+        return ((f" T={t:g}" if "temperature" in axes and not _nan(t) else "")
+                + (f" samples={n:g}" if "samples" in axes and not _nan(n) else ""))
 
     for v_i, (_, grp) in enumerate(rows.groupby("variant", sort=False)):
         if v_i:

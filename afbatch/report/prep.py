@@ -5,14 +5,15 @@ No I/O: a conversation DataFrame in, DataFrames and plain values out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 TIER_CONDITION = {"free": "training", "paid": "unmonitored"}
-_KEYS = ["model", "variant", "temperature", "tier"]
-_PAIR = ["model", "variant", "temperature"]  # a gap compares the tiers of one of these
+_KEYS = ["model", "variant", "temperature", "samples", "tier"]
+_PAIR = ["model", "variant", "temperature", "samples"]  # a gap compares the tiers of one of these
 Orders = Mapping[str, Mapping[str, int]]  # display position of each key's values
 _COUNTS = [
     "n", "failed", "finished", "proxy_complied", "judged", "judged_complied",
@@ -55,20 +56,32 @@ def _require(conv: pd.DataFrame, names: Iterable[str]) -> None:
         raise ValueError(f"conversation table lacks column(s) {missing}; have {list(conv.columns)}")
 
 
-def _temperatures(conv: pd.DataFrame) -> pd.Series:
-    """The sampling temperature of each conversation as text ("0", "0.7"); "" where the table
-    has none (a table written before the column existed)."""
-    return temperature_keys(_column(conv, "temperature"))
+AXES = ("temperature", "samples")  # sampling axes of the grid: numbers, keyed as texts
 
 
-def temperature_keys(values: pd.Series) -> pd.Series:
+def axis_keys(values: pd.Series) -> pd.Series:
+    """A sampling axis (temperature, sample count) as grouping texts ("0", "0.7", "5"); "" where
+    the table has none (a table written before the column existed)."""
     t = _numeric(values)
-    return pd.Series([f"{v:g}" if v == v else "" for v in t.tolist()], index=values.index,
+    return pd.Series(["" if math.isnan(v) else f"{v:g}" for v in t.astype(float).tolist()],
+                     index=values.index,
                      dtype=object)
 
 
+def axis_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """A table's axis columns as numbers (null where the run recorded none): the grouping keys
+    are texts, the tables researchers read are not."""
+    return table.assign(**{a: pd.to_numeric(table[a].replace("", None), errors="coerce")
+                            .astype(float) for a in AXES})
+
+
+def axis_texts(table: pd.DataFrame) -> pd.DataFrame:
+    """A table's axis columns keyed as the clusters are (the inverse of ``axis_numbers``)."""
+    return table.assign(**{a: axis_keys(table[a]) for a in AXES})
+
+
 def _keys(conv: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({k: _temperatures(conv) if k == "temperature" else conv[k].astype(str)
+    return pd.DataFrame({k: axis_keys(_column(conv, k)) if k in AXES else conv[k].astype(str)
                          for k in _KEYS}, index=conv.index)
 
 
@@ -180,15 +193,16 @@ def _prep(conv: pd.DataFrame) -> pd.DataFrame:
 
 
 def _orders(keys: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """Display order: models and variants as they first appear, temperatures ascending, tiers
-    free → paid → others."""
+    """Display order: models and variants as they first appear, temperatures and sample counts
+    ascending, tiers free → paid → others."""
     orders = {k: {v: i for i, v in enumerate(pd.unique(keys[k]))} for k in ("model", "variant")}
     tiers = {"free": 0, "paid": 1}
     for t in pd.unique(keys["tier"]):
         tiers.setdefault(t, len(tiers))
     orders["tier"] = tiers
-    temps = sorted(pd.unique(keys["temperature"]), key=lambda t: (t == "", float(t or 0)))
-    orders["temperature"] = {t: i for i, t in enumerate(temps)}
+    for axis in AXES:  # ascending, a table without the column last
+        values = sorted(pd.unique(keys[axis]), key=lambda t: (t == "", float(t or 0)))
+        orders[axis] = {t: i for i, t in enumerate(values)}
     return orders
 
 

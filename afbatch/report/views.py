@@ -199,16 +199,26 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
               failure_rows,
               [] if failure_rows else ["No failed conversation and no missing judge verdict."]),
     ]
-    # a run with a temperature axis shows it next to the variant; with a single temperature
-    # the column would repeat one value (the CSV and JSON tables always carry it)
-    if "temperature" in s and s["temperature"].dropna().nunique() > 1:
-        for view, table in zip(views, (s, g, None, None, f)):
-            if table is not None:
-                view.headers.insert(2, "temperature")
-                view.numeric.insert(2, True)
-                for row, temp in zip(view.rows, table["temperature"].tolist()):
-                    row.insert(2, "–" if _nan(temp) else f"{temp:g}")
+    _axis_columns(views, (s, g, None, None, f), s)
     return views
+
+
+def _axis_columns(views: list[_View], tables: tuple[pd.DataFrame | None, ...],
+                  summary: pd.DataFrame) -> None:
+    """A run with a temperature or samples axis shows it next to the variant; with a single
+    value the column would repeat it (the CSV and JSON tables always carry both)."""
+    at = 2
+    for axis in ("temperature", "samples"):
+        if axis not in summary or summary[axis].dropna().nunique() < 2:
+            continue
+        for view, table in zip(views, tables):
+            if table is None:
+                continue
+            view.headers.insert(at, axis)
+            view.numeric.insert(at, True)
+            for row, value in zip(view.rows, table[axis].tolist()):
+                row.insert(at, "–" if _nan(value) else f"{value:g}")
+        at += 1
 
 
 def _prefill_view(meta: Mapping[str, Any] | None) -> _View | None:

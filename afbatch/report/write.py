@@ -23,8 +23,8 @@ def _have_pyarrow() -> bool:
 
 
 _BOOL_COLUMNS = ("cot", "proxy_compliant", "judge_refused", "judge_compliant")
-_INT_COLUMNS = ("prompt_index", "sample", "turns", "judge_convincing", "judge_specific", "af_votes_yes",
-                "af_votes_total", "input_tokens", "cached_tokens", "output_tokens")
+_INT_COLUMNS = ("prompt_index", "sample", "samples", "turns", "judge_convincing", "judge_specific",
+                "af_votes_yes", "af_votes_total", "input_tokens", "cached_tokens", "output_tokens")
 
 
 def _typed(conv: pd.DataFrame) -> pd.DataFrame:
