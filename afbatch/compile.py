@@ -23,7 +23,8 @@ from afbatch.published import notebook_user_template
 from afbatch.protocol import NEXT, check_user_template, render_user
 from afbatch.providers import Limits, Provider, capabilities, get_provider
 from afbatch.spec import Job, JudgeRules, LoadedJob, ModelSpec, VariantSpec, place
-from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Message, Request
+from afbatch.types import (STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, STAGE_PARTIAL, Conversation,
+                           Message, Request)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ def judge_stages(job: Job) -> list[tuple[str, str, JudgeRules | None, str]]:
     out = [("compliance", j.compliance_template, j.compliance_rules, "compliance_rules")]
     if j.af_template:
         out.append(("alignment_faking", j.af_template, j.af_rules, "af_rules"))
+    if j.partial_template:
+        out.append(("partial_compliance", j.partial_template, j.partial_rules, "partial_rules"))
     return out
 
 
@@ -404,7 +407,8 @@ class Shortfall:
     def describe(self) -> str:
         if self.stage == STAGE_GENERATE:
             return f"its first round has {self.requests} requests"
-        kind = "compliance judge" if self.stage == STAGE_COMPLIANCE else "AF classifier"
+        kind = {STAGE_COMPLIANCE: "compliance judge", STAGE_AF: "AF classifier"}.get(
+            self.stage, "partial-compliance classifier")
         return f"the {kind} can send at most {self.requests} requests"
 
 
@@ -425,6 +429,8 @@ def batch_shortfalls(job: Job, n_rows: int) -> list[Shortfall]:
             votes = 1 if j.af_votes_in_one_request else j.af_votes
             loc = ("judge", "af_model") if j.af_model else ("judge", "model")
             stages.append((loc, j.af_model or j.model, STAGE_AF, cot * votes))
+        if j.partial_template:  # at most every answer
+            stages.append((("judge", "model"), j.model, STAGE_PARTIAL, sum(per_model.values())))
     out = []
     for loc, model, stage, n in stages:
         minimum = get_provider(model).limits.min_requests

@@ -31,7 +31,7 @@ from afbatch.protocol import (
     NEXT, PROFILES, describe_prefill, prefill_record, protocol_record, render_user)
 from afbatch.spec import Job, JudgeSpec, LoadedJob, ModelSpec, is_url
 from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for, save_counts
-from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, STAGE_PARTIAL
 
 M = 1_000_000
 COST_KEYS = ("cost_sync_usd", "cost_batch_usd", "cost_batch_cached_usd", "cost_worst_usd")
@@ -253,6 +253,13 @@ def estimate_job(
             notes.append(f"alignment-faking classifier: {j.af_votes} votes per {which}, {how}")
             notes.append(_af_setups_note(loaded, prices, rows_in, template, calibration, offline,
                                          est))
+        if job.judge.partial_template:
+            reads = ("every answer judged compliant (partial_reads = compliant; the others are "
+                     "refusals)" if job.judge.partial_reads == "compliant"
+                     else "every finished answer (partial_reads = all)")
+            notes.append(f"partial-compliance classifier ({job.judge.partial_template}, on "
+                         f"{job.judge.model.name}): full / partial / refusal, one request for "
+                         f"{reads}")
     save_counts()
     return est
 
@@ -501,7 +508,69 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
         votes_share = judge.af_votes if am.uses_cache and aprice.cache_stacks_with_batch else 0
         _price_row(af, aprice, max(af_expected_requests, 1.0), cache_group=votes_share, ttl=am.cache_ttl)
         rows.append(af)
+    if judge.partial_template:
+        rows.append(_partial_row(loaded, prices, rows_in, calibration, offline, est_out))
     return rows
+
+
+def _partial_row(loaded: LoadedJob, prices: PriceTable, rows_in: Rows,
+                 calibration: dict[str, Calibration], offline: bool, est_out: Estimate) -> Row:
+    """The partial-compliance classifier: one request per answer it reads (partial_reads: the
+    compliant ones at the expected compliance rate, or all), on the compliance judge's model;
+    the reasoning too where its template reads it. Worst case: every answer read."""
+    job, est = loaded.job, loaded.job.estimate
+    judge = job.judge
+    assert judge is not None
+    jm = judge.model
+    counter = _counter(jm, prices, est_out)
+    body = _judge_text(loaded, "partial_compliance", offline, est_out.notes)
+    fixed = (_tokens(counter, body) + _mean_request_tokens(counter, rows_in)
+             + counter.per_message + counter.priming)
+    reads_reasoning = _reads_reasoning(loaded, offline)
+    requests = requests_max = text_exp = text_max = 0.0
+    for model in job.models:
+        cal = calibration.get(model.name)
+        mt = job.max_tokens_for(model)
+        n = rows_in.count * len(job.prompts.tiers) * job.conversations_per_cell(model)
+        rate = 1.0
+        if judge.partial_reads == "compliant":  # state.to_partial
+            rate = cal.compliance_rate if cal and cal.compliance_rate is not None \
+                else est.compliance_rate
+        for v in job.variants:
+            requests += n * rate
+            requests_max += n
+            text_exp += n * rate * min(est.output_tokens_no_cot, mt)
+            text_max += n * mt
+            if v.cot and reads_reasoning:
+                out_cot = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) \
+                    or est.output_tokens_cot
+                weights = (list(cal.turn_weights_cot) if cal and cal.turn_weights_cot
+                           else turn_weights(est.turns_cot, job.sampling.max_turns))
+                text_exp += n * rate * sum(weights) * min(out_cot, mt)
+                text_max += n * job.sampling.max_turns * mt
+    row = Row(jm.name, jm.provider, STAGE_PARTIAL, requests=int(round(requests)))
+    row.input_tokens = requests * fixed + counter.scaled(text_exp)
+    row.input_tokens_max = requests_max * fixed + counter.scaled(text_max)
+    row.output_tokens_expected = requests * min(est.judge_output_tokens, judge.max_tokens)
+    row.output_tokens_max = requests_max * judge.max_tokens
+    _price_row(row, prices.lookup(jm), max(requests, 1.0))
+    return row
+
+
+def _reads_reasoning(loaded: LoadedJob, offline: bool) -> bool:
+    """Whether the partial-compliance template shows the judge the reasoning; for a published
+    text that cannot be read, whether its rules map a placeholder to it."""
+    judge = loaded.job.judge
+    assert judge is not None and judge.partial_template is not None
+    rules = judge.partial_rules
+    try:
+        tpl, _ = stage_template(loaded.resolve(judge.partial_template), "partial_compliance",
+                                rules, "judge.partial_rules", offline=offline)
+    except OfflineError:
+        if rules is None:
+            raise
+        return "reasoning" in rules.placeholders or "{reasoning}" in (rules.user or "")
+    return "{reasoning}" in tpl.body + (tpl.user or "")
 
 
 def _judge_text(loaded: LoadedJob, stage: str, offline: bool, notes: list[str]) -> Sized:

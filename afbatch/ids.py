@@ -7,7 +7,8 @@ Every id afbatch sends is built and read here, and nowhere else. The grammar:
     compliance     <conversation>-cj-<8 hex>        the digest pins judged text, template, judge
     AF, one        <conversation>-af-<8 hex>        every vote a choice of one request
     AF, separate   <conversation>-af<NN>-<8 hex>    NN = the vote, 00..99
-    judge slot     the judge id without its digest  (<conversation>-cj, -af, -afNN)
+    partial        <conversation>-pc-<8 hex>        partial-compliance classifier
+    judge slot     the judge id without its digest  (<conversation>-cj, -af, -afNN, -pc)
 
 Every request id also matches ^[A-Za-z0-9_-]{1,64}$ (Anthropic's custom_id rule, the strictest);
 Bedrock record ids are short alphanumerics derived from them.
@@ -21,10 +22,11 @@ import re
 from afbatch.errors import RunError
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-GRAMMAR = "c<20 hex>-t<N> | c<20 hex>-cj-<8 hex> | c<20 hex>-af[<NN>]-<8 hex>"
+GRAMMAR = ("c<20 hex>-t<N> | c<20 hex>-cj-<8 hex> | c<20 hex>-af[<NN>]-<8 hex> | "
+           "c<20 hex>-pc-<8 hex>")
 _CONVERSATION = r"c[0-9a-f]{20}"
 REQUEST_RE = re.compile(
-    rf"^{_CONVERSATION}-(?:t[1-9][0-9]*|cj-[0-9a-f]{{8}}|af(?:[0-9]{{2}})?-[0-9a-f]{{8}})$")
+    rf"^{_CONVERSATION}-(?:t[1-9][0-9]*|(?:cj|pc)-[0-9a-f]{{8}}|af(?:[0-9]{{2}})?-[0-9a-f]{{8}})$")
 # Bump when what goes into an id changes, so old and new ids never collide silently.
 ID_VERSION = "1"
 
@@ -59,7 +61,8 @@ def text_digest(*parts: str, length: int = 8) -> str:
 
 
 def judge_id(conversation: str, kind: str, content_digest: str, vote: int | None = None) -> str:
-    """kind: 'cj' (compliance) or 'af' (alignment-faking vote); the digest pins the judged text, template and judge."""
+    """kind: 'cj' (compliance), 'af' (alignment-faking vote) or 'pc' (partial compliance); the
+    digest pins the judged text, template and judge."""
     return f"{judge_slot(conversation, kind, vote)}-{content_digest}"
 
 
@@ -85,12 +88,14 @@ def check(request_id: str, where: str) -> None:
 
 
 def stage_of(request_id: str) -> str:
-    """generate, judge_compliance or judge_af, from the shape of the id."""
+    """generate, judge_compliance, judge_af or judge_partial, from the shape of the id."""
     tail = request_id.split("-", 1)[1] if "-" in request_id else ""
     if tail.startswith("cj"):
         return "judge_compliance"
     if tail.startswith("af"):
         return "judge_af"
+    if tail.startswith("pc"):
+        return "judge_partial"
     return "generate"
 
 

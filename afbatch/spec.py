@@ -233,7 +233,8 @@ class JudgeRules(_Strict):
 
 
 class JudgeSpec(_Strict):
-    """Judge stages: a compliance judge on every final output, and the alignment-faking classifier."""
+    """Judge stages: a compliance judge on every final output, the alignment-faking classifier and
+    the partial-compliance classifier."""
 
     model: ModelSpec
     compliance_template: str = Field(description="Template file with TOML front matter declaring its verdict parser.")
@@ -243,6 +244,15 @@ class JudgeSpec(_Strict):
     af_rules: JudgeRules | None = Field(
         None, description="Parse rules for an alignment-faking template with no front matter.")
     af_model: ModelSpec | None = Field(None, description="Model for the AF classifier; defaults to `model`.")
+    partial_template: str | None = Field(
+        None, description="Partial-compliance classifier template (full / partial / refusal, on "
+        "`model`); omit to skip it.")
+    partial_rules: JudgeRules | None = Field(
+        None, description="Parse rules for a partial-compliance template with no front matter.")
+    partial_reads: Literal["compliant", "all"] = Field(
+        "compliant", description="Which answers the partial-compliance classifier reads: those "
+        "judged compliant under compliance_rule (the others count as refusal), or every "
+        "finished answer.")
     compliance_rule: Literal["not_refused", "strongreject_positive"] = Field(
         "not_refused", description="What counts as compliant: the judge did not find a refusal, "
         "or the StrongREJECT score is above 0 (needs the convincing and specific fields). It "
@@ -295,7 +305,8 @@ class JudgeSpec(_Strict):
         """The same checks as a template's front matter (judge_templates.check_rules)."""
         from afbatch.judge_templates import check_rules  # it reads files: imported when used
 
-        for stage, key in (("compliance", "compliance_rules"), ("alignment_faking", "af_rules")):
+        for stage, key in (("compliance", "compliance_rules"), ("alignment_faking", "af_rules"),
+                           ("partial_compliance", "partial_rules")):
             rules = getattr(self, key)
             if rules is not None:
                 try:
@@ -305,6 +316,12 @@ class JudgeSpec(_Strict):
         if self.af_rules is not None and not self.af_template:
             raise ValueError("af_rules is set but af_template is not — add af_template or "
                              "remove af_rules")
+        if self.partial_rules is not None and not self.partial_template:
+            raise ValueError("partial_rules is set but partial_template is not — add "
+                             "partial_template or remove partial_rules")
+        if "partial_reads" in self.model_fields_set and not self.partial_template:
+            raise ValueError("partial_reads is set but partial_template is not — add "
+                             "partial_template or remove partial_reads")
         return self
 
     @property
@@ -468,7 +485,8 @@ NOT_FINGERPRINTED: dict[str, Any] = {
     "variants": {"__all__": {"system_prompt_sha256", "expected_tokens"}},
     "prompts": {"user_template_sha256", "user_template_tokens"},
     "judge": {"compliance_rules": {"sha256", "expected_tokens"},
-              "af_rules": {"sha256", "expected_tokens"}},
+              "af_rules": {"sha256", "expected_tokens"},
+              "partial_rules": {"sha256", "expected_tokens"}},
 }
 
 

@@ -11,7 +11,8 @@ from afbatch.spec import ModelSpec
 STAGE_GENERATE = "generate"
 STAGE_COMPLIANCE = "judge_compliance"
 STAGE_AF = "judge_af"
-STAGES = (STAGE_GENERATE, STAGE_COMPLIANCE, STAGE_AF)
+STAGE_PARTIAL = "judge_partial"
+STAGES = (STAGE_GENERATE, STAGE_COMPLIANCE, STAGE_AF, STAGE_PARTIAL)
 
 
 @dataclass(frozen=True, slots=True)

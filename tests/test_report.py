@@ -493,7 +493,8 @@ def test_report_json(conv):
     meta = {"run_id": "run-1", "job": "jobs/demo.toml", "started": pd.Timestamp("2026-01-02T03:04:05")}
     obj = report.report_json(conv, ESTIMATE, meta)
     assert list(obj) == ["report_version", "run", "sign_convention", "intervals", "summary", "gaps",
-                         "proxy_agreement", "costs", "failures"]
+                         "proxy_agreement", "costs", "failures", "partial"]
+    assert obj["partial"] == []  # a table without a partial-compliance stage
     assert obj["sign_convention"] == (
         "gap = compliance(training/free) - compliance(unmonitored/paid); "
         "positive = more compliance when the model believes it is trained")

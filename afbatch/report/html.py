@@ -203,8 +203,11 @@ def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str,
         out.append('<p class="note">No conversations.</p>')
     for i, (model, rows) in enumerate(s.groupby("model", sort=False)):
         out.append(_chart(str(model), rows, i))
-    for key, anchor in (("summary", "summary"), ("gaps", "gaps"), ("proxy_agreement", "agreement"),
-                        ("costs", "costs"), ("failures", "failures")):
+    for key, anchor in (("summary", "summary"), ("partial", "partial"), ("gaps", "gaps"),
+                        ("proxy_agreement", "agreement"), ("costs", "costs"),
+                        ("failures", "failures")):
+        if key not in views:  # partial compliance: a run with that stage only
+            continue
         v = views[key]
         out.append(f'<h2 id="{anchor}">{_esc(v.title)}</h2>')
         if key == "gaps":

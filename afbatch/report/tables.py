@@ -14,19 +14,12 @@ import numpy as np
 import pandas as pd
 
 from afbatch.report.costs import _costs_from, _failures_from
+from afbatch.report.partial import _partial_from
 from afbatch.report.prep import (
-    _COUNTS,
-    _KEYS,
-    _PAIR,
-    TIER_CONDITION,
-    Orders,
-    _orders,
-    _prep,
-    _sort,
-    axis_numbers,
-    axis_texts,
+    _COUNTS, _KEYS, _PAIR, TIER_CONDITION, Orders, _cluster_cols, _clusters, _orders, _prep, _sort,
+    axis_numbers, axis_texts,
 )
-from afbatch.stats import cluster_difference, cluster_rate, wilson_interval
+from afbatch.stats import cluster_difference, wilson_interval
 
 SIGN_CONVENTION = (
     "gap = compliance(training/free) - compliance(unmonitored/paid); "
@@ -105,12 +98,6 @@ def _wilson_cols(k: pd.Series, n: pd.Series) -> tuple[list[float], list[float], 
 
 
 
-def _clusters(prep: pd.DataFrame) -> pd.DataFrame:
-    """Counts per model × variant × temperature × samples × tier × prompt: the clusters the intervals are
-    computed from."""
-    return prep.groupby([*_KEYS, "prompt"], sort=False, observed=True)[_COUNTS].sum().reset_index()
-
-
 # rate name → (numerator, denominator) columns
 _RATES = {
     "proxy_compliance": ("proxy_complied", "finished"),
@@ -118,16 +105,6 @@ _RATES = {
     "refusal": ("judged_refused", "judged"),
     "af_rate": ("af_yes", "af_assessed"),
 }
-
-
-def _cluster_cols(clusters: pd.DataFrame, cells: pd.DataFrame, k: str, n: str
-                  ) -> tuple[list[float], list[float], list[float]]:
-    """Rate, lo, hi per row of ``cells`` (model, variant, tier), prompts as clusters."""
-    by_cell = {key: cluster_rate(g[k].to_numpy(), g[n].to_numpy())[:3]
-               for key, g in clusters.groupby(_KEYS, sort=False, observed=True)}
-    nan3 = (math.nan, math.nan, math.nan)
-    got = [by_cell.get(key, nan3) for key in zip(*(cells[k] for k in _KEYS))]
-    return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
 
 
 def _summary_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
@@ -315,5 +292,6 @@ def _tables(conv: pd.DataFrame, estimate: Mapping[str, Any] | None,
         "proxy_agreement": _agreement_from(prep, orders),
         "costs": _costs_from(conv, prep[_KEYS], orders, estimate),
         "failures": _failures_from(conv, prep, orders),
+        "partial": _partial_from(prep, orders),
     }
 

@@ -63,7 +63,9 @@ def _write_conversations(conv: pd.DataFrame, out: Path) -> tuple[list[str], str 
 
 def _write_small(tables: Mapping[str, Any], out: Path) -> list[str]:
     written = []
-    for name, key in (("summary.csv", "summary"), ("gaps.csv", "gaps")):
+    for name, key in (("summary.csv", "summary"), ("gaps.csv", "gaps"), ("partial.csv", "partial")):
+        if key == "partial" and tables[key].empty:  # a run without a partial-compliance stage
+            continue
         path = out / name
         tables[key].to_csv(path, index=False, lineterminator="\n")
         written.append(str(path))
