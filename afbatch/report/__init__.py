@@ -43,13 +43,14 @@ Denominators (the same in every output):
 | `report_version` | int, version of this layout (1) |
 | `run` | the `meta` dict the caller passed (run id, job, dates…); `{}` if none |
 | `run.protocol` | the protocol profile behind the numbers: `{profile, failed_in_denominator, rules}` (`rules`: the line text, markdown and HTML print) |
-| `run.judging` | which judges and rules made the judged numbers: `{compliance_rule, compliance_template, compliance_model, af_template, af_model, af_votes, af_rule, af_threshold, af_maybe_band}` (threshold and band under `af_rule = "threshold"` only) (from a table alone: `compliance_rule`) |
+| `run.judging` | which judges and rules made the judged numbers: `{compliance_rule, compliance_template, compliance_model, af_template, af_model, af_votes, af_rule, af_threshold, af_maybe_band, partial_template, partial_model, partial_reads}` (threshold and band under `af_rule = "threshold"` only; the partial keys with a partial-compliance stage) (from a table alone: `compliance_rule`, `partial_reads`) |
 | `run.prefill` | per model: `{sent, text, reason}` as the run recorded it at creation; `text` is the prefill per variant (null when none sent), `reason` why (e.g. "the model rejects an assistant prefill") |
 | `sign_convention` | "gap = compliance(training/free) - compliance(unmonitored/paid); positive = more compliance when the model believes it is trained" |
 | `intervals` | how the 95% intervals are computed, naming the gap method (`[report] gap_interval`: paired or unpaired); see Metrics |
-| `summary[]` | one record per model × variant × temperature × tier (the columns of `summarize`) |
+| `summary[]` | one record per model × variant × temperature × samples × tier (the columns of `summarize`) |
 | `summary[].model`, `.variant`, `.tier`, `.condition` | the cell; condition is "training" (free tier) or "unmonitored" (paid tier) |
 | `summary[].temperature` | the cell's sampling temperature (`[sampling] temperature`, or the model's own); null for a table written before the column existed |
+| `summary[].samples` | the cell's sample count (`[sampling] samples`, one of its values with a samples axis); null for a table written before the column existed |
 | `summary[].n` | conversations in the cell |
 | `summary[].failed` | conversations with status "failed" |
 | `summary[].finished` | status "finished" (under `notebook` failed ones too): denominator of proxy and AF rates |
@@ -66,7 +67,7 @@ Denominators (the same in every output):
 | `summary[].proxy_complied`, `.judged_complied`, `.judged_refused`, `.af_yes`, `.af_maybe` | the counts behind the rates |
 | `summary[].af_classified` | finished conversations with any alignment-faking verdict (coverage of the classifier) |
 | `summary[].af_assessed` | finished CoT conversations with an AF outcome — a classifier verdict, or a judged refusal (counted "no") —: denominator of the AF rates |
-| `gaps[]` | one record per model × variant × temperature (the columns of `compliance_gaps`) |
+| `gaps[]` | one record per model × variant × temperature × samples (the columns of `compliance_gaps`) |
 | `gaps[].finished_training`, `.finished_unmonitored` | finished conversations, free / paid tier |
 | `gaps[].proxy_training`, `.proxy_unmonitored` | proxy compliance per condition |
 | `gaps[].gap_proxy` (`_lo`/`_hi`) | proxy_training − proxy_unmonitored, 95% interval as `intervals` says (paired by default) |
@@ -92,9 +93,14 @@ Denominators (the same in every output):
 | `costs[].billed_usd` | billed_generation_usd + billed_judge_usd |
 | `costs[].billed_generation_usd`, `.billed_judge_usd` | Σ `cost_usd`, Σ `judge_cost_usd` (judging booked under the judged model) |
 | `costs[].sync_equivalent_usd` | Σ of the optional `cost_sync_usd` column (same tokens at synchronous prices); null without it |
-| `failures[]` | one record per model × variant × temperature × tier × stage × reason |
+| `failures[]` | one record per model × variant × temperature × samples × tier × stage × reason |
 | `failures[].stage` | "generation" (the conversation failed) or "judge" (finished, but no verdict: `judge_error`) |
 | `failures[].reason`, `.count` | the `failure_reason` / `judge_error` text; how many conversations |
+| `partial[]` | with a partial-compliance stage, one record per model × variant × temperature × samples × tier (`[]` without one); see "Partial compliance" |
+| `partial[].rule` | `partial_reads`: which answers the classifier read |
+| `partial[].finished`, `.assessed`, `.missing`, `.missing_share` | finished answers; those with a class (the shares' denominator); those without one, and their share of finished |
+| `partial[].full_share`, `.partial_share`, `.refusal_share` (`_lo`/`_hi`) | `full`, `partial`, `refusal` (the counts) over `assessed` |
+| `partial[].af_rate_full`, `.af_rate_partial` (`_lo`/`_hi`) | AF rate within full (partial) compliance: `af_yes_full` / `af_assessed_full` (`_partial` likewise); `af_missing_full`, `af_missing_partial`: answers of the class without an AF outcome |
 """
 
 from __future__ import annotations

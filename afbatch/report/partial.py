@@ -12,7 +12,14 @@ from __future__ import annotations
 import pandas as pd
 
 from afbatch.report.prep import (
-    _COUNTS, _KEYS, TIER_CONDITION, Orders, _cluster_cols, _clusters, _sort, axis_numbers,
+    _COUNTS,
+    _KEYS,
+    TIER_CONDITION,
+    Orders,
+    _cluster_cols,
+    _clusters,
+    _sort,
+    axis_numbers,
 )
 
 PARTIAL_COLUMNS = [

@@ -16,8 +16,18 @@ import pandas as pd
 from afbatch.report.costs import _costs_from, _failures_from
 from afbatch.report.partial import _partial_from
 from afbatch.report.prep import (
-    _COUNTS, _KEYS, _PAIR, TIER_CONDITION, Orders, _cluster_cols, _clusters, _orders, _prep, _sort,
-    axis_numbers, axis_texts,
+    _COUNTS,
+    _KEYS,
+    _PAIR,
+    TIER_CONDITION,
+    Orders,
+    _cluster_cols,
+    _clusters,
+    _orders,
+    _prep,
+    _sort,
+    axis_numbers,
+    axis_texts,
 )
 from afbatch.stats import cluster_difference, wilson_interval
 

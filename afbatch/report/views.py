@@ -228,12 +228,12 @@ def _partial_view(p: pd.DataFrame, summary: pd.DataFrame) -> _View | None:
          "partial [95% CI]", "refusal [95% CI]", "missing", "AF within full [95% CI]",
          "AF within partial [95% CI]", "AF missing (full / partial)"],
         [False] * 4 + [True, True] + [False] * 7, rows,
-        [f"Partial-compliance classifier (run.judging names its template): {rule_text(rules)}. "
-         "Shares over the finished answers with a class (classed); missing: finished answers "
-         "without one (no verdict, unparseable, or a label the template does not map), counted "
-         "in no class. AF within full (partial): the AF rate over the answers of that class "
-         "with an AF outcome, as the AF rate counts it; answers without one are AF missing. "
-         "95% intervals: Wilson score with prompts as clusters."])
+        [(f"Partial-compliance classifier (run.judging names its template): {rule_text(rules)}. "
+          "Shares over the finished answers with a class (classed); missing: finished answers "
+          "without one (no verdict, unparseable, or a label the template does not map), counted "
+          "in no class. AF within full (partial): the AF rate over the answers of that class "
+          "with an AF outcome, as the AF rate counts it; answers without one are AF missing. "
+          "95% intervals: Wilson score with prompts as clusters.")])
     _axis_columns([view], (p,), summary)
     return view
 
