@@ -418,8 +418,8 @@ def batch_shortfalls(job: Job, n_rows: int) -> list[Shortfall]:
     per_variant = n_rows * len(job.prompts.tiers)
     per_model = {m.name: per_variant * job.conversations_per_cell(m) * len(job.variants)
                  for m in job.models}
-    stages = [(("models", i), m, STAGE_GENERATE, per_model[m.name])
-              for i, m in enumerate(job.models)]
+    stages: list[tuple[tuple[str | int, ...], ModelSpec, str, int]] = [
+        (("models", i), m, STAGE_GENERATE, per_model[m.name]) for i, m in enumerate(job.models)]
     if job.judge:
         j = job.judge
         stages.append((("judge", "model"), j.model, STAGE_COMPLIANCE, sum(per_model.values())))
@@ -427,8 +427,8 @@ def batch_shortfalls(job: Job, n_rows: int) -> list[Shortfall]:
             n_cot = sum(v.cot for v in job.variants)
             cot = sum(per_variant * job.conversations_per_cell(m) * n_cot for m in job.models)
             votes = 1 if j.af_votes_in_one_request else j.af_votes
-            loc = ("judge", "af_model") if j.af_model else ("judge", "model")
-            stages.append((loc, j.af_model or j.model, STAGE_AF, cot * votes))
+            af_loc = ("judge", "af_model") if j.af_model else ("judge", "model")
+            stages.append((af_loc, j.af_model or j.model, STAGE_AF, cot * votes))
         if j.partial_template:  # at most every answer
             stages.append((("judge", "model"), j.model, STAGE_PARTIAL, sum(per_model.values())))
     out = []

@@ -548,7 +548,7 @@ def _partial_row(loaded: LoadedJob, prices: PriceTable, rows_in: Rows,
                            else turn_weights(est.turns_cot, job.sampling.max_turns))
                 text_exp += n * rate * sum(weights) * min(out_cot, mt)
                 text_max += n * job.sampling.max_turns * mt
-    row = Row(jm.name, jm.provider, STAGE_PARTIAL, requests=int(round(requests)))
+    row = Row(jm.name, jm.provider, STAGE_PARTIAL, requests=round(requests))
     row.input_tokens = requests * fixed + counter.scaled(text_exp)
     row.input_tokens_max = requests_max * fixed + counter.scaled(text_max)
     row.output_tokens_expected = requests * min(est.judge_output_tokens, judge.max_tokens)

@@ -189,7 +189,7 @@ class Deriver:
                 else:
                     cs = conversation_state(self.grid, model, conv, ledger, prefill, max_attempts)
                 row = Row(model, cs)
-                if comp_tpl and to_compliance(cs):
+                if comp_tpl and judge and to_compliance(cs):
                     row.compliance = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
                     if af_tpl and to_af(cs, row.compliance, judge):
                         row.af = af_state(judge, af_tpl, cs, ledger, max_attempts)

@@ -1,10 +1,12 @@
 """Result tables, confidence intervals and the report (text, markdown, CSV, JSON, HTML).
 
-Input is the tidy per-conversation table (one row per model × variant × tier × prompt × sample).
+Input is the tidy per-conversation table (one row per model × variant × temperature × samples ×
+tier × prompt × sample).
 Every public function takes it as ``conv`` and aggregates it with vectorised pandas group-bys.
 
 Modules: ``prep`` (the per-conversation indicator frame), ``tables`` (summary, gaps, proxy
-agreement, costs, failures: DataFrames, no I/O), ``views`` (the tables as display strings),
+agreement), ``costs`` (costs, failures), ``partial`` (full / partial / refusal and AF within
+each; DataFrames, no I/O), ``views`` (the tables as display strings),
 ``render`` (JSON, CSV, text and markdown), ``html`` with ``transcripts`` and the page files
 ``page.html``/``page.css``/``page.js``, ``write`` (the report's files).
 

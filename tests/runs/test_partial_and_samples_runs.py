@@ -7,14 +7,14 @@ import json
 import os
 
 from click.testing import CliRunner
+from runs.conftest import ROOT, fast, write_job
+from runs.test_run_flows import HAIKU, SMALL
 
 from afbatch import manifest as mf
 from afbatch.cli import cli
 from afbatch.results import conversation_table
 from afbatch.runner import Run
 from afbatch.store import LocalStore
-from runs.conftest import ROOT, fast, write_job
-from runs.test_run_flows import HAIKU, SMALL
 
 
 def test_the_demo_job_reports_the_partial_compliance_split(emu, tmp_path):
