@@ -307,8 +307,9 @@ def _af_setups_note(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, templa
         job = loaded.job.model_copy(update={"judge": judge})
         scratch = Estimate(job=job.name, rows=[], notes=[], prices_as_of=est.prices_as_of,
                            assumptions={})
-        row = _judge_rows(loaded.model_copy(update={"job": job}), prices, rows_in, template,
-                          calibration, offline, scratch)[-1]
+        rows = _judge_rows(loaded.model_copy(update={"job": job}), prices, rows_in, template,
+                           calibration, offline, scratch)
+        row = next(r for r in rows if r.stage == STAGE_AF)  # not the last: partial follows it
         cost = row.cost_batch_cached_usd
         own = name == "this job's" and total
         share = f" ({cost / total:.0%} of this job's batch + cache total)" if own else ""
