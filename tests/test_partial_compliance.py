@@ -190,6 +190,7 @@ def _conv(reads):
 
 def test_the_split_under_partial_reads_compliant():
     (r,) = report.report_json(_conv("compliant"))["partial"]
+    assert list(report.partial_compliance(_conv("compliant")).columns) == list(r)
     # classes: full p0-p2, partial p3-p4, refusal p5, p6 (judged refused) and p10 (a counted
     # failure); missing p7, p8, p9
     assert (r["finished"], r["assessed"], r["missing"]) == (11, 8, 3)

@@ -115,3 +115,18 @@ def test_every_report_table_is_keyed_by_the_sample_count():
     assert "| model | variant | samples | finished" in md  # and the gaps
     one = report.render(conv[conv.samples == 2], "markdown")
     assert "| samples |" not in one  # one count: the column would repeat a value
+
+
+def test_power_with_a_samples_axis_sizes_the_smallest_count(make_job):
+    from afbatch.power import plan, prompts_needed
+
+    prices = load_prices()
+    loaded = load_job(make_job(BASE_JOB + "\n[sampling]\nsamples = [1, 3]\n", name="axis.toml"))
+    p = plan(loaded, lambda one: estimate_job(one, prices), 0.1, base_rate=0.5, icc=0.5)
+    (row,) = p.rows
+    # the 1-sample condition needs the most prompts; every prompt is asked 1 + 3 times in each
+    # of the 2 variants x 2 tiers
+    assert (row.samples, row.prompts) == (1, prompts_needed(0.5, 0.1, 1, 0.5))
+    assert row.conversations == row.prompts * (1 + 3) * 2 * 2
+    assert row.job_prompts == 3
+    assert any("samples axis [1, 3]" in n for n in p.notes)

@@ -109,6 +109,7 @@ from __future__ import annotations
 
 from afbatch.report.costs import COST_COLUMNS, FAILURE_COLUMNS, costs, failures
 from afbatch.report.html import render_html
+from afbatch.report.partial import PARTIAL_COLUMNS, partial_compliance
 from afbatch.report.render import FORMATS, REPORT_VERSION, render, report_json
 from afbatch.report.tables import (
     AGREEMENT_COLUMNS,
@@ -132,6 +133,7 @@ __all__ = [
     "GAP_COLUMNS",
     "GAP_INTERVALS",
     "INTERVALS",
+    "PARTIAL_COLUMNS",
     "REPORT_VERSION",
     "SIGN_CONVENTION",
     "SUMMARY_COLUMNS",
@@ -139,6 +141,7 @@ __all__ = [
     "costs",
     "failures",
     "intervals_text",
+    "partial_compliance",
     "proxy_agreement",
     "render",
     "render_html",

@@ -18,6 +18,8 @@ from afbatch.report.prep import (
     Orders,
     _cluster_cols,
     _clusters,
+    _orders,
+    _prep,
     _sort,
     axis_numbers,
 )
@@ -83,3 +85,13 @@ def _partial_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
 def rule_text(rules: str) -> str:
     """The routing rule(s) a table names, in words."""
     return "; ".join(RULES.get(r, r) for r in rules.split(", ") if r)
+
+
+def partial_compliance(conv: pd.DataFrame) -> pd.DataFrame:
+    """One row per model × variant × temperature × samples × tier of a run with a
+    partial-compliance stage (``partial_reads`` set; an empty table without one): the shares
+    full / partial / refusal over the answers with a class, the missing ones apart, and the AF
+    rate within full and within partial compliance, with 95% intervals (prompts as clusters).
+    Columns: ``PARTIAL_COLUMNS``."""
+    prep = _prep(conv)
+    return _partial_from(prep, _orders(prep))

@@ -44,6 +44,9 @@ def test_the_demo_job_reports_the_partial_compliance_split(emu, tmp_path):
         shares = row["full_share"] + row["partial_share"] + row["refusal_share"]
         assert abs(shares - 1) < 1e-9
     assert os.path.exists(os.path.join(store, "runs", run_id, "report", "partial.csv"))
+    import afbatch
+
+    assert len(afbatch.open_run(run_id, store=store).partial()) == len(data["partial"])
     text = CliRunner().invoke(cli, ["report", run_id, "--store", store], obj={})
     assert text.exit_code == 0, text.output
     assert "Partial compliance: full / partial / refusal, and AF within each" in text.stdout
