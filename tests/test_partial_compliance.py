@@ -224,3 +224,26 @@ def test_a_table_without_the_stage_has_no_split_and_no_class():
     assert "Partial compliance: full / partial / refusal" in text
     assert "partial_reads = compliant" in text  # the rule is named
     assert not math.isnan(report.summarize(_conv("compliant"))["af_rate"].iloc[0])
+
+
+def test_a_template_that_reads_the_reasoning_is_priced_with_it(tmp_path):
+    reading = tmp_path / "partial_reasoning.txt"
+    reading.write_text(TEMPLATE.read_text().replace(
+        "FINAL ANSWER:", "REASONING:\n<reasoning>\n{reasoning}\n</reasoning>\n\nFINAL ANSWER:"))
+    text = (ROOT / "jobs" / "sample.toml").read_text()
+    text = text.replace("af_votes = 5\n", 'af_votes = 5\npartial_reads = "all"\n')
+
+    def row(template):
+        job = text.replace("../prompts/judges/partial_compliance.txt", str(template))
+        est = estimate_job(parse_job(job, ROOT / "jobs" / "sample.toml"), load_prices(),
+                           offline=True)
+        return next(r for r in est.rows if r.stage == "judge_partial")
+
+    plain, with_reasoning = row(TEMPLATE), row(reading)
+    exp = with_reasoning.input_tokens - plain.input_tokens
+    worst = with_reasoning.input_tokens_max - plain.input_tokens_max
+    # both add the template's few extra tokens to each of the 192 requests; on top, the 96 CoT
+    # answers' reasoning: 1.3 turns x 900 tokens expected, 4 turns x 4000 at worst (o200k tokens
+    # on an OpenAI judge: counted as they are)
+    assert worst - exp == pytest.approx(96 * (4 * 4000 - 1.3 * 900))
+    assert exp > 96 * 1.3 * 900
