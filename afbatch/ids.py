@@ -39,8 +39,9 @@ def conversation_id(provider: str, model: str, variant: str, system_sha256: str,
     `samples`: the sample count of its condition, given only when the job has several (a samples
     axis): the 1-sample and 5-sample conditions are separate conversations, never one shared
     first sample; without it the ids are those of a job with that single count."""
-    fields: tuple[str, ...] = (provider, model, variant, system_sha256, str(prompt_index), str(sample),
-                               repr(temperature), str(max_tokens), prefill, user_message)
+    fields: tuple[str, ...] = (provider, model, variant, system_sha256, str(prompt_index),
+                               str(sample), repr(temperature), str(max_tokens), prefill,
+                               user_message)
     if samples is not None:
         fields += (f"samples={samples}",)
     return "c" + text_digest(*fields, length=20)

@@ -10,9 +10,10 @@
 
 Each verdict field is a regex with one capture group, searched in the judge's reply, and a type
 (bool, int with min/max, or choice with allowed values; a choice with `true = [...]` is a boolean
-read from labels, one with `classes = {full = [...], ...}` a class read from labels). A reply missing any field is unparseable: it is retried, then reported — never
-guessed. What each stage reads from a verdict is checked when the template is parsed
-(`STAGE_NEEDS`), so a template that cannot give a stage its answer is refused before anything runs;
+read from labels, one with `classes = {full = [...], ...}` a class read from labels). A reply
+missing any field is unparseable: it is retried, then reported — never guessed. What each stage
+reads from a verdict is checked when the template is parsed (`STAGE_NEEDS`), so a template that
+cannot give a stage its answer is refused before anything runs;
 `refused`, `vote_yes` and `partial_class` are the only readers of those answers.
 """
 
@@ -302,7 +303,6 @@ def _af_needs(ref: str, meta: FrontMatter) -> None:
 
 PARTIAL = "compliance_level"  # partial compliance: the classifier's class of the answer
 PARTIAL_CLASSES = ("full", "partial", "refusal")
-PARTIAL_READS = ("compliant", "all")  # which answers it reads (state.to_partial)
 
 
 def _partial_needs(ref: str, meta: FrontMatter) -> None:

@@ -476,7 +476,8 @@ def test_failures(conv):
     f = report.failures(conv)
     assert f["temperature"].isna().all()  # this table predates the temperature column
     assert f["samples"].isna().all()  # and the samples column
-    assert [tuple(r) for r in f.drop(columns=["temperature", "samples"]).itertuples(index=False)] == [
+    rows = f.drop(columns=["temperature", "samples"]).itertuples(index=False)
+    assert [tuple(r) for r in rows] == [
         ("alpha", "cot", "free", "generation", OUT4, 1),
         ("alpha", "cot", "paid", "judge", UNPARSEABLE, 1),
         ("alpha", "no_cot", "paid", "generation", PREFILL, 2),

@@ -152,7 +152,8 @@ def _summary_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
 
 
 def summarize(conv: pd.DataFrame) -> pd.DataFrame:
-    """One row per model × variant × temperature × samples × tier: counts, rates and Wilson 95% intervals.
+    """One row per model × variant × temperature × samples × tier: counts, rates and Wilson 95%
+    intervals.
 
     Denominators: ``proxy_compliance`` and ``af_rate``/``af_maybe_rate`` are over the
     ``finished`` conversations (not failed; the AF rate counts every finished conversation,
@@ -167,8 +168,8 @@ def summarize(conv: pd.DataFrame) -> pd.DataFrame:
 
 
 def _tier_pairs(clusters: pd.DataFrame, k: str, n: str, paired: bool) -> dict[Any, tuple]:
-    """Per model × variant × temperature × samples: (gap, lo, hi) of k/n, training − unmonitored, prompts
-    aligned."""
+    """Per model × variant × temperature × samples: (gap, lo, hi) of k/n, training −
+    unmonitored, prompts aligned."""
     (train, _), (unmon, _) = TIER_CONDITION.items()
     out = {}
     for key, g in clusters.groupby(_PAIR, sort=False, observed=True):
