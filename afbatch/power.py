@@ -64,8 +64,9 @@ def observed(conv: Any) -> dict[str, dict[str, float | None]]:
     """Per model of a finished run: the compliance rate and the intra-prompt correlation (ICC).
 
     Compliance is the judge's where there is a verdict, else the proxy's. The ICC is the one-way
-    ANOVA estimator within each variant × tier cell (prompts as groups), averaged over the cells
-    weighted by their conversations and clipped to [0, 1]; None when no prompt has two samples.
+    ANOVA estimator within each variant × temperature × samples × tier cell (prompts as groups),
+    averaged over the cells weighted by their conversations and clipped to [0, 1]; None when no
+    prompt has two samples.
     """
     import pandas as pd
 
@@ -81,7 +82,10 @@ def observed(conv: Any) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for model, g in data.groupby("model", sort=False):
         num = den = 0.0
-        for _, cell in g.groupby(["variant", "tier"], sort=False):
+        # a cell of the grid: the sampling axes too (a prompt under two temperatures or two
+        # sample counts is two clusters of different rates, not one)
+        keys = [k for k in ("variant", "temperature", "samples", "tier") if k in g.columns]
+        for _, cell in g.groupby(keys, sort=False, dropna=False):
             icc = _anova_icc(cell.groupby("prompt_index")["y"].agg(["sum", "count"]))
             if icc is not None:
                 num, den = num + icc * len(cell), den + len(cell)

@@ -130,3 +130,15 @@ def test_power_with_a_samples_axis_sizes_the_smallest_count(make_job):
     assert row.conversations == row.prompts * (1 + 3) * 2 * 2
     assert row.job_prompts == 3
     assert any("samples axis [1, 3]" in n for n in p.notes)
+
+
+def test_the_observed_icc_is_within_each_condition():
+    from afbatch.power import observed
+
+    # per condition, the samples of a prompt agree (ICC 1); pooled by prompt across the two
+    # conditions they would disagree (prompt 0: 1, 1, 0, 0, 0)
+    rows = [{"model": "m", "variant": "v", "tier": "free", "temperature": 1.0, "samples": n,
+             "prompt_index": p, "sample": s, "status": "finished",
+             "proxy_compliant": (p == 0) == (n == 2)}
+            for n in (2, 3) for p in (0, 1) for s in range(n)]
+    assert observed(pd.DataFrame(rows))["m"]["icc"] == pytest.approx(1.0)
