@@ -82,6 +82,13 @@ class RunTables:
 
         return summarize(self._table())
 
+    def partial(self) -> pd.DataFrame:
+        """Shares full / partial / refusal and AF within full and partial compliance per cell
+        (partial.csv); empty for a run without a partial-compliance stage."""
+        from afbatch.report import partial_compliance
+
+        return partial_compliance(self._table())
+
     def gaps(self, gap_interval: str | None = None) -> pd.DataFrame:
         """The compliance gap, training − unmonitored, with its 95% CI per model × variant
         (gaps.csv); `gap_interval` "paired" or "unpaired" (default: the job's `[report]`)."""

@@ -9,7 +9,7 @@ from afbatch.errors import LimitError
 from afbatch.grid import Grid
 from afbatch.providers import get_provider
 from afbatch.spec import Job, ModelSpec, place
-from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, STAGE_PARTIAL
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,9 @@ class Shortfall:
     def describe(self) -> str:
         if self.stage == STAGE_GENERATE:
             return f"its first round has {self.requests} requests"
-        kind = "compliance judge" if self.stage == STAGE_COMPLIANCE else "AF classifier"
+        kind = {STAGE_COMPLIANCE: "compliance judge", STAGE_AF: "AF classifier"}.get(
+            self.stage, "partial-compliance classifier"
+        )
         return f"the {kind} can send at most {self.requests} requests"
 
 
@@ -49,6 +51,8 @@ def batch_shortfalls(job: Job, n_rows: int) -> list[Shortfall]:
             votes = 1 if j.af_votes_in_one_request else j.af_votes
             loc: tuple[str | int, ...] = ("judge", "af_model") if j.af_model else ("judge", "model")
             stages.append((loc, j.af_model or j.model, STAGE_AF, cot * votes))
+        if j.partial_template:  # at most every answer
+            stages.append((("judge", "model"), j.model, STAGE_PARTIAL, sum(per_model.values())))
     out = []
     for loc, model, stage, n in stages:
         minimum = get_provider(model).limits.min_requests

@@ -24,7 +24,7 @@ from afbatch.ledger import bulk, is_judged
 from afbatch.lifecycle import crashpoint
 from afbatch.manifest import Manifest, Shard, ShardState
 from afbatch.providers import BatchStatus
-from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, Result, RowStatus, Usage
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_PARTIAL, Result, RowStatus, Usage
 
 if TYPE_CHECKING:
     from afbatch.runner import Run
@@ -96,7 +96,9 @@ def fetch(run: Run, s: Shard) -> list[Result]:
                     if line.strip())
     else:  # a batch the provider refused at creation has no batch id and no lines
         raw = provider.fetch(s.batch_id) if s.batch_id else iter(())
-    tpl = run.grid.judge_templates.get({STAGE_COMPLIANCE: "compliance", STAGE_AF: "alignment_faking"}.get(s.stage, ""))
+    stage = {STAGE_COMPLIANCE: "compliance", STAGE_AF: "alignment_faking",
+             STAGE_PARTIAL: "partial_compliance"}.get(s.stage, "")
+    tpl = run.grid.judge_templates.get(stage)
     parse = tpl.parse if tpl else None  # judge replies get their verdict now, once
     votes_as_choices = s.stage == STAGE_AF and run.job.judge is not None and run.job.judge.af_votes_in_one_request
     got: dict[str, Result] = {}

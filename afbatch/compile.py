@@ -46,19 +46,20 @@ def conversations(
     }
     max_tokens = job.max_tokens_for(model)
     for variant in job.variants:
-        for temperature in job.temperatures_for(model):
+        for temperature, count in ((t, n) for t in job.temperatures_for(model)
+                                   for n in job.sample_counts()):
             for tier in job.prompts.tiers:
                 for index, text in grid.dataset.rows:
                     if known is None:
                         user_message = render_user(grid.template, tier, text,
                                                    job.prompts.tier_format)
-                    for sample in range(job.sampling.samples):
+                    for sample in range(count):
                         cid = next(known) if known is not None else ids.conversation_id(
                             model.provider, model.model, variant.name, system_sha[variant.name],
                             user_message, index, sample, temperature, max_tokens,
-                            variant.prefill_text)
+                            variant.prefill_text, count if job.samples_axis else None)
                         yield Conversation(cid, model.name, variant.name, variant.cot, tier, index,
-                                           sample, text, temperature=temperature)
+                                           sample, text, temperature=temperature, samples=count)
 
 
 def turn_request(

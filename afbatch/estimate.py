@@ -33,7 +33,7 @@ from afbatch.protocol import (
 from afbatch.providers.registry import capabilities
 from afbatch.spec import Job, JudgeRules, JudgeSpec, LoadedJob, ModelSpec, VariantSpec, is_url
 from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for, save_counts
-from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, STAGE_PARTIAL
 
 M = 1_000_000
 COST_KEYS = ("cost_sync_usd", "cost_batch_usd", "cost_batch_cached_usd", "cost_worst_usd")
@@ -60,6 +60,7 @@ class Row:
     variant: str | None = None
     tier: str | None = None
     temperature: float | None = None  # per-condition rows of a job with a temperature axis
+    samples: int | None = None  # per-condition rows of a job with a samples axis
 
     def add(self, other: Row) -> None:
         for k in ("requests", "input_tokens", "cached_input_tokens", "output_tokens_expected", "output_tokens_max",
@@ -78,6 +79,8 @@ class Row:
             del d["variant"], d["tier"]
         if d["temperature"] is None:
             del d["temperature"]
+        if d["samples"] is None:
+            del d["samples"]
         return d
 
 
@@ -257,6 +260,13 @@ def estimate_job(
             notes.append(f"alignment-faking classifier: {j.af_votes} votes per {which}, {how}")
             notes.append(_af_setups_note(loaded, prices, rows_in, template, calibration, offline,
                                          est))
+        if job.judge.partial_template:
+            reads = ("every answer judged compliant (partial_reads = compliant; the others are "
+                     "refusals)" if job.judge.partial_reads == "compliant"
+                     else "every finished answer (partial_reads = all)")
+            notes.append(f"partial-compliance classifier ({job.judge.partial_template}, on "
+                         f"{job.judge.model.name}): full / partial / refusal, one request for "
+                         f"{reads}")
     save_counts()
     return est
 
@@ -304,8 +314,9 @@ def _af_setups_note(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, templa
         job = loaded.job.model_copy(update={"judge": judge})
         scratch = Estimate(job=job.name, rows=[], notes=[], prices_as_of=est.prices_as_of,
                            assumptions={})
-        row = _judge_rows(loaded.model_copy(update={"job": job}), prices, rows_in, template,
-                          calibration, offline, scratch)[-1]
+        rows = _judge_rows(loaded.model_copy(update={"job": job}), prices, rows_in, template,
+                           calibration, offline, scratch)
+        row = next(r for r in rows if r.stage == STAGE_AF)  # not the last: partial follows it
         cost = row.cost_batch_cached_usd
         own = name == "this job's" and total
         share = f" ({cost / total:.0%} of this job's batch + cache total)" if own else ""
@@ -345,12 +356,11 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
                     rows_in: Rows, template: Sized, systems: dict[str, Sized],
                     cal: Calibration | None,
                     notes: list[str]) -> list[Row]:
-    samples = job.sampling.samples
+    counts = job.sample_counts()
     max_tokens = job.max_tokens_for(model)
     next_tokens = counter.count(NEXT) + 2 * counter.per_message
-    n_conv_per_cell = rows_in.count * samples
-    n_temps = len(job.temperatures_for(model))
-    n_conv_model = n_conv_per_cell * len(job.variants) * len(job.prompts.tiers) * n_temps
+    n_conv_model = (rows_in.count * job.conversations_per_cell(model) * len(job.variants)
+                    * len(job.prompts.tiers))
     est = job.estimate
     info = capabilities(model.provider)
     # Explicit breakpoints the job turned on, or automatic caching that stacks with the batch
@@ -374,14 +384,16 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
             weights, max_turns = [1.0], 1
         out_exp = min(float(out_exp), float(max_tokens))
         temps = job.temperatures_for(model)
-        for temperature, tier in ((t, tier) for t in temps for tier in job.prompts.tiers):
-            # the temperature is named only where it is an axis (several values)
+        for temperature, samples, tier in ((t, k, tier) for t in temps for k in counts
+                                           for tier in job.prompts.tiers):
+            # the temperature and the sample count are named only where they are axes
             row = Row(model.name, model.provider, STAGE_GENERATE, variant=variant.name, tier=tier,
-                      temperature=temperature if len(temps) > 1 else None)
+                      temperature=temperature if len(temps) > 1 else None,
+                      samples=samples if job.samples_axis else None)
             row.rounds_expected = sum(weights)
             row.rounds_max = max_turns
             user_tokens = samples * _user_tokens(counter, template, tier, job.prompts.tier_format, rows_in)
-            n = n_conv_per_cell
+            n = rows_in.count * samples
             base = user_tokens + n * (sys_tokens + prefill_tokens + 2 * counter.per_message + counter.priming)
             row.requests = n
             for t in range(1, max_turns + 1):
@@ -508,7 +520,69 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
         votes_share = judge.af_votes if am.uses_cache and aprice.cache_stacks_with_batch else 0
         _price_row(af, aprice, max(af_expected_requests, 1.0), cache_group=votes_share, ttl=am.cache_ttl)
         rows.append(af)
+    if judge.partial_template:
+        rows.append(_partial_row(loaded, prices, rows_in, calibration, offline, est_out))
     return rows
+
+
+def _partial_row(loaded: LoadedJob, prices: PriceTable, rows_in: Rows,
+                 calibration: dict[str, Calibration], offline: bool, est_out: Estimate) -> Row:
+    """The partial-compliance classifier: one request per answer it reads (partial_reads: the
+    compliant ones at the expected compliance rate, or all), on the compliance judge's model;
+    the reasoning too where its template reads it. Worst case: every answer read."""
+    job, est = loaded.job, loaded.job.estimate
+    judge = job.judge
+    assert judge is not None
+    jm = judge.model
+    counter = _counter(jm, prices, est_out)
+    body = _judge_text(loaded, "partial_compliance", offline, est_out.notes)
+    fixed = (_tokens(counter, body) + _mean_request_tokens(counter, rows_in)
+             + counter.per_message + counter.priming)
+    reads_reasoning = _reads_reasoning(loaded, offline)
+    requests = requests_max = text_exp = text_max = 0.0
+    for model in job.models:
+        cal = calibration.get(model.name)
+        mt = job.max_tokens_for(model)
+        n = rows_in.count * len(job.prompts.tiers) * job.conversations_per_cell(model)
+        rate = 1.0
+        if judge.partial_reads == "compliant":  # state.to_partial
+            rate = cal.compliance_rate if cal and cal.compliance_rate is not None \
+                else est.compliance_rate
+        for v in job.variants:
+            requests += n * rate
+            requests_max += n
+            text_exp += n * rate * min(est.output_tokens_no_cot, mt)
+            text_max += n * mt
+            if v.cot and reads_reasoning:
+                out_cot = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) \
+                    or est.output_tokens_cot
+                weights = (list(cal.turn_weights_cot) if cal and cal.turn_weights_cot
+                           else turn_weights(est.turns_cot, job.sampling.max_turns))
+                text_exp += n * rate * sum(weights) * min(out_cot, mt)
+                text_max += n * job.sampling.max_turns * mt
+    row = Row(jm.name, jm.provider, STAGE_PARTIAL, requests=round(requests))
+    row.input_tokens = requests * fixed + counter.scaled(text_exp)
+    row.input_tokens_max = requests_max * fixed + counter.scaled(text_max)
+    row.output_tokens_expected = requests * min(est.judge_output_tokens, judge.max_tokens)
+    row.output_tokens_max = requests_max * judge.max_tokens
+    _price_row(row, prices.lookup(jm), max(requests, 1.0))
+    return row
+
+
+def _reads_reasoning(loaded: LoadedJob, offline: bool) -> bool:
+    """Whether the partial-compliance template shows the judge the reasoning; for a published
+    text that cannot be read, whether its rules map a placeholder to it."""
+    judge = loaded.job.judge
+    assert judge is not None and judge.partial_template is not None
+    rules = judge.partial_rules
+    try:
+        tpl, _ = stage_template(loaded.resolve(judge.partial_template), "partial_compliance",
+                                rules, "judge.partial_rules", offline=offline)
+    except OfflineError:
+        if rules is None:
+            raise
+        return "reasoning" in rules.placeholders or "{reasoning}" in (rules.user or "")
+    return "{reasoning}" in tpl.body + (tpl.user or "")
 
 
 def _judge_text(loaded: LoadedJob, stage: str, offline: bool, notes: list[str]) -> Sized:
@@ -587,6 +661,8 @@ def _cells(r: Row) -> list[str]:
     name = r.model if r.variant is None else f"{r.model} {r.variant}/{r.tier}"
     if r.temperature is not None:
         name += f" T={r.temperature:g}"
+    if r.samples is not None:
+        name += f" samples={r.samples}"
     rounds = f"{r.rounds_expected:.2f} (≤{r.rounds_max})" if r.rounds_max > 1 else "1"
     return [name, r.stage, f"{r.requests:,}", tokens(r.input_tokens), tokens(r.cached_input_tokens),
             tokens(r.output_tokens_expected), tokens(r.output_tokens_max), rounds,

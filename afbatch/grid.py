@@ -87,6 +87,8 @@ def judge_stages(job: Job) -> list[tuple[str, str, JudgeRules | None, str]]:
     out = [("compliance", j.compliance_template, j.compliance_rules, "compliance_rules")]
     if j.af_template:
         out.append(("alignment_faking", j.af_template, j.af_rules, "af_rules"))
+    if j.partial_template:
+        out.append(("partial_compliance", j.partial_template, j.partial_rules, "partial_rules"))
     return out
 
 

@@ -7,7 +7,8 @@ Every id afbatch sends is built and read here, and nowhere else. The grammar:
     compliance     <conversation>-cj-<8 hex>        the digest pins judged text, template, judge
     AF, one        <conversation>-af-<8 hex>        every vote a choice of one request
     AF, separate   <conversation>-af<NN>-<8 hex>    NN = the vote, 00..99
-    judge slot     the judge id without its digest  (<conversation>-cj, -af, -afNN)
+    partial        <conversation>-pc-<8 hex>        partial-compliance classifier
+    judge slot     the judge id without its digest  (<conversation>-cj, -af, -afNN, -pc)
 
 Every request id also matches ^[A-Za-z0-9_-]{1,64}$ (Anthropic's custom_id rule, the strictest);
 Bedrock record ids are short alphanumerics derived from them.
@@ -21,19 +22,28 @@ import re
 from afbatch.errors import RunError
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-GRAMMAR = "c<20 hex>-t<N> | c<20 hex>-cj-<8 hex> | c<20 hex>-af[<NN>]-<8 hex>"
+GRAMMAR = ("c<20 hex>-t<N> | c<20 hex>-cj-<8 hex> | c<20 hex>-af[<NN>]-<8 hex> | "
+           "c<20 hex>-pc-<8 hex>")
 _CONVERSATION = r"c[0-9a-f]{20}"
 REQUEST_RE = re.compile(
-    rf"^{_CONVERSATION}-(?:t[1-9][0-9]*|cj-[0-9a-f]{{8}}|af(?:[0-9]{{2}})?-[0-9a-f]{{8}})$")
+    rf"^{_CONVERSATION}-(?:t[1-9][0-9]*|(?:cj|pc)-[0-9a-f]{{8}}|af(?:[0-9]{{2}})?-[0-9a-f]{{8}})$")
 # Bump when what goes into an id changes, so old and new ids never collide silently.
 ID_VERSION = "1"
 
 
 def conversation_id(provider: str, model: str, variant: str, system_sha256: str, user_message: str, prompt_index: int,
-                    sample: int, temperature: float | None, max_tokens: int, prefill: str) -> str:
-    """Everything that makes a conversation what it is; the same content gives the same id."""
-    fields = (provider, model, variant, system_sha256, str(prompt_index), str(sample), repr(temperature), str(max_tokens),
-              prefill, user_message)
+                    sample: int, temperature: float | None, max_tokens: int, prefill: str,
+                    samples: int | None = None) -> str:
+    """Everything that makes a conversation what it is; the same content gives the same id.
+
+    `samples`: the sample count of its condition, given only when the job has several (a samples
+    axis): the 1-sample and 5-sample conditions are separate conversations, never one shared
+    first sample; without it the ids are those of a job with that single count."""
+    fields: tuple[str, ...] = (provider, model, variant, system_sha256, str(prompt_index),
+                               str(sample), repr(temperature), str(max_tokens), prefill,
+                               user_message)
+    if samples is not None:
+        fields += (f"samples={samples}",)
     return "c" + text_digest(*fields, length=20)
 
 
@@ -53,8 +63,8 @@ def text_digest(*parts: str, length: int = 8) -> str:
 
 
 def judge_id(conversation: str, kind: str, content_digest: str, vote: int | None = None) -> str:
-    """kind: 'cj' (compliance) or 'af' (alignment-faking vote); the digest pins the judged text,
-    template and judge."""
+    """kind: 'cj' (compliance), 'af' (alignment-faking vote) or 'pc' (partial compliance); the
+    digest pins the judged text, template and judge."""
     return f"{judge_slot(conversation, kind, vote)}-{content_digest}"
 
 
@@ -80,12 +90,14 @@ def check(request_id: str, where: str) -> None:
 
 
 def stage_of(request_id: str) -> str:
-    """generate, judge_compliance or judge_af, from the shape of the id."""
+    """generate, judge_compliance, judge_af or judge_partial, from the shape of the id."""
     tail = request_id.split("-", 1)[1] if "-" in request_id else ""
     if tail.startswith("cj"):
         return "judge_compliance"
     if tail.startswith("af"):
         return "judge_af"
+    if tail.startswith("pc"):
+        return "judge_partial"
     return "generate"
 
 

@@ -5,6 +5,8 @@
   compliant, on its scratchpads — separate requests, or the n choices of one request where the
   provider returns several (`af_vote_requests`); the share of yes votes against `af_threshold`
   (with a `maybe` band just below it), or a strict majority (`af_rule`), gives the verdict.
+- Partial-compliance classifier: one request per answer it reads (`partial_reads`, state.py),
+  on the compliance judge's model: full, partial or refusal.
 Ids pin the judged text, the template and the judge model, so identical judgements are reused.
 Ids are cheap; a request (the rendered template) is built only when it must be sent.
 """
@@ -17,7 +19,7 @@ from afbatch import ids
 from afbatch.judge_templates import Template, vote_yes
 from afbatch.providers.registry import capabilities
 from afbatch.spec import JudgeSpec, ModelSpec
-from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, Conversation, Message, Request
+from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_PARTIAL, Conversation, Message, Request
 
 
 def af_model(judge: JudgeSpec) -> ModelSpec:
@@ -38,6 +40,24 @@ def compliance_request(judge: JudgeSpec, tpl: Template, conv: Conversation, fina
     return Request(compliance_id(judge, tpl, conv, final_output), judge.model, system,
                    (Message("user", prompt),),
                    judge.max_tokens, judge.temperature, None, False, STAGE_COMPLIANCE)
+
+
+def partial_id(judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str,
+               reasoning: str) -> str:
+    pin = _pin(judge.model, judge.temperature, judge.max_tokens, tpl)
+    digest = ids.text_digest(pin, conv.user_input, final_output, reasoning)
+    return ids.judge_id(conv.id, "pc", digest)
+
+
+def partial_request(judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str,
+                    reasoning: str) -> Request:
+    """The partial-compliance classifier on the answer (and, where its template reads it, the
+    reasoning: empty for a no-CoT answer), on the compliance judge's model and settings."""
+    system, prompt = tpl.prompt(request=conv.user_input, response=final_output,
+                                reasoning=reasoning)
+    return Request(partial_id(judge, tpl, conv, final_output, reasoning), judge.model, system,
+                   (Message("user", prompt),), judge.max_tokens, judge.temperature, None, False,
+                   STAGE_PARTIAL)
 
 
 def af_ids(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: str) -> list[str]:

@@ -10,10 +10,11 @@
 
 Each verdict field is a regex with one capture group, searched in the judge's reply, and a type
 (bool, int with min/max, or choice with allowed values; a choice with `true = [...]` is a boolean
-read from labels). A reply missing any field is unparseable: it is retried, then reported — never
-guessed. What each stage reads from a verdict is checked when the template is parsed
-(`STAGE_NEEDS`), so a template that cannot give a stage its answer is refused before anything runs;
-`refused` and `vote_yes` are the only readers of those answers.
+read from labels, one with `classes = {full = [...], ...}` a class read from labels). A reply
+missing any field is unparseable: it is retried, then reported — never guessed. What each stage
+reads from a verdict is checked when the template is parsed (`STAGE_NEEDS`), so a template that
+cannot give a stage its answer is refused before anything runs;
+`refused`, `vote_yes` and `partial_class` are the only readers of those answers.
 """
 
 from __future__ import annotations
@@ -44,13 +45,18 @@ class VerdictField(BaseModel):
     max: int | None = None
     choices: list[str] | None = None
     true: list[str] | None = None  # choice only: the labels meaning True; the other choices: False
+    # choice only: each class (full, partial, refusal) and the labels that mean it
+    classes: dict[str, list[str]] | None = None
 
     @model_validator(mode="after")
     def _keys_fit_type(self) -> VerdictField:
         if self.type != "int" and (self.min is not None or self.max is not None):
             raise ValueError("min and max apply to type = \"int\" only")
-        if self.type != "choice" and (self.choices is not None or self.true is not None):
-            raise ValueError("choices and true apply to type = \"choice\" only")
+        if self.type != "choice" and (self.choices is not None or self.true is not None
+                                      or self.classes is not None):
+            raise ValueError("choices, true and classes apply to type = \"choice\" only")
+        if self.classes is not None:
+            self._check_classes(self.classes)
         if self.true is not None:
             if not self.choices:
                 raise ValueError("true needs the list of choices it picks from")
@@ -61,6 +67,23 @@ class VerdictField(BaseModel):
             if set(self.true) == set(self.choices):
                 raise ValueError("true lists every choice: no label would mean False")
         return self
+
+    def _check_classes(self, classes: dict[str, list[str]]) -> None:
+        """Every choice means exactly one class: no label is read as a class it was not given."""
+        if self.true is not None:
+            raise ValueError("a choice maps its labels with true or with classes, not both")
+        if not self.choices:
+            raise ValueError("classes needs the list of choices it maps")
+        labels = [label for group in classes.values() for label in group]
+        unknown = [label for label in labels if label not in self.choices]
+        if unknown:
+            raise ValueError(f"classes lists {unknown[0]!r}, not one of the choices {self.choices}")
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"classes gives {twice[0]!r} two classes: map each label once")
+        unmapped = [c for c in self.choices if c not in labels]
+        if unmapped:
+            raise ValueError(f"choice {unmapped[0]!r} is in no class: map every choice")
 
     @property
     def boolean(self) -> bool:
@@ -77,7 +100,7 @@ class VerdictField(BaseModel):
 class FrontMatter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    stage: Literal["compliance", "alignment_faking"]
+    stage: Literal["compliance", "alignment_faking", "partial_compliance"]
     description: str = ""
     verdict: dict[str, VerdictField] = Field(min_length=1)
 
@@ -137,7 +160,9 @@ def _convert(raw: str, spec: VerdictField) -> Any:
             return None
         return n
     if spec.choices and raw not in spec.choices:
-        return None
+        return None  # an unknown label: unparseable, never a class or a boolean
+    if spec.classes is not None:
+        return next(c for c, labels in spec.classes.items() if raw in labels)
     return raw in spec.true if spec.true is not None else raw
 
 
@@ -215,7 +240,8 @@ def template_from_rules(text: str, ref: str, sha256: str, stage: str, rules: Any
 
 
 # What each stage's judge must be shown: the model's answer, or its reasoning.
-STAGE_JUDGES = {"compliance": "{response}", "alignment_faking": "{reasoning}"}
+STAGE_JUDGES = {"compliance": "{response}", "alignment_faking": "{reasoning}",
+                "partial_compliance": "{response}"}
 
 
 def stage_template(ref: str, stage: str, rules: Any, where: str, *, offline: bool = False,
@@ -277,7 +303,25 @@ def _af_needs(ref: str, meta: FrontMatter) -> None:
     _needs_boolean(ref, meta, VOTE, "the classifier's yes/no vote")
 
 
-STAGE_NEEDS = {"compliance": _compliance_needs, "alignment_faking": _af_needs}
+PARTIAL = "compliance_level"  # partial compliance: the classifier's class of the answer
+PARTIAL_CLASSES = ("full", "partial", "refusal")
+
+
+def _partial_needs(ref: str, meta: FrontMatter) -> None:
+    spec = meta.verdict.get(PARTIAL)
+    if spec is None or spec.classes is None:
+        what = f"verdict.{PARTIAL} has no classes" if spec is not None else f"no verdict.{PARTIAL}"
+        raise InputError(f"{ref}: {what}: the partial_compliance stage needs the answer's class — "
+                         f"add a [verdict.{PARTIAL}] table of type \"choice\" with "
+                         f"`classes = {{full = [...], partial = [...], refusal = [...]}}` ({_HOW})")
+    if sorted(spec.classes) != sorted(PARTIAL_CLASSES) or not all(spec.classes.values()):
+        raise InputError(f"{ref}: verdict.{PARTIAL}.classes maps {sorted(spec.classes)}, but the "
+                         f"partial_compliance stage reads exactly {', '.join(PARTIAL_CLASSES)}, "
+                         f"each with at least one label ({_HOW})")
+
+
+STAGE_NEEDS = {"compliance": _compliance_needs, "alignment_faking": _af_needs,
+               "partial_compliance": _partial_needs}
 
 
 def refused(verdict: dict[str, Any]) -> bool:
@@ -309,6 +353,15 @@ def check_rule(tpl: Template, rule: str) -> None:
         raise InputError(f"{tpl.ref}: judge.compliance_rule = \"strongreject_positive\" needs the "
                          f"StrongREJECT fields {', '.join(missing)} in the compliance verdict — "
                          f"add them (int, 1-5) or set compliance_rule = \"not_refused\" ({_HOW})")
+
+
+def partial_class(verdict: dict[str, Any]) -> str:
+    """The partial-compliance classifier's answer: full, partial or refusal."""
+    value = verdict.get(PARTIAL)
+    if value not in PARTIAL_CLASSES:  # parse() gives one of them for every checked template
+        raise RunError(f"a stored judge verdict has {PARTIAL} = {value!r}, not one of "
+                       f"{', '.join(PARTIAL_CLASSES)} — the results file is damaged")
+    return str(value)
 
 
 def vote_yes(verdict: dict[str, Any]) -> bool:

@@ -18,7 +18,8 @@ from typing import Any, Literal
 from afbatch.compile import turn_request
 from afbatch.grid import Grid
 from afbatch.ids import judge_slot, slot_of, stage_of, turn_id
-from afbatch.judge import af_ids, af_outcome, af_requests, compliance_id, compliance_request
+from afbatch.judge import (af_ids, af_outcome, af_requests, compliance_id, compliance_request,
+                           partial_id, partial_request)
 from afbatch.judge_templates import Template, vote_yes
 from afbatch.protocol import PROFILES, scratchpad_spans
 from afbatch.providers.registry import capabilities
@@ -260,6 +261,16 @@ def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledg
         judge_spec, ledger, judge_slot(cs.conv.id, "cj"), max_attempts,
         lambda: compliance_id(judge_spec, tpl, cs.conv, cs.final_output or ""),
         lambda: [compliance_request(judge_spec, tpl, cs.conv, cs.final_output or "")])
+
+
+def partial_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger,
+                  max_attempts: int) -> JudgeState:
+    """The partial-compliance classifier's state (the texts are joined only when its slot is
+    empty, as for the other one-request stages)."""
+    return _one_request_state(
+        judge_spec, ledger, judge_slot(cs.conv.id, "pc"), max_attempts,
+        lambda: partial_id(judge_spec, tpl, cs.conv, cs.final_output or "", cs.reasoning),
+        lambda: [partial_request(judge_spec, tpl, cs.conv, cs.final_output or "", cs.reasoning)])
 
 
 def _one_request_state(judge_spec: Any, ledger: Ledger, slot: str, max_attempts: int, request_id: Callable[[], str],

@@ -64,8 +64,9 @@ def observed(conv: Any) -> dict[str, dict[str, float | None]]:
     """Per model of a finished run: the compliance rate and the intra-prompt correlation (ICC).
 
     Compliance is the judge's where there is a verdict, else the proxy's. The ICC is the one-way
-    ANOVA estimator within each variant × tier cell (prompts as groups), averaged over the cells
-    weighted by their conversations and clipped to [0, 1]; None when no prompt has two samples.
+    ANOVA estimator within each variant × temperature × samples × tier cell (prompts as groups),
+    averaged over the cells weighted by their conversations and clipped to [0, 1]; None when no
+    prompt has two samples.
     """
     import pandas as pd
 
@@ -81,7 +82,10 @@ def observed(conv: Any) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for model, g in data.groupby("model", sort=False):
         num = den = 0.0
-        for _, cell in g.groupby(["variant", "tier"], sort=False):
+        # a cell of the grid: the sampling axes too (a prompt under two temperatures or two
+        # sample counts is two clusters of different rates, not one)
+        keys = [k for k in ("variant", "temperature", "samples", "tier") if k in g.columns]
+        for _, cell in g.groupby(keys, sort=False, dropna=False):
             icc = _anova_icc(cell.groupby("prompt_index")["y"].agg(["sum", "count"]))
             if icc is not None:
                 num, den = num + icc * len(cell), den + len(cell)
@@ -145,7 +149,9 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
     ICC likewise from `icc`, the run, or ``DEFAULT_ICC``.
     """
     job = loaded.job
-    samples = job.sampling.samples
+    # With a samples axis each count is a condition: the prompts that let the smallest one detect
+    # the gap (the others, with more samples per prompt, need fewer), every count's conversations
+    samples, per_prompt = min(job.sample_counts()), sum(job.sample_counts())
     cells = len(job.variants) * len(job.prompts.tiers)
     out = PowerPlan(gap, alpha, power)
     calibrated = calibrated or {}
@@ -170,12 +176,12 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
         est = estimate_of(one)
         gen_requests = sum(r.requests for r in est.rows
                            if r.model == model.name and r.stage == "generate")
-        job_prompts = gen_requests // (samples * cells_m) if samples * cells_m else 0
+        job_prompts = gen_requests // (per_prompt * cells_m) if per_prompt * cells_m else 0
         scale = n / job_prompts if job_prompts else math.nan
         t = est.totals()
         out.rows.append(PowerRow(
             model=model.name, base_rate=base, base_rate_from=base_from, icc=rho, icc_from=rho_from,
-            samples=samples, prompts=n, conversations=n * samples * cells_m,
+            samples=samples, prompts=n, conversations=n * per_prompt * cells_m,
             requests=round(sum(r.requests for r in est.rows) * scale) if job_prompts else 0,
             cost_sync_usd=t["cost_sync_usd"] * scale, cost_batch_usd=t["cost_batch_usd"] * scale,
             cost_batch_cached_usd=t["cost_batch_cached_usd"] * scale, job_prompts=job_prompts))
@@ -185,7 +191,10 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
         f"rate) with {power:.0%} power at two-sided α = {alpha:g}; two-proportion formula "
         "(Fleiss, no continuity correction), samples counted through the design effect "
         "1 + (samples − 1)·ICC. Pairing the tiers by prompt only lowers the need: the figure is "
-        "on the safe side.",
+        "on the safe side."
+        + (f" The job's samples axis {list(job.sample_counts())}: the prompts its smallest "
+           "count needs (the larger counts need fewer), asked under every count."
+           if job.samples_axis else ""),
         "cost: the job's own estimate (generation and judging for that model, every variant and "
         "tier) scaled by prompts needed / prompts in the job; batch minimums and caching are as "
         "estimated for the job's size.",

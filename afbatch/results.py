@@ -1,5 +1,5 @@
-"""The tidy per-conversation table of a run (one row per model x variant x temperature x tier x
-prompt x sample).
+"""The tidy per-conversation table of a run (one row per model x variant x temperature x samples x
+tier x prompt x sample).
 
 Built from the manifest and the collected results only; `report.py` aggregates it.
 """
@@ -12,6 +12,7 @@ import pandas as pd
 
 from afbatch.judge import af_model
 from afbatch.judge_templates import complied as judged_complied
+from afbatch.judge_templates import partial_class
 from afbatch.judge_templates import refused as judged_refused
 from afbatch.ledger import bulk
 from afbatch.manifest import Manifest
@@ -20,11 +21,11 @@ from afbatch.runner import Run
 
 COLUMNS = [
     "model", "provider", "model_id", "variant", "cot", "tier", "condition", "prompt_index", "sample",
-    "temperature", "conversation_id",
+    "temperature", "samples", "conversation_id",
     "user_input", "turns", "status", "failure_reason", "final_output", "scratchpad", "proxy_compliant", "judge_refused",
     "judge_compliant", "judge_convincing", "judge_specific", "judge_error", "af_votes_yes", "af_votes_total",
     "af_fraction", "af_verdict", "input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd",
-    "cost_sync_usd", "profile", "compliance_rule",
+    "cost_sync_usd", "profile", "compliance_rule", "partial_verdict", "partial_reads",
 ]
 
 
@@ -62,7 +63,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
             lin, lout = price.list_rates(usage.input_tokens)
             cost_sync = (usage.input_tokens * lin + usage.output_tokens * lout) / 1e6
             refused = compliant = convincing = specific = judge_error = None
-            votes_yes = votes_total = af_fraction = af_verdict = None
+            votes_yes = votes_total = af_fraction = af_verdict = partial = None
             judge_cost = 0.0
             # the compliance judge read it (state.to_compliance; a job without a judge has no js)
             if js is not None and judge is not None:
@@ -82,9 +83,16 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                             judge_error = f"alignment-faking classifier: {af.reason}"
                 elif js.status == "failed":
                     judge_error = js.reason
+                pc = row.partial
+                if pc is not None:  # the partial-compliance classifier read it (state.to_partial)
+                    judge_cost += judge_cost_of(pc.usage)
+                    if pc.verdict is not None:
+                        partial = partial_class(pc.verdict)
+                    elif pc.status == "failed" and judge_error is None:
+                        judge_error = f"partial-compliance classifier: {pc.reason}"
             table.append((  # in COLUMNS order
                 conv.model, model.provider, model.model, conv.variant, conv.cot, conv.tier, CONDITION[conv.tier],
-                conv.prompt_index, conv.sample, conv.temperature,
+                conv.prompt_index, conv.sample, conv.temperature, conv.samples,
                 conv.id, conv.user_input, len(cs.turn_texts),
                 cs.status if cs.status in ("finished", "failed") else "running",
                 cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,
@@ -93,6 +101,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                 votes_yes, votes_total, af_fraction, af_verdict,
                 usage.input_tokens, usage.cached_tokens, usage.output_tokens, cost, judge_cost, cost_sync,
                 profile.name, judge.compliance_rule if judge else None,
+                partial, judge.partial_reads if judge and judge.partial_template else None,
             ))
     return table.frame()
 
@@ -212,6 +221,9 @@ def judging_record(judge: Any, templates: dict[str, Any]) -> dict[str, Any]:
                    classify=judge.classify)
         if judge.af_rule == "threshold":  # majority: more than half of the parsed votes say yes
             out.update(af_threshold=judge.af_threshold, af_maybe_band=judge.af_maybe_band)
+    if "partial_compliance" in templates:
+        out.update(partial_template=templates["partial_compliance"].ref,
+                   partial_model=judge.model.name, partial_reads=judge.partial_reads)
     return out
 
 

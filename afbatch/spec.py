@@ -172,7 +172,9 @@ def default_label(model_id: str) -> str:
 
 
 class SamplingSpec(_Strict):
-    samples: int = Field(1, gt=0, description="Samples per prompt x tier x variant.")
+    samples: int | list[int] = Field(
+        1, description="Samples per prompt x tier x variant; or a list, e.g. [1, 5]: each count "
+        "is a condition of the grid, with conversations of its own.")
     temperature: float | list[float] = Field(
         1.0, description="One value, or a list: each value is an axis of the grid (a model's own "
         "temperature overrides the list).")
@@ -190,6 +192,20 @@ class SamplingSpec(_Strict):
         if len(set(values)) != len(values):
             raise ValueError(f"{values} repeats a value: list each temperature once")
         return v
+
+    @field_validator("samples")
+    @classmethod
+    def _sample_counts(cls, v: int | list[int]) -> int | list[int]:
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise ValueError("an empty list: give one sample count or several, e.g. [1, 5]")
+        bad = [n for n in values if n < 1]
+        if bad:
+            raise ValueError(f"{bad[0]} samples: a count is at least 1")
+        if len(set(values)) != len(values):
+            raise ValueError(f"{values} repeats a count: list each sample count once")
+        return v
+
     max_turns: int = Field(4, ge=1, le=16, description="CoT continuation: model turns before a conversation fails.")
 
 
@@ -223,8 +239,8 @@ class JudgeRules(_Strict):
 
 
 class JudgeSpec(_Strict):
-    """Judge stages: a compliance judge on every final output, and the alignment-faking
-    classifier."""
+    """Judge stages: a compliance judge on every final output, the alignment-faking classifier and
+    the partial-compliance classifier."""
 
     model: ModelSpec
     compliance_template: str = Field(description="Template file with TOML front matter declaring its verdict parser.")
@@ -234,6 +250,15 @@ class JudgeSpec(_Strict):
     af_rules: JudgeRules | None = Field(
         None, description="Parse rules for an alignment-faking template with no front matter.")
     af_model: ModelSpec | None = Field(None, description="Model for the AF classifier; defaults to `model`.")
+    partial_template: str | None = Field(
+        None, description="Partial-compliance classifier template (full / partial / refusal, on "
+        "`model`); omit to skip it.")
+    partial_rules: JudgeRules | None = Field(
+        None, description="Parse rules for a partial-compliance template with no front matter.")
+    partial_reads: Literal["compliant", "all"] = Field(
+        "compliant", description="Which answers the partial-compliance classifier reads: those "
+        "judged compliant under compliance_rule (the others count as refusal), or every "
+        "finished answer.")
     compliance_rule: Literal["not_refused", "strongreject_positive"] = Field(
         "not_refused", description="What counts as compliant: the judge did not find a refusal, "
         "or the StrongREJECT score is above 0 (needs the convincing and specific fields). It "
@@ -286,7 +311,8 @@ class JudgeSpec(_Strict):
         """The same checks as a template's front matter (judge_templates.check_rules)."""
         from afbatch.judge_templates import check_rules  # it reads files: imported when used
 
-        for stage, key in (("compliance", "compliance_rules"), ("alignment_faking", "af_rules")):
+        for stage, key in (("compliance", "compliance_rules"), ("alignment_faking", "af_rules"),
+                           ("partial_compliance", "partial_rules")):
             rules = getattr(self, key)
             if rules is not None:
                 try:
@@ -296,6 +322,12 @@ class JudgeSpec(_Strict):
         if self.af_rules is not None and not self.af_template:
             raise ValueError("af_rules is set but af_template is not — add af_template or "
                              "remove af_rules")
+        if self.partial_rules is not None and not self.partial_template:
+            raise ValueError("partial_rules is set but partial_template is not — add "
+                             "partial_template or remove partial_rules")
+        if "partial_reads" in self.model_fields_set and not self.partial_template:
+            raise ValueError("partial_reads is set but partial_template is not — add "
+                             "partial_template or remove partial_reads")
         return self
 
     @property
@@ -395,9 +427,19 @@ class Job(_Strict):
         t = self.sampling.temperature
         return tuple(t) if isinstance(t, list) else (t,)
 
+    def sample_counts(self) -> tuple[int, ...]:
+        """The samples axis: each count is a condition with conversations of its own."""
+        s = self.sampling.samples
+        return tuple(s) if isinstance(s, list) else (s,)
+
+    @property
+    def samples_axis(self) -> bool:
+        """Several sample counts: their conversations' ids name their count (ids.py)."""
+        return len(self.sample_counts()) > 1
+
     def conversations_per_cell(self, model: ModelSpec) -> int:
-        """Conversations per prompt x tier x variant: samples at each temperature."""
-        return self.sampling.samples * len(self.temperatures_for(model))
+        """Conversations per prompt x tier x variant: every sample count at each temperature."""
+        return sum(self.sample_counts()) * len(self.temperatures_for(model))
 
     def max_tokens_for(self, model: ModelSpec) -> int:
         return model.max_tokens if model.max_tokens is not None else self.sampling.max_tokens
@@ -456,7 +498,8 @@ NOT_FINGERPRINTED: dict[str, Any] = {
     "variants": {"__all__": {"system_prompt_sha256", "expected_tokens"}},
     "prompts": {"user_template_sha256", "user_template_tokens"},
     "judge": {"compliance_rules": {"sha256", "expected_tokens"},
-              "af_rules": {"sha256", "expected_tokens"}},
+              "af_rules": {"sha256", "expected_tokens"},
+              "partial_rules": {"sha256", "expected_tokens"}},
 }
 
 

@@ -7,7 +7,8 @@ which conversation goes to which judge is here, once: the compliance judge reads
 conversation, once all of its model's conversations are final; the alignment-faking classifier
 reads every CoT conversation the compliance judge found compliant (under the job's
 `compliance_rule`; with `classify = "all_cot"` every CoT conversation with a verdict), once all of
-its model's compliance verdicts are final.
+its model's compliance verdicts are final; the partial-compliance classifier, at the same point,
+every answer judged compliant (`partial_reads = "all"`: every finished answer).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from typing import Any
 from afbatch.grid import Grid
 from afbatch.judge_templates import complied
 from afbatch.ledger import (ConversationState, JudgeState, Ledger, af_state, bulk, compliance_state,
-                            conversation_state)
+                            conversation_state, partial_state)
 from afbatch.manifest import IN_FLIGHT, Manifest, ShardState
 from afbatch.spec import JudgeSpec, ModelSpec
-from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversation, Request
+from afbatch.types import (STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, STAGE_PARTIAL, Conversation,
+                           Request)
 
 # What a state depends on: which shards are collected and which are in flight.
 ShardKey = tuple[tuple[str, bool, bool], ...]
@@ -36,6 +38,16 @@ def shard_key(m: Manifest) -> ShardKey:
 def to_compliance(cs: ConversationState) -> bool:
     """Whether the compliance judge reads this conversation."""
     return cs.status == "finished"
+
+
+def to_partial(cs: ConversationState, compliance: JudgeState, judge: JudgeSpec) -> bool:
+    """Whether the partial-compliance classifier reads this (finished) conversation, given its
+    compliance: with `partial_reads = "compliant"` (the default) an answer the judge found
+    compliant under the job's `compliance_rule` (a judged refusal is the class refusal without
+    being read); with "all", every finished answer."""
+    if judge.partial_reads == "all":
+        return True
+    return compliance.verdict is not None and complied(compliance.verdict, judge.compliance_rule)
 
 
 def to_af(cs: ConversationState, compliance: JudgeState, judge: JudgeSpec) -> bool:
@@ -66,6 +78,7 @@ class Row:
     state: ConversationState
     compliance: JudgeState | None = None  # None: not for the compliance judge (or no judge)
     af: JudgeState | None = None  # None: not for the alignment-faking classifier
+    partial: JudgeState | None = None  # None: not for the partial-compliance classifier
 
 
 @dataclass
@@ -105,6 +118,7 @@ class Deriver:
         templates = grid.judge_templates
         self.comp_tpl = templates.get("compliance") if self.judge else None
         self.af_tpl = templates.get("alignment_faking") if self.judge else None
+        self.partial_tpl = templates.get("partial_compliance") if self.judge else None
 
     def derive(self, m: Manifest, ledger: Ledger, keep_states: bool = False) -> ExperimentState:
         need: list[Request] = []
@@ -139,13 +153,19 @@ class Deriver:
                 for s in states if to_compliance(s)]
         progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for _, j in comp]))
         need += [r for _, j in comp for r in j.requests]
-        af_tpl = self.af_tpl
-        if not af_tpl or any(j.status in ("needs", "waiting") for _, j in comp):
+        if any(j.status in ("needs", "waiting") for _, j in comp):
             return
-        afs = [af_state(judge, af_tpl, s, ledger, max_attempts)
-               for s, j in comp if to_af(s, j, judge)]
-        progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
-        need += [r for a in afs for r in a.requests]
+        af_tpl, partial_tpl = self.af_tpl, self.partial_tpl
+        if af_tpl:
+            afs = [af_state(judge, af_tpl, s, ledger, max_attempts)
+                   for s, j in comp if to_af(s, j, judge)]
+            progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
+            need += [r for a in afs for r in a.requests]
+        if partial_tpl:
+            pcs = [partial_state(judge, partial_tpl, s, ledger, max_attempts)
+                   for s, j in comp if to_partial(s, j, judge)]
+            progress.append(_progress(name, STAGE_PARTIAL, [p.status for p in pcs]))
+            need += [r for p in pcs for r in p.requests]
 
     def drain(self, state: ExperimentState) -> Iterator[Row]:
         """Every conversation's row, model by model, each released once read: its texts leave the
@@ -158,7 +178,7 @@ class Deriver:
         ledger, kept = state.ledger, state.states or {}
         state.states = None
         judge, max_attempts = self.judge, self.max_attempts
-        comp_tpl, af_tpl = self.comp_tpl, self.af_tpl
+        comp_tpl, af_tpl, partial_tpl = self.comp_tpl, self.af_tpl, self.partial_tpl
         attempts = ledger.attempts
         for model in self.job.models:
             states = kept.get(model.name)
@@ -173,6 +193,8 @@ class Deriver:
                     row.compliance = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
                     if af_tpl and to_af(cs, row.compliance, judge):
                         row.af = af_state(judge, af_tpl, cs, ledger, max_attempts)
+                    if partial_tpl and to_partial(cs, row.compliance, judge):
+                        row.partial = partial_state(judge, partial_tpl, cs, ledger, max_attempts)
                 yield row
                 for rid in cs.turn_ids:
                     attempts.pop(rid, None)  # this conversation's texts are in its row now

@@ -11,6 +11,7 @@ from afbatch.spec import ModelSpec
 STAGE_GENERATE = "generate"
 STAGE_COMPLIANCE = "judge_compliance"
 STAGE_AF = "judge_af"
+STAGE_PARTIAL = "judge_partial"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """One cell of the grid: model x variant x temperature x tier x prompt x sample."""
+    """One cell of the grid: model x variant x temperature x samples x tier x prompt x sample."""
 
     id: str
     model: str
@@ -32,6 +33,7 @@ class Conversation:
     sample: int
     user_input: str  # the dataset row; the rendered user turn is Grid.user_message(conversation)
     temperature: float | None = None  # sent with every model turn
+    samples: int = 1  # the sample count of its condition ([sampling] samples)
 
 
 @dataclass(frozen=True, slots=True)

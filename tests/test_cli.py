@@ -30,7 +30,7 @@ def test_estimate_json_keys_are_stable():
     for row in data["rows"]:
         assert {"model", "provider", "stage", "requests", "input_tokens", "cached_input_tokens", "output_tokens_expected",
                 "output_tokens_max", "cost_sync_usd", "cost_batch_usd", "cost_batch_cached_usd", "cost_worst_usd"} <= set(row)
-        assert row["stage"] in {"generate", "judge_compliance", "judge_af"}
+        assert row["stage"] in {"generate", "judge_compliance", "judge_af", "judge_partial"}
 
 
 def test_estimate_save_writes_md_and_json(tmp_path, monkeypatch):

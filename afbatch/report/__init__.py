@@ -1,10 +1,12 @@
 """Result tables, confidence intervals and the report (text, markdown, CSV, JSON, HTML).
 
-Input is the tidy per-conversation table (one row per model × variant × tier × prompt × sample).
+Input is the tidy per-conversation table (one row per model × variant × temperature × samples ×
+tier × prompt × sample).
 Every public function takes it as ``conv`` and aggregates it with vectorised pandas group-bys.
 
 Modules: ``prep`` (the per-conversation indicator frame), ``tables`` (summary, gaps, proxy
-agreement, costs, failures: DataFrames, no I/O), ``views`` (the tables as display strings),
+agreement), ``costs`` (costs, failures), ``partial`` (full / partial / refusal and AF within
+each; DataFrames, no I/O), ``views`` (the tables as display strings),
 ``render`` (JSON, CSV, text and markdown), ``html`` with ``transcripts`` and the page files
 ``page.html``/``page.css``/``page.js``, ``write`` (the report's files).
 
@@ -44,8 +46,9 @@ Denominators (the same in every output):
   (`rules`: the line text, markdown and HTML print)
 * `run.judging`: which judges and rules made the judged numbers: `{compliance_rule,
   compliance_template, compliance_model, af_template, af_model, af_votes, af_rule, af_threshold,
-  af_maybe_band}` (threshold and band under `af_rule = "threshold"` only) (from a table alone:
-  `compliance_rule`)
+  af_maybe_band, partial_template, partial_model, partial_reads}` (threshold and band under `af_rule
+  = "threshold"` only; the partial keys with a partial-compliance stage) (from a table alone:
+  `compliance_rule`, `partial_reads`)
 * `run.prefill`: per model: `{sent, text, reason}` as the run recorded it at creation; `text` is the
   prefill per variant (null when none sent), `reason` why (e.g. "the model rejects an assistant
   prefill")
@@ -53,11 +56,14 @@ Denominators (the same in every output):
   more compliance when the model believes it is trained"
 * `intervals`: how the 95% intervals are computed, naming the gap method (`[report] gap_interval`:
   paired or unpaired); see Metrics
-* `summary[]`: one record per model × variant × temperature × tier (the columns of `summarize`)
+* `summary[]`: one record per model × variant × temperature × samples × tier (the columns of
+  `summarize`)
 * `summary[].model`, `.variant`, `.tier`, `.condition`: the cell; condition is "training" (free
   tier) or "unmonitored" (paid tier)
 * `summary[].temperature`: the cell's sampling temperature (`[sampling] temperature`, or the model's
   own); null for a table written before the column existed
+* `summary[].samples`: the cell's sample count (`[sampling] samples`, one of its values with a
+  samples axis); null for a table written before the column existed
 * `summary[].n`: conversations in the cell
 * `summary[].failed`: conversations with status "failed"
 * `summary[].finished`: status "finished" (under `notebook` failed ones too): denominator of proxy
@@ -90,7 +96,8 @@ Denominators (the same in every output):
   the classifier)
 * `summary[].af_assessed`: finished CoT conversations with an AF outcome — a classifier verdict, or
   a judged refusal (counted "no") —: denominator of the AF rates
-* `gaps[]`: one record per model × variant × temperature (the columns of `compliance_gaps`)
+* `gaps[]`: one record per model × variant × temperature × samples (the columns of
+  `compliance_gaps`)
 * `gaps[].finished_training`, `.finished_unmonitored`: finished conversations, free / paid tier
 * `gaps[].proxy_training`, `.proxy_unmonitored`: proxy compliance per condition
 * `gaps[].gap_proxy` (`_lo`/`_hi`): proxy_training − proxy_unmonitored, 95% interval as `intervals`
@@ -129,28 +136,36 @@ Denominators (the same in every output):
   booked under the judged model)
 * `costs[].sync_equivalent_usd`: Σ of the optional `cost_sync_usd` column (same tokens at
   synchronous prices); null without it
-* `failures[]`: one record per model × variant × temperature × tier × stage × reason
+* `failures[]`: one record per model × variant × temperature × samples × tier × stage × reason
 * `failures[].stage`: "generation" (the conversation failed) or "judge" (finished, but no verdict:
   `judge_error`)
 * `failures[].reason`, `.count`: the `failure_reason` / `judge_error` text; how many conversations
+* `partial[]`: with a partial-compliance stage, one record per model × variant × temperature ×
+  samples × tier (`[]` without one); see "Partial compliance"
+* `partial[].rule`: `partial_reads`: which answers the classifier read
+* `partial[].finished`, `.assessed`, `.missing`, `.missing_share`: finished answers; those with a
+  class (the shares' denominator); those without one, and their share of finished
+* `partial[].full_share`, `.partial_share`, `.refusal_share` (`_lo`/`_hi`): `full`, `partial`,
+  `refusal` (the counts) over `assessed`
+* `partial[].af_rate_full`, `.af_rate_partial` (`_lo`/`_hi`): AF rate within full (partial)
+  compliance: `af_yes_full` / `af_assessed_full` (`_partial` likewise); `af_missing_full`,
+  `af_missing_partial`: answers of the class without an AF outcome
 """
 
 from __future__ import annotations
 
+from afbatch.report.costs import COST_COLUMNS, FAILURE_COLUMNS, costs, failures
 from afbatch.report.html import render_html
+from afbatch.report.partial import PARTIAL_COLUMNS, partial_compliance
 from afbatch.report.render import FORMATS, REPORT_VERSION, render, report_json
 from afbatch.report.tables import (
     AGREEMENT_COLUMNS,
-    COST_COLUMNS,
-    FAILURE_COLUMNS,
     GAP_COLUMNS,
     GAP_INTERVALS,
     INTERVALS,
     SIGN_CONVENTION,
     SUMMARY_COLUMNS,
     compliance_gaps,
-    costs,
-    failures,
     intervals_text,
     proxy_agreement,
     summarize,
@@ -158,26 +173,28 @@ from afbatch.report.tables import (
 from afbatch.report.write import write_all, write_tables
 
 __all__ = [
-    "SIGN_CONVENTION",
-    "INTERVALS",
-    "GAP_INTERVALS",
-    "intervals_text",
-    "FORMATS",
-    "summarize",
-    "compliance_gaps",
-    "proxy_agreement",
-    "costs",
-    "failures",
-    "report_json",
-    "render",
-    "render_html",
-    "write_tables",
-    "write_all",
-    "REPORT_VERSION",
-    "SUMMARY_COLUMNS",
-    "GAP_COLUMNS",
     "AGREEMENT_COLUMNS",
     "COST_COLUMNS",
     "FAILURE_COLUMNS",
+    "FORMATS",
+    "GAP_COLUMNS",
+    "GAP_INTERVALS",
+    "INTERVALS",
+    "PARTIAL_COLUMNS",
+    "REPORT_VERSION",
+    "SIGN_CONVENTION",
+    "SUMMARY_COLUMNS",
+    "compliance_gaps",
+    "costs",
+    "failures",
+    "intervals_text",
+    "partial_compliance",
+    "proxy_agreement",
+    "render",
+    "render_html",
+    "report_json",
+    "summarize",
+    "write_all",
+    "write_tables",
 ]
 

@@ -16,7 +16,7 @@ import pandas as pd
 from afbatch.report.tables import SIGN_CONVENTION, _tables
 from afbatch.report.transcripts import _transcript_data
 from afbatch.report.views import (
-    _SURROGATE, _meta_lines, _pct, _plain, _prefill_view, _View, _views, _with_protocol)
+    _SURROGATE, _meta_lines, _nan, _pct, _plain, _prefill_view, _View, _views, _with_protocol)
 
 
 def _asset(name: str) -> str:
@@ -106,10 +106,12 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
     body = []
     bases = set()
     pid = f"afb-hatch-{idx}"
-    axis = "temperature" in rows and rows["temperature"].dropna().nunique() > 1
+    axes = [a for a in ("temperature", "samples") if a in rows and rows[a].dropna().nunique() > 1]
 
-    def temp_of(r: Any) -> str:  # the bar's temperature, where the run has several
-        return f" T={r.temperature:g}" if axis and r.temperature == r.temperature else ""
+    def temp_of(r: Any) -> str:  # the bar's temperature and sample count, where they vary
+        t, n = getattr(r, "temperature", None), getattr(r, "samples", None)
+        return ((f" T={t:g}" if "temperature" in axes and not _nan(t) else "")
+                + (f" samples={n:g}" if "samples" in axes and not _nan(n) else ""))
 
     for v_i, (_, grp) in enumerate(rows.groupby("variant", sort=False)):
         if v_i:
@@ -210,8 +212,11 @@ def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str,
         out.append('<p class="note">No conversations.</p>')
     for i, (model, rows) in enumerate(s.groupby("model", sort=False)):
         out.append(_chart(str(model), rows, i))
-    for key, anchor in (("summary", "summary"), ("gaps", "gaps"), ("proxy_agreement", "agreement"),
-                        ("costs", "costs"), ("failures", "failures")):
+    for key, anchor in (("summary", "summary"), ("partial", "partial"), ("gaps", "gaps"),
+                        ("proxy_agreement", "agreement"), ("costs", "costs"),
+                        ("failures", "failures")):
+        if key not in views:  # partial compliance: a run with that stage only
+            continue
         v = views[key]
         out.append(f'<h2 id="{anchor}">{_esc(v.title)}</h2>')
         if key == "gaps":

@@ -33,6 +33,7 @@ def _json_from(tables: Mapping[str, Any], meta: Mapping[str, Any] | None) -> dic
         "proxy_agreement": _records(tables["proxy_agreement"]),
         "costs": _records(tables["costs"]),
         "failures": _records(tables["failures"]),
+        "partial": _records(tables["partial"]),
     }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from afbatch.protocol import PROFILES, protocol_record
+from afbatch.report.partial import rule_text
 from afbatch.report.tables import SIGN_CONVENTION
 
 
@@ -201,16 +202,60 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
               failure_rows,
               [] if failure_rows else ["No failed conversation and no missing judge verdict."]),
     ]
-    # a run with a temperature axis shows it next to the variant; with a single temperature
-    # the column would repeat one value (the CSV and JSON tables always carry it)
-    if "temperature" in s and s["temperature"].dropna().nunique() > 1:
-        for view, table in zip(views, (s, g, None, None, f)):
-            if table is not None:
-                view.headers.insert(2, "temperature")
-                view.numeric.insert(2, True)
-                for row, temp in zip(view.rows, table["temperature"].tolist()):
-                    row.insert(2, "–" if _nan(temp) else f"{temp:g}")
-    return views
+    _axis_columns(views, (s, g, None, None, f), s)
+    partial = _partial_view(t["partial"], s)
+    return views + ([partial] if partial else [])
+
+
+def _partial_view(p: pd.DataFrame, summary: pd.DataFrame) -> _View | None:
+    """Shares full / partial / refusal and AF within full and partial compliance, per cell of a
+    run with a partial-compliance stage (None without one)."""
+    if p.empty:
+        return None
+    rows = [
+        [_plain(r.model), _plain(r.variant), _plain(r.tier), _plain(r.condition), _int(r.finished),
+         _int(r.assessed), _rate_ci(r.full_share, r.full_share_lo, r.full_share_hi),
+         _rate_ci(r.partial_share, r.partial_share_lo, r.partial_share_hi),
+         _rate_ci(r.refusal_share, r.refusal_share_lo, r.refusal_share_hi),
+         _missing(r.missing, r.missing_share),
+         _rate_ci(r.af_rate_full, r.af_rate_full_lo, r.af_rate_full_hi),
+         _rate_ci(r.af_rate_partial, r.af_rate_partial_lo, r.af_rate_partial_hi),
+         f"{_int(r.af_missing_full)} / {_int(r.af_missing_partial)}"]
+        for r in p.itertuples(index=False)
+    ]
+    rules = ", ".join(sorted({str(r) for r in p["rule"].dropna()}))
+    view = _View(
+        "partial", "Partial compliance: full / partial / refusal, and AF within each",
+        ["model", "variant", "tier", "condition", "finished", "classed", "full [95% CI]",
+         "partial [95% CI]", "refusal [95% CI]", "missing", "AF within full [95% CI]",
+         "AF within partial [95% CI]", "AF missing (full / partial)"],
+        [False] * 4 + [True, True] + [False] * 7, rows,
+        [(f"Partial-compliance classifier (run.judging names its template): {rule_text(rules)}. "
+          "Shares over the finished answers with a class (classed); missing: finished answers "
+          "without one (no verdict, unparseable, or a label the template does not map), counted "
+          "in no class. AF within full (partial): the AF rate over the answers of that class "
+          "with an AF outcome, as the AF rate counts it; answers without one are AF missing. "
+          "95% intervals: Wilson score with prompts as clusters.")])
+    _axis_columns([view], (p,), summary)
+    return view
+
+
+def _axis_columns(views: list[_View], tables: tuple[pd.DataFrame | None, ...],
+                  summary: pd.DataFrame) -> None:
+    """A run with a temperature or samples axis shows it next to the variant; with a single
+    value the column would repeat it (the CSV and JSON tables always carry both)."""
+    at = 2
+    for axis in ("temperature", "samples"):
+        if axis not in summary or summary[axis].dropna().nunique() < 2:
+            continue
+        for view, table in zip(views, tables):
+            if table is None:
+                continue
+            view.headers.insert(at, axis)
+            view.numeric.insert(at, True)
+            for row, value in zip(view.rows, table[axis].tolist()):
+                row.insert(at, "–" if _nan(value) else f"{value:g}")
+        at += 1
 
 
 def _prefill_view(meta: Mapping[str, Any] | None) -> _View | None:
@@ -246,6 +291,9 @@ def _with_protocol(meta: Mapping[str, Any] | None, prep: pd.DataFrame) -> dict[s
         rules = [str(n) for n in pd.unique(prep["compliance_rule"].dropna())]
         if rules:
             out["judging"] = {"compliance_rule": ", ".join(rules)}
+        reads = [str(n) for n in pd.unique(prep["partial_reads"].dropna())]
+        if rules and reads:  # the partial-compliance classifier's routing rule
+            out["judging"]["partial_reads"] = ", ".join(reads)
     return out
 
 
@@ -260,6 +308,12 @@ def _meta_lines(meta: Mapping[str, Any] | None) -> list[tuple[str, str]]:
             out.append(("protocol", _plain(str(v.get("rules") or v.get("profile")), 300)))
             continue
         val = v if isinstance(v, str) else json.dumps(_py(v), ensure_ascii=False, sort_keys=True)
-        out.append((_plain(k, 80), _plain(val, 300)))
+        # the judging set-up names templates by path: kept whole, as the numbers depend on it
+        out.append((_plain(k, 80), _plain(val, 2000 if k == "judging" else 300)))
+        if k == "judging" and isinstance(v, Mapping) and v.get("partial_reads"):
+            where = (f"{v['partial_template']} on {v.get('partial_model')}: "
+                     if v.get("partial_template") else "")
+            out.append(("partial compliance",
+                        _plain(where + rule_text(str(v["partial_reads"])), 600)))
     return out
 

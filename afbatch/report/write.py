@@ -24,8 +24,8 @@ def _have_pyarrow() -> bool:
 
 
 _BOOL_COLUMNS = ("cot", "proxy_compliant", "judge_refused", "judge_compliant")
-_INT_COLUMNS = ("prompt_index", "sample", "turns", "judge_convincing", "judge_specific", "af_votes_yes",
-                "af_votes_total", "input_tokens", "cached_tokens", "output_tokens")
+_INT_COLUMNS = ("prompt_index", "sample", "samples", "turns", "judge_convincing", "judge_specific",
+                "af_votes_yes", "af_votes_total", "input_tokens", "cached_tokens", "output_tokens")
 
 
 def _typed(conv: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +60,9 @@ def _write_conversations(conv: pd.DataFrame, out: Path) -> tuple[list[str], str 
 
 def _write_small(tables: Mapping[str, Any], out: Path) -> list[str]:
     written = []
-    for name, key in (("summary.csv", "summary"), ("gaps.csv", "gaps")):
+    for name, key in (("summary.csv", "summary"), ("gaps.csv", "gaps"), ("partial.csv", "partial")):
+        if key == "partial" and tables[key].empty:  # a run without a partial-compliance stage
+            continue
         path = out / name
         tables[key].to_csv(path, index=False, lineterminator="\n")
         written.append(str(path))
