@@ -186,8 +186,10 @@ def test_crash_after_create_then_a_same_size_shard_fails_to_create(emu, workdir,
     calls = Counter(cid for _, _, cid in emu.calls)
     assert calls == want_calls, "a row was answered twice, or lost"
     pd.testing.assert_frame_equal(_table(Run.open(store, run_id)), want_table)
-    # while the batch was processing, the second shard neither took it nor went back to be resent
-    assert (after_failure.state, after_failure.owner) == (mf.ShardState.SUBMITTING, None)
+    # while the batch was processing, the second shard neither took it nor went back to be resent.
+    # (Its owner is not checked: a snapshot taken late may catch the live run claiming it again to
+    # reconcile, which is legal.)
+    assert after_failure.state == mf.ShardState.SUBMITTING and after_failure.batch_id is None
     assert "whether a batch was created is not known" in (after_failure.message or "")
 
 
