@@ -26,6 +26,9 @@ from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversati
 
 # What a state depends on: which shards are collected and which are in flight.
 ShardKey = tuple[tuple[str, bool, bool], ...]
+# A model's judge states by conversation index: (compliance, alignment-faking or None), for the
+# conversations the compliance judge reads; only when every judge stage of the model was open.
+Judged = dict[int, tuple[JudgeState, JudgeState | None]]
 
 
 def shard_key(m: Manifest) -> ShardKey:
@@ -81,6 +84,7 @@ class ExperimentState:
     # report comes next and reads them, instead of deriving them a second time) or when derived
     # for a report.
     states: dict[str, list[Any]] | None = None
+    judged: dict[str, Judged] | None = None  # kept with `states`: the report does not judge again
     drained: bool = False
     deriver: Deriver | None = field(default=None, repr=False)
     on_drain: Callable[[], None] = field(default=lambda: None, repr=False)
@@ -110,15 +114,18 @@ class Deriver:
         need: list[Request] = []
         progress: list[ModelProgress] = []
         kept: dict[str, list[Any]] = {}
+        judged: dict[str, Judged] = {}
         with bulk():
             for model in self.job.models:
                 states = self._states(m, model, ledger)
-                self._judged(model.name, states, ledger, need, progress)
+                found = self._judged(model.name, states, ledger, need, progress)
                 kept[model.name] = states
+                if found is not None:
+                    judged[model.name] = found
         state = ExperimentState(key=shard_key(m), ledger=ledger, wanted=need, progress=progress,
                                 prefill=dict(m.prefill), deriver=self)
         if keep_states or state.settled:
-            state.states = kept
+            state.states, state.judged = kept, judged
         return state
 
     def _states(self, m: Manifest, model: ModelSpec, ledger: Ledger) -> list[ConversationState]:
@@ -127,41 +134,45 @@ class Deriver:
                 for c in self.convs(model)]
 
     def _judged(self, name: str, states: list[ConversationState], ledger: Ledger,
-                need: list[Request], progress: list[ModelProgress]) -> None:
+                need: list[Request], progress: list[ModelProgress]) -> Judged | None:
         """Adds what one model needs and its progress per stage. A judge stage opens once the
-        stage before it is final for all of the model's conversations."""
+        stage before it is final for all of the model's conversations. Returns the judge states
+        when every stage was open (None otherwise: the report derives them itself)."""
         progress.append(_progress(name, STAGE_GENERATE, [s.status for s in states]))
         need += [s.request for s in states if s.status == "needs" and s.request is not None]
         judge, max_attempts, comp_tpl = self.judge, self.max_attempts, self.comp_tpl
         if not judge or comp_tpl is None or any(s.status in ("needs", "waiting") for s in states):
-            return
-        comp = [(s, compliance_state(judge, comp_tpl, s, ledger, max_attempts))
-                for s in states if to_compliance(s)]
-        progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for _, j in comp]))
-        need += [r for _, j in comp for r in j.requests]
+            return None
+        comp = [(i, s, compliance_state(judge, comp_tpl, s, ledger, max_attempts))
+                for i, s in enumerate(states) if to_compliance(s)]
+        progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for _, _, j in comp]))
+        need += [r for _, _, j in comp for r in j.requests]
         af_tpl = self.af_tpl
-        if not af_tpl or any(j.status in ("needs", "waiting") for _, j in comp):
-            return
-        afs = [af_state(judge, af_tpl, s, ledger, max_attempts)
-               for s, j in comp if to_af(s, j, judge)]
+        if not af_tpl:
+            return {i: (j, None) for i, _, j in comp}
+        if any(j.status in ("needs", "waiting") for _, _, j in comp):
+            return None
+        judged: Judged = {i: (j, af_state(judge, af_tpl, s, ledger, max_attempts)
+                              if to_af(s, j, judge) else None) for i, s, j in comp}
+        afs = [a for _, a in judged.values() if a is not None]
         progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
         need += [r for a in afs for r in a.requests]
+        return judged
 
     def drain(self, state: ExperimentState) -> Iterator[Row]:
         """Every conversation's row, model by model, each released once read: its texts leave the
         ledger as the reader goes (the report holds them in its table). A state is drained once.
-        Conversation states the state did not keep are derived here; judge states are derived
-        here, row by row (kept for 100k conversations they would only raise the peak memory)."""
+        Conversation and judge states the state did not keep are derived here, row by row."""
         assert not state.drained, "an experiment state is drained once"
         state.drained = True
         state.on_drain()
-        ledger, kept = state.ledger, state.states or {}
-        state.states = None
+        ledger, kept, kept_judged = state.ledger, state.states or {}, state.judged or {}
+        state.states = state.judged = None
         judge, max_attempts = self.judge, self.max_attempts
         comp_tpl, af_tpl = self.comp_tpl, self.af_tpl
         attempts = ledger.attempts
         for model in self.job.models:
-            states = kept.get(model.name)
+            states, judged = kept.get(model.name), kept_judged.get(model.name)
             prefill = state.prefill.get(model.name, False)
             for i, conv in enumerate(self.convs(model)):
                 if states is not None:
@@ -169,7 +180,9 @@ class Deriver:
                 else:
                     cs = conversation_state(self.grid, model, conv, ledger, prefill, max_attempts)
                 row = Row(model, cs)
-                if comp_tpl and to_compliance(cs):
+                if judged is not None:  # as the derivation judged it (not read: no judge state)
+                    row.compliance, row.af = judged.pop(i, (None, None))
+                elif judge and comp_tpl and to_compliance(cs):
                     row.compliance = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
                     if af_tpl and to_af(cs, row.compliance, judge):
                         row.af = af_state(judge, af_tpl, cs, ledger, max_attempts)

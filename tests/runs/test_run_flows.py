@@ -626,3 +626,33 @@ def test_classify_all_cot_sends_every_judged_cot_answer_to_the_classifier(emu, w
         assert row["af_refused_yes"] == int((cell.af_verdict == "yes").sum())
         if len(cell):
             assert row["af_rate_refused"] == row["af_refused_yes"] / len(cell)
+
+
+@pytest.mark.parametrize("vote_requests", ["auto", "separate"])
+def test_the_report_takes_the_judge_states_of_the_last_step(emu, workdir, monkeypatch,
+                                                           vote_requests):
+    """A settled run's judge states are derived once, by its last step: the report reads them
+    (20 separate votes per conversation are not counted a second time) and equals a table whose
+    judge states are derived afresh."""
+    from afbatch import state
+
+    job = SMALL.format(rows=3, models=HAIKU + GPT).replace(
+        "af_votes = 3", f'af_votes = 3\naf_vote_requests = "{vote_requests}"')
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, str(write_job(workdir, job)))
+    assert fast(run).done
+    judged = []
+    for name in ("compliance_state", "af_state"):
+        real = getattr(state, name)
+        monkeypatch.setattr(state, name, lambda *a, real=real, name=name: judged.append(name)
+                            or real(*a))
+    handed_over = conversation_table(run)
+    assert judged == []
+    assert handed_over.af_votes_total.notna().any() and handed_over.judge_refused.notna().any()
+    fresh = Run.open(store, run.run_id)
+    fresh.state(for_report=True).judged = None  # as before: derived again, row by row
+    judged.clear()
+    again = conversation_table(fresh)
+    assert Counter(judged) == {"compliance_state": handed_over.judge_refused.notna().sum(),
+                               "af_state": handed_over.af_votes_total.notna().sum()}
+    pd.testing.assert_frame_equal(handed_over, again)
