@@ -332,8 +332,10 @@ max_cost_option = click.option(
 
 def _open_run(store_url: str, run_id: str,  # type: ignore[no-untyped-def]
               prices_file: str | None = None, *, spending: bool = False):
+    from afbatch.ledger import freeze_after_bulk
     from afbatch.runner import Run
 
+    freeze_after_bulk()  # this process ends with its command
     return Run.open(_open_store(store_url, spending=spending), run_id, prices_file=prices_file)
 
 
@@ -359,10 +361,12 @@ def _start(job: str, store_url: str, max_cost: float | None, yes: bool, offline:
     from afbatch.compile import check_batch_minimums, load_grid
     from afbatch.errors import RunError
     from afbatch.estimate import check_budget, estimate_job, format_estimate
+    from afbatch.ledger import freeze_after_bulk
     from afbatch.pricing import load_prices
     from afbatch.runner import Run, check_ready, run_id_for
     from afbatch.spec import load_job
 
+    freeze_after_bulk()  # this process ends with its command
     store = _open_store(store_url, spending=True)
     loaded = load_job(job)
     grid = load_grid(loaded, offline=offline)

@@ -656,3 +656,23 @@ def test_the_report_takes_the_judge_states_of_the_last_step(emu, workdir, monkey
     assert Counter(judged) == {"compliance_state": handed_over.judge_refused.notna().sum(),
                                "af_state": handed_over.af_votes_total.notna().sum()}
     pd.testing.assert_frame_equal(handed_over, again)
+
+
+def test_afbatch_run_keeps_the_collector_off_what_it_built_and_a_library_reader_does_not(
+        emu, workdir):
+    """`afbatch run` (a process that ends with its run) freezes the results and states it built
+    in bulk, so the collector does not scan them again; `conversation_table` in a caller's
+    process (a notebook) never freezes the caller's objects."""
+    import gc
+
+    from afbatch import ledger
+
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir))
+    assert fast(run).done
+    conversation_table(Run.open(store, run.run_id))
+    assert gc.get_freeze_count() == 0
+    r = CliRunner().invoke(cli, ["run", run.run_id, "--store", str(workdir / "store"),
+                                 "--poll", "0"], obj={})
+    assert r.exit_code == 0, r.output
+    assert ledger._freeze_after_bulk and gc.get_freeze_count() > 0
