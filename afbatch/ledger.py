@@ -10,7 +10,7 @@ the alignment-faking votes once all its compliance verdicts are final.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -253,7 +253,7 @@ class JudgeState:
     status: Status
     verdict: dict[str, Any] | None = None
     reason: str | None = None
-    requests: list[Request] = field(default_factory=list)
+    requests: Sequence[Request] = ()  # one shared empty tuple: 100k states keep no empty lists
     usage: Usage = Usage()
     votes_yes: int = 0
     votes_total: int = 0

@@ -26,9 +26,9 @@ from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, Conversati
 
 # What a state depends on: which shards are collected and which are in flight.
 ShardKey = tuple[tuple[str, bool, bool], ...]
-# A model's judge states by conversation index: (compliance, alignment-faking or None), for the
-# conversations the compliance judge reads; only when every judge stage of the model was open.
-Judged = dict[int, tuple[JudgeState, JudgeState | None]]
+# A model's judge states, compliance and alignment-faking, by conversation index (None: that judge
+# does not read it); kept only when every judge stage of the model was open.
+Judged = tuple[list[JudgeState | None], list[JudgeState | None]]
 
 
 def shard_key(m: Manifest) -> ShardKey:
@@ -143,21 +143,22 @@ class Deriver:
         judge, max_attempts, comp_tpl = self.judge, self.max_attempts, self.comp_tpl
         if not judge or comp_tpl is None or any(s.status in ("needs", "waiting") for s in states):
             return None
-        comp = [(i, s, compliance_state(judge, comp_tpl, s, ledger, max_attempts))
-                for i, s in enumerate(states) if to_compliance(s)]
-        progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for _, _, j in comp]))
-        need += [r for _, _, j in comp for r in j.requests]
+        comp = [compliance_state(judge, comp_tpl, s, ledger, max_attempts) if to_compliance(s)
+                else None for s in states]
+        read = [j for j in comp if j is not None]
+        progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for j in read]))
+        need += [r for j in read for r in j.requests]
         af_tpl = self.af_tpl
         if not af_tpl:
-            return {i: (j, None) for i, _, j in comp}
-        if any(j.status in ("needs", "waiting") for _, _, j in comp):
+            return comp, [None] * len(states)
+        if any(j.status in ("needs", "waiting") for j in read):
             return None
-        judged: Judged = {i: (j, af_state(judge, af_tpl, s, ledger, max_attempts)
-                              if to_af(s, j, judge) else None) for i, s, j in comp}
-        afs = [a for _, a in judged.values() if a is not None]
+        af = [af_state(judge, af_tpl, s, ledger, max_attempts)
+              if j is not None and to_af(s, j, judge) else None for s, j in zip(states, comp)]
+        afs = [a for a in af if a is not None]
         progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
         need += [r for a in afs for r in a.requests]
-        return judged
+        return comp, af
 
     def drain(self, state: ExperimentState) -> Iterator[Row]:
         """Every conversation's row, model by model, each released once read: its texts leave the
@@ -171,6 +172,12 @@ class Deriver:
         judge, max_attempts = self.judge, self.max_attempts
         comp_tpl, af_tpl = self.comp_tpl, self.af_tpl
         attempts = ledger.attempts
+        if all(m.name in kept and (comp_tpl is None or m.name in kept_judged)
+               for m in self.job.models):
+            # The rows need nothing more of the ledger (each state holds its own attempts): its
+            # judge rows (400,000 with separate votes) go before the table is built, not after.
+            attempts.clear()
+            ledger.slots.clear()
         for model in self.job.models:
             states, judged = kept.get(model.name), kept_judged.get(model.name)
             prefill = state.prefill.get(model.name, False)
@@ -180,8 +187,9 @@ class Deriver:
                 else:
                     cs = conversation_state(self.grid, model, conv, ledger, prefill, max_attempts)
                 row = Row(model, cs)
-                if judged is not None:  # as the derivation judged it (not read: no judge state)
-                    row.compliance, row.af = judged.pop(i, (None, None))
+                if judged is not None:  # as the derivation judged it; released once read
+                    comp, af = judged
+                    row.compliance, row.af, comp[i], af[i] = comp[i], af[i], None, None
                 elif judge and comp_tpl and to_compliance(cs):
                     row.compliance = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
                     if af_tpl and to_af(cs, row.compliance, judge):

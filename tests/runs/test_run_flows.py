@@ -676,3 +676,21 @@ def test_afbatch_run_keeps_the_collector_off_what_it_built_and_a_library_reader_
                                  "--poll", "0"], obj={})
     assert r.exit_code == 0, r.output
     assert ledger._freeze_after_bulk and gc.get_freeze_count() > 0
+
+
+def test_a_settled_state_lets_go_of_its_judge_rows_when_the_report_starts(emu, workdir):
+    """Every row's states were kept by the last step: the report needs nothing more of the
+    ledger, so its judge rows (most of a run's rows with separate votes) are freed before the
+    table is built, not after."""
+    job = SMALL.format(rows=3, models=HAIKU).replace(
+        "af_votes = 3", 'af_votes = 3\naf_vote_requests = "separate"')
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, str(write_job(workdir, job)))
+    assert fast(run).done
+    state = run.state()
+    assert state.ledger.slots and state.judged
+    rows = state.drain()
+    first = next(rows)
+    assert first.compliance is not None
+    assert state.ledger.slots == {} and state.ledger.attempts == {}
+    assert sum(1 for _ in rows) + 1 == len(run.convs(run.specs["haiku"]))
