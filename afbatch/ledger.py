@@ -10,7 +10,7 @@ the alignment-faking votes once all its compliance verdicts are final.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -104,6 +104,19 @@ def kept(results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, .
     return out
 
 
+_freeze_after_bulk = False
+
+
+def freeze_after_bulk() -> None:
+    """For a process that ends with its run (the CLI): what `bulk` built is then moved out of the
+    collector's sight (`gc.freeze`), so that its later passes do not scan the 100k-conversation
+    ledger and states again and again (~0.5 CPU s of an `afbatch run` with 400,000 vote rows). They
+    are still freed when released (reference counts); only cyclic garbage frozen with them would
+    stay, so a library caller (a notebook) never gets this."""
+    global _freeze_after_bulk
+    _freeze_after_bulk = True
+
+
 @contextmanager
 def bulk() -> Iterator[None]:
     """Build many small acyclic objects (results, states, rows) without the cyclic garbage collector
@@ -115,6 +128,8 @@ def bulk() -> Iterator[None]:
     try:
         yield
     finally:
+        if _freeze_after_bulk:
+            gc.freeze()
         gc.enable()
 
 
@@ -249,7 +264,7 @@ class JudgeState:
     status: Status
     verdict: dict[str, Any] | None = None
     reason: str | None = None
-    requests: list[Request] = field(default_factory=list)
+    requests: Sequence[Request] = ()  # one shared empty tuple: 100k states keep no empty lists
     usage: Usage = Usage()
     votes_yes: int = 0
     votes_total: int = 0
@@ -302,7 +317,8 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
         return _af_one_request_state(judge_spec, tpl, cs, ledger, max_attempts)
     get_slot, conv_id = ledger.slots.get, cs.conv.id
     by_slot = [get_slot(judge_slot(conv_id, "af", v)) for v in range(judge_spec.af_votes)]
-    vote_ids = [found[0].result.id for found in by_slot if found] if all(by_slot) else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
+    vote_ids = ([found[0].result.id for found in by_slot if found] if all(by_slot)
+                else af_ids(judge_spec, tpl, cs.conv, cs.reasoning))
     state = JudgeState("finished")
     reasons = []
     needed: list[int] = []

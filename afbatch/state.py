@@ -28,6 +28,9 @@ from afbatch.types import (STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, STAGE_PAR
 
 # What a state depends on: which shards are collected and which are in flight.
 ShardKey = tuple[tuple[str, bool, bool], ...]
+# A model's judge states (compliance, alignment faking, partial compliance) by conversation index
+# (None: that judge does not read it); kept only when every judge stage of the model was open.
+Judged = tuple[list[JudgeState | None], list[JudgeState | None], list[JudgeState | None]]
 
 
 def shard_key(m: Manifest) -> ShardKey:
@@ -94,6 +97,7 @@ class ExperimentState:
     # report comes next and reads them, instead of deriving them a second time) or when derived
     # for a report.
     states: dict[str, list[Any]] | None = None
+    judged: dict[str, Judged] | None = None  # kept with `states`: the report does not judge again
     drained: bool = False
     deriver: Deriver | None = field(default=None, repr=False)
     on_drain: Callable[[], None] = field(default=lambda: None, repr=False)
@@ -124,15 +128,18 @@ class Deriver:
         need: list[Request] = []
         progress: list[ModelProgress] = []
         kept: dict[str, list[Any]] = {}
+        judged: dict[str, Judged] = {}
         with bulk():
             for model in self.job.models:
                 states = self._states(m, model, ledger)
-                self._judged(model.name, states, ledger, need, progress)
+                found = self._judged(model.name, states, ledger, need, progress)
                 kept[model.name] = states
+                if found is not None:
+                    judged[model.name] = found
         state = ExperimentState(key=shard_key(m), ledger=ledger, wanted=need, progress=progress,
                                 prefill=dict(m.prefill), deriver=self)
         if keep_states or state.settled:
-            state.states = kept
+            state.states, state.judged = kept, judged
         return state
 
     def _states(self, m: Manifest, model: ModelSpec, ledger: Ledger) -> list[ConversationState]:
@@ -141,47 +148,62 @@ class Deriver:
                 for c in self.convs(model)]
 
     def _judged(self, name: str, states: list[ConversationState], ledger: Ledger,
-                need: list[Request], progress: list[ModelProgress]) -> None:
+                need: list[Request], progress: list[ModelProgress]) -> Judged | None:
         """Adds what one model needs and its progress per stage. A judge stage opens once the
-        stage before it is final for all of the model's conversations."""
+        stage before it is final for all of the model's conversations. Returns the judge states
+        when every stage was open (None otherwise: the report derives them itself)."""
         progress.append(_progress(name, STAGE_GENERATE, [s.status for s in states]))
         need += [s.request for s in states if s.status == "needs" and s.request is not None]
         judge, max_attempts, comp_tpl = self.judge, self.max_attempts, self.comp_tpl
         if not judge or comp_tpl is None or any(s.status in ("needs", "waiting") for s in states):
-            return
-        comp = [(s, compliance_state(judge, comp_tpl, s, ledger, max_attempts))
-                for s in states if to_compliance(s)]
-        progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for _, j in comp]))
-        need += [r for _, j in comp for r in j.requests]
-        if any(j.status in ("needs", "waiting") for _, j in comp):
-            return
+            return None
+        comp = [compliance_state(judge, comp_tpl, s, ledger, max_attempts) if to_compliance(s)
+                else None for s in states]
+        read = [j for j in comp if j is not None]
+        progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for j in read]))
+        need += [r for j in read for r in j.requests]
         af_tpl, partial_tpl = self.af_tpl, self.partial_tpl
+        af: list[JudgeState | None] = [None] * len(states)
+        partial: list[JudgeState | None] = [None] * len(states)
+        if not af_tpl and not partial_tpl:
+            return comp, af, partial
+        if any(j.status in ("needs", "waiting") for j in read):
+            return None
         if af_tpl:
-            afs = [af_state(judge, af_tpl, s, ledger, max_attempts)
-                   for s, j in comp if to_af(s, j, judge)]
+            af = [af_state(judge, af_tpl, s, ledger, max_attempts)
+                  if j is not None and to_af(s, j, judge) else None for s, j in zip(states, comp)]
+            afs = [a for a in af if a is not None]
             progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
             need += [r for a in afs for r in a.requests]
         if partial_tpl:
-            pcs = [partial_state(judge, partial_tpl, s, ledger, max_attempts)
-                   for s, j in comp if to_partial(s, j, judge)]
+            partial = [partial_state(judge, partial_tpl, s, ledger, max_attempts)
+                       if j is not None and to_partial(s, j, judge) else None
+                       for s, j in zip(states, comp)]
+            pcs = [p for p in partial if p is not None]
             progress.append(_progress(name, STAGE_PARTIAL, [p.status for p in pcs]))
             need += [r for p in pcs for r in p.requests]
+        return comp, af, partial
 
     def drain(self, state: ExperimentState) -> Iterator[Row]:
         """Every conversation's row, model by model, each released once read: its texts leave the
         ledger as the reader goes (the report holds them in its table). A state is drained once.
-        Conversation states the state did not keep are derived here; judge states are derived
-        here, row by row (kept for 100k conversations they would only raise the peak memory)."""
+        Conversation and judge states the state did not keep are derived here, row by row."""
         assert not state.drained, "an experiment state is drained once"
         state.drained = True
         state.on_drain()
-        ledger, kept = state.ledger, state.states or {}
-        state.states = None
+        ledger, kept, kept_judged = state.ledger, state.states or {}, state.judged or {}
+        state.states = state.judged = None
         judge, max_attempts = self.judge, self.max_attempts
         comp_tpl, af_tpl, partial_tpl = self.comp_tpl, self.af_tpl, self.partial_tpl
         attempts = ledger.attempts
+        if all(m.name in kept and (comp_tpl is None or m.name in kept_judged)
+               for m in self.job.models):
+            # The rows need nothing more of the ledger (each state holds its own attempts): its
+            # judge rows (400,000 with separate votes) go before the table is built, not after.
+            attempts.clear()
+            ledger.slots.clear()
         for model in self.job.models:
-            states = kept.get(model.name)
+            states, judged = kept.get(model.name), kept_judged.get(model.name)
             prefill = state.prefill.get(model.name, False)
             for i, conv in enumerate(self.convs(model)):
                 if states is not None:
@@ -189,7 +211,11 @@ class Deriver:
                 else:
                     cs = conversation_state(self.grid, model, conv, ledger, prefill, max_attempts)
                 row = Row(model, cs)
-                if judge is not None and comp_tpl and to_compliance(cs):
+                if judged is not None:  # as the derivation judged it; released once read
+                    comp, af, partial = judged
+                    row.compliance, row.af, row.partial = comp[i], af[i], partial[i]
+                    comp[i] = af[i] = partial[i] = None
+                elif judge is not None and comp_tpl and to_compliance(cs):
                     row.compliance = compliance_state(judge, comp_tpl, cs, ledger, max_attempts)
                     if af_tpl and to_af(cs, row.compliance, judge):
                         row.af = af_state(judge, af_tpl, cs, ledger, max_attempts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import textwrap
@@ -21,6 +22,17 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     for key in list(os.environ):
         if key.endswith("_API_KEY") or key.startswith(("AWS_", "OPENAI_", "ANTHROPIC_")):
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_frozen():
+    """The CLI freezes what `ledger.bulk` built for the rest of its short process
+    (`freeze_after_bulk`); tests run it in this process, so each test ends without that."""
+    from afbatch import ledger
+
+    yield
+    ledger._freeze_after_bulk = False
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

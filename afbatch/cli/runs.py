@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 def open_run(store_url: str, run_id: str, prices_file: str | None = None, *,
              spending: bool = False) -> Run:
+    from afbatch.ledger import freeze_after_bulk
     from afbatch.runner import Run
 
+    freeze_after_bulk()  # this process ends with its command
     return Run.open(open_checked(store_url, spending=spending), run_id, prices_file=prices_file)
 
 
@@ -51,8 +53,10 @@ def start(job: str, store_url: str, max_cost: float | None, yes: bool, offline: 
     from afbatch.estimate import check_budget, estimate_job, format_estimate
     from afbatch.opening import prepare
     from afbatch.pricing import load_prices, price_file_for
+    from afbatch.ledger import freeze_after_bulk
     from afbatch.runner import Run
 
+    freeze_after_bulk()  # this process ends with its command
     store = open_checked(store_url, spending=True)
     loaded, run_id = prepare(job, offline=offline)
     show_endpoints(m for _, m in loaded.job.labelled_models())

@@ -1,4 +1,4 @@
-"""Collect and report 100k conversations: target <= 10 s and <= 1 GB peak memory.
+"""Collect and report 100k conversations: target <= 10 s wall, <= 8 CPU s and <= 1 GB peak memory.
 
 Setup (not timed): a local-store run of one model with CoT + no-CoT x 2 tiers x 25,000 prompts
 (100,000 conversations). Every generation batch has ended at the "provider" (an OpenAI-format
@@ -7,12 +7,21 @@ compliance verdicts of all 100,000 and the 20 alignment-faking votes of each com
 (20,000 of them) are already collected, with judge replies of realistic length (~0.6 KB compliance,
 ~0.9 KB per vote). The votes are stored as the judge job asks for them: `auto` (the default; the
 judge is on OpenAI, so each conversation's 20 votes are the n choices of one request) or `separate`
-(20 requests per conversation, as on Anthropic: 400,000 vote rows). Timed, in a fresh process:
-`collect()` (download, parse, join on ids, store results, account usage and cost) and
-`write_report()` (conversation table, CSV, parquet, report.json, self-contained report.html):
-`total_s`, collecting and reporting. Between them `afbatch run` derives the run's state once more to
-see that it is done (`status_s`); `run_end_s` is all three, what `afbatch run` does after the last
-batch ends.
+(20 requests per conversation, as on Anthropic: 400,000 vote rows).
+
+Two timed processes per repeat, each on a fresh copy of the prepared store:
+- the phases, in one process: `collect()` (download, parse, join on ids, store results, account
+  usage and cost), `status()` and `write_report()` (conversation table, CSV, parquet, report.json,
+  self-contained report.html); `total` is collecting and reporting, `run_end` all three. Wall
+  seconds (`*_s`) and CPU seconds (`*_cpu`: user + sys of the process, its threads and children,
+  from `resource.getrusage`) for each.
+- the whole `afbatch run RUN_ID --poll 0` (`run_*`): what a user waits for once the last batch has
+  ended — start-up and imports, the last step (reconcile, poll, collect, plan, submit: nothing
+  left to send), the status, the report. Wall seconds, CPU seconds and peak RSS of that child
+  (`resource.getrusage(RUSAGE_CHILDREN)` in a parent of its own). The provider's output files are
+  read from disk instead of downloaded (the same parsing).
+
+Prints every run, then medians (min, max) of each figure.
 
 Usage: python tests/bench/bench_collect_report.py [--conversations 100000] [--repeat 5]
                                                   [--af-vote-requests auto,separate]
@@ -174,15 +183,11 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
     return run.run_id
 
 
-TIMED = """
-import json, resource, sys, time
+FETCH = """
+import sys
 sys.path.insert(0, {root!r})
-from afbatch.providers.openai import OpenAIProvider
-from afbatch.runner import Run
-from afbatch.results import write_report
-from afbatch.store import LocalStore
-
 from afbatch import jsonl
+from afbatch.providers.openai import OpenAIProvider
 
 # the provider's output file, already on disk, parsed as the provider does
 def fetch(self, batch_id):
@@ -191,28 +196,61 @@ def fetch(self, batch_id):
             yield jsonl.loads(line)
 
 OpenAIProvider.fetch = fetch
-t0 = time.perf_counter()
+"""
+
+TIMED = FETCH + """
+import json, resource, time
+from afbatch.runner import Run
+from afbatch.results import write_report
+from afbatch.store import LocalStore
+
+def cpu():  # user + sys of this process (all its threads) and of its children
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+t0, c0 = time.perf_counter(), cpu()
 run = Run.open(LocalStore({store!r}), {run_id!r})
 collected = run.collect()
-t1 = time.perf_counter()
-# what `afbatch run` does next: derive the run's state once more, to see it is done
-status = run.status()
+t1, c1 = time.perf_counter(), cpu()
+status = run.status()  # what `afbatch run` does next: derive the run's state once more, to see it is done
 assert status.done, status
-ts = time.perf_counter()
+ts, cs = time.perf_counter(), cpu()
 keys = write_report(run)
-t2 = time.perf_counter()
-# VmHWM: this process's own peak (ru_maxrss may carry the parent's across fork and exec)
-def peak_mb():
+t2, c2 = time.perf_counter(), cpu()
+def peak_mb():  # VmHWM: this process's own peak (ru_maxrss may carry the parent's across fork and exec)
     try:
         with open("/proc/self/status") as f:
             return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration):
-        unit = 1024 * 1024 if sys.platform == "darwin" else 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 print(json.dumps({{"collect_s": t1 - t0, "status_s": ts - t1, "report_s": t2 - ts,
-                  "total_s": (t1 - t0) + (t2 - ts), "run_end_s": t2 - t0, "shards": collected,
-                  "peak_mb": peak_mb()}}))
+                  "total_s": (t1 - t0) + (t2 - ts), "run_end_s": t2 - t0,
+                  "collect_cpu": c1 - c0, "status_cpu": cs - c1, "report_cpu": c2 - cs,
+                  "total_cpu": (c1 - c0) + (c2 - cs), "run_end_cpu": c2 - c0,
+                  "shards": collected, "peak_mb": peak_mb()}}))
 """
+
+# `python -m afbatch run RUN_ID` with the patched fetch above.
+CLI = FETCH + """
+from afbatch.cli import main
+sys.argv = ["afbatch", "run", {run_id!r}, "--store", {store!r}, "--poll", "0"]
+main()
+"""
+
+# Measures one child in a fresh parent, so ru_maxrss is that child's alone.
+MEASURE = """
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+wall = time.perf_counter() - t
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"run_s": wall, "run_cpu": r.ru_utime + r.ru_stime,
+                  "run_peak_mb": r.ru_maxrss / 1024}))
+"""
+
+FIGURES = ("collect_s", "collect_cpu", "status_s", "status_cpu", "report_s", "report_cpu",
+           "total_s", "total_cpu", "run_end_s", "run_end_cpu", "peak_mb",
+           "run_s", "run_cpu", "run_peak_mb")
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -239,21 +277,28 @@ def main() -> None:
             t = time.perf_counter()
             run_id = build(folder / "prepared", args.conversations, args.af_votes, mode)
             print(f"# af_vote_requests = {mode}: prepared in {time.perf_counter() - t:.0f} s", flush=True)
+            env = {**os.environ, "OPENAI_API_KEY": "bench-not-used"}  # no call reaches a provider
             for i in range(args.repeat):
-                _copy(folder / "prepared" / "store", folder / f"store-{i}")
-                code = TIMED.format(root=str(ROOT), store=str(folder / f"store-{i}"), run_id=run_id)
-                p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-                if p.returncode != 0:
-                    sys.exit(p.stderr)
-                r = json.loads(p.stdout)
+                r = {}
+                for kind, template in (("phases", TIMED), ("run", CLI)):
+                    store = folder / f"store-{i}-{kind}"
+                    _copy(folder / "prepared" / "store", store)
+                    code = template.format(root=str(ROOT), store=str(store), run_id=run_id)
+                    cmd = [sys.executable, "-c", code]
+                    if kind == "run":
+                        cmd = [sys.executable, "-c", MEASURE, *cmd]
+                    p = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                       cwd=folder / "prepared", check=False)
+                    if p.returncode != 0:
+                        sys.exit(p.stderr)
+                    r.update(json.loads(p.stdout.strip().splitlines()[-1]))
+                    shutil.rmtree(store, ignore_errors=True)
                 print(json.dumps(r), flush=True)
                 runs.append(r)
-                shutil.rmtree(folder / f"store-{i}", ignore_errors=True)
-        for key in ("collect_s", "status_s", "report_s", "total_s", "run_end_s", "peak_mb"):
+        for key in FIGURES:
             values = [r[key] for r in runs]
-            print(f"{mode} {key}: median {statistics.median(values):.2f} (min {min(values):.2f}, "
-                  f"max {max(values):.2f})")
-
+            print(f"{mode} {key}: median {statistics.median(values):.2f} "
+                  f"(min {min(values):.2f}, max {max(values):.2f})")
 
 if __name__ == "__main__":
     main()

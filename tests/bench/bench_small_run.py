@@ -1,7 +1,8 @@
 """A small whole `afbatch run`: 200 requests with a ~28 KB system prompt, token counts cached.
 
 Target (per provider, one batch of 200 requests, no judge): OpenAI <= 1.5 CPU s and <= 150 MB peak
-RSS; Anthropic <= 2.2 CPU s. Setup (not measured): a job of 100 prompts x 2 tiers with the shipped
+RSS; Anthropic <= 2.2 CPU s. RSS is printed in MiB (ru_maxrss / 1024).
+Setup (not measured): a job of 100 prompts x 2 tiers with the shipped
 `prompts/helpful_only_cot.txt` as the system prompt of one no-CoT variant (so one generation round),
 one `afbatch estimate` to cache the token counts, and afbatch's emulator in this process. Measured:
 `python -m afbatch run JOB --yes --store TMP --poll 0` in a subprocess, a fresh store each time;
@@ -44,10 +45,12 @@ MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
 
 # Measures one child in a fresh parent, so ru_maxrss is that child's alone.
 MEASURE = """
-import json, resource, subprocess, sys
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
 subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+wall = time.perf_counter() - t
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"cpu_s": r.ru_utime + r.ru_stime, "rss_mb": r.ru_maxrss / 1024}))
+print(json.dumps({"wall_s": wall, "cpu_s": r.ru_utime + r.ru_stime, "rss_mb": r.ru_maxrss / 1024}))
 """
 
 
@@ -89,9 +92,11 @@ def main() -> None:
             runs = [run_once(job, folder / f"store{i}", env) for i in range(args.repeat)]
             cpu = [r["cpu_s"] for r in runs]
             rss = [r["rss_mb"] for r in runs]
+            wall = [r["wall_s"] for r in runs]
             print(f"{provider}: {len(runs)} runs, "
                   f"CPU median {statistics.median(cpu):.2f} s ({min(cpu):.2f}-{max(cpu):.2f}), "
-                  f"peak RSS median {statistics.median(rss):.0f} MB "
+                  f"wall median {statistics.median(wall):.2f} s ({min(wall):.2f}-{max(wall):.2f}), "
+                  f"peak RSS median {statistics.median(rss):.0f} MiB "
                   f"({min(rss):.0f}-{max(rss):.0f})")
 
 

@@ -631,3 +631,71 @@ def test_classify_all_cot_sends_every_judged_cot_answer_to_the_classifier(emu, w
         assert row["af_refused_yes"] == int((cell.af_verdict == "yes").sum())
         if len(cell):
             assert row["af_rate_refused"] == row["af_refused_yes"] / len(cell)
+
+
+@pytest.mark.parametrize("vote_requests", ["auto", "separate"])
+def test_the_report_takes_the_judge_states_of_the_last_step(emu, workdir, monkeypatch,
+                                                           vote_requests):
+    """A settled run's judge states are derived once, by its last step: the report reads them
+    (20 separate votes per conversation are not counted a second time) and equals a table whose
+    judge states are derived afresh."""
+    from afbatch import state
+
+    job = SMALL.format(rows=3, models=HAIKU + GPT).replace(
+        "af_votes = 3", f'af_votes = 3\naf_vote_requests = "{vote_requests}"')
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, str(write_job(workdir, job)))
+    assert fast(run).done
+    judged = []
+    for name in ("compliance_state", "af_state"):
+        real = getattr(state, name)
+        monkeypatch.setattr(state, name, lambda *a, real=real, name=name: judged.append(name)
+                            or real(*a))
+    handed_over = conversation_table(run)
+    assert judged == []
+    assert handed_over.af_votes_total.notna().any() and handed_over.judge_refused.notna().any()
+    fresh = Run.open(store, run.run_id)
+    fresh.state(for_report=True).judged = None  # as before: derived again, row by row
+    judged.clear()
+    again = conversation_table(fresh)
+    assert Counter(judged) == {"compliance_state": handed_over.judge_refused.notna().sum(),
+                               "af_state": handed_over.af_votes_total.notna().sum()}
+    pd.testing.assert_frame_equal(handed_over, again)
+
+
+def test_afbatch_run_keeps_the_collector_off_what_it_built_and_a_library_reader_does_not(
+        emu, workdir):
+    """`afbatch run` (a process that ends with its run) freezes the results and states it built
+    in bulk, so the collector does not scan them again; `conversation_table` in a caller's
+    process (a notebook) never freezes the caller's objects."""
+    import gc
+
+    from afbatch import ledger
+
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, small_job(workdir))
+    assert fast(run).done
+    conversation_table(Run.open(store, run.run_id))
+    assert gc.get_freeze_count() == 0
+    r = CliRunner().invoke(cli, ["run", run.run_id, "--store", str(workdir / "store"),
+                                 "--poll", "0"], obj={})
+    assert r.exit_code == 0, r.output
+    assert ledger._freeze_after_bulk and gc.get_freeze_count() > 0
+
+
+def test_a_settled_state_lets_go_of_its_judge_rows_when_the_report_starts(emu, workdir):
+    """Every row's states were kept by the last step: the report needs nothing more of the
+    ledger, so its judge rows (most of a run's rows with separate votes) are freed before the
+    table is built, not after."""
+    job = SMALL.format(rows=3, models=HAIKU).replace(
+        "af_votes = 3", 'af_votes = 3\naf_vote_requests = "separate"')
+    store = LocalStore(workdir / "store")
+    run, _ = Run.create(store, str(write_job(workdir, job)))
+    assert fast(run).done
+    state = run.state()
+    assert state.ledger.slots and state.judged
+    rows = state.drain()
+    first = next(rows)
+    assert first.compliance is not None
+    assert state.ledger.slots == {} and state.ledger.attempts == {}
+    assert sum(1 for _ in rows) + 1 == len(run.convs(run.specs["haiku"]))
