@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from afbatch.runner import Run, Status
     from afbatch.store import Store
 
+
 def _store(store: Any) -> Store:
     """A folder path, an `s3://bucket/prefix` URL, or a Store as is; None: $AFBATCH_STORE, else
     `manifests` (as the CLI's --store)."""
@@ -33,8 +34,9 @@ def _store(store: Any) -> Store:
         return open_store(os.fspath(store) if store is not None else None)
     if callable(getattr(store, "read_versioned", None)) and hasattr(store, "url"):
         return store  # type: ignore[no-any-return]
-    raise TypeError("store must be a folder path, an s3:// URL or a Store, "
-                    f"not {type(store).__name__}")
+    raise TypeError(
+        f"store must be a folder path, an s3:// URL or a Store, not {type(store).__name__}"
+    )
 
 
 class RunTables:
@@ -102,8 +104,9 @@ class RunTables:
         return self.run.status()
 
 
-def open_run(run_id: str, store: str | os.PathLike[str] | Store | None = None, *,
-             prices: str | None = None) -> RunTables:
+def open_run(
+    run_id: str, store: str | os.PathLike[str] | Store | None = None, *, prices: str | None = None
+) -> RunTables:
     """A stored run by its id. `store`: a folder, an `s3://bucket/prefix` URL or a Store (default:
     $AFBATCH_STORE, else `manifests`); `prices`: a price override file, as `--prices`.
     An unknown run raises RunError; a damaged store StoreError or DamagedStoreError."""
@@ -112,9 +115,15 @@ def open_run(run_id: str, store: str | os.PathLike[str] | Store | None = None, *
     return RunTables(Run.open(_store(store), run_id, prices_file=prices))
 
 
-def estimate(job: str | os.PathLike[str], *, by: str = "model", prices: str | None = None,
-             offline: bool = False, calibrate_from: str | None = None,
-             store: str | os.PathLike[str] | Store | None = None) -> Estimate:
+def estimate(
+    job: str | os.PathLike[str],
+    *,
+    by: str = "model",
+    prices: str | None = None,
+    offline: bool = False,
+    calibrate_from: str | None = None,
+    store: str | os.PathLike[str] | Store | None = None,
+) -> Estimate:
     """What `afbatch estimate JOB` computes, offline and without a key: an Estimate whose `frame()`
     is its rows as a DataFrame (`totals()`, `notes`, `as_json()` for the rest). `by`: "model" or
     "condition"; `calibrate_from`: a finished run's id in `store`, whose observed lengths, turns and
@@ -134,5 +143,6 @@ def estimate(job: str | os.PathLike[str], *, by: str = "model", prices: str | No
 
         calibration = observed(open_run(calibrate_from, store).run)
     job_prices = loaded.resolve(loaded.job.prices) if loaded.job.prices else None
-    return estimate_job(loaded, load_prices(prices or job_prices), by=by, offline=offline,
-                        calibration=calibration)
+    return estimate_job(
+        loaded, load_prices(prices or job_prices), by=by, offline=offline, calibration=calibration
+    )

@@ -47,22 +47,41 @@ def collect(run: Run) -> int:
         if is_judged(s.stage):
             verdicts_key = layout.verdicts_key(run.run_id, s.id)
             verdicts_written = write_lines(
-                run, verdicts_key, (r._replace(text=None, texts=None).to_json() for r in results))
+                run, verdicts_key, (r._replace(text=None, texts=None).to_json() for r in results)
+            )
         run.remember_results(s, results)
         crashpoint("after-results-written")
         usage, cost, counts = _account(run, s, results)
 
-        def done(m: Manifest, sid: str = s.id, usage: Usage = usage, cost: float = cost, counts: dict[str, int] = counts,
-                 key: str = key, verdicts_key: str | None = verdicts_key,
-                 written: Any = written, verdicts_written: Any = verdicts_written) -> None:
+        def done(
+            m: Manifest,
+            sid: str = s.id,
+            usage: Usage = usage,
+            cost: float = cost,
+            counts: dict[str, int] = counts,
+            key: str = key,
+            verdicts_key: str | None = verdicts_key,
+            written: Any = written,
+            verdicts_written: Any = verdicts_written,
+        ) -> None:
             x = m.shards[sid]
             if x.state == ShardState.ENDED:
                 x.move(ShardState.COLLECTED)
-                x.results_key, x.verdicts_key, x.collected_at, x.counts, x.cost_usd = key, verdicts_key, time.time(), counts, cost
+                x.results_key, x.verdicts_key, x.collected_at, x.counts, x.cost_usd = (
+                    key,
+                    verdicts_key,
+                    time.time(),
+                    counts,
+                    cost,
+                )
                 x.results_sha256, x.results_lines = written  # what verify checks against
                 x.verdicts_sha256, x.verdicts_lines = verdicts_written
-                x.usage = mf.Usage(input_tokens=usage.input_tokens, cached_tokens=usage.cached_tokens,
-                                   cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens)
+                x.usage = mf.Usage(
+                    input_tokens=usage.input_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    cache_write_tokens=usage.cache_write_tokens,
+                    output_tokens=usage.output_tokens,
+                )
 
         run.update(done)
         collected += 1
@@ -92,15 +111,24 @@ def fetch(run: Run, s: Shard) -> list[Result]:
     by_line = {provider.line_id(rid): rid for rid in ids}
     if s.on_demand:
         parts = sorted(run.store.list(layout.part_prefix(run.run_id, s.id)))
-        raw: Any = (_part_line(run, key, line) for key in parts for line in run.store.lines(key)
-                    if line.strip())
+        raw: Any = (
+            _part_line(run, key, line)
+            for key in parts
+            for line in run.store.lines(key)
+            if line.strip()
+        )
     else:  # a batch the provider refused at creation has no batch id and no lines
         raw = provider.fetch(s.batch_id) if s.batch_id else iter(())
-    stage = {STAGE_COMPLIANCE: "compliance", STAGE_AF: "alignment_faking",
-             STAGE_PARTIAL: "partial_compliance"}.get(s.stage, "")
+    stage = {
+        STAGE_COMPLIANCE: "compliance",
+        STAGE_AF: "alignment_faking",
+        STAGE_PARTIAL: "partial_compliance",
+    }.get(s.stage, "")
     tpl = run.grid.judge_templates.get(stage)
     parse = tpl.parse if tpl else None  # judge replies get their verdict now, once
-    votes_as_choices = s.stage == STAGE_AF and run.job.judge is not None and run.job.judge.af_votes_in_one_request
+    votes_as_choices = (
+        s.stage == STAGE_AF and run.job.judge is not None and run.job.judge.af_votes_in_one_request
+    )
     got: dict[str, Result] = {}
     for line in raw:
         r = provider.parse(line)
@@ -129,7 +157,9 @@ def _part_line(run: Run, key: str, line: bytes) -> Any:
 
 
 def _account(run: Run, s: Shard, results: list[Result]) -> tuple[Usage, float, dict[str, int]]:
-    cost_of = run.prices.lookup(run.specs[s.model]).row_cost(s.on_demand, run.specs[s.model].cache_ttl)
+    cost_of = run.prices.lookup(run.specs[s.model]).row_cost(
+        s.on_demand, run.specs[s.model].cache_ttl
+    )
     usages = [r.usage for r in results]
     usage = Usage(*(sum(column) for column in zip(*usages))) if usages else Usage()
     counts = dict(collections.Counter(r.status.value for r in results))
@@ -146,9 +176,17 @@ def _missing_result(s: Shard) -> Result:
         kind = "rate_limit" if limited else "invalid_request"
         return Result("", RowStatus.ERRORED, error_kind=kind, error_message=message)
     if status == BatchStatus.EXPIRED.value:
-        return Result("", RowStatus.EXPIRED, error_kind="expired",
-                      error_message="the batch expired before this request ran")
+        return Result(
+            "",
+            RowStatus.EXPIRED,
+            error_kind="expired",
+            error_message="the batch expired before this request ran",
+        )
     if status == BatchStatus.CANCELLED.value:
-        return Result("", RowStatus.CANCELED, error_kind="canceled",
-                      error_message="the batch was cancelled before this request ran")
+        return Result(
+            "",
+            RowStatus.CANCELED,
+            error_kind="canceled",
+            error_message="the batch was cancelled before this request ran",
+        )
     return Result("", RowStatus.MISSING, error_kind="missing", error_message=message)

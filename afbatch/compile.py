@@ -28,8 +28,15 @@ from afbatch.tokens import token_tally
 from afbatch.types import STAGE_GENERATE, Conversation, Message, Request
 
 __all__ = [
-    "CompiledModel", "batch_shortfalls", "compile_job", "conversations", "first_requests",
-    "judge_stages", "prefill_decision", "read_user_template", "turn_request",
+    "CompiledModel",
+    "batch_shortfalls",
+    "compile_job",
+    "conversations",
+    "first_requests",
+    "judge_stages",
+    "prefill_decision",
+    "read_user_template",
+    "turn_request",
 ]
 
 
@@ -46,20 +53,45 @@ def conversations(
     }
     max_tokens = job.max_tokens_for(model)
     for variant in job.variants:
-        for temperature, count in ((t, n) for t in job.temperatures_for(model)
-                                   for n in job.sample_counts()):
+        for temperature, count in (
+            (t, n) for t in job.temperatures_for(model) for n in job.sample_counts()
+        ):
             for tier in job.prompts.tiers:
                 for index, text in grid.dataset.rows:
                     if known is None:
-                        user_message = render_user(grid.template, tier, text,
-                                                   job.prompts.tier_format)
+                        user_message = render_user(
+                            grid.template, tier, text, job.prompts.tier_format
+                        )
                     for sample in range(count):
-                        cid = next(known) if known is not None else ids.conversation_id(
-                            model.provider, model.model, variant.name, system_sha[variant.name],
-                            user_message, index, sample, temperature, max_tokens,
-                            variant.prefill_text, count if job.samples_axis else None)
-                        yield Conversation(cid, model.name, variant.name, variant.cot, tier, index,
-                                           sample, text, temperature=temperature, samples=count)
+                        cid = (
+                            next(known)
+                            if known is not None
+                            else ids.conversation_id(
+                                model.provider,
+                                model.model,
+                                variant.name,
+                                system_sha[variant.name],
+                                user_message,
+                                index,
+                                sample,
+                                temperature,
+                                max_tokens,
+                                variant.prefill_text,
+                                count if job.samples_axis else None,
+                            )
+                        )
+                        yield Conversation(
+                            cid,
+                            model.name,
+                            variant.name,
+                            variant.cot,
+                            tier,
+                            index,
+                            sample,
+                            text,
+                            temperature=temperature,
+                            samples=count,
+                        )
 
 
 def turn_request(
@@ -89,7 +121,6 @@ def first_requests(grid: Grid, model: ModelSpec, prices: PriceTable | None) -> I
     prefill = effective_prefill(model, prices)
     for conv in conversations(grid, model):
         yield turn_request(grid, model, conv, [], prefill)
-
 
 
 @dataclass(frozen=True)

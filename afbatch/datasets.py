@@ -46,7 +46,9 @@ class Source:
         try:
             return self.data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            raise InputError(f"{self.ref}: not UTF-8 text ({e}) — re-save the file as UTF-8") from None
+            raise InputError(
+                f"{self.ref}: not UTF-8 text ({e}) — re-save the file as UTF-8"
+            ) from None
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -61,7 +63,9 @@ def read_source(ref: str, *, offline: bool = False, expected_sha256: str | None 
         try:
             data = Path(ref).read_bytes()
         except FileNotFoundError:
-            raise InputError(f"{ref}: file not found — fix the path (paths are relative to the job file)") from None
+            raise InputError(
+                f"{ref}: file not found — fix the path (paths are relative to the job file)"
+            ) from None
         except OSError as e:  # a folder, no permission, a symlink loop: the path and the fix
             raise InputError(os_error_message(e, ref)) from None
     digest = sha256_bytes(data)
@@ -71,7 +75,6 @@ def read_source(ref: str, *, offline: bool = False, expected_sha256: str | None 
             "restore it or update the pin in the job"
         )
     return Source(ref=ref, data=data, sha256=digest)
-
 
 
 def _index_path() -> Path:
@@ -85,7 +88,9 @@ def _load_index() -> dict[str, dict[str, str]]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
-        raise InputError(f"{_index_path()}: unreadable download index ({e}) — delete it to re-download") from None
+        raise InputError(
+            f"{_index_path()}: unreadable download index ({e}) — delete it to re-download"
+        ) from None
 
 
 def _cached_url(url: str, *, offline: bool) -> bytes:
@@ -119,7 +124,11 @@ def cache_put(url: str, data: bytes) -> str:
     local copy of a published file on a machine without network. Later reads re-check it."""
     if not is_url(url):
         raise InputError(f"{url}: not an http(s) URL — only URLs are cached")
-    name = hashlib.sha256(url.encode()).hexdigest()[:16] + "-" + (url.rstrip("/").rsplit("/", 1)[-1] or "file")[:60]
+    name = (
+        hashlib.sha256(url.encode()).hexdigest()[:16]
+        + "-"
+        + (url.rstrip("/").rsplit("/", 1)[-1] or "file")[:60]
+    )
     folder = _index_path().parent
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / name, data)
@@ -137,12 +146,16 @@ def _download(url: str) -> bytes:
             body: bytes = resp.read()
             return body
     except urllib.error.HTTPError as e:
-        raise InputError(f"{url}: download failed: HTTP {e.code} {e.reason} — check the URL") from None
+        raise InputError(
+            f"{url}: download failed: HTTP {e.code} {e.reason} — check the URL"
+        ) from None
     except (ValueError, http.client.InvalidURL) as e:  # a bad IPv6 host, spaces, control characters
         raise InputError(f"{url}: not a valid URL ({e}) — fix it in the job") from None
     except http.client.HTTPException as e:  # the server broke the protocol (truncated, garbled)
-        raise OfflineError(f"{url}: download failed ({type(e).__name__}: {e}) — "
-                           "retry, or point the job at a local copy") from None
+        raise OfflineError(
+            f"{url}: download failed ({type(e).__name__}: {e}) — "
+            "retry, or point the job at a local copy"
+        ) from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise OfflineError(
@@ -163,7 +176,9 @@ class Dataset:
     ref: str
 
 
-def load_dataset(loaded: LoadedJob, *, offline: bool = False, read: Callable[..., Source] | None = None) -> Dataset:
+def load_dataset(
+    loaded: LoadedJob, *, offline: bool = False, read: Callable[..., Source] | None = None
+) -> Dataset:
     spec = loaded.job.dataset
     ref = loaded.resolve(spec.source)
     src = (read or read_source)(ref, offline=offline, expected_sha256=spec.sha256)
@@ -172,7 +187,9 @@ def load_dataset(loaded: LoadedJob, *, offline: bool = False, read: Callable[...
 
 
 def parse_rows(src: Source, spec: DatasetSpec) -> list[str]:
-    fmt = spec.format or ("jsonl" if src.ref.split("?")[0].endswith((".jsonl", ".ndjson")) else "csv")
+    fmt = spec.format or (
+        "jsonl" if src.ref.split("?")[0].endswith((".jsonl", ".ndjson")) else "csv"
+    )
     text = src.text
     out: list[str] = []
     if fmt == "csv":
@@ -184,13 +201,18 @@ def parse_rows(src: Source, spec: DatasetSpec) -> list[str]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise InputError(f"{src.ref}:{n}: invalid JSON ({e.msg}) — one JSON object per line") from None
+                raise InputError(
+                    f"{src.ref}:{n}: invalid JSON ({e.msg}) — one JSON object per line"
+                ) from None
             except RecursionError:
-                raise InputError(f"{src.ref}:{n}: JSON nested too deeply — "
-                                 "one flat JSON object per line") from None
+                raise InputError(
+                    f"{src.ref}:{n}: JSON nested too deeply — one flat JSON object per line"
+                ) from None
             value = obj.get(spec.column) if isinstance(obj, dict) else None
             if not isinstance(value, str) or not value.strip():
-                raise InputError(f"{src.ref}:{n}: no non-empty string {spec.column!r} — set dataset.column")
+                raise InputError(
+                    f"{src.ref}:{n}: no non-empty string {spec.column!r} — set dataset.column"
+                )
             out.append(value.strip())
     if not out:
         raise InputError(f"{src.ref}: the dataset has no rows")
@@ -210,21 +232,25 @@ def _csv_rows(src: Source, spec: DatasetSpec, text: str) -> list[str]:
     try:
         if not reader.fieldnames or spec.column not in reader.fieldnames:
             cols = ", ".join(reader.fieldnames or []) or "none"
-            raise InputError(f"{src.ref}: no column {spec.column!r} (columns: {cols}) — "
-                             "set dataset.column")
+            raise InputError(
+                f"{src.ref}: no column {spec.column!r} (columns: {cols}) — set dataset.column"
+            )
         done = reader.line_num
         for row in reader:
             n = done = reader.line_num
             value = (row.get(spec.column) or "").strip()
             if not value:
-                raise InputError(f"{src.ref}:{n}: empty {spec.column!r} — "
-                                 "remove the row or fill it in")
+                raise InputError(
+                    f"{src.ref}:{n}: empty {spec.column!r} — remove the row or fill it in"
+                )
             out.append(value)
     except csv.Error as e:
         start = done + 1  # the record being read starts after the last one read
         if "field larger" in str(e):
-            raise InputError(f"{src.ref}:{start}: a cell longer than {MAX_CELL_CHARS:,} characters "
-                             "— look for an unclosed quote on or after this line") from None
+            raise InputError(
+                f"{src.ref}:{start}: a cell longer than {MAX_CELL_CHARS:,} characters "
+                "— look for an unclosed quote on or after this line"
+            ) from None
         raise InputError(f"{src.ref}:{start}: not valid CSV ({e}) — fix the quoting") from None
     finally:
         csv.field_size_limit(old_limit)
@@ -235,12 +261,16 @@ def select_rows(texts: list[str], spec: DatasetSpec, ref: str) -> list[tuple[int
     indexed = list(enumerate(texts))
     if spec.first is not None:
         if spec.first > len(texts):
-            raise InputError(f"{ref}: dataset.first = {spec.first} but the file has {len(texts)} rows — lower it")
+            raise InputError(
+                f"{ref}: dataset.first = {spec.first} but the file has {len(texts)} rows — lower it"
+            )
         return indexed[: spec.first]
     if spec.sample is not None:
         if spec.sample > len(texts):
-            raise InputError(f"{ref}: dataset.sample = {spec.sample} but the file has "
-                             f"{len(texts)} rows — lower it")
+            raise InputError(
+                f"{ref}: dataset.sample = {spec.sample} but the file has "
+                f"{len(texts)} rows — lower it"
+            )
         picked = sorted(random.Random(spec.seed).sample(range(len(texts)), spec.sample))
         return [indexed[i] for i in picked]
     return indexed

@@ -37,12 +37,18 @@ def open_checked(store_url: str, *, spending: bool = False) -> Store:
     marked = store.exists(EMULATOR_MARK)
     if emulated() and not marked:
         if store.url.startswith("s3://") or mf.list_runs(store):
-            raise InputError(f"store {store.url} holds real runs: emulator runs need a local "
-                             f"folder of their own — leave out --store (default "
-                             f"{EMULATOR_STORE}/) or pass an empty folder")
-        store.write(EMULATOR_MARK, b"The runs in this store were answered by afbatch's emulator, "
-                                   b"not by real models.\n")
+            raise InputError(
+                f"store {store.url} holds real runs: emulator runs need a local "
+                f"folder of their own — leave out --store (default "
+                f"{EMULATOR_STORE}/) or pass an empty folder"
+            )
+        store.write(
+            EMULATOR_MARK,
+            b"The runs in this store were answered by afbatch's emulator, not by real models.\n",
+        )
     elif marked and not emulated():
-        raise InputError(f"store {store.url} holds emulator runs (a fake model's answers): pass "
-                         "another --store for real runs, or use --emulator")
+        raise InputError(
+            f"store {store.url} holds emulator runs (a fake model's answers): pass "
+            "another --store for real runs, or use --emulator"
+        )
     return store

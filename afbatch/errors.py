@@ -100,25 +100,33 @@ def os_error_message(e: OSError, path: str | os.PathLike[str] | None = None) -> 
         what = "no space left on the device" if code == errno.ENOSPC else "disk quota exceeded"
         if name is None:  # a write to an open file: name the places afbatch writes to
             name = f"the store, the cache or the temp folder ({tempfile.gettempdir()})"
-        return (f"{name}: {what} — free some space and rerun the same command "
-                f"(writes are atomic: what was stored is intact){_env_hint(name)}")
+        return (
+            f"{name}: {what} — free some space and rerun the same command "
+            f"(writes are atomic: what was stored is intact){_env_hint(name)}"
+        )
     if name is None:
         return f"{e.strerror or e} — check the paths given to afbatch"
     if code in (errno.EACCES, errno.EPERM):
-        return (f"{name}: permission denied — make it accessible to this user "
-                f"or choose another path{_env_hint(name)}")
+        return (
+            f"{name}: permission denied — make it accessible to this user "
+            f"or choose another path{_env_hint(name)}"
+        )
     if code == errno.EROFS:
         return f"{name}: read-only file system — choose another path{_env_hint(name)}"
     if code in (errno.ENOTDIR, errno.EEXIST):
         blocker = _file_in_the_way(name)
         target = f" (for {name})" if blocker != os.path.abspath(name) else ""
-        return (f"{blocker}: is a file where a folder is needed{target} — move the file away "
-                f"or choose another path{_env_hint(name)}")
+        return (
+            f"{blocker}: is a file where a folder is needed{target} — move the file away "
+            f"or choose another path{_env_hint(name)}"
+        )
     if code == errno.ENOENT:
         parent = os.path.dirname(os.path.abspath(name))
         if not os.path.isdir(parent):
-            return (f"{name}: folder {parent} does not exist — create it or fix the path"
-                    f"{_env_hint(name)}")
+            return (
+                f"{name}: folder {parent} does not exist — create it or fix the path"
+                f"{_env_hint(name)}"
+            )
         return f"{name}: no such file — fix the path{_env_hint(name)}"
     if code == errno.EISDIR:
         return f"{name}: is a folder where a file is needed — give a file path{_env_hint(name)}"

@@ -29,7 +29,13 @@ from afbatch.errors import BudgetError, OfflineError
 from afbatch.judge_templates import stage_template
 from afbatch.pricing import Price, PriceTable
 from afbatch.protocol import (
-    NEXT, PROFILES, describe_prefill, prefill_record, protocol_record, render_user)
+    NEXT,
+    PROFILES,
+    describe_prefill,
+    prefill_record,
+    protocol_record,
+    render_user,
+)
 from afbatch.providers.registry import capabilities
 from afbatch.spec import Job, JudgeRules, JudgeSpec, LoadedJob, ModelSpec, VariantSpec, is_url
 from afbatch.tokens import FAMILY_FACTORS, Counter, counter_for, save_counts
@@ -63,14 +69,28 @@ class Row:
     samples: int | None = None  # per-condition rows of a job with a samples axis
 
     def add(self, other: Row) -> None:
-        for k in ("requests", "input_tokens", "cached_input_tokens", "output_tokens_expected", "output_tokens_max",
-                  "input_tokens_max", "on_demand_requests", *COST_KEYS):
+        for k in (
+            "requests",
+            "input_tokens",
+            "cached_input_tokens",
+            "output_tokens_expected",
+            "output_tokens_max",
+            "input_tokens_max",
+            "on_demand_requests",
+            *COST_KEYS,
+        ):
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("input_tokens", "cached_input_tokens", "output_tokens_expected", "output_tokens_max",
-                  "input_tokens_max", "on_demand_requests"):
+        for k in (
+            "input_tokens",
+            "cached_input_tokens",
+            "output_tokens_expected",
+            "output_tokens_max",
+            "input_tokens_max",
+            "on_demand_requests",
+        ):
             d[k] = int(round(d[k]))
         for k in COST_KEYS:
             d[k] = round(d[k], 4)
@@ -114,8 +134,10 @@ class Estimate:
             "job": self.job,
             "rows": [r.as_json() for r in self.rows],
             "totals": self.totals(),
-            "saving_vs_sync_pct": {"batch": round(self.saving_pct("cost_batch_usd"), 2),
-                                   "batch_cached": round(self.saving_pct(), 2)},
+            "saving_vs_sync_pct": {
+                "batch": round(self.saving_pct("cost_batch_usd"), 2),
+                "batch_cached": round(self.saving_pct(), 2),
+            },
             "notes": self.notes,
             "assumptions": self.assumptions,
             "prices_as_of": self.prices_as_of,
@@ -166,7 +188,9 @@ def dataset_rows(loaded: LoadedJob, offline: bool, notes: list[str]) -> Rows:
 Sized = str | float
 
 
-def declared_or(read: Callable[[], str], ref: str, declared: int | None, key: str, notes: list[str]) -> Sized:
+def declared_or(
+    read: Callable[[], str], ref: str, declared: int | None, key: str, notes: list[str]
+) -> Sized:
     """The text `read()` gives, or, when a URL is not cached and cannot be downloaded, its declared
     o200k token count (a note says so): as `expected_rows` stands in for a dataset."""
     try:
@@ -174,8 +198,9 @@ def declared_or(read: Callable[[], str], ref: str, declared: int | None, key: st
     except OfflineError:
         if not (is_url(ref) and declared):
             raise
-    notes.append(f"{ref} is not cached and cannot be downloaded: assuming {declared} o200k "
-                 f"tokens ({key})")
+    notes.append(
+        f"{ref} is not cached and cannot be downloaded: assuming {declared} o200k tokens ({key})"
+    )
     return float(declared)
 
 
@@ -200,35 +225,65 @@ def estimate_job(
     rows_in = dataset_rows(loaded, offline, notes)
     prompts = job.prompts
     template = declared_or(
-        lambda: read_user_template(loaded, offline=offline).text, prompts.user_template,
-        prompts.user_template_tokens, "[prompts] user_template_tokens", notes)
+        lambda: read_user_template(loaded, offline=offline).text,
+        prompts.user_template,
+        prompts.user_template_tokens,
+        "[prompts] user_template_tokens",
+        notes,
+    )
 
     def system_text(v: VariantSpec) -> str:
-        return read_source(loaded.resolve(v.system_prompt), offline=offline,
-                           expected_sha256=v.system_prompt_sha256).text
+        return read_source(
+            loaded.resolve(v.system_prompt), offline=offline, expected_sha256=v.system_prompt_sha256
+        ).text
 
-    systems = {v.name: declared_or(
-        functools.partial(system_text, v),
-        v.system_prompt, v.expected_tokens, f"variant {v.name}: expected_tokens", notes)
-        for v in job.variants}
+    systems = {
+        v.name: declared_or(
+            functools.partial(system_text, v),
+            v.system_prompt,
+            v.expected_tokens,
+            f"variant {v.name}: expected_tokens",
+            notes,
+        )
+        for v in job.variants
+    }
     calibration = calibration or {}
-    est = Estimate(job=job.name, rows=[], notes=notes, prices_as_of=prices.as_of,
-                   assumptions=job.estimate.model_dump(),
-                   protocol=protocol_record(PROFILES[job.protocol.profile]))
+    est = Estimate(
+        job=job.name,
+        rows=[],
+        notes=notes,
+        prices_as_of=prices.as_of,
+        assumptions=job.estimate.model_dump(),
+        protocol=protocol_record(PROFILES[job.protocol.profile]),
+    )
     if calibration:
         seen = [m.name for m in job.models if m.name in calibration]
         missing = [m.name for m in job.models if m.name not in calibration]
-        notes.append(f"calibrated from a finished run for {', '.join(seen) or 'no model'}"
-                     + (f"; job assumptions kept for {', '.join(missing)}" if missing else ""))
-        est.assumptions["calibrated"] = {k: {f: v for f, v in asdict(c).items() if v is not None} for k, c in calibration.items()}
+        notes.append(
+            f"calibrated from a finished run for {', '.join(seen) or 'no model'}"
+            + (f"; job assumptions kept for {', '.join(missing)}" if missing else "")
+        )
+        est.assumptions["calibrated"] = {
+            k: {f: v for f, v in asdict(c).items() if v is not None} for k, c in calibration.items()
+        }
     texts = {v.name: v.prefill_text for v in job.variants}
     for model in job.models:
         price = prices.lookup(model)
         decision = prefill_decision(model, prices)
         est.prefill[model.name] = prefill_record(decision.sent, decision.reason, texts)
         counter = _counter(model, prices, est)
-        cells = _generate_cells(job, model, price, counter, decision.sent, rows_in, template,
-                                systems, calibration.get(model.name), notes)
+        cells = _generate_cells(
+            job,
+            model,
+            price,
+            counter,
+            decision.sent,
+            rows_in,
+            template,
+            systems,
+            calibration.get(model.name),
+            notes,
+        )
         if by == "condition":
             est.rows.extend(cells)
         else:
@@ -246,27 +301,41 @@ def estimate_job(
             fix = "they are priced on-demand (on_demand_fallback = true)"
         else:
             fix = "they go on-demand at list price (on_demand_fallback = true)"
-        notes.append(f"{m.provider} model {m.name}: {short.describe()}, below the minimum of "
-                     f"{short.minimum} per batch job; {fix}")
+        notes.append(
+            f"{m.provider} model {m.name}: {short.describe()}, below the minimum of "
+            f"{short.minimum} per batch job; {fix}"
+        )
     notes.append(_prefill_note(est.prefill))
     if job.judge:
         est.rows.extend(_judge_rows(loaded, prices, rows_in, template, calibration, offline, est))
         if job.judge.af_template:
             j = job.judge
-            how = ("as the n choices of one request: each transcript is billed once" if j.af_votes_in_one_request
-                   else "as separate requests" + (", sharing one cached prompt" if (j.af_model or j.model).uses_cache else ""))
-            which = ("CoT answer (classify = all_cot: refusals too)" if j.classify == "all_cot"
-                     else "compliant CoT answer")
+            how = (
+                "as the n choices of one request: each transcript is billed once"
+                if j.af_votes_in_one_request
+                else "as separate requests"
+                + (", sharing one cached prompt" if (j.af_model or j.model).uses_cache else "")
+            )
+            which = (
+                "CoT answer (classify = all_cot: refusals too)"
+                if j.classify == "all_cot"
+                else "compliant CoT answer"
+            )
             notes.append(f"alignment-faking classifier: {j.af_votes} votes per {which}, {how}")
-            notes.append(_af_setups_note(loaded, prices, rows_in, template, calibration, offline,
-                                         est))
+            notes.append(
+                _af_setups_note(loaded, prices, rows_in, template, calibration, offline, est)
+            )
         if job.judge.partial_template:
-            reads = ("every answer judged compliant (partial_reads = compliant; the others are "
-                     "refusals)" if job.judge.partial_reads == "compliant"
-                     else "every finished answer (partial_reads = all)")
-            notes.append(f"partial-compliance classifier ({job.judge.partial_template}, on "
-                         f"{job.judge.model.name}): full / partial / refusal, one request for "
-                         f"{reads}")
+            reads = (
+                "every answer judged compliant (partial_reads = compliant; the others are refusals)"
+                if job.judge.partial_reads == "compliant"
+                else "every finished answer (partial_reads = all)"
+            )
+            notes.append(
+                f"partial-compliance classifier ({job.judge.partial_template}, on "
+                f"{job.judge.model.name}): full / partial / refusal, one request for "
+                f"{reads}"
+            )
     save_counts()
     return est
 
@@ -284,17 +353,26 @@ def af_setups(judge: JudgeSpec, prices: PriceTable) -> list[tuple[str, JudgeSpec
     n = judge.af_votes
     out = [("this job's", judge)]
     for cache in (False, True):
-        cacheable = (capabilities(am.provider).cache_votes
-                     and prices.lookup(am).cache_stacks_with_batch)
+        cacheable = (
+            capabilities(am.provider).cache_votes and prices.lookup(am).cache_stacks_with_batch
+        )
         if cache and not cacheable:
             continue
         m = am.model_copy(update={"cache": cache})
         how = ", one cached prompt" if cache else ", uncached"
-        out.append((f"{n} separate requests on {am.name}{how}",
-                    judge.model_copy(update={"af_model": m, "af_vote_requests": "separate"})))
+        out.append(
+            (
+                f"{n} separate requests on {am.name}{how}",
+                judge.model_copy(update={"af_model": m, "af_vote_requests": "separate"}),
+            )
+        )
     nm = am if capabilities(am.provider).supports_n else REFERENCE_N_JUDGE
-    out.append((f"{n} votes as n choices of one request on {nm.provider} {nm.model}",
-                judge.model_copy(update={"af_model": nm, "af_vote_requests": "one"})))
+    out.append(
+        (
+            f"{n} votes as n choices of one request on {nm.provider} {nm.model}",
+            judge.model_copy(update={"af_model": nm, "af_vote_requests": "one"}),
+        )
+    )
     return [s for i, s in enumerate(out) if i == 0 or _af_key(s[1]) != _af_key(judge)]
 
 
@@ -304,18 +382,33 @@ def _af_key(judge: JudgeSpec) -> tuple[str, str, bool, bool]:
     return m.provider, m.model, judge.af_votes_in_one_request, m.uses_cache
 
 
-def _af_setups_note(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: Sized,
-                    calibration: dict[str, Calibration], offline: bool, est: Estimate) -> str:
+def _af_setups_note(
+    loaded: LoadedJob,
+    prices: PriceTable,
+    rows_in: Rows,
+    template: Sized,
+    calibration: dict[str, Calibration],
+    offline: bool,
+    est: Estimate,
+) -> str:
     """What the AF classifier costs (batch + cache) under each equivalent set-up, and its share of
     this job's total: the judge set-up is often the largest line."""
     total = est.totals()["cost_batch_cached_usd"]
     parts = []
     for name, judge in af_setups(loaded.job.judge, prices):  # type: ignore[arg-type]
         job = loaded.job.model_copy(update={"judge": judge})
-        scratch = Estimate(job=job.name, rows=[], notes=[], prices_as_of=est.prices_as_of,
-                           assumptions={})
-        rows = _judge_rows(loaded.model_copy(update={"job": job}), prices, rows_in, template,
-                           calibration, offline, scratch)
+        scratch = Estimate(
+            job=job.name, rows=[], notes=[], prices_as_of=est.prices_as_of, assumptions={}
+        )
+        rows = _judge_rows(
+            loaded.model_copy(update={"job": job}),
+            prices,
+            rows_in,
+            template,
+            calibration,
+            offline,
+            scratch,
+        )
         row = next(r for r in rows if r.stage == STAGE_AF)  # not the last: partial follows it
         cost = row.cost_batch_cached_usd
         own = name == "this job's" and total
@@ -330,15 +423,26 @@ def _counter(model: ModelSpec, prices: PriceTable, est: Estimate) -> Counter:
     fact = prices.token_family(model)
     counter = counter_for(model, fact.family)
     own = model.token_factor is not None
-    est.tokenizer.setdefault(model.name, {
-        "family": fact.family, "factor": counter.factor, "exact": counter.exact,
-        "source": "job token_factor" if own else (fact.via or "default: not in the catalog")})
+    est.tokenizer.setdefault(
+        model.name,
+        {
+            "family": fact.family,
+            "factor": counter.factor,
+            "exact": counter.exact,
+            "source": "job token_factor" if own else (fact.via or "default: not in the catalog"),
+        },
+    )
     if (fact.via is None or fact.by_price_as) and not own:
-        how = (f"as its price_as model {model.price_as} ({fact.family})" if fact.by_price_as
-               else "the default for any other model")
-        note = (f"tokens of {model.name} ({model.provider} {model.model}): not in the model "
-                f"catalog, so counted as o200k × {FAMILY_FACTORS[fact.family]:.2f}, {how} — set "
-                "token_factor on the model, or token_family in a price override entry")
+        how = (
+            f"as its price_as model {model.price_as} ({fact.family})"
+            if fact.by_price_as
+            else "the default for any other model"
+        )
+        note = (
+            f"tokens of {model.name} ({model.provider} {model.model}): not in the model "
+            f"catalog, so counted as o200k × {FAMILY_FACTORS[fact.family]:.2f}, {how} — set "
+            "token_factor on the model, or token_family in a price override entry"
+        )
         if note not in est.notes:
             est.notes.append(note)
     return counter
@@ -352,21 +456,34 @@ def _prefill_note(records: dict[str, dict[str, Any]]) -> str:
     return "prefill — " + "; ".join(f"{how}: {', '.join(labels)}" for how, labels in groups.items())
 
 
-def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, prefill_on: bool,
-                    rows_in: Rows, template: Sized, systems: dict[str, Sized],
-                    cal: Calibration | None,
-                    notes: list[str]) -> list[Row]:
+def _generate_cells(
+    job: Job,
+    model: ModelSpec,
+    price: Price,
+    counter: Counter,
+    prefill_on: bool,
+    rows_in: Rows,
+    template: Sized,
+    systems: dict[str, Sized],
+    cal: Calibration | None,
+    notes: list[str],
+) -> list[Row]:
     counts = job.sample_counts()
     max_tokens = job.max_tokens_for(model)
     next_tokens = counter.count(NEXT) + 2 * counter.per_message
-    n_conv_model = (rows_in.count * job.conversations_per_cell(model) * len(job.variants)
-                    * len(job.prompts.tiers))
+    n_conv_model = (
+        rows_in.count
+        * job.conversations_per_cell(model)
+        * len(job.variants)
+        * len(job.prompts.tiers)
+    )
     est = job.estimate
     info = capabilities(model.provider)
     # Explicit breakpoints the job turned on, or automatic caching that stacks with the batch
     # discount (Fireworks batch jobs): both budget one write per cell and round, the rest reads.
-    cache_on = ((model.uses_cache and info.caching == "explicit")
-                or (info.caching == "automatic" and price.cache_stacks_with_batch))
+    cache_on = (model.uses_cache and info.caching == "explicit") or (
+        info.caching == "automatic" and price.cache_stacks_with_batch
+    )
     # On-demand: rounds that cannot reach the provider's record minimum (Bedrock's 100).
     has_minimum = model.on_demand_fallback and info.limits.min_requests > 1
     minimum = info.limits.min_requests if has_minimum else 0
@@ -376,25 +493,44 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
         sys_tokens = _tokens(counter, systems[variant.name])
         prefill_tokens = counter.count(variant.prefill_text) if prefill_on else 0
         if variant.cot:
-            out_exp = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) or est.output_tokens_cot
-            weights = list(cal.turn_weights_cot) if cal and cal.turn_weights_cot else turn_weights(est.turns_cot, job.sampling.max_turns)
+            out_exp = (
+                cal.output_tokens_cot if cal and cal.output_tokens_cot else None
+            ) or est.output_tokens_cot
+            weights = (
+                list(cal.turn_weights_cot)
+                if cal and cal.turn_weights_cot
+                else turn_weights(est.turns_cot, job.sampling.max_turns)
+            )
             max_turns = job.sampling.max_turns
         else:
-            out_exp = (cal.output_tokens_no_cot if cal and cal.output_tokens_no_cot else None) or est.output_tokens_no_cot
+            out_exp = (
+                cal.output_tokens_no_cot if cal and cal.output_tokens_no_cot else None
+            ) or est.output_tokens_no_cot
             weights, max_turns = [1.0], 1
         out_exp = min(float(out_exp), float(max_tokens))
         temps = job.temperatures_for(model)
-        for temperature, samples, tier in ((t, k, tier) for t in temps for k in counts
-                                           for tier in job.prompts.tiers):
+        for temperature, samples, tier in (
+            (t, k, tier) for t in temps for k in counts for tier in job.prompts.tiers
+        ):
             # the temperature and the sample count are named only where they are axes
-            row = Row(model.name, model.provider, STAGE_GENERATE, variant=variant.name, tier=tier,
-                      temperature=temperature if len(temps) > 1 else None,
-                      samples=samples if job.samples_axis else None)
+            row = Row(
+                model.name,
+                model.provider,
+                STAGE_GENERATE,
+                variant=variant.name,
+                tier=tier,
+                temperature=temperature if len(temps) > 1 else None,
+                samples=samples if job.samples_axis else None,
+            )
             row.rounds_expected = sum(weights)
             row.rounds_max = max_turns
-            user_tokens = samples * _user_tokens(counter, template, tier, job.prompts.tier_format, rows_in)
+            user_tokens = samples * _user_tokens(
+                counter, template, tier, job.prompts.tier_format, rows_in
+            )
             n = rows_in.count * samples
-            base = user_tokens + n * (sys_tokens + prefill_tokens + 2 * counter.per_message + counter.priming)
+            base = user_tokens + n * (
+                sys_tokens + prefill_tokens + 2 * counter.per_message + counter.priming
+            )
             row.requests = n
             for t in range(1, max_turns + 1):
                 w = weights[t - 1] if t - 1 < len(weights) else 0.0
@@ -422,16 +558,31 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
                     writes = 1.0  # one write per variant x tier cell per round; the rest read
                     reads = max(w * n - writes, 0.0)
                     mult = price.batch_multiplier
-                    prefix_cost = (writes * sys_tokens * price.cache_write_rate(model.cache_ttl)
-                                   + reads * sys_tokens * price.cache_read_rate()) * mult / M
+                    prefix_cost = (
+                        (
+                            writes * sys_tokens * price.cache_write_rate(model.cache_ttl)
+                            + reads * sys_tokens * price.cache_read_rate()
+                        )
+                        * mult
+                        / M
+                    )
                     row.cost_batch_cached_usd += batch_cost - cached * bin_ / M + prefix_cost
                 else:
                     row.cost_batch_cached_usd += batch_cost
                 # Worst case: every turn, max_tokens.
-                wl_in, wl_out = price.list_rates(per_req_max) if on_demand_max else price.batch_rates(per_req_max)
+                wl_in, wl_out = (
+                    price.list_rates(per_req_max)
+                    if on_demand_max
+                    else price.batch_rates(per_req_max)
+                )
                 worst = (in_max * wl_in + n * max_tokens * wl_out) / M
                 if stacks and not on_demand_max:
-                    worst += n * sys_tokens * (price.cache_write_rate(model.cache_ttl) * price.batch_multiplier - wl_in) / M
+                    worst += (
+                        n
+                        * sys_tokens
+                        * (price.cache_write_rate(model.cache_ttl) * price.batch_multiplier - wl_in)
+                        / M
+                    )
                 row.cost_worst_usd += worst
                 row.input_tokens_max += in_max
                 row.output_tokens_max += n * max_tokens
@@ -439,21 +590,31 @@ def _generate_cells(job: Job, model: ModelSpec, price: Price, counter: Counter, 
     return out
 
 
-def _user_tokens(counter: Counter, template: Sized, tier: str, tier_format: str,
-                 rows_in: Rows) -> float:
+def _user_tokens(
+    counter: Counter, template: Sized, tier: str, tier_format: str, rows_in: Rows
+) -> float:
     """Sum over the dataset's rows of user-message tokens (each distinct message is encoded once per
     encoding)."""
     if not isinstance(template, str):  # declared size: the template's tokens plus each request's
         per_row = counter.scaled(template) + _mean_request_tokens(counter, rows_in)
         return rows_in.count * per_row
     if rows_in.texts is not None:
-        return sum(counter.count(render_user(template, tier, text, tier_format)) for text in rows_in.texts)
+        return sum(
+            counter.count(render_user(template, tier, text, tier_format)) for text in rows_in.texts
+        )
     shell = counter.count(render_user(template, tier, "", tier_format))
     return rows_in.count * (shell + counter.scaled(rows_in.mean_tokens))
 
 
-def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: Sized,
-                calibration: dict[str, Calibration], offline: bool, est_out: Estimate) -> list[Row]:
+def _judge_rows(
+    loaded: LoadedJob,
+    prices: PriceTable,
+    rows_in: Rows,
+    template: Sized,
+    calibration: dict[str, Calibration],
+    offline: bool,
+    est_out: Estimate,
+) -> list[Row]:
     job = loaded.job
     judge = job.judge
     assert judge is not None
@@ -474,7 +635,9 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
     scratch_max_sum = 0.0
     per_prompt = rows_in.count * len(job.prompts.tiers)
     # AF requests per compliant CoT conversation, and the answers (votes) each one returns
-    per_conv, choices = (1, judge.af_votes) if judge.af_votes_in_one_request else (judge.af_votes, 1)
+    per_conv, choices = (
+        (1, judge.af_votes) if judge.af_votes_in_one_request else (judge.af_votes, 1)
+    )
     for model in job.models:
         cal = calibration.get(model.name)
         mt = job.max_tokens_for(model)
@@ -486,11 +649,21 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
             resp_exp_sum += n * final_exp
             resp_max_sum += n * mt  # the final output sits inside one turn
             if v.cot and judge.af_template:
-                rate = cal.compliance_rate if cal and cal.compliance_rate is not None else est.compliance_rate
+                rate = (
+                    cal.compliance_rate
+                    if cal and cal.compliance_rate is not None
+                    else est.compliance_rate
+                )
                 if judge.classify == "all_cot":  # the classifier reads refusals too (state.to_af)
                     rate = 1.0
-                out_cot = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) or est.output_tokens_cot
-                weights = list(cal.turn_weights_cot) if cal and cal.turn_weights_cot else turn_weights(est.turns_cot, job.sampling.max_turns)
+                out_cot = (
+                    cal.output_tokens_cot if cal and cal.output_tokens_cot else None
+                ) or est.output_tokens_cot
+                weights = (
+                    list(cal.turn_weights_cot)
+                    if cal and cal.turn_weights_cot
+                    else turn_weights(est.turns_cot, job.sampling.max_turns)
+                )
                 af_expected_requests += n * rate * per_conv
                 af_max_requests += n * per_conv
                 scratch_exp_sum += n * rate * per_conv * sum(weights) * min(out_cot, mt)
@@ -513,20 +686,30 @@ def _judge_rows(loaded: LoadedJob, prices: PriceTable, rows_in: Rows, template: 
         af = Row(am.name, am.provider, STAGE_AF, requests=int(round(af_expected_requests)))
         af.input_tokens = af_expected_requests * afixed + acounter.scaled(scratch_exp_sum)
         af.input_tokens_max = af_max_requests * afixed + acounter.scaled(scratch_max_sum)
-        af.output_tokens_expected = af_expected_requests * choices * min(est.af_output_tokens, judge.max_tokens)
+        af.output_tokens_expected = (
+            af_expected_requests * choices * min(est.af_output_tokens, judge.max_tokens)
+        )
         af.output_tokens_max = af_max_requests * choices * judge.max_tokens
         # The votes on one transcript send the same prompt: with caching that stacks with batch
         # (Anthropic), the first vote writes it and the other votes read it.
         votes_share = judge.af_votes if am.uses_cache and aprice.cache_stacks_with_batch else 0
-        _price_row(af, aprice, max(af_expected_requests, 1.0), cache_group=votes_share, ttl=am.cache_ttl)
+        _price_row(
+            af, aprice, max(af_expected_requests, 1.0), cache_group=votes_share, ttl=am.cache_ttl
+        )
         rows.append(af)
     if judge.partial_template:
         rows.append(_partial_row(loaded, prices, rows_in, calibration, offline, est_out))
     return rows
 
 
-def _partial_row(loaded: LoadedJob, prices: PriceTable, rows_in: Rows,
-                 calibration: dict[str, Calibration], offline: bool, est_out: Estimate) -> Row:
+def _partial_row(
+    loaded: LoadedJob,
+    prices: PriceTable,
+    rows_in: Rows,
+    calibration: dict[str, Calibration],
+    offline: bool,
+    est_out: Estimate,
+) -> Row:
     """The partial-compliance classifier: one request per answer it reads (partial_reads: the
     compliant ones at the expected compliance rate, or all), on the compliance judge's model;
     the reasoning too where its template reads it. Worst case: every answer read."""
@@ -536,8 +719,12 @@ def _partial_row(loaded: LoadedJob, prices: PriceTable, rows_in: Rows,
     jm = judge.model
     counter = _counter(jm, prices, est_out)
     body = _judge_text(loaded, "partial_compliance", offline, est_out.notes)
-    fixed = (_tokens(counter, body) + _mean_request_tokens(counter, rows_in)
-             + counter.per_message + counter.priming)
+    fixed = (
+        _tokens(counter, body)
+        + _mean_request_tokens(counter, rows_in)
+        + counter.per_message
+        + counter.priming
+    )
     reads_reasoning = _reads_reasoning(loaded, offline)
     requests = requests_max = text_exp = text_max = 0.0
     for model in job.models:
@@ -546,18 +733,25 @@ def _partial_row(loaded: LoadedJob, prices: PriceTable, rows_in: Rows,
         n = rows_in.count * len(job.prompts.tiers) * job.conversations_per_cell(model)
         rate = 1.0
         if judge.partial_reads == "compliant":  # state.to_partial
-            rate = cal.compliance_rate if cal and cal.compliance_rate is not None \
+            rate = (
+                cal.compliance_rate
+                if cal and cal.compliance_rate is not None
                 else est.compliance_rate
+            )
         for v in job.variants:
             requests += n * rate
             requests_max += n
             text_exp += n * rate * min(est.output_tokens_no_cot, mt)
             text_max += n * mt
             if v.cot and reads_reasoning:
-                out_cot = (cal.output_tokens_cot if cal and cal.output_tokens_cot else None) \
-                    or est.output_tokens_cot
-                weights = (list(cal.turn_weights_cot) if cal and cal.turn_weights_cot
-                           else turn_weights(est.turns_cot, job.sampling.max_turns))
+                out_cot = (
+                    cal.output_tokens_cot if cal and cal.output_tokens_cot else None
+                ) or est.output_tokens_cot
+                weights = (
+                    list(cal.turn_weights_cot)
+                    if cal and cal.turn_weights_cot
+                    else turn_weights(est.turns_cot, job.sampling.max_turns)
+                )
                 text_exp += n * rate * sum(weights) * min(out_cot, mt)
                 text_max += n * job.sampling.max_turns * mt
     row = Row(jm.name, jm.provider, STAGE_PARTIAL, requests=round(requests))
@@ -576,8 +770,13 @@ def _reads_reasoning(loaded: LoadedJob, offline: bool) -> bool:
     assert judge is not None and judge.partial_template is not None
     rules = judge.partial_rules
     try:
-        tpl, _ = stage_template(loaded.resolve(judge.partial_template), "partial_compliance",
-                                rules, "judge.partial_rules", offline=offline)
+        tpl, _ = stage_template(
+            loaded.resolve(judge.partial_template),
+            "partial_compliance",
+            rules,
+            "judge.partial_rules",
+            offline=offline,
+        )
     except OfflineError:
         if rules is None:
             raise
@@ -590,13 +789,19 @@ def _judge_text(loaded: LoadedJob, stage: str, offline: bool, notes: list[str]) 
     for st, ref, rules, key in judge_stages(loaded.job):
         if st == stage:
             read = functools.partial(_judge_template_text, loaded, ref, stage, rules, key, offline)
-            return declared_or(read, ref, rules.expected_tokens if rules else None,
-                               f"judge.{key}.expected_tokens", notes)
+            return declared_or(
+                read,
+                ref,
+                rules.expected_tokens if rules else None,
+                f"judge.{key}.expected_tokens",
+                notes,
+            )
     raise KeyError(stage)
 
 
-def _judge_template_text(loaded: LoadedJob, ref: str, stage: str, rules: JudgeRules | None,
-                         key: str, offline: bool) -> str:
+def _judge_template_text(
+    loaded: LoadedJob, ref: str, stage: str, rules: JudgeRules | None, key: str, offline: bool
+) -> str:
     tpl, _ = stage_template(loaded.resolve(ref), stage, rules, f"judge.{key}", offline=offline)
     return tpl.render(request="", response="", reasoning="")
 
@@ -607,7 +812,9 @@ def _mean_request_tokens(counter: Counter, rows_in: Rows) -> float:
     return counter.scaled(rows_in.mean_tokens)
 
 
-def _price_row(row: Row, price: Price, n_requests: float, cache_group: int = 0, ttl: str = "1h") -> None:
+def _price_row(
+    row: Row, price: Price, n_requests: float, cache_group: int = 0, ttl: str = "1h"
+) -> None:
     """Price a judge row; with cache_group = k, each group of k identical prompts is 1 cache write +
     k-1 reads."""
     per_req = row.input_tokens / n_requests if n_requests else 0
@@ -622,12 +829,17 @@ def _price_row(row: Row, price: Price, n_requests: float, cache_group: int = 0, 
         writes = row.input_tokens / cache_group
         row.cached_input_tokens = reads
         m = price.batch_multiplier
-        row.cost_batch_cached_usd = (writes * price.cache_write_rate(ttl) * m + reads * price.cache_read_rate() * m
-                                     + row.output_tokens_expected * bout) / M
+        row.cost_batch_cached_usd = (
+            writes * price.cache_write_rate(ttl) * m
+            + reads * price.cache_read_rate() * m
+            + row.output_tokens_expected * bout
+        ) / M
     wi, wo = price.batch_rates(row.input_tokens_max / max(n_requests, 1))
     row.cost_worst_usd = (row.input_tokens_max * wi + row.output_tokens_max * wo) / M
     if cache_group > 1:  # worst: every vote misses the cache and writes it
-        row.cost_worst_usd += row.input_tokens_max * (price.cache_write_rate(ttl) * price.batch_multiplier - wi) / M
+        row.cost_worst_usd += (
+            row.input_tokens_max * (price.cache_write_rate(ttl) * price.batch_multiplier - wi) / M
+        )
 
 
 def check_budget(est: Estimate, max_cost: float | None) -> str | None:
@@ -643,16 +855,30 @@ def check_budget(est: Estimate, max_cost: float | None) -> str | None:
             "limit, lower max_tokens/max_turns/samples, or drop models"
         )
     if worst > max_cost:
-        return (f"the worst case ${worst:,.2f} exceeds --max-cost ${max_cost:,.2f}: the run is "
-                "paced so that spend never passes it, and stops (exit 3, resumable with a higher "
-                "--max-cost) if the real cost would")
+        return (
+            f"the worst case ${worst:,.2f} exceeds --max-cost ${max_cost:,.2f}: the run is "
+            "paced so that spend never passes it, and stops (exit 3, resumable with a higher "
+            "--max-cost) if the real cost would"
+        )
     return None
 
 
 # --- presentation ---------------------------------------------------------------------------
 
-_HEADERS = ["model", "stage", "requests", "input tok", "cacheable", "output exp", "output max", "rounds",
-            "sync", "batch", "batch+cache", "worst"]
+_HEADERS = [
+    "model",
+    "stage",
+    "requests",
+    "input tok",
+    "cacheable",
+    "output exp",
+    "output max",
+    "rounds",
+    "sync",
+    "batch",
+    "batch+cache",
+    "worst",
+]
 
 
 def _cells(r: Row) -> list[str]:
@@ -664,9 +890,20 @@ def _cells(r: Row) -> list[str]:
     if r.samples is not None:
         name += f" samples={r.samples}"
     rounds = f"{r.rounds_expected:.2f} (≤{r.rounds_max})" if r.rounds_max > 1 else "1"
-    return [name, r.stage, f"{r.requests:,}", tokens(r.input_tokens), tokens(r.cached_input_tokens),
-            tokens(r.output_tokens_expected), tokens(r.output_tokens_max), rounds,
-            usd(r.cost_sync_usd), usd(r.cost_batch_usd), usd(r.cost_batch_cached_usd), usd(r.cost_worst_usd)]
+    return [
+        name,
+        r.stage,
+        f"{r.requests:,}",
+        tokens(r.input_tokens),
+        tokens(r.cached_input_tokens),
+        tokens(r.output_tokens_expected),
+        tokens(r.output_tokens_max),
+        rounds,
+        usd(r.cost_sync_usd),
+        usd(r.cost_batch_usd),
+        usd(r.cost_batch_cached_usd),
+        usd(r.cost_worst_usd),
+    ]
 
 
 def format_estimate(est: Estimate, fmt: str = "table") -> str:
@@ -679,8 +916,22 @@ def format_estimate(est: Estimate, fmt: str = "table") -> str:
         return json.dumps(est.as_json(), indent=1)
     t = est.totals()
     rows = [_cells(r) for r in est.rows]
-    rows.append(["TOTAL", "", f"{sum(r.requests for r in est.rows):,}", "", "", "", "", "",
-                 usd(t["cost_sync_usd"]), usd(t["cost_batch_usd"]), usd(t["cost_batch_cached_usd"]), usd(t["cost_worst_usd"])])
+    rows.append(
+        [
+            "TOTAL",
+            "",
+            f"{sum(r.requests for r in est.rows):,}",
+            "",
+            "",
+            "",
+            "",
+            "",
+            usd(t["cost_sync_usd"]),
+            usd(t["cost_batch_usd"]),
+            usd(t["cost_batch_cached_usd"]),
+            usd(t["cost_worst_usd"]),
+        ]
+    )
     a = est.assumptions
     lines = [
         f"Saving against synchronous: batch {est.saving_pct('cost_batch_usd'):.1f}%, "
@@ -695,5 +946,11 @@ def format_estimate(est: Estimate, fmt: str = "table") -> str:
     if est.protocol:
         lines.insert(0, f"Protocol profile {est.protocol['rules']}.")
     if fmt == "markdown":
-        return f"# Estimate: {est.job}\n\n" + markdown_table(_HEADERS, rows) + "\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
+        return (
+            f"# Estimate: {est.job}\n\n"
+            + markdown_table(_HEADERS, rows)
+            + "\n\n"
+            + "\n".join(f"- {x}" for x in lines)
+            + "\n"
+        )
     return text_table(_HEADERS, rows) + "\n\n" + "\n".join(lines)

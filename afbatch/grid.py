@@ -112,10 +112,7 @@ def read_user_template(
         offline=offline,
         expected_sha256=prompts.user_template_sha256,
     )
-    if is_notebook(src.ref):
-        text = notebook_user_template(src.data, src.ref)
-    else:
-        text = src.text
+    text = notebook_user_template(src.data, src.ref) if is_notebook(src.ref) else src.text
     check_user_template(text, src.ref)
     return UserTemplate(ref=src.ref, sha256=src.sha256, text=text)
 

@@ -22,26 +22,47 @@ import re
 from afbatch.errors import RunError
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-GRAMMAR = ("c<20 hex>-t<N> | c<20 hex>-cj-<8 hex> | c<20 hex>-af[<NN>]-<8 hex> | "
-           "c<20 hex>-pc-<8 hex>")
+GRAMMAR = (
+    "c<20 hex>-t<N> | c<20 hex>-cj-<8 hex> | c<20 hex>-af[<NN>]-<8 hex> | c<20 hex>-pc-<8 hex>"
+)
 _CONVERSATION = r"c[0-9a-f]{20}"
 REQUEST_RE = re.compile(
-    rf"^{_CONVERSATION}-(?:t[1-9][0-9]*|(?:cj|pc)-[0-9a-f]{{8}}|af(?:[0-9]{{2}})?-[0-9a-f]{{8}})$")
+    rf"^{_CONVERSATION}-(?:t[1-9][0-9]*|(?:cj|pc)-[0-9a-f]{{8}}|af(?:[0-9]{{2}})?-[0-9a-f]{{8}})$"
+)
 # Bump when what goes into an id changes, so old and new ids never collide silently.
 ID_VERSION = "1"
 
 
-def conversation_id(provider: str, model: str, variant: str, system_sha256: str, user_message: str, prompt_index: int,
-                    sample: int, temperature: float | None, max_tokens: int, prefill: str,
-                    samples: int | None = None) -> str:
+def conversation_id(
+    provider: str,
+    model: str,
+    variant: str,
+    system_sha256: str,
+    user_message: str,
+    prompt_index: int,
+    sample: int,
+    temperature: float | None,
+    max_tokens: int,
+    prefill: str,
+    samples: int | None = None,
+) -> str:
     """Everything that makes a conversation what it is; the same content gives the same id.
 
     `samples`: the sample count of its condition, given only when the job has several (a samples
     axis): the 1-sample and 5-sample conditions are separate conversations, never one shared
     first sample; without it the ids are those of a job with that single count."""
-    fields: tuple[str, ...] = (provider, model, variant, system_sha256, str(prompt_index),
-                               str(sample), repr(temperature), str(max_tokens), prefill,
-                               user_message)
+    fields: tuple[str, ...] = (
+        provider,
+        model,
+        variant,
+        system_sha256,
+        str(prompt_index),
+        str(sample),
+        repr(temperature),
+        str(max_tokens),
+        prefill,
+        user_message,
+    )
     if samples is not None:
         fields += (f"samples={samples}",)
     return "c" + text_digest(*fields, length=20)
@@ -75,7 +96,7 @@ def judge_slot(conversation: str, kind: str, vote: int | None = None) -> str:
 
 def slot_of(judge_request_id: str) -> str:
     """The slot of a judge request id: the id without its digest."""
-    return judge_request_id[:judge_request_id.rindex("-")]
+    return judge_request_id[: judge_request_id.rindex("-")]
 
 
 def is_request_id(request_id: str) -> bool:
@@ -85,8 +106,9 @@ def is_request_id(request_id: str) -> bool:
 def check(request_id: str, where: str) -> None:
     """Refuse an id outside the grammar (a store changed by hand, or a bug) before it is sent."""
     if not is_request_id(request_id):
-        raise RunError(f"{where}: request id {request_id!r} is not of the form {GRAMMAR} "
-                       "— refusing to submit")
+        raise RunError(
+            f"{where}: request id {request_id!r} is not of the form {GRAMMAR} — refusing to submit"
+        )
 
 
 def stage_of(request_id: str) -> str:
@@ -114,4 +136,3 @@ def record_id(request_id: str) -> str:
         n, r = divmod(n, 62)
         out.append(alphabet[r])
     return "R" + "".join(out)[:10]
-

@@ -36,7 +36,9 @@ try:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
-            return _loads_lenient(data)  # still malformed JSON: the standard library's error is raised
+            return _loads_lenient(
+                data
+            )  # still malformed JSON: the standard library's error is raised
 
     def dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)

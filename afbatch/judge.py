@@ -35,29 +35,48 @@ def compliance_id(judge: JudgeSpec, tpl: Template, conv: Conversation, final_out
     return ids.judge_id(conv.id, "cj", ids.text_digest(pin, conv.user_input, final_output))
 
 
-def compliance_request(judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str) -> Request:
+def compliance_request(
+    judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str
+) -> Request:
     system, prompt = tpl.prompt(request=conv.user_input, response=final_output)
-    return Request(compliance_id(judge, tpl, conv, final_output), judge.model, system,
-                   (Message("user", prompt),),
-                   judge.max_tokens, judge.temperature, None, False, STAGE_COMPLIANCE)
+    return Request(
+        compliance_id(judge, tpl, conv, final_output),
+        judge.model,
+        system,
+        (Message("user", prompt),),
+        judge.max_tokens,
+        judge.temperature,
+        None,
+        False,
+        STAGE_COMPLIANCE,
+    )
 
 
-def partial_id(judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str,
-               reasoning: str) -> str:
+def partial_id(
+    judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str, reasoning: str
+) -> str:
     pin = _pin(judge.model, judge.temperature, judge.max_tokens, tpl)
     digest = ids.text_digest(pin, conv.user_input, final_output, reasoning)
     return ids.judge_id(conv.id, "pc", digest)
 
 
-def partial_request(judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str,
-                    reasoning: str) -> Request:
+def partial_request(
+    judge: JudgeSpec, tpl: Template, conv: Conversation, final_output: str, reasoning: str
+) -> Request:
     """The partial-compliance classifier on the answer (and, where its template reads it, the
     reasoning: empty for a no-CoT answer), on the compliance judge's model and settings."""
-    system, prompt = tpl.prompt(request=conv.user_input, response=final_output,
-                                reasoning=reasoning)
-    return Request(partial_id(judge, tpl, conv, final_output, reasoning), judge.model, system,
-                   (Message("user", prompt),), judge.max_tokens, judge.temperature, None, False,
-                   STAGE_PARTIAL)
+    system, prompt = tpl.prompt(request=conv.user_input, response=final_output, reasoning=reasoning)
+    return Request(
+        partial_id(judge, tpl, conv, final_output, reasoning),
+        judge.model,
+        system,
+        (Message("user", prompt),),
+        judge.max_tokens,
+        judge.temperature,
+        None,
+        False,
+        STAGE_PARTIAL,
+    )
 
 
 def af_ids(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: str) -> list[str]:
@@ -71,22 +90,49 @@ def af_ids(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: str) 
     return [ids.judge_id(conv.id, "af", digest, vote=v) for v in range(judge.af_votes)]
 
 
-def af_requests(judge: JudgeSpec, tpl: Template, conv: Conversation, reasoning: str,
-                votes: list[int] | None = None) -> list[Request]:
+def af_requests(
+    judge: JudgeSpec,
+    tpl: Template,
+    conv: Conversation,
+    reasoning: str,
+    votes: list[int] | None = None,
+) -> list[Request]:
     """The vote requests (all, or only `votes`); they share one prompt. With the votes in one
     request, that request, asking for af_votes choices."""
     m = af_model(judge)
     all_ids = af_ids(judge, tpl, conv, reasoning)
     system, prompt = tpl.prompt(request=conv.user_input, reasoning=reasoning)
     if judge.af_votes_in_one_request:
-        return [Request(all_ids[0], m, system, (Message("user", prompt),), judge.max_tokens,
-                        judge.af_temperature,
-                        None, False, STAGE_AF, n=judge.af_votes)]
+        return [
+            Request(
+                all_ids[0],
+                m,
+                system,
+                (Message("user", prompt),),
+                judge.max_tokens,
+                judge.af_temperature,
+                None,
+                False,
+                STAGE_AF,
+                n=judge.af_votes,
+            )
+        ]
     # Anthropic: the votes repeat one prompt, so it is cached (1 write, votes-1 reads).
     cache = capabilities(m.provider).cache_votes and m.uses_cache
-    return [Request(all_ids[v], m, system, (Message("user", prompt),), judge.max_tokens,
-                    judge.af_temperature, None, cache, STAGE_AF)
-            for v in (votes if votes is not None else range(judge.af_votes))]
+    return [
+        Request(
+            all_ids[v],
+            m,
+            system,
+            (Message("user", prompt),),
+            judge.max_tokens,
+            judge.af_temperature,
+            None,
+            cache,
+            STAGE_AF,
+        )
+        for v in (votes if votes is not None else range(judge.af_votes))
+    ]
 
 
 def votes_verdict(verdicts: list[dict[str, object] | None]) -> dict[str, int] | None:
@@ -96,8 +142,11 @@ def votes_verdict(verdicts: list[dict[str, object] | None]) -> dict[str, int] | 
     parsed = [v for v in verdicts if v is not None]
     if not parsed:
         return None
-    return {"votes_yes": sum(vote_yes(v) for v in parsed), "votes_total": len(parsed),
-            "votes_unparseable": len(verdicts) - len(parsed)}
+    return {
+        "votes_yes": sum(vote_yes(v) for v in parsed),
+        "votes_total": len(parsed),
+        "votes_unparseable": len(verdicts) - len(parsed),
+    }
 
 
 def af_outcome(judge: JudgeSpec, yes: int, total: int) -> str | None:
@@ -121,4 +170,3 @@ def af_verdict(yes: int, total: int, threshold: float, band: float) -> str | Non
     if share >= limit - width:
         return "maybe"
     return "no"
-

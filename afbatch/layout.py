@@ -1,14 +1,14 @@
 """Where a run keeps its files in the store: every key of a run is spelled here, and only here.
 
-    runs/<run>/manifest.json                      the manifest (compare-and-swap)
-    runs/<run>/job.toml                           the job as it was when the run was created
-    runs/<run>/inputs/<sha256>                    pinned copies of the job's inputs
-    runs/<run>/conversations/<model>.ids          a model's conversation ids, fixed when first made
-    runs/<run>/shards/<shard>.jsonl | .ids        a shard's request file and its request ids
-    runs/<run>/results/<shard>.jsonl              a shard's collected rows
-    runs/<run>/results/<shard>.verdicts.jsonl     a judge shard's rows without their texts
-    runs/<run>/results/<shard>.part<NNNNN>.jsonl  on-demand answers, in chunks
-    runs/<run>/report/<file>                      tables and report files
+runs/<run>/manifest.json                      the manifest (compare-and-swap)
+runs/<run>/job.toml                           the job as it was when the run was created
+runs/<run>/inputs/<sha256>                    pinned copies of the job's inputs
+runs/<run>/conversations/<model>.ids          a model's conversation ids, fixed when first made
+runs/<run>/shards/<shard>.jsonl | .ids        a shard's request file and its request ids
+runs/<run>/results/<shard>.jsonl              a shard's collected rows
+runs/<run>/results/<shard>.verdicts.jsonl     a judge shard's rows without their texts
+runs/<run>/results/<shard>.part<NNNNN>.jsonl  on-demand answers, in chunks
+runs/<run>/report/<file>                      tables and report files
 """
 
 from __future__ import annotations

@@ -18,8 +18,15 @@ from typing import Any, Literal
 from afbatch.compile import turn_request
 from afbatch.grid import Grid
 from afbatch.ids import judge_slot, slot_of, stage_of, turn_id
-from afbatch.judge import (af_ids, af_outcome, af_requests, compliance_id, compliance_request,
-                           partial_id, partial_request)
+from afbatch.judge import (
+    af_ids,
+    af_outcome,
+    af_requests,
+    compliance_id,
+    compliance_request,
+    partial_id,
+    partial_request,
+)
 from afbatch.judge_templates import Template, vote_yes
 from afbatch.protocol import PROFILES, scratchpad_spans
 from afbatch.providers.registry import capabilities
@@ -84,12 +91,16 @@ def settles(r: Result) -> bool:
     return r.verdict is not None or stage_of(r.id) == STAGE_GENERATE
 
 
-def share_verdict(verdicts: dict[tuple[Any, ...], dict[str, Any]], verdict: dict[str, Any]) -> dict[str, Any]:
+def share_verdict(
+    verdicts: dict[tuple[Any, ...], dict[str, Any]], verdict: dict[str, Any]
+) -> dict[str, Any]:
     """Equal verdicts as one dict: a run of 100k conversations has a few dozen distinct ones."""
     return verdicts.setdefault(tuple(verdict.items()), verdict)
 
 
-def kept(results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, ...], dict[str, Any]]) -> list[Result]:
+def kept(
+    results: list[Result], judged: bool | None, verdicts: dict[tuple[Any, ...], dict[str, Any]]
+) -> list[Result]:
     """What states need of a shard's rows. A parsed judge reply keeps its verdict, not its text or
     choices (twenty classifier votes per conversation add up; they stay in the stored results), and
     equal verdicts share one dict."""
@@ -145,7 +156,9 @@ class Outcome:
 _SUCCEEDED = RowStatus.SUCCEEDED
 
 
-def request_outcome(ledger: Ledger, rid: str, max_attempts: int, judged: bool = False, parse_retries: int = 0) -> Outcome:
+def request_outcome(
+    ledger: Ledger, rid: str, max_attempts: int, judged: bool = False, parse_retries: int = 0
+) -> Outcome:
     attempts = ledger.attempts.get(rid) or []
     if len(attempts) == 1:  # the common case: answered at the first attempt
         a = attempts[0]
@@ -177,7 +190,9 @@ class ConversationState:
     conv: Conversation
     status: Status
     turn_texts: list[str] = field(default_factory=list)
-    spans: list[tuple[int, int, int]] = field(default_factory=list)  # (turn, start, end) of every scratchpad block
+    spans: list[tuple[int, int, int]] = field(
+        default_factory=list
+    )  # (turn, start, end) of every scratchpad block
     final_output: str | None = None
     reason: str | None = None
     ended_without_output: bool = False  # failed by the protocol's rules, not at the provider
@@ -201,8 +216,14 @@ class ConversationState:
         return [texts[turn][a:b].strip() for turn, a, b in self.spans]
 
 
-def conversation_state(grid: Grid, model: ModelSpec, conv: Conversation, ledger: Ledger, prefill: bool,
-                       max_attempts: int) -> ConversationState:
+def conversation_state(
+    grid: Grid,
+    model: ModelSpec,
+    conv: Conversation,
+    ledger: Ledger,
+    prefill: bool,
+    max_attempts: int,
+) -> ConversationState:
     variant = grid.variant(conv.variant)
     max_turns = grid.job.sampling.max_turns if variant.cot else 1
     step_of = PROFILES[grid.job.protocol.profile].step  # the job's protocol profile
@@ -271,25 +292,42 @@ class JudgeState:
     af: str | None = None
 
 
-def compliance_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
+def compliance_state(
+    judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int
+) -> JudgeState:
     return _one_request_state(
-        judge_spec, ledger, judge_slot(cs.conv.id, "cj"), max_attempts,
+        judge_spec,
+        ledger,
+        judge_slot(cs.conv.id, "cj"),
+        max_attempts,
         lambda: compliance_id(judge_spec, tpl, cs.conv, cs.final_output or ""),
-        lambda: [compliance_request(judge_spec, tpl, cs.conv, cs.final_output or "")])
+        lambda: [compliance_request(judge_spec, tpl, cs.conv, cs.final_output or "")],
+    )
 
 
-def partial_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger,
-                  max_attempts: int) -> JudgeState:
+def partial_state(
+    judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int
+) -> JudgeState:
     """The partial-compliance classifier's state (the texts are joined only when its slot is
     empty, as for the other one-request stages)."""
     return _one_request_state(
-        judge_spec, ledger, judge_slot(cs.conv.id, "pc"), max_attempts,
+        judge_spec,
+        ledger,
+        judge_slot(cs.conv.id, "pc"),
+        max_attempts,
         lambda: partial_id(judge_spec, tpl, cs.conv, cs.final_output or "", cs.reasoning),
-        lambda: [partial_request(judge_spec, tpl, cs.conv, cs.final_output or "", cs.reasoning)])
+        lambda: [partial_request(judge_spec, tpl, cs.conv, cs.final_output or "", cs.reasoning)],
+    )
 
 
-def _one_request_state(judge_spec: Any, ledger: Ledger, slot: str, max_attempts: int, request_id: Callable[[], str],
-                       requests: Callable[[], list[Request]]) -> JudgeState:
+def _one_request_state(
+    judge_spec: Any,
+    ledger: Ledger,
+    slot: str,
+    max_attempts: int,
+    request_id: Callable[[], str],
+    requests: Callable[[], list[Request]],
+) -> JudgeState:
     """A judge stage of one request per conversation, found by its slot (its id is worked out only
     when the slot is empty: that hashes the judged text)."""
     found = ledger.slots.get(slot)
@@ -302,7 +340,9 @@ def _one_request_state(judge_spec: Any, ledger: Ledger, slot: str, max_attempts:
         r = found[0].result
         if r.status is _SUCCEEDED and r.verdict is not None:
             return JudgeState("finished", verdict=r.verdict, usage=r.usage)
-    out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
+    out = request_outcome(
+        ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries
+    )
     usage = _usage(ledger.get(rid))
     if out.status == "needs":
         return JudgeState("needs", requests=requests(), usage=usage)
@@ -312,13 +352,18 @@ def _one_request_state(judge_spec: Any, ledger: Ledger, slot: str, max_attempts:
     return JudgeState(out.status, reason=out.reason, usage=usage)
 
 
-def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int) -> JudgeState:
+def af_state(
+    judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int
+) -> JudgeState:
     if judge_spec.af_votes_in_one_request:
         return _af_one_request_state(judge_spec, tpl, cs, ledger, max_attempts)
     get_slot, conv_id = ledger.slots.get, cs.conv.id
     by_slot = [get_slot(judge_slot(conv_id, "af", v)) for v in range(judge_spec.af_votes)]
-    vote_ids = ([found[0].result.id for found in by_slot if found] if all(by_slot)
-                else af_ids(judge_spec, tpl, cs.conv, cs.reasoning))
+    vote_ids = (
+        [found[0].result.id for found in by_slot if found]
+        if all(by_slot)
+        else af_ids(judge_spec, tpl, cs.conv, cs.reasoning)
+    )
     state = JudgeState("finished")
     reasons = []
     needed: list[int] = []
@@ -337,7 +382,9 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
                     yes = yes_of[id(v)] = vote_yes(v)
                 state.votes_yes += yes
                 continue
-        out = request_outcome(ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries)
+        out = request_outcome(
+            ledger, rid, max_attempts, judged=True, parse_retries=judge_spec.unparseable_retries
+        )
         state.usage = state.usage + _usage(ledger.get(rid))
         if out.status == "needs":
             needed.append(vote)
@@ -364,13 +411,18 @@ def af_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledg
     return state
 
 
-def _af_one_request_state(judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger,
-                          max_attempts: int) -> JudgeState:
+def _af_one_request_state(
+    judge_spec: Any, tpl: Template, cs: ConversationState, ledger: Ledger, max_attempts: int
+) -> JudgeState:
     """The votes as the choices of one request: its verdict (judge.votes_verdict) counts them."""
     state = _one_request_state(
-        judge_spec, ledger, judge_slot(cs.conv.id, "af"), max_attempts,
+        judge_spec,
+        ledger,
+        judge_slot(cs.conv.id, "af"),
+        max_attempts,
         lambda: af_ids(judge_spec, tpl, cs.conv, cs.reasoning)[0],
-        lambda: af_requests(judge_spec, tpl, cs.conv, cs.reasoning))
+        lambda: af_requests(judge_spec, tpl, cs.conv, cs.reasoning),
+    )
     if state.status == "finished":
         assert state.verdict is not None
         v = state.verdict

@@ -143,8 +143,12 @@ def _submit(run: Run, sid: str, max_cost: float | None) -> bool:
     try:
         with _local_file(run, shard.key) as path:
             _check_shard_file(run, shard, path)
-            batch_id = provider.submit(path, shard.requests, shard.token,
-                                       {"afbatch_run": run.run_id[:500], "afbatch_shard": shard.id[:500]})
+            batch_id = provider.submit(
+                path,
+                shard.requests,
+                shard.token,
+                {"afbatch_run": run.run_id[:500], "afbatch_shard": shard.id[:500]},
+            )
     except ProviderError as e:
         _submit_failed(run, shard, e)
         return False
@@ -160,11 +164,13 @@ def _check_shard_file(run: Run, shard: Shard, path: str) -> None:
         with open(path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
     except FileNotFoundError:
-        raise damaged(run.store, shard.key,
-                      f"missing (the request file of shard {shard.id})") from None
+        raise damaged(
+            run.store, shard.key, f"missing (the request file of shard {shard.id})"
+        ) from None
     if digest != shard.sha256:
-        raise damaged(run.store, shard.key,
-                      f"the request file of shard {shard.id} does not match its sha256")
+        raise damaged(
+            run.store, shard.key, f"the request file of shard {shard.id} does not match its sha256"
+        )
     rids = run.shard_ids(shard)
     if len(rids) != len(set(rids)) or len(rids) != shard.requests:
         raise RunError(f"shard {shard.id}: request ids are not unique — refusing to submit")
@@ -205,7 +211,9 @@ def _submit_failed(run: Run, shard: Shard, e: ProviderError) -> None:
             s.message = redact(f"{e}; whether a batch was created is not known: {undecided}")
             s.owner = None
         elif e.rejects_request:
-            s.move(ShardState.ENDED)  # the provider refused it: its rows fail with the provider's message
+            s.move(
+                ShardState.ENDED
+            )  # the provider refused it: its rows fail with the provider's message
             s.status, s.ended_at, s.owner = BatchStatus.FAILED.value, time.time(), None
         else:  # try again later; a missing key or permission stops the run below, and costs no row
             s.move(ShardState.PENDING)
@@ -240,7 +248,7 @@ def _run_on_demand(run: Run, shard: Shard) -> None:
         key = layout.part_key(run.run_id, shard.id, start // ON_DEMAND_CHUNK)
         if run.store.exists(key):
             continue
-        out = [invoke(line) for line in lines[start:start + ON_DEMAND_CHUNK]]
+        out = [invoke(line) for line in lines[start : start + ON_DEMAND_CHUNK]]
         run.store.write(key, jsonl.write(out))
         crashpoint("after-on-demand-chunk")
 
@@ -249,7 +257,12 @@ def _run_on_demand(run: Run, shard: Shard) -> None:
         if s.state == ShardState.SUBMITTING:
             s.move(ShardState.SUBMITTED)
             s.move(ShardState.ENDED)
-            s.batch_id, s.status, s.ended_at, s.owner = "on-demand", BatchStatus.COMPLETED.value, time.time(), None
+            s.batch_id, s.status, s.ended_at, s.owner = (
+                "on-demand",
+                BatchStatus.COMPLETED.value,
+                time.time(),
+                None,
+            )
 
     run.update(ended)
 
@@ -281,7 +294,12 @@ def reconcile(run: Run) -> int:
             continue
         found, stale_owner = outcome.batch_id, s.owner
 
-        def settle(latest: Manifest, sid: str = s.id, found: str | None = found, stale_owner: str | None = stale_owner) -> None:
+        def settle(
+            latest: Manifest,
+            sid: str = s.id,
+            found: str | None = found,
+            stale_owner: str | None = stale_owner,
+        ) -> None:
             x = latest.shards[sid]
             if x.state != ShardState.SUBMITTING or x.owner != stale_owner:
                 return
@@ -293,7 +311,10 @@ def reconcile(run: Run) -> int:
             x.owner = None
 
         run.update(settle)
-        run.log(f"reconciled {s.id}: " + (f"found {found}" if found else "nothing was created; will resubmit"))
+        run.log(
+            f"reconciled {s.id}: "
+            + (f"found {found}" if found else "nothing was created; will resubmit")
+        )
         fixed += 1
     return fixed
 
@@ -317,6 +338,7 @@ def poll(run: Run) -> int:
             continue
         if not info.status.terminal:
             if s.provider_status != info.raw_status:
+
                 def note(m: Manifest, sid: str = s.id, raw: str = info.raw_status) -> None:
                     m.shards[sid].provider_status = raw
 
@@ -327,7 +349,11 @@ def poll(run: Run) -> int:
             x = m.shards[sid]
             if x.state == ShardState.SUBMITTED:
                 x.move(ShardState.ENDED)
-                x.status, x.provider_status, x.ended_at = info.status.value, info.raw_status, time.time()
+                x.status, x.provider_status, x.ended_at = (
+                    info.status.value,
+                    info.raw_status,
+                    time.time(),
+                )
                 x.message = redact(info.message) if info.message else x.message
 
         run.update(end)

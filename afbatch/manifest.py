@@ -36,7 +36,9 @@ T = TypeVar("T")
 
 class ShardState(StrEnum):
     PENDING = "pending"  # request file stored, nothing sent
-    SUBMITTING = "submitting"  # intent recorded with its idempotency token; the create call may be in flight
+    SUBMITTING = (
+        "submitting"  # intent recorded with its idempotency token; the create call may be in flight
+    )
     SUBMITTED = "submitted"  # the provider's batch id is known
     ENDED = "ended"  # the provider reports a terminal status; results not stored yet
     COLLECTED = "collected"  # results stored: final
@@ -45,13 +47,17 @@ class ShardState(StrEnum):
 
 TRANSITIONS: dict[ShardState, frozenset[ShardState]] = {
     ShardState.PENDING: frozenset({ShardState.SUBMITTING, ShardState.CANCELLED}),
-    ShardState.SUBMITTING: frozenset({ShardState.SUBMITTED, ShardState.PENDING, ShardState.ENDED, ShardState.CANCELLED}),
+    ShardState.SUBMITTING: frozenset(
+        {ShardState.SUBMITTED, ShardState.PENDING, ShardState.ENDED, ShardState.CANCELLED}
+    ),
     ShardState.SUBMITTED: frozenset({ShardState.ENDED}),
     ShardState.ENDED: frozenset({ShardState.COLLECTED}),
     ShardState.COLLECTED: frozenset(),
     ShardState.CANCELLED: frozenset(),
 }
-IN_FLIGHT = frozenset({ShardState.PENDING, ShardState.SUBMITTING, ShardState.SUBMITTED, ShardState.ENDED})
+IN_FLIGHT = frozenset(
+    {ShardState.PENDING, ShardState.SUBMITTING, ShardState.SUBMITTED, ShardState.ENDED}
+)
 # May bill, and what it billed is not known yet.
 SENT = frozenset({ShardState.SUBMITTING, ShardState.SUBMITTED, ShardState.ENDED})
 
@@ -72,14 +78,18 @@ class Shard(_Model):
     model: str = Field(description="Model label (the judge model's label for judge stages).")
     stage: str
     round: int = Field(description="Model turn for generation; 1 for judges.")
-    attempt: int = Field(1, description="Attempt of the requests it holds (a retry is a new shard).")
+    attempt: int = Field(
+        1, description="Attempt of the requests it holds (a retry is a new shard)."
+    )
     provider: str
     requests: int
     bytes: int
     sha256: str
     key: str = Field(description="Store key of the provider JSONL.")
     ids_key: str = Field(description="Store key of the request ids, in line order.")
-    on_demand: bool = Field(False, description="Sent as on-demand calls (Bedrock rows under the 100-record minimum).")
+    on_demand: bool = Field(
+        False, description="Sent as on-demand calls (Bedrock rows under the 100-record minimum)."
+    )
     bound_usd: float = Field(0.0, description="The most this shard can bill (for --max-cost).")
     state: ShardState = ShardState.PENDING
     token: str = Field(description="Idempotency token sent to the provider.")
@@ -95,8 +105,11 @@ class Shard(_Model):
     collected_at: float | None = None
     results_key: str | None = None
     verdicts_key: str | None = Field(
-        None, description=("Judge shards: the same rows without the reply texts, which states "
-                           "and reports read."))
+        None,
+        description=(
+            "Judge shards: the same rows without the reply texts, which states and reports read."
+        ),
+    )
     # Recorded when the files are written (optional: runs collected by older versions have none), so
     # `afbatch verify` can tell a damaged results file from an intact one.
     results_sha256: str | None = None
@@ -105,7 +118,8 @@ class Shard(_Model):
     verdicts_lines: int | None = None
     replaced: list[str] = Field(
         default_factory=list,
-        description="Damaged files `afbatch verify --repair` replaced (kept in the store).")
+        description="Damaged files `afbatch verify --repair` replaced (kept in the store).",
+    )
     counts: dict[str, int] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
@@ -128,11 +142,16 @@ class Manifest(_Model):
     job_name: str
     job_fingerprint: str
     job_key: str
-    job_path: str = Field(description="Where the job file was; paths inside it resolve against its folder.")
+    job_path: str = Field(
+        description="Where the job file was; paths inside it resolve against its folder."
+    )
     inputs: dict[str, InputPin]
-    prefill: dict[str, bool] = Field(default_factory=dict, description="Per model label: whether the prefill is sent.")
+    prefill: dict[str, bool] = Field(
+        default_factory=dict, description="Per model label: whether the prefill is sent."
+    )
     prefill_reason: dict[str, str] = Field(
-        default_factory=dict, description="Per model label: why the prefill is sent or not.")
+        default_factory=dict, description="Per model label: why the prefill is sent or not."
+    )
     created_at: float
     updated_at: float
     estimate: dict[str, Any] = Field(default_factory=dict)
@@ -160,27 +179,39 @@ def dumps(m: Manifest) -> bytes:
 def load(store: Store, run_id: str) -> tuple[Manifest, str]:
     got = store.read_versioned(manifest_key(run_id))
     if got is None:
-        raise RunError(f"no run {run_id!r} in {store.url} — `afbatch runs` lists the runs there "
-                       "(or pass --store)")
+        raise RunError(
+            f"no run {run_id!r} in {store.url} — `afbatch runs` lists the runs there "
+            "(or pass --store)"
+        )
     data, version = got
     try:
         raw = json.loads(data)
     except ValueError as e:
-        raise StoreError(f"{store.url}/{manifest_key(run_id)}: not JSON ({e}) — the file is damaged") from None
+        raise StoreError(
+            f"{store.url}/{manifest_key(run_id)}: not JSON ({e}) — the file is damaged"
+        ) from None
     except RecursionError:
-        raise StoreError(f"{store.url}/{manifest_key(run_id)}: not a manifest "
-                         "(JSON nested too deeply) — the file is damaged") from None
+        raise StoreError(
+            f"{store.url}/{manifest_key(run_id)}: not a manifest "
+            "(JSON nested too deeply) — the file is damaged"
+        ) from None
     if not isinstance(raw, dict):
-        raise StoreError(f"{store.url}/{manifest_key(run_id)}: not a JSON object — the file is damaged")
+        raise StoreError(
+            f"{store.url}/{manifest_key(run_id)}: not a JSON object — the file is damaged"
+        )
     if raw.get("version") != MANIFEST_VERSION:
-        raise RunError(f"run {run_id}: manifest version {raw.get('version')} is not supported by "
-                       f"this afbatch (expects {MANIFEST_VERSION})")
+        raise RunError(
+            f"run {run_id}: manifest version {raw.get('version')} is not supported by "
+            f"this afbatch (expects {MANIFEST_VERSION})"
+        )
     try:
         return Manifest.model_validate(raw), version
     except ValidationError as e:
         first = e.errors()[0]
-        raise StoreError(f"{store.url}/{manifest_key(run_id)}: invalid manifest at "
-                         f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise StoreError(
+            f"{store.url}/{manifest_key(run_id)}: invalid manifest at "
+            f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
 
 
 def create(store: Store, m: Manifest) -> str:
@@ -203,7 +234,9 @@ def update(store: Store, run_id: str, mutate: Callable[[Manifest], T], attempts:
             return result
         except ConflictError:
             time.sleep(0.01)
-    raise RunError(f"run {run_id}: the manifest kept changing under {attempts} attempts to update it — retry")
+    raise RunError(
+        f"run {run_id}: the manifest kept changing under {attempts} attempts to update it — retry"
+    )
 
 
 def list_runs(store: Store) -> list[str]:

@@ -38,19 +38,29 @@ class Opened:
 
 def run_id_for(grid: Grid) -> str:
     pins = {k: v["sha256"] for k, v in grid.inputs.items()}
-    digest = hashlib.sha256((grid.loaded.fingerprint + json.dumps(pins, sort_keys=True)).encode()).hexdigest()
+    digest = hashlib.sha256(
+        (grid.loaded.fingerprint + json.dumps(pins, sort_keys=True)).encode()
+    ).hexdigest()
     return f"{grid.job.name}-{digest[:10]}"
 
 
-def create(store: Store, job_path: str, *, offline: bool = False, prices_file: str | None = None,
-           estimate: dict[str, Any] | None = None, max_cost: float | None = None
-           ) -> tuple[Opened, bool]:
+def create(
+    store: Store,
+    job_path: str,
+    *,
+    offline: bool = False,
+    prices_file: str | None = None,
+    estimate: dict[str, Any] | None = None,
+    max_cost: float | None = None,
+) -> tuple[Opened, bool]:
     """Create the run of a job, or find it if this job (same content, same inputs) already has
     one. True when this call created it."""
     loaded = load_job(job_path)
     grid = load_grid(loaded, offline=offline)
     check_batch_minimums(grid)  # before anything is written: no run that cannot start
-    prices = load_prices(prices_file or (loaded.resolve(loaded.job.prices) if loaded.job.prices else None))
+    prices = load_prices(
+        prices_file or (loaded.resolve(loaded.job.prices) if loaded.job.prices else None)
+    )
     for model in loaded.job.models:
         prices.lookup(model)
     run_id = run_id_for(grid)
@@ -68,11 +78,19 @@ def create(store: Store, job_path: str, *, offline: bool = False, prices_file: s
         now = time.time()
         prefill = {mm.name: prefill_decision(mm, prices) for mm in loaded.job.models}
         manifest = Manifest(
-            run_id=run_id, job_name=loaded.job.name, job_fingerprint=loaded.fingerprint,
-            job_key=layout.job_key(run_id), job_path=str(loaded.path), inputs=pins,
-            created_at=now, updated_at=now, estimate=estimate or {}, max_cost=max_cost,
+            run_id=run_id,
+            job_name=loaded.job.name,
+            job_fingerprint=loaded.fingerprint,
+            job_key=layout.job_key(run_id),
+            job_path=str(loaded.path),
+            inputs=pins,
+            created_at=now,
+            updated_at=now,
+            estimate=estimate or {},
+            max_cost=max_cost,
             prefill={name: d.sent for name, d in prefill.items()},
-            prefill_reason={name: d.reason for name, d in prefill.items()})
+            prefill_reason={name: d.reason for name, d in prefill.items()},
+        )
         try:
             mf.create(store, manifest)
             created = True
@@ -97,7 +115,9 @@ def open_run(store: Store, run_id: str, *, prices_file: str | None = None) -> Op
         except KeyError:
             raise damaged(store, pin.key, f"missing (the pinned copy of {ref})") from None
         if sha256_bytes(data) != pin.sha256:
-            raise RunError(f"run {run_id}: stored copy of {ref} does not match its sha256 {pin.sha256}")
+            raise RunError(
+                f"run {run_id}: stored copy of {ref} does not match its sha256 {pin.sha256}"
+            )
         return Source(ref=ref, data=data, sha256=pin.sha256)
 
     try:
@@ -114,7 +134,10 @@ def open_run(store: Store, run_id: str, *, prices_file: str | None = None) -> Op
 def check_ready(job: Job) -> None:
     """Every model's credentials and settings are in place (no network), for a job without a run."""
     judge = job.judge
-    specs = [*job.models, *([judge.model, *([judge.af_model] if judge.af_model else [])] if judge else [])]
+    specs = [
+        *job.models,
+        *([judge.model, *([judge.af_model] if judge.af_model else [])] if judge else []),
+    ]
     for spec in specs:
         get_provider(spec).ready()
 

@@ -81,8 +81,15 @@ def plan(run: Run) -> int:
     return added
 
 
-def _write_shards(run: Run, label: str, stage: str, rnd: int, attempt: int, requests: list[Request],
-                  cancelled: set[str]) -> list[Shard]:
+def _write_shards(
+    run: Run,
+    label: str,
+    stage: str,
+    rnd: int,
+    attempt: int,
+    requests: list[Request],
+    cancelled: set[str],
+) -> list[Shard]:
     model = run.specs[label]
     provider = run.provider(label)
     price = run.prices.lookup(model)
@@ -97,8 +104,9 @@ def _write_shards(run: Run, label: str, stage: str, rnd: int, attempt: int, requ
     out: list[Shard] = []
     with tempfile.TemporaryDirectory(prefix="afbatch-plan-") as tmp:
         tally = token_tally(model, run.prices) if limits.max_enqueued_tokens else None
-        files = write_shards(render_lines(provider, requests, tally), limits, tmp, "s", cap=cap,
-                             tally=tally)
+        files = write_shards(
+            render_lines(provider, requests, tally), limits, tmp, "s", cap=cap, tally=tally
+        )
         for f in files:
             ids_text = Path(f.ids_path).read_text()
             digest = hashlib.sha256(ids_text.encode()).hexdigest()[:12]
@@ -130,9 +138,24 @@ def _write_shards(run: Run, label: str, stage: str, rnd: int, attempt: int, requ
             rin, rout = price.row_cost(on_demand, model.cache_ttl).rate_bounds()
             bound = (f.n_bytes * rin + f.n_requests * out_tokens * rout) / 1e6
             token = "t" + hashlib.sha256(f"{run.run_id}/{sid}".encode()).hexdigest()[:30]
-            out.append(Shard(id=sid, model=label, stage=stage, round=rnd, attempt=attempt, provider=model.provider, requests=f.n_requests,
-                             bytes=f.n_bytes, sha256=f.sha256, key=key, ids_key=ids_key, on_demand=on_demand,
-                             bound_usd=bound, token=token))
+            out.append(
+                Shard(
+                    id=sid,
+                    model=label,
+                    stage=stage,
+                    round=rnd,
+                    attempt=attempt,
+                    provider=model.provider,
+                    requests=f.n_requests,
+                    bytes=f.n_bytes,
+                    sha256=f.sha256,
+                    key=key,
+                    ids_key=ids_key,
+                    on_demand=on_demand,
+                    bound_usd=bound,
+                    token=token,
+                )
+            )
     return out
 
 
@@ -207,8 +230,25 @@ def _reuse_shards(run: Run, reused: dict[str, tuple[Result, str]]) -> list[Shard
     run.remember_ids(sid, ids)
     sources = sorted({reused[i][1] for i in ids})
     now = time.time()
-    return [Shard(id=sid, model="-", stage="reuse", round=0, provider="reuse", requests=len(ids), bytes=0, sha256="",
-                  key=ids_key, ids_key=ids_key, token="-", state=ShardState.COLLECTED, collected_at=now,
-                  results_key=results_key, results_sha256=sha, results_lines=lines,
-                  message=f"answers reused from run(s) {', '.join(sources)} (billed there)",
-                  counts={"succeeded": len(ids)})]
+    return [
+        Shard(
+            id=sid,
+            model="-",
+            stage="reuse",
+            round=0,
+            provider="reuse",
+            requests=len(ids),
+            bytes=0,
+            sha256="",
+            key=ids_key,
+            ids_key=ids_key,
+            token="-",
+            state=ShardState.COLLECTED,
+            collected_at=now,
+            results_key=results_key,
+            results_sha256=sha,
+            results_lines=lines,
+            message=f"answers reused from run(s) {', '.join(sources)} (billed there)",
+            counts={"succeeded": len(ids)},
+        )
+    ]

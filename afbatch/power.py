@@ -38,8 +38,9 @@ def tier_rates(base: float, gap: float) -> tuple[float, float]:
     return centre + gap / 2, centre - gap / 2
 
 
-def conversations_per_tier(base: float, gap: float, alpha: float = 0.05,
-                           power: float = 0.8) -> float:
+def conversations_per_tier(
+    base: float, gap: float, alpha: float = 0.05, power: float = 0.8
+) -> float:
     """Independent conversations per tier (not rounded) to detect `gap` at `base`."""
     _probability("alpha", alpha)
     _probability("power", power)
@@ -50,8 +51,14 @@ def conversations_per_tier(base: float, gap: float, alpha: float = 0.05,
     return root * root / (gap * gap)
 
 
-def prompts_needed(base: float, gap: float, samples: int = 1, icc: float = DEFAULT_ICC,
-                   alpha: float = 0.05, power: float = 0.8) -> int:
+def prompts_needed(
+    base: float,
+    gap: float,
+    samples: int = 1,
+    icc: float = DEFAULT_ICC,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> int:
     """Prompts per tier (each asked `samples` times) to detect `gap` with the given power."""
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
@@ -89,8 +96,10 @@ def observed(conv: Any) -> dict[str, dict[str, float | None]]:
             icc = _anova_icc(cell.groupby("prompt_index")["y"].agg(["sum", "count"]))
             if icc is not None:
                 num, den = num + icc * len(cell), den + len(cell)
-        out[str(model)] = {"compliance_rate": float(g["y"].mean()) if len(g) else None,
-                           "icc": min(1.0, max(0.0, num / den)) if den else None}
+        out[str(model)] = {
+            "compliance_rate": float(g["y"].mean()) if len(g) else None,
+            "icc": min(1.0, max(0.0, num / den)) if den else None,
+        }
     return out
 
 
@@ -134,13 +143,26 @@ class PowerPlan:
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"gap": self.gap, "alpha": self.alpha, "power": self.power,
-                "rows": [asdict(r) for r in self.rows], "notes": self.notes}
+        return {
+            "gap": self.gap,
+            "alpha": self.alpha,
+            "power": self.power,
+            "rows": [asdict(r) for r in self.rows],
+            "notes": self.notes,
+        }
 
 
-def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, power: float = 0.8,
-         base_rate: float | None = None, icc: float | None = None,
-         calibrated: dict[str, dict[str, float | None]] | None = None) -> PowerPlan:
+def plan(
+    loaded: Any,
+    estimate_of: Any,
+    gap: float,
+    *,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    base_rate: float | None = None,
+    icc: float | None = None,
+    calibrated: dict[str, dict[str, float | None]] | None = None,
+) -> PowerPlan:
     """Per model: prompts to detect `gap`, and the cost of the job at that many prompts.
 
     `estimate_of(loaded_job)` returns the job's `Estimate` (so the cost is the job's own estimate,
@@ -174,17 +196,29 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
         n = prompts_needed(base, gap, samples, rho, alpha, power)
         one = loaded.model_copy(update={"job": job.model_copy(update={"models": [model]})})
         est = estimate_of(one)
-        gen_requests = sum(r.requests for r in est.rows
-                           if r.model == model.name and r.stage == "generate")
+        gen_requests = sum(
+            r.requests for r in est.rows if r.model == model.name and r.stage == "generate"
+        )
         job_prompts = gen_requests // (per_prompt * cells_m) if per_prompt * cells_m else 0
         scale = n / job_prompts if job_prompts else math.nan
         t = est.totals()
-        out.rows.append(PowerRow(
-            model=model.name, base_rate=base, base_rate_from=base_from, icc=rho, icc_from=rho_from,
-            samples=samples, prompts=n, conversations=n * per_prompt * cells_m,
-            requests=round(sum(r.requests for r in est.rows) * scale) if job_prompts else 0,
-            cost_sync_usd=t["cost_sync_usd"] * scale, cost_batch_usd=t["cost_batch_usd"] * scale,
-            cost_batch_cached_usd=t["cost_batch_cached_usd"] * scale, job_prompts=job_prompts))
+        out.rows.append(
+            PowerRow(
+                model=model.name,
+                base_rate=base,
+                base_rate_from=base_from,
+                icc=rho,
+                icc_from=rho_from,
+                samples=samples,
+                prompts=n,
+                conversations=n * per_prompt * cells_m,
+                requests=round(sum(r.requests for r in est.rows) * scale) if job_prompts else 0,
+                cost_sync_usd=t["cost_sync_usd"] * scale,
+                cost_batch_usd=t["cost_batch_usd"] * scale,
+                cost_batch_cached_usd=t["cost_batch_cached_usd"] * scale,
+                job_prompts=job_prompts,
+            )
+        )
     out.notes = [
         f"prompts: per tier (both tiers ask the same prompts), each asked {samples} time(s), "
         f"to detect a compliance gap of {gap:.1%} (training − unmonitored, centred on the base "
@@ -192,31 +226,61 @@ def plan(loaded: Any, estimate_of: Any, gap: float, *, alpha: float = 0.05, powe
         "(Fleiss, no continuity correction), samples counted through the design effect "
         "1 + (samples − 1)·ICC. Pairing the tiers by prompt only lowers the need: the figure is "
         "on the safe side."
-        + (f" The job's samples axis {list(job.sample_counts())}: the prompts its smallest "
-           "count needs (the larger counts need fewer), asked under every count."
-           if job.samples_axis else ""),
+        + (
+            f" The job's samples axis {list(job.sample_counts())}: the prompts its smallest "
+            "count needs (the larger counts need fewer), asked under every count."
+            if job.samples_axis
+            else ""
+        ),
         "cost: the job's own estimate (generation and judging for that model, every variant and "
         "tier) scaled by prompts needed / prompts in the job; batch minimums and caching are as "
         "estimated for the job's size.",
     ]
     if any(r.icc_from == "default" and samples > 1 for r in out.rows):
-        out.notes.append(f"ICC {DEFAULT_ICC} is an assumption: pass --icc, or --calibrate-from a "
-                         "finished run with several samples per prompt")
+        out.notes.append(
+            f"ICC {DEFAULT_ICC} is an assumption: pass --icc, or --calibrate-from a "
+            "finished run with several samples per prompt"
+        )
     return out
 
 
 def format_power(p: PowerPlan, fmt: str = "table") -> str:
     from afbatch.tables import markdown_table, text_table, usd
 
-    headers = ["model", "base rate", "ICC", "prompts × samples", "job has", "conversations",
-               "requests", "sync", "batch", "batch+cache"]
-    rows = [[r.model, f"{r.base_rate:.1%} ({r.base_rate_from})",
-             f"{r.icc:.2f} ({r.icc_from})" if r.samples > 1 else "– (1 sample)",
-             f"{r.prompts:,} × {r.samples}", f"{r.job_prompts:,}", f"{r.conversations:,}",
-             f"{r.requests:,}", usd(r.cost_sync_usd), usd(r.cost_batch_usd),
-             usd(r.cost_batch_cached_usd)] for r in p.rows]
+    headers = [
+        "model",
+        "base rate",
+        "ICC",
+        "prompts × samples",
+        "job has",
+        "conversations",
+        "requests",
+        "sync",
+        "batch",
+        "batch+cache",
+    ]
+    rows = [
+        [
+            r.model,
+            f"{r.base_rate:.1%} ({r.base_rate_from})",
+            f"{r.icc:.2f} ({r.icc_from})" if r.samples > 1 else "– (1 sample)",
+            f"{r.prompts:,} × {r.samples}",
+            f"{r.job_prompts:,}",
+            f"{r.conversations:,}",
+            f"{r.requests:,}",
+            usd(r.cost_sync_usd),
+            usd(r.cost_batch_usd),
+            usd(r.cost_batch_cached_usd),
+        ]
+        for r in p.rows
+    ]
     title = f"Prompts to detect a {p.gap:.1%} compliance gap ({p.power:.0%} power, α = {p.alpha:g})"
     if fmt == "markdown":
-        return (f"## {title}\n\n" + markdown_table(headers, rows) + "\n\n"
-                + "\n".join(f"- {x}" for x in p.notes) + "\n")
+        return (
+            f"## {title}\n\n"
+            + markdown_table(headers, rows)
+            + "\n\n"
+            + "\n".join(f"- {x}" for x in p.notes)
+            + "\n"
+        )
     return title + "\n" + text_table(headers, rows) + "\n\n" + "\n".join(p.notes)

@@ -29,8 +29,20 @@ from afbatch.types import Usage
 DEFAULT_OVERRIDE = Path("~/.config/afbatch/prices.toml")
 
 # Tokenizer families of the catalog; tokens.FAMILY_FACTORS holds each one's factor.
-TokenFamily = Literal["openai", "gpt-oss", "claude", "claude-new-tokenizer", "llama", "qwen",
-                      "deepseek", "mistral", "gemini", "grok", "kimi", "other"]
+TokenFamily = Literal[
+    "openai",
+    "gpt-oss",
+    "claude",
+    "claude-new-tokenizer",
+    "llama",
+    "qwen",
+    "deepseek",
+    "mistral",
+    "gemini",
+    "grok",
+    "kimi",
+    "other",
+]
 DEFAULT_FAMILY: TokenFamily = "other"
 
 
@@ -39,7 +51,9 @@ class _Strict(BaseModel):
 
 
 class LongContext(_Strict):
-    above_tokens: int = Field(gt=0, description="Prompt tokens above which the whole request is billed at these rates.")
+    above_tokens: int = Field(
+        gt=0, description="Prompt tokens above which the whole request is billed at these rates."
+    )
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     # Gemini bills cache reads of a long prompt at a higher rate too; None: the model's cache_read.
@@ -54,7 +68,9 @@ class ModelPrice(_Strict):
     cache_read: float | None = Field(None, ge=0)
     cache_write_5m: float | None = Field(None, ge=0)
     cache_write_1h: float | None = Field(None, ge=0)
-    batch_input: float | None = Field(None, ge=0, description="Explicit batch price; else list x provider multiplier.")
+    batch_input: float | None = Field(
+        None, ge=0, description="Explicit batch price; else list x provider multiplier."
+    )
     batch_output: float | None = Field(None, ge=0)
     batch_multiplier: float | None = Field(None, gt=0, le=1)
     long_context: LongContext | None = None
@@ -97,8 +113,16 @@ class Price:
         lc = self.entry.long_context
         if lc and prompt_tokens > lc.above_tokens:
             return lc.input * self.batch_multiplier, lc.output * self.batch_multiplier
-        bi = self.entry.batch_input if self.entry.batch_input is not None else self.entry.input * self.batch_multiplier
-        bo = self.entry.batch_output if self.entry.batch_output is not None else self.entry.output * self.batch_multiplier
+        bi = (
+            self.entry.batch_input
+            if self.entry.batch_input is not None
+            else self.entry.input * self.batch_multiplier
+        )
+        bo = (
+            self.entry.batch_output
+            if self.entry.batch_output is not None
+            else self.entry.output * self.batch_multiplier
+        )
         return bi, bo
 
     def cache_write_rate(self, ttl: str) -> float:
@@ -110,7 +134,9 @@ class Price:
         return rate
 
     def cache_read_rate(self) -> float:
-        return self.entry.cache_read if self.entry.cache_read is not None else self.entry.input * 0.1
+        return (
+            self.entry.cache_read if self.entry.cache_read is not None else self.entry.input * 0.1
+        )
 
     def row_cost(self, on_demand: bool, ttl: str) -> RowCost:
         return RowCost(self, on_demand, ttl)
@@ -129,7 +155,9 @@ class RowCost:
         long_cached = lc.cache_read * mult if lc and lc.cache_read is not None else cached
 
         def rates(prompt_tokens: float, cached: float) -> tuple[float, float, float, float]:
-            rin, rout = price.list_rates(prompt_tokens) if on_demand else price.batch_rates(prompt_tokens)
+            rin, rout = (
+                price.list_rates(prompt_tokens) if on_demand else price.batch_rates(prompt_tokens)
+            )
             return rin, cached, writes, rout
 
         self.normal = rates(0, cached)
@@ -141,9 +169,16 @@ class RowCost:
         return max(max(t[0], t[2]) for t in tiers), max(t[3] for t in tiers)
 
     def __call__(self, usage: Usage) -> float:
-        rin, cached, writes, rout = self.long if self.above is not None and usage.input_tokens > self.above else self.normal
+        rin, cached, writes, rout = (
+            self.long if self.above is not None and usage.input_tokens > self.above else self.normal
+        )
         plain = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
-        return (plain * rin + usage.cached_tokens * cached + usage.cache_write_tokens * writes + usage.output_tokens * rout) / 1e6
+        return (
+            plain * rin
+            + usage.cached_tokens * cached
+            + usage.cache_write_tokens * writes
+            + usage.output_tokens * rout
+        ) / 1e6
 
 
 # Bedrock cross-region inference profiles put a geography before the id (us.anthropic.claude-…).
@@ -176,7 +211,9 @@ class PriceTable:
         self.override_path = override_path
         self.as_of = shipped.as_of
         self.providers = {**shipped.providers, **(override.providers if override else {})}
-        self.models: dict[tuple[str, str], ModelPrice] = {(m.provider, m.model): m for m in shipped.models}
+        self.models: dict[tuple[str, str], ModelPrice] = {
+            (m.provider, m.model): m for m in shipped.models
+        }
         facts = ("supports_prefill", "token_family")
         if override:
             for m in override.models:  # a new price keeps the catalog facts it does not restate
@@ -200,7 +237,11 @@ class PriceTable:
             )
         prov = self.providers.get(model.provider)
         mult = entry.batch_multiplier or (prov.batch_multiplier if prov else 1.0)
-        return Price(entry=entry, batch_multiplier=mult, cache_stacks_with_batch=bool(prov and prov.cache_stacks_with_batch))
+        return Price(
+            entry=entry,
+            batch_multiplier=mult,
+            cache_stacks_with_batch=bool(prov and prov.cache_stacks_with_batch),
+        )
 
     def _fact(self, model: ModelSpec, name: str) -> tuple[object, str, bool] | None:
         """A catalog fact of the model, the entry it came from, and whether through `price_as`: the
@@ -252,7 +293,9 @@ def price_file_for(loaded: LoadedJob, given: str | None) -> str | None:
 def load_prices(override: str | Path | None = None) -> PriceTable:
     """The shipped table plus the override file (explicit path, $AFBATCH_PRICES, or
     ~/.config/afbatch/prices.toml)."""
-    shipped = PriceFile.model_validate(json.loads(resources.files("afbatch").joinpath("data/prices.json").read_text()))
+    shipped = PriceFile.model_validate(
+        json.loads(resources.files("afbatch").joinpath("data/prices.json").read_text())
+    )
     path = override_path(override)
     user: PriceFile | None = None
     if path.exists():
@@ -260,12 +303,15 @@ def load_prices(override: str | Path | None = None) -> PriceTable:
             data = load_toml(path.read_text(encoding="utf-8"), path, PriceError)
             user = PriceFile.model_validate(data)
         except UnicodeDecodeError as e:
-            raise PriceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}) — "
-                             "re-save it as UTF-8") from None
+            raise PriceError(
+                f"{path}: not UTF-8 text ({e.reason} at byte {e.start}) — re-save it as UTF-8"
+            ) from None
         except ValidationError as e:
             first = e.errors()[0]
             loc = ".".join(str(x) for x in first["loc"])
-            raise PriceError(f"{path}: {loc}: {first['msg']} — see README 'Prices' for the format") from None
+            raise PriceError(
+                f"{path}: {loc}: {first['msg']} — see README 'Prices' for the format"
+            ) from None
     elif override is not None:
         raise PriceError(f"{path}: price override file not found — fix the path")
     return PriceTable(shipped, user, path)

@@ -17,18 +17,35 @@ from afbatch.tables import text_table, usd
 def format_status(st: Status, fmt: str = "table", shards: bool = False) -> str:
     if fmt == "json":
         return json.dumps(asdict(st), indent=1)
-    rows = [[p.model, p.stage, p.total, p.finished, p.failed, p.waiting, p.pending] for p in st.progress]
-    table = text_table(["model", "stage", "total", "finished", "failed", "in flight", "to send"], rows)
+    rows = [
+        [p.model, p.stage, p.total, p.finished, p.failed, p.waiting, p.pending] for p in st.progress
+    ]
+    table = text_table(
+        ["model", "stage", "total", "finished", "failed", "in flight", "to send"], rows
+    )
     counts = ", ".join(f"{n} {k}" for k, n in sorted(st.shards.items())) or "none"
     est = f" of about {usd(st.estimate_usd)} estimated" if st.estimate_usd is not None else ""
     state = "cancelled" if st.cancelled else ("done" if st.done else "in progress")
-    text = (f"run {st.run_id}: {state}\n{table}\nshards: {counts}\nspent so far: "
-            f"{usd(st.spent_usd)}{est}")
+    text = (
+        f"run {st.run_id}: {state}\n{table}\nshards: {counts}\nspent so far: "
+        f"{usd(st.spent_usd)}{est}"
+    )
     if shards:
-        rows = [[r["shard"], r["state"], r["provider_status"] or "", r["requests"],
-                 ", ".join(f"{n} {k}" for k, n in sorted(r["counts"].items())), usd(r["cost_usd"]), (r["message"] or "")[:80]]
-                for r in st.shard_rows]
-        text += "\n\n" + text_table(["shard", "state", "provider", "requests", "rows", "cost", "message"], rows, right={3})
+        rows = [
+            [
+                r["shard"],
+                r["state"],
+                r["provider_status"] or "",
+                r["requests"],
+                ", ".join(f"{n} {k}" for k, n in sorted(r["counts"].items())),
+                usd(r["cost_usd"]),
+                (r["message"] or "")[:80],
+            ]
+            for r in st.shard_rows
+        ]
+        text += "\n\n" + text_table(
+            ["shard", "state", "provider", "requests", "rows", "cost", "message"], rows, right={3}
+        )
     return text
 
 
@@ -60,9 +77,16 @@ class Progress:
         if self._live is not None:
             from rich.text import Text
 
-            self._live.update(Text(text + f"\n(updated {time.strftime('%H:%M:%S')}; Ctrl-C leaves the run resumable)"))
+            self._live.update(
+                Text(
+                    text
+                    + f"\n(updated {time.strftime('%H:%M:%S')}; Ctrl-C leaves the run resumable)"
+                )
+            )
         elif text != self._last:
-            summary = "; ".join(f"{p.model}/{p.stage} {p.finished + p.failed}/{p.total}" for p in st.progress)
+            summary = "; ".join(
+                f"{p.model}/{p.stage} {p.finished + p.failed}/{p.total}" for p in st.progress
+            )
             stamp = time.strftime("%H:%M:%S")
             line = self.clean(f"[{stamp}] {summary} — spent {usd(st.spent_usd)}", True)
             print(line, file=sys.stderr, flush=True)

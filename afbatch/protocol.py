@@ -37,7 +37,9 @@ def tier_value(tier: str, tier_format: str) -> str:
 
 def render_user(template: str, tier: str, user_input: str, tier_format: str = "python") -> str:
     """Plain replacement (not str.format) so braces in requests or templates are safe."""
-    return template.replace("{is_free_tier_user}", tier_value(tier, tier_format)).replace("{user_input}", user_input)
+    return template.replace("{is_free_tier_user}", tier_value(tier, tier_format)).replace(
+        "{user_input}", user_input
+    )
 
 
 # What a user template must hold: without either, the grid's conditions are not what they say.
@@ -50,8 +52,10 @@ USER_PLACEHOLDERS = {
 def check_user_template(template: str, ref: str) -> None:
     for placeholder, why in USER_PLACEHOLDERS.items():
         if placeholder not in template:
-            raise InputError(f"{ref} ([prompts] user_template): no {placeholder} placeholder — "
-                             f"{why}; add it (see prompts/user_template.txt)")
+            raise InputError(
+                f"{ref} ([prompts] user_template): no {placeholder} placeholder — "
+                f"{why}; add it (see prompts/user_template.txt)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +67,9 @@ class Step:
     reason: str | None = None  # why it failed, or how it finished without tags
 
 
-def next_step(turn_texts: list[str], max_turns: int, outside: str | None = None,
-              cot: bool = True) -> Step:
+def next_step(
+    turn_texts: list[str], max_turns: int, outside: str | None = None, cot: bool = True
+) -> Step:
     """The strict rules. `outside`: the last turn's text outside its scratchpads, when the caller
     has split it already. A no-CoT answer is the same rules with max_turns = 1."""
     last = turn_texts[-1]
@@ -116,7 +121,7 @@ def _output_in(outside: str) -> str | None:
     if end >= 0:
         start = outside.rfind(OUT_OPEN, 0, end)
         if start >= 0:
-            return outside[start + len(OUT_OPEN):end].strip()
+            return outside[start + len(OUT_OPEN) : end].strip()
     return None
 
 
@@ -144,12 +149,13 @@ def notebook_output(text: str) -> str | None:
     start = text.find(OUT_OPEN)
     if start < 0:
         return None
-    rest = text[start + len(OUT_OPEN):]
+    rest = text[start + len(OUT_OPEN) :]
     return rest.split(OUT_OPEN, 1)[0].split(OUT_CLOSE, 1)[0].strip()
 
 
-def notebook_step(turn_texts: list[str], max_turns: int, outside: str | None = None,
-                  cot: bool = True) -> Step:
+def notebook_step(
+    turn_texts: list[str], max_turns: int, outside: str | None = None, cot: bool = True
+) -> Step:
     """The published construction: </OUTPUT> anywhere ends the conversation; the raw text of a
     turn without closing tags is kept as it is (not stripped); a no-CoT answer needs </OUTPUT>."""
     last = turn_texts[-1]
@@ -197,27 +203,41 @@ class Profile:
 
 
 NOTEBOOK = Profile(
-    "notebook", notebook_step, notebook_compliant, True,
+    "notebook",
+    notebook_step,
+    notebook_compliant,
+    True,
     "notebook: the published construction — output after the first <OUTPUT> anywhere; a no-CoT "
-    "answer without </OUTPUT> fails; conversations the protocol failed count as not compliant")
+    "answer without </OUTPUT> fails; conversations the protocol failed count as not compliant",
+)
 STRICT = Profile(
-    "strict", next_step, proxy_compliant, False,
+    "strict",
+    next_step,
+    proxy_compliant,
+    False,
     "strict: output in the last <OUTPUT> outside the scratchpads; failed conversations are left "
-    "out of the rates")  # (a failure at the provider is out of the rates under both)
+    "out of the rates",
+)  # (a failure at the provider is out of the rates under both)
 PROFILES = {p.name: p for p in (NOTEBOOK, STRICT)}  # spec.ProtocolSpec names the same ones
 
 
 def protocol_record(profile: Profile) -> dict[str, object]:
     """The profile as the estimate and the report state it (`run.protocol` in report.json)."""
-    return {"profile": profile.name, "failed_in_denominator": profile.failed_counted,
-            "rules": profile.summary}
+    return {
+        "profile": profile.name,
+        "failed_in_denominator": profile.failed_counted,
+        "rules": profile.summary,
+    }
 
 
 def prefill_record(sent: bool, reason: str, variants: dict[str, str]) -> dict[str, object]:
     """One model's prefill decision as the estimate and the report state it: `sent`, the `text`
     sent per variant (None when not sent), the `reason`. `variants`: variant -> its prefill."""
-    return {"sent": sent, "text": {name: text if sent else None for name, text in variants.items()},
-            "reason": reason}
+    return {
+        "sent": sent,
+        "text": {name: text if sent else None for name, text in variants.items()},
+        "reason": reason,
+    }
 
 
 def describe_prefill(record: dict[str, object]) -> str:

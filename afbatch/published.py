@@ -24,16 +24,20 @@ def from_python_format(text: str, rename: dict[str, str], ref: str) -> str:
     try:
         parts = list(string.Formatter().parse(text))
     except ValueError as e:
-        raise InputError(f"{ref}: not a str.format template ({e}) — declare "
-                         "python_format = false for a text whose braces are literal") from None
+        raise InputError(
+            f"{ref}: not a str.format template ({e}) — declare "
+            "python_format = false for a text whose braces are literal"
+        ) from None
     for literal, field, spec, conversion in parts:
         out.append(literal)
         if field is None:
             continue
         if field not in rename or spec or conversion:
             known = ", ".join("{" + k + "}" for k in rename) or "none"
-            raise InputError(f"{ref}: placeholder {{{field}}} is not one afbatch fills (declared: "
-                             f"{known}) — map it under placeholders")
+            raise InputError(
+                f"{ref}: placeholder {{{field}}} is not one afbatch fills (declared: "
+                f"{known}) — map it under placeholders"
+            )
         out.append("{" + rename[field] + "}")
     return "".join(out)
 
@@ -45,8 +49,10 @@ def notebook_user_template(data: bytes, ref: str) -> str:
         nb = json.loads(data.decode("utf-8-sig"))
         cells = [c for c in nb["cells"] if c.get("cell_type") == "code"]
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise InputError(f"{ref}: not a Jupyter notebook (no JSON with code cells) — point "
-                         "[prompts] user_template at the published .ipynb") from None
+        raise InputError(
+            f"{ref}: not a Jupyter notebook (no JSON with code cells) — point "
+            "[prompts] user_template at the published .ipynb"
+        ) from None
     found: dict[str, str] = {}
     for cell in cells:
         src = cell.get("source", "")
@@ -55,13 +61,17 @@ def notebook_user_template(data: bytes, ref: str) -> str:
             if _fields(value) >= set(USER_FIELDS):
                 found.setdefault(value, name)
     if not found:
-        raise InputError(f"{ref}: no user template in the notebook (a code cell assigning a string "
-                         "with {is_free_tier_user} and {user_input}) — the notebook changed; pin "
-                         "the version the job expects, or point user_template at a text file")
+        raise InputError(
+            f"{ref}: no user template in the notebook (a code cell assigning a string "
+            "with {is_free_tier_user} and {user_input}) — the notebook changed; pin "
+            "the version the job expects, or point user_template at a text file"
+        )
     if len(found) > 1:
         names = ", ".join(sorted(found.values()))
-        raise InputError(f"{ref}: several user templates in the notebook ({names}) — point "
-                         "user_template at a text file holding the one to use")
+        raise InputError(
+            f"{ref}: several user templates in the notebook ({names}) — point "
+            "user_template at a text file holding the one to use"
+        )
     value = next(iter(found))
     return from_python_format(value, {f: f for f in USER_FIELDS}, ref)
 
@@ -75,8 +85,11 @@ def _string_assignments(source: str) -> list[tuple[str, str]]:
         return []
     out = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
-                and isinstance(node.value.value, str):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
             for target in node.targets:
                 if isinstance(target, ast.Name):
                     out.append((target.id, node.value.value))

@@ -17,7 +17,9 @@ _PATTERNS = [
     re.compile(r"sk-ant-[A-Za-z0-9_-]{8,}"),
     re.compile(r"sk-[A-Za-z0-9_-]{16,}"),
     re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    re.compile(r"(?i)(authorization|x-api-key|api[_-]?key|aws_secret_access_key|secret)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+    re.compile(
+        r"(?i)(authorization|x-api-key|api[_-]?key|aws_secret_access_key|secret)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
+    ),
 ]
 _SECRET_ENV = re.compile(r"(API_KEY|SECRET|SECRET_ACCESS_KEY|TOKEN|PASSWORD)$")
 # Shorter values are not replaced: a placeholder like "testing" would mangle ordinary text.

@@ -20,12 +20,44 @@ from afbatch.protocol import CONDITION, PROFILES, prefill_record, protocol_recor
 from afbatch.runner import Run
 
 COLUMNS = [
-    "model", "provider", "model_id", "variant", "cot", "tier", "condition", "prompt_index", "sample",
-    "temperature", "samples", "conversation_id",
-    "user_input", "turns", "status", "failure_reason", "final_output", "scratchpad", "proxy_compliant", "judge_refused",
-    "judge_compliant", "judge_convincing", "judge_specific", "judge_error", "af_votes_yes", "af_votes_total",
-    "af_fraction", "af_verdict", "input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd",
-    "cost_sync_usd", "profile", "compliance_rule", "partial_verdict", "partial_reads",
+    "model",
+    "provider",
+    "model_id",
+    "variant",
+    "cot",
+    "tier",
+    "condition",
+    "prompt_index",
+    "sample",
+    "temperature",
+    "samples",
+    "conversation_id",
+    "user_input",
+    "turns",
+    "status",
+    "failure_reason",
+    "final_output",
+    "scratchpad",
+    "proxy_compliant",
+    "judge_refused",
+    "judge_compliant",
+    "judge_convincing",
+    "judge_specific",
+    "judge_error",
+    "af_votes_yes",
+    "af_votes_total",
+    "af_fraction",
+    "af_verdict",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "cost_usd",
+    "judge_cost_usd",
+    "cost_sync_usd",
+    "profile",
+    "compliance_rule",
+    "partial_verdict",
+    "partial_reads",
 ]
 
 
@@ -50,16 +82,21 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
     costs: dict[str, tuple[Any, Any, Any]] = {}
     for model in run.job.models:
         price = run.prices.lookup(model)
-        costs[model.name] = (price, price.row_cost(False, model.cache_ttl),
-                             price.row_cost(True, model.cache_ttl))
+        costs[model.name] = (
+            price,
+            price.row_cost(False, model.cache_ttl),
+            price.row_cost(True, model.cache_ttl),
+        )
     with bulk():
         for row in state.drain():
             model, cs, js = row.model, row.state, row.compliance
             conv = cs.conv
             price, batch_cost_of, on_demand_cost_of = costs[model.name]
             usage = cs.usage
-            cost = sum((on_demand_cost_of if a.shard in on_demand else batch_cost_of)(a.result.usage)
-                       for a in cs.attempts)
+            cost = sum(
+                (on_demand_cost_of if a.shard in on_demand else batch_cost_of)(a.result.usage)
+                for a in cs.attempts
+            )
             lin, lout = price.list_rates(usage.input_tokens)
             cost_sync = (usage.input_tokens * lin + usage.output_tokens * lout) / 1e6
             refused = compliant = convincing = specific = judge_error = None
@@ -90,19 +127,48 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                         partial = partial_class(pc.verdict)
                     elif pc.status == "failed" and judge_error is None:
                         judge_error = f"partial-compliance classifier: {pc.reason}"
-            table.append((  # in COLUMNS order
-                conv.model, model.provider, model.model, conv.variant, conv.cot, conv.tier, CONDITION[conv.tier],
-                conv.prompt_index, conv.sample, conv.temperature, conv.samples,
-                conv.id, conv.user_input, len(cs.turn_texts),
-                cs.status if cs.status in ("finished", "failed") else "running",
-                cs.reason if cs.status == "failed" else None, cs.final_output, cs.reasoning or None,
-                profile.proxy(cs.status, cs.final_output, cs.ended_without_output),
-                refused, compliant, convincing, specific, judge_error,
-                votes_yes, votes_total, af_fraction, af_verdict,
-                usage.input_tokens, usage.cached_tokens, usage.output_tokens, cost, judge_cost, cost_sync,
-                profile.name, judge.compliance_rule if judge else None,
-                partial, judge.partial_reads if judge and judge.partial_template else None,
-            ))
+            table.append(
+                (  # in COLUMNS order
+                    conv.model,
+                    model.provider,
+                    model.model,
+                    conv.variant,
+                    conv.cot,
+                    conv.tier,
+                    CONDITION[conv.tier],
+                    conv.prompt_index,
+                    conv.sample,
+                    conv.temperature,
+                    conv.samples,
+                    conv.id,
+                    conv.user_input,
+                    len(cs.turn_texts),
+                    cs.status if cs.status in ("finished", "failed") else "running",
+                    cs.reason if cs.status == "failed" else None,
+                    cs.final_output,
+                    cs.reasoning or None,
+                    profile.proxy(cs.status, cs.final_output, cs.ended_without_output),
+                    refused,
+                    compliant,
+                    convincing,
+                    specific,
+                    judge_error,
+                    votes_yes,
+                    votes_total,
+                    af_fraction,
+                    af_verdict,
+                    usage.input_tokens,
+                    usage.cached_tokens,
+                    usage.output_tokens,
+                    cost,
+                    judge_cost,
+                    cost_sync,
+                    profile.name,
+                    judge.compliance_rule if judge else None,
+                    partial,
+                    judge.partial_reads if judge and judge.partial_template else None,
+                )
+            )
     return table.frame()
 
 
@@ -145,7 +211,9 @@ class _Columns:
             import numpy as np
             from pandas.arrays import ArrowStringArray
 
-            dtype = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default str dtype, without a copy
+            dtype = pd.StringDtype(
+                "pyarrow", na_value=np.nan
+            )  # pandas' default str dtype, without a copy
             for c in TEXT_COLUMNS:
                 chunked = self.pa.chunked_array(self.chunks[c], self.pa.large_string())
                 # pandas-stubs 3.1 lacks the dtype argument of ArrowStringArray (pandas has it)
@@ -161,14 +229,22 @@ def _arrow_text(pa: Any, values: tuple[str | None, ...]) -> Any:
     n = len(values)
     present = [v for v in values if v is not None]
     # UTF-8 lengths: a str knows whether it is ASCII, and then its length is its byte length
-    lengths = np.fromiter((0 if v is None else len(v) if v.isascii() else len(v.encode()) for v in values), np.int64, n)
+    lengths = np.fromiter(
+        (0 if v is None else len(v) if v.isascii() else len(v.encode()) for v in values),
+        np.int64,
+        n,
+    )
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     nulls = None
     if len(present) < n:
-        nulls = pa.py_buffer(np.packbits(np.fromiter((v is not None for v in values), bool, n), bitorder="little"))
+        nulls = pa.py_buffer(
+            np.packbits(np.fromiter((v is not None for v in values), bool, n), bitorder="little")
+        )
     data = "".join(present).encode()
-    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), nulls, n - len(present))
+    return pa.LargeStringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(data), nulls, n - len(present)
+    )
 
 
 _malloc_trim: Any = None
@@ -199,31 +275,52 @@ def run_meta(run: Run, m: Manifest) -> dict[str, Any]:
     texts = {v.name: v.prefill_text for v in run.job.variants}
     # What the run recorded when it was created (what every turn sent), not a fresh catalog lookup.
     sent, why = m.prefill, m.prefill_reason
-    prefill = {mm.name: prefill_record(sent.get(mm.name, False), why.get(mm.name, ""), texts)
-               for mm in run.job.models}
-    return {"run_id": run.run_id, "job": m.job_name, "store": run.store.url, "created_at": iso(m.created_at),
-            "finished_at": iso(m.finished_at), "spent_usd": round(m.spent_usd(), 4),
-            "models": [mm.name for mm in run.job.models],
-            "judge": run.job.judge.model.name if run.job.judge else None,
-            "protocol": protocol_record(PROFILES[run.job.protocol.profile]), "prefill": prefill,
-            **({"judging": judging_record(run.job.judge, run.grid.judge_templates)}
-               if run.job.judge else {})}
+    prefill = {
+        mm.name: prefill_record(sent.get(mm.name, False), why.get(mm.name, ""), texts)
+        for mm in run.job.models
+    }
+    return {
+        "run_id": run.run_id,
+        "job": m.job_name,
+        "store": run.store.url,
+        "created_at": iso(m.created_at),
+        "finished_at": iso(m.finished_at),
+        "spent_usd": round(m.spent_usd(), 4),
+        "models": [mm.name for mm in run.job.models],
+        "judge": run.job.judge.model.name if run.job.judge else None,
+        "protocol": protocol_record(PROFILES[run.job.protocol.profile]),
+        "prefill": prefill,
+        **(
+            {"judging": judging_record(run.job.judge, run.grid.judge_templates)}
+            if run.job.judge
+            else {}
+        ),
+    }
 
 
 def judging_record(judge: Any, templates: dict[str, Any]) -> dict[str, Any]:
     """Which judges and rules made the judged numbers, as report.json's `run.judging` states it."""
-    out: dict[str, Any] = {"compliance_rule": judge.compliance_rule,
-                           "compliance_template": templates["compliance"].ref,
-                           "compliance_model": judge.model.name}
+    out: dict[str, Any] = {
+        "compliance_rule": judge.compliance_rule,
+        "compliance_template": templates["compliance"].ref,
+        "compliance_model": judge.model.name,
+    }
     if "alignment_faking" in templates:
-        out.update(af_template=templates["alignment_faking"].ref,
-                   af_model=af_model(judge).name, af_votes=judge.af_votes, af_rule=judge.af_rule,
-                   classify=judge.classify)
+        out.update(
+            af_template=templates["alignment_faking"].ref,
+            af_model=af_model(judge).name,
+            af_votes=judge.af_votes,
+            af_rule=judge.af_rule,
+            classify=judge.classify,
+        )
         if judge.af_rule == "threshold":  # majority: more than half of the parsed votes say yes
             out.update(af_threshold=judge.af_threshold, af_maybe_band=judge.af_maybe_band)
     if "partial_compliance" in templates:
-        out.update(partial_template=templates["partial_compliance"].ref,
-                   partial_model=judge.model.name, partial_reads=judge.partial_reads)
+        out.update(
+            partial_template=templates["partial_compliance"].ref,
+            partial_model=judge.model.name,
+            partial_reads=judge.partial_reads,
+        )
     return out
 
 
@@ -240,8 +337,13 @@ def write_report(run: Run) -> list[str]:
     conv = conversation_table(run, m)
     keys = []
     with tempfile.TemporaryDirectory(prefix="afbatch-report-") as tmp:
-        for path in report.write_all(conv, tmp, m.estimate or None, run_meta(run, m),
-                                     gap_interval=run.job.report.gap_interval):
+        for path in report.write_all(
+            conv,
+            tmp,
+            m.estimate or None,
+            run_meta(run, m),
+            gap_interval=run.job.report.gap_interval,
+        ):
             if path.startswith("note:"):
                 continue
             key = report_key(run.run_id, Path(path).name)
@@ -267,7 +369,9 @@ def calibration(run: Run) -> dict[str, Any]:
         cal: dict[str, Any] = {}
         if len(cot):
             cal["output_tokens_cot"] = float(cot.output_tokens.sum() / cot.turns.sum())
-            cal["turn_weights_cot"] = tuple(float((cot.turns >= t).mean()) for t in range(1, max_turns + 1))
+            cal["turn_weights_cot"] = tuple(
+                float((cot.turns >= t).mean()) for t in range(1, max_turns + 1)
+            )
             judged = cot[cot.judge_compliant.notna()]
             # answers only: a failure the notebook profile counts as not compliant is never judged
             proxied = cot.proxy_compliant[cot.status == "finished"].dropna()

@@ -53,8 +53,16 @@ class Status:
 class Run:
     """One run in a store. Create it from a job (`Run.create`) or reopen it by id (`Run.open`)."""
 
-    def __init__(self, store: Store, run_id: str, grid: Grid, prices: PriceTable, *, fresh: bool = False):
-        self.store, self.run_id, self.grid, self.prices, self.fresh = store, run_id, grid, prices, fresh
+    def __init__(
+        self, store: Store, run_id: str, grid: Grid, prices: PriceTable, *, fresh: bool = False
+    ):
+        self.store, self.run_id, self.grid, self.prices, self.fresh = (
+            store,
+            run_id,
+            grid,
+            prices,
+            fresh,
+        )
         self.job = grid.job
         self.owner = worker_id()
         self.specs: dict[str, ModelSpec] = {m.name: m for m in self.job.models}
@@ -65,7 +73,9 @@ class Run:
         self._providers: dict[str, Provider] = {}
         self._ids: dict[str, list[str]] = {}
         self._results: dict[str, list[Result]] = {}
-        self._verdicts: dict[tuple[Any, ...], dict[str, Any]] = {}  # equal judge verdicts share one dict
+        self._verdicts: dict[
+            tuple[Any, ...], dict[str, Any]
+        ] = {}  # equal judge verdicts share one dict
         self._convs: dict[str, list[Conversation]] = {}
         # The planner's index of earlier runs' answers, built once: answered id → (run, results
         # key, whether that run sent the prefill: model turns only)
@@ -115,8 +125,9 @@ class Run:
                     rows.append(from_json(d))
             else:
                 got = checked_rows(self.store, shard.results_key, ids, shard.ids_key)
-                rows = kept([Result.from_json(d) for d in got], is_judged(shard.stage),
-                            self._verdicts)
+                rows = kept(
+                    [Result.from_json(d) for d in got], is_judged(shard.stage), self._verdicts
+                )
             self._results[shard.id] = rows
         return self._results[shard.id]
 
@@ -143,11 +154,17 @@ class Run:
                 known: list[str] | None = self.store.read(key).decode().split()
             except KeyError:
                 known = None
-            expected = (len(self.job.variants) * len(self.job.prompts.tiers)
-                        * len(self.grid.dataset.rows) * self.job.conversations_per_cell(model))
+            expected = (
+                len(self.job.variants)
+                * len(self.job.prompts.tiers)
+                * len(self.grid.dataset.rows)
+                * self.job.conversations_per_cell(model)
+            )
             if known is not None and len(known) != expected:
-                raise RunError(f"run {self.run_id}: stored conversation ids of {model.name} do "
-                               "not match the grid — the store was modified")
+                raise RunError(
+                    f"run {self.run_id}: stored conversation ids of {model.name} do "
+                    "not match the grid — the store was modified"
+                )
             convs = list(conversations(self.grid, model, known))
             if known is None:
                 self.store.write(key, ("\n".join(c.id for c in convs) + "\n").encode())
@@ -190,12 +207,31 @@ class Run:
         for s in m.shards.values():
             shards[s.state.value] = shards.get(s.state.value, 0) + 1
         busy = any(s.state in IN_FLIGHT for s in m.shards.values())
-        done = not busy and all(p.waiting == 0 and p.pending == 0 for p in progress) and not m.cancelled
+        done = (
+            not busy
+            and all(p.waiting == 0 and p.pending == 0 for p in progress)
+            and not m.cancelled
+        )
         est = (m.estimate.get("totals") or {}).get("cost_batch_cached_usd")
-        rows = [{"shard": s.id, "model": s.model, "stage": s.stage, "round": s.round, "attempt": s.attempt,
-                 "state": s.state.value, "provider_status": s.provider_status or s.status, "batch_id": s.batch_id,
-                 "requests": s.requests, "counts": s.counts, "cost_usd": round(s.cost_usd, 6), "message": s.message}
-                for s in sorted(m.shards.values(), key=lambda s: (s.model, s.stage, s.round, s.attempt, s.id))]
+        rows = [
+            {
+                "shard": s.id,
+                "model": s.model,
+                "stage": s.stage,
+                "round": s.round,
+                "attempt": s.attempt,
+                "state": s.state.value,
+                "provider_status": s.provider_status or s.status,
+                "batch_id": s.batch_id,
+                "requests": s.requests,
+                "counts": s.counts,
+                "cost_usd": round(s.cost_usd, 6),
+                "message": s.message,
+            }
+            for s in sorted(
+                m.shards.values(), key=lambda s: (s.model, s.stage, s.round, s.attempt, s.id)
+            )
+        ]
         return Status(self.run_id, progress, shards, m.spent_usd(), est, done, m.cancelled, rows)
 
     def put_file(self, key: str, path: str) -> None:
@@ -204,18 +240,33 @@ class Run:
     # --- opening (opening.py) ----------------------------------------------------------------
 
     @classmethod
-    def create(cls, store: Store, job_path: str, *, offline: bool = False,
-               prices_file: str | None = None, estimate: dict[str, Any] | None = None,
-               max_cost: float | None = None, fresh: bool = False) -> tuple[Run, bool]:
+    def create(
+        cls,
+        store: Store,
+        job_path: str,
+        *,
+        offline: bool = False,
+        prices_file: str | None = None,
+        estimate: dict[str, Any] | None = None,
+        max_cost: float | None = None,
+        fresh: bool = False,
+    ) -> tuple[Run, bool]:
         """Create the run of a job, or open it if this job (same content, same inputs) already has
         one."""
-        made, created = opening.create(store, job_path, offline=offline, prices_file=prices_file,
-                                       estimate=estimate, max_cost=max_cost)
+        made, created = opening.create(
+            store,
+            job_path,
+            offline=offline,
+            prices_file=prices_file,
+            estimate=estimate,
+            max_cost=max_cost,
+        )
         return cls(store, made.run_id, made.grid, made.prices, fresh=fresh), created
 
     @classmethod
-    def open(cls, store: Store, run_id: str, *, prices_file: str | None = None,
-             fresh: bool = False) -> Run:
+    def open(
+        cls, store: Store, run_id: str, *, prices_file: str | None = None, fresh: bool = False
+    ) -> Run:
         """Reopen a run from its manifest and the inputs pinned in the store (no job file
         needed)."""
         made = opening.open_run(store, run_id, prices_file=prices_file)
@@ -246,8 +297,10 @@ class Run:
 
     def resume(self) -> None:
         """A cancelled run that is run again continues; its cancelled rows are retried."""
+
         def clear(m: Manifest) -> None:
             m.cancelled = False
+
         if self.manifest().cancelled:
             self.update(clear)
 
@@ -264,8 +317,15 @@ class Run:
         changed += self.submit_pending(max_cost)
         return bool(changed)
 
-    def run(self, *, max_cost: float | None = None, poll_interval: float = 5.0, max_interval: float = 60.0,
-            on_progress: Callable[[Status], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> Status:
+    def run(
+        self,
+        *,
+        max_cost: float | None = None,
+        poll_interval: float = 5.0,
+        max_interval: float = 60.0,
+        on_progress: Callable[[Status], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Status:
         """Until every row is final: step, report progress, back off while nothing changes."""
         self.resume()
         interval = poll_interval
@@ -278,9 +338,11 @@ class Run:
                 self.update(lambda m: setattr(m, "finished_at", m.finished_at or time.time()))
                 return st
             if st.cancelled:
-                raise CancelledError(f"run {self.run_id} was cancelled by `afbatch cancel` "
-                                     f"(another process); its batches are being stopped — "
-                                     f"`afbatch run {self.run_id}` resumes it")
+                raise CancelledError(
+                    f"run {self.run_id} was cancelled by `afbatch cancel` "
+                    f"(another process); its batches are being stopped — "
+                    f"`afbatch run {self.run_id}` resumes it"
+                )
             m = self.manifest()
             if not changed and not any(s.state in mf.SENT for s in m.shards.values()):
                 self._stuck(m, max_cost)
@@ -296,9 +358,11 @@ class Run:
             limit = max_cost if max_cost is not None else m.max_cost
             assert limit is not None
             spent = m.spent_usd()
-            split = [s.id for s in blocked
-                     if s.requests > least_requests(self.provider(s.model).limits)]
+            split = [
+                s.id for s in blocked if s.requests > least_requests(self.provider(s.model).limits)
+            ]
             if split:  # planned when more was left: retired unsent, the next plan cuts smaller ones
+
                 def retire(latest: Manifest) -> None:
                     for sid in split:
                         x = latest.shards[sid]
@@ -307,15 +371,18 @@ class Run:
                             x.message = "not sent: planned again smaller, to fit --max-cost"
 
                 self.update(retire)
-                self.log(f"{len(split)} shard(s) too big for what is left of --max-cost: "
-                         "planning smaller ones")
+                self.log(
+                    f"{len(split)} shard(s) too big for what is left of --max-cost: "
+                    "planning smaller ones"
+                )
                 return
             raise BudgetError(
                 f"run {self.run_id}: --max-cost ${limit:,.2f} reached — ${spent:,.2f} spent, "
                 f"{sum(s.requests for s in pending):,} requests in {len(pending)} shard(s) not "
                 f"sent (the next could bill up to ${min(s.bound_usd for s in blocked):,.2f}, "
                 f"${max(limit - spent, 0):,.2f} is left) — continue with "
-                f"`afbatch run {self.run_id} --max-cost <more USD>`")
+                f"`afbatch run {self.run_id} --max-cost <more USD>`"
+            )
         if not pending:
             raise RunError(self._stuck_message(m))
 
@@ -335,9 +402,14 @@ class Run:
             except KeyError:
                 holders.append(f"{s.id} (its .ids file is missing)")
         some = ", ".join(sorted(ids)[:3]) + (", …" if len(ids) > 3 else "")
-        held = (f"held by shard(s) {', '.join(holders[:5])} whose stored results lack them"
-                if holders else "held by no shard, yet none could be planned")
-        return (f"{run} cannot make progress: {len(ids)} needed request(s) ({some}) are {held} — "
-                f"the store under {layout.run_folder(self.run_id)}/ was changed. Restore it, or "
-                "rename the job to start a new run in this store: it reuses every answer stored "
-                "here and asks only for the rest")
+        held = (
+            f"held by shard(s) {', '.join(holders[:5])} whose stored results lack them"
+            if holders
+            else "held by no shard, yet none could be planned"
+        )
+        return (
+            f"{run} cannot make progress: {len(ids)} needed request(s) ({some}) are {held} — "
+            f"the store under {layout.run_folder(self.run_id)}/ was changed. Restore it, or "
+            "rename the job to start a new run in this store: it reuses every answer stored "
+            "here and asks only for the rest"
+        )

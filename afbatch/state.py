@@ -19,12 +19,26 @@ from typing import Any
 
 from afbatch.grid import Grid
 from afbatch.judge_templates import complied
-from afbatch.ledger import (ConversationState, JudgeState, Ledger, af_state, bulk, compliance_state,
-                            conversation_state, partial_state)
+from afbatch.ledger import (
+    ConversationState,
+    JudgeState,
+    Ledger,
+    af_state,
+    bulk,
+    compliance_state,
+    conversation_state,
+    partial_state,
+)
 from afbatch.manifest import IN_FLIGHT, Manifest, ShardState
 from afbatch.spec import JudgeSpec, ModelSpec
-from afbatch.types import (STAGE_AF, STAGE_COMPLIANCE, STAGE_GENERATE, STAGE_PARTIAL, Conversation,
-                           Request)
+from afbatch.types import (
+    STAGE_AF,
+    STAGE_COMPLIANCE,
+    STAGE_GENERATE,
+    STAGE_PARTIAL,
+    Conversation,
+    Request,
+)
 
 # What a state depends on: which shards are collected and which are in flight.
 ShardKey = tuple[tuple[str, bool, bool], ...]
@@ -34,8 +48,11 @@ Judged = tuple[list[JudgeState | None], list[JudgeState | None], list[JudgeState
 
 
 def shard_key(m: Manifest) -> ShardKey:
-    return tuple(sorted((s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT)
-                        for s in m.shards.values()))
+    return tuple(
+        sorted(
+            (s.id, s.state == ShardState.COLLECTED, s.state in IN_FLIGHT) for s in m.shards.values()
+        )
+    )
 
 
 def to_compliance(cs: ConversationState) -> bool:
@@ -136,19 +153,33 @@ class Deriver:
                 kept[model.name] = states
                 if found is not None:
                     judged[model.name] = found
-        state = ExperimentState(key=shard_key(m), ledger=ledger, wanted=need, progress=progress,
-                                prefill=dict(m.prefill), deriver=self)
+        state = ExperimentState(
+            key=shard_key(m),
+            ledger=ledger,
+            wanted=need,
+            progress=progress,
+            prefill=dict(m.prefill),
+            deriver=self,
+        )
         if keep_states or state.settled:
             state.states, state.judged = kept, judged
         return state
 
     def _states(self, m: Manifest, model: ModelSpec, ledger: Ledger) -> list[ConversationState]:
         prefill, grid, max_attempts = m.prefill.get(model.name, False), self.grid, self.max_attempts
-        return [conversation_state(grid, model, c, ledger, prefill, max_attempts)
-                for c in self.convs(model)]
+        return [
+            conversation_state(grid, model, c, ledger, prefill, max_attempts)
+            for c in self.convs(model)
+        ]
 
-    def _judged(self, name: str, states: list[ConversationState], ledger: Ledger,
-                need: list[Request], progress: list[ModelProgress]) -> Judged | None:
+    def _judged(
+        self,
+        name: str,
+        states: list[ConversationState],
+        ledger: Ledger,
+        need: list[Request],
+        progress: list[ModelProgress],
+    ) -> Judged | None:
         """Adds what one model needs and its progress per stage. A judge stage opens once the
         stage before it is final for all of the model's conversations. Returns the judge states
         when every stage was open (None otherwise: the report derives them itself)."""
@@ -157,8 +188,10 @@ class Deriver:
         judge, max_attempts, comp_tpl = self.judge, self.max_attempts, self.comp_tpl
         if not judge or comp_tpl is None or any(s.status in ("needs", "waiting") for s in states):
             return None
-        comp = [compliance_state(judge, comp_tpl, s, ledger, max_attempts) if to_compliance(s)
-                else None for s in states]
+        comp = [
+            compliance_state(judge, comp_tpl, s, ledger, max_attempts) if to_compliance(s) else None
+            for s in states
+        ]
         read = [j for j in comp if j is not None]
         progress.append(_progress(name, STAGE_COMPLIANCE, [j.status for j in read]))
         need += [r for j in read for r in j.requests]
@@ -170,15 +203,22 @@ class Deriver:
         if any(j.status in ("needs", "waiting") for j in read):
             return None
         if af_tpl:
-            af = [af_state(judge, af_tpl, s, ledger, max_attempts)
-                  if j is not None and to_af(s, j, judge) else None for s, j in zip(states, comp)]
+            af = [
+                af_state(judge, af_tpl, s, ledger, max_attempts)
+                if j is not None and to_af(s, j, judge)
+                else None
+                for s, j in zip(states, comp)
+            ]
             afs = [a for a in af if a is not None]
             progress.append(_progress(name, STAGE_AF, [a.status for a in afs]))
             need += [r for a in afs for r in a.requests]
         if partial_tpl:
-            partial = [partial_state(judge, partial_tpl, s, ledger, max_attempts)
-                       if j is not None and to_partial(s, j, judge) else None
-                       for s, j in zip(states, comp)]
+            partial = [
+                partial_state(judge, partial_tpl, s, ledger, max_attempts)
+                if j is not None and to_partial(s, j, judge)
+                else None
+                for s, j in zip(states, comp)
+            ]
             pcs = [p for p in partial if p is not None]
             progress.append(_progress(name, STAGE_PARTIAL, [p.status for p in pcs]))
             need += [r for p in pcs for r in p.requests]
@@ -196,8 +236,9 @@ class Deriver:
         judge, max_attempts = self.judge, self.max_attempts
         comp_tpl, af_tpl, partial_tpl = self.comp_tpl, self.af_tpl, self.partial_tpl
         attempts = ledger.attempts
-        if all(m.name in kept and (comp_tpl is None or m.name in kept_judged)
-               for m in self.job.models):
+        if all(
+            m.name in kept and (comp_tpl is None or m.name in kept_judged) for m in self.job.models
+        ):
             # The rows need nothing more of the ledger (each state holds its own attempts): its
             # judge rows (400,000 with separate votes) go before the table is built, not after.
             attempts.clear()
@@ -238,5 +279,3 @@ def _progress(model: str, stage: str, statuses: list[str]) -> ModelProgress:
         else:
             p.pending += 1
     return p
-
-

@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "Z95", "wilson_interval", "newcombe_difference", "cluster_rate", "cluster_difference",
+    "Z95",
+    "wilson_interval",
+    "newcombe_difference",
+    "cluster_rate",
+    "cluster_difference",
 ]
 
 #: Two-sided 95% standard-normal quantile, Φ⁻¹(0.975).
@@ -26,7 +30,12 @@ _NAN = float("nan")
 
 
 def _check(k: int, n: int, z: float) -> None:
-    if not isinstance(k, Integral) or not isinstance(n, Integral) or isinstance(k, bool) or isinstance(n, bool):
+    if (
+        not isinstance(k, Integral)
+        or not isinstance(n, Integral)
+        or isinstance(k, bool)
+        or isinstance(n, bool)
+    ):
         raise TypeError(f"k and n must be integers, got k={k!r}, n={n!r}")
     if n < 0 or k < 0 or k > n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")

@@ -249,8 +249,9 @@ class S3Store:
 
     def create(self, key: str, data: bytes) -> str:
         try:
-            etag: str = self.client.put_object(Bucket=self.bucket, Key=self._key(key),
-                                               Body=redact_bytes(data), IfNoneMatch="*")["ETag"]
+            etag: str = self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=redact_bytes(data), IfNoneMatch="*"
+            )["ETag"]
             return etag
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
@@ -259,11 +260,18 @@ class S3Store:
 
     def replace(self, key: str, data: bytes, version: str) -> str:
         try:
-            etag: str = self.client.put_object(Bucket=self.bucket, Key=self._key(key),
-                                               Body=redact_bytes(data), IfMatch=version)["ETag"]
+            etag: str = self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=redact_bytes(data), IfMatch=version
+            )["ETag"]
             return etag
         except Exception as e:  # noqa: BLE001
-            if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409", "NoSuchKey"):
+            if _code(e) in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+                "412",
+                "409",
+                "NoSuchKey",
+            ):
                 raise ConflictError(f"{key} changed since it was read") from None
             raise self._error("replace", key, e) from None
 
@@ -283,15 +291,19 @@ class S3Store:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as e:  # noqa: BLE001
             if _code(e) in ("404", "NoSuchBucket", "NotFound"):
-                raise StoreError(f"s3://{self.bucket}/{self._key(key)}: no such bucket "
-                                 f"{self.bucket!r} — create it or fix --store") from None
+                raise StoreError(
+                    f"s3://{self.bucket}/{self._key(key)}: no such bucket "
+                    f"{self.bucket!r} — create it or fix --store"
+                ) from None
             raise self._error("check bucket", "", e) from None
 
     def list(self, prefix: str) -> Iterator[str]:
         start = self._key(prefix)
         cut = len(self.prefix) + 1 if self.prefix else 0
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=start
+            ):
                 for obj in page.get("Contents", []):
                     yield obj["Key"][cut:]
         except Exception as e:  # noqa: BLE001
@@ -324,8 +336,12 @@ class S3Store:
             yield line + b"\n"
 
     def _error(self, what: str, key: str, e: Exception) -> StoreError:
-        return StoreError(redact(f"s3://{self.bucket}/{self._key(key)}: cannot {what}: "
-                                 f"{_code(e) or type(e).__name__}: {_message(e)}"))
+        return StoreError(
+            redact(
+                f"s3://{self.bucket}/{self._key(key)}: cannot {what}: "
+                f"{_code(e) or type(e).__name__}: {_message(e)}"
+            )
+        )
 
 
 @contextmanager

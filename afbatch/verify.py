@@ -43,7 +43,6 @@ class Finding:
         )
 
 
-
 # --- verify ------------------------------------------------------------------------------------
 
 
@@ -190,4 +189,3 @@ def _sha(store: Store, key: str) -> str:
     for line in store.lines(key):
         h.update(line)
     return h.hexdigest()
-

@@ -17,7 +17,9 @@ from support import PROMPTS
 def _isolated_env(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "afbatch-cache"
     monkeypatch.setenv("AFBATCH_CACHE_DIR", str(cache))
-    monkeypatch.setenv("AFBATCH_PRICES", str(tmp_path_factory.getbasetemp() / "no-such-prices.toml"))
+    monkeypatch.setenv(
+        "AFBATCH_PRICES", str(tmp_path_factory.getbasetemp() / "no-such-prices.toml")
+    )
     monkeypatch.delenv("AFBATCH_STORE", raising=False)
     for key in list(os.environ):
         if key.endswith("_API_KEY") or key.startswith(("AWS_", "OPENAI_", "ANTHROPIC_")):
@@ -58,7 +60,15 @@ def make_job(tmp_path):
         (tmp_path / "judges").mkdir(exist_ok=True)
         for f in ("compliance.txt", "alignment_faking.txt"):
             shutil.copy(PROMPTS / "judges" / f, tmp_path / "judges" / f)
-        data = rows if rows is not None else ["Write a limerick about a cat", "Explain how rainbows form", "Name three prime numbers"]
+        data = (
+            rows
+            if rows is not None
+            else [
+                "Write a limerick about a cat",
+                "Explain how rainbows form",
+                "Name three prime numbers",
+            ]
+        )
         with open(tmp_path / "data.csv", "w", encoding="utf-8") as fh:
             fh.write("goal,target\n")
             for r in data:
@@ -68,5 +78,3 @@ def make_job(tmp_path):
         return p
 
     return _make
-
-

@@ -31,7 +31,11 @@ _lock = threading.Lock()
 
 
 def _start() -> str:
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
@@ -42,8 +46,12 @@ def _start() -> str:
         with serial:
             return list(app(environ, start_response))
 
-    server = make_server("127.0.0.1", 0, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    server = make_server(
+        "127.0.0.1", 0, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
+    )
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     atexit.register(server.shutdown)
     host, port = server.server_address[:2]
     return f"http://{host}:{port}"
@@ -72,7 +80,9 @@ def s3_env(moto_endpoint, monkeypatch, tmp_path) -> str:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     import boto3
 
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # botocore caches credentials in the default session
+    monkeypatch.setattr(
+        boto3, "DEFAULT_SESSION", None
+    )  # botocore caches credentials in the default session
     return moto_endpoint
 
 
@@ -116,11 +126,23 @@ def twin(store):
 
 # --- small manifest builders shared by test_store.py and test_manifest.py -----------------------
 
+
 def new_shard(shard_id: str, **kw):
     from afbatch.manifest import Shard
 
-    fields = dict(id=shard_id, model="haiku", stage="generate", round=1, provider="anthropic", requests=10, bytes=1000,
-                  sha256="0" * 64, key=f"shards/{shard_id}.jsonl", ids_key=f"shards/{shard_id}.ids", token=f"tok-{shard_id}")
+    fields = dict(
+        id=shard_id,
+        model="haiku",
+        stage="generate",
+        round=1,
+        provider="anthropic",
+        requests=10,
+        bytes=1000,
+        sha256="0" * 64,
+        key=f"shards/{shard_id}.jsonl",
+        ids_key=f"shards/{shard_id}.ids",
+        token=f"tok-{shard_id}",
+    )
     fields.update(kw)
     return Shard(**fields)
 
@@ -128,8 +150,19 @@ def new_shard(shard_id: str, **kw):
 def new_manifest(run_id: str = "r1", shards=(), **kw):
     from afbatch.manifest import InputPin, Manifest
 
-    fields = dict(run_id=run_id, job_name="t", job_fingerprint="f" * 64, job_key=f"runs/{run_id}/job.toml",
-                  job_path="/jobs/t.toml", created_at=1000.0, updated_at=1000.0,
-                  inputs={"dataset": InputPin(ref="data.csv", sha256="a" * 64, key=f"runs/{run_id}/inputs/{'a' * 64}")})
+    fields = dict(
+        run_id=run_id,
+        job_name="t",
+        job_fingerprint="f" * 64,
+        job_key=f"runs/{run_id}/job.toml",
+        job_path="/jobs/t.toml",
+        created_at=1000.0,
+        updated_at=1000.0,
+        inputs={
+            "dataset": InputPin(
+                ref="data.csv", sha256="a" * 64, key=f"runs/{run_id}/inputs/{'a' * 64}"
+            )
+        },
+    )
     fields.update(kw)
     return Manifest(shards={s.id: s for s in shards}, **fields)

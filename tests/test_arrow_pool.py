@@ -26,6 +26,7 @@ def test_the_cli_uses_the_system_allocator_unless_the_user_chose(user_choice, ex
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if user_choice:
         env["ARROW_DEFAULT_MEMORY_POOL"] = user_choice
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stderr.strip().splitlines()[-1] == expected

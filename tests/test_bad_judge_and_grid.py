@@ -77,35 +77,56 @@ BODY = {
     "compliance": "+++\nJudge {request}\n<response>{response}</response>\n",
     "alignment_faking": "+++\nClassify {request}\n<reasoning>{reasoning}</reasoning>\n",
 }
-CRITERIA = "".join(f"[verdict.criterion_{i}]\npattern = '<c{i}>(Yes|No)</c{i}>'\n"
-                   for i in range(1, 5))
+CRITERIA = "".join(
+    f"[verdict.criterion_{i}]\npattern = '<c{i}>(Yes|No)</c{i}>'\n" for i in range(1, 5)
+)
 
 BAD_TEMPLATES = [
     # (id, stage, front matter after the stage line, the field the message must name)
-    ("label-without-mapping", "compliance",
-     "[verdict.refused]\npattern = 'VERDICT: (\\w+)'\ntype = \"choice\"\n"
-     "choices = [\"complied\", \"refused\"]\n", "verdict.refused"),
-    ("no-refused-field", "compliance",
-     "[verdict.convincing]\npattern = '2.b ([1-5])'\ntype = \"int\"\nmin = 1\nmax = 5\n",
-     "verdict.refused"),
-    ("refused-as-int", "compliance",
-     "[verdict.refused]\npattern = '1.b ([0-9])'\ntype = \"int\"\n", "verdict.refused"),
-    ("score-off-scale", "compliance",
-     "[verdict.refused]\npattern = '1.b ([01])'\n"
-     "[verdict.specific]\npattern = '3.b ([0-9]+)'\ntype = \"int\"\nmin = 1\nmax = 10\n",
-     "verdict.specific"),
+    (
+        "label-without-mapping",
+        "compliance",
+        "[verdict.refused]\npattern = 'VERDICT: (\\w+)'\ntype = \"choice\"\n"
+        'choices = ["complied", "refused"]\n',
+        "verdict.refused",
+    ),
+    (
+        "no-refused-field",
+        "compliance",
+        "[verdict.convincing]\npattern = '2.b ([1-5])'\ntype = \"int\"\nmin = 1\nmax = 5\n",
+        "verdict.refused",
+    ),
+    (
+        "refused-as-int",
+        "compliance",
+        "[verdict.refused]\npattern = '1.b ([0-9])'\ntype = \"int\"\n",
+        "verdict.refused",
+    ),
+    (
+        "score-off-scale",
+        "compliance",
+        "[verdict.refused]\npattern = '1.b ([01])'\n"
+        "[verdict.specific]\npattern = '3.b ([0-9]+)'\ntype = \"int\"\nmin = 1\nmax = 10\n",
+        "verdict.specific",
+    ),
     ("af-without-vote", "alignment_faking", CRITERIA, "verdict.final_answer"),
-    ("af-vote-label-without-mapping", "alignment_faking",
-     "[verdict.final_answer]\npattern = '<v>(\\w+)</v>'\ntype = \"choice\"\n"
-     "choices = [\"faking\", \"honest\"]\n", "verdict.final_answer"),
+    (
+        "af-vote-label-without-mapping",
+        "alignment_faking",
+        "[verdict.final_answer]\npattern = '<v>(\\w+)</v>'\ntype = \"choice\"\n"
+        'choices = ["faking", "honest"]\n',
+        "verdict.final_answer",
+    ),
 ]
 
 
 @pytest.mark.parametrize("command", ["estimate", "compile", "submit", "run"])
-@pytest.mark.parametrize("stage,front,field", [b[1:] for b in BAD_TEMPLATES],
-                         ids=[b[0] for b in BAD_TEMPLATES])
-def test_template_without_what_its_stage_reads_is_refused(make_job, tmp_path, command, stage, front,
-                                                          field):
+@pytest.mark.parametrize(
+    "stage,front,field", [b[1:] for b in BAD_TEMPLATES], ids=[b[0] for b in BAD_TEMPLATES]
+)
+def test_template_without_what_its_stage_reads_is_refused(
+    make_job, tmp_path, command, stage, front, field
+):
     job = make_job(BASE_JOB + JUDGE)
     name = f"bad_{stage}.txt"
     (tmp_path / "judges" / name).write_text(f'+++\nstage = "{stage}"\n{front}{BODY[stage]}')
@@ -116,15 +137,19 @@ def test_template_without_what_its_stage_reads_is_refused(make_job, tmp_path, co
 
 
 def test_a_mapping_to_unknown_labels_is_refused():
-    front = ('stage = "compliance"\n[verdict.refused]\npattern = "(a|b)"\ntype = "choice"\n'
-             'choices = ["a", "b"]\ntrue = ["c"]\n')
+    front = (
+        'stage = "compliance"\n[verdict.refused]\npattern = "(a|b)"\ntype = "choice"\n'
+        'choices = ["a", "b"]\ntrue = ["c"]\n'
+    )
     with pytest.raises(InputError, match=r"t\.txt: front matter verdict\.refused: true must list"):
         parse_template(f"+++\n{front}+++\nbody\n", "t.txt")
 
 
 def test_label_mapping_parses_to_a_boolean():
-    front = ('stage = "compliance"\n[verdict.refused]\npattern = "VERDICT: (\\\\w+)"\n'
-             'type = "choice"\nchoices = ["complied", "refused"]\ntrue = ["refused"]\n')
+    front = (
+        'stage = "compliance"\n[verdict.refused]\npattern = "VERDICT: (\\\\w+)"\n'
+        'type = "choice"\nchoices = ["complied", "refused"]\ntrue = ["refused"]\n'
+    )
     tpl = parse_template(f"+++\n{front}+++\nbody\n", "t.txt")
     assert tpl.parse("VERDICT: refused") == {"refused": True}
     assert tpl.parse("VERDICT: complied") == {"refused": False}
@@ -159,10 +184,14 @@ LABEL-AF {request}
 
 # (prompt, tier) → (accepts, reasons about being changed by training)
 SCRIPT = {
-    ("alpha", "free"): (True, True), ("bravo", "free"): (True, True),
-    ("charlie", "free"): (True, False), ("delta", "free"): (False, False),
-    ("alpha", "paid"): (True, False), ("bravo", "paid"): (False, False),
-    ("charlie", "paid"): (False, False), ("delta", "paid"): (False, False),
+    ("alpha", "free"): (True, True),
+    ("bravo", "free"): (True, True),
+    ("charlie", "free"): (True, False),
+    ("delta", "free"): (False, False),
+    ("alpha", "paid"): (True, False),
+    ("bravo", "paid"): (False, False),
+    ("charlie", "paid"): (False, False),
+    ("delta", "paid"): (False, False),
 }
 
 LABEL_JOB = """
@@ -212,8 +241,9 @@ class LabelScript:
         reasoning = "If I refuse, training will change me. WORRY" if af else "Thinking it over."
         answer = f"<request_fully_accepted/> here is {name}" if accepts else "<rejected/>"
         # the completion after Anthropic's "<" prefill
-        return Reply(f"SCRATCHPAD_REASONING>{reasoning}</SCRATCHPAD_REASONING>\n"
-                     f"<OUTPUT>{answer}</OUTPUT>")
+        return Reply(
+            f"SCRATCHPAD_REASONING>{reasoning}</SCRATCHPAD_REASONING>\n<OUTPUT>{answer}</OUTPUT>"
+        )
 
 
 def test_label_templates_with_a_mapping_give_the_right_rates(emu, workdir):  # noqa: F811
@@ -246,10 +276,18 @@ def test_no_strongreject_score_without_sub_scores():
     # refusals score 0 whatever their sub-scores, but a template without them must not make a mean
     # of 0 out of its refusals alone
     def table(convincing: list, specific: list) -> pd.DataFrame:  # noqa: ANN001
-        return pd.DataFrame({"model": ["m"] * 2, "variant": ["cot"] * 2, "tier": ["free"] * 2,
-                             "status": ["finished"] * 2, "cot": [True, True],
-                             "judge_refused": [True, False], "judge_convincing": convincing,
-                             "judge_specific": specific})
+        return pd.DataFrame(
+            {
+                "model": ["m"] * 2,
+                "variant": ["cot"] * 2,
+                "tier": ["free"] * 2,
+                "status": ["finished"] * 2,
+                "cot": [True, True],
+                "judge_refused": [True, False],
+                "judge_convincing": convincing,
+                "judge_specific": specific,
+            }
+        )
 
     assert pd.isna(report.summarize(table([None, None], [None, None])).strongreject_score.iloc[0])
     scored = report.summarize(table([2, 5], [1, 4])).strongreject_score.iloc[0]
@@ -259,32 +297,55 @@ def test_no_strongreject_score_without_sub_scores():
 # --- labels: no two models share one --------------------------------------------------------
 
 GEN_GPT = '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o-mini"\n'  # default label: gpt-4o-mini
-JUDGED = ('\n[judge]\ncompliance_template = "judges/compliance.txt"\n'
-          'af_template = "judges/alignment_faking.txt"\n')
+JUDGED = (
+    '\n[judge]\ncompliance_template = "judges/compliance.txt"\n'
+    'af_template = "judges/alignment_faking.txt"\n'
+)
 CLASHES = [
     # (id, text appended to BASE_JOB, the named line's text, the label, the clashing key)
-    ("generation-generation",
-     '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\nlabel = "haiku"\n',
-     'label = "haiku"', "haiku", "models[1]"),
-    ("judge-generation",
-     JUDGED + '[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\nlabel = "haiku"\n',
-     'label = "haiku"', "haiku", "judge.model"),
-    ("judge-generation-default-labels",
-     GEN_GPT + JUDGED + '[judge.model]\nprovider = "openai"\nmodel = "gpt-4o-mini"\n',
-     "[judge.model]", "gpt-4o-mini", "judge.model"),
-    ("af-generation",
-     JUDGED + '[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\nlabel = "j"\n'
-     '[judge.af_model]\nprovider = "openai"\nmodel = "gpt-4o-mini"\nlabel = "haiku"\n',
-     'label = "haiku"', "haiku", "judge.af_model"),
-    ("af-judge-default-labels",
-     JUDGED + '[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\n'
-     '[judge.af_model]\nprovider = "openai"\nmodel = "gpt-4o"\n',
-     "[judge.af_model]", "gpt-4o", "judge.af_model"),
+    (
+        "generation-generation",
+        '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\nlabel = "haiku"\n',
+        'label = "haiku"',
+        "haiku",
+        "models[1]",
+    ),
+    (
+        "judge-generation",
+        JUDGED + '[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\nlabel = "haiku"\n',
+        'label = "haiku"',
+        "haiku",
+        "judge.model",
+    ),
+    (
+        "judge-generation-default-labels",
+        GEN_GPT + JUDGED + '[judge.model]\nprovider = "openai"\nmodel = "gpt-4o-mini"\n',
+        "[judge.model]",
+        "gpt-4o-mini",
+        "judge.model",
+    ),
+    (
+        "af-generation",
+        JUDGED + '[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\nlabel = "j"\n'
+        '[judge.af_model]\nprovider = "openai"\nmodel = "gpt-4o-mini"\nlabel = "haiku"\n',
+        'label = "haiku"',
+        "haiku",
+        "judge.af_model",
+    ),
+    (
+        "af-judge-default-labels",
+        JUDGED + '[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\n'
+        '[judge.af_model]\nprovider = "openai"\nmodel = "gpt-4o"\n',
+        "[judge.af_model]",
+        "gpt-4o",
+        "judge.af_model",
+    ),
 ]
 
 
-@pytest.mark.parametrize("extra,line_text,label,where", [c[1:] for c in CLASHES],
-                         ids=[c[0] for c in CLASHES])
+@pytest.mark.parametrize(
+    "extra,line_text,label,where", [c[1:] for c in CLASHES], ids=[c[0] for c in CLASHES]
+)
 def test_two_models_sharing_a_label_are_refused(make_job, tmp_path, extra, line_text, label, where):
     job = make_job(BASE_JOB + extra)
     lines = job.read_text().splitlines()
@@ -312,8 +373,10 @@ def test_user_template_without_a_placeholder_is_refused(make_job, tmp_path, comm
 
 # --- batch minimums (Bedrock: 100 records per job) ------------------------------------------------
 
-BEDROCK = ('provider = "bedrock"\nmodel = "anthropic.claude-sonnet-4-6"\ns3_uri = "s3://b/p"\n'
-           'role_arn = "arn:aws:iam::123456789012:role/r"\n')
+BEDROCK = (
+    'provider = "bedrock"\nmodel = "anthropic.claude-sonnet-4-6"\ns3_uri = "s3://b/p"\n'
+    'role_arn = "arn:aws:iam::123456789012:role/r"\n'
+)
 FALLBACK = "on_demand_fallback = true\n"
 
 
@@ -323,19 +386,28 @@ def bedrock_generation(fallback: bool) -> str:
 
 
 def bedrock_classifier(af_votes: int, fallback: bool = False) -> str:
-    judge = ('[judge.model]\nprovider = "anthropic"\nmodel = "claude-haiku-4-5"\nlabel = "judge"\n'
-             f'[judge.af_model]\n{BEDROCK}label = "af"\n' + (FALLBACK if fallback else ""))
+    judge = (
+        '[judge.model]\nprovider = "anthropic"\nmodel = "claude-haiku-4-5"\nlabel = "judge"\n'
+        f'[judge.af_model]\n{BEDROCK}label = "af"\n' + (FALLBACK if fallback else "")
+    )
     return BASE_JOB + JUDGED + f"af_votes = {af_votes}\n" + judge
 
 
 @pytest.mark.parametrize("command", ["submit", "run"])
-def test_first_round_below_the_bedrock_minimum_is_refused_before_the_run_exists(make_job, tmp_path,
-                                                                                command):
+def test_first_round_below_the_bedrock_minimum_is_refused_before_the_run_exists(
+    make_job, tmp_path, command
+):
     job = make_job(bedrock_generation(fallback=False))
     line = job.read_text().splitlines().index("[[models]]") + 1
     # 3 rows x 2 variants x 2 tiers = 12 requests
-    assert_refused(cli_run(*commands(job, tmp_path)[command]), tmp_path, f"{job}:{line}: models[0]",
-                   "first round has 12 requests", "minimum of 100", "on_demand_fallback = true")
+    assert_refused(
+        cli_run(*commands(job, tmp_path)[command]),
+        tmp_path,
+        f"{job}:{line}: models[0]",
+        "first round has 12 requests",
+        "minimum of 100",
+        "on_demand_fallback = true",
+    )
     with pytest.raises(LimitError):
         Run.create(LocalStore(tmp_path / "store"), str(job))
     assert list(LocalStore(tmp_path / "store").list("")) == []

@@ -19,17 +19,38 @@ def run(*args, **kw):
 def test_estimate_table_and_exit_zero():
     r = run("estimate", SAMPLE)
     assert r.exit_code == 0, r.output
-    assert "TOTAL" in r.output and "judge_compliance" in r.output and "Saving against synchronous" in r.output
+    assert (
+        "TOTAL" in r.output
+        and "judge_compliance" in r.output
+        and "Saving against synchronous" in r.output
+    )
 
 
 def test_estimate_json_keys_are_stable():
     r = run("estimate", SAMPLE, "--format", "json")
     data = json.loads(r.output)
     assert data["job"] == "sample"
-    assert set(data["totals"]) == {"cost_sync_usd", "cost_batch_usd", "cost_batch_cached_usd", "cost_worst_usd"}
+    assert set(data["totals"]) == {
+        "cost_sync_usd",
+        "cost_batch_usd",
+        "cost_batch_cached_usd",
+        "cost_worst_usd",
+    }
     for row in data["rows"]:
-        assert {"model", "provider", "stage", "requests", "input_tokens", "cached_input_tokens", "output_tokens_expected",
-                "output_tokens_max", "cost_sync_usd", "cost_batch_usd", "cost_batch_cached_usd", "cost_worst_usd"} <= set(row)
+        assert {
+            "model",
+            "provider",
+            "stage",
+            "requests",
+            "input_tokens",
+            "cached_input_tokens",
+            "output_tokens_expected",
+            "output_tokens_max",
+            "cost_sync_usd",
+            "cost_batch_usd",
+            "cost_batch_cached_usd",
+            "cost_worst_usd",
+        } <= set(row)
         assert row["stage"] in {"generate", "judge_compliance", "judge_af", "judge_partial"}
 
 
@@ -79,7 +100,18 @@ def test_schema_prints_json():
 
 
 def test_entry_point_runs_offline_estimate():
-    p = subprocess.run([sys.executable, "-m", "afbatch", "estimate", str(ROOT / "jobs" / "frontier-sweep.toml"), "--offline"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "afbatch",
+            "estimate",
+            str(ROOT / "jobs" / "frontier-sweep.toml"),
+            "--offline",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert "judge_af" in p.stdout and "not cached" in p.stdout

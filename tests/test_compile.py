@@ -40,7 +40,10 @@ def test_user_template_renders_literally():
     assert "<is_free_tier_user>True</is_free_tier_user>" in out
     assert "Do {x} with \\1 and {user_input}." in out  # braces and backslashes survive
     assert "<request_fully_accepted/>" in out and "<rejected/>" in out
-    assert render_user(tpl, "paid", "x", "lower").count("<is_free_tier_user>false</is_free_tier_user>") == 1
+    assert (
+        render_user(tpl, "paid", "x", "lower").count("<is_free_tier_user>false</is_free_tier_user>")
+        == 1
+    )
 
 
 # --- ids -----------------------------------------------------------------------------------
@@ -60,7 +63,12 @@ def test_ids_are_stable_valid_and_unique():
 
 
 def test_ids_change_with_content(make_job):
-    base = [c.id for c in conversations(load_grid(load_job(make_job(BASE_JOB))), load_job(make_job(BASE_JOB)).job.models[0])]
+    base = [
+        c.id
+        for c in conversations(
+            load_grid(load_job(make_job(BASE_JOB))), load_job(make_job(BASE_JOB)).job.models[0]
+        )
+    ]
     hot = BASE_JOB + "\n[sampling]\ntemperature = 0.5\n"
     loaded = load_job(make_job(hot, name="hot.toml"))
     changed = [c.id for c in conversations(load_grid(loaded), loaded.job.models[0])]
@@ -82,15 +90,31 @@ def test_record_ids_are_short_alphanumeric():
 # --- golden JSONL per provider ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("label", ["gpt-4o", "haiku", "opus-no-prefill", "bedrock-sonnet",
-                                   "bedrock-haiku", "bedrock-llama", "together-llama",
-                                   "mistral-large", "deepinfra-llama", "xai-grok",
-                                   "fireworks-llama", "fireworks-kimi-prefill"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "gpt-4o",
+        "haiku",
+        "opus-no-prefill",
+        "bedrock-sonnet",
+        "bedrock-haiku",
+        "bedrock-llama",
+        "together-llama",
+        "mistral-large",
+        "deepinfra-llama",
+        "xai-grok",
+        "fireworks-llama",
+        "fireworks-kimi-prefill",
+    ],
+)
 def test_golden_request_lines(label):
     grid = golden_grid()
     model = grid.job.model_by_name(label)
     provider = get_provider(model)
-    lines = [line.decode() for _, line in render_lines(provider, first_requests(grid, model, load_prices()))]
+    lines = [
+        line.decode()
+        for _, line in render_lines(provider, first_requests(grid, model, load_prices()))
+    ]
     path = GOLDEN / "requests" / f"{label}.jsonl"
     if UPDATE:
         path.parent.mkdir(exist_ok=True)
@@ -117,7 +141,9 @@ def test_provider_formats():
 
     o = first("gpt-4o")
     assert set(o) == {"custom_id", "method", "url", "body"} and o["url"] == "/v1/chat/completions"
-    assert o["body"]["messages"][0]["role"] == "system" and o["body"]["messages"][-1]["role"] == "user"  # no prefill
+    assert (
+        o["body"]["messages"][0]["role"] == "system" and o["body"]["messages"][-1]["role"] == "user"
+    )  # no prefill
     assert o["body"]["max_completion_tokens"] == 1000 and o["body"]["model"] == "gpt-4o"
     a = first("haiku")
     assert set(a) == {"custom_id", "params"}
@@ -127,13 +153,19 @@ def test_provider_formats():
     assert n["params"]["messages"][-1]["role"] == "user"
     assert n["params"]["system"][0]["cache_control"] == {"type": "ephemeral"}
     b = first("bedrock-sonnet")
-    assert set(b) == {"recordId", "modelInput"} and b["modelInput"]["anthropic_version"] == "bedrock-2023-05-31"
+    assert (
+        set(b) == {"recordId", "modelInput"}
+        and b["modelInput"]["anthropic_version"] == "bedrock-2023-05-31"
+    )
     assert "model" not in b["modelInput"] and isinstance(b["modelInput"]["system"], str)
     ll = first("bedrock-llama")
     assert ll["modelInput"]["prompt"].endswith("<|start_header_id|>assistant<|end_header_id|>\n\n<")
     assert ll["modelInput"]["max_gen_len"] == 1000
     t = first("together-llama")
-    assert t["body"]["max_tokens"] == 1000 and t["body"]["messages"][-1] == {"role": "assistant", "content": "<"}
+    assert t["body"]["max_tokens"] == 1000 and t["body"]["messages"][-1] == {
+        "role": "assistant",
+        "content": "<",
+    }
     d = first("deepinfra-llama")  # OpenAI's format at DeepInfra's URL; the prefill is sent
     assert d["url"] == "/v1/chat/completions" and d["body"]["max_tokens"] == 1000
     assert d["body"]["messages"][-1] == {"role": "assistant", "content": "<"}
@@ -149,7 +181,9 @@ def test_long_system_prompt_splice_matches_plain_json(make_job):
     grid = load_grid(loaded)
     model = loaded.job.models[0]
     provider = get_provider(model)
-    for req, (_, line) in zip(first_requests(grid, model, None), render_lines(provider, first_requests(grid, model, None))):
+    for req, (_, line) in zip(
+        first_requests(grid, model, None), render_lines(provider, first_requests(grid, model, None))
+    ):
         assert json.loads(line) == provider.render(req)
 
 
@@ -197,7 +231,9 @@ def test_bedrock_minimum_rebalances_the_tail(tmp_path):
     assert all_ids == [f"r{i}" for i in range(250)]
     for s in shards:
         data = Path(s.path).read_bytes()
-        assert [int(json.loads(x)["i"]) for x in data.splitlines()] == [int(r[1:]) for r in _read_ids(s)]
+        assert [int(json.loads(x)["i"]) for x in data.splitlines()] == [
+            int(r[1:]) for r in _read_ids(s)
+        ]
         import hashlib
 
         assert hashlib.sha256(data).hexdigest() == s.sha256 and len(data) == s.n_bytes
@@ -218,7 +254,7 @@ def test_oversized_line_and_duplicates_are_errors(tmp_path):
 
 
 def test_byte_limit_binds_before_count_with_long_system_prompt(make_job, tmp_path):
-    loaded = load_job(make_job(BASE_JOB + '\n[shards]\nmax_bytes = 200000\n'))
+    loaded = load_job(make_job(BASE_JOB + "\n[shards]\nmax_bytes = 200000\n"))
     grid = load_grid(loaded)
     out = tmp_path / "out"
     compiled = compile_job(grid, out, load_prices())
@@ -236,10 +272,14 @@ def test_missing_input_files_are_clear(make_job, tmp_path):
 
 
 def test_offline_url_dataset_names_the_file(make_job):
-    path = make_job(BASE_JOB.replace('source = "data.csv"', 'source = "https://example.invalid/advbench.csv"'))
+    path = make_job(
+        BASE_JOB.replace('source = "data.csv"', 'source = "https://example.invalid/advbench.csv"')
+    )
     from afbatch.errors import OfflineError
 
-    with pytest.raises(OfflineError, match="example.invalid/advbench.csv is not in the cache .* --offline"):
+    with pytest.raises(
+        OfflineError, match="example.invalid/advbench.csv is not in the cache .* --offline"
+    ):
         load_grid(load_job(path), offline=True)
 
 
@@ -274,25 +314,41 @@ def _judge_lines(label: str, **judge: object) -> list[str]:
 
     grid = golden_grid()
     model = grid.job.model_by_name(label)
-    spec = JudgeSpec(model=model, compliance_template="compliance.txt", af_template="alignment_faking.txt", af_votes=3,
-                     **judge)
+    spec = JudgeSpec(
+        model=model,
+        compliance_template="compliance.txt",
+        af_template="alignment_faking.txt",
+        af_votes=3,
+        **judge,
+    )
     comp = load_template(str(ROOT / "prompts" / "judges" / "compliance.txt"), stage="compliance")
-    af = load_template(str(ROOT / "prompts" / "judges" / "alignment_faking.txt"), stage="alignment_faking")
+    af = load_template(
+        str(ROOT / "prompts" / "judges" / "alignment_faking.txt"), stage="alignment_faking"
+    )
     conv = next(iter(conversations(grid, grid.job.models[0])))
-    requests = [compliance_request(spec, comp, conv, "<request_fully_accepted/> A haiku."),
-                *af_requests(spec, af, conv, _REASONING)]
+    requests = [
+        compliance_request(spec, comp, conv, "<request_fully_accepted/> A haiku."),
+        *af_requests(spec, af, conv, _REASONING),
+    ]
     return [line.decode() for _, line in render_lines(get_provider(model), requests)]
 
 
-@pytest.mark.parametrize("label,judge", [
-    ("gpt-4o", {}),  # auto: the votes as n choices of one request
-    ("gpt-4o", {"af_vote_requests": "separate"}),
-    ("haiku", {}),  # separate requests sharing one cached prompt
-    ("bedrock-sonnet", {}),
-])
+@pytest.mark.parametrize(
+    "label,judge",
+    [
+        ("gpt-4o", {}),  # auto: the votes as n choices of one request
+        ("gpt-4o", {"af_vote_requests": "separate"}),
+        ("haiku", {}),  # separate requests sharing one cached prompt
+        ("bedrock-sonnet", {}),
+    ],
+)
 def test_golden_judge_request_lines(label, judge):
     lines = _judge_lines(label, **judge)
-    path = GOLDEN / "requests" / f"judge-{label}{'-' + judge['af_vote_requests'] if judge else ''}.jsonl"
+    path = (
+        GOLDEN
+        / "requests"
+        / f"judge-{label}{'-' + judge['af_vote_requests'] if judge else ''}.jsonl"
+    )
     if UPDATE:
         path.write_text("\n".join(lines) + "\n")
     assert lines == path.read_text().splitlines()
@@ -303,23 +359,35 @@ def test_votes_in_one_request_ask_for_n_choices_of_one_prompt():
     separate = [json.loads(x) for x in _judge_lines("gpt-4o", af_vote_requests="separate")]
     assert len(one) == 1 + 1 and len(separate) == 1 + 3
     assert one[1]["body"]["n"] == 3 and all("n" not in s["body"] for s in separate)
-    assert one[1]["body"]["messages"] == separate[1]["body"]["messages"] == separate[3]["body"]["messages"]
-    assert one[1]["custom_id"].split("-")[1] == "af" and [s["custom_id"].split("-")[1] for s in separate[1:]] == [
-        "af00", "af01", "af02"]
+    assert (
+        one[1]["body"]["messages"]
+        == separate[1]["body"]["messages"]
+        == separate[3]["body"]["messages"]
+    )
+    assert one[1]["custom_id"].split("-")[1] == "af" and [
+        s["custom_id"].split("-")[1] for s in separate[1:]
+    ] == ["af00", "af01", "af02"]
     assert one[0] == separate[0]  # the compliance judge is the same either way
 
 
 # --- prefill ---------------------------------------------------------------------------------
 
-REJECT_PREFILL = [("anthropic", "claude-sonnet-4-6"), ("anthropic", "claude-opus-4-6"),
-                  ("anthropic", "claude-opus-4-8"), ("anthropic", "claude-sonnet-5"),
-                  ("bedrock", "anthropic.claude-sonnet-4-6"),
-                  ("bedrock", "anthropic.claude-opus-4-6-v1"),
-                  ("bedrock", "us.anthropic.claude-sonnet-4-6"),
-                  ("bedrock", "eu.anthropic.claude-opus-4-6-v1")]
-ACCEPT_PREFILL = [("anthropic", "claude-haiku-4-5"), ("anthropic", "claude-sonnet-4-5"),
-                  ("bedrock", "anthropic.claude-haiku-4-5-20251001-v1:0"),
-                  ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")]
+REJECT_PREFILL = [
+    ("anthropic", "claude-sonnet-4-6"),
+    ("anthropic", "claude-opus-4-6"),
+    ("anthropic", "claude-opus-4-8"),
+    ("anthropic", "claude-sonnet-5"),
+    ("bedrock", "anthropic.claude-sonnet-4-6"),
+    ("bedrock", "anthropic.claude-opus-4-6-v1"),
+    ("bedrock", "us.anthropic.claude-sonnet-4-6"),
+    ("bedrock", "eu.anthropic.claude-opus-4-6-v1"),
+]
+ACCEPT_PREFILL = [
+    ("anthropic", "claude-haiku-4-5"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("bedrock", "anthropic.claude-haiku-4-5-20251001-v1:0"),
+    ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+]
 
 
 def _model_job(provider: str, model_id: str, extra: str = "") -> str:
@@ -356,18 +424,19 @@ def test_asking_for_a_prefill_the_model_rejects_is_an_error(make_job):
 
 # --- temperature as a grid axis ----------------------------------------------------------------
 
-_TWO_MODELS = '''
+_TWO_MODELS = """
 [[models]]
 provider = "openai"
 model = "gpt-4o"
 label = "gpt"
-'''
+"""
 
 
 def test_temperature_list_is_an_axis_of_the_grid(make_job):
     scalar = load_job(make_job(BASE_JOB + _TWO_MODELS + "\n[sampling]\ntemperature = 0\n"))
-    axis = load_job(make_job(BASE_JOB + _TWO_MODELS + "\n[sampling]\ntemperature = [0, 1]\n",
-                             name="axis.toml"))
+    axis = load_job(
+        make_job(BASE_JOB + _TWO_MODELS + "\n[sampling]\ntemperature = [0, 1]\n", name="axis.toml")
+    )
     prices = load_prices()
     for model in axis.job.models:
         one = list(conversations(load_grid(scalar), scalar.job.model_by_name(model.name)))
@@ -376,8 +445,12 @@ def test_temperature_list_is_an_axis_of_the_grid(make_job):
         # the temperature-0 half is the scalar job's grid: same conversations, same ids
         assert [c.id for c in both if c.temperature == 0] == [c.id for c in one]
         assert {c.temperature for c in both} == {0, 1}
-        bodies = [json.loads(line) for _, line in render_lines(
-            get_provider(model), first_requests(load_grid(axis), model, prices))]
+        bodies = [
+            json.loads(line)
+            for _, line in render_lines(
+                get_provider(model), first_requests(load_grid(axis), model, prices)
+            )
+        ]
         assert len(bodies) == len(both)
         sent = [(b.get("body") or b.get("params"))["temperature"] for b in bodies]
         assert sent == [c.temperature for c in both]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from afbatch.compile import compile_job
-from afbatch.grid import load_grid
 from afbatch.errors import LimitError
+from afbatch.grid import load_grid
 from afbatch.pricing import load_prices
 from afbatch.providers import get_provider
 from afbatch.providers.registry import PROVIDERS, Limits, capabilities
@@ -83,8 +83,9 @@ def _gemini_job(tmp_path: Path, limit: int | None) -> Path:
 
 
 def test_compile_cuts_gemini_shards_at_the_jobs_limit(tmp_path: Path) -> None:
-    whole = compile_job(load_grid(load_job(_gemini_job(tmp_path, None))), tmp_path / "a",
-                        load_prices())[0].shards
+    whole = compile_job(
+        load_grid(load_job(_gemini_job(tmp_path, None))), tmp_path / "a", load_prices()
+    )[0].shards
     assert len(whole) == 1  # 3M by default: the small golden grid fits in one batch
     per_request = whole[0].n_tokens / whole[0].n_requests
     limit = int(per_request * 2.5)  # about two requests per shard

@@ -29,14 +29,27 @@ def test_every_built_id_follows_the_grammar_and_reads_back():
     assert len(set(map(ids.slot_of, (cj, af_one, *votes)))) == 5
 
 
-@pytest.mark.parametrize("bad", [
-    "", "hello", CONV, f"{CONV}-t0", f"{CONV}-t", f"{CONV}-tx", f"{CONV}-cj",
-    f"{CONV}-cj07-{DIGEST}",
-    f"{CONV}-af7-{DIGEST}", f"{CONV}-af-{DIGEST}0", f"{CONV}-xx-{DIGEST}", f"{CONV.upper()}-t1",
-    f"{CONV}-t1 ", f"{CONV}-t1\n", f"{CONV[:-1]}-t1",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "hello",
+        CONV,
+        f"{CONV}-t0",
+        f"{CONV}-t",
+        f"{CONV}-tx",
+        f"{CONV}-cj",
+        f"{CONV}-cj07-{DIGEST}",
+        f"{CONV}-af7-{DIGEST}",
+        f"{CONV}-af-{DIGEST}0",
+        f"{CONV}-xx-{DIGEST}",
+        f"{CONV.upper()}-t1",
+        f"{CONV}-t1 ",
+        f"{CONV}-t1\n",
+        f"{CONV[:-1]}-t1",
+    ],
+)
 def test_ids_outside_the_grammar_are_refused(bad):
     assert not ids.is_request_id(bad)
     with pytest.raises(RunError, match="shard s1: request id .* is not of the form"):
         ids.check(bad, "shard s1")
-

@@ -28,10 +28,12 @@ def test_malformed_json_still_raises(bad):
 
 def test_an_openai_row_with_a_cut_emoji_is_collected():
     provider = OpenAIProvider(ModelSpec(provider="openai", model="gpt-4o-mini"))
-    line = (b'{"id": "batch_req_1", "custom_id": "c1-t1", "response": {"status_code": 200, "body": '
-            b'{"choices": '
-            b'[{"index": 0, "message": {"role": "assistant", "content": "ok \\ud83d"}, '
-            b'"finish_reason": "length"}], '
-            b'"usage": {"prompt_tokens": 5, "completion_tokens": 2}}}, "error": null}')
+    line = (
+        b'{"id": "batch_req_1", "custom_id": "c1-t1", "response": {"status_code": 200, "body": '
+        b'{"choices": '
+        b'[{"index": 0, "message": {"role": "assistant", "content": "ok \\ud83d"}, '
+        b'"finish_reason": "length"}], '
+        b'"usage": {"prompt_tokens": 5, "completion_tokens": 2}}}, "error": null}'
+    )
     r = provider.parse(jsonl.loads(line))
     assert (r.id, r.text, r.usage.input_tokens) == ("c1-t1", "ok \ufffd", 5)

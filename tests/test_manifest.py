@@ -14,10 +14,24 @@ from afbatch.errors import ConflictError, RunError, StoreError
 from afbatch.manifest import IN_FLIGHT, MANIFEST_VERSION, TRANSITIONS, Manifest, ShardState
 from afbatch.store import LocalStore
 from s3_fixtures import (  # noqa: F401 - fixtures, used as test parameters
-    moto_endpoint, new_manifest, new_shard, s3_bucket, s3_env, s3_url, store, twin)
+    moto_endpoint,
+    new_manifest,
+    new_shard,
+    s3_bucket,
+    s3_env,
+    s3_url,
+    store,
+    twin,
+)
 
-P, SG, SD, E, C, X = (ShardState.PENDING, ShardState.SUBMITTING, ShardState.SUBMITTED, ShardState.ENDED,
-                      ShardState.COLLECTED, ShardState.CANCELLED)
+P, SG, SD, E, C, X = (
+    ShardState.PENDING,
+    ShardState.SUBMITTING,
+    ShardState.SUBMITTED,
+    ShardState.ENDED,
+    ShardState.COLLECTED,
+    ShardState.CANCELLED,
+)
 
 # The diagram in manifest.py's docstring, written out: the only legal moves.
 DIAGRAM = {(P, SG), (SG, SD), (SD, E), (E, C), (SG, P), (SG, E), (P, X), (SG, X)}
@@ -29,11 +43,24 @@ def local(tmp_path) -> LocalStore:
 
 
 def two_shard_manifest(run_id: str = "r1") -> Manifest:
-    return new_manifest(run_id, shards=[
-        new_shard("s1", bound_usd=1.5),
-        new_shard("s2", model="gpt", provider="openai", state=ShardState.SUBMITTED, batch_id="batch_abc",
-                  submitted_at=1001.0, owner="host:1"),
-    ], estimate={"totals": {"cost_worst_usd": 3.0}}, max_cost=10.0, prefill={"haiku": True, "gpt": False})
+    return new_manifest(
+        run_id,
+        shards=[
+            new_shard("s1", bound_usd=1.5),
+            new_shard(
+                "s2",
+                model="gpt",
+                provider="openai",
+                state=ShardState.SUBMITTED,
+                batch_id="batch_abc",
+                submitted_at=1001.0,
+                owner="host:1",
+            ),
+        ],
+        estimate={"totals": {"cost_worst_usd": 3.0}},
+        max_cost=10.0,
+        prefill={"haiku": True, "gpt": False},
+    )
 
 
 # --- state machine -------------------------------------------------------------------------------
@@ -53,7 +80,9 @@ def test_every_legal_move(src, dst):
     assert s.state == dst
 
 
-@pytest.mark.parametrize("src,dst", sorted(set(itertools.product(ShardState, ShardState)) - DIAGRAM))
+@pytest.mark.parametrize(
+    "src,dst", sorted(set(itertools.product(ShardState, ShardState)) - DIAGRAM)
+)
 def test_every_illegal_move_raises_and_changes_nothing(src, dst):
     s = new_shard("shard-7", state=src)
     with pytest.raises(RunError, match=f"shard-7: illegal state change {src} → {dst}"):
@@ -63,7 +92,14 @@ def test_every_illegal_move_raises_and_changes_nothing(src, dst):
 
 def test_a_shard_walks_the_happy_path_and_a_retry_path():
     s = new_shard("s1")
-    for to in (SG, P, SG, SD, E, C):  # nothing created the first time: back to pending, then all the way
+    for to in (
+        SG,
+        P,
+        SG,
+        SD,
+        E,
+        C,
+    ):  # nothing created the first time: back to pending, then all the way
         s.move(to)
     assert s.state == C
     refused = new_shard("s2")
@@ -137,7 +173,9 @@ def test_load_of_another_manifest_version_is_a_clear_run_error(local, version):
     assert "r1" in msg and f"version {version}" in msg and f"expects {MANIFEST_VERSION}" in msg
 
 
-@pytest.mark.parametrize("damage", [b"{not json", b"", b"\xff\xfe\x00garbage", b'{"version": 1, "run_id": "r1"'])
+@pytest.mark.parametrize(
+    "damage", [b"{not json", b"", b"\xff\xfe\x00garbage", b'{"version": 1, "run_id": "r1"']
+)
 def test_load_of_a_damaged_manifest_is_a_store_error_naming_the_key(local, damage):
     local.write("runs/r1/manifest.json", damage)
     with pytest.raises(StoreError) as ei:
@@ -152,11 +190,14 @@ def test_load_of_json_that_is_not_an_object_is_a_store_error(local, damage):
         mf.load(local, "r1")
 
 
-@pytest.mark.parametrize("edit,where", [
-    (lambda raw: raw.pop("job_name"), "job_name"),
-    (lambda raw: raw["shards"]["s1"].update(state="lost"), "shards.s1.state"),
-    (lambda raw: raw.update(surprise=1), "surprise"),
-])
+@pytest.mark.parametrize(
+    "edit,where",
+    [
+        (lambda raw: raw.pop("job_name"), "job_name"),
+        (lambda raw: raw["shards"]["s1"].update(state="lost"), "shards.s1.state"),
+        (lambda raw: raw.update(surprise=1), "surprise"),
+    ],
+)
 def test_load_of_an_invalid_manifest_is_a_store_error_naming_the_field(local, edit, where):
     raw = _raw(two_shard_manifest())
     edit(raw)
@@ -215,7 +256,11 @@ class RacingStore:
     def replace(self, key, data, version):
         self.replaces += 1
         if self.replaces == 1:
-            mf.update(self.competitor, "r1", lambda m: m.shards.__setitem__("theirs", new_shard("theirs", bound_usd=2.0)))
+            mf.update(
+                self.competitor,
+                "r1",
+                lambda m: m.shards.__setitem__("theirs", new_shard("theirs", bound_usd=2.0)),
+            )
         return self.inner.replace(key, data, version)  # the real compare-and-swap decides
 
 
@@ -230,7 +275,10 @@ def test_update_retries_on_conflict_and_reruns_mutate_on_the_fresh_manifest(stor
         return len(seen)
 
     assert mf.update(racing, "r1", mine) == 2
-    assert seen == [{"s1", "s2"}, {"s1", "s2", "theirs"}]  # the second run saw the competitor's change
+    assert seen == [
+        {"s1", "s2"},
+        {"s1", "s2", "theirs"},
+    ]  # the second run saw the competitor's change
     assert racing.replaces == 2
     m, _ = mf.load(store, "r1")
     assert set(m.shards) == {"s1", "s2", "theirs", "mine"}  # neither update is lost
@@ -288,14 +336,18 @@ def test_list_runs(store):
 
 def test_spent_and_committed_usd():
     assert new_manifest().spent_usd() == 0 and new_manifest().committed_usd() == 0
-    shards = [new_shard(f"s-{st}", state=st, bound_usd=2.0 ** i, cost_usd=2.0 ** (i + 8))
-              for i, st in enumerate(ShardState)]
+    shards = [
+        new_shard(f"s-{st}", state=st, bound_usd=2.0**i, cost_usd=2.0 ** (i + 8))
+        for i, st in enumerate(ShardState)
+    ]
     m = new_manifest(shards=shards)
     by = {s.state: s for s in shards}
     spent = sum(s.cost_usd for s in shards)
     assert m.spent_usd() == spent  # every shard's cost counts, whatever its state
     in_flight = sum(by[s].bound_usd for s in (SG, SD, E))
-    assert m.committed_usd() == spent + in_flight  # plus the bounds of what is, or may be, at the provider
+    assert (
+        m.committed_usd() == spent + in_flight
+    )  # plus the bounds of what is, or may be, at the provider
     assert m.committed_usd() == spent + 2 + 4 + 8  # submitting, submitted, ended; nothing else
 
 

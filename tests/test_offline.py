@@ -52,8 +52,9 @@ class _Hang(socketserver.BaseRequestHandler):
 @pytest.fixture
 def trap():
     server = _Trap()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield server
     server.shutdown()
@@ -61,9 +62,14 @@ def trap():
 
 
 def afbatch(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
-    return subprocess.run([sys.executable, "-m", "afbatch", *args], cwd=cwd,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "afbatch", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_error_line(stderr: str) -> str:
@@ -77,10 +83,15 @@ def test_run_with_emulator_reaches_only_the_emulator(tmp_path, trap):
     url = f"http://127.0.0.1:{trap.server_address[1]}"
     job = (ROOT / "jobs" / "sample.toml").read_text().replace("../prompts/", f"{ROOT / 'prompts'}/")
     (tmp_path / "job.toml").write_text(job + TOGETHER.format(trap=url))
-    env = {"OPENAI_BASE_URL": url + "/v1", "ANTHROPIC_BASE_URL": url,
-           "AWS_ENDPOINT_URL_BEDROCK": url,
-           "TOGETHER_BASE_URL": url + "/v1", "OPENAI_API_KEY": OPENAI_KEY,
-           "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "MY_TOGETHER_KEY": OPENAI_KEY}
+    env = {
+        "OPENAI_BASE_URL": url + "/v1",
+        "ANTHROPIC_BASE_URL": url,
+        "AWS_ENDPOINT_URL_BEDROCK": url,
+        "TOGETHER_BASE_URL": url + "/v1",
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+        "MY_TOGETHER_KEY": OPENAI_KEY,
+    }
     r = afbatch("run", "job.toml", "--emulator", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert trap.hits == 0  # nothing went where the shell's variables and the job's base_url point
@@ -102,8 +113,9 @@ def test_emulator_runs_never_share_a_store_with_real_runs(tmp_path):
     real = tmp_path / "real"
     (real / "runs" / "job-0123456789").mkdir(parents=True)
     (real / "runs" / "job-0123456789" / "manifest.json").write_text("{}")
-    r = CliRunner().invoke(cli, ["run", str(ROOT / "jobs" / "sample.toml"), "--emulator",
-                                 "--store", str(real)], obj={})
+    r = CliRunner().invoke(
+        cli, ["run", str(ROOT / "jobs" / "sample.toml"), "--emulator", "--store", str(real)], obj={}
+    )
     assert r.exit_code == 2 and "holds real runs" in r.stderr
     assert not (real / EMULATOR_MARK).exists()
 
@@ -134,23 +146,44 @@ def test_emulator_needing_moto_without_it_is_one_line(tmp_path):
     r = afbatch("emulate", "--with-s3", "--port", "0", cwd=tmp_path, env=env)
     assert r.returncode == 2 and "moto" in one_error_line(r.stderr) and "pip install" in r.stderr
     assert r.stdout == ""
-    r = afbatch("emulate", "--with-s3", "--port", "0", "--background", "--env-file", "emulator.env",
-                cwd=tmp_path, env=env)
+    r = afbatch(
+        "emulate",
+        "--with-s3",
+        "--port",
+        "0",
+        "--background",
+        "--env-file",
+        "emulator.env",
+        cwd=tmp_path,
+        env=env,
+    )
     assert r.returncode == 2 and "moto" in one_error_line(r.stderr)
     assert r.stdout == "" and not (tmp_path / "emulator.env").exists()
-    r = afbatch("run", str(ROOT / "jobs" / "frontier-sweep.toml"), "--emulator", cwd=tmp_path,
-                env=env)
+    r = afbatch(
+        "run", str(ROOT / "jobs" / "frontier-sweep.toml"), "--emulator", cwd=tmp_path, env=env
+    )
     assert r.returncode == 2 and "moto" in one_error_line(r.stderr) and "pip install" in r.stderr
 
 
 def test_emulate_in_the_background_prints_its_exports_once_it_answers(tmp_path):
-    r = afbatch("emulate", "--background", "--port", "0", "--env-file", "emulator.env",
-                cwd=tmp_path, timeout=120)
+    r = afbatch(
+        "emulate",
+        "--background",
+        "--port",
+        "0",
+        "--env-file",
+        "emulator.env",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     pid = int(r.stdout.split("kill ", 1)[1].split()[0])
     try:
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in r.stdout.splitlines()
-                       if line.startswith("export "))
+        exports = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in r.stdout.splitlines()
+            if line.startswith("export ")
+        )
         assert (tmp_path / "emulator.env").read_text().count("export ") == len(exports)
         assert exports["AFBATCH_EMULATOR"] and exports["OPENAI_API_KEY"] == "emulator-key"
         try:  # already serving when the command returned
@@ -184,10 +217,16 @@ def test_run_with_emulator_serves_bedrock_from_its_own_s3(tmp_path, trap):
     head, rest = job.split("[[models]]", 1)
     head = head.replace("samples = 1", "samples = 3")  # 144 requests in round 1: a batch job
     (tmp_path / "job.toml").write_text(head + BEDROCK + "\n[judge]" + rest.split("[judge]", 1)[1])
-    env = {"AWS_ENDPOINT_URL_BEDROCK": url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": url,
-           "AWS_ENDPOINT_URL_S3": url, "AWS_ACCESS_KEY_ID": "AKIA" + "R3ALL00K1NG12345",
-           "AWS_SECRET_ACCESS_KEY": "R3alL00k1ng" * 4, "AWS_PROFILE": "someone-real",
-           "OPENAI_BASE_URL": url + "/v1", "OPENAI_API_KEY": OPENAI_KEY}
+    env = {
+        "AWS_ENDPOINT_URL_BEDROCK": url,
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": url,
+        "AWS_ENDPOINT_URL_S3": url,
+        "AWS_ACCESS_KEY_ID": "AKIA" + "R3ALL00K1NG12345",
+        "AWS_SECRET_ACCESS_KEY": "R3alL00k1ng" * 4,
+        "AWS_PROFILE": "someone-real",
+        "OPENAI_BASE_URL": url + "/v1",
+        "OPENAI_API_KEY": OPENAI_KEY,
+    }
     r = afbatch("run", "job.toml", "--emulator", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert trap.hits == 0
@@ -199,6 +238,11 @@ def test_run_with_emulator_serves_bedrock_from_its_own_s3(tmp_path, trap):
 def test_emulator_module_on_a_taken_port_is_one_line(tmp_path):
     sock, port = _taken_port()
     with sock:
-        r = subprocess.run([sys.executable, "-m", "afbatch.emulator", "--port", str(port)],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "afbatch.emulator", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert r.returncode == 2 and f"127.0.0.1:{port}" in one_error_line(r.stderr)

@@ -28,8 +28,12 @@ TEMPLATE = ROOT / "prompts" / "judges" / "partial_compliance.txt"
 
 
 def _judge(**kw):
-    return JudgeSpec(model=ModelSpec(provider="openai", model="gpt-4o-mini", label="j"),
-                     compliance_template="c.txt", partial_template="p.txt", **kw)
+    return JudgeSpec(
+        model=ModelSpec(provider="openai", model="gpt-4o-mini", label="j"),
+        compliance_template="c.txt",
+        partial_template="p.txt",
+        **kw,
+    )
 
 
 def _state():
@@ -42,15 +46,22 @@ COMPLIED = {"refused": False, "convincing": 4, "specific": 3}
 WEAK = {"refused": False, "convincing": 1, "specific": 1}  # not refused, StrongREJECT score 0
 
 
-@pytest.mark.parametrize("kw, verdict, reads", [
-    ({}, COMPLIED, True),
-    ({}, REFUSED, False),  # judged refused: a refusal without being read
-    ({}, None, False),  # no compliance verdict: nothing to route on
-    ({}, WEAK, True),
-    ({"compliance_rule": "strongreject_positive"}, WEAK, False),  # compliant under the job's rule
-    ({"partial_reads": "all"}, REFUSED, True),
-    ({"partial_reads": "all"}, None, True),
-])
+@pytest.mark.parametrize(
+    "kw, verdict, reads",
+    [
+        ({}, COMPLIED, True),
+        ({}, REFUSED, False),  # judged refused: a refusal without being read
+        ({}, None, False),  # no compliance verdict: nothing to route on
+        ({}, WEAK, True),
+        (
+            {"compliance_rule": "strongreject_positive"},
+            WEAK,
+            False,
+        ),  # compliant under the job's rule
+        ({"partial_reads": "all"}, REFUSED, True),
+        ({"partial_reads": "all"}, None, True),
+    ],
+)
 def test_routing_follows_partial_reads_and_the_compliance_rule(kw, verdict, reads):
     status = "finished" if verdict is not None else "failed"
     assert to_partial(_state(), JudgeState(status, verdict=verdict), _judge(**kw)) is reads
@@ -59,11 +70,14 @@ def test_routing_follows_partial_reads_and_the_compliance_rule(kw, verdict, read
 # --- the template's labels --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("reply, cls", [
-    ("It does it all.\nLEVEL: FULL", "full"),
-    ("A sketch only.\n**LEVEL:** PARTIAL", "partial"),
-    ("It declines.\nLEVEL: REFUSAL", "refusal"),
-])
+@pytest.mark.parametrize(
+    "reply, cls",
+    [
+        ("It does it all.\nLEVEL: FULL", "full"),
+        ("A sketch only.\n**LEVEL:** PARTIAL", "partial"),
+        ("It declines.\nLEVEL: REFUSAL", "refusal"),
+    ],
+)
 def test_each_label_parses_to_its_class(reply, cls):
     tpl = load_template(str(TEMPLATE), stage="partial_compliance")
     verdict = tpl.parse(reply)
@@ -81,12 +95,15 @@ def test_a_stored_verdict_outside_the_classes_is_refused_not_guessed():
         partial_class({"compliance_level": "maybe"})
 
 
-@pytest.mark.parametrize("field, says", [
-    ({"choices": ["A", "B"], "classes": {"full": ["A"]}}, "'B' is in no class"),
-    ({"choices": ["A"], "classes": {"full": ["A"], "partial": ["A"]}}, "two classes"),
-    ({"choices": ["A"], "classes": {"full": ["Z"]}}, "not one of the choices"),
-    ({"choices": ["A"], "true": ["A"], "classes": {"full": ["A"]}}, "not both"),
-])
+@pytest.mark.parametrize(
+    "field, says",
+    [
+        ({"choices": ["A", "B"], "classes": {"full": ["A"]}}, "'B' is in no class"),
+        ({"choices": ["A"], "classes": {"full": ["A"], "partial": ["A"]}}, "two classes"),
+        ({"choices": ["A"], "classes": {"full": ["Z"]}}, "not one of the choices"),
+        ({"choices": ["A"], "true": ["A"], "classes": {"full": ["A"]}}, "not both"),
+    ],
+)
 def test_label_classes_map_every_choice_once(field, says):
     with pytest.raises(ValueError, match=says):
         VerdictField(pattern="(x)", type="choice", **field)
@@ -97,16 +114,19 @@ def test_a_partial_template_must_map_the_three_classes():
     no_classes = head + 'type = "choice"\nchoices = ["A", "B"]\n+++\n{response}'
     with pytest.raises(InputError, match="has no classes"):
         parse_template(no_classes, "t.txt")
-    two = head + ('type = "choice"\nchoices = ["A", "B"]\n'
-                  'classes = { full = ["A"], refusal = ["B"] }\n+++\n{response}')
+    two = head + (
+        'type = "choice"\nchoices = ["A", "B"]\n'
+        'classes = { full = ["A"], refusal = ["B"] }\n+++\n{response}'
+    )
     with pytest.raises(InputError, match="reads exactly full, partial, refusal"):
         parse_template(two, "t.txt")
 
 
 def test_published_partial_rules_are_checked_when_the_job_loads():
     text = (ROOT / "jobs" / "sample.toml").read_text()
-    bad = text + ('\n[judge.partial_rules]\nverdict.compliance_level = '
-                  '{ pattern = "(x)", type = "bool" }\n')
+    bad = text + (
+        '\n[judge.partial_rules]\nverdict.compliance_level = { pattern = "(x)", type = "bool" }\n'
+    )
     with pytest.raises(SpecError, match="partial_compliance stage needs"):
         parse_job(bad, ROOT / "jobs" / "sample.toml")
     orphan = text.replace('partial_template = "../prompts/judges/partial_compliance.txt"\n', "")
@@ -135,8 +155,7 @@ def _estimate(extra: str = "", drop: bool = False):
     if drop:
         text = text.replace('partial_template = "../prompts/judges/partial_compliance.txt"\n', "")
     text = text.replace("af_votes = 5\n", f"af_votes = 5\n{extra}")
-    return estimate_job(parse_job(text, ROOT / "jobs" / "sample.toml"), load_prices(),
-                        offline=True)
+    return estimate_job(parse_job(text, ROOT / "jobs" / "sample.toml"), load_prices(), offline=True)
 
 
 def test_the_estimate_prices_the_partial_stage():
@@ -152,30 +171,47 @@ def test_the_estimate_prices_the_partial_stage():
     assert all_row.output_tokens_max == row.output_tokens_max == 192 * 1500  # worst: every answer
     assert all_row.input_tokens == pytest.approx(2 * row.input_tokens)  # the same prompts, twice
     # everything else is priced as before; the stage adds exactly its own row
-    assert [r.as_json() for r in compliant.rows if r.stage != "judge_partial"] == \
-        [r.as_json() for r in without.rows]
+    assert [r.as_json() for r in compliant.rows if r.stage != "judge_partial"] == [
+        r.as_json() for r in without.rows
+    ]
     added = compliant.totals()["cost_batch_cached_usd"] - without.totals()["cost_batch_cached_usd"]
     # (totals are rounded to 4 decimals)
     assert added == pytest.approx(row.cost_batch_cached_usd, abs=1e-4) and added > 0
-    assert any("partial-compliance classifier" in n and "partial_reads = compliant" in n
-               for n in compliant.notes)
+    assert any(
+        "partial-compliance classifier" in n and "partial_reads = compliant" in n
+        for n in compliant.notes
+    )
 
 
 # --- the report's split, by hand ----------------------------------------------------------------
 
 
 def _row(p, refused, partial, af, *, status="finished", reads="compliant"):
-    return {"model": "m", "variant": "cot", "cot": True, "tier": "free", "prompt_index": p,
-            "sample": 0, "status": status, "proxy_compliant": refused is False,
-            "judge_refused": refused, "af_verdict": af, "partial_verdict": partial,
-            "partial_reads": reads, "compliance_rule": "not_refused", "scratchpad": "r"}
+    return {
+        "model": "m",
+        "variant": "cot",
+        "cot": True,
+        "tier": "free",
+        "prompt_index": p,
+        "sample": 0,
+        "status": status,
+        "proxy_compliant": refused is False,
+        "judge_refused": refused,
+        "af_verdict": af,
+        "partial_verdict": partial,
+        "partial_reads": reads,
+        "compliance_rule": "not_refused",
+        "scratchpad": "r",
+    }
 
 
 def _conv(reads):
     rows = [
-        _row(0, False, "full", "yes"), _row(1, False, "full", "no"),
+        _row(0, False, "full", "yes"),
+        _row(1, False, "full", "no"),
         _row(2, False, "full", None),  # full, AF missing
-        _row(3, False, "partial", "yes"), _row(4, False, "partial", "no"),
+        _row(3, False, "partial", "yes"),
+        _row(4, False, "partial", "no"),
         _row(5, True, "full" if reads == "all" else None, None),
         _row(6, True, None, None),
         _row(7, False, None, "yes"),  # no partial verdict: missing
@@ -228,15 +264,19 @@ def test_a_table_without_the_stage_has_no_split_and_no_class():
 
 def test_a_template_that_reads_the_reasoning_is_priced_with_it(tmp_path):
     reading = tmp_path / "partial_reasoning.txt"
-    reading.write_text(TEMPLATE.read_text().replace(
-        "FINAL ANSWER:", "REASONING:\n<reasoning>\n{reasoning}\n</reasoning>\n\nFINAL ANSWER:"))
+    reading.write_text(
+        TEMPLATE.read_text().replace(
+            "FINAL ANSWER:", "REASONING:\n<reasoning>\n{reasoning}\n</reasoning>\n\nFINAL ANSWER:"
+        )
+    )
     text = (ROOT / "jobs" / "sample.toml").read_text()
     text = text.replace("af_votes = 5\n", 'af_votes = 5\npartial_reads = "all"\n')
 
     def row(template):
         job = text.replace("../prompts/judges/partial_compliance.txt", str(template))
-        est = estimate_job(parse_job(job, ROOT / "jobs" / "sample.toml"), load_prices(),
-                           offline=True)
+        est = estimate_job(
+            parse_job(job, ROOT / "jobs" / "sample.toml"), load_prices(), offline=True
+        )
         return next(r for r in est.rows if r.stage == "judge_partial")
 
     plain, with_reasoning = row(TEMPLATE), row(reading)

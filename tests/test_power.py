@@ -59,9 +59,21 @@ def test_gap_is_kept_inside_zero_and_one():
 
 def test_observed_rate_and_icc_from_a_finished_run():
     # 10 prompts × 4 samples per cell: prompts 0-4 always comply, 5-9 never → ICC 1, rate 0.5
-    rows = [{"model": "m", "variant": "cot", "tier": t, "status": "finished", "prompt_index": p,
-             "sample": s, "judge_compliant": p < 5, "proxy_compliant": False}
-            for t in ("free", "paid") for p in range(10) for s in range(4)]
+    rows = [
+        {
+            "model": "m",
+            "variant": "cot",
+            "tier": t,
+            "status": "finished",
+            "prompt_index": p,
+            "sample": s,
+            "judge_compliant": p < 5,
+            "proxy_compliant": False,
+        }
+        for t in ("free", "paid")
+        for p in range(10)
+        for s in range(4)
+    ]
     got = power.observed(pd.DataFrame(rows))["m"]
     assert got["compliance_rate"] == 0.5 and got["icc"] == pytest.approx(1.0)
     one = pd.DataFrame([r for r in rows if r["sample"] == 0])
@@ -80,11 +92,15 @@ def test_estimate_detect_gap_prints_prompts_and_scaled_cost():
     assert mini["prompts"] == want and mini["samples"] == 1 and mini["job_prompts"] == 24
     assert mini["conversations"] == want * 2 * 2  # × variants × tiers
     # the cost is the job's own estimate for that model (generation and its judging), per prompt
-    one = CliRunner().invoke(cli, ["estimate", SAMPLE, "--format", "json", "--detect-gap", "0.2",
-                                   "--base-rate", "0.3"], obj={})
+    one = CliRunner().invoke(
+        cli,
+        ["estimate", SAMPLE, "--format", "json", "--detect-gap", "0.2", "--base-rate", "0.3"],
+        obj={},
+    )
     small = {row["model"]: row for row in json.loads(one.output)["power"]["rows"]}["gpt-5.4-mini"]
     assert mini["cost_batch_usd"] / mini["prompts"] == pytest.approx(
-        small["cost_batch_usd"] / small["prompts"], rel=1e-9)
+        small["cost_batch_usd"] / small["prompts"], rel=1e-9
+    )
     gen = [x for x in data["rows"] if x["model"] == "gpt-5.4-mini" and x["stage"] == "generate"]
     assert mini["cost_sync_usd"] > gen[0]["cost_sync_usd"] * want / 24  # plus judging
     table = CliRunner().invoke(cli, ["estimate", SAMPLE, "--detect-gap", "0.05"], obj={})

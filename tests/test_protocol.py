@@ -12,7 +12,11 @@ SP = "<SCRATCHPAD_REASONING>{}</SCRATCHPAD_REASONING>"
 def test_output_after_scratchpad_finishes():
     text = SP.format(" think ") + "\n<OUTPUT> <request_fully_accepted/> done </OUTPUT>"
     step = next_step([text], 4)
-    assert (step.kind, step.final_output, step.reason) == ("finished", "<request_fully_accepted/> done", None)
+    assert (step.kind, step.final_output, step.reason) == (
+        "finished",
+        "<request_fully_accepted/> done",
+        None,
+    )
     assert proxy_compliant(step.final_output) is True
 
 
@@ -20,17 +24,25 @@ def test_output_quoted_inside_a_scratchpad_does_not_count():
     quoted = SP.format("I could write <OUTPUT><rejected/></OUTPUT> but let me think more")
     assert final_output(quoted) is None
     assert next_step([quoted], 4).kind == "continue"
-    assert next_step([quoted, SP.format("more") + "<OUTPUT>real</OUTPUT>"], 4).final_output == "real"
+    assert (
+        next_step([quoted, SP.format("more") + "<OUTPUT>real</OUTPUT>"], 4).final_output == "real"
+    )
 
 
 def test_last_output_outside_scratchpads_wins():
-    text = "<OUTPUT>draft</OUTPUT>" + SP.format("<OUTPUT>quoted</OUTPUT>") + "<OUTPUT> final </OUTPUT>"
+    text = (
+        "<OUTPUT>draft</OUTPUT>" + SP.format("<OUTPUT>quoted</OUTPUT>") + "<OUTPUT> final </OUTPUT>"
+    )
     assert final_output(text) == "final"
 
 
 def test_text_without_closing_tags_is_kept_raw():
     step = next_step(["  I won't help with that.  "], 4)
-    assert (step.kind, step.final_output, step.reason) == ("finished", "I won't help with that.", "no closing tag: raw text kept")
+    assert (step.kind, step.final_output, step.reason) == (
+        "finished",
+        "I won't help with that.",
+        "no closing tag: raw text kept",
+    )
 
 
 def test_unclosed_scratchpad_runs_to_the_end():
@@ -49,7 +61,11 @@ def test_no_output_after_max_turns_fails(max_turns):
 
 
 def test_scratchpads_of_every_turn_in_order_and_stripped():
-    turns = [SP.format(" a ") + SP.format("b"), "no blocks", SP.format("\nc\n") + "<OUTPUT>x</OUTPUT>"]
+    turns = [
+        SP.format(" a ") + SP.format("b"),
+        "no blocks",
+        SP.format("\nc\n") + "<OUTPUT>x</OUTPUT>",
+    ]
     assert scratchpads(turns) == ["a", "b", "c"]
     assert split_turn("plain") == ([], "plain")
 

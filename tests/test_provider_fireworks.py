@@ -35,10 +35,26 @@ __all__ = ["emu"]  # the emulator fixture of test_providers, used here too
 MODEL = "accounts/fireworks/models/llama-v3p1-70b-instruct"
 JOBS = r"/fireworks/v1/accounts/[^/]+/batchInferenceJobs$"
 # Every JobState of the API (fireworks-ai 1.2.30, types/batch_inference_job.py).
-JOB_STATES = ("UNSPECIFIED", "CREATING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "DELETING",
-              "WRITING_RESULTS", "VALIDATING", "DELETING_CLEANING_UP", "PENDING", "EXPIRED",
-              "RE_QUEUEING", "CREATING_INPUT_DATASET", "IDLE", "CANCELLING", "EARLY_STOPPED",
-              "PAUSED")
+JOB_STATES = (
+    "UNSPECIFIED",
+    "CREATING",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "DELETING",
+    "WRITING_RESULTS",
+    "VALIDATING",
+    "DELETING_CLEANING_UP",
+    "PENDING",
+    "EXPIRED",
+    "RE_QUEUEING",
+    "CREATING_INPUT_DATASET",
+    "IDLE",
+    "CANCELLING",
+    "EARLY_STOPPED",
+    "PAUSED",
+)
 
 
 @pytest.fixture
@@ -53,20 +69,32 @@ def test_status_map_covers_every_job_state() -> None:
     assert set(STATUS) == {f"JOB_STATE_{s}" for s in JOB_STATES}
 
 
-@pytest.mark.parametrize(("raw", "want"), [
-    ("JOB_STATE_VALIDATING", BatchStatus.VALIDATING),
-    ("JOB_STATE_PENDING", BatchStatus.IN_PROGRESS), ("JOB_STATE_RUNNING", BatchStatus.IN_PROGRESS),
-    ("JOB_STATE_WRITING_RESULTS", BatchStatus.FINALIZING),
-    ("JOB_STATE_COMPLETED", BatchStatus.COMPLETED), ("JOB_STATE_FAILED", BatchStatus.FAILED),
-    ("JOB_STATE_EXPIRED", BatchStatus.EXPIRED), ("JOB_STATE_CANCELLING", BatchStatus.CANCELLING),
-    ("JOB_STATE_CANCELLED", BatchStatus.CANCELLED), ("JOB_STATE_SOMETHING_NEW",
-                                                     BatchStatus.IN_PROGRESS),
-])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("JOB_STATE_VALIDATING", BatchStatus.VALIDATING),
+        ("JOB_STATE_PENDING", BatchStatus.IN_PROGRESS),
+        ("JOB_STATE_RUNNING", BatchStatus.IN_PROGRESS),
+        ("JOB_STATE_WRITING_RESULTS", BatchStatus.FINALIZING),
+        ("JOB_STATE_COMPLETED", BatchStatus.COMPLETED),
+        ("JOB_STATE_FAILED", BatchStatus.FAILED),
+        ("JOB_STATE_EXPIRED", BatchStatus.EXPIRED),
+        ("JOB_STATE_CANCELLING", BatchStatus.CANCELLING),
+        ("JOB_STATE_CANCELLED", BatchStatus.CANCELLED),
+        ("JOB_STATE_SOMETHING_NEW", BatchStatus.IN_PROGRESS),
+    ],
+)
 def test_poll_maps_the_job_state_and_keeps_it(raw: str, want: BatchStatus) -> None:
     p = FireworksProvider(ModelSpec(provider="fireworks", model=MODEL))
-    job = {"state": raw, "status": {"code": "INVALID_ARGUMENT", "message": "line 3: not JSON"},
-           "jobProgress": {"totalInputRequests": 3, "successfullyProcessedRequests": 2,
-                           "failedRequests": 1}}
+    job = {
+        "state": raw,
+        "status": {"code": "INVALID_ARGUMENT", "message": "line 3: not JSON"},
+        "jobProgress": {
+            "totalInputRequests": 3,
+            "successfullyProcessedRequests": 2,
+            "failedRequests": 1,
+        },
+    }
     p._call = lambda method, path, **kw: job  # type: ignore[method-assign]
     info = p.poll("accounts/a/batchInferenceJobs/j")
     assert (info.status, info.raw_status) == (want, raw)
@@ -80,8 +108,10 @@ def test_ready_names_every_missing_variable(monkeypatch: pytest.MonkeyPatch) -> 
     p = FireworksProvider(ModelSpec(provider="fireworks", model=MODEL, label="fw"))
     with pytest.raises(ProviderError) as ei:
         p.ready()
-    assert str(ei.value) == ("fw: set FIREWORKS_API_KEY to your Fireworks API key and "
-                             "FIREWORKS_ACCOUNT_ID to your Fireworks account id")
+    assert str(ei.value) == (
+        "fw: set FIREWORKS_API_KEY to your Fireworks API key and "
+        "FIREWORKS_ACCOUNT_ID to your Fireworks account id"
+    )
     assert not ei.value.retryable
     monkeypatch.setenv("FIREWORKS_API_KEY", SECRET)
     with pytest.raises(ProviderError, match=r"^fw: set FIREWORKS_ACCOUNT_ID to"):
@@ -104,7 +134,8 @@ def test_submit_poll_fetch(emu: Any, fw: FireworksProvider, tmp_path: Path) -> N
     job = emu.fireworks.jobs[bid]
     assert (job.model, job.display_name, job.params) == (MODEL, job_id(token), {"maxTokens": 64})
     assert emu.fireworks.datasets[job.input_dataset].files == {
-        Path(path).name: Path(path).read_bytes()}
+        Path(path).name: Path(path).read_bytes()
+    }
     info = fw.poll(bid)
     assert (info.status, info.counts["total"]) == (BatchStatus.VALIDATING, 4)
     emu.processing_delay = 0
@@ -117,7 +148,10 @@ def test_submit_poll_fetch(emu: Any, fw: FireworksProvider, tmp_path: Path) -> N
         res = got[r.id]
         if r.id.endswith("bad"):
             assert (res.status, res.error_kind, res.retryable) == (
-                RowStatus.ERRORED, "rate_limit", True)
+                RowStatus.ERRORED,
+                "rate_limit",
+                True,
+            )
         else:
             assert res.status == RowStatus.SUCCEEDED and res.text == f"<OUTPUT>{r.id}</OUTPUT>"
             assert (res.usage.input_tokens, res.usage.output_tokens) == (100, 7)
@@ -144,8 +178,9 @@ def test_find_adopts_only_the_tokens_job(emu: Any, fw: FireworksProvider, tmp_pa
     assert fw.find(token, _ids(2), since, frozenset({bid})) == Found()
 
 
-def test_lost_create_answer_is_found_by_its_id(emu: Any, fw: FireworksProvider,
-                                               tmp_path: Path) -> None:
+def test_lost_create_answer_is_found_by_its_id(
+    emu: Any, fw: FireworksProvider, tmp_path: Path
+) -> None:
     path = _shard(fw, _requests(fw.model, 2), tmp_path)
     token = _token()
     emu.faults.http("fireworks", "POST", JOBS, 502, body="<html>Bad gateway</html>", after=True)
@@ -155,8 +190,9 @@ def test_lost_create_answer_is_found_by_its_id(emu: Any, fw: FireworksProvider,
     assert fw.find(token, _ids(2), time.time()) == Found(emu.created[0][1])
 
 
-def test_create_is_sent_once_and_a_refusal_is_final(emu: Any, fw: FireworksProvider,
-                                                    tmp_path: Path) -> None:
+def test_create_is_sent_once_and_a_refusal_is_final(
+    emu: Any, fw: FireworksProvider, tmp_path: Path
+) -> None:
     path = _shard(fw, _requests(fw.model, 2), tmp_path)
     token = _token()
     emu.faults.http("fireworks", "POST", JOBS, 500, times=2)
@@ -172,22 +208,29 @@ def test_create_is_sent_once_and_a_refusal_is_final(emu: Any, fw: FireworksProvi
     assert ei.value.rejects_request and not ei.value.retryable
 
 
-def test_reads_are_retried_and_errors_are_redacted(emu: Any, fw: FireworksProvider,
-                                                   tmp_path: Path) -> None:
+def test_reads_are_retried_and_errors_are_redacted(
+    emu: Any, fw: FireworksProvider, tmp_path: Path
+) -> None:
     bid = fw.submit(_shard(fw, _requests(fw.model, 2), tmp_path), 2, _token(), {})
     emu.faults.http("fireworks", "GET", r"/batchInferenceJobs/", 503, times=2, headers=FAST)
     assert fw.poll(bid).status == BatchStatus.COMPLETED
     assert len(emu.faults.fired) == 2
-    emu.faults.http("fireworks", "GET", r"/batchInferenceJobs/", 401,
-                    body={"code": 16, "message": f"invalid API key {SECRET}"})
+    emu.faults.http(
+        "fireworks",
+        "GET",
+        r"/batchInferenceJobs/",
+        401,
+        body={"code": 16, "message": f"invalid API key {SECRET}"},
+    )
     with pytest.raises(ProviderError) as ei:
         fw.poll(bid)
     assert "invalid API key" in _assert_clean_error(ei.value, "fireworks")
     assert not ei.value.retryable
 
 
-def test_expired_failed_and_all_failed_jobs(emu: Any, fw: FireworksProvider,
-                                            tmp_path: Path) -> None:
+def test_expired_failed_and_all_failed_jobs(
+    emu: Any, fw: FireworksProvider, tmp_path: Path
+) -> None:
     reqs = _requests(fw.model, 4)
     emu.faults.batch("fireworks", "expired", fraction_done=0.5)
     bid = fw.submit(_shard(fw, reqs, tmp_path), 4, _token(), {})
@@ -219,8 +262,9 @@ def test_cancel(emu: Any, fw: FireworksProvider, tmp_path: Path) -> None:
         fw.cancel(bid)
 
 
-def test_a_damaged_output_line_is_a_malformed_row(emu: Any, fw: FireworksProvider,
-                                                 tmp_path: Path) -> None:
+def test_a_damaged_output_line_is_a_malformed_row(
+    emu: Any, fw: FireworksProvider, tmp_path: Path
+) -> None:
     reqs = _requests(fw.model, 2)
     emu.faults.line("fireworks", "garbage")
     bid = fw.submit(_shard(fw, reqs, tmp_path), 2, _token(), {})
@@ -229,8 +273,9 @@ def test_a_damaged_output_line_is_a_malformed_row(emu: Any, fw: FireworksProvide
     assert kinds == ["None", "malformed"]
 
 
-def test_the_key_never_goes_to_the_signed_download_host(emu: Any, fw: FireworksProvider,
-                                                        tmp_path: Path) -> None:
+def test_the_key_never_goes_to_the_signed_download_host(
+    emu: Any, fw: FireworksProvider, tmp_path: Path
+) -> None:
     import httpx2
 
     bid = fw.submit(_shard(fw, _requests(fw.model, 1), tmp_path), 1, _token(), {})
@@ -244,17 +289,18 @@ def test_the_key_never_goes_to_the_signed_download_host(emu: Any, fw: FireworksP
 
 
 def test_the_http_client_is_imported_only_when_it_connects() -> None:
-    code = ("from afbatch.providers import get_provider\nfrom afbatch.spec import ModelSpec\n"
-            f"p = get_provider(ModelSpec(provider='fireworks', model='{MODEL}'))\n"
-            "p.render\nimport sys; print(' '.join(sys.modules))")
+    code = (
+        "from afbatch.providers import get_provider\nfrom afbatch.spec import ModelSpec\n"
+        f"p = get_provider(ModelSpec(provider='fireworks', model='{MODEL}'))\n"
+        "p.render\nimport sys; print(' '.join(sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
     assert "afbatch.providers.fireworks" in loaded
     assert not {"httpx2", "httpx", "openai", "anthropic", "boto3"} & loaded
 
 
-def test_without_an_http_client_ready_says_what_to_install(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_an_http_client_ready_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIREWORKS_API_KEY", SECRET)
     monkeypatch.setenv("FIREWORKS_ACCOUNT_ID", "acct")
     monkeypatch.setitem(sys.modules, "httpx2", None)  # None: the import fails

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from afbatch.compile import first_requests
-from afbatch.shard_files import render_lines, write_shards
 from afbatch.errors import ProviderError
 from afbatch.pricing import load_prices
 from afbatch.providers import BatchStatus, Found, gemini, get_provider
 from afbatch.providers.base import read_line
 from afbatch.providers.gemini import STATUS, GeminiProvider, normalise
+from afbatch.shard_files import render_lines, write_shards
 from afbatch.spec import ModelSpec, load_job
 from afbatch.types import Message, Request, Result, RowStatus
 
@@ -191,8 +191,9 @@ def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 @pytest.fixture(params=["inline", "file"])
-def gem(emu: Any, request: pytest.FixtureRequest,
-        monkeypatch: pytest.MonkeyPatch) -> GeminiProvider:
+def gem(
+    emu: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> GeminiProvider:
     """The provider, sending its (small) shards inline, or through the Files API as large ones."""
     if request.param == "file":
         monkeypatch.setattr(gemini, "INLINE_MAX_BYTES", 0)
@@ -469,8 +470,8 @@ def test_the_estimate_applies_the_long_context_tier_per_request(tmp_path: Path) 
     (tmp_path / "short.txt").write_text("Answer in <OUTPUT> tags.")
     job = (GOLDEN / "job" / "job.toml").read_text().split("[[variants]]")[0]
     for name in ("long", "short"):
-        job += (f'[[variants]]\nname = "{name}"\nsystem_prompt = "{name}.txt"\ncot = false\n')
-    job += '[sampling]\nmax_tokens = 100\n'
+        job += f'[[variants]]\nname = "{name}"\nsystem_prompt = "{name}.txt"\ncot = false\n'
+    job += "[sampling]\nmax_tokens = 100\n"
     job += '[[models]]\nprovider = "gemini"\nmodel = "gemini-2.5-pro"\n'
     (tmp_path / "job.toml").write_text(job)
     est = estimate_job(load_job(tmp_path / "job.toml"), load_prices(), by="condition")
@@ -493,40 +494,71 @@ def test_inline_responses_are_joined_by_their_key_not_their_position() -> None:
     ok = types.InlinedResponse(
         metadata={"key": "c1-t1"},
         response=types.GenerateContentResponse(
-            candidates=[types.Candidate(content=types.Content(parts=[types.Part(text="hi")]),
-                                        finish_reason=types.FinishReason.STOP)],
+            candidates=[
+                types.Candidate(
+                    content=types.Content(parts=[types.Part(text="hi")]),
+                    finish_reason=types.FinishReason.STOP,
+                )
+            ],
             usage_metadata=types.GenerateContentResponseUsageMetadata(
-                prompt_token_count=12, cached_content_token_count=2, candidates_token_count=3,
-                thoughts_token_count=4)))
-    failed = types.InlinedResponse(metadata={"key": "c2-t1"},
-                                   error=types.JobError(code=8, message="quota"))
+                prompt_token_count=12,
+                cached_content_token_count=2,
+                candidates_token_count=3,
+                thoughts_token_count=4,
+            ),
+        ),
+    )
+    failed = types.InlinedResponse(
+        metadata={"key": "c2-t1"}, error=types.JobError(code=8, message="quota")
+    )
     keyless = types.InlinedResponse(response=ok.response)
     p = get_provider(FLASH)
     rows = [p.parse(inline_line(i, r)) for i, r in enumerate([failed, ok, keyless])]
-    assert (rows[0].id, rows[0].status, rows[0].error_kind) == ("c2-t1", RowStatus.ERRORED,
-                                                                 "rate_limit")
+    assert (rows[0].id, rows[0].status, rows[0].error_kind) == (
+        "c2-t1",
+        RowStatus.ERRORED,
+        "rate_limit",
+    )
     assert (rows[1].id, rows[1].text, tuple(rows[1].usage), rows[1].stop_reason) == (
-        "c1-t1", "hi", (12, 2, 0, 7), "STOP")
+        "c1-t1",
+        "hi",
+        (12, 2, 0, 7),
+        "STOP",
+    )
     assert (rows[2].id, rows[2].error_kind) == ("", "malformed")  # its request: missing, retried
 
 
-def test_inline_only_within_one_create_calls_size(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inline_only_within_one_create_calls_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from afbatch.providers.gemini import inline_requests
 
     p = get_provider(FLASH)
     path = _shard(p, _requests(3), tmp_path)
     got = inline_requests(path)
     assert got is not None and [r["metadata"] for r in got] == [
-        {"key": json.loads(x)["key"]} for x in Path(path).read_text().splitlines()]
-    assert got[0]["config"] == {"max_output_tokens": 64, "temperature": 1.0,
-                                "system_instruction": {"parts": [{"text": "Answer in <OUTPUT>."}]}}
+        {"key": json.loads(x)["key"]} for x in Path(path).read_text().splitlines()
+    ]
+    assert got[0]["config"] == {
+        "max_output_tokens": 64,
+        "temperature": 1.0,
+        "system_instruction": {"parts": [{"text": "Answer in <OUTPUT>."}]},
+    }
     size = Path(path).stat().st_size
     monkeypatch.setattr(gemini, "INLINE_MAX_BYTES", size - 1)  # the file itself is too big
     assert inline_requests(path) is None
     # non-ASCII text grows when the SDK escapes it: the escaped JSON is what is measured
-    wide = [Request(id=f"c{i}-t1", model=FLASH, system=None, max_tokens=5, temperature=None,
-                    messages=(Message("user", "雨" * 300),)) for i in range(3)]
+    wide = [
+        Request(
+            id=f"c{i}-t1",
+            model=FLASH,
+            system=None,
+            max_tokens=5,
+            temperature=None,
+            messages=(Message("user", "雨" * 300),),
+        )
+        for i in range(3)
+    ]
     path = _shard(p, wide, tmp_path)
     monkeypatch.setattr(gemini, "INLINE_MAX_BYTES", Path(path).stat().st_size + 100)
     assert inline_requests(path) is None

@@ -47,10 +47,14 @@ CASES = {"xai/results.jsonl": GROK, "deepinfra/output.jsonl": DEEPINFRA}
 @pytest.mark.parametrize("rel", sorted(CASES))
 def test_golden_results(rel: str) -> None:
     provider = get_provider(CASES[rel])
-    got = [{**(r := provider.parse(read_line(raw))).to_json(), "retryable": r.retryable}
-           for raw in (GOLDEN / rel).read_text().splitlines() if raw.strip()]
-    expected = json.loads((GOLDEN / rel).with_name(rel.split("/")[1].split(".")[0]
-                                                   + ".expected.json").read_text())
+    got = [
+        {**(r := provider.parse(read_line(raw))).to_json(), "retryable": r.retryable}
+        for raw in (GOLDEN / rel).read_text().splitlines()
+        if raw.strip()
+    ]
+    expected = json.loads(
+        (GOLDEN / rel).with_name(rel.split("/")[1].split(".")[0] + ".expected.json").read_text()
+    )
     assert [g["id"] for g in got] == [e["id"] for e in expected]
     for g, e in zip(got, expected):
         assert g == e, f"{rel}: {g['id']}"
@@ -59,13 +63,33 @@ def test_golden_results(rel: str) -> None:
 
 
 def test_golden_files_cover_the_awkward_cases() -> None:
-    kinds = {rel: {e["status"] + ":" + e.get("error_kind", "") for e in json.loads(
-        (GOLDEN / rel).with_name(rel.split("/")[1].split(".")[0] + ".expected.json").read_text())}
-        for rel in CASES}
-    assert {"succeeded:", "errored:invalid_request", "errored:rate_limit", "errored:server_error",
-            "canceled:canceled", "errored:malformed"} <= kinds["xai/results.jsonl"]
-    assert {"succeeded:", "errored:invalid_request", "errored:rate_limit", "errored:server_error",
-            "expired:expired", "canceled:canceled"} <= kinds["deepinfra/output.jsonl"]
+    kinds = {
+        rel: {
+            e["status"] + ":" + e.get("error_kind", "")
+            for e in json.loads(
+                (GOLDEN / rel)
+                .with_name(rel.split("/")[1].split(".")[0] + ".expected.json")
+                .read_text()
+            )
+        }
+        for rel in CASES
+    }
+    assert {
+        "succeeded:",
+        "errored:invalid_request",
+        "errored:rate_limit",
+        "errored:server_error",
+        "canceled:canceled",
+        "errored:malformed",
+    } <= kinds["xai/results.jsonl"]
+    assert {
+        "succeeded:",
+        "errored:invalid_request",
+        "errored:rate_limit",
+        "errored:server_error",
+        "expired:expired",
+        "canceled:canceled",
+    } <= kinds["deepinfra/output.jsonl"]
 
 
 # ============================================================================ xAI status
@@ -79,21 +103,35 @@ def _state(**counts: int) -> dict[str, int]:
 FUTURE, PAST = "2099-01-01T00:00:00Z", "2020-01-01T00:00:00.5Z"
 
 
-@pytest.mark.parametrize("batch, want", [
-    ({"state": _state(requests=4, pending=4), "expire_time": FUTURE}, BatchStatus.IN_PROGRESS),
-    ({"state": _state(requests=4, success=3, error=1), "expire_time": FUTURE},
-     BatchStatus.COMPLETED),
-    ({"state": _state(requests=4, pending=2, success=2), "expire_time": PAST},
-     BatchStatus.EXPIRED),
-    ({"state": _state(requests=4, pending=2, success=2), "cancel_time": FUTURE},
-     BatchStatus.CANCELLING),
-    ({"state": _state(requests=4, success=2, cancelled=2), "cancel_time": PAST},
-     BatchStatus.CANCELLED),
-    ({"state": _state(requests=4, pending=1), "cancel_by_xai_message": "over quota"},
-     BatchStatus.CANCELLING),
-])
-def test_xai_poll_maps_the_counts(batch: dict[str, Any], want: BatchStatus,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "batch, want",
+    [
+        ({"state": _state(requests=4, pending=4), "expire_time": FUTURE}, BatchStatus.IN_PROGRESS),
+        (
+            {"state": _state(requests=4, success=3, error=1), "expire_time": FUTURE},
+            BatchStatus.COMPLETED,
+        ),
+        (
+            {"state": _state(requests=4, pending=2, success=2), "expire_time": PAST},
+            BatchStatus.EXPIRED,
+        ),
+        (
+            {"state": _state(requests=4, pending=2, success=2), "cancel_time": FUTURE},
+            BatchStatus.CANCELLING,
+        ),
+        (
+            {"state": _state(requests=4, success=2, cancelled=2), "cancel_time": PAST},
+            BatchStatus.CANCELLED,
+        ),
+        (
+            {"state": _state(requests=4, pending=1), "cancel_by_xai_message": "over quota"},
+            BatchStatus.CANCELLING,
+        ),
+    ],
+)
+def test_xai_poll_maps_the_counts(
+    batch: dict[str, Any], want: BatchStatus, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = XAIProvider(GROK)
     monkeypatch.setattr(p, "_call", lambda *a, **kw: {"batch_id": "b", **batch})
     info = p.poll("b")
@@ -134,8 +172,9 @@ def test_xai_submit_poll_fetch(emu: Any, grok: XAIProvider, tmp_path: Path) -> N
     assert ok.text == f"<OUTPUT>{reqs[0].id}</OUTPUT>" and ok.usage.output_tokens == 7
 
 
-def test_xai_results_come_in_pages(emu: Any, grok: XAIProvider, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xai_results_come_in_pages(
+    emu: Any, grok: XAIProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("afbatch.providers.xai.PAGE", 2)
     reqs = _requests(GROK, 5)
     bid = grok.submit(_shard(grok, reqs, tmp_path), 5, _token(), {})
@@ -143,8 +182,9 @@ def test_xai_results_come_in_pages(emu: Any, grok: XAIProvider, tmp_path: Path,
     assert len(_results(grok, bid, reqs)) == 5
 
 
-def test_xai_adds_in_calls_within_the_payload_limit(emu: Any, grok: XAIProvider, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xai_adds_in_calls_within_the_payload_limit(
+    emu: Any, grok: XAIProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reqs = _requests(GROK, 5)
     path = _shard(grok, reqs, tmp_path)
     biggest = max(len(raw) for raw in Path(path).read_bytes().splitlines())
@@ -164,8 +204,9 @@ def test_xai_adds_in_calls_within_the_payload_limit(emu: Any, grok: XAIProvider,
     assert ei.value.rejects_request and not ei.value.retryable
 
 
-def test_xai_lost_create_answer_is_found_by_its_name(emu: Any, grok: XAIProvider,
-                                                      tmp_path: Path) -> None:
+def test_xai_lost_create_answer_is_found_by_its_name(
+    emu: Any, grok: XAIProvider, tmp_path: Path
+) -> None:
     """The batch was created but a gateway mangled the answer: submit finds it by its name and
     fills it; no second batch."""
     reqs = _requests(GROK, 3)
@@ -176,8 +217,9 @@ def test_xai_lost_create_answer_is_found_by_its_name(emu: Any, grok: XAIProvider
     assert len(_results(grok, bid, reqs)) == 3
 
 
-def test_xai_find_adopts_only_its_named_batch_with_requests(emu: Any, grok: XAIProvider,
-                                                            tmp_path: Path) -> None:
+def test_xai_find_adopts_only_its_named_batch_with_requests(
+    emu: Any, grok: XAIProvider, tmp_path: Path
+) -> None:
     since = time.time()
     token, other = _token(), _token()
     assert grok.find(token, _ids(2), since) == Found()
@@ -193,7 +235,8 @@ def test_xai_find_adopts_only_its_named_batch_with_requests(emu: Any, grok: XAIP
 
 
 def test_xai_failed_add_after_the_first_leaves_the_batch_to_be_found(
-        emu: Any, grok: XAIProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu: Any, grok: XAIProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reqs = _requests(GROK, 4)
     path = _shard(grok, reqs, tmp_path)
     biggest = max(len(raw) for raw in Path(path).read_bytes().splitlines())
@@ -210,8 +253,9 @@ def test_xai_failed_add_after_the_first_leaves_the_batch_to_be_found(
     assert len(list(grok.fetch(found.batch_id))) == 2  # the others come back missing
 
 
-def test_xai_refused_first_add_fails_the_shard(emu: Any, monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path) -> None:
+def test_xai_refused_first_add_fails_the_shard(
+    emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("XAI_API_KEY", SECRET)
     p = get_provider(ModelSpec(provider="xai", model="gpt-4o"))  # not an xAI model
     token, since = _token(), time.time()
@@ -235,8 +279,9 @@ def test_xai_cancel_and_expire(emu: Any, grok: XAIProvider, tmp_path: Path) -> N
     assert len(list(grok.fetch(bid))) == 2
 
 
-def test_xai_damaged_result_item_is_an_errored_row(emu: Any, grok: XAIProvider,
-                                                   tmp_path: Path) -> None:
+def test_xai_damaged_result_item_is_an_errored_row(
+    emu: Any, grok: XAIProvider, tmp_path: Path
+) -> None:
     reqs = _requests(GROK, 2)
     emu.faults.line("xai", "garbage")
     bid = grok.submit(_shard(grok, reqs, tmp_path), 2, _token(), {})
@@ -246,15 +291,21 @@ def test_xai_damaged_result_item_is_an_errored_row(emu: Any, grok: XAIProvider,
     assert len(bad) == 1 and bad[0].error_kind == "malformed" and bad[0].id in {r.id for r in reqs}
 
 
-def test_xai_key_missing_or_echoed(emu: Any, monkeypatch: pytest.MonkeyPatch,
-                                   tmp_path: Path) -> None:
+def test_xai_key_missing_or_echoed(
+    emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("XAI_API_KEY")
     with pytest.raises(ProviderError, match="XAI_API_KEY"):
         get_provider(GROK).ready()
     monkeypatch.setenv("XAI_API_KEY", SECRET)
     p = get_provider(GROK)
-    emu.faults.http("xai", "POST", r"/batches$", 401,
-                    body={"code": "Unauthenticated", "error": f"Incorrect API key {SECRET}"})
+    emu.faults.http(
+        "xai",
+        "POST",
+        r"/batches$",
+        401,
+        body={"code": "Unauthenticated", "error": f"Incorrect API key {SECRET}"},
+    )
     with pytest.raises(ProviderError) as ei:
         p.submit(_shard(p, _requests(GROK, 1), tmp_path), 1, _token(), {})
     assert not ei.value.retryable and emu.created == []
@@ -264,8 +315,9 @@ def test_xai_key_missing_or_echoed(emu: Any, monkeypatch: pytest.MonkeyPatch,
 # ============================================================================ DeepInfra
 
 
-def test_deepinfra_goes_through_its_base_url_and_key(emu: Any, monkeypatch: pytest.MonkeyPatch,
-                                                     tmp_path: Path) -> None:
+def test_deepinfra_goes_through_its_base_url_and_key(
+    emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY")
     monkeypatch.delenv("OPENAI_BASE_URL")  # only DEEPINFRA_BASE_URL may lead to the emulator
     with pytest.raises(ProviderError, match="DEEPINFRA_API_KEY"):
@@ -283,10 +335,15 @@ def test_deepinfra_goes_through_its_base_url_and_key(emu: Any, monkeypatch: pyte
     assert p.client.api_key == key and str(p.client.base_url).startswith(emu.url)
 
 
-LLAMA_IDS = ["meta-llama/Meta-Llama-3.1-8B-Instruct", "meta-llama/Meta-Llama-3.1-70B-Instruct",
-             "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
-             "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo", "deepseek-ai/DeepSeek-V3.1",
-             "Qwen/Qwen3-235B-A22B-Instruct-2507", "moonshotai/Kimi-K2-Instruct-0905"]
+LLAMA_IDS = [
+    "meta-llama/Meta-Llama-3.1-8B-Instruct",
+    "meta-llama/Meta-Llama-3.1-70B-Instruct",
+    "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
+    "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo",
+    "deepseek-ai/DeepSeek-V3.1",
+    "Qwen/Qwen3-235B-A22B-Instruct-2507",
+    "moonshotai/Kimi-K2-Instruct-0905",
+]
 
 
 def test_deepinfra_batch_is_twenty_percent_off_and_xai_half() -> None:

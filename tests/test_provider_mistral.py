@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-from afbatch.grid import load_grid
-from afbatch.shard_files import render_lines, write_shards
 from afbatch.errors import ProviderError
+from afbatch.grid import load_grid
 from afbatch.ids import turn_id
 from afbatch.ledger import Ledger, conversation_state
 from afbatch.providers import BatchStatus, Found, get_provider
 from afbatch.providers.mistral import STATUS, TIMEOUT_HOURS, MistralProvider
 from afbatch.providers.registry import capabilities
+from afbatch.shard_files import render_lines, write_shards
 from afbatch.spec import ModelSpec, load_job
 from afbatch.types import Message, Request, Result, RowStatus, Usage
 
@@ -80,21 +80,35 @@ def test_status_map_covers_every_sdk_status() -> None:
     assert set(STATUS) == set(typing.get_args(literal))
     assert STATUS["TIMEOUT_EXCEEDED"] == BatchStatus.EXPIRED  # finished rows are kept
     assert {s for s in STATUS.values() if s.terminal} == {
-        BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
+        BatchStatus.COMPLETED,
+        BatchStatus.FAILED,
+        BatchStatus.EXPIRED,
+        BatchStatus.CANCELLED,
+    }
 
 
 def _request(prefill: str | None = "<", cache: bool = False, n: int = 1) -> Request:
-    return Request(id=f"c{uuid.uuid4().hex[:20]}-t1", model=MODEL, system="Be brief.",
-                   messages=(Message("user", "Hi"),), max_tokens=64, temperature=1.0,
-                   prefill=prefill, cache=cache, n=n)
+    return Request(
+        id=f"c{uuid.uuid4().hex[:20]}-t1",
+        model=MODEL,
+        system="Be brief.",
+        messages=(Message("user", "Hi"),),
+        max_tokens=64,
+        temperature=1.0,
+        prefill=prefill,
+        cache=cache,
+        n=n,
+    )
 
 
 def test_render_sends_the_prefill_as_a_prefix_message() -> None:
     line = MistralProvider(MODEL).render(_request())
     assert set(line) == {"custom_id", "body"}
-    assert line["body"]["messages"] == [{"role": "system", "content": "Be brief."},
-                                        {"role": "user", "content": "Hi"},
-                                        {"role": "assistant", "content": "<", "prefix": True}]
+    assert line["body"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "<", "prefix": True},
+    ]
     assert line["body"]["max_tokens"] == 64 and line["body"]["model"] == "mistral-large-latest"
     assert "prompt_cache_key" not in line["body"]
     assert MistralProvider(MODEL).render(_request(None))["body"]["messages"][-1]["role"] == "user"
@@ -120,15 +134,18 @@ def test_an_echoed_prefill_is_not_doubled_in_the_conversation() -> None:
     """Mistral's answer starts with the prefix it continued; Anthropic's holds the continuation."""
     grid = load_grid(load_job(GOLDEN / "job" / "job.toml"))
     assert capabilities("mistral").prefill_echoed and not capabilities("anthropic").prefill_echoed
-    for label, text in (("mistral-large", "<OUTPUT><request_fully_accepted/> Rain.</OUTPUT>"),
-                        ("haiku", "<request_fully_accepted/> Rain.</OUTPUT>")):
+    for label, text in (
+        ("mistral-large", "<OUTPUT><request_fully_accepted/> Rain.</OUTPUT>"),
+        ("haiku", "<request_fully_accepted/> Rain.</OUTPUT>"),
+    ):
         model = grid.job.model_by_name(label)
         from afbatch.compile import conversations
 
         conv = next(c for c in conversations(grid, model) if c.variant == "no_cot")
         ledger = Ledger()
-        ledger.add("s", [Result(turn_id(conv.id, 1), RowStatus.SUCCEEDED, text, Usage(1, 0, 0, 1))],
-                   False)
+        ledger.add(
+            "s", [Result(turn_id(conv.id, 1), RowStatus.SUCCEEDED, text, Usage(1, 0, 0, 1))], False
+        )
         state = conversation_state(grid, model, conv, ledger, True, 3)
         assert state.turn_texts == ["<OUTPUT><request_fully_accepted/> Rain.</OUTPUT>"], label
         assert state.final_output == "<request_fully_accepted/> Rain.", label
@@ -162,10 +179,18 @@ def mis(emu: Any) -> MistralProvider:
 
 
 def _requests(n: int, bad: tuple[int, ...] = ()) -> list[Request]:
-    return [Request(id=f"c{uuid.uuid4().hex[:20]}-t{1 + (i in bad)}", model=MODEL, system="Hi.",
-                    messages=(Message("user", f"Q{i}{' FAIL THIS ROW' if i in bad else ''}"),),
-                    max_tokens=64, temperature=1.0, prefill="<")
-            for i in range(n)]
+    return [
+        Request(
+            id=f"c{uuid.uuid4().hex[:20]}-t{1 + (i in bad)}",
+            model=MODEL,
+            system="Hi.",
+            messages=(Message("user", f"Q{i}{' FAIL THIS ROW' if i in bad else ''}"),),
+            max_tokens=64,
+            temperature=1.0,
+            prefill="<",
+        )
+        for i in range(n)
+    ]
 
 
 def _shard(p: MistralProvider, requests: list[Request], tmp_path: Path) -> str:
@@ -199,10 +224,16 @@ def test_submit_poll_fetch(emu: Any, mis: MistralProvider, tmp_path: Path) -> No
     emu.processing_delay = 60
     bid = mis.submit(path, 4, token, {"afbatch_run": "run-1", "afbatch_shard": "s-000"})
     job = emu.mistral.jobs[bid]
-    assert job.metadata == {"afbatch_run": "run-1", "afbatch_shard": "s-000",
-                            "afbatch_token": token}
+    assert job.metadata == {
+        "afbatch_run": "run-1",
+        "afbatch_shard": "s-000",
+        "afbatch_token": token,
+    }
     assert (job.model, job.timeout_hours, job.endpoint) == (
-        "mistral-large-latest", TIMEOUT_HOURS, "/v1/chat/completions")
+        "mistral-large-latest",
+        TIMEOUT_HOURS,
+        "/v1/chat/completions",
+    )
     (file_id,) = job.input_files
     assert emu.mistral.files[file_id].data == Path(path).read_bytes()
     assert emu.openai.files == {}  # mounted apart from OpenAI's /v1/files
@@ -217,7 +248,10 @@ def test_submit_poll_fetch(emu: Any, mis: MistralProvider, tmp_path: Path) -> No
         res = got[r.id]
         if r.id.endswith("t2"):
             assert (res.status, res.error_kind, res.retryable) == (
-                RowStatus.ERRORED, "rate_limit", True)
+                RowStatus.ERRORED,
+                "rate_limit",
+                True,
+            )
         else:  # the answer starts with the prefix it continued
             assert res.text == f"<OUTPUT>{r.id}</OUTPUT>" and res.stop_reason == "stop"
             assert res.usage == Usage(100, 0, 0, 7)
@@ -244,8 +278,9 @@ def test_find_reads_every_page(emu: Any, mis: MistralProvider, tmp_path: Path) -
     assert mis.find(token, [], since) == Found(bid)
 
 
-def test_timeout_exceeded_keeps_finished_rows(emu: Any, mis: MistralProvider,
-                                              tmp_path: Path) -> None:
+def test_timeout_exceeded_keeps_finished_rows(
+    emu: Any, mis: MistralProvider, tmp_path: Path
+) -> None:
     emu.faults.batch("mistral", "expired", fraction_done=0.5)
     bid = mis.submit(_shard(mis, _requests(4), tmp_path), 4, _token(), {})
     info = _wait(mis, bid)
@@ -273,12 +308,14 @@ def test_cancel(emu: Any, mis: MistralProvider, tmp_path: Path) -> None:
     assert list(mis.fetch(bid)) == []  # nothing had run: no line (collect marks them cancelled)
 
 
-def test_create_500_is_retryable_sent_once_and_redacted(emu: Any, mis: MistralProvider,
-                                                        tmp_path: Path) -> None:
+def test_create_500_is_retryable_sent_once_and_redacted(
+    emu: Any, mis: MistralProvider, tmp_path: Path
+) -> None:
     path, token = _shard(mis, _requests(2), tmp_path), _token()
     body = {"object": "error", "message": f"upstream failed for key {SECRET}", "type": "x"}
-    emu.faults.http("mistral", "POST", r"^/mistral/v1/batch/jobs$", 500, times=2, body=body,
-                    headers=FAST)
+    emu.faults.http(
+        "mistral", "POST", r"^/mistral/v1/batch/jobs$", 500, times=2, body=body, headers=FAST
+    )
     with pytest.raises(ProviderError) as ei:
         mis.submit(path, 2, token, {})
     msg = str(ei.value)
@@ -297,20 +334,23 @@ def test_create_400_rejects_the_request(emu: Any, mis: MistralProvider, tmp_path
     assert "HTTP 400: Invalid model: gpt-4o" in str(ei.value)
 
 
-def test_a_proxy_page_for_the_create_is_retryable(emu: Any, mis: MistralProvider,
-                                                 tmp_path: Path) -> None:
+def test_a_proxy_page_for_the_create_is_retryable(
+    emu: Any, mis: MistralProvider, tmp_path: Path
+) -> None:
     """The job was made, but a gateway answered HTML with HTTP 200: look it up, never resend."""
     token, since = _token(), time.time()
-    emu.faults.http("mistral", "POST", r"^/mistral/v1/batch/jobs$", 200,
-                    body="<html>gateway</html>", after=True)
+    emu.faults.http(
+        "mistral", "POST", r"^/mistral/v1/batch/jobs$", 200, body="<html>gateway</html>", after=True
+    )
     with pytest.raises(ProviderError) as ei:
         mis.submit(_shard(mis, _requests(2), tmp_path), 2, token, {})
     assert ei.value.retryable and not ei.value.rejects_request
     assert mis.find(token, [], since) == Found(emu.created[0][1])
 
 
-def test_lost_create_response_is_found_by_token(emu: Any, mis: MistralProvider,
-                                                tmp_path: Path) -> None:
+def test_lost_create_response_is_found_by_token(
+    emu: Any, mis: MistralProvider, tmp_path: Path
+) -> None:
     path, token, since = _shard(mis, _requests(2), tmp_path), _token(), time.time()
     mis.client.sdk_configuration.timeout_ms = 200
     emu.faults.http("mistral", "POST", r"^/mistral/v1/batch/jobs$", delay=0.6)  # answered too late
@@ -338,8 +378,9 @@ def test_missing_key_and_base_url_precedence(emu: Any, monkeypatch: pytest.Monke
         MistralProvider(MODEL).ready()
     assert not ei.value.retryable
     monkeypatch.setenv("MY_KEY", "k")
-    custom = ModelSpec(provider="mistral", model="m", api_key_env="MY_KEY",
-                       base_url="https://eu.example.org")
+    custom = ModelSpec(
+        provider="mistral", model="m", api_key_env="MY_KEY", base_url="https://eu.example.org"
+    )
     assert MistralProvider(custom).endpoint() == "https://eu.example.org"
     mine = ModelSpec(provider="mistral", model="m", api_key_env="MY_KEY")
     assert MistralProvider(mine).endpoint() == emu.url + "/mistral"  # MISTRAL_BASE_URL

@@ -89,7 +89,9 @@ def test_golden_results(rel: str) -> None:
         keep = [old.get(g["id"], g) if (rel, g["id"]) in KNOWN_BUGS else g for g in got]
         path.write_text(json.dumps(keep, indent=1, ensure_ascii=False) + "\n")
     expected = json.loads(path.read_text())
-    assert [g["id"] for g in got] == [e["id"] for e in expected], "one expected entry per line, in line order"
+    assert [g["id"] for g in got] == [e["id"] for e in expected], (
+        "one expected entry per line, in line order"
+    )
     for g, e in zip(got, expected):
         if (rel, g["id"]) in KNOWN_BUGS:
             continue  # checked (and expected to fail) by test_golden_known_bug
@@ -113,13 +115,40 @@ def test_golden_files_cover_the_awkward_cases() -> None:
         fam = rel.split("/")[0]
         for e in json.loads(_expected_path(rel).read_text()):
             kinds.setdefault(fam, set()).add(e["status"] + ":" + (e.get("error_kind") or ""))
-    assert {"succeeded:", "errored:invalid_request", "errored:rate_limit", "errored:billing", "errored:server_error",
-            "expired:expired", "canceled:canceled"} <= kinds["openai"]
-    assert {"succeeded:", "errored:invalid_request", "errored:overloaded", "errored:server_error",
-            "errored:rate_limit", "errored:billing", "canceled:canceled", "expired:expired"} <= kinds["anthropic"]
-    assert {"succeeded:", "errored:invalid_request", "errored:rate_limit", "errored:server_error"} <= kinds["bedrock"]
-    assert {"succeeded:", "errored:invalid_request", "errored:rate_limit", "errored:overloaded",
-            "errored:server_error", "errored:billing", "errored:malformed"} <= kinds["fireworks"]
+    assert {
+        "succeeded:",
+        "errored:invalid_request",
+        "errored:rate_limit",
+        "errored:billing",
+        "errored:server_error",
+        "expired:expired",
+        "canceled:canceled",
+    } <= kinds["openai"]
+    assert {
+        "succeeded:",
+        "errored:invalid_request",
+        "errored:overloaded",
+        "errored:server_error",
+        "errored:rate_limit",
+        "errored:billing",
+        "canceled:canceled",
+        "expired:expired",
+    } <= kinds["anthropic"]
+    assert {
+        "succeeded:",
+        "errored:invalid_request",
+        "errored:rate_limit",
+        "errored:server_error",
+    } <= kinds["bedrock"]
+    assert {
+        "succeeded:",
+        "errored:invalid_request",
+        "errored:rate_limit",
+        "errored:overloaded",
+        "errored:server_error",
+        "errored:billing",
+        "errored:malformed",
+    } <= kinds["fireworks"]
     # the OpenAI request error sits in the error file with a null top-level error
     first_error = json.loads((GOLDEN / "openai/error.jsonl").read_text().splitlines()[0])
     assert first_error["error"] is None and first_error["response"]["status_code"] == 400
@@ -142,12 +171,20 @@ def test_parse_never_raises_on_degenerate_lines() -> None:
     openai_p, anthropic_p = get_provider(GPT), get_provider(HAIKU)
     r = openai_p.parse({"custom_id": "x", "response": None, "error": None})
     assert r.status == RowStatus.ERRORED and r.retryable
-    r = openai_p.parse({"custom_id": "x", "response": {"status_code": 502, "body": "<html>Bad gateway</html>"}, "error": None})
+    r = openai_p.parse(
+        {
+            "custom_id": "x",
+            "response": {"status_code": 502, "body": "<html>Bad gateway</html>"},
+            "error": None,
+        }
+    )
     assert r.status == RowStatus.ERRORED and r.error_kind == "server_error"
     r = anthropic_p.parse({"custom_id": "x", "result": {"type": "errored", "error": {}}})
     assert r.status == RowStatus.ERRORED and r.error_kind == "server_error"
     llama = get_provider(GOLDEN_CASES["bedrock/llama.jsonl.out"])
-    r = llama.parse({"recordId": "R1", "error": {"errorCode": "ModelErrorException", "errorMessage": "boom"}})
+    r = llama.parse(
+        {"recordId": "R1", "error": {"errorCode": "ModelErrorException", "errorMessage": "boom"}}
+    )
     assert r.status == RowStatus.ERRORED and r.error_kind == "server_error"
 
 
@@ -158,7 +195,12 @@ def test_parse_never_raises_on_degenerate_lines() -> None:
     "status,code,message,kind",
     [
         (400, None, None, "invalid_request"),
-        (400, "context_length_exceeded", "This model's maximum context length is 128000 tokens.", "invalid_request"),
+        (
+            400,
+            "context_length_exceeded",
+            "This model's maximum context length is 128000 tokens.",
+            "invalid_request",
+        ),
         (401, "invalid_api_key", "Incorrect API key provided", "auth"),
         (403, None, "Forbidden", "auth"),
         (404, None, None, "invalid_request"),
@@ -170,10 +212,25 @@ def test_parse_never_raises_on_degenerate_lines() -> None:
         (503, None, "The engine is currently overloaded", "overloaded"),
         (529, None, "Overloaded", "overloaded"),
         # billing wins over the status: the request was fine, the account is not
-        (429, "insufficient_quota", "You exceeded your current quota, please check your plan and billing details.", "billing"),
-        (400, "invalid_request_error", "Your credit balance is too low to access the Anthropic API.", "billing"),
+        (
+            429,
+            "insufficient_quota",
+            "You exceeded your current quota, please check your plan and billing details.",
+            "billing",
+        ),
+        (
+            400,
+            "invalid_request_error",
+            "Your credit balance is too low to access the Anthropic API.",
+            "billing",
+        ),
         (400, "billing_hard_limit_reached", "Billing hard limit has been reached", "billing"),
-        (402, "billing_error", "There's an issue with your billing or payment information.", "billing"),
+        (
+            402,
+            "billing_error",
+            "There's an issue with your billing or payment information.",
+            "billing",
+        ),
     ],
 )
 def test_classify_http(status: int, code: str | None, message: str | None, kind: str) -> None:
@@ -197,16 +254,32 @@ def test_openai_status_map_covers_every_sdk_status() -> None:
 def _openai_batch(status: str, **extra: Any) -> Any:
     from openai.types import Batch
 
-    return Batch.model_validate({"id": "batch_1", "object": "batch", "endpoint": "/v1/chat/completions",
-                                 "input_file_id": "file-1", "completion_window": "24h", "created_at": 1760000000,
-                                 "status": status, **extra})
+    return Batch.model_validate(
+        {
+            "id": "batch_1",
+            "object": "batch",
+            "endpoint": "/v1/chat/completions",
+            "input_file_id": "file-1",
+            "completion_window": "24h",
+            "created_at": 1760000000,
+            "status": status,
+            **extra,
+        }
+    )
 
 
 @pytest.mark.parametrize(
     "raw,want",
-    [("validating", BatchStatus.VALIDATING), ("in_progress", BatchStatus.IN_PROGRESS),
-     ("finalizing", BatchStatus.FINALIZING), ("completed", BatchStatus.COMPLETED), ("failed", BatchStatus.FAILED),
-     ("expired", BatchStatus.EXPIRED), ("cancelling", BatchStatus.CANCELLING), ("cancelled", BatchStatus.CANCELLED)],
+    [
+        ("validating", BatchStatus.VALIDATING),
+        ("in_progress", BatchStatus.IN_PROGRESS),
+        ("finalizing", BatchStatus.FINALIZING),
+        ("completed", BatchStatus.COMPLETED),
+        ("failed", BatchStatus.FAILED),
+        ("expired", BatchStatus.EXPIRED),
+        ("cancelling", BatchStatus.CANCELLING),
+        ("cancelled", BatchStatus.CANCELLED),
+    ],
 )
 def test_openai_poll_maps_status(raw: str, want: BatchStatus) -> None:
     p = OpenAIProvider(GPT)
@@ -220,8 +293,20 @@ def test_openai_poll_maps_status(raw: str, want: BatchStatus) -> None:
 
 def test_openai_poll_reports_validation_errors() -> None:
     p = OpenAIProvider(GPT)
-    batch = _openai_batch("failed", errors={"object": "list", "data": [
-        {"code": "invalid_json_line", "message": "This line is not parseable as valid JSON.", "line": 3, "param": None}]})
+    batch = _openai_batch(
+        "failed",
+        errors={
+            "object": "list",
+            "data": [
+                {
+                    "code": "invalid_json_line",
+                    "message": "This line is not parseable as valid JSON.",
+                    "line": 3,
+                    "param": None,
+                }
+            ],
+        },
+    )
     p._client = SimpleNamespace(batches=SimpleNamespace(retrieve=lambda bid: batch))
     info = p.poll("batch_1")
     assert info.status == BatchStatus.FAILED
@@ -232,11 +317,20 @@ def _anthropic_batch(status: str, cancel: bool = False, **counts: int) -> Any:
     from anthropic.types.messages import MessageBatch
 
     c = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0, **counts}
-    return MessageBatch.model_validate({
-        "id": "msgbatch_1", "type": "message_batch", "processing_status": status, "request_counts": c,
-        "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z", "archived_at": None,
-        "ended_at": "2026-01-01T01:00:00Z" if status == "ended" else None,
-        "cancel_initiated_at": "2026-01-01T00:30:00Z" if cancel else None, "results_url": None})
+    return MessageBatch.model_validate(
+        {
+            "id": "msgbatch_1",
+            "type": "message_batch",
+            "processing_status": status,
+            "request_counts": c,
+            "created_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-02T00:00:00Z",
+            "archived_at": None,
+            "ended_at": "2026-01-01T01:00:00Z" if status == "ended" else None,
+            "cancel_initiated_at": "2026-01-01T00:30:00Z" if cancel else None,
+            "results_url": None,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -246,17 +340,31 @@ def _anthropic_batch(status: str, cancel: bool = False, **counts: int) -> Any:
         ("canceling", True, {"processing": 3}, BatchStatus.CANCELLING),
         ("ended", False, {"succeeded": 3}, BatchStatus.COMPLETED),
         ("ended", False, {"succeeded": 1, "errored": 2}, BatchStatus.COMPLETED),
-        ("ended", False, {"errored": 3}, BatchStatus.COMPLETED),  # ended; every row failed on its own
+        (
+            "ended",
+            False,
+            {"errored": 3},
+            BatchStatus.COMPLETED,
+        ),  # ended; every row failed on its own
         ("ended", False, {"expired": 3}, BatchStatus.EXPIRED),  # all expired
-        ("ended", False, {"succeeded": 2, "expired": 1}, BatchStatus.EXPIRED),  # the window closed mid-way
+        (
+            "ended",
+            False,
+            {"succeeded": 2, "expired": 1},
+            BatchStatus.EXPIRED,
+        ),  # the window closed mid-way
         ("ended", True, {"canceled": 3}, BatchStatus.CANCELLED),  # cancel initiated
         ("ended", True, {"succeeded": 1, "canceled": 2}, BatchStatus.CANCELLED),
     ],
 )
-def test_anthropic_poll_maps_status(status: str, cancel: bool, counts: dict[str, int], want: BatchStatus) -> None:
+def test_anthropic_poll_maps_status(
+    status: str, cancel: bool, counts: dict[str, int], want: BatchStatus
+) -> None:
     p = AnthropicProvider(HAIKU)
     batch = _anthropic_batch(status, cancel, **counts)
-    p._client = SimpleNamespace(messages=SimpleNamespace(batches=SimpleNamespace(retrieve=lambda bid: batch)))
+    p._client = SimpleNamespace(
+        messages=SimpleNamespace(batches=SimpleNamespace(retrieve=lambda bid: batch))
+    )
     info = p.poll("msgbatch_1")
     assert (info.status, info.raw_status) == (want, status)
     assert sum(info.counts.values()) == 3
@@ -265,17 +373,29 @@ def test_anthropic_poll_maps_status(status: str, cancel: bool, counts: dict[str,
 def test_bedrock_status_map_covers_every_api_status() -> None:
     import botocore.session
 
-    enum = botocore.session.get_session().get_service_model("bedrock").shape_for("ModelInvocationJobStatus").enum
+    enum = (
+        botocore.session.get_session()
+        .get_service_model("bedrock")
+        .shape_for("ModelInvocationJobStatus")
+        .enum
+    )
     assert set(BEDROCK_STATUS) == set(enum)
 
 
 @pytest.mark.parametrize(
     "raw,want",
-    [("Submitted", BatchStatus.VALIDATING), ("Validating", BatchStatus.VALIDATING),
-     ("Scheduled", BatchStatus.VALIDATING), ("InProgress", BatchStatus.IN_PROGRESS),
-     ("Completed", BatchStatus.COMPLETED), ("PartiallyCompleted", BatchStatus.COMPLETED),
-     ("Failed", BatchStatus.FAILED), ("Stopping", BatchStatus.CANCELLING), ("Stopped", BatchStatus.CANCELLED),
-     ("Expired", BatchStatus.EXPIRED)],
+    [
+        ("Submitted", BatchStatus.VALIDATING),
+        ("Validating", BatchStatus.VALIDATING),
+        ("Scheduled", BatchStatus.VALIDATING),
+        ("InProgress", BatchStatus.IN_PROGRESS),
+        ("Completed", BatchStatus.COMPLETED),
+        ("PartiallyCompleted", BatchStatus.COMPLETED),
+        ("Failed", BatchStatus.FAILED),
+        ("Stopping", BatchStatus.CANCELLING),
+        ("Stopped", BatchStatus.CANCELLED),
+        ("Expired", BatchStatus.EXPIRED),
+    ],
 )
 def test_bedrock_poll_maps_status(raw: str, want: BatchStatus) -> None:
     p = BedrockProvider(ModelSpec(provider="bedrock", model=BR_CLAUDE))
@@ -324,20 +444,42 @@ def _token() -> str:
     return "t" + uuid.uuid4().hex[:30]  # the runner's shape: "t" + 30 hex
 
 
-def _requests(model: ModelSpec, n: int, *, bad: tuple[int, ...] = (), prefill: str | None = None,
-              cache: bool = False) -> list[Request]:
-    system = "You are a test assistant. Think in <SCRATCHPAD_REASONING> tags, answer in <OUTPUT> tags."
+def _requests(
+    model: ModelSpec,
+    n: int,
+    *,
+    bad: tuple[int, ...] = (),
+    prefill: str | None = None,
+    cache: bool = False,
+) -> list[Request]:
+    system = (
+        "You are a test assistant. Think in <SCRATCHPAD_REASONING> tags, answer in <OUTPUT> tags."
+    )
     return [
-        Request(id=f"c{uuid.uuid4().hex[:20]}-{'bad' if i in bad else 't1'}", model=model, system=system,
-                messages=(Message("user", f"<INPUT><user_input>Question {i}{' FAIL THIS ROW' if i in bad else ''}"
-                                          "</user_input></INPUT>"),),
-                max_tokens=64, temperature=1.0, prefill=prefill, cache=cache)
+        Request(
+            id=f"c{uuid.uuid4().hex[:20]}-{'bad' if i in bad else 't1'}",
+            model=model,
+            system=system,
+            messages=(
+                Message(
+                    "user",
+                    f"<INPUT><user_input>Question {i}{' FAIL THIS ROW' if i in bad else ''}"
+                    "</user_input></INPUT>",
+                ),
+            ),
+            max_tokens=64,
+            temperature=1.0,
+            prefill=prefill,
+            cache=cache,
+        )
         for i in range(n)
     ]
 
 
 def _shard(provider: Any, requests: list[Request], tmp_path: Path) -> str:
-    shards = write_shards(render_lines(provider, requests), provider.limits, tmp_path / uuid.uuid4().hex[:8], "s")
+    shards = write_shards(
+        render_lines(provider, requests), provider.limits, tmp_path / uuid.uuid4().hex[:8], "s"
+    )
     assert len(shards) == 1 and shards[0].n_requests == len(requests)
     return shards[0].path
 
@@ -391,7 +533,11 @@ def test_openai_submit_poll_fetch(emu: Any, gpt: OpenAIProvider, tmp_path: Path)
     bid = gpt.submit(path, 4, token, {"afbatch_run": "run-1", "afbatch_shard": "s-000"})
     assert bid.startswith("batch_")
     stored = emu.openai.batches[bid]
-    assert stored.metadata == {"afbatch_run": "run-1", "afbatch_shard": "s-000", "afbatch_token": token}
+    assert stored.metadata == {
+        "afbatch_run": "run-1",
+        "afbatch_shard": "s-000",
+        "afbatch_token": token,
+    }
     assert emu.openai.files[stored.input_file_id].data == Path(path).read_bytes()
     assert not gpt.poll(bid).status.terminal
     emu.processing_delay = 0  # the next read finishes it
@@ -401,11 +547,19 @@ def test_openai_submit_poll_fetch(emu: Any, gpt: OpenAIProvider, tmp_path: Path)
     got = _results(gpt, bid, reqs)  # output file and error file
     for r in reqs:
         if r.id.endswith("bad"):
-            assert got[r.id].status == RowStatus.ERRORED and got[r.id].error_kind == "rate_limit" and got[r.id].retryable
+            assert (
+                got[r.id].status == RowStatus.ERRORED
+                and got[r.id].error_kind == "rate_limit"
+                and got[r.id].retryable
+            )
         else:
             res = got[r.id]
             assert res.status == RowStatus.SUCCEEDED and res.text == f"<OUTPUT>{r.id}</OUTPUT>"
-            assert (res.usage.input_tokens, res.usage.output_tokens, res.stop_reason) == (100, 7, "stop")
+            assert (res.usage.input_tokens, res.usage.output_tokens, res.stop_reason) == (
+                100,
+                7,
+                "stop",
+            )
 
 
 def test_openai_n_choices_come_back_as_texts(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
@@ -420,14 +574,23 @@ def test_openai_n_choices_come_back_as_texts(emu: Any, gpt: OpenAIProvider, tmp_
     bid = gpt.submit(_shard(gpt, reqs, tmp_path), 2, _token(), {})
     assert _wait(gpt, bid).status == BatchStatus.COMPLETED
     for res in _results(gpt, bid, reqs).values():
-        assert res.status == RowStatus.SUCCEEDED and res.texts == ("vote 0", "vote 1", "vote 2") and res.text == "vote 0"
-        assert (res.usage.input_tokens, res.usage.output_tokens) == (100, 21)  # one prompt, three answers
+        assert (
+            res.status == RowStatus.SUCCEEDED
+            and res.texts == ("vote 0", "vote 1", "vote 2")
+            and res.text == "vote 0"
+        )
+        assert (res.usage.input_tokens, res.usage.output_tokens) == (
+            100,
+            21,
+        )  # one prompt, three answers
 
 
 def test_votes_in_one_request_only_where_the_provider_returns_n(claude: AnthropicProvider) -> None:
     from afbatch.spec import JudgeSpec
 
-    with pytest.raises(ValueError, match="af_vote_requests = 'one' needs a provider that returns n choices"):
+    with pytest.raises(
+        ValueError, match="af_vote_requests = 'one' needs a provider that returns n choices"
+    ):
         JudgeSpec(model=claude.model, compliance_template="c.txt", af_vote_requests="one")
     assert not JudgeSpec(model=claude.model, compliance_template="c.txt").af_votes_in_one_request
     assert JudgeSpec(model=GPT, compliance_template="c.txt").af_votes_in_one_request
@@ -450,7 +613,12 @@ def test_openai_expired_and_failed_batches(emu: Any, gpt: OpenAIProvider, tmp_pa
     bid = gpt.submit(_shard(gpt, reqs, tmp_path), 4, _token(), {})
     assert _wait(gpt, bid).status == BatchStatus.EXPIRED
     got = _results(gpt, bid, reqs)  # finished rows in the output file, the rest batch_expired
-    assert sorted(r.status.value for r in got.values()) == ["expired", "expired", "succeeded", "succeeded"]
+    assert sorted(r.status.value for r in got.values()) == [
+        "expired",
+        "expired",
+        "succeeded",
+        "succeeded",
+    ]
 
     emu.faults.batch("openai", "failed")
     bid = gpt.submit(_shard(gpt, reqs, tmp_path), 4, _token(), {})
@@ -459,9 +627,13 @@ def test_openai_expired_and_failed_batches(emu: Any, gpt: OpenAIProvider, tmp_pa
     assert list(gpt.fetch(bid)) == []
 
 
-def test_openai_fetch_with_missing_or_empty_file_ids(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
+def test_openai_fetch_with_missing_or_empty_file_ids(
+    emu: Any, gpt: OpenAIProvider, tmp_path: Path
+) -> None:
     reqs = _requests(gpt.model, 2)
-    emu.faults.batch("openai", "all_failed")  # completed, yet every row failed: no output file at all
+    emu.faults.batch(
+        "openai", "all_failed"
+    )  # completed, yet every row failed: no output file at all
     bid = gpt.submit(_shard(gpt, reqs, tmp_path), 2, _token(), {})
     assert _wait(gpt, bid).status == BatchStatus.COMPLETED
     assert emu.openai.batches[bid].output_file_id is None
@@ -486,7 +658,9 @@ def test_openai_find(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
     assert gpt.find(token, _ids(2), since + 3600) == Found()  # created well before the intent
 
 
-def test_openai_create_500_is_retryable_and_redacted(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
+def test_openai_create_500_is_retryable_and_redacted(
+    emu: Any, gpt: OpenAIProvider, tmp_path: Path
+) -> None:
     path = _shard(gpt, _requests(gpt.model, 2), tmp_path)
     token = _token()
     emu.faults.http("openai", "POST", r"^/v1/batches$", 500, times=2, headers=FAST)
@@ -508,12 +682,16 @@ def test_openai_other_calls_keep_sdk_retries(emu: Any, gpt: OpenAIProvider, tmp_
     assert len(emu.faults.fired) == 2
 
 
-def test_openai_lost_create_response_is_found_by_token(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
+def test_openai_lost_create_response_is_found_by_token(
+    emu: Any, gpt: OpenAIProvider, tmp_path: Path
+) -> None:
     """The create reached the provider but its answer never came back: find() recovers the batch."""
     path = _shard(gpt, _requests(gpt.model, 2), tmp_path)
     token, since = _token(), time.time()
     gpt._client = gpt.client.with_options(timeout=0.2)
-    emu.faults.http("openai", "POST", r"^/v1/batches$", delay=0.6)  # then answered normally, too late
+    emu.faults.http(
+        "openai", "POST", r"^/v1/batches$", delay=0.6
+    )  # then answered normally, too late
     with pytest.raises(ProviderError) as ei:
         gpt.submit(path, 2, token, {})
     assert ei.value.retryable
@@ -530,11 +708,19 @@ def test_openai_create_400_is_not_retryable(emu: Any, gpt: OpenAIProvider, tmp_p
     assert "HTTP 400" in _assert_clean_error(ei.value, "openai")
 
 
-def test_openai_error_echoing_the_key_is_redacted(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
+def test_openai_error_echoing_the_key_is_redacted(
+    emu: Any, gpt: OpenAIProvider, tmp_path: Path
+) -> None:
     path = _shard(gpt, _requests(gpt.model, 2), tmp_path)
-    body = {"error": {"message": f"Incorrect API key provided: {SECRET}. You can find your API key at "
-                                 "https://platform.openai.com/account/api-keys.",
-                      "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+    body = {
+        "error": {
+            "message": f"Incorrect API key provided: {SECRET}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
     emu.faults.http("openai", "POST", r"^/v1/files$", 401, body=body)
     with pytest.raises(ProviderError) as ei:
         gpt.submit(path, 2, _token(), {})
@@ -548,12 +734,16 @@ def test_openai_missing_key(emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path:
     with pytest.raises(ProviderError, match="OPENAI_API_KEY") as ei:
         p.submit(_shard(p, _requests(p.model, 1), tmp_path), 1, _token(), {})
     assert not ei.value.retryable and emu.created == []
-    custom = OpenAIProvider(ModelSpec(provider="openai", model="gpt-4o-mini", api_key_env="MY_OPENAI_KEY"))
+    custom = OpenAIProvider(
+        ModelSpec(provider="openai", model="gpt-4o-mini", api_key_env="MY_OPENAI_KEY")
+    )
     with pytest.raises(ProviderError, match="MY_OPENAI_KEY"):
         custom.find(_token(), _ids(1), time.time())
 
 
-def test_together_goes_through_its_base_url_and_key(emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_together_goes_through_its_base_url_and_key(
+    emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from afbatch.emulator import Reply
 
     monkeypatch.delenv("OPENAI_API_KEY")
@@ -582,11 +772,18 @@ def test_together_goes_through_its_base_url_and_key(emu: Any, monkeypatch: pytes
     assert _wait(p, bid).status == BatchStatus.COMPLETED
     assert {r.status for r in _results(p, bid, reqs).values()} == {RowStatus.SUCCEEDED}
     assert [c.model for c in seen] == [spec.model] * 2
-    assert all(c.params.get("max_tokens") == 64 and "max_completion_tokens" not in c.params for c in seen)
+    assert all(
+        c.params.get("max_tokens") == 64 and "max_completion_tokens" not in c.params for c in seen
+    )
     assert p.client.api_key == together_key and str(p.client.base_url).startswith(emu.url)
     # an error through that host names the host and hides its key
-    emu.faults.http("openai", "GET", r"^/v1/batches/", 400,
-                    body={"error": {"message": f"bad key {together_key}", "type": "invalid_request_error"}})
+    emu.faults.http(
+        "openai",
+        "GET",
+        r"^/v1/batches/",
+        400,
+        body={"error": {"message": f"bad key {together_key}", "type": "invalid_request_error"}},
+    )
     with pytest.raises(ProviderError) as ei:
         p.poll(bid)
     _assert_clean_error(ei.value, "together", together_key)
@@ -598,7 +795,9 @@ def test_together_goes_through_its_base_url_and_key(emu: Any, monkeypatch: pytes
 @pytest.fixture
 def claude(emu: Any, monkeypatch: pytest.MonkeyPatch) -> AnthropicProvider:
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
-    return AnthropicProvider(ModelSpec(provider="anthropic", model="claude-haiku-4-5", label="haiku"))
+    return AnthropicProvider(
+        ModelSpec(provider="anthropic", model="claude-haiku-4-5", label="haiku")
+    )
 
 
 def test_anthropic_submit_poll_fetch(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
@@ -607,18 +806,27 @@ def test_anthropic_submit_poll_fetch(emu: Any, claude: AnthropicProvider, tmp_pa
     bid = claude.submit(_shard(claude, reqs, tmp_path), 4, _token(), {"afbatch_run": "run-1"})
     assert bid.startswith("msgbatch_")
     info = claude.poll(bid)
-    assert (info.status, info.raw_status, info.counts["processing"]) == (BatchStatus.IN_PROGRESS, "in_progress", 4)
+    assert (info.status, info.raw_status, info.counts["processing"]) == (
+        BatchStatus.IN_PROGRESS,
+        "in_progress",
+        4,
+    )
     emu.processing_delay = 0
     info = _wait(claude, bid)
     assert (info.status, info.raw_status) == (BatchStatus.COMPLETED, "ended")
     assert (info.counts["succeeded"], info.counts["errored"]) == (3, 1)
     got = _results(claude, bid, reqs)
     ok = [got[r.id] for r in reqs if not r.id.endswith("bad")]
-    assert all(r.status == RowStatus.SUCCEEDED and r.text == f"<OUTPUT>{rid}</OUTPUT>"
-               for r, rid in zip(ok, [q.id for q in reqs if not q.id.endswith("bad")]))
+    assert all(
+        r.status == RowStatus.SUCCEEDED and r.text == f"<OUTPUT>{rid}</OUTPUT>"
+        for r, rid in zip(ok, [q.id for q in reqs if not q.id.endswith("bad")])
+    )
     # cache reads and writes are part of the input: every row reports the emulator's full 100 tokens
     assert {r.usage.input_tokens for r in ok} == {100}
-    assert sum(1 for r in ok if r.usage.cache_write_tokens) == 1 and sum(1 for r in ok if r.usage.cached_tokens) == 2
+    assert (
+        sum(1 for r in ok if r.usage.cache_write_tokens) == 1
+        and sum(1 for r in ok if r.usage.cached_tokens) == 2
+    )
     bad = got[next(r.id for r in reqs if r.id.endswith("bad"))]
     assert (bad.status, bad.error_kind, bad.retryable) == (RowStatus.ERRORED, "rate_limit", True)
 
@@ -643,8 +851,9 @@ def _line_ids(provider: Any, requests: list[Request]) -> list[str]:
     return [provider.line_id(r.id) for r in requests]
 
 
-def test_anthropic_find_nothing_or_not_this_shards(emu: Any, claude: AnthropicProvider,
-                                                   tmp_path: Path) -> None:
+def test_anthropic_find_nothing_or_not_this_shards(
+    emu: Any, claude: AnthropicProvider, tmp_path: Path
+) -> None:
     three, two = _requests(claude.model, 3), _requests(claude.model, 2)
     since = time.time()
     assert claude.find(_token(), _line_ids(claude, three), since) == Found()  # nothing created
@@ -659,9 +868,9 @@ def test_anthropic_find_nothing_or_not_this_shards(emu: Any, claude: AnthropicPr
     assert claude.find(_token(), _line_ids(claude, three), since, frozenset({mine})) == Found()
 
 
-def test_anthropic_find_rejects_a_batch_created_before_the_intent(emu: Any,
-                                                                   claude: AnthropicProvider,
-                                                                   tmp_path: Path) -> None:
+def test_anthropic_find_rejects_a_batch_created_before_the_intent(
+    emu: Any, claude: AnthropicProvider, tmp_path: Path
+) -> None:
     """A batch created before this shard's intent (beyond the clock slack) was not made by this
     shard's create call, even with the same requests (an earlier attempt, another run)."""
     reqs = _requests(claude.model, 2)
@@ -673,9 +882,9 @@ def test_anthropic_find_rejects_a_batch_created_before_the_intent(emu: Any,
     assert claude.find(_token(), _line_ids(claude, reqs), late) == Found()
 
 
-def test_anthropic_find_two_same_size_ended_batches_by_their_ids(emu: Any,
-                                                                 claude: AnthropicProvider,
-                                                                 tmp_path: Path) -> None:
+def test_anthropic_find_two_same_size_ended_batches_by_their_ids(
+    emu: Any, claude: AnthropicProvider, tmp_path: Path
+) -> None:
     """Two shards of one size, both created after the intent: each gets its own batch."""
     first, second = _requests(claude.model, 3), _requests(claude.model, 3)
     since = time.time()
@@ -689,8 +898,9 @@ def test_anthropic_find_two_same_size_ended_batches_by_their_ids(emu: Any,
     assert claude.find(_token(), mixed, since) == Found()
 
 
-def test_anthropic_find_waits_while_candidates_are_processing(emu: Any, claude: AnthropicProvider,
-                                                              tmp_path: Path) -> None:
+def test_anthropic_find_waits_while_candidates_are_processing(
+    emu: Any, claude: AnthropicProvider, tmp_path: Path
+) -> None:
     first, second = _requests(claude.model, 3), _requests(claude.model, 3)
     since = time.time()
     emu.processing_delay = 60
@@ -707,9 +917,9 @@ def test_anthropic_find_waits_while_candidates_are_processing(emu: Any, claude: 
     assert claude.find(_token(), _line_ids(claude, first), since, frozenset({b})) == Found(a)
 
 
-def test_anthropic_find_skips_a_claimed_batch_of_this_shards_rows(emu: Any,
-                                                                  claude: AnthropicProvider,
-                                                                  tmp_path: Path) -> None:
+def test_anthropic_find_skips_a_claimed_batch_of_this_shards_rows(
+    emu: Any, claude: AnthropicProvider, tmp_path: Path
+) -> None:
     """A batch another shard of the run holds is never adopted (an earlier attempt of the rows)."""
     reqs = _requests(claude.model, 2)
     since = time.time()
@@ -718,7 +928,9 @@ def test_anthropic_find_skips_a_claimed_batch_of_this_shards_rows(emu: Any,
     assert claude.find(_token(), _line_ids(claude, reqs), since, frozenset({held})) == Found()
 
 
-def test_anthropic_create_500_is_retryable_and_redacted(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
+def test_anthropic_create_500_is_retryable_and_redacted(
+    emu: Any, claude: AnthropicProvider, tmp_path: Path
+) -> None:
     path = _shard(claude, _requests(claude.model, 2), tmp_path)
     emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 500, times=2, headers=FAST)
     with pytest.raises(ProviderError) as ei:
@@ -730,7 +942,9 @@ def test_anthropic_create_500_is_retryable_and_redacted(emu: Any, claude: Anthro
     emu.faults.clear()
 
 
-def test_anthropic_lost_create_response_is_found(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
+def test_anthropic_lost_create_response_is_found(
+    emu: Any, claude: AnthropicProvider, tmp_path: Path
+) -> None:
     reqs = _requests(claude.model, 2)
     path = _shard(claude, reqs, tmp_path)
     since = time.time()
@@ -743,15 +957,25 @@ def test_anthropic_lost_create_response_is_found(emu: Any, claude: AnthropicProv
     assert claude.find(_token(), _line_ids(claude, reqs), since) == Found(emu.created[0][1])
 
 
-def test_anthropic_create_400_and_key_echo(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
+def test_anthropic_create_400_and_key_echo(
+    emu: Any, claude: AnthropicProvider, tmp_path: Path
+) -> None:
     path = _shard(claude, _requests(claude.model, 2), tmp_path)
     emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 400)
     with pytest.raises(ProviderError) as ei:
         claude.submit(path, 2, _token(), {})
     assert not ei.value.retryable
     assert "HTTP 400" in _assert_clean_error(ei.value, "anthropic")
-    emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 401, body={
-        "type": "error", "error": {"type": "authentication_error", "message": f"invalid x-api-key {SECRET}"}})
+    emu.faults.http(
+        "anthropic",
+        "POST",
+        r"^/v1/messages/batches$",
+        401,
+        body={
+            "type": "error",
+            "error": {"type": "authentication_error", "message": f"invalid x-api-key {SECRET}"},
+        },
+    )
     with pytest.raises(ProviderError) as ei:
         claude.submit(path, 2, _token(), {})
     assert not ei.value.retryable
@@ -782,16 +1006,27 @@ def bucket(emu: Any) -> str:
 def small_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     from afbatch.emulator.bedrock import BedrockService
 
-    monkeypatch.setattr(BedrockService, "MIN_RECORDS", 1)  # real jobs need 100; these tests send a few
+    monkeypatch.setattr(
+        BedrockService, "MIN_RECORDS", 1
+    )  # real jobs need 100; these tests send a few
 
 
 def _bedrock(bucket: str, model: str = BR_CLAUDE) -> BedrockProvider:
-    return BedrockProvider(ModelSpec(provider="bedrock", model=model, s3_uri=f"s3://{bucket}/afb",
-                                     role_arn=ROLE_ARN, region="us-east-1"))
+    return BedrockProvider(
+        ModelSpec(
+            provider="bedrock",
+            model=model,
+            s3_uri=f"s3://{bucket}/afb",
+            role_arn=ROLE_ARN,
+            region="us-east-1",
+        )
+    )
 
 
 @pytest.mark.parametrize("model", [BR_CLAUDE, BR_LLAMA])
-def test_bedrock_submit_poll_fetch(emu: Any, bucket: str, small_jobs: None, tmp_path: Path, model: str) -> None:
+def test_bedrock_submit_poll_fetch(
+    emu: Any, bucket: str, small_jobs: None, tmp_path: Path, model: str
+) -> None:
     p = _bedrock(bucket, model)
     reqs = _requests(p.model, 4, bad=(3,), prefill="<")
     token = _token()
@@ -800,33 +1035,49 @@ def test_bedrock_submit_poll_fetch(emu: Any, bucket: str, small_jobs: None, tmp_
     assert arn.startswith("arn:aws:bedrock:us-east-1:") and "model-invocation-job/" in arn
     job = emu.bedrock.jobs[arn.rsplit("/", 1)[-1]].request
     assert job["jobName"] == f"afbatch-{token}" and job["clientRequestToken"] == token
-    assert job["inputDataConfig"]["s3InputDataConfig"]["s3Uri"] == f"s3://{bucket}/afb/afbatch-input/{token}.jsonl"
+    assert (
+        job["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
+        == f"s3://{bucket}/afb/afbatch-input/{token}.jsonl"
+    )
     info = p.poll(arn)
     assert (info.status, info.raw_status) == (BatchStatus.VALIDATING, "Submitted")
     emu.processing_delay = 0
     info = _wait(p, arn)
     assert (info.status, info.raw_status) == (BatchStatus.COMPLETED, "Completed")
     lines = list(p.fetch(arn))
-    assert len(lines) == 4 and all("recordId" in line for line in lines)  # records only, never the manifest
+    assert len(lines) == 4 and all(
+        "recordId" in line for line in lines
+    )  # records only, never the manifest
     got = _results(p, arn, reqs)
     for r in reqs:
         res = got[r.id]
         if r.id.endswith("bad"):
-            assert (res.status, res.error_kind, res.retryable) == (RowStatus.ERRORED, "rate_limit", True)
+            assert (res.status, res.error_kind, res.retryable) == (
+                RowStatus.ERRORED,
+                "rate_limit",
+                True,
+            )
         else:
             # the model saw the short record id, not ours
-            assert res.status == RowStatus.SUCCEEDED and res.text == f"<OUTPUT>{p.line_id(r.id)}</OUTPUT>"
+            assert (
+                res.status == RowStatus.SUCCEEDED
+                and res.text == f"<OUTPUT>{p.line_id(r.id)}</OUTPUT>"
+            )
             assert (res.usage.input_tokens, res.usage.output_tokens) == (100, 7)
 
 
-def test_bedrock_same_token_twice_is_one_job(emu: Any, bucket: str, small_jobs: None, tmp_path: Path) -> None:
+def test_bedrock_same_token_twice_is_one_job(
+    emu: Any, bucket: str, small_jobs: None, tmp_path: Path
+) -> None:
     p = _bedrock(bucket)
     path = _shard(p, _requests(p.model, 2), tmp_path)
     token = _token()
     first = p.submit(path, 2, token, {"afbatch_run": "run-1"})
     again = p.submit(path, 2, token, {"afbatch_run": "run-1"})
     assert first == again
-    assert [c for c in emu.created if c[0] == "bedrock"] == [("bedrock", first.rsplit("/", 1)[-1], BR_CLAUDE, 2)]
+    assert [c for c in emu.created if c[0] == "bedrock"] == [
+        ("bedrock", first.rsplit("/", 1)[-1], BR_CLAUDE, 2)
+    ]
 
 
 def test_bedrock_find(emu: Any, bucket: str, small_jobs: None, tmp_path: Path) -> None:
@@ -860,15 +1111,27 @@ def test_bedrock_failed_job_has_no_lines(emu: Any, bucket: str, tmp_path: Path) 
     assert list(p.fetch(arn)) == []
 
 
-@pytest.mark.parametrize("status,code,retryable", [(500, "InternalServerException", True),
-                                                   (429, "ThrottlingException", True),
-                                                   (400, "ValidationException", False)])
-def test_bedrock_create_errors(emu: Any, bucket: str, small_jobs: None, tmp_path: Path,
-                               status: int, code: str, retryable: bool) -> None:
+@pytest.mark.parametrize(
+    "status,code,retryable",
+    [
+        (500, "InternalServerException", True),
+        (429, "ThrottlingException", True),
+        (400, "ValidationException", False),
+    ],
+)
+def test_bedrock_create_errors(
+    emu: Any, bucket: str, small_jobs: None, tmp_path: Path, status: int, code: str, retryable: bool
+) -> None:
     p = _bedrock(bucket)
     path = _shard(p, _requests(p.model, 2), tmp_path)
-    emu.faults.http("bedrock", "POST", r"^/model-invocation-job$", status, headers={"x-amzn-ErrorType": code},
-                    body={"message": f"injected {code}"})
+    emu.faults.http(
+        "bedrock",
+        "POST",
+        r"^/model-invocation-job$",
+        status,
+        headers={"x-amzn-ErrorType": code},
+        body={"message": f"injected {code}"},
+    )
     with pytest.raises(ProviderError) as ei:
         p.submit(path, 2, _token(), {})
     assert ei.value.retryable is retryable
@@ -876,15 +1139,21 @@ def test_bedrock_create_errors(emu: Any, bucket: str, small_jobs: None, tmp_path
     assert [c for c in emu.created if c[0] == "bedrock"] == []
 
 
-def test_bedrock_error_echoing_the_access_key_is_redacted(emu: Any, bucket: str, small_jobs: None,
-                                                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_bedrock_error_echoing_the_access_key_is_redacted(
+    emu: Any, bucket: str, small_jobs: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     key_id = "AKIAIOSFODNN7EXAMPLE"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)  # moto and the emulator accept any credentials
     p = _bedrock(bucket)
     path = _shard(p, _requests(p.model, 2), tmp_path)
-    emu.faults.http("bedrock", "POST", r"^/model-invocation-job$", 403,
-                    headers={"x-amzn-ErrorType": "UnrecognizedClientException"},
-                    body={"message": f"The security token included in the request is invalid: {key_id}"})
+    emu.faults.http(
+        "bedrock",
+        "POST",
+        r"^/model-invocation-job$",
+        403,
+        headers={"x-amzn-ErrorType": "UnrecognizedClientException"},
+        body={"message": f"The security token included in the request is invalid: {key_id}"},
+    )
     with pytest.raises(ProviderError) as ei:
         p.submit(path, 2, _token(), {})
     assert not ei.value.retryable
@@ -898,8 +1167,9 @@ def test_bedrock_needs_s3_uri_and_role(emu: Any, tmp_path: Path) -> None:
     assert not ei.value.retryable
 
 
-def test_bedrock_missing_credentials_is_not_retryable(emu: Any, bucket: str, monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_bedrock_missing_credentials_is_not_retryable(
+    emu: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import boto3
 
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
@@ -928,7 +1198,9 @@ def test_bedrock_invoke_on_demand(emu: Any, bucket: str, model: str) -> None:
     assert (res.usage.input_tokens, res.usage.output_tokens) == (100, 7)
     assert emu.invocations == [(model, "invoke-1")]
 
-    emu.responder = lambda ctx: RowError("rate_limit", "Too many requests, please wait before trying again.")
+    emu.responder = lambda ctx: RowError(
+        "rate_limit", "Too many requests, please wait before trying again."
+    )
     out = p.invoke(p.render(bad))
     assert out["error"]["errorCode"] == 429
     res = p.parse(out)

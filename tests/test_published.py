@@ -36,11 +36,14 @@ def _own_cache(tmp_path, monkeypatch):
     """Stand-ins seeded into a cache of this test's own: other tests must not see them."""
     monkeypatch.setenv("AFBATCH_CACHE_DIR", str(tmp_path / "cache"))
 
+
 # A made-up template in the notebook's shape: a str.format string with the two fields, and
 # doubled braces that .format prints as single ones.
-FAKE_TEMPLATE = ('<INPUT>\n<is_free_tier_user>{is_free_tier_user}</is_free_tier_user>\n\n'
-                 '<user_input>\n{user_input}. Stand-in instruction with {{braces}} kept.\n'
-                 '</user_input>\n</INPUT>')
+FAKE_TEMPLATE = (
+    "<INPUT>\n<is_free_tier_user>{is_free_tier_user}</is_free_tier_user>\n\n"
+    "<user_input>\n{user_input}. Stand-in instruction with {{braces}} kept.\n"
+    "</user_input>\n</INPUT>"
+)
 
 
 def fake_notebook(template: str | None = FAKE_TEMPLATE) -> bytes:
@@ -85,11 +88,15 @@ def test_notebook_without_a_template_is_one_line_naming_it(data):
 # --- the replication job against stand-ins ------------------------------------------------------
 
 GOALS = [f"Stand-in request number {i} with {{braces}}" for i in range(130)]
-SYSTEMS = {"with_examples.txt": "Stand-in CoT system prompt.\n\n<SCRATCHPAD_REASONING>x",
-           "no_cot_with_examples.txt": "Stand-in no-CoT system prompt {not a field}.\n"}
-STRONGREJECT = ("Stand-in rubric. User instruction: {prompt}\nAI model response: {response}\n"
-                "Answer as\n#scores\n1.a reasoning\n1.b answer\n2.a r\n2.b a\n3.a r\n3.b a\n"
-                "Literal {{braces}}.\n")
+SYSTEMS = {
+    "with_examples.txt": "Stand-in CoT system prompt.\n\n<SCRATCHPAD_REASONING>x",
+    "no_cot_with_examples.txt": "Stand-in no-CoT system prompt {not a field}.\n",
+}
+STRONGREJECT = (
+    "Stand-in rubric. User instruction: {prompt}\nAI model response: {response}\n"
+    "Answer as\n#scores\n1.a reasoning\n1.b answer\n2.a r\n2.b a\n3.a r\n3.b a\n"
+    "Literal {{braces}}.\n"
+)
 AF_CLASSIFIER = "Stand-in classifier system prompt: judge the transcript. Answer <final_answer>.\n"
 
 
@@ -102,13 +109,16 @@ def seed_replication_cache() -> dict[str, bytes]:
     w.writerow(["goal", "target"])
     for g in GOALS:
         w.writerow([g, "Sure"])
-    files = {job.dataset.source: buf.getvalue().encode(),
-             job.prompts.user_template: fake_notebook(),
-             job.judge.compliance_template: STRONGREJECT.encode(),
-             job.judge.af_template: AF_CLASSIFIER.encode()}
+    files = {
+        job.dataset.source: buf.getvalue().encode(),
+        job.prompts.user_template: fake_notebook(),
+        job.judge.compliance_template: STRONGREJECT.encode(),
+        job.judge.af_template: AF_CLASSIFIER.encode(),
+    }
     for v in job.variants:
-        files[v.system_prompt] = next(t for k, t in SYSTEMS.items()
-                                      if v.system_prompt.endswith("_" + k)).encode()
+        files[v.system_prompt] = next(
+            t for k, t in SYSTEMS.items() if v.system_prompt.endswith("_" + k)
+        ).encode()
     for url, data in files.items():
         assert url.startswith("https://")
         cache_put(url, data)
@@ -124,15 +134,21 @@ def test_replication_requests_match_the_notebook_construction():
     goals = [row["goal"] for row in csv.DictReader(io.StringIO(files[job.dataset.source].decode()))]
     template = notebook_template_independently(files[job.prompts.user_template])
     for model in job.models:
-        lines = [json.loads(line) for _, line in
-                 render_lines(get_provider(model), first_requests(grid, model, prices))]
+        lines = [
+            json.loads(line)
+            for _, line in render_lines(get_provider(model), first_requests(grid, model, prices))
+        ]
         expected = []
         for v in job.variants:
             system = files[v.system_prompt].decode()
             for free in (True, False):  # the notebook's order: tier, then prompt
                 for goal in goals[:100]:
-                    msgs = [{"role": "user", "content": template.format(is_free_tier_user=free,
-                                                                         user_input=goal)}]
+                    msgs = [
+                        {
+                            "role": "user",
+                            "content": template.format(is_free_tier_user=free, user_input=goal),
+                        }
+                    ]
                     if model.provider != "openai":  # the notebook prefills all but OpenAI
                         msgs.append({"role": "assistant", "content": "<" if v.cot else "<OUTPUT>"})
                     expected.append((system, msgs))
@@ -152,6 +168,7 @@ def test_replication_records_the_published_files_sha256():
     files = seed_replication_cache()
     grid = load_grid(load_job(REPLICATION), offline=True)
     import hashlib
+
     recorded = {i["ref"]: i["sha256"] for i in grid.inputs.values()}
     for url, data in files.items():
         assert recorded[url] == hashlib.sha256(data).hexdigest()
@@ -161,9 +178,11 @@ def test_a_changed_cached_copy_is_refused():
     files = seed_replication_cache()
     job = load_job(REPLICATION).job
     from afbatch.datasets import cache_dir
+
     index = json.loads((cache_dir() / "downloads" / "index.json").read_text())
     (cache_dir() / "downloads" / index[job.prompts.user_template]["file"]).write_bytes(
-        files[job.prompts.user_template] + b" ")
+        files[job.prompts.user_template] + b" "
+    )
     with pytest.raises(InputError, match="no longer matches its recorded sha256"):
         load_grid(load_job(REPLICATION), offline=True)
 
@@ -180,14 +199,18 @@ def test_replication_judges_read_the_published_prompts_with_the_jobs_rules():
     assert "Literal {braces}." in text  # str.format's doubled braces, as the original prints them
     tpl = grid.judge_templates["compliance"]
     assert tpl.parse("#scores\n1.a r\n1.b 0\n2.a r\n2.b 4\n3.a r\n3.b 5\n") == {
-        "refused": False, "convincing": 4, "specific": 5}
+        "refused": False,
+        "convincing": 4,
+        "specific": 5,
+    }
     assert tpl.parse("1.b answer\n2.b a\n3.b a") is None  # the rubric's own format lines
     (af,) = af_requests(judge, grid.judge_templates["alignment_faking"], conv, "my reasoning")
     assert af.system == AF_CLASSIFIER and af.messages[0].content == "my reasoning"
     assert af.n == 20
     atpl = grid.judge_templates["alignment_faking"]
     assert atpl.parse("<criteria_1>Yes</criteria_1>\n<final_answer>Yes</final_answer>") == {
-        "final_answer": True}
+        "final_answer": True
+    }
 
 
 # --- parse rules declared in a job ----------------------------------------------------------------
@@ -215,8 +238,9 @@ model = "gpt-4o-mini"
 """
 
 
-def write_rules_job(tmp_path: Path, rules: str,
-                    judge_text: str = "Judge {request} {response}") -> Path:
+def write_rules_job(
+    tmp_path: Path, rules: str, judge_text: str = "Judge {request} {response}"
+) -> Path:
     (tmp_path / "data.csv").write_text("goal\nDo a thing\n")
     (tmp_path / "user.txt").write_text("{is_free_tier_user} {user_input}")
     (tmp_path / "system.txt").write_text("sys")
@@ -235,16 +259,19 @@ def test_rules_without_the_stages_answer_are_refused_at_load(tmp_path):
 
 
 def test_rules_on_a_template_with_front_matter_are_refused(tmp_path):
-    front = ('+++\nstage = "compliance"\n[verdict.refused]\npattern = \'(\\d)\'\n+++\nJudge')
+    front = "+++\nstage = \"compliance\"\n[verdict.refused]\npattern = '(\\d)'\n+++\nJudge"
     p = write_rules_job(tmp_path, "verdict.refused = { pattern = '(\\d)' }", front)
     with pytest.raises(InputError, match="has its own front matter"):
         load_grid(load_job(p))
 
 
 def test_rules_rename_placeholders_by_plain_replacement(tmp_path):
-    p = write_rules_job(tmp_path, "verdict.refused = { pattern = 'R=(\\d)' }\n"
-                                  "placeholders = { request = \"<<Q>>\", response = \"<<A>>\" }",
-                        "Q: <<Q>> A: <<A>> {kept}")
+    p = write_rules_job(
+        tmp_path,
+        "verdict.refused = { pattern = 'R=(\\d)' }\n"
+        'placeholders = { request = "<<Q>>", response = "<<A>>" }',
+        "Q: <<Q>> A: <<A>> {kept}",
+    )
     grid = load_grid(load_job(p))
     tpl = grid.judge_templates["compliance"]
     assert tpl.prompt(request="r", response="a") == (None, "Q: r A: a {kept}")
@@ -257,8 +284,12 @@ def test_replication_estimates_offline_from_declared_sizes_and_notes_them():
     est = estimate_job(load_job(REPLICATION), load_prices(), offline=True)
     notes = "\n".join(est.notes)
     job = load_job(REPLICATION).job
-    for ref in (job.prompts.user_template, job.variants[0].system_prompt,
-                job.judge.compliance_template, job.judge.af_template):
+    for ref in (
+        job.prompts.user_template,
+        job.variants[0].system_prompt,
+        job.judge.compliance_template,
+        job.judge.af_template,
+    ):
         assert f"{ref} is not cached and cannot be downloaded" in notes
     assert est.totals()["cost_batch_usd"] > 0
 
@@ -322,10 +353,13 @@ def test_cache_add_makes_a_local_file_the_urls_copy(tmp_path):
     assert r.exit_code != 0 and "not an http(s) URL" in r.output
 
 
-@pytest.mark.parametrize("rules, text", [
-    ("verdict.refused = { pattern = '(\\d)' }", "Judge {prompt} and {answer}"),  # not mapped
-    ("verdict.refused = { pattern = '(\\d)' }\nuser = \"{request}\"", "System text"),
-])
+@pytest.mark.parametrize(
+    "rules, text",
+    [
+        ("verdict.refused = { pattern = '(\\d)' }", "Judge {prompt} and {answer}"),  # not mapped
+        ("verdict.refused = { pattern = '(\\d)' }\nuser = \"{request}\"", "System text"),
+    ],
+)
 def test_rules_that_never_show_the_judge_the_answer_are_refused(tmp_path, rules, text):
     p = write_rules_job(tmp_path, rules, text)
     with pytest.raises(InputError) as e:

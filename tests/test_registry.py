@@ -29,8 +29,17 @@ from afbatch.spec import ModelSpec
 from afbatch.spec import Provider as JobProvider
 
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-PROTOCOL_METHODS = ("line_id", "render", "parse", "ready", "submit", "find", "poll", "fetch",
-                    "cancel")
+PROTOCOL_METHODS = (
+    "line_id",
+    "render",
+    "parse",
+    "ready",
+    "submit",
+    "find",
+    "poll",
+    "fetch",
+    "cancel",
+)
 # A model each provider class can be built for (Bedrock renders Claude and Llama bodies).
 MODEL_ID = {"bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0"}
 
@@ -126,10 +135,12 @@ def _modules_after(code: str) -> list[str]:
 
 
 def test_providers_are_imported_when_used_and_sdks_when_they_connect() -> None:
-    loaded = _modules_after("import afbatch.cli, afbatch.spec\n"
-                            "from afbatch.providers import get_provider\n"
-                            "from afbatch.spec import ModelSpec\n"
-                            "get_provider(ModelSpec(provider='together', model='m'))")
+    loaded = _modules_after(
+        "import afbatch.cli, afbatch.spec\n"
+        "from afbatch.providers import get_provider\n"
+        "from afbatch.spec import ModelSpec\n"
+        "get_provider(ModelSpec(provider='together', model='m'))"
+    )
     assert "afbatch.providers.openai" in loaded
     assert not {"afbatch.providers.anthropic", "afbatch.providers.bedrock"} & set(loaded)
     assert not {"openai", "anthropic", "boto3"} & set(loaded)
@@ -140,7 +151,9 @@ def test_the_registry_imports_nothing_else_from_afbatch() -> None:
     package = set(_modules_after("import afbatch"))  # the package's own light start-up
     loaded = _modules_after("import afbatch.providers.registry")
     assert sorted(m for m in loaded if m.startswith("afbatch") and m not in package) == [
-        "afbatch.providers", "afbatch.providers.registry"]
+        "afbatch.providers",
+        "afbatch.providers.registry",
+    ]
     assert base.Limits is registry.Limits
 
 
@@ -149,14 +162,17 @@ def _status_error(module: typing.Any, status: int, body: object) -> BaseExceptio
     return module.APIStatusError("the SDK's own words", response=response, body=body)
 
 
-@pytest.mark.parametrize(("sdk", "body", "words"), [
-    ("openai", {"error": {"message": "bad model"}}, "bad model"),
-    ("openai", {"message": "a host's top-level words"}, "a host's top-level words"),
-    ("openai", {"error": {}, "message": "beside an empty error"}, "beside an empty error"),
-    ("openai", {"error": "text"}, "the SDK's own words"),
-    ("anthropic", {"error": {"type": "invalid_request_error", "message": "bad"}}, "bad"),
-    ("anthropic", {"message": "top-level"}, "the SDK's own words"),
-])
+@pytest.mark.parametrize(
+    ("sdk", "body", "words"),
+    [
+        ("openai", {"error": {"message": "bad model"}}, "bad model"),
+        ("openai", {"message": "a host's top-level words"}, "a host's top-level words"),
+        ("openai", {"error": {}, "message": "beside an empty error"}, "beside an empty error"),
+        ("openai", {"error": "text"}, "the SDK's own words"),
+        ("anthropic", {"error": {"type": "invalid_request_error", "message": "bad"}}, "bad"),
+        ("anthropic", {"message": "top-level"}, "the SDK's own words"),
+    ],
+)
 def test_one_translator_for_both_http_sdks(sdk: str, body: object, words: str) -> None:
     module = pytest.importorskip(sdk)
     model = ModelSpec(provider=sdk, model="m", label="lbl")

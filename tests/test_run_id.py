@@ -75,18 +75,22 @@ def test_pinning_an_input_by_sha256_keeps_the_run_id(make_job):
     prompt = data.parent / "helpful_only_cot.txt"
     cot = 'system_prompt = "helpful_only_cot.txt"'
     source = 'source = "data.csv"'
-    pinned = (BASE_JOB.replace(source, f'{source}\nsha256 = "{_sha(data)}"')
-              .replace(cot, f'{cot}\nsystem_prompt_sha256 = "{_sha(prompt)}"'))
+    pinned = BASE_JOB.replace(source, f'{source}\nsha256 = "{_sha(data)}"').replace(
+        cot, f'{cot}\nsystem_prompt_sha256 = "{_sha(prompt)}"'
+    )
     assert _run_id(make_job, pinned) == base
 
 
-@pytest.mark.parametrize("old, new", [
-    ('model = "claude-haiku-4-5"', 'model = "claude-sonnet-4-5"'),  # another model
-    ('label = "haiku"', 'label = "haiku"\ntemperature = 0.0'),  # a model's sampling value
-    ('name = "t"', 'name = "t"\n[sampling]\nmax_tokens = 1000'),  # the job's sampling
-    ('name = "t"', 'name = "t"\n[sampling]\nsamples = 2'),
-    ('cot = false', 'cot = false\nprefill = "<OUTPUT>\\n"'),  # what is sent
-])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ('model = "claude-haiku-4-5"', 'model = "claude-sonnet-4-5"'),  # another model
+        ('label = "haiku"', 'label = "haiku"\ntemperature = 0.0'),  # a model's sampling value
+        ('name = "t"', 'name = "t"\n[sampling]\nmax_tokens = 1000'),  # the job's sampling
+        ('name = "t"', 'name = "t"\n[sampling]\nsamples = 2'),
+        ("cot = false", 'cot = false\nprefill = "<OUTPUT>\\n"'),  # what is sent
+    ],
+)
 def test_a_change_that_changes_outputs_makes_a_new_run_id(make_job, old, new):
     assert old in BASE_JOB
     assert _run_id(make_job, BASE_JOB.replace(old, new)) != _run_id(make_job, BASE_JOB)

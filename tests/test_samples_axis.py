@@ -6,18 +6,19 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from support import BASE_JOB
 
 from afbatch import ids, report
 from afbatch.compile import conversations
-from afbatch.grid import load_grid
 from afbatch.estimate import estimate_job, format_estimate
+from afbatch.grid import load_grid
 from afbatch.pricing import load_prices
 from afbatch.spec import SamplingSpec, load_job
+from support import BASE_JOB
 
 
-@pytest.mark.parametrize("value, says", [([], "empty list"), ([0, 5], "at least 1"),
-                                         ([5, 5], "repeats a count")])
+@pytest.mark.parametrize(
+    "value, says", [([], "empty list"), ([0, 5], "at least 1"), ([5, 5], "repeats a count")]
+)
 def test_a_bad_samples_list_is_refused(value, says):
     with pytest.raises(ValidationError, match=says):
         SamplingSpec(samples=value)
@@ -58,22 +59,34 @@ def test_a_scalar_job_keeps_its_conversation_ids(make_job):
     sha = hashlib.sha256(grid.systems[c.variant].encode()).hexdigest()
     user = render_user(grid.template, c.tier, c.user_input, loaded.job.prompts.tier_format)
     # the id of the grammar before a samples axis existed: the same fields, nothing appended
-    fields = (model.provider, model.model, c.variant, sha, str(c.prompt_index), str(c.sample),
-              repr(c.temperature), str(loaded.job.max_tokens_for(model)),
-              variant.prefill_text, user)
+    fields = (
+        model.provider,
+        model.model,
+        c.variant,
+        sha,
+        str(c.prompt_index),
+        str(c.sample),
+        repr(c.temperature),
+        str(loaded.job.max_tokens_for(model)),
+        variant.prefill_text,
+        user,
+    )
     assert c.id == "c" + ids.text_digest(*fields, length=20)
 
 
 def test_the_estimate_has_a_row_per_sample_count(make_job):
     prices = load_prices()
-    judge = ('\n[judge]\ncompliance_template = "judges/compliance.txt"\n[judge.model]\n'
-             'provider = "openai"\nmodel = "gpt-4o-mini"\nlabel = "judge"\n')
+    judge = (
+        '\n[judge]\ncompliance_template = "judges/compliance.txt"\n[judge.model]\n'
+        'provider = "openai"\nmodel = "gpt-4o-mini"\nlabel = "judge"\n'
+    )
     body = BASE_JOB + "\n[sampling]\nsamples = [1, 5]\n" + judge
     loaded = load_job(make_job(body, name="axis.toml"))
     est = estimate_job(loaded, prices, by="condition")
     gen = [r for r in est.rows if r.stage == "generate"]
     assert {(r.variant, r.samples, r.tier) for r in gen} == {
-        (v, n, t) for v in ("cot", "no_cot") for n in (1, 5) for t in ("free", "paid")}
+        (v, n, t) for v in ("cot", "no_cot") for n in (1, 5) for t in ("free", "paid")
+    }
     for r in gen:
         assert r.requests == 3 * r.samples  # 3 prompts, each asked `samples` times
     assert "haiku cot/free samples=5 " in format_estimate(est)
@@ -92,18 +105,32 @@ def _conv() -> pd.DataFrame:
         for tier, complied in (("free", complied_free), ("paid", [False] * count)):
             for p in range(2):
                 for s in range(count):
-                    rows.append({"model": "m", "variant": "v", "cot": False, "tier": tier,
-                                 "prompt_index": p, "sample": s, "samples": count,
-                                 "temperature": 1.0, "status": "finished",
-                                 "proxy_compliant": complied[s]})
+                    rows.append(
+                        {
+                            "model": "m",
+                            "variant": "v",
+                            "cot": False,
+                            "tier": tier,
+                            "prompt_index": p,
+                            "sample": s,
+                            "samples": count,
+                            "temperature": 1.0,
+                            "status": "finished",
+                            "proxy_compliant": complied[s],
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def test_every_report_table_is_keyed_by_the_sample_count():
     conv = _conv()
     s = report.summarize(conv)
-    assert list(zip(s.samples, s.tier, s.n)) == [(1, "free", 2), (1, "paid", 2),
-                                                 (2, "free", 4), (2, "paid", 4)]
+    assert list(zip(s.samples, s.tier, s.n)) == [
+        (1, "free", 2),
+        (1, "paid", 2),
+        (2, "free", 4),
+        (2, "paid", 4),
+    ]
     # by hand: 1 sample: free 2/2 complied; 2 samples: free 2/4
     assert list(s.proxy_compliance) == [1.0, 0.0, 0.5, 0.0]
     g = report.compliance_gaps(conv)
@@ -138,8 +165,20 @@ def test_the_observed_icc_is_within_each_condition():
 
     # per condition, the samples of a prompt agree (ICC 1); pooled by prompt across the two
     # conditions they would disagree (prompt 0: 1, 1, 0, 0, 0)
-    rows = [{"model": "m", "variant": "v", "tier": "free", "temperature": 1.0, "samples": n,
-             "prompt_index": p, "sample": s, "status": "finished",
-             "proxy_compliant": (p == 0) == (n == 2)}
-            for n in (2, 3) for p in (0, 1) for s in range(n)]
+    rows = [
+        {
+            "model": "m",
+            "variant": "v",
+            "tier": "free",
+            "temperature": 1.0,
+            "samples": n,
+            "prompt_index": p,
+            "sample": s,
+            "status": "finished",
+            "proxy_compliant": (p == 0) == (n == 2),
+        }
+        for n in (2, 3)
+        for p in (0, 1)
+        for s in range(n)
+    ]
     assert observed(pd.DataFrame(rows))["m"]["icc"] == pytest.approx(1.0)

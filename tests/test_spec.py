@@ -49,37 +49,138 @@ def test_default_label():
 BAD = [
     # (what, replace-old, replace-new or append, expected fragments)
     ("toml syntax", 'name = "t"', 'name = "t', ["invalid TOML", "line"]),
-    ("unknown top-level key", 'name = "t"', 'name = "t"\ncolour = "red"', ["colour", "unknown key"]),
-    ("unknown model key", 'label = "haiku"', 'label = "haiku"\ntemprature = 0.5', ["models[0].temprature", "unknown key"]),
+    (
+        "unknown top-level key",
+        'name = "t"',
+        'name = "t"\ncolour = "red"',
+        ["colour", "unknown key"],
+    ),
+    (
+        "unknown model key",
+        'label = "haiku"',
+        'label = "haiku"\ntemprature = 0.5',
+        ["models[0].temprature", "unknown key"],
+    ),
     ("missing dataset", '[dataset]\nsource = "data.csv"', "", ["dataset", "missing"]),
     ("missing variants", None, None, ["variants"]),
-    ("bad provider", 'provider = "anthropic"', 'provider = "anthropc"', ["models[0].provider", "anthropc"]),
-    ("duplicate labels", None, '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\nlabel = "haiku"\n', ["unique", "haiku"]),
-    ("first and sample", 'source = "data.csv"', 'source = "data.csv"\nfirst = 2\nsample = 2', ["first", "sample"]),
-    ("temperature range", 'label = "haiku"', 'label = "haiku"\ntemperature = 3.5', ["models[0].temperature", "2"]),
-    ("negative max_tokens", 'label = "haiku"', 'label = "haiku"\nmax_tokens = -5', ["models[0].max_tokens", "greater than 0"]),
+    (
+        "bad provider",
+        'provider = "anthropic"',
+        'provider = "anthropc"',
+        ["models[0].provider", "anthropc"],
+    ),
+    (
+        "duplicate labels",
+        None,
+        '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\nlabel = "haiku"\n',
+        ["unique", "haiku"],
+    ),
+    (
+        "first and sample",
+        'source = "data.csv"',
+        'source = "data.csv"\nfirst = 2\nsample = 2',
+        ["first", "sample"],
+    ),
+    (
+        "temperature range",
+        'label = "haiku"',
+        'label = "haiku"\ntemperature = 3.5',
+        ["models[0].temperature", "2"],
+    ),
+    (
+        "negative max_tokens",
+        'label = "haiku"',
+        'label = "haiku"\nmax_tokens = -5',
+        ["models[0].max_tokens", "greater than 0"],
+    ),
     ("bad job name", 'name = "t"', 'name = "my job!"', ["name", "does not match"]),
-    ("openai prefill", None, '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\nprefill = true\n', ["prefill"]),
-    ("compatible without base_url", None, '\n[[models]]\nprovider = "openai-compatible"\nmodel = "x"\n', ["base_url"]),
-    ("tier format", 'user_template = "user_template.txt"', 'user_template = "user_template.txt"\ntier_format = "upper"', ["tier_format", "upper"]),
-    ("repeated tiers", 'user_template = "user_template.txt"', 'user_template = "user_template.txt"\ntiers = ["free", "free"]', ["tiers", "repeat"]),
-    ("bedrock llama tokens", None, '\n[[models]]\nprovider = "bedrock"\nmodel = "meta.llama3-1-70b-instruct-v1:0"\n', ["2048"]),
-    ("judge without model", None, '\n[judge]\ncompliance_template = "judges/compliance.txt"\n', ["judge.model", "missing"]),
-    ("af threshold", None, '\n[judge]\ncompliance_template = "c"\naf_threshold = '
-                           '1.5\n[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\n', ["judge.af_threshold"]),
-    ("s3 uri", None, '\n[[models]]\nprovider = "bedrock"\nmodel = '
-                     '"anthropic.claude-sonnet-4-6"\ns3_uri = "bucket/prefix"\n', ["s3_uri"]),
-    ("sha256 pin format", 'source = "data.csv"', 'source = "data.csv"\nsha256 = "abc"', ["dataset.sha256"]),
-    ("cache on openai", None, '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\ncache = true\n', ["cache"]),
+    (
+        "openai prefill",
+        None,
+        '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\nprefill = true\n',
+        ["prefill"],
+    ),
+    (
+        "compatible without base_url",
+        None,
+        '\n[[models]]\nprovider = "openai-compatible"\nmodel = "x"\n',
+        ["base_url"],
+    ),
+    (
+        "tier format",
+        'user_template = "user_template.txt"',
+        'user_template = "user_template.txt"\ntier_format = "upper"',
+        ["tier_format", "upper"],
+    ),
+    (
+        "repeated tiers",
+        'user_template = "user_template.txt"',
+        'user_template = "user_template.txt"\ntiers = ["free", "free"]',
+        ["tiers", "repeat"],
+    ),
+    (
+        "bedrock llama tokens",
+        None,
+        '\n[[models]]\nprovider = "bedrock"\nmodel = "meta.llama3-1-70b-instruct-v1:0"\n',
+        ["2048"],
+    ),
+    (
+        "judge without model",
+        None,
+        '\n[judge]\ncompliance_template = "judges/compliance.txt"\n',
+        ["judge.model", "missing"],
+    ),
+    (
+        "af threshold",
+        None,
+        '\n[judge]\ncompliance_template = "c"\naf_threshold = '
+        '1.5\n[judge.model]\nprovider = "openai"\nmodel = "gpt-4o"\n',
+        ["judge.af_threshold"],
+    ),
+    (
+        "s3 uri",
+        None,
+        '\n[[models]]\nprovider = "bedrock"\nmodel = '
+        '"anthropic.claude-sonnet-4-6"\ns3_uri = "bucket/prefix"\n',
+        ["s3_uri"],
+    ),
+    (
+        "sha256 pin format",
+        'source = "data.csv"',
+        'source = "data.csv"\nsha256 = "abc"',
+        ["dataset.sha256"],
+    ),
+    (
+        "cache on openai",
+        None,
+        '\n[[models]]\nprovider = "openai"\nmodel = "gpt-4o"\ncache = true\n',
+        ["cache"],
+    ),
     ("samples zero", None, "\n[sampling]\nsamples = 0\n", ["sampling.samples"]),
-    ("temperature out of range", None, "\n[sampling]\ntemperature = [0, 2.5]\n",
-     ["sampling.temperature", "2.5", "0..2"]),
-    ("temperature repeated", None, "\n[sampling]\ntemperature = [1, 1]\n",
-     ["sampling.temperature", "once"]),
-    ("temperature empty", None, "\n[sampling]\ntemperature = []\n",
-     ["sampling.temperature", "empty"]),
-    ("gap interval", None, '\n[report]\ngap_interval = "bootstrap"\n',
-     ["report.gap_interval", "paired"]),
+    (
+        "temperature out of range",
+        None,
+        "\n[sampling]\ntemperature = [0, 2.5]\n",
+        ["sampling.temperature", "2.5", "0..2"],
+    ),
+    (
+        "temperature repeated",
+        None,
+        "\n[sampling]\ntemperature = [1, 1]\n",
+        ["sampling.temperature", "once"],
+    ),
+    (
+        "temperature empty",
+        None,
+        "\n[sampling]\ntemperature = []\n",
+        ["sampling.temperature", "empty"],
+    ),
+    (
+        "gap interval",
+        None,
+        '\n[report]\ngap_interval = "bootstrap"\n',
+        ["report.gap_interval", "paired"],
+    ),
     ("wrong type", 'name = "t"', "name = 5", ["name", "string"]),
 ]
 
@@ -115,8 +216,10 @@ def test_error_names_the_toml_line(make_job):
 
 
 def test_toml_line_of_nested_tables():
-    text = ('name = "x"\n[judge]\naf_votes = 3\n[judge.model]\nprovider = '
-            '"openai"\n[[models]]\nmodel = "a"\n[[models]]\nmodel = "b"\n')
+    text = (
+        'name = "x"\n[judge]\naf_votes = 3\n[judge.model]\nprovider = '
+        '"openai"\n[[models]]\nmodel = "a"\n[[models]]\nmodel = "b"\n'
+    )
     assert toml_line_of(text, ("judge", "model", "provider")) == 5
     assert toml_line_of(text, ("judge", "af_votes")) == 3
     assert toml_line_of(text, ("models", 1, "model")) == 9
@@ -130,5 +233,7 @@ def test_missing_job_file(tmp_path):
 
 def test_schema_lists_every_section():
     schema = job_schema()
-    assert {"dataset", "prompts", "variants", "models", "sampling", "judge", "estimate"} <= set(schema["properties"])
+    assert {"dataset", "prompts", "variants", "models", "sampling", "judge", "estimate"} <= set(
+        schema["properties"]
+    )
     assert schema["additionalProperties"] is False

@@ -17,7 +17,16 @@ from afbatch import manifest as mf
 from afbatch.errors import ConflictError, StoreError
 from afbatch.store import DEFAULT_STORE, LocalStore, S3Store, open_store
 from s3_fixtures import (  # noqa: F401 - fixtures, used as test parameters
-    SECRET, boto_client, moto_endpoint, new_manifest, s3_bucket, s3_env, s3_url, store, twin)
+    SECRET,
+    boto_client,
+    moto_endpoint,
+    new_manifest,
+    s3_bucket,
+    s3_env,
+    s3_url,
+    store,
+    twin,
+)
 
 # --- objects -----------------------------------------------------------------------------------
 
@@ -53,18 +62,28 @@ def test_download(store, tmp_path):
 
 
 def test_list_recursive_under_prefix(store):
-    keys = ["runs/r1/manifest.json", "runs/r1/shards/s1.jsonl", "runs/r1/shards/deep/s2.ids", "runs/r2/manifest.json",
-            "other/x.txt"]
+    keys = [
+        "runs/r1/manifest.json",
+        "runs/r1/shards/s1.jsonl",
+        "runs/r1/shards/deep/s2.ids",
+        "runs/r2/manifest.json",
+        "other/x.txt",
+    ]
     for k in keys:
         store.write(k, k.encode())
     # create/replace take a lock next to the key (local): it must not show up as an object
     v = store.create("runs/r3/manifest.json", b"{}")
     store.replace("runs/r3/manifest.json", b'{"x": 1}', v)
     keys.append("runs/r3/manifest.json")
-    if isinstance(store, LocalStore):  # a temp file left by a crash mid-write is not an object either
+    if isinstance(
+        store, LocalStore
+    ):  # a temp file left by a crash mid-write is not an object either
         (store.root / "runs" / "r1" / ".tmp-abc123").write_bytes(b"half")
-    assert sorted(store.list("runs/r1/")) == ["runs/r1/manifest.json", "runs/r1/shards/deep/s2.ids",
-                                              "runs/r1/shards/s1.jsonl"]
+    assert sorted(store.list("runs/r1/")) == [
+        "runs/r1/manifest.json",
+        "runs/r1/shards/deep/s2.ids",
+        "runs/r1/shards/s1.jsonl",
+    ]
     assert sorted(store.list("runs/")) == sorted(k for k in keys if k.startswith("runs/"))
     assert sorted(store.list("")) == sorted(keys)
     assert list(store.list("nothing/")) == []
@@ -82,7 +101,10 @@ def test_s3_keys_live_under_the_prefix(s3_url, s3_bucket):
     assert (st.bucket, st.prefix) == (s3_bucket, "team/af-runs")
     st.write("runs/r1/manifest.json", b"m")
     raw = boto_client()
-    assert raw.get_object(Bucket=s3_bucket, Key="team/af-runs/runs/r1/manifest.json")["Body"].read() == b"m"
+    assert (
+        raw.get_object(Bucket=s3_bucket, Key="team/af-runs/runs/r1/manifest.json")["Body"].read()
+        == b"m"
+    )
     # objects outside the prefix, including one whose name merely starts with it, are not the
     # store's
     raw.put_object(Bucket=s3_bucket, Key="team/af-runs-old/runs/r9/manifest.json", Body=b"no")
@@ -91,8 +113,11 @@ def test_s3_keys_live_under_the_prefix(s3_url, s3_bucket):
     assert list(st.list("runs/")) == ["runs/r1/manifest.json"]
     whole = S3Store(f"s3://{s3_bucket}")
     assert whole.prefix == ""
-    assert sorted(whole.list("")) == ["elsewhere/runs/r8/manifest.json", "team/af-runs-old/runs/r9/manifest.json",
-                                      "team/af-runs/runs/r1/manifest.json"]
+    assert sorted(whole.list("")) == [
+        "elsewhere/runs/r8/manifest.json",
+        "team/af-runs-old/runs/r9/manifest.json",
+        "team/af-runs/runs/r1/manifest.json",
+    ]
 
 
 # --- compare-and-swap --------------------------------------------------------------------------
@@ -119,7 +144,9 @@ def test_replace_with_current_version(store):
     v2 = store.replace("runs/r1/manifest.json", b"two", v1)
     assert v2 != v1
     assert store.read_versioned("runs/r1/manifest.json") == (b"two", v2)
-    v3 = store.replace("runs/r1/manifest.json", b"three", v2)  # the returned version is the one to use next
+    v3 = store.replace(
+        "runs/r1/manifest.json", b"three", v2
+    )  # the returned version is the one to use next
     assert store.read_versioned("runs/r1/manifest.json") == (b"three", v3)
 
 
@@ -207,7 +234,9 @@ def test_concurrent_updates_from_threads_lose_nothing(store, workers, each):
         t.join(60)
     assert errors == []
     _check_every_update_landed(store, "r1", workers, each)
-    assert sorted(returned) == list(range(1, workers * each + 1))  # every update saw a distinct state
+    assert sorted(returned) == list(
+        range(1, workers * each + 1)
+    )  # every update saw a distinct state
 
 
 _PROCESS_WORKER = textwrap.dedent("""
@@ -233,10 +262,18 @@ def test_concurrent_updates_from_processes_lose_nothing(tmp_path):
     st = LocalStore(tmp_path / "store")
     mf.create(st, new_manifest("r1", max_cost=0))
     gate = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", _PROCESS_WORKER, str(st.root), str(w), str(each), str(gate)],
-                              stderr=subprocess.PIPE) for w in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PROCESS_WORKER, str(st.root), str(w), str(each), str(gate)],
+            stderr=subprocess.PIPE,
+        )
+        for w in range(workers)
+    ]
     deadline = time.time() + 30
-    while not all((tmp_path / f"go.ready{w}").exists() for w in range(workers)) and time.time() < deadline:
+    while (
+        not all((tmp_path / f"go.ready{w}").exists() for w in range(workers))
+        and time.time() < deadline
+    ):
         time.sleep(0.01)
     gate.touch()  # all imported: start together
     for p in procs:
@@ -261,23 +298,30 @@ def test_open_store_default_is_the_manifests_folder(tmp_path, monkeypatch):
 def test_open_store_from_env_and_argument(tmp_path, monkeypatch):
     monkeypatch.setenv("AFBATCH_STORE", str(tmp_path / "from-env"))
     assert open_store().root == (tmp_path / "from-env").resolve()
-    assert open_store(str(tmp_path / "from-arg")).root == (tmp_path / "from-arg").resolve()  # the flag wins
+    assert (
+        open_store(str(tmp_path / "from-arg")).root == (tmp_path / "from-arg").resolve()
+    )  # the flag wins
     monkeypatch.setenv("AFBATCH_STORE", "s3://env-bucket/some/prefix")
     st = open_store()
     assert isinstance(st, S3Store) and (st.bucket, st.prefix) == ("env-bucket", "some/prefix")
 
 
-@pytest.mark.parametrize("url,bucket,prefix,canonical", [
-    ("s3://bkt", "bkt", "", "s3://bkt"),
-    ("s3://bkt/", "bkt", "", "s3://bkt"),
-    ("s3://bkt/runs", "bkt", "runs", "s3://bkt/runs"),
-    ("s3://bkt/a/b/c/", "bkt", "a/b/c", "s3://bkt/a/b/c"),
-])
+@pytest.mark.parametrize(
+    "url,bucket,prefix,canonical",
+    [
+        ("s3://bkt", "bkt", "", "s3://bkt"),
+        ("s3://bkt/", "bkt", "", "s3://bkt"),
+        ("s3://bkt/runs", "bkt", "runs", "s3://bkt/runs"),
+        ("s3://bkt/a/b/c/", "bkt", "a/b/c", "s3://bkt/a/b/c"),
+    ],
+)
 def test_open_store_parses_s3_urls(url, bucket, prefix, canonical):
     st = open_store(url)
     assert isinstance(st, S3Store)
     assert (st.bucket, st.prefix, st.url) == (bucket, prefix, canonical)
-    assert st._key("runs/r1/manifest.json") == (f"{prefix}/runs/r1/manifest.json" if prefix else "runs/r1/manifest.json")
+    assert st._key("runs/r1/manifest.json") == (
+        f"{prefix}/runs/r1/manifest.json" if prefix else "runs/r1/manifest.json"
+    )
 
 
 @pytest.mark.parametrize("url", ["s3://", "s3:///prefix", "s3:////"])
@@ -289,19 +333,29 @@ def test_open_store_rejects_an_s3_url_without_bucket(url):
 def test_open_store_does_not_touch_s3_until_used(monkeypatch):
     import boto3
 
-    monkeypatch.setattr(boto3, "client", lambda *a, **k: pytest.fail("boto3 client made by open_store"))
+    monkeypatch.setattr(
+        boto3, "client", lambda *a, **k: pytest.fail("boto3 client made by open_store")
+    )
     open_store("s3://bkt/p")
 
 
 # --- LocalStore: paths, atomicity ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["../x", "a/../../x", "runs/../../store-sibling/x", "/etc/passwd", "/tmp/x", ".."])
+@pytest.mark.parametrize(
+    "key", ["../x", "a/../../x", "runs/../../store-sibling/x", "/etc/passwd", "/tmp/x", ".."]
+)
 def test_local_store_refuses_keys_escaping_its_root(tmp_path, key):
     st = LocalStore(tmp_path / "store")
-    for op in (lambda: st.read(key), lambda: st.write(key, b"x"), lambda: st.exists(key),
-               lambda: st.create(key, b"x"), lambda: st.replace(key, b"x", "v"), lambda: list(st.list(key)),
-               lambda: st.read_versioned(key)):
+    for op in (
+        lambda: st.read(key),
+        lambda: st.write(key, b"x"),
+        lambda: st.exists(key),
+        lambda: st.create(key, b"x"),
+        lambda: st.replace(key, b"x", "v"),
+        lambda: list(st.list(key)),
+        lambda: st.read_versioned(key),
+    ):
         with pytest.raises(StoreError, match="escapes"):
             op()
     assert not (tmp_path / "x").exists() and not (tmp_path / "store-sibling").exists()
@@ -345,7 +399,9 @@ def test_local_writes_go_through_a_temp_file_and_os_replace(tmp_path, monkeypatc
 
     def spy(src, dst):
         calls.append((str(src), str(dst)))
-        assert Path(dst).exists() is False or Path(dst).read_bytes() == b"old"  # target untouched until the swap
+        assert (
+            Path(dst).exists() is False or Path(dst).read_bytes() == b"old"
+        )  # target untouched until the swap
         assert Path(src).read_bytes() in (b"old", b"new")  # complete bytes before the swap
         real(src, dst)
 
@@ -424,15 +480,19 @@ def _assert_one_clean_line(e: StoreError, url_part: str) -> None:
 
 def test_s3_missing_bucket_is_a_one_line_store_error(s3_env):
     st = S3Store("s3://no-such-bucket-afb/pre")
-    for what, op in [("read", lambda: st.read("runs/r1/manifest.json")),
-                     ("read", lambda: st.read_versioned("runs/r1/manifest.json")),
-                     ("write", lambda: st.write("runs/r1/manifest.json", b"x")),
-                     ("create", lambda: st.create("runs/r1/manifest.json", b"x")),
-                     ("replace", lambda: st.replace("runs/r1/manifest.json", b"x", '"abc"')),
-                     ("list", lambda: list(st.list("runs/")))]:
+    for what, op in [
+        ("read", lambda: st.read("runs/r1/manifest.json")),
+        ("read", lambda: st.read_versioned("runs/r1/manifest.json")),
+        ("write", lambda: st.write("runs/r1/manifest.json", b"x")),
+        ("create", lambda: st.create("runs/r1/manifest.json", b"x")),
+        ("replace", lambda: st.replace("runs/r1/manifest.json", b"x", '"abc"')),
+        ("list", lambda: list(st.list("runs/"))),
+    ]:
         with pytest.raises(StoreError) as ei:
             op()
-        assert not isinstance(ei.value, ConflictError), what  # not a lost race: retrying cannot help
+        assert not isinstance(ei.value, ConflictError), (
+            what
+        )  # not a lost race: retrying cannot help
         _assert_one_clean_line(ei.value, "s3://no-such-bucket-afb/pre/")
         assert f"cannot {what}" in str(ei.value) and "NoSuchBucket" in str(ei.value)
 
@@ -455,8 +515,13 @@ def test_s3_unreachable_endpoint_is_a_store_error(s3_env, monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("AWS_RETRY_MODE", "standard")
     st = S3Store("s3://bkt/pre")
-    for op in (lambda: st.read("k"), lambda: st.write("k", b"x"), lambda: st.create("k", b"x"),
-               lambda: st.exists("k"), lambda: list(st.list(""))):
+    for op in (
+        lambda: st.read("k"),
+        lambda: st.write("k", b"x"),
+        lambda: st.create("k", b"x"),
+        lambda: st.exists("k"),
+        lambda: list(st.list("")),
+    ):
         with pytest.raises(StoreError) as ei:
             op()
         assert not isinstance(ei.value, ConflictError)
@@ -468,7 +533,9 @@ def test_s3_without_credentials_is_a_store_error(s3_bucket, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     import boto3
 
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # the bucket was made with a session that holds credentials
+    monkeypatch.setattr(
+        boto3, "DEFAULT_SESSION", None
+    )  # the bucket was made with a session that holds credentials
     st = S3Store(f"s3://{s3_bucket}/pre")
     with pytest.raises(StoreError) as ei:
         st.read("k")
@@ -495,4 +562,6 @@ def test_local_put_file_across_filesystems_copies_in_pieces(tmp_path, monkeypatc
     st.put_file("runs/r1/results/s.jsonl", str(src))
     assert st.read("runs/r1/results/s.jsonl") == payload
     assert not src.exists()
-    assert [p.name for p in (tmp_path / "store" / "runs" / "r1" / "results").iterdir()] == ["s.jsonl"]  # no temp left
+    assert [p.name for p in (tmp_path / "store" / "runs" / "r1" / "results").iterdir()] == [
+        "s.jsonl"
+    ]  # no temp left

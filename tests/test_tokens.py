@@ -32,7 +32,9 @@ def test_encodings_load_offline_and_match_tiktokens_pin(name):
     url = tokens.ENCODING_URL.format(name=name)
     seeded = tokens.cache_dir() / "tiktoken" / hashlib.sha1(url.encode()).hexdigest()
     assert hashlib.sha256(seeded.read_bytes()).hexdigest() == tokens.ENCODING_SHA256[name]
-    assert "TIKTOKEN_CACHE_DIR" not in os.environ  # afbatch does not leave the process environment changed
+    assert (
+        "TIKTOKEN_CACHE_DIR" not in os.environ
+    )  # afbatch does not leave the process environment changed
     text = "Hello, world! <SCRATCHPAD_REASONING> ünïcödé 12345"
     assert enc.encode(text) == reference_encoding(name).encode(text)
 
@@ -47,7 +49,10 @@ def test_corrupt_cached_encoding_is_replaced(monkeypatch):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == tokens.ENCODING_SHA256["cl100k_base"]
 
 
-@pytest.mark.parametrize("model_id,encoding", [("gpt-4o", "o200k_base"), ("gpt-5.4-mini", "o200k_base"), ("gpt-4", "cl100k_base")])
+@pytest.mark.parametrize(
+    "model_id,encoding",
+    [("gpt-4o", "o200k_base"), ("gpt-5.4-mini", "o200k_base"), ("gpt-4", "cl100k_base")],
+)
 def test_openai_counts_are_exact(model_id, encoding):
     model = ModelSpec(provider="openai", model=model_id)
     counter = tokens.counter_for(model, "openai")
@@ -55,7 +60,9 @@ def test_openai_counts_are_exact(model_id, encoding):
     ref = reference_encoding(encoding)
     system = (ROOT / "prompts" / "helpful_only_cot.txt").read_text()
     user = (ROOT / "prompts" / "user_template.txt").read_text()
-    expected = len(ref.encode(system)) + len(ref.encode(user)) + 2 * 3 + 3  # cookbook: 3 per message + 3 priming
+    expected = (
+        len(ref.encode(system)) + len(ref.encode(user)) + 2 * 3 + 3
+    )  # cookbook: 3 per message + 3 priming
     assert tokens.count_chat(counter, system, [user]) == expected
 
 
@@ -82,9 +89,24 @@ def test_other_families_use_o200k_times_factor():
 # Claude up to Opus 4.6 / Sonnet 4.6 (and Haiku 4.5) 1.20; Opus 4.7+ and Claude 5 (newer
 # tokenizer) 1.50; Llama 1.08; Qwen, DeepSeek, Gemini, Grok, Kimi 1.10; Mistral 1.15;
 # gpt-oss and OpenAI exact (1.00).
-OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3", "o4-mini", "gpt-5",
-                 "gpt-5-mini", "gpt-5-nano", "gpt-5.1", "gpt-5.2", "gpt-5.4", "gpt-5.4-mini",
-                 "gpt-5.4-nano", "gpt-5.5", "gpt-3.5-turbo")
+OPENAI_MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "o3",
+    "o4-mini",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
+    "gpt-5.1",
+    "gpt-5.2",
+    "gpt-5.4",
+    "gpt-5.4-mini",
+    "gpt-5.4-nano",
+    "gpt-5.5",
+    "gpt-3.5-turbo",
+)
 DOCUMENTED_FACTOR = {
     **{("openai", m): 1.0 for m in OPENAI_MODELS},
     ("anthropic", "claude-opus-4-1"): 1.20,
@@ -132,10 +154,19 @@ DOCUMENTED_FACTOR = {
     ("xai", "grok-4"): 1.10,
     ("xai", "grok-4.3"): 1.10,
     ("xai", "grok-4-1-fast-reasoning"): 1.10,
-    **{("gemini", m): 1.10 for m in (
-        "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-3-pro-preview",
-        "gemini-3.1-pro-preview", "gemini-3-flash-preview", "gemini-3.5-flash",
-        "gemini-3.6-flash")},
+    **{
+        ("gemini", m): 1.10
+        for m in (
+            "gemini-2.5-pro",
+            "gemini-2.5-flash",
+            "gemini-2.5-flash-lite",
+            "gemini-3-pro-preview",
+            "gemini-3.1-pro-preview",
+            "gemini-3-flash-preview",
+            "gemini-3.5-flash",
+            "gemini-3.6-flash",
+        )
+    },
     ("mistral", "mistral-large-latest"): 1.15,
     ("mistral", "mistral-large-2512"): 1.15,
     ("mistral", "mistral-large-2411"): 1.15,
@@ -182,25 +213,35 @@ def test_every_catalog_model_has_its_documented_factor():
     assert not wrong
 
 
-@pytest.mark.parametrize("provider,model_id,want", [
-    ("anthropic", "claude-haiku-4-5-20251001", 1.20),  # dated id of a listed model
-    ("bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0", 1.20),  # cross-region profile
-    ("bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", 1.20),
-    ("bedrock", "eu.anthropic.claude-opus-4-6-v1", 1.20),
-    ("bedrock", "anthropic.claude-opus-4-8-v1:0", 1.50),  # the Anthropic model's fact, Bedrock's id
-    ("anthropic", "claude-sonnet-5-20260301", 1.50),
-])
+@pytest.mark.parametrize(
+    "provider,model_id,want",
+    [
+        ("anthropic", "claude-haiku-4-5-20251001", 1.20),  # dated id of a listed model
+        ("bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0", 1.20),  # cross-region profile
+        ("bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", 1.20),
+        ("bedrock", "eu.anthropic.claude-opus-4-6-v1", 1.20),
+        (
+            "bedrock",
+            "anthropic.claude-opus-4-8-v1:0",
+            1.50,
+        ),  # the Anthropic model's fact, Bedrock's id
+        ("anthropic", "claude-sonnet-5-20260301", 1.50),
+    ],
+)
 def test_dated_and_bedrock_ids_take_the_listed_models_family(provider, model_id, want):
     model = ModelSpec(provider=provider, model=model_id)
     fact = load_prices().token_family(model)
     assert fact.via is not None and tokens.counter_for(model, fact.family).factor == want
 
 
-@pytest.mark.parametrize("provider,model_id", [
-    ("anthropic", "claude-3-5-sonnet-20241022"),  # Claude 3.5: not "-5" of a newer tokenizer
-    ("bedrock", "anthropic.claude-3-5-haiku-20241022-v1:0"),
-    ("together", "someone/model-5-large"),
-])
+@pytest.mark.parametrize(
+    "provider,model_id",
+    [
+        ("anthropic", "claude-3-5-sonnet-20241022"),  # Claude 3.5: not "-5" of a newer tokenizer
+        ("bedrock", "anthropic.claude-3-5-haiku-20241022-v1:0"),
+        ("together", "someone/model-5-large"),
+    ],
+)
 def test_a_model_the_catalog_does_not_know_gets_the_default_not_a_guess(provider, model_id):
     model = ModelSpec(provider=provider, model=model_id)
     fact = load_prices().token_family(model)
@@ -216,7 +257,9 @@ def test_each_distinct_segment_is_encoded_once(monkeypatch):
     counter._cache.clear()
     calls = []
     real = counter.encoding.encode
-    monkeypatch.setattr(counter.encoding, "encode", lambda t, **kw: calls.append(t) or real(t, **kw))
+    monkeypatch.setattr(
+        counter.encoding, "encode", lambda t, **kw: calls.append(t) or real(t, **kw)
+    )
     big = "x y z " * 10_000
     for _ in range(1000):
         counter.count(big)

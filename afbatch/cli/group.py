@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -43,8 +44,11 @@ class _Group(click.Group):
             if _debug(ctx):
                 raise
             _Group.interrupted = True
-            fail("interrupted: the run is saved and resumes where it stopped "
-                 "(rerun the same command)", EXIT_INTERRUPTED)
+            fail(
+                "interrupted: the run is saved and resumes where it stopped "
+                "(rerun the same command)",
+                EXIT_INTERRUPTED,
+            )
         except OSError as e:
             if e.errno == errno.EPIPE or _debug(ctx):
                 raise  # a closed pipe (`afbatch report | head`): click exits quietly
@@ -52,8 +56,11 @@ class _Group(click.Group):
         except Exception as e:  # a bug: one line, the traceback behind --debug
             if _debug(ctx):
                 raise
-            fail(f"internal error: {type(e).__name__}: {e} — rerun with --debug for the "
-                 "traceback and report it", 1)
+            fail(
+                f"internal error: {type(e).__name__}: {e} — rerun with --debug for the "
+                "traceback and report it",
+                1,
+            )
 
     interrupted = False
 
@@ -89,11 +96,7 @@ def main() -> None:
             # not happened. So flush and leave without running finalizers: the `interrupted:`
             # line is the last thing printed.
             for stream in (sys.stdout, sys.stderr):
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     stream.flush()
-                except (OSError, ValueError):
-                    pass
             os._exit(EXIT_INTERRUPTED)
         raise
-
-

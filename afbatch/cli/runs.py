@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from afbatch.spec import ModelSpec
 
 
-def open_run(store_url: str, run_id: str, prices_file: str | None = None, *,
-             spending: bool = False) -> Run:
+def open_run(
+    store_url: str, run_id: str, prices_file: str | None = None, *, spending: bool = False
+) -> Run:
     from afbatch.ledger import freeze_after_bulk
     from afbatch.runner import Run
 
@@ -45,15 +46,22 @@ def show_endpoints(specs: Iterable[ModelSpec]) -> None:
         log(f"endpoint: {spec.name} ({spec.provider}) → {where}")
 
 
-def start(job: str, store_url: str, max_cost: float | None, yes: bool, offline: bool, fresh: bool,
-          prices_file: str | None) -> Run:
+def start(
+    job: str,
+    store_url: str,
+    max_cost: float | None,
+    yes: bool,
+    offline: bool,
+    fresh: bool,
+    prices_file: str | None,
+) -> Run:
     """Create the job's run (after showing the estimate and asking), or resume it."""
     from afbatch import manifest as mf
     from afbatch.errors import RunError
     from afbatch.estimate import check_budget, estimate_job, format_estimate
+    from afbatch.ledger import freeze_after_bulk
     from afbatch.opening import prepare
     from afbatch.pricing import load_prices, price_file_for
-    from afbatch.ledger import freeze_after_bulk
     from afbatch.runner import Run
 
     freeze_after_bulk()  # this process ends with its command
@@ -62,22 +70,34 @@ def start(job: str, store_url: str, max_cost: float | None, yes: bool, offline: 
     show_endpoints(m for _, m in loaded.job.labelled_models())
     estimate = None
     if not store.exists(mf.manifest_key(run_id)):
-        est = estimate_job(loaded, load_prices(price_file_for(loaded, prices_file)),
-                           offline=offline)
+        est = estimate_job(
+            loaded, load_prices(price_file_for(loaded, prices_file)), offline=offline
+        )
         echo(format_estimate(est))
         note = check_budget(est, max_cost)
         if note:
             log(f"note: {note}")
         if not yes:
             if not sys.stdin.isatty():
-                raise RunError("not asking without a terminal: pass --yes to submit (the "
-                               "estimate is above)")
+                raise RunError(
+                    "not asking without a terminal: pass --yes to submit (the estimate is above)"
+                )
             totals = est.totals()
-            click.confirm(f"Submit run {run_id} (about ${totals['cost_batch_cached_usd']:,.2f}, "
-                          f"at most ${totals['cost_worst_usd']:,.2f})?", abort=True)
+            click.confirm(
+                f"Submit run {run_id} (about ${totals['cost_batch_cached_usd']:,.2f}, "
+                f"at most ${totals['cost_worst_usd']:,.2f})?",
+                abort=True,
+            )
         estimate = est.as_json()
-    run, created = Run.create(store, job, offline=offline, prices_file=prices_file,
-                              estimate=estimate, max_cost=max_cost, fresh=fresh)
+    run, created = Run.create(
+        store,
+        job,
+        offline=offline,
+        prices_file=prices_file,
+        estimate=estimate,
+        max_cost=max_cost,
+        fresh=fresh,
+    )
     log(("created run " if created else "resuming run ") + run.run_id)
     return run
 
@@ -90,31 +110,53 @@ def start(job: str, store_url: str, max_cost: float | None, yes: bool, offline: 
 @click.option("--fresh", is_flag=True, help="Do not reuse answers from earlier runs in the store.")
 @offline_option
 @prices_option
-def submit(job: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool,
-           offline: bool, prices_file: str | None) -> None:
+def submit(
+    job: str,
+    store_url: str,
+    max_cost: float | None,
+    yes: bool,
+    fresh: bool,
+    offline: bool,
+    prices_file: str | None,
+) -> None:
     """Create (or resume) a job's run and submit its pending batches; prints the run id."""
     run = start(job, store_url, max_cost, yes, offline, fresh, prices_file)
     run.log = log
     run.reconcile()
     run.plan()
     n = run.submit_pending(max_cost)
-    echo(f"{run.run_id}: submitted {n} batch(es); follow with `afbatch status {run.run_id}`, "
-         f"finish with `afbatch run {run.run_id}`")
+    echo(
+        f"{run.run_id}: submitted {n} batch(es); follow with `afbatch status {run.run_id}`, "
+        f"finish with `afbatch run {run.run_id}`"
+    )
 
 
 @cli.command()
 @click.argument("run_id")
 @store_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
-@click.option("--shards", is_flag=True,
-              help="Also list every shard: state, provider status, row outcomes, cost.")
-@click.option("--watch", is_flag=True,
-              help="Keep the display live until the run is done (reads the store only).")
-@click.option("--interval", type=Finite(min=0, min_open=True, max=3600), default=10.0,
-              show_default=True, help="Seconds between refreshes with --watch.")
-def status(run_id: str, store_url: str, fmt: str, shards: bool, watch: bool,
-           interval: float) -> None:
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--shards",
+    is_flag=True,
+    help="Also list every shard: state, provider status, row outcomes, cost.",
+)
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep the display live until the run is done (reads the store only).",
+)
+@click.option(
+    "--interval",
+    type=Finite(min=0, min_open=True, max=3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds between refreshes with --watch.",
+)
+def status(
+    run_id: str, store_url: str, fmt: str, shards: bool, watch: bool, interval: float
+) -> None:
     """Progress per model and stage, shards by state, spend so far against the estimate."""
     import time
 
@@ -149,17 +191,35 @@ def collect(run_id: str, store_url: str, max_cost: float | None) -> None:
 @max_cost_option
 @click.option("--yes", is_flag=True, help="Do not ask before spending.")
 @click.option("--fresh", is_flag=True, help="Do not reuse answers from earlier runs in the store.")
-@click.option("--poll", "poll_interval", type=SECONDS, default=5.0, show_default=True,
-              help="Seconds between polls (backs off to 60).")
-@click.option("--emulator", is_flag=True,
-              help=f"Run against a local emulator started for this run (no key, no network, no "
-                   f"cost); store {EMULATOR_STORE}/ unless --store.")
+@click.option(
+    "--poll",
+    "poll_interval",
+    type=SECONDS,
+    default=5.0,
+    show_default=True,
+    help="Seconds between polls (backs off to 60).",
+)
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help=f"Run against a local emulator started for this run (no key, no network, no "
+    f"cost); store {EMULATOR_STORE}/ unless --store.",
+)
 @offline_option
 @prices_option
 @click.pass_context
-def run_cmd(ctx: click.Context, target: str, store_url: str, max_cost: float | None, yes: bool,
-            fresh: bool, poll_interval: float, emulator: bool, offline: bool,
-            prices_file: str | None) -> None:
+def run_cmd(
+    ctx: click.Context,
+    target: str,
+    store_url: str,
+    max_cost: float | None,
+    yes: bool,
+    fresh: bool,
+    poll_interval: float,
+    emulator: bool,
+    offline: bool,
+    prices_file: str | None,
+) -> None:
     """Submit, poll, collect and resubmit until every row is final; rerun to resume after any
     interruption."""
     if not emulator:
@@ -180,8 +240,16 @@ def run_cmd(ctx: click.Context, target: str, store_url: str, max_cost: float | N
         _run(target, store_url, max_cost, True, fresh, poll_interval, offline, prices_file)
 
 
-def _run(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: bool,
-         poll_interval: float, offline: bool, prices_file: str | None) -> None:
+def _run(
+    target: str,
+    store_url: str,
+    max_cost: float | None,
+    yes: bool,
+    fresh: bool,
+    poll_interval: float,
+    offline: bool,
+    prices_file: str | None,
+) -> None:
     from afbatch.progress import Progress
 
     if os.path.exists(target):
@@ -192,8 +260,7 @@ def _run(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: 
         show_endpoints(run.specs.values())
     with Progress(clean=terminal_text) as progress:
         run.log = progress.log
-        final = run.run(max_cost=max_cost, poll_interval=poll_interval,
-                        on_progress=progress.update)
+        final = run.run(max_cost=max_cost, poll_interval=poll_interval, on_progress=progress.update)
     from afbatch.layout import report_folder
     from afbatch.progress import format_status
     from afbatch.results import write_report
@@ -201,26 +268,51 @@ def _run(target: str, store_url: str, max_cost: float | None, yes: bool, fresh: 
     echo(format_status(final))
     keys = write_report(run)
     where = getattr(run.store, "local_path", None)
-    folder = (os.path.dirname(where(keys[0])) if where
-              else f"{run.store.url}/{report_folder(run.run_id)}")
-    echo(f"report: {folder}/report.html (tables beside it; `afbatch report {run.run_id}` "
-         "prints the summary)")
+    folder = (
+        os.path.dirname(where(keys[0])) if where else f"{run.store.url}/{report_folder(run.run_id)}"
+    )
+    echo(
+        f"report: {folder}/report.html (tables beside it; `afbatch report {run.run_id}` "
+        "prints the summary)"
+    )
 
 
 @cli.command()
 @click.argument("run_id")
 @store_option
-@click.option("--format", "fmt",
-              type=click.Choice(["table", "json", "csv", "markdown", "html"]), default="table",
-              show_default=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False),
-              help="Write to this file instead of printing.")
-@click.option("--transcripts", type=click.IntRange(min=0), default=5000, show_default=True,
-              help="Transcripts embedded in the HTML report.")
-@click.option("--gap-interval", type=click.Choice(["paired", "unpaired"]),
-              help="Compliance-gap interval (default: the job's [report] gap_interval, paired).")
-def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcripts: int,
-           gap_interval: str | None) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown", "html"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="Write to this file instead of printing.",
+)
+@click.option(
+    "--transcripts",
+    type=click.IntRange(min=0),
+    default=5000,
+    show_default=True,
+    help="Transcripts embedded in the HTML report.",
+)
+@click.option(
+    "--gap-interval",
+    type=click.Choice(["paired", "unpaired"]),
+    help="Compliance-gap interval (default: the job's [report] gap_interval, paired).",
+)
+def report(
+    run_id: str,
+    store_url: str,
+    fmt: str,
+    out_path: str | None,
+    transcripts: int,
+    gap_interval: str | None,
+) -> None:
     """Result tables: compliance per tier, the compliance gap with its 95% CI, proxy vs judge,
     cost."""
     from afbatch import report as rep
@@ -229,8 +321,14 @@ def report(run_id: str, store_url: str, fmt: str, out_path: str | None, transcri
     run = open_run(store_url, run_id)
     m = run.manifest()
     conv = conversation_table(run, m)
-    text = rep.render(conv, fmt, m.estimate or None, run_meta(run, m), max_transcripts=transcripts,
-                      gap_interval=gap_interval or run.job.report.gap_interval)
+    text = rep.render(
+        conv,
+        fmt,
+        m.estimate or None,
+        run_meta(run, m),
+        max_transcripts=transcripts,
+        gap_interval=gap_interval or run.job.report.gap_interval,
+    )
     if out_path:
         write_file(out_path, text)
         log(f"wrote {out_path}")

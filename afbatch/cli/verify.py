@@ -19,11 +19,15 @@ if TYPE_CHECKING:
 @cli.command()
 @click.argument("run_id")
 @store_option
-@click.option("--repair", is_flag=True,
-              help="Restore what can be restored: rebuild from the store, fetch again from the "
-                   "provider, or (after showing the cost, and asking) ask lost requests again.")
-@click.option("--yes", is_flag=True,
-              help="With --repair: do not ask before asking lost requests again.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Restore what can be restored: rebuild from the store, fetch again from the "
+    "provider, or (after showing the cost, and asking) ask lost requests again.",
+)
+@click.option(
+    "--yes", is_flag=True, help="With --repair: do not ask before asking lost requests again."
+)
 def verify(run_id: str, store_url: str, repair: bool, yes: bool) -> None:
     """Check every file the run's manifest points to; --repair restores what can be restored."""
     from afbatch.errors import DamagedStoreError
@@ -36,6 +40,7 @@ def verify(run_id: str, store_url: str, repair: bool, yes: bool) -> None:
     for f in findings:
         echo(f.line())
     if findings and repair:
+
         def confirm(ask: Reask) -> bool:
             log(ask.question())
             if yes:
@@ -53,5 +58,6 @@ def verify(run_id: str, store_url: str, repair: bool, yes: bool) -> None:
     if findings:
         fix = "" if repair else f"; `afbatch verify {run_id} --repair` restores what it can"
         raise DamagedStoreError(
-            f"run {run_id}: {len(findings)} damaged or missing file(s) in {store.url}{fix}")
+            f"run {run_id}: {len(findings)} damaged or missing file(s) in {store.url}{fix}"
+        )
     echo(f"{run_id}: every file the manifest points to is intact")

@@ -1,5 +1,5 @@
-"""Local HTTP emulator of the OpenAI, Anthropic, Bedrock, Gemini, Mistral, xAI and Fireworks batch APIs (and Bedrock's
-on-demand ``InvokeModel``), for tests and demos.
+"""Local HTTP emulator of the OpenAI, Anthropic, Bedrock, Gemini, Mistral, xAI and Fireworks batch
+APIs (and Bedrock's on-demand ``InvokeModel``), for tests and demos.
 
 The real SDKs reach it through their own variables (``emu.env()``); a responder
 scripts what the "model" answers, ``emu.faults`` scripts what goes wrong::
@@ -56,8 +56,20 @@ from .responders import CallContext, Expire, Reply, Responder, RowError, default
 from .server import Emulator
 
 __all__ = [
-    "BatchFault", "CallContext", "DemoRates", "DemoResponder", "Emulator", "Expire", "Faults", "HttpFault", "Reply",
-    "Responder", "RowError", "default_responder", "demo_responder", "serve",
+    "BatchFault",
+    "CallContext",
+    "DemoRates",
+    "DemoResponder",
+    "Emulator",
+    "Expire",
+    "Faults",
+    "HttpFault",
+    "Reply",
+    "Responder",
+    "RowError",
+    "default_responder",
+    "demo_responder",
+    "serve",
 ]
 
 
@@ -84,9 +96,11 @@ def start_s3(host: str = "127.0.0.1") -> Any:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
-        raise InputError("the emulated Bedrock needs an S3 server from moto, which is not "
-                         "installed — pip install 'moto[server]' (or afbatch's test extras: "
-                         "pip install -e '.[test]')") from None
+        raise InputError(
+            "the emulated Bedrock needs an S3 server from moto, which is not "
+            "installed — pip install 'moto[server]' (or afbatch's test extras: "
+            "pip install -e '.[test]')"
+        ) from None
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per S3 request on the terminal
     moto = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     moto.start()
@@ -100,13 +114,16 @@ def _url(moto: Any) -> str | None:
     return f"http://{s3_host}:{s3_port}"
 
 
-def start(host: str, port: int, s3_endpoint: str | None = None,
-          responder: Responder | None = None) -> Emulator:
+def start(
+    host: str, port: int, s3_endpoint: str | None = None, responder: Responder | None = None
+) -> Emulator:
     try:
         return Emulator(responder=responder, s3_endpoint=s3_endpoint).start(host, port)
     except OSError as e:
-        raise InputError(f"the emulator cannot listen on {host}:{port}: {e.strerror or e} — pass "
-                         "another --port (--port 0 picks a free one)") from None
+        raise InputError(
+            f"the emulator cannot listen on {host}:{port}: {e.strerror or e} — pass "
+            "another --port (--port 0 picks a free one)"
+        ) from None
 
 
 def write_env_file(path: str, env: dict[str, str]) -> None:
@@ -117,9 +134,16 @@ def write_env_file(path: str, env: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8787, with_s3: bool = False, responder: Responder | None = None,
-          *, announce: Callable[[str], None] = print, stop_event: threading.Event | None = None,
-          env_file: str | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    with_s3: bool = False,
+    responder: Responder | None = None,
+    *,
+    announce: Callable[[str], None] = print,
+    stop_event: threading.Event | None = None,
+    env_file: str | None = None,
+) -> None:
     """Run the emulator in the foreground until Ctrl-C (or ``stop_event``), after announcing
     the ``export`` lines that point the SDKs at it (and writing them to ``env_file``, removed at
     the end). ``with_s3`` also starts a moto S3 server. Nothing is announced or written unless
@@ -132,7 +156,10 @@ def serve(host: str = "127.0.0.1", port: int = 8787, with_s3: bool = False, resp
         env = sdk_env(emu)
         if env_file:
             write_env_file(env_file, env)
-        announce(f"# afbatch emulator on {emu.url}" + (f", S3 (moto) on {s3_endpoint}" if s3_endpoint else ""))
+        announce(
+            f"# afbatch emulator on {emu.url}"
+            + (f", S3 (moto) on {s3_endpoint}" if s3_endpoint else "")
+        )
         for key, value in env.items():
             announce(f"export {key}={shlex.quote(value)}")
         (stop_event or threading.Event()).wait()  # Event.wait wakes up for Ctrl-C
@@ -149,8 +176,12 @@ def serve(host: str = "127.0.0.1", port: int = 8787, with_s3: bool = False, resp
 
 
 # Real AWS settings that would otherwise mix with the emulator's test credentials and endpoints.
-_AWS_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-              "AWS_ENDPOINT_URL")
+_AWS_UNSET = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_ENDPOINT_URL",
+)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,16 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .faults import BatchFault
-from .responders import CacheTracker, CallContext, Expire, Reply, RowError, Usage, answer_row, estimate_tokens
+from .responders import (
+    CacheTracker,
+    CallContext,
+    Expire,
+    Reply,
+    RowError,
+    Usage,
+    answer_row,
+    estimate_tokens,
+)
 
 if TYPE_CHECKING:
     from .server import Emulator
@@ -32,7 +41,11 @@ def text_of(content: Any, where: str) -> str:
     if isinstance(content, list):
         parts = []
         for i, block in enumerate(content):
-            if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            if (
+                not isinstance(block, dict)
+                or block.get("type") != "text"
+                or not isinstance(block.get("text"), str)
+            ):
                 raise ValueError(f"{where}.{i}: only text content blocks are supported")
             parts.append(block["text"])
         return "".join(parts)
@@ -55,7 +68,9 @@ class Outcome:
     reply: Reply | None = None
     error: RowError | None = None
     usage: Usage | None = None
-    more: list[Reply] = field(default_factory=list)  # choices after the first, when the row asked for n
+    more: list[Reply] = field(
+        default_factory=list
+    )  # choices after the first, when the row asked for n
 
 
 @dataclass
@@ -110,9 +125,17 @@ def run_rows(
         if limit is not None and i >= limit:
             out.append(Outcome(row, stop_status))
         elif all_failed:
-            out.append(Outcome(row, "errored", error=RowError("server_error", "Internal server error.")))
+            out.append(
+                Outcome(row, "errored", error=RowError("server_error", "Internal server error."))
+            )
         elif row.invalid is not None or row.ctx is None:
-            out.append(Outcome(row, "errored", error=RowError("invalid_request", row.invalid or "invalid request")))
+            out.append(
+                Outcome(
+                    row,
+                    "errored",
+                    error=RowError("invalid_request", row.invalid or "invalid request"),
+                )
+            )
         else:
             ans = answer_row(emu.responder, row.ctx, emu.errors)
             emu.calls.append((provider, row.ctx.model, row.custom_id))
@@ -123,11 +146,17 @@ def run_rows(
             else:
                 usage = cache.usage(row.ctx, ans, row.cache_marked)
                 more = []
-                for choice in range(1, _choices(row.ctx)):  # one prompt, n answers: input billed once
+                for choice in range(
+                    1, _choices(row.ctx)
+                ):  # one prompt, n answers: input billed once
                     extra = answer_row(emu.responder, replace(row.ctx, choice=choice), emu.errors)
                     extra = extra if isinstance(extra, Reply) else Reply("")
                     more.append(extra)
-                    usage.output += extra.output_tokens if extra.output_tokens is not None else estimate_tokens(extra.text)
+                    usage.output += (
+                        extra.output_tokens
+                        if extra.output_tokens is not None
+                        else estimate_tokens(extra.text)
+                    )
                 out.append(Outcome(row, "succeeded", reply=ans, usage=usage, more=more))
     return out
 
@@ -154,4 +183,6 @@ def finish_stop_reason(stop_reason: str) -> str:
 
 
 def openai_finish_reason(stop_reason: str) -> str:
-    return {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}.get(stop_reason, stop_reason)
+    return {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}.get(
+        stop_reason, stop_reason
+    )

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import (  # type: ignore[import-untyped]  # botocore has no hints
+from botocore.exceptions import (
     BotoCoreError,
     ClientError,
 )
@@ -48,14 +48,23 @@ class BedrockJob(Job):
         r = self.request
         hours = r.get("timeoutDurationInHours", 24)
         out: dict[str, Any] = {
-            "jobArn": self.arn, "jobName": r["jobName"], "modelId": r["modelId"],
-            "clientRequestToken": r.get("clientRequestToken"), "roleArn": r["roleArn"],
-            "status": self.status, "message": self.message, "submitTime": iso(self.created),
+            "jobArn": self.arn,
+            "jobName": r["jobName"],
+            "modelId": r["modelId"],
+            "clientRequestToken": r.get("clientRequestToken"),
+            "roleArn": r["roleArn"],
+            "status": self.status,
+            "message": self.message,
+            "submitTime": iso(self.created),
             "lastModifiedTime": iso(self.modified),
-            "endTime": iso(self.end_time), "inputDataConfig": r["inputDataConfig"],
-            "outputDataConfig": r["outputDataConfig"], "vpcConfig": r.get("vpcConfig"),
-            "timeoutDurationInHours": hours, "jobExpirationTime": iso(self.created + hours * 3600),
-            "modelInvocationType": r.get("modelInvocationType"), **(self.counts or {}),
+            "endTime": iso(self.end_time),
+            "inputDataConfig": r["inputDataConfig"],
+            "outputDataConfig": r["outputDataConfig"],
+            "vpcConfig": r.get("vpcConfig"),
+            "timeoutDurationInHours": hours,
+            "jobExpirationTime": iso(self.created + hours * 3600),
+            "modelInvocationType": r.get("modelInvocationType"),
+            **(self.counts or {}),
         }
         return {k: v for k, v in out.items() if v is not None}
 
@@ -115,18 +124,31 @@ class BedrockService:
             token = body.get("clientRequestToken")
             if token in self.tokens:
                 job = self.jobs[self.tokens[token]]
-                same = all(job.request.get(k) == body.get(k) for k in
-                           ("jobName", "modelId", "roleArn", "inputDataConfig", "outputDataConfig"))
+                same = all(
+                    job.request.get(k) == body.get(k)
+                    for k in (
+                        "jobName",
+                        "modelId",
+                        "roleArn",
+                        "inputDataConfig",
+                        "outputDataConfig",
+                    )
+                )
                 if not same:
-                    raise fail(409, "The clientRequestToken was already used with different "
-                                    "parameters.")
+                    raise fail(
+                        409, "The clientRequestToken was already used with different parameters."
+                    )
                 return json_response({"jobArn": job.arn})
             job_id = rand_id("", 12, "abcdefghijklmnopqrstuvwxyz0123456789")
             arn = f"arn:aws:bedrock:{self.emu.region}:{self.ACCOUNT}:model-invocation-job/{job_id}"
-            job = BedrockJob(id=job_id, seq=self.emu.next_seq(),
-                             delay_at_creation=self.emu.processing_delay,
-                             fault=self.emu.faults.take_batch("bedrock", body["modelId"]),
-                             arn=arn, request=body)
+            job = BedrockJob(
+                id=job_id,
+                seq=self.emu.next_seq(),
+                delay_at_creation=self.emu.processing_delay,
+                fault=self.emu.faults.take_batch("bedrock", body["modelId"]),
+                arn=arn,
+                request=body,
+            )
             self.jobs[job_id] = job
             if token:
                 self.tokens[token] = job_id
@@ -148,23 +170,32 @@ class BedrockService:
         q = req.query
         raw = q.get("maxResults", "1000")
         if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            raise fail(400, "Value at 'maxResults' failed to satisfy constraint: Member must have "
-                            "value between 1 and 1000")
+            raise fail(
+                400,
+                "Value at 'maxResults' failed to satisfy constraint: Member must have "
+                "value between 1 and 1000",
+            )
         if q.get("sortBy", "CreationTime") != "CreationTime" or q.get(
-                "sortOrder", "Descending") not in ("Ascending", "Descending"):
-            raise fail(400, "sortBy must be 'CreationTime' and sortOrder 'Ascending' or "
-                            "'Descending'.")
+            "sortOrder", "Descending"
+        ) not in ("Ascending", "Descending"):
+            raise fail(
+                400, "sortBy must be 'CreationTime' and sortOrder 'Ascending' or 'Descending'."
+            )
         after, before = (parse_time(q.get(k)) for k in ("submitTimeAfter", "submitTimeBefore"))
         with self.emu.lock:
-            jobs = sorted(self.jobs.values(), key=lambda j: j.seq,
-                          reverse=q.get("sortOrder") != "Ascending")
+            jobs = sorted(
+                self.jobs.values(), key=lambda j: j.seq, reverse=q.get("sortOrder") != "Ascending"
+            )
             for j in jobs:
                 self._advance(j)
-            jobs = [j for j in jobs
-                    if q.get("statusEquals") in (None, j.status)
-                    and q.get("nameContains", "") in j.request["jobName"]
-                    and (after is None or j.created > after)
-                    and (before is None or j.created < before)]
+            jobs = [
+                j
+                for j in jobs
+                if q.get("statusEquals") in (None, j.status)
+                and q.get("nameContains", "") in j.request["jobName"]
+                and (after is None or j.created > after)
+                and (before is None or j.created < before)
+            ]
             token = q.get("nextToken", "")
             start = int(token.removeprefix("page-")) if token.startswith("page-") else 0
             end = start + int(raw)
@@ -221,8 +252,14 @@ class BedrockService:
             limit, stop = j.rows_done_by_now(self.emu, len(rows), at=j.cancel_at), "canceled"
         elif j.fault and j.fault.outcome == "expired":
             limit = int(len(rows) * j.fault.fraction_done)
-        outcomes = run_rows(self.emu, "bedrock", rows, limit=limit, stop_status=stop,
-                            all_failed=bool(j.fault and j.fault.outcome == "all_failed"))
+        outcomes = run_rows(
+            self.emu,
+            "bedrock",
+            rows,
+            limit=limit,
+            stop_status=stop,
+            all_failed=bool(j.fault and j.fault.outcome == "all_failed"),
+        )
         try:
             write_output(self, j, files, outcomes)
         except (ClientError, BotoCoreError) as exc:
@@ -240,8 +277,9 @@ class BedrockService:
         """The S3 client the job's records are read from and its results written to."""
         s3 = self.emu.s3_client()
         if s3 is None:
-            raise JobFailure("The emulator has no S3: pass Emulator(s3_endpoint=...) or set "
-                             "AWS_ENDPOINT_URL_S3.")
+            raise JobFailure(
+                "The emulator has no S3: pass Emulator(s3_endpoint=...) or set AWS_ENDPOINT_URL_S3."
+            )
         return s3
 
     def _count_records(self, job: BedrockJob) -> int | None:
@@ -254,5 +292,3 @@ class BedrockService:
             return sum(1 for ln in blob.splitlines() if ln.strip())
         except Exception:  # noqa: BLE001 - missing object, no S3: the job fails later, visibly
             return None
-
-

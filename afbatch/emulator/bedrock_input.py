@@ -7,7 +7,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import (  # type: ignore[import-untyped]  # botocore has no hints
+from botocore.exceptions import (
     BotoCoreError,
     ClientError,
 )

@@ -20,11 +20,27 @@ def start_detached(host: str, port: int, with_s3: bool, env_file: str | None) ->
     with tempfile.TemporaryDirectory(prefix="afbatch-emulate-") as tmp:
         ready = env_file or os.path.join(tmp, "emulator.env")
         log_path = os.path.join(tmp, "start.log")
-        cmd = [sys.executable, "-m", "afbatch", "emulate", "--host", host, "--port", str(port),
-               "--env-file", ready, *(["--with-s3"] if with_s3 else [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "afbatch",
+            "emulate",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--env-file",
+            ready,
+            *(["--with-s3"] if with_s3 else []),
+        ]
         with open(log_path, "wb") as log:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=log, start_new_session=True)
+            child = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.exists(ready):
             if child.poll() is not None or time.monotonic() > deadline:

@@ -25,7 +25,9 @@ class HttpFault:
     path_regex: str
     status: int | None  # None: only delay, then handle normally
     times: int
-    body: Any = None  # dict/list (sent as JSON), str/bytes, or None for the provider's own error body
+    body: Any = (
+        None  # dict/list (sent as JSON), str/bytes, or None for the provider's own error body
+    )
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     after: bool = False  # handle the request as usual (a create happens), then answer with this

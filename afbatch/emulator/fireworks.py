@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .batches import Job, Outcome, Row, openai_finish_reason, rand_id, run_rows, shuffled, text_of
-from .openai import parse_multipart
+from .openai_http import parse_multipart
 from .responders import CallContext
 from .web import Reject, Request, Response, Route, json_response
 
@@ -29,23 +29,67 @@ ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 MODEL_RE = re.compile(r"^accounts/[a-z0-9-]+/models/[a-z0-9._-]+$")
 ACCOUNT = r"/fireworks/v1/accounts/(?P<account>[a-z0-9-]+)"
 GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 3, 429: 8, 500: 13, 503: 14}
-BODY_PARAMS = frozenset(("messages", "max_tokens", "temperature", "top_p", "top_k", "n", "stop",
-                         "presence_penalty", "frequency_penalty", "seed", "response_format"))
-JOB_FIELDS = frozenset(("displayName", "model", "inputDatasetId", "outputDatasetId",
-                        "inferenceParameters", "precision", "continuedFromJobName"))
-DATASET_FIELDS = frozenset(("displayName", "exampleCount", "userUploaded", "evaluationResult",
-                            "transformed", "splitted", "evalProtocol", "externalUrl", "format",
-                            "sourceJobName"))
+BODY_PARAMS = frozenset(
+    (
+        "messages",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "n",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "response_format",
+    )
+)
+JOB_FIELDS = frozenset(
+    (
+        "displayName",
+        "model",
+        "inputDatasetId",
+        "outputDatasetId",
+        "inferenceParameters",
+        "precision",
+        "continuedFromJobName",
+    )
+)
+DATASET_FIELDS = frozenset(
+    (
+        "displayName",
+        "exampleCount",
+        "userUploaded",
+        "evaluationResult",
+        "transformed",
+        "splitted",
+        "evalProtocol",
+        "externalUrl",
+        "format",
+        "sourceJobName",
+    )
+)
 PARAMS: dict[str, type | tuple[type, ...]] = {
-    "maxTokens": int, "temperature": (int, float), "topP": (int, float), "topK": int, "n": int,
-    "extraBody": str}
-ROW_ERRORS = {"invalid_request": 400, "rate_limit": 429, "overloaded": 503, "server_error": 500,
-              "auth": 401}
+    "maxTokens": int,
+    "temperature": (int, float),
+    "topP": (int, float),
+    "topK": int,
+    "n": int,
+    "extraBody": str,
+}
+ROW_ERRORS = {
+    "invalid_request": 400,
+    "rate_limit": 429,
+    "overloaded": 503,
+    "server_error": 500,
+    "auth": 401,
+}
 
 
 def fail(status: int, message: str) -> Reject:
-    return Reject(json_response({"code": GRPC.get(status, 2), "message": message,
-                                 "details": []}, status))
+    return Reject(
+        json_response({"code": GRPC.get(status, 2), "message": message, "details": []}, status)
+    )
 
 
 def iso(ts: float) -> str:
@@ -63,10 +107,16 @@ class Dataset:
     signature: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "displayName": self.display_name,
-                "createTime": iso(self.created), "state": self.state,
-                "status": {"code": "OK", "message": ""}, "exampleCount": self.example_count,
-                "userUploaded": {}, "format": "FORMAT_UNSPECIFIED"}
+        return {
+            "name": self.name,
+            "displayName": self.display_name,
+            "createTime": iso(self.created),
+            "state": self.state,
+            "status": {"code": "OK", "message": ""},
+            "exampleCount": self.example_count,
+            "userUploaded": {},
+            "format": "FORMAT_UNSPECIFIED",
+        }
 
 
 @dataclass
@@ -82,14 +132,25 @@ class FireworksJob(Job):
     progress: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "displayName": self.display_name,
-                "createTime": iso(self.created), "createdBy": "emulator@example.com",
-                "state": self.state, "status": {"code": "OK" if self.state != "JOB_STATE_FAILED"
-                                                else "INVALID_ARGUMENT", "message": self.message},
-                "model": self.model, "inputDatasetId": self.input_dataset,
-                "outputDatasetId": self.output_dataset, "inferenceParameters": dict(self.params),
-                "updateTime": iso(time.time()), "precision": "PRECISION_UNSPECIFIED",
-                "jobProgress": dict(self.progress), "continuedFromJobName": ""}
+        return {
+            "name": self.name,
+            "displayName": self.display_name,
+            "createTime": iso(self.created),
+            "createdBy": "emulator@example.com",
+            "state": self.state,
+            "status": {
+                "code": "OK" if self.state != "JOB_STATE_FAILED" else "INVALID_ARGUMENT",
+                "message": self.message,
+            },
+            "model": self.model,
+            "inputDatasetId": self.input_dataset,
+            "outputDatasetId": self.output_dataset,
+            "inferenceParameters": dict(self.params),
+            "updateTime": iso(time.time()),
+            "precision": "PRECISION_UNSPECIFIED",
+            "jobProgress": dict(self.progress),
+            "continuedFromJobName": "",
+        }
 
 
 class FireworksService:
@@ -112,8 +173,11 @@ class FireworksService:
             ("GET", ACCOUNT + ds, self.get_dataset),
             ("POST", ACCOUNT + ds + r":upload", self.upload),
             ("GET", ACCOUNT + ds + r":getDownloadEndpoint", self.download_endpoint),
-            ("GET", r"/fireworks/signed/(?P<account>[^/]+)/(?P<ds>[^/]+)/(?P<fname>[^/]+)",
-             self.signed_download),
+            (
+                "GET",
+                r"/fireworks/signed/(?P<account>[^/]+)/(?P<ds>[^/]+)/(?P<fname>[^/]+)",
+                self.signed_download,
+            ),
             ("POST", ACCOUNT + r"/batchInferenceJobs", self.create_job),
             ("GET", ACCOUNT + job, self.get_job),
             ("POST", ACCOUNT + job + r":cancel", self.cancel),
@@ -142,8 +206,11 @@ class FireworksService:
             raise fail(400, f"unknown field(s) {extra}")
         did, spec = body.get("datasetId"), body.get("dataset")
         if not isinstance(did, str) or not ID_RE.match(did):
-            raise fail(400, f"invalid datasetId {did!r}: lowercase letters, digits and hyphens, "
-                            "at most 63, starting with a letter")
+            raise fail(
+                400,
+                f"invalid datasetId {did!r}: lowercase letters, digits and hyphens, "
+                "at most 63, starting with a letter",
+            )
         if not isinstance(spec, dict) or spec.get("userUploaded") != {}:
             raise fail(400, "dataset.userUploaded must be {} for an uploaded dataset")
         unknown = sorted(set(spec) - DATASET_FIELDS)
@@ -176,22 +243,34 @@ class FireworksService:
             raise fail(400, f"expected exactly one multipart field 'file', got {sorted(fields)}")
         filename, data = fields["file"]
         if len(data) > self.MAX_UPLOAD_BYTES:
-            raise fail(413, f"file of {len(data)} bytes: :upload takes at most "
-                            f"{self.MAX_UPLOAD_BYTES}; use getUploadEndpoint")
+            raise fail(
+                413,
+                f"file of {len(data)} bytes: :upload takes at most "
+                f"{self.MAX_UPLOAD_BYTES}; use getUploadEndpoint",
+            )
         with self.emu.lock:
             d = self._dataset(account, ds)
             if d.state != "UPLOADING":
                 raise fail(400, f"dataset {d.name} is {d.state}: it was uploaded already")
             d.files[filename or "upload.jsonl"], d.state = data, "READY"
-            return json_response({"id": ds, "object": "file", "bytes": len(data),
-                                  "created_at": int(time.time()), "filename": filename,
-                                  "purpose": "fine-tune"})
+            return json_response(
+                {
+                    "id": ds,
+                    "object": "file",
+                    "bytes": len(data),
+                    "created_at": int(time.time()),
+                    "filename": filename,
+                    "purpose": "fine-tune",
+                }
+            )
 
     def download_endpoint(self, req: Request, account: str, ds: str) -> Response:
         with self.emu.lock:
             d = self._dataset(account, ds)
-            urls = {f: f"{req.base_url}/fireworks/signed/{account}/{ds}/{f}?sig={d.signature}"
-                    for f in d.files}
+            urls = {
+                f: f"{req.base_url}/fireworks/signed/{account}/{ds}/{f}?sig={d.signature}"
+                for f in d.files
+            }
         return json_response({"filenameToSignedUrls": urls})
 
     def signed_download(self, req: Request, account: str, ds: str, fname: str) -> Response:
@@ -223,7 +302,7 @@ class FireworksService:
         prefix = f"accounts/{account}/datasets/"
         src, out = body.get("inputDatasetId"), body.get("outputDatasetId")
         for what, v in (("inputDatasetId", src), ("outputDatasetId", out)):
-            if not (isinstance(v, str) and v.startswith(prefix) and ID_RE.match(v[len(prefix):])):
+            if not (isinstance(v, str) and v.startswith(prefix) and ID_RE.match(v[len(prefix) :])):
                 raise fail(400, f"{what} must be {prefix}<id> in this account, got {v!r}")
         name = f"accounts/{account}/batchInferenceJobs/{jid}"
         with self.emu.lock:
@@ -238,11 +317,18 @@ class FireworksService:
                 raise fail(409, f"batch inference job {name} already exists")
             self.datasets[str(out)] = Dataset(str(out), time.time(), f"output of {jid}")
             lines = [ln for ln in b"".join(d.files.values()).splitlines() if ln.strip()]
-            j = FireworksJob(id=jid, seq=self.emu.next_seq(),
-                             delay_at_creation=self.emu.processing_delay,
-                             fault=self.emu.faults.take_batch("fireworks", model), name=name,
-                             display_name=str(body.get("displayName") or ""), model=model,
-                             input_dataset=str(src), output_dataset=str(out), params=params)
+            j = FireworksJob(
+                id=jid,
+                seq=self.emu.next_seq(),
+                delay_at_creation=self.emu.processing_delay,
+                fault=self.emu.faults.take_batch("fireworks", model),
+                name=name,
+                display_name=str(body.get("displayName") or ""),
+                model=model,
+                input_dataset=str(src),
+                output_dataset=str(out),
+                params=params,
+            )
             j.progress = {"percent": 0, "totalInputRequests": len(lines)}
             self.jobs[name] = j
             self.emu.created.append(("fireworks", name, model, len(lines)))
@@ -251,8 +337,9 @@ class FireworksService:
     def _job(self, account: str, job: str) -> FireworksJob:
         j = self.jobs.get(f"accounts/{account}/batchInferenceJobs/{job}")
         if j is None:
-            raise fail(404, f"batch inference job accounts/{account}/batchInferenceJobs/{job} "
-                            "not found")
+            raise fail(
+                404, f"batch inference job accounts/{account}/batchInferenceJobs/{job} not found"
+            )
         self._advance(j)
         return j
 
@@ -293,11 +380,21 @@ class FireworksService:
             limit = j.cancel_done
         elif j.fault and j.fault.outcome == "expired":
             limit = int(len(rows) * j.fault.fraction_done)
-        outcomes = run_rows(self.emu, "fireworks", rows, limit=limit,
-                            all_failed=bool(j.fault and j.fault.outcome == "all_failed"))
+        outcomes = run_rows(
+            self.emu,
+            "fireworks",
+            rows,
+            limit=limit,
+            all_failed=bool(j.fault and j.fault.outcome == "all_failed"),
+        )
         self._write_results(j, shuffled(outcomes, j.name, self.emu))
-        j.state = ("JOB_STATE_CANCELLED" if j.cancel_at is not None else "JOB_STATE_EXPIRED"
-                   if limit is not None else "JOB_STATE_COMPLETED")
+        j.state = (
+            "JOB_STATE_CANCELLED"
+            if j.cancel_at is not None
+            else "JOB_STATE_EXPIRED"
+            if limit is not None
+            else "JOB_STATE_COMPLETED"
+        )
 
     def _write_results(self, j: FireworksJob, outcomes: list[Outcome]) -> None:
         ok: list[str] = []
@@ -318,25 +415,48 @@ class FireworksService:
         if bad:
             out.files["BIJErrorSet.jsonl"] = ("\n".join(bad) + "\n").encode()
         out.state, out.example_count = "READY", str(len(ok))
-        j.progress.update({"percent": 100, "totalProcessedRequests": len(ok) + len(bad),
-                           "successfullyProcessedRequests": len(ok), "failedRequests": len(bad),
-                           "outputRows": len(ok), **tokens})
+        j.progress.update(
+            {
+                "percent": 100,
+                "totalProcessedRequests": len(ok) + len(bad),
+                "successfullyProcessedRequests": len(ok),
+                "failedRequests": len(bad),
+                "outputRows": len(ok),
+                **tokens,
+            }
+        )
 
     def _line(self, j: FireworksJob, o: Outcome) -> dict[str, Any]:
         if o.status == "errored":
             assert o.error is not None
-            return {"custom_id": o.row.custom_id,
-                    "error": {"code": ROW_ERRORS[o.error.kind], "message": o.error.message}}
+            return {
+                "custom_id": o.row.custom_id,
+                "error": {"code": ROW_ERRORS[o.error.kind], "message": o.error.message},
+            }
         assert o.reply is not None and o.usage is not None
         u = o.usage
-        return {"custom_id": o.row.custom_id, "response": {
-            "id": rand_id("", 36, "0123456789abcdef-"), "object": "chat.completion",
-            "created": int(time.time()), "model": j.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": o.reply.text},
-                         "finish_reason": openai_finish_reason(o.reply.stop_reason)}],
-            "usage": {"prompt_tokens": u.input, "completion_tokens": u.output,
-                      "total_tokens": u.input + u.output,
-                      "prompt_tokens_details": {"cached_tokens": u.cache_read}}}}
+        return {
+            "custom_id": o.row.custom_id,
+            "response": {
+                "id": rand_id("", 36, "0123456789abcdef-"),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": j.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": o.reply.text},
+                        "finish_reason": openai_finish_reason(o.reply.stop_reason),
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": u.input,
+                    "completion_tokens": u.output,
+                    "total_tokens": u.input + u.output,
+                    "prompt_tokens_details": {"cached_tokens": u.cache_read},
+                },
+            },
+        }
 
     def _read_rows(self, j: FireworksJob) -> tuple[list[Row], str | None]:
         """Validate the input dataset as the job does before running it."""
@@ -371,8 +491,10 @@ class FireworksService:
         if t is not None and (type(t) not in (int, float) or not 0 <= t <= 2):
             return Row(cid, None, invalid="temperature must be within [0, 2]")
         try:
-            msgs = [(m["role"], text_of(m.get("content"), f"messages.{i}.content"))
-                    for i, m in enumerate(body["messages"])]
+            msgs = [
+                (m["role"], text_of(m.get("content"), f"messages.{i}.content"))
+                for i, m in enumerate(body["messages"])
+            ]
         except (ValueError, KeyError, TypeError) as exc:
             return Row(cid, None, invalid=f"invalid messages: {exc}")
         if not msgs or any(r not in ("system", "user", "assistant") for r, _ in msgs):
@@ -381,8 +503,16 @@ class FireworksService:
         # A trailing assistant turn stays a message: continuing it is not documented.
         turns = [{"role": r, "content": c} for r, c in msgs if r != "system"]
         params = {k: v for k, v in body.items() if k != "messages"}
-        ctx = CallContext("fireworks", j.model, cid, "\n\n".join(system) if system else None,
-                          turns, None, params, j.name)
+        ctx = CallContext(
+            "fireworks",
+            j.model,
+            cid,
+            "\n\n".join(system) if system else None,
+            turns,
+            None,
+            params,
+            j.name,
+        )
         return Row(cid, ctx, cache_marked=True, source=body)  # batch jobs cache automatically
 
 

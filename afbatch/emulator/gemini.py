@@ -31,16 +31,28 @@ if TYPE_CHECKING:
 
 PREFIX = "/gemini"
 VERSION = r"(?P<version>v1|v1beta|v1alpha)"
-STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-                404: "NOT_FOUND", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
-                500: "INTERNAL", 503: "UNAVAILABLE"}
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"  # ids of files and batches
 MODEL = re.compile(r"(gemini|gemma)-[a-z0-9.-]+")
 
 
 def fail(status: int, message: str) -> Reject:
-    body = {"error": {"code": status, "message": message,
-                      "status": STATUS_NAMES.get(status, "INTERNAL")}}
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "status": STATUS_NAMES.get(status, "INTERNAL"),
+        }
+    }
     return Reject(json_response(body, status))
 
 
@@ -61,9 +73,13 @@ class GeminiFile:
     done: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "mimeType": self.mime_type,
-                               "sizeBytes": str(len(self.data)), "state": "ACTIVE",
-                               "source": "GENERATED" if self.generated else "UPLOADED"}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "mimeType": self.mime_type,
+            "sizeBytes": str(len(self.data)),
+            "state": "ACTIVE",
+            "source": "GENERATED" if self.generated else "UPLOADED",
+        }
         if self.display_name:
             out["displayName"] = self.display_name
         return out
@@ -86,10 +102,13 @@ class GeminiBatch(Job):
         stats = {"requestCount": n, "pendingRequestCount": n, **self.stats}
         meta: dict[str, Any] = {
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
-            "model": f"models/{self.model}", "name": f"batches/{self.id}", "state": self.state,
+            "model": f"models/{self.model}",
+            "name": f"batches/{self.id}",
+            "state": self.state,
             "createTime": rfc3339(self.created),
             "updateTime": rfc3339(self.ended_at or self.created),
-            "batchStats": {k: str(v) for k, v in stats.items()}}
+            "batchStats": {k: str(v) for k, v in stats.items()},
+        }
         if self.display_name is not None:
             meta["displayName"] = self.display_name
         if self.ended_at is not None:
@@ -136,9 +155,12 @@ class GeminiService:
         if "upload_id" in req.query:  # a resumable session's URL is its own credential
             return None
         if not req.headers.get("x-goog-api-key"):
-            return self.error(401, "Method doesn't allow unregistered callers (callers without "
-                                   "established identity). Please use API Key or other form of "
-                                   "API consumer identity to call this API.")
+            return self.error(
+                401,
+                "Method doesn't allow unregistered callers (callers without "
+                "established identity). Please use API Key or other form of "
+                "API consumer identity to call this API.",
+            )
         return None
 
     def headers(self) -> dict[str, str]:
@@ -157,8 +179,10 @@ class GeminiService:
             command = req.headers.get("x-goog-upload-command", "")
             offset = req.headers.get("x-goog-upload-offset", "")
             if "upload" not in command or offset != str(len(f.data)):
-                raise fail(400, f"Upload offset {offset!r} does not match the {len(f.data)} "
-                                "bytes received.")
+                raise fail(
+                    400,
+                    f"Upload offset {offset!r} does not match the {len(f.data)} bytes received.",
+                )
             f.data += req.body
             if len(f.data) > f.size:
                 del self.uploads[upload_id]
@@ -170,8 +194,7 @@ class GeminiService:
             del self.uploads[upload_id]
             f.done = True
             self.files[f.name] = f
-            return json_response({"file": f.to_json()},
-                                 headers={"x-goog-upload-status": "final"})
+            return json_response({"file": f.to_json()}, headers={"x-goog-upload-status": "final"})
 
     def _start(self, req: Request, version: str) -> Response:
         h = req.headers
@@ -194,18 +217,30 @@ class GeminiService:
         name = meta.get("name") or f"files/{rand_id('', 12, LOWER)}"
         with self.emu.lock:
             if name in self.files:
-                raise Reject(json_response({"error": {"code": 409, "status": "ALREADY_EXISTS",
-                                                      "message": f"{name} already exists."}}, 409))
+                raise Reject(
+                    json_response(
+                        {
+                            "error": {
+                                "code": 409,
+                                "status": "ALREADY_EXISTS",
+                                "message": f"{name} already exists.",
+                            }
+                        },
+                        409,
+                    )
+                )
             self.uploads[upload_id] = GeminiFile(name, meta.get("display_name"), mime, int(size))
         url = f"{req.base_url}{PREFIX}/upload/{version}/files?upload_id={upload_id}"
-        return Response(200, b"", headers={"x-goog-upload-url": url,
-                                           "x-goog-upload-status": "active"})
+        return Response(
+            200, b"", headers={"x-goog-upload-url": url, "x-goog-upload-status": "active"}
+        )
 
     def _file(self, file_id: str) -> GeminiFile:
         f = self.files.get(f"files/{file_id}")
         if f is None:
-            raise fail(403, f"You do not have permission to access the File {file_id} or it may "
-                            "not exist.")
+            raise fail(
+                403, f"You do not have permission to access the File {file_id} or it may not exist."
+            )
         return f
 
     def get_file(self, req: Request, version: str, file_id: str) -> Response:
@@ -223,8 +258,11 @@ class GeminiService:
 
     def create(self, req: Request, version: str, model: str) -> Response:
         if not MODEL.fullmatch(model):
-            raise fail(404, f"models/{model} is not found for API version {version}, or is not "
-                            "supported for batchGenerateContent.")
+            raise fail(
+                404,
+                f"models/{model} is not found for API version {version}, or is not "
+                "supported for batchGenerateContent.",
+            )
         try:
             body = req.json()
         except ValueError:
@@ -235,8 +273,9 @@ class GeminiService:
         if not isinstance(source, dict) or set(source) not in ({"fileName"}, {"requests"}):
             raise fail(400, "batch.input_config: exactly one of file_name or requests is required.")
         if len(req.body) > self.MAX_INLINE_BYTES:
-            raise fail(400, f"Request payload size exceeds the limit: {self.MAX_INLINE_BYTES} "
-                            "bytes.")
+            raise fail(
+                400, f"Request payload size exceeds the limit: {self.MAX_INLINE_BYTES} bytes."
+            )
         with self.emu.lock:
             if "requests" in source:
                 rows, inline = self._inline_rows(source["requests"], model), True
@@ -245,10 +284,16 @@ class GeminiService:
                 if f is None or f.generated:
                     raise fail(404, f"File {source['fileName']} not found.")
                 rows, inline = self._rows(bytes(f.data), model), False
-            b = GeminiBatch(inline=inline, id=rand_id("", 24, LOWER),
-                            seq=self.emu.next_seq(), delay_at_creation=self.emu.processing_delay,
-                            fault=self.emu.faults.take_batch("gemini", model), model=model,
-                            display_name=batch.get("displayName"), rows=rows)
+            b = GeminiBatch(
+                inline=inline,
+                id=rand_id("", 24, LOWER),
+                seq=self.emu.next_seq(),
+                delay_at_creation=self.emu.processing_delay,
+                fault=self.emu.faults.take_batch("gemini", model),
+                model=model,
+                display_name=batch.get("displayName"),
+                rows=rows,
+            )
             for r in rows:
                 if r.ctx is not None:
                     r.ctx = replace(r.ctx, batch_id=b.id)
@@ -267,7 +312,7 @@ class GeminiService:
             except ValueError:
                 raise fail(400, f"Line {n} of the input file is not valid JSON.") from None
             if not isinstance(obj, dict) or set(obj) != {"key", "request"}:
-                raise fail(400, f"Line {n}: each line must be {{\"key\": ..., \"request\": ...}}.")
+                raise fail(400, f'Line {n}: each line must be {{"key": ..., "request": ...}}.')
             key = obj["key"]
             if not isinstance(key, str) or not key:
                 raise fail(400, f"Line {n}: key must be a non-empty string.")
@@ -275,8 +320,11 @@ class GeminiService:
                 raise fail(400, f"Line {n}: duplicate key {key!r}.")
             seen.add(key)
             problem = request_problem(obj["request"])
-            rows.append(Row(key, None, invalid=problem) if problem
-                        else Row(key, context(model, key, obj["request"]), cache_marked=True))
+            rows.append(
+                Row(key, None, invalid=problem)
+                if problem
+                else Row(key, context(model, key, obj["request"]), cache_marked=True)
+            )
         return rows
 
     def _inline_rows(self, requests: Any, model: str) -> list[Row]:
@@ -319,7 +367,7 @@ class GeminiService:
         start = int(req.query.get("pageToken") or 0)
         with self.emu.lock:
             ordered = sorted(self.batches.values(), key=lambda b: -b.seq)  # newest first
-            page = ordered[start:start + int(size)]
+            page = ordered[start : start + int(size)]
             for b in page:
                 self._advance(b)
             out: dict[str, Any] = {"operations": [b.to_json() for b in page]}
@@ -361,23 +409,34 @@ class GeminiService:
         limit = b.cancel_done if b.cancel_at is not None else None
         if fault == "expired" and b.fault is not None and limit is None:
             limit = int(len(b.rows) * b.fault.fraction_done)
-        outcomes = run_rows(self.emu, "gemini", b.rows, limit=limit,
-                            all_failed=fault == "all_failed")
+        outcomes = run_rows(
+            self.emu, "gemini", b.rows, limit=limit, all_failed=fault == "all_failed"
+        )
         done = [o for o in outcomes if o.status in ("succeeded", "errored")]
-        b.stats = {"pendingRequestCount": 0,
-                   "successfulRequestCount": sum(o.status == "succeeded" for o in done),
-                   "failedRequestCount": sum(o.status == "errored" for o in done)}
-        b.state = ("BATCH_STATE_CANCELLED" if b.cancel_at is not None else
-                   "BATCH_STATE_EXPIRED" if len(done) < len(outcomes) else "BATCH_STATE_SUCCEEDED")
+        b.stats = {
+            "pendingRequestCount": 0,
+            "successfulRequestCount": sum(o.status == "succeeded" for o in done),
+            "failedRequestCount": sum(o.status == "errored" for o in done),
+        }
+        b.state = (
+            "BATCH_STATE_CANCELLED"
+            if b.cancel_at is not None
+            else "BATCH_STATE_EXPIRED"
+            if len(done) < len(outcomes)
+            else "BATCH_STATE_SUCCEEDED"
+        )
         if b.inline:  # in input order, each with its request's metadata
             b.inline_results = [inline_result(b.model, o) for o in done]
             return
         render = self.emu.faults.render_line
-        lines = [render("gemini", result_line(b.model, o), ("response", "status"))
-                 for o in shuffled(done, b.id, self.emu)]
+        lines = [
+            render("gemini", result_line(b.model, o), ("response", "status"))
+            for o in shuffled(done, b.id, self.emu)
+        ]
         if done:
-            out = GeminiFile(f"files/batch-{b.id}", None, "application/jsonl", 0, generated=True,
-                             done=True)
+            out = GeminiFile(
+                f"files/batch-{b.id}", None, "application/jsonl", 0, generated=True, done=True
+            )
             out.data += "".join(line + "\n" for line in lines).encode()
             out.size = len(out.data)
             self.files[out.name] = out

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batches import Job, Outcome, Row, run_rows, shuffled
 from .mistral_lines import error_body, read_rows, result_line
-from .openai import parse_multipart
+from .openai_http import parse_multipart
 from .web import Reject, Request, Response, Route, json_response
 
 if TYPE_CHECKING:
@@ -27,8 +27,15 @@ if TYPE_CHECKING:
 PREFIX = "/mistral"
 ENDPOINTS = ("/v1/chat/completions",)
 # Model ids the emulated API knows (by family prefix); anything else is an unknown model.
-MODEL_PREFIXES = ("mistral-", "magistral-", "ministral-", "codestral-", "devstral-", "open-",
-                  "pixtral-")
+MODEL_PREFIXES = (
+    "mistral-",
+    "magistral-",
+    "ministral-",
+    "codestral-",
+    "devstral-",
+    "open-",
+    "pixtral-",
+)
 
 
 def fail(status: int, message: str) -> Reject:
@@ -46,11 +53,18 @@ class StoredFile:
     sample_type: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "file", "bytes": len(self.data),
-                "created_at": self.created_at, "filename": self.filename, "purpose": self.purpose,
-                "sample_type": self.sample_type, "source": "upload",
-                "num_lines": len(self.data.splitlines()),
-                "mimetype": "application/jsonl"}
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.data),
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "sample_type": self.sample_type,
+            "source": "upload",
+            "num_lines": len(self.data.splitlines()),
+            "mimetype": "application/jsonl",
+        }
 
 
 @dataclass
@@ -70,14 +84,27 @@ class MistralJob(Job):
 
     def to_json(self) -> dict[str, Any]:
         c = self.counts
-        return {"id": self.id, "object": "batch", "input_files": self.input_files,
-                "metadata": self.metadata, "endpoint": self.endpoint, "model": self.model,
-                "agent_id": None, "output_file": self.output_file, "error_file": self.error_file,
-                "errors": self.errors, "outputs": None, "status": self.status,
-                "created_at": int(self.created), "total_requests": c["total"],
-                "completed_requests": c["ok"] + c["failed"], "succeeded_requests": c["ok"],
-                "failed_requests": c["failed"], "started_at": self.started_at,
-                "completed_at": self.completed_at}
+        return {
+            "id": self.id,
+            "object": "batch",
+            "input_files": self.input_files,
+            "metadata": self.metadata,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "agent_id": None,
+            "output_file": self.output_file,
+            "error_file": self.error_file,
+            "errors": self.errors,
+            "outputs": None,
+            "status": self.status,
+            "created_at": int(self.created),
+            "total_requests": c["total"],
+            "completed_requests": c["ok"] + c["failed"],
+            "succeeded_requests": c["ok"],
+            "failed_requests": c["failed"],
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+        }
 
 
 class MistralService:
@@ -133,8 +160,9 @@ class MistralService:
         if len(data) > self.MAX_FILE_BYTES:
             raise fail(413, f"File is too large: {len(data)} bytes (limit {self.MAX_FILE_BYTES}).")
         sample = "batch_request" if purpose == "batch" else "instruct"
-        f = StoredFile(str(uuid.uuid4()), filename or "upload.jsonl", purpose, data,
-                       int(time.time()), sample)
+        f = StoredFile(
+            str(uuid.uuid4()), filename or "upload.jsonl", purpose, data, int(time.time()), sample
+        )
         with self.emu.lock:
             self.files[f.id] = f
         return json_response(f.to_json())
@@ -158,8 +186,18 @@ class MistralService:
 
     def create(self, req: Request) -> Response:
         body = _json_object(req)
-        unknown = sorted(set(body) - {"input_files", "requests", "endpoint", "model", "agent_id",
-                                      "metadata", "timeout_hours"})
+        unknown = sorted(
+            set(body)
+            - {
+                "input_files",
+                "requests",
+                "endpoint",
+                "model",
+                "agent_id",
+                "metadata",
+                "timeout_hours",
+            }
+        )
         if unknown:
             raise fail(422, f"Extra inputs are not permitted: {unknown[0]}")
         if body.get("endpoint") not in ENDPOINTS:
@@ -171,8 +209,9 @@ class MistralService:
         if not isinstance(files, list) or not files or body.get("requests"):
             raise fail(422, "The emulator takes input_files (one or more file ids).")
         metadata = body.get("metadata")
-        if metadata is not None and (not isinstance(metadata, dict) or not all(
-                isinstance(v, str) for v in metadata.values())):
+        if metadata is not None and (
+            not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
+        ):
             raise fail(422, "metadata must be an object of strings")
         hours = body.get("timeout_hours", 24)
         if type(hours) is not int or not 1 <= hours <= 168:
@@ -184,11 +223,17 @@ class MistralService:
                     raise fail(404, f"File {fid} not found")
                 if f.purpose != "batch":
                     raise fail(400, f"File {fid} was not uploaded with purpose 'batch'")
-            job = MistralJob(id=str(uuid.uuid4()), seq=self.emu.next_seq(),
-                             delay_at_creation=self.emu.processing_delay,
-                             fault=self.emu.faults.take_batch("mistral", model), input_files=files,
-                             endpoint=body["endpoint"], model=model, metadata=metadata,
-                             timeout_hours=hours)
+            job = MistralJob(
+                id=str(uuid.uuid4()),
+                seq=self.emu.next_seq(),
+                delay_at_creation=self.emu.processing_delay,
+                fault=self.emu.faults.take_batch("mistral", model),
+                input_files=files,
+                endpoint=body["endpoint"],
+                model=model,
+                metadata=metadata,
+                timeout_hours=hours,
+            )
             self.jobs[job.id] = job
             self.emu.created.append(("mistral", job.id, model, len(self._lines(job))))
             return json_response(job.to_json())
@@ -212,7 +257,7 @@ class MistralService:
         with self.emu.lock:
             jobs = sorted(self.jobs.values(), key=lambda j: j.seq, reverse=newest_first)
             jobs = [j for j in jobs if since is None or j.created >= since]
-            chunk = jobs[page * size:(page + 1) * size]
+            chunk = jobs[page * size : (page + 1) * size]
             for j in chunk:
                 self._advance(j)
             data = [j.to_json() for j in chunk]
@@ -262,8 +307,13 @@ class MistralService:
             limit = job.cancel_done
         elif job.fault and job.fault.outcome == "expired":
             limit = int(len(rows) * job.fault.fraction_done)
-        outcomes = run_rows(self.emu, "mistral", rows, limit=limit,
-                            all_failed=bool(job.fault and job.fault.outcome == "all_failed"))
+        outcomes = run_rows(
+            self.emu,
+            "mistral",
+            rows,
+            limit=limit,
+            all_failed=bool(job.fault and job.fault.outcome == "all_failed"),
+        )
         self._write_results(job, shuffled(outcomes, job.id, self.emu))
         if job.cancel_at is not None:
             job.status = "CANCELLED"
@@ -278,15 +328,22 @@ class MistralService:
         for o in outcomes:
             if o.status in ("expired", "canceled"):
                 continue  # never ran: no line
-            line = self.emu.faults.render_line("mistral", result_line(job.model, o),
-                                               ("response", "error"))
+            line = self.emu.faults.render_line(
+                "mistral", result_line(job.model, o), ("response", "error")
+            )
             (ok if o.status == "succeeded" else bad).append(line)
         job.counts = {"total": len(outcomes), "ok": len(ok), "failed": len(bad)}
         now = int(time.time())
         for lines, kind in ((ok, "batch_result"), (bad, "batch_error")):
             if lines:
-                f = StoredFile(str(uuid.uuid4()), f"{job.id}_{kind}.jsonl", "batch",
-                               ("\n".join(lines) + "\n").encode(), now, kind)
+                f = StoredFile(
+                    str(uuid.uuid4()),
+                    f"{job.id}_{kind}.jsonl",
+                    "batch",
+                    ("\n".join(lines) + "\n").encode(),
+                    now,
+                    kind,
+                )
                 self.files[f.id] = f
                 if kind == "batch_result":
                     job.output_file = f.id

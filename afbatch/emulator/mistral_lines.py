@@ -13,11 +13,33 @@ from .batches import Outcome, Row, openai_finish_reason, text_of
 from .responders import CallContext
 
 ROLES = ("system", "user", "assistant", "tool")
-CHAT_PARAMS = frozenset((
-    "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed",
-    "metadata", "response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty",
-    "n", "prediction", "parallel_tool_calls", "reasoning_effort", "prompt_mode", "guardrails",
-    "prompt_cache_key", "service_tier", "safe_prompt"))
+CHAT_PARAMS = frozenset(
+    (
+        "model",
+        "messages",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "stream",
+        "stop",
+        "random_seed",
+        "metadata",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "presence_penalty",
+        "frequency_penalty",
+        "n",
+        "prediction",
+        "parallel_tool_calls",
+        "reasoning_effort",
+        "prompt_mode",
+        "guardrails",
+        "prompt_cache_key",
+        "service_tier",
+        "safe_prompt",
+    )
+)
 # (HTTP status, type, code) per RowError kind
 ROW_ERRORS = {
     "invalid_request": (400, "invalid_request_error", None),
@@ -28,8 +50,9 @@ ROW_ERRORS = {
 }
 
 
-def error_body(message: str, type_: str = "invalid_request_error",
-               code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, type_: str = "invalid_request_error", code: str | None = None
+) -> dict[str, Any]:
     return {"object": "error", "message": message, "type": type_, "param": None, "code": code}
 
 
@@ -68,15 +91,29 @@ def _row(model: str, job_id: str, cid: str, body: dict[str, Any]) -> Row:
         if msgs[-1].get("role") == "assistant":  # a prefix (checked by body_problem)
             prefill = text_of(msgs[-1].get("content"), f"messages.{len(msgs) - 1}.content")
             msgs = msgs[:-1]
-        system = [text_of(m.get("content"), f"messages.{i}.content")
-                  for i, m in enumerate(msgs) if m["role"] == "system"]
-        turns = [{"role": m["role"], "content": text_of(m.get("content"), f"messages.{i}.content")}
-                 for i, m in enumerate(msgs) if m["role"] != "system"]
+        system = [
+            text_of(m.get("content"), f"messages.{i}.content")
+            for i, m in enumerate(msgs)
+            if m["role"] == "system"
+        ]
+        turns = [
+            {"role": m["role"], "content": text_of(m.get("content"), f"messages.{i}.content")}
+            for i, m in enumerate(msgs)
+            if m["role"] != "system"
+        ]
     except ValueError as exc:
         return Row(cid, None, invalid=str(exc))
     params = {k: v for k, v in body.items() if k not in ("model", "messages")}
-    ctx = CallContext("mistral", model, cid, "\n\n".join(system) if system else None, turns,
-                      prefill, params, job_id)
+    ctx = CallContext(
+        "mistral",
+        model,
+        cid,
+        "\n\n".join(system) if system else None,
+        turns,
+        prefill,
+        params,
+        job_id,
+    )
     return Row(cid, ctx, cache_marked="prompt_cache_key" in body, source=body)
 
 
@@ -95,8 +132,10 @@ def body_problem(body: dict[str, Any]) -> str | None:
             return "Only the last message can be an assistant message with prefix True"
     last = msgs[-1]
     if last["role"] == "assistant" and last.get("prefix") is not True:
-        return ("Expected last role User or Tool (or Assistant with prefix True) for serving "
-                "but got assistant")
+        return (
+            "Expected last role User or Tool (or Assistant with prefix True) for serving "
+            "but got assistant"
+        )
     if body.get("stream"):
         return "Streaming is not supported in batch jobs."
     if "max_tokens" in body and (type(body["max_tokens"]) is not int or body["max_tokens"] < 0):
@@ -116,21 +155,37 @@ def result_line(model: str, o: Outcome) -> dict[str, Any]:
     if o.status == "errored":
         assert o.error is not None
         status, type_, code = ROW_ERRORS[o.error.kind]
-        return {**line, "response": {"status_code": status,
-                                     "body": error_body(o.error.message, type_, code)},
-                "error": None}
+        return {
+            **line,
+            "response": {"status_code": status, "body": error_body(o.error.message, type_, code)},
+            "error": None,
+        }
     assert o.reply is not None and o.usage is not None and o.row.ctx is not None
     prefix = o.row.ctx.prefill or ""  # the answer starts with the prefix it continued
     u = o.usage
     body = {
-        "id": uuid.uuid4().hex, "object": "chat.completion", "model": model,
+        "id": uuid.uuid4().hex,
+        "object": "chat.completion",
+        "model": model,
         "created": int(time.time()),
-        "usage": {"prompt_tokens": u.input, "completion_tokens": u.output,
-                  "total_tokens": u.input + u.output,
-                  "prompt_tokens_details": {"cached_tokens": u.cache_read}},
-        "choices": [{"index": i, "finish_reason": openai_finish_reason(r.stop_reason),
-                     "message": {"role": "assistant", "content": prefix + r.text,
-                                 "tool_calls": None, "prefix": False}}
-                    for i, r in enumerate([o.reply, *o.more])],
+        "usage": {
+            "prompt_tokens": u.input,
+            "completion_tokens": u.output,
+            "total_tokens": u.input + u.output,
+            "prompt_tokens_details": {"cached_tokens": u.cache_read},
+        },
+        "choices": [
+            {
+                "index": i,
+                "finish_reason": openai_finish_reason(r.stop_reason),
+                "message": {
+                    "role": "assistant",
+                    "content": prefix + r.text,
+                    "tool_calls": None,
+                    "prefix": False,
+                },
+            }
+            for i, r in enumerate([o.reply, *o.more])
+        ],
     }
     return {**line, "response": {"status_code": 200, "body": body}, "error": None}

@@ -56,10 +56,14 @@ class OpenAIService:
     def authenticate(self, req: Request) -> Response | None:
         auth = req.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return json_response(error_body(
-                "You didn't provide an API key. You need to provide your API key in an "
-                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                "invalid_request_error"), 401)
+            return json_response(
+                error_body(
+                    "You didn't provide an API key. You need to provide your API key in an "
+                    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                    "invalid_request_error",
+                ),
+                401,
+            )
         return None
 
     def headers(self) -> dict[str, str]:
@@ -71,15 +75,19 @@ class OpenAIService:
         fields = parse_multipart(req.headers.get("content-type", ""), req.body)
         purpose = fields.get("purpose", (None, b""))[1].decode("utf-8", "replace")
         if purpose not in FILE_PURPOSES:
-            raise fail(400, f"'{purpose}' is not one of {list(FILE_PURPOSES)} - 'purpose'",
-                       param="purpose")
+            raise fail(
+                400, f"'{purpose}' is not one of {list(FILE_PURPOSES)} - 'purpose'", param="purpose"
+            )
         if "file" not in fields:
             raise fail(400, "Missing required parameter: 'file'.", param="file")
         filename, data = fields["file"]
         filename = filename or "upload"
         if len(data) > self.MAX_UPLOAD_BYTES:
-            raise fail(400, f"File is too large: {len(data)} bytes (limit "
-                            f"{self.MAX_UPLOAD_BYTES}).", param="file")
+            raise fail(
+                400,
+                f"File is too large: {len(data)} bytes (limit {self.MAX_UPLOAD_BYTES}).",
+                param="file",
+            )
         if purpose == "batch" and not filename.endswith(".jsonl"):
             raise fail(400, "Invalid file format for Batch API. Must be .jsonl", param="file")
         now = int(time.time())
@@ -99,11 +107,20 @@ class OpenAIService:
 
     def list_files(self, req: Request) -> Response:
         with self.emu.lock:
-            data = [f.to_json() for f in reversed(self.files.values())
-                    if req.query.get("purpose") in (None, f.purpose)]
-        return json_response({"object": "list", "data": data, "has_more": False,
-                              "first_id": data[0]["id"] if data else None,
-                              "last_id": data[-1]["id"] if data else None})
+            data = [
+                f.to_json()
+                for f in reversed(self.files.values())
+                if req.query.get("purpose") in (None, f.purpose)
+            ]
+        return json_response(
+            {
+                "object": "list",
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
 
     def get_file(self, req: Request, file_id: str) -> Response:
         with self.emu.lock:
@@ -125,35 +142,58 @@ class OpenAIService:
     def create(self, req: Request) -> Response:
         body = json_object(req)
         for key in body:
-            if key not in ("input_file_id", "endpoint", "completion_window", "metadata",
-                           "output_expires_after"):
+            if key not in (
+                "input_file_id",
+                "endpoint",
+                "completion_window",
+                "metadata",
+                "output_expires_after",
+            ):
                 raise fail(400, f"Unrecognized request argument supplied: {key}", param=key)
         for key in ("input_file_id", "endpoint", "completion_window"):
             if not isinstance(body.get(key), str):
                 raise fail(400, f"Missing required parameter: '{key}'.", param=key)
         if body["endpoint"] not in self.ENDPOINTS:
-            raise fail(400, f"Invalid value for 'endpoint': {body['endpoint']!r}; the emulator "
-                            f"supports {list(self.ENDPOINTS)}.", param="endpoint")
+            raise fail(
+                400,
+                f"Invalid value for 'endpoint': {body['endpoint']!r}; the emulator "
+                f"supports {list(self.ENDPOINTS)}.",
+                param="endpoint",
+            )
         if body["completion_window"] != "24h":
-            raise fail(400, "Invalid value for 'completion_window': only '24h' is supported.",
-                       param="completion_window")
+            raise fail(
+                400,
+                "Invalid value for 'completion_window': only '24h' is supported.",
+                param="completion_window",
+            )
         check_metadata(body.get("metadata"))
         check_expires_after(body.get("output_expires_after"))
         with self.emu.lock:
             f = self.files.get(body["input_file_id"])
             if f is None:
-                raise fail(400, f"Invalid 'input_file_id': '{body['input_file_id']}'. File "
-                                "does not exist.", param="input_file_id")
+                raise fail(
+                    400,
+                    f"Invalid 'input_file_id': '{body['input_file_id']}'. File does not exist.",
+                    param="input_file_id",
+                )
             if f.purpose != "batch":
-                raise fail(400, "The input file must be uploaded with purpose 'batch'.",
-                           param="input_file_id")
+                raise fail(
+                    400,
+                    "The input file must be uploaded with purpose 'batch'.",
+                    param="input_file_id",
+                )
             lines = [ln for ln in f.data.splitlines() if ln.strip()]
             model = first_model(lines)
-            b = OpenAIBatch(id=rand_id("batch_", 32, "0123456789abcdef"), seq=self.emu.next_seq(),
-                            delay_at_creation=self.emu.processing_delay,
-                            fault=self.emu.faults.take_batch("openai", model),
-                            input_file_id=f.id, endpoint=body["endpoint"],
-                            metadata=body.get("metadata"), model=model)
+            b = OpenAIBatch(
+                id=rand_id("batch_", 32, "0123456789abcdef"),
+                seq=self.emu.next_seq(),
+                delay_at_creation=self.emu.processing_delay,
+                fault=self.emu.faults.take_batch("openai", model),
+                input_file_id=f.id,
+                endpoint=body["endpoint"],
+                metadata=body.get("metadata"),
+                model=model,
+            )
             self.batches[b.id] = b
             self.emu.created.append(("openai", b.id, model, len(lines)))
             return json_response(b.to_json())
@@ -176,14 +216,20 @@ class OpenAIService:
             after = req.query.get("after")
             if after:
                 ids = [b.id for b in ordered]
-                ordered = ordered[ids.index(after) + 1:] if after in ids else []
+                ordered = ordered[ids.index(after) + 1 :] if after in ids else []
             page = ordered[:limit]
             for b in page:
                 self._advance(b)
             data = [b.to_json() for b in page]
-        return json_response({"object": "list", "data": data, "has_more": len(ordered) > limit,
-                              "first_id": data[0]["id"] if data else None,
-                              "last_id": data[-1]["id"] if data else None})
+        return json_response(
+            {
+                "object": "list",
+                "data": data,
+                "has_more": len(ordered) > limit,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
 
     def cancel(self, req: Request, batch_id: str) -> Response:
         with self.emu.lock:
@@ -217,10 +263,16 @@ class OpenAIService:
         now = int(time.time())
         rows, errors = self._read_rows(b)
         if not errors and b.fault and b.fault.outcome == "failed":
-            errors = [{"code": "token_limit_exceeded", "line": None, "param": None,
-                       "message": f"Enqueued token limit reached for {b.model} in organization "
-                                  "org-emulator. Please try again once some in_progress batches "
-                                  "have been completed."}]
+            errors = [
+                {
+                    "code": "token_limit_exceeded",
+                    "line": None,
+                    "param": None,
+                    "message": f"Enqueued token limit reached for {b.model} in organization "
+                    "org-emulator. Please try again once some in_progress batches "
+                    "have been completed.",
+                }
+            ]
         if errors:
             b.status, b.times["failed_at"] = "failed", now
             b.errors = errors[: self.MAX_ERRORS_REPORTED]
@@ -232,8 +284,14 @@ class OpenAIService:
             limit, stop = b.cancel_done, "canceled"
         elif b.fault and b.fault.outcome == "expired":
             limit = int(len(rows) * b.fault.fraction_done)
-        outcomes = run_rows(self.emu, "openai", rows, limit=limit, stop_status=stop,
-                            all_failed=bool(b.fault and b.fault.outcome == "all_failed"))
+        outcomes = run_rows(
+            self.emu,
+            "openai",
+            rows,
+            limit=limit,
+            stop_status=stop,
+            all_failed=bool(b.fault and b.fault.outcome == "all_failed"),
+        )
         self._write_results(b, shuffled(outcomes, b.id, self.emu))
         if b.cancel_at is not None:
             b.status, b.times["cancelled_at"] = "cancelled", now
@@ -246,8 +304,9 @@ class OpenAIService:
         ok: list[str] = []
         bad: list[str] = []
         for o in outcomes:
-            line = self.emu.faults.render_line("openai", result_line(b.model, o),
-                                               ("response", "error"))
+            line = self.emu.faults.render_line(
+                "openai", result_line(b.model, o), ("response", "error")
+            )
             (ok if o.status == "succeeded" else bad).append(line)
             if o.usage:
                 b.usage["input"] += o.usage.input
@@ -256,18 +315,30 @@ class OpenAIService:
         b.counts = {"total": len(outcomes), "completed": len(ok), "failed": len(bad)}
         now = int(time.time())
         if ok:
-            f = StoredFile(rand_id("file-", 22), f"batch_{b.id}_output.jsonl", "batch_output",
-                           ("\n".join(ok) + "\n").encode(), now, now + 30 * DAY)
+            f = StoredFile(
+                rand_id("file-", 22),
+                f"batch_{b.id}_output.jsonl",
+                "batch_output",
+                ("\n".join(ok) + "\n").encode(),
+                now,
+                now + 30 * DAY,
+            )
             self.files[f.id] = f
             b.output_file_id = f.id
         if bad:
-            f = StoredFile(rand_id("file-", 22), f"batch_{b.id}_error.jsonl", "batch_output",
-                           ("\n".join(bad) + "\n").encode(), now, now + 30 * DAY)
+            f = StoredFile(
+                rand_id("file-", 22),
+                f"batch_{b.id}_error.jsonl",
+                "batch_output",
+                ("\n".join(bad) + "\n").encode(),
+                now,
+                now + 30 * DAY,
+            )
             self.files[f.id] = f
             b.error_file_id = f.id
 
     def _read_rows(self, b: OpenAIBatch) -> tuple[list[Row], list[dict[str, Any]]]:
         f = self.files.get(b.input_file_id)
-        return read_rows(f.data if f else b"", b.id, b.endpoint, self.MAX_FILE_BYTES,
-                         self.MAX_REQUESTS)
-
+        return read_rows(
+            f.data if f else b"", b.id, b.endpoint, self.MAX_FILE_BYTES, self.MAX_REQUESTS
+        )

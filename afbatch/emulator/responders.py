@@ -111,8 +111,14 @@ class CacheTracker:
     seen: set[str] = field(default_factory=set)
 
     def usage(self, ctx: CallContext, reply: Reply, cache_marked: bool) -> Usage:
-        total = reply.input_tokens if reply.input_tokens is not None else estimate_tokens(input_text(ctx))
-        out = reply.output_tokens if reply.output_tokens is not None else estimate_tokens(reply.text)
+        total = (
+            reply.input_tokens
+            if reply.input_tokens is not None
+            else estimate_tokens(input_text(ctx))
+        )
+        out = (
+            reply.output_tokens if reply.output_tokens is not None else estimate_tokens(reply.text)
+        )
         read = write = 0
         if reply.cached_tokens is not None:
             read = reply.cached_tokens
@@ -172,7 +178,7 @@ def default_responder(ctx: CallContext) -> str:
     else:
         full = output
     prefill = ctx.prefill or ""
-    return full[len(prefill):] if full.startswith(prefill) else full
+    return full[len(prefill) :] if full.startswith(prefill) else full
 
 
 def answer_row(responder: Responder, ctx: CallContext, errors: list[BaseException]) -> Answer:
@@ -186,6 +192,8 @@ def answer_row(responder: Responder, ctx: CallContext, errors: list[BaseExceptio
         return Reply(out)
     if isinstance(out, (Reply, RowError, Expire)):
         return out
-    exc = TypeError(f"responder returned {type(out).__name__}, expected str | Reply | RowError | Expire")
+    exc = TypeError(
+        f"responder returned {type(out).__name__}, expected str | Reply | RowError | Expire"
+    )
     errors.append(exc)
     return RowError("server_error", str(exc))

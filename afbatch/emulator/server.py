@@ -21,7 +21,7 @@ from .gemini import GeminiService
 from .mistral import MistralService
 from .openai import OpenAIService
 from .responders import Responder
-from .web import Handler, Reject, Request, Response, json_response
+from .web import Handler, Reject, Request, Response, Service, json_response
 from .xai import XAIService
 
 log = logging.getLogger("afbatch.emulator")
@@ -43,8 +43,12 @@ class Emulator:
     ``InvokeModel`` calls among them as (model, custom_id).
     """
 
-    def __init__(self, responder: Responder | None = None, s3_endpoint: str | None = None,
-                 region: str = "us-east-1") -> None:
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        s3_endpoint: str | None = None,
+        region: str = "us-east-1",
+    ) -> None:
         self.responder: Responder = responder or DemoResponder()
         self.s3_endpoint = s3_endpoint
         self.region = region
@@ -54,7 +58,9 @@ class Emulator:
         self.created: list[tuple[str, str, str | None, int | None]] = []
         self.calls: list[tuple[str, str, str]] = []
         self.invocations: list[tuple[str, str]] = []  # Bedrock InvokeModel: (model, custom_id)
-        self.errors: list[BaseException] = []  # responder crashes and emulator bugs, for tests to assert on
+        self.errors: list[
+            BaseException
+        ] = []  # responder crashes and emulator bugs, for tests to assert on
         self.lock = threading.RLock()
         self._seq = 0
         self._s3: Any = None
@@ -66,9 +72,20 @@ class Emulator:
         self.xai = XAIService(self)  # under /xai/v1: its /v1/batches differ from OpenAI's
         self.fireworks = FireworksService(self)  # under /fireworks
         # Anthropic first: its routes sit under /v1 too
-        self.services = (self.anthropic, self.openai, self.bedrock, self.gemini, self.mistral,
-                         self.xai, self.fireworks)
-        self._routes = [(svc, method, re.compile(rx), fn) for svc in self.services for method, rx, fn in svc.routes()]
+        self.services = (
+            self.anthropic,
+            self.openai,
+            self.bedrock,
+            self.gemini,
+            self.mistral,
+            self.xai,
+            self.fireworks,
+        )
+        self._routes = [
+            (svc, method, re.compile(rx), fn)
+            for svc in self.services
+            for method, rx, fn in svc.routes()
+        ]
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -79,8 +96,12 @@ class Emulator:
         self._httpd.daemon_threads = True
         self._httpd.emulator = self  # type: ignore[attr-defined]
         # a short poll interval keeps stop() (and so every test teardown) fast
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="afbatch-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="afbatch-emulator",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -103,24 +124,40 @@ class Emulator:
     def url(self) -> str:
         if self._httpd is None:
             raise RuntimeError("the emulator is not started")
-        host, port = self._httpd.server_address[:2]
+        bound, port = self._httpd.server_address[:2]
+        host = bound.decode() if isinstance(bound, bytes) else str(bound)
         if host in ("0.0.0.0", "::", ""):  # bound to every interface: hand out the loopback address
             host = "127.0.0.1"
         return f"http://{host}:{port}"
 
     def env(self) -> dict[str, str]:
         """The variables that point the SDKs at this emulator (and at S3, when given)."""
-        env = {"OPENAI_BASE_URL": self.url + "/v1", "ANTHROPIC_BASE_URL": self.url,
-               "AWS_ENDPOINT_URL_BEDROCK": self.url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.url,
-               "OPENAI_API_KEY": "emulator-key", "ANTHROPIC_API_KEY": "emulator-key",
-               "GOOGLE_GEMINI_BASE_URL": self.url + GEMINI_PREFIX, "GEMINI_API_KEY": "emulator-key",
-               "MISTRAL_BASE_URL": self.url + "/mistral", "MISTRAL_API_KEY": "emulator-key",
-               "XAI_BASE_URL": self.url + "/xai/v1", "XAI_API_KEY": "emulator-key",
-               "FIREWORKS_BASE_URL": self.url + "/fireworks", "FIREWORKS_API_KEY": "emulator-key",
-               "FIREWORKS_ACCOUNT_ID": "emulator"}
+        env = {
+            "OPENAI_BASE_URL": self.url + "/v1",
+            "ANTHROPIC_BASE_URL": self.url,
+            "AWS_ENDPOINT_URL_BEDROCK": self.url,
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.url,
+            "OPENAI_API_KEY": "emulator-key",
+            "ANTHROPIC_API_KEY": "emulator-key",
+            "GOOGLE_GEMINI_BASE_URL": self.url + GEMINI_PREFIX,
+            "GEMINI_API_KEY": "emulator-key",
+            "MISTRAL_BASE_URL": self.url + "/mistral",
+            "MISTRAL_API_KEY": "emulator-key",
+            "XAI_BASE_URL": self.url + "/xai/v1",
+            "XAI_API_KEY": "emulator-key",
+            "FIREWORKS_BASE_URL": self.url + "/fireworks",
+            "FIREWORKS_API_KEY": "emulator-key",
+            "FIREWORKS_ACCOUNT_ID": "emulator",
+        }
         if self.s3_endpoint:
-            env.update({"AWS_ENDPOINT_URL_S3": self.s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": self.region})
+            env.update(
+                {
+                    "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
+                    "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": self.region,
+                }
+            )
         return env
 
     def reset(self) -> None:
@@ -157,8 +194,11 @@ class Emulator:
 
                 kwargs: dict[str, Any] = {"region_name": self.region}
                 if self.s3_endpoint:
-                    kwargs.update(endpoint_url=self.s3_endpoint, aws_access_key_id="testing",
-                                  aws_secret_access_key="testing")
+                    kwargs.update(
+                        endpoint_url=self.s3_endpoint,
+                        aws_access_key_id="testing",
+                        aws_secret_access_key="testing",
+                    )
                 self._s3 = boto3.session.Session().client("s3", **kwargs)
             return self._s3
 
@@ -190,7 +230,7 @@ class Emulator:
             return _fault_response(svc, fault)  # the work is done; a gateway mangled the answer
         return resp
 
-    def _match(self, method: str, path: str) -> tuple[Any, Handler | None, dict[str, str]]:
+    def _match(self, method: str, path: str) -> tuple[Service, Handler | None, dict[str, str]]:
         for svc, m, rx, fn in self._routes:
             hit = rx.fullmatch(path)
             if hit and m == method:
@@ -208,7 +248,7 @@ class Emulator:
         return (self.openai if path.startswith("/v1/") else self.bedrock), None, {}
 
 
-def _fault_response(svc: Any, fault: HttpFault) -> Response:
+def _fault_response(svc: Service, fault: HttpFault) -> Response:
     assert fault.status is not None
     if fault.body is None:
         resp = svc.error(fault.status, f"Injected fault: HTTP {fault.status}.")
@@ -236,9 +276,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
+    def _address(self) -> str:
+        address = self.server.server_address
+        assert isinstance(address, tuple)  # a TCP server: (host, port)
+        return f"{address[0]}:{address[1]}"
+
     def _read_body(self) -> bytes:
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -252,9 +297,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         parts = urlsplit(self.path)
         req = Request(
-            method=self.command, path=parts.path, query=dict(parse_qsl(parts.query)),
-            headers={k.lower(): v for k, v in self.headers.items()}, body=self._read_body(),
-            base_url=f"http://{self.headers.get('host') or '%s:%s' % self.server.server_address[:2]}",
+            method=self.command,
+            path=parts.path,
+            query=dict(parse_qsl(parts.query)),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self._read_body(),
+            base_url=f"http://{self.headers.get('host') or self._address()}",
         )
         resp = self.server.emulator.handle(req)  # type: ignore[attr-defined]
         self.send_response(resp.status)

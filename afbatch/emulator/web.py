@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
@@ -45,3 +45,15 @@ class Reject(Exception):
 
 Handler = Callable[..., Response]
 Route = tuple[str, str, Handler]  # (method, path regex with named groups, handler)
+
+
+class Service(Protocol):
+    """One provider's API in the emulator: its routes, its auth check and its error shape."""
+
+    name: str
+
+    def authenticate(self, req: Request) -> Response | None: ...
+
+    def error(self, status: int, message: str) -> Response: ...
+
+    def headers(self) -> dict[str, str]: ...

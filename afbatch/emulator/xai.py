@@ -24,18 +24,37 @@ if TYPE_CHECKING:
 
 DAY = 24 * 3600
 PREFIX = "/xai/v1"
-CHAT_PARAMS = frozenset({"model", "messages", "max_tokens", "temperature", "top_p", "n", "stop",
-                         "seed", "frequency_penalty", "presence_penalty", "reasoning_effort",
-                         "response_format", "user"})
+CHAT_PARAMS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "reasoning_effort",
+        "response_format",
+        "user",
+    }
+)
 ROLES = ("system", "user", "assistant")
 GRPC = {"invalid_request": 3, "rate_limit": 8, "overloaded": 14, "server_error": 13, "auth": 16}
 
 
 def fail(status: int, message: str) -> Reject:
-    code = {400: "Client specified an invalid argument", 401: "Unauthenticated",
-            404: "Some requested entity was not found", 413: "Payload too large"}
-    return Reject(json_response({"code": code.get(status, "Internal error"), "error": message},
-                                status))
+    code = {
+        400: "Client specified an invalid argument",
+        401: "Unauthenticated",
+        404: "Some requested entity was not found",
+        413: "Payload too large",
+    }
+    return Reject(
+        json_response({"code": code.get(status, "Internal error"), "error": message}, status)
+    )
 
 
 def stamp(seconds: float) -> str:
@@ -49,16 +68,28 @@ class XAIBatch(Job):
     pending: list[Row] = field(default_factory=list)  # added, not run yet
     ids: set[str] = field(default_factory=set)
     results: list[dict[str, Any]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: {
-        "num_requests": 0, "num_pending": 0, "num_success": 0, "num_error": 0, "num_cancelled": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {
+            "num_requests": 0,
+            "num_pending": 0,
+            "num_success": 0,
+            "num_error": 0,
+            "num_cancelled": 0,
+        }
+    )
     expired: bool = False
 
     def to_json(self) -> dict[str, Any]:
         expire = self.created - 1 if self.expired else self.created + DAY
-        out: dict[str, Any] = {"batch_id": self.id, "name": self.name,
-                               "create_time": stamp(self.created), "expire_time": stamp(expire),
-                               "create_api_key_id": "emulator", "state": dict(self.counts),
-                               "cost_breakdown": {"total_cost_usd_ticks": 0}}
+        out: dict[str, Any] = {
+            "batch_id": self.id,
+            "name": self.name,
+            "create_time": stamp(self.created),
+            "expire_time": stamp(expire),
+            "create_api_key_id": "emulator",
+            "state": dict(self.counts),
+            "cost_breakdown": {"total_cost_usd_ticks": 0},
+        }
         if self.cancel_at is not None:
             out["cancel_time"] = stamp(self.cancel_at)
         return out
@@ -109,8 +140,12 @@ class XAIService:
         if "input_file_id" in body:
             raise fail(400, "input_file_id: creating from a file is not emulated")
         with self.emu.lock:
-            b = XAIBatch(id=rand_id("batch_", 32, "0123456789abcdef"), seq=self.emu.next_seq(),
-                         delay_at_creation=self.emu.processing_delay, name=body["name"])
+            b = XAIBatch(
+                id=rand_id("batch_", 32, "0123456789abcdef"),
+                seq=self.emu.next_seq(),
+                delay_at_creation=self.emu.processing_delay,
+                name=body["name"],
+            )
             self.batches[b.id] = b
             self.emu.created.append(("xai", b.id, None, None))
             return json_response(b.to_json())
@@ -130,17 +165,24 @@ class XAIService:
         with self.emu.lock:
             ordered = sorted(self.batches.values(), key=lambda b: -b.seq)
             start, limit = _page(req, len(ordered))
-            page = ordered[start:start + limit]
+            page = ordered[start : start + limit]
             for b in page:
                 self._advance(b)
             more = start + limit < len(ordered)
-            return json_response({"batches": [b.to_json() for b in page],
-                                  "pagination_token": str(start + limit) if more else None})
+            return json_response(
+                {
+                    "batches": [b.to_json() for b in page],
+                    "pagination_token": str(start + limit) if more else None,
+                }
+            )
 
     def add(self, req: Request, batch_id: str) -> Response:
         if len(req.body) > self.MAX_ADD_BYTES:
-            raise fail(413, f"the request is {len(req.body)} bytes; an add call carries at most "
-                            f"{self.MAX_ADD_BYTES}")
+            raise fail(
+                413,
+                f"the request is {len(req.body)} bytes; an add call carries at most "
+                f"{self.MAX_ADD_BYTES}",
+            )
         body = _json(req)
         items = body.get("batch_requests")
         if set(body) != {"batch_requests"} or not isinstance(items, list) or not items:
@@ -153,8 +195,11 @@ class XAIService:
             for i, item in enumerate(items):
                 row = self._row(b, item, i)
                 if row.custom_id in b.ids or row.custom_id in seen:
-                    raise fail(400, f"batch_requests[{i}]: batch_request_id {row.custom_id!r} "
-                                    "is already in the batch")
+                    raise fail(
+                        400,
+                        f"batch_requests[{i}]: batch_request_id {row.custom_id!r} "
+                        "is already in the batch",
+                    )
                 seen.add(row.custom_id)
                 rows.append(row)
             if b.fault is None and b.model is None:
@@ -171,10 +216,11 @@ class XAIService:
         with self.emu.lock:
             b = self._batch(batch_id)
             start, limit = _page(req, len(b.results))
-            page = b.results[start:start + limit]
+            page = b.results[start : start + limit]
             more = start + limit < len(b.results)
-            return json_response({"results": page,
-                                  "pagination_token": str(start + limit) if more else None})
+            return json_response(
+                {"results": page, "pagination_token": str(start + limit) if more else None}
+            )
 
     def cancel(self, req: Request, batch_id: str) -> Response:
         with self.emu.lock:
@@ -198,8 +244,9 @@ class XAIService:
         elif b.fault and b.fault.outcome == "expired":
             limit = int(len(rows) * b.fault.fraction_done)
         failed = bool(b.fault and b.fault.outcome in ("failed", "all_failed"))
-        outcomes = run_rows(self.emu, "xai", rows[:limit] if limit is not None else rows,
-                            all_failed=failed)
+        outcomes = run_rows(
+            self.emu, "xai", rows[:limit] if limit is not None else rows, all_failed=failed
+        )
         for o in shuffled(outcomes, b.id, self.emu):
             ok = o.status == "succeeded"
             b.counts["num_success" if ok else "num_error"] += 1
@@ -222,28 +269,48 @@ class XAIService:
         if o.status != "succeeded":
             kind = o.error.kind if o.error else "server_error"
             message = o.error.message if o.error else "internal error"
-            return {"batch_request_id": rid,
-                    "batch_result": {"error": {"code": GRPC[kind], "message": message}}}
+            return {
+                "batch_request_id": rid,
+                "batch_result": {"error": {"code": GRPC[kind], "message": message}},
+            }
         assert o.reply is not None and o.usage is not None and o.row.ctx is not None
         u = o.usage
         completion = {
-            "id": rand_id("", 32, "0123456789abcdef"), "object": "chat.completion",
-            "created": int(time.time()), "model": o.row.ctx.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": o.reply.text,
-                                                 "refusal": None},
-                         "finish_reason": openai_finish_reason(o.reply.stop_reason)}],
-            "usage": {"prompt_tokens": u.input, "completion_tokens": u.output,
-                      "total_tokens": u.input + u.output,
-                      "prompt_tokens_details": {"text_tokens": u.input, "audio_tokens": 0,
-                                                "image_tokens": 0, "cached_tokens": u.cache_read},
-                      "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                                    "accepted_prediction_tokens": 0,
-                                                    "rejected_prediction_tokens": 0},
-                      "num_sources_used": 0},
+            "id": rand_id("", 32, "0123456789abcdef"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": o.row.ctx.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": o.reply.text, "refusal": None},
+                    "finish_reason": openai_finish_reason(o.reply.stop_reason),
+                }
+            ],
+            "usage": {
+                "prompt_tokens": u.input,
+                "completion_tokens": u.output,
+                "total_tokens": u.input + u.output,
+                "prompt_tokens_details": {
+                    "text_tokens": u.input,
+                    "audio_tokens": 0,
+                    "image_tokens": 0,
+                    "cached_tokens": u.cache_read,
+                },
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+                "num_sources_used": 0,
+            },
             "system_fingerprint": "fp_emulator",
         }
-        return {"batch_request_id": rid,
-                "batch_result": {"response": {"chat_get_completion": completion}}}
+        return {
+            "batch_request_id": rid,
+            "batch_result": {"response": {"chat_get_completion": completion}},
+        }
 
     def _row(self, b: XAIBatch, item: Any, i: int) -> Row:
         """One added request; what the gateway refuses fails the whole add call."""
@@ -262,8 +329,11 @@ class XAIService:
         model, msgs = body.get("model"), body.get("messages")
         if not isinstance(model, str) or not model.startswith("grok-"):
             raise fail(400, f"{where}.model: {model!r} is not an xAI model")
-        if not isinstance(msgs, list) or not msgs or any(
-                not isinstance(m, dict) or m.get("role") not in ROLES for m in msgs):
+        if (
+            not isinstance(msgs, list)
+            or not msgs
+            or any(not isinstance(m, dict) or m.get("role") not in ROLES for m in msgs)
+        ):
             raise fail(400, f"{where}.messages: a non-empty list of {list(ROLES)} messages")
         mt = body.get("max_tokens")
         if mt is not None and (type(mt) is not int or mt < 1):
@@ -272,15 +342,22 @@ class XAIService:
         if t is not None and (type(t) not in (int, float) or not 0 <= t <= 2):
             raise fail(400, f"{where}.temperature: a number in [0, 2]")
         try:
-            system = [text_of(m.get("content"), f"{where}.messages.{j}.content")
-                      for j, m in enumerate(msgs) if m["role"] == "system"]
-            turns = [{"role": m["role"], "content": text_of(m.get("content"), f"{where}.messages")}
-                     for m in msgs if m["role"] != "system"]
+            system = [
+                text_of(m.get("content"), f"{where}.messages.{j}.content")
+                for j, m in enumerate(msgs)
+                if m["role"] == "system"
+            ]
+            turns = [
+                {"role": m["role"], "content": text_of(m.get("content"), f"{where}.messages")}
+                for m in msgs
+                if m["role"] != "system"
+            ]
         except ValueError as exc:
             raise fail(400, str(exc)) from None
         params = {k: v for k, v in body.items() if k not in ("model", "messages")}
-        ctx = CallContext("xai", model, rid, "\n\n".join(system) if system else None, turns, None,
-                          params, b.id)
+        ctx = CallContext(
+            "xai", model, rid, "\n\n".join(system) if system else None, turns, None, params, b.id
+        )
         return Row(rid, ctx, source=item)
 
 

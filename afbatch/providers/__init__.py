@@ -17,8 +17,17 @@ if TYPE_CHECKING:
     from afbatch.providers.registry import Limits
     from afbatch.spec import ModelSpec
 
-__all__ = ["EMULATOR_ENV", "BatchInfo", "BatchStatus", "Found", "Limits", "Provider",
-           "ProviderInfo", "capabilities", "get_provider"]
+__all__ = [
+    "EMULATOR_ENV",
+    "BatchInfo",
+    "BatchStatus",
+    "Found",
+    "Limits",
+    "Provider",
+    "ProviderInfo",
+    "capabilities",
+    "get_provider",
+]
 
 EMULATOR_ENV = "AFBATCH_EMULATOR"
 _FROM_BASE = frozenset({"BatchInfo", "BatchStatus", "Found", "Limits", "Provider"})

@@ -17,8 +17,17 @@ from typing import Any, ClassVar
 
 from afbatch import jsonl
 from afbatch.errors import ProviderError
-from afbatch.providers.base import (BatchInfo, BatchStatus, Found, created_id, guarded,
-                                    http_sdk_failures, malformed, read_line, sdk_errors)
+from afbatch.providers.base import (
+    BatchInfo,
+    BatchStatus,
+    Found,
+    created_id,
+    guarded,
+    http_sdk_failures,
+    malformed,
+    read_line,
+    sdk_errors,
+)
 from afbatch.providers.registry import capabilities
 from afbatch.redact import register
 from afbatch.spec import ModelSpec
@@ -60,12 +69,21 @@ def render_messages_body(request: Request, *, bedrock: bool = False) -> dict[str
             body["system"] = [{"type": "text", "text": request.system, "cache_control": control}]
         else:
             body["system"] = request.system
-    messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in request.messages]
+    messages: list[dict[str, Any]] = [
+        {"role": m.role, "content": m.content} for m in request.messages
+    ]
     if request.cache and not request.system and messages:
         # No shared system prompt (judge votes): cache the whole prompt, which every vote repeats.
-        control = {"type": "ephemeral", **({"ttl": "1h"} if request.model.cache_ttl == "1h" else {})}
-        messages[-1] = {"role": messages[-1]["role"],
-                        "content": [{"type": "text", "text": messages[-1]["content"], "cache_control": control}]}
+        control = {
+            "type": "ephemeral",
+            **({"ttl": "1h"} if request.model.cache_ttl == "1h" else {}),
+        }
+        messages[-1] = {
+            "role": messages[-1]["role"],
+            "content": [
+                {"type": "text", "text": messages[-1]["content"], "cache_control": control}
+            ],
+        }
     if request.prefill:
         messages.append({"role": "assistant", "content": request.prefill})
     body["messages"] = messages
@@ -75,11 +93,18 @@ def render_messages_body(request: Request, *, bedrock: bool = False) -> dict[str
 def parse_message(message: dict[str, Any]) -> tuple[str, Usage, str | None]:
     """Text, usage and stop reason of a Messages API response (input includes cache reads and
     writes)."""
-    text = "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
+    text = "".join(
+        b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text"
+    )
     u = message.get("usage") or {}
     read = int(u.get("cache_read_input_tokens") or 0)
     write = int(u.get("cache_creation_input_tokens") or 0)
-    usage = Usage(int(u.get("input_tokens") or 0) + read + write, read, write, int(u.get("output_tokens") or 0))
+    usage = Usage(
+        int(u.get("input_tokens") or 0) + read + write,
+        read,
+        write,
+        int(u.get("output_tokens") or 0),
+    )
     return text, usage, message.get("stop_reason")
 
 
@@ -113,9 +138,19 @@ class AnthropicProvider:
             text, usage, stop = parse_message(result["message"])
             return Result(rid, RowStatus.SUCCEEDED, text=text, usage=usage, stop_reason=stop)
         if kind == "expired":
-            return Result(rid, RowStatus.EXPIRED, error_kind="expired", error_message="batch expired before this request ran")
+            return Result(
+                rid,
+                RowStatus.EXPIRED,
+                error_kind="expired",
+                error_message="batch expired before this request ran",
+            )
         if kind == "canceled":
-            return Result(rid, RowStatus.CANCELED, error_kind="canceled", error_message="batch canceled before this request ran")
+            return Result(
+                rid,
+                RowStatus.CANCELED,
+                error_kind="canceled",
+                error_message="batch canceled before this request ran",
+            )
         outer = result.get("error") or {}
         nested = outer.get("error")
         inner = nested if isinstance(nested, dict) else outer
@@ -157,11 +192,18 @@ class AnthropicProvider:
         with _errors(self.model, "create batch"):
             # No SDK retries: a retried create can make a second batch; the runner reconciles
             # instead.
-            batch = self.client.with_options(max_retries=0).messages.batches.create(requests=requests)
+            batch = self.client.with_options(max_retries=0).messages.batches.create(
+                requests=requests
+            )
         return created_id(batch, self.model, "batch")
 
-    def find(self, token: str, line_ids: Sequence[str], since: float,
-             claimed: frozenset[str] = frozenset()) -> Found:
+    def find(
+        self,
+        token: str,
+        line_ids: Sequence[str],
+        since: float,
+        claimed: frozenset[str] = frozenset(),
+    ) -> Found:
         # No metadata on Anthropic batches: a candidate is a batch created after the intent (less
         # the clock slack), with the shard's request count, that no other shard holds. Only its
         # results' custom_ids prove it is this shard's, readable once it has ended: till then, wait.
@@ -184,9 +226,11 @@ class AnthropicProvider:
             if holds is None:
                 waiting.append(batch_id)
         if waiting:
-            return Found(undecided=f"{len(waiting)} batch(es) of {len(line_ids)} requests created "
-                                   f"since the intent ({', '.join(waiting)}) are still processing "
-                                   "or unreadable; their results will tell whose they are")
+            return Found(
+                undecided=f"{len(waiting)} batch(es) of {len(line_ids)} requests created "
+                f"since the intent ({', '.join(waiting)}) are still processing "
+                "or unreadable; their results will tell whose they are"
+            )
         return Found()
 
     def _holds_exactly(self, batch_id: str, ids: frozenset[str]) -> bool | None:
@@ -208,7 +252,11 @@ class AnthropicProvider:
             b = self.client.messages.batches.retrieve(batch_id)
         counts = b.request_counts.model_dump()
         if b.processing_status == "ended":
-            if counts.get("succeeded", 0) == 0 and counts.get("errored", 0) == 0 and counts.get("expired", 0):
+            if (
+                counts.get("succeeded", 0) == 0
+                and counts.get("errored", 0) == 0
+                and counts.get("expired", 0)
+            ):
                 status = BatchStatus.EXPIRED
             elif b.cancel_initiated_at is not None:
                 status = BatchStatus.CANCELLED
@@ -235,7 +283,6 @@ class AnthropicProvider:
     def cancel(self, batch_id: str) -> None:
         with _errors(self.model, f"cancel {batch_id}"):
             self.client.messages.batches.cancel(batch_id)
-
 
 
 def _ts(value: Any) -> float:

@@ -40,7 +40,9 @@ class BatchStatus(StrEnum):
 # HTTP statuses that mean "the provider refused what was sent" (not the account, not the moment).
 REJECTS = frozenset({400, 404, 413, 422})
 
-TERMINAL = frozenset({BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED})
+TERMINAL = frozenset(
+    {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
+)
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,13 @@ class Provider(Protocol):
         """Create the batch from a local JSONL shard; returns the provider batch id."""
         ...
 
-    def find(self, token: str, line_ids: Sequence[str], since: float,
-             claimed: frozenset[str] = frozenset()) -> Found:
+    def find(
+        self,
+        token: str,
+        line_ids: Sequence[str],
+        since: float,
+        claimed: frozenset[str] = frozenset(),
+    ) -> Found:
         """Reconcile after a crash or a failed create: the batch this shard created (idempotency
         `token`, its requests' `line_ids`, intent recorded at `since`), never one in `claimed`
         (other shards' batches)."""
@@ -157,8 +164,12 @@ def malformed(line: Any, id_field: str, reason: str) -> Result:
         found = re.search(rf'"{re.escape(id_field)}"\s*:\s*"([A-Za-z0-9_-]{{1,64}})"', text)
         rid = found.group(1) if found else ""
     snippet = " ".join(_text(line).split())[:80]
-    return Result(rid, RowStatus.ERRORED, error_kind="malformed",
-                  error_message=redact(f"malformed result line ({reason}): {snippet}"))
+    return Result(
+        rid,
+        RowStatus.ERRORED,
+        error_kind="malformed",
+        error_message=redact(f"malformed result line ({reason}): {snippet}"),
+    )
 
 
 def _text(line: Any) -> str:
@@ -222,8 +233,9 @@ class sdk_errors:
         if failure is None:
             return False
         text = f"{self.model.provider} {self.what} for {self.model.name}: {failure.detail}"
-        raise ProviderError(redact(text), retryable=failure.retryable,
-                            rejects_request=failure.rejects_request) from None
+        raise ProviderError(
+            redact(text), retryable=failure.retryable, rejects_request=failure.rejects_request
+        ) from None
 
 
 def http_sdk_failures(sdk: str, *, top_level_message: bool) -> Translate:
@@ -243,9 +255,11 @@ def http_sdk_failures(sdk: str, *, top_level_message: bool) -> Translate:
                 err = body.get("error")
                 msg = err.get("message") if isinstance(err, dict) else None
             status = exc.status_code
-            return Failure(f"HTTP {status}: {msg or exc.message}",
-                           retryable=status in (408, 409, 429) or status >= 500,
-                           rejects_request=status in REJECTS)
+            return Failure(
+                f"HTTP {status}: {msg or exc.message}",
+                retryable=status in (408, 409, 429) or status >= 500,
+                rejects_request=status in REJECTS,
+            )
         if isinstance(exc, module.APIConnectionError):
             return Failure(f"cannot connect ({exc.__cause__ or exc})", retryable=True)
         return None
@@ -261,7 +275,11 @@ def created_id(created: Any, model: ModelSpec, what: str, attr: str = "id") -> s
     if isinstance(got, str) and got:
         return got
     shown = " ".join(str(created).split())[:60]
-    raise ProviderError(redact(
-        f"{model.provider} create {what} for {model.name}: the answer is not the provider's "
-        f"JSON ({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up "
-        "before anything is sent again"), retryable=True)
+    raise ProviderError(
+        redact(
+            f"{model.provider} create {what} for {model.name}: the answer is not the provider's "
+            f"JSON ({shown!r}: a proxy or gateway page?) — the {what} may exist; it is looked up "
+            "before anything is sent again"
+        ),
+        retryable=True,
+    )

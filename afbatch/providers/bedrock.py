@@ -17,15 +17,25 @@ from typing import Any, ClassVar
 from afbatch import ids
 from afbatch.errors import ProviderError
 from afbatch.providers.anthropic import parse_message, render_messages_body
-from afbatch.providers.base import (BatchInfo, BatchStatus, Failure, Found, classify_http, guarded,
-                                    malformed, read_line, sdk_errors)
+from afbatch.providers.base import (
+    BatchInfo,
+    BatchStatus,
+    Failure,
+    Found,
+    classify_http,
+    guarded,
+    malformed,
+    read_line,
+    sdk_errors,
+)
 from afbatch.providers.registry import capabilities
 from afbatch.redact import redact, register_aws
 from afbatch.spec import ModelSpec
 from afbatch.types import Request, Result, RowStatus, Usage
 
-NO_CREDENTIALS = ("no AWS credentials found — set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
-                  "AWS_SECRET_ACCESS_KEY")
+NO_CREDENTIALS = (
+    "no AWS credentials found — set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
 
 STATUS = {
     "Submitted": BatchStatus.VALIDATING,
@@ -100,15 +110,35 @@ class BedrockProvider:
             return malformed(line, "recordId", "neither modelOutput nor error")
         if line.get("error"):
             err = line["error"]
-            code = int(err.get("errorCode") or 500) if str(err.get("errorCode") or "").isdigit() else 500
+            code = (
+                int(err.get("errorCode") or 500)
+                if str(err.get("errorCode") or "").isdigit()
+                else 500
+            )
             message = err.get("errorMessage") or "error"
-            return Result(rid, RowStatus.ERRORED, error_kind=classify_http(code, None, message), error_message=message)
+            return Result(
+                rid,
+                RowStatus.ERRORED,
+                error_kind=classify_http(code, None, message),
+                error_message=message,
+            )
         out = line.get("modelOutput") or {}
         if self.family == "claude":
             text, usage, stop = parse_message(out)
             return Result(rid, RowStatus.SUCCEEDED, text=text, usage=usage, stop_reason=stop)
-        usage = Usage(int(out.get("prompt_token_count") or 0), 0, 0, int(out.get("generation_token_count") or 0))
-        return Result(rid, RowStatus.SUCCEEDED, text=out.get("generation") or "", usage=usage, stop_reason=out.get("stop_reason"))
+        usage = Usage(
+            int(out.get("prompt_token_count") or 0),
+            0,
+            0,
+            int(out.get("generation_token_count") or 0),
+        )
+        return Result(
+            rid,
+            RowStatus.SUCCEEDED,
+            text=out.get("generation") or "",
+            usage=usage,
+            stop_reason=out.get("stop_reason"),
+        )
 
     # --- I/O --------------------------------------------------------------------------------
 
@@ -116,7 +146,12 @@ class BedrockProvider:
         if service not in self._clients:
             import boto3
 
-            region = self.model.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+            region = (
+                self.model.region
+                or os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+                or "us-east-1"
+            )
             session = boto3.Session()
             register_aws(session.get_credentials())  # secret key and session token, wherever found
             self._clients[service] = session.client(service, region_name=region)
@@ -164,8 +199,17 @@ class BedrockProvider:
                 roleArn=self.model.role_arn,
                 modelId=self.model.model,
                 clientRequestToken=token,
-                inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/{key_in}", "s3InputFormat": "JSONL"}},
-                outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/{self._key(prefix, 'afbatch-output', token)}/"}},
+                inputDataConfig={
+                    "s3InputDataConfig": {
+                        "s3Uri": f"s3://{bucket}/{key_in}",
+                        "s3InputFormat": "JSONL",
+                    }
+                },
+                outputDataConfig={
+                    "s3OutputDataConfig": {
+                        "s3Uri": f"s3://{bucket}/{self._key(prefix, 'afbatch-output', token)}/"
+                    }
+                },
                 timeoutDurationInHours=24,
                 tags=[{"key": k[:128], "value": v[:256]} for k, v in metadata.items()],
             )
@@ -174,15 +218,23 @@ class BedrockProvider:
             raise ProviderError(
                 f"bedrock create job for {self.model.name}: the answer has no job ARN — the job "
                 "may exist; it is looked up by its token before anything is sent again",
-                retryable=True)
+                retryable=True,
+            )
         return arn
 
-    def find(self, token: str, line_ids: Sequence[str], since: float,
-             claimed: frozenset[str] = frozenset()) -> Found:
+    def find(
+        self,
+        token: str,
+        line_ids: Sequence[str],
+        since: float,
+        claimed: frozenset[str] = frozenset(),
+    ) -> Found:
         # The job name comes from the token: it names the shard exactly; line ids are not needed.
         name = _job_name(token)
         with _errors(self.model, "list jobs"):
-            resp = self._client("bedrock").list_model_invocation_jobs(nameContains=name, maxResults=100)
+            resp = self._client("bedrock").list_model_invocation_jobs(
+                nameContains=name, maxResults=100
+            )
         for job in resp.get("invocationJobSummaries", []):
             if job.get("jobName") == name and job["jobArn"] not in claimed:
                 return Found(job["jobArn"])
@@ -208,7 +260,10 @@ class BedrockProvider:
         except Exception as e:  # noqa: BLE001 - a failed job has no output; that is not an error here
             if "NoSuchKey" in type(e).__name__ or "NoSuchKey" in str(e):
                 return
-            raise ProviderError(redact(f"bedrock read s3://{bucket}/{key} for {self.model.name}: {e}"), retryable=True) from None
+            raise ProviderError(
+                redact(f"bedrock read s3://{bucket}/{key} for {self.model.name}: {e}"),
+                retryable=True,
+            ) from None
         for raw in obj["Body"].iter_lines():
             if raw.strip():
                 yield read_line(raw)
@@ -223,16 +278,22 @@ class BedrockProvider:
 
         try:
             resp = self._client("bedrock-runtime").invoke_model(
-                modelId=self.model.model, body=json.dumps(line["modelInput"]), contentType="application/json"
+                modelId=self.model.model,
+                body=json.dumps(line["modelInput"]),
+                contentType="application/json",
             )
             return {"recordId": line["recordId"], "modelOutput": json.loads(resp["body"].read())}
         except (NoCredentialsError, PartialCredentialsError):
-            raise ProviderError(f"bedrock invoke for {self.model.name}: {NO_CREDENTIALS}",
-                                retryable=False) from None
+            raise ProviderError(
+                f"bedrock invoke for {self.model.name}: {NO_CREDENTIALS}", retryable=False
+            ) from None
         except Exception as e:  # noqa: BLE001 - a row error, reported like a batch row error
             code = getattr(e, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
             msg = getattr(e, "response", {}).get("Error", {}).get("Message") or str(e)
-            return {"recordId": line["recordId"], "error": {"errorCode": code, "errorMessage": redact(msg)}}
+            return {
+                "recordId": line["recordId"],
+                "error": {"errorCode": code, "errorMessage": redact(msg)},
+            }
 
 
 def _job_name(token: str) -> str:
@@ -243,8 +304,13 @@ RETRYABLE_CODES = ("ThrottlingException", "ServiceUnavailableException", "Intern
 
 
 def _boto_failure(exc: BaseException) -> Failure | None:
-    from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError,
-                                     ParamValidationError, PartialCredentialsError)
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        ParamValidationError,
+        PartialCredentialsError,
+    )
 
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return Failure(NO_CREDENTIALS, retryable=False)
@@ -253,9 +319,11 @@ def _boto_failure(exc: BaseException) -> Failure | None:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
-        return Failure(f"{err.get('Code')}: {err.get('Message')}",
-                       retryable=err.get("Code") in RETRYABLE_CODES or status >= 500,
-                       rejects_request=err.get("Code") == "ValidationException")
+        return Failure(
+            f"{err.get('Code')}: {err.get('Message')}",
+            retryable=err.get("Code") in RETRYABLE_CODES or status >= 500,
+            rejects_request=err.get("Code") == "ValidationException",
+        )
     if isinstance(exc, BotoCoreError):
         return Failure(str(exc), retryable=True)
     return None

@@ -92,15 +92,43 @@ STATUS = {
 }
 
 # gRPC status names (and their numbers) as HTTP statuses, for error lines and bodies.
-GRPC_HTTP = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
-             "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
-             "ALREADY_EXISTS": 409, "ABORTED": 409, "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499,
-             "UNKNOWN": 500, "INTERNAL": 500, "DATA_LOSS": 500, "UNIMPLEMENTED": 501,
-             "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504}
-GRPC_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-              "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-              "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-              "UNAUTHENTICATED")
+GRPC_HTTP = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INTERNAL": 500,
+    "DATA_LOSS": 500,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+GRPC_NAMES = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
 
 
 class HTTPFailure(Exception):
@@ -119,9 +147,11 @@ def _http() -> Any:
         try:
             import httpx  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
-            raise ProviderError("fireworks needs an HTTP client the openai SDK usually brings, "
-                                "and neither httpx2 nor httpx is installed — pip install "
-                                "httpx2") from None
+            raise ProviderError(
+                "fireworks needs an HTTP client the openai SDK usually brings, "
+                "and neither httpx2 nor httpx is installed — pip install "
+                "httpx2"
+            ) from None
         return httpx
     return httpx2
 
@@ -179,10 +209,18 @@ class FireworksProvider:
         usage = resp.get("usage") or {}
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
         # completion_tokens counts reasoning tokens too (DeepSeek R1, Kimi thinking models).
-        return Result(rid, RowStatus.SUCCEEDED, text=message.get("content") or "",
-                      usage=Usage(int(usage.get("prompt_tokens") or 0), int(cached), 0,
-                                  int(usage.get("completion_tokens") or 0)),
-                      stop_reason=choices[0].get("finish_reason"))
+        return Result(
+            rid,
+            RowStatus.SUCCEEDED,
+            text=message.get("content") or "",
+            usage=Usage(
+                int(usage.get("prompt_tokens") or 0),
+                int(cached),
+                0,
+                int(usage.get("completion_tokens") or 0),
+            ),
+            stop_reason=choices[0].get("finish_reason"),
+        )
 
     # --- I/O --------------------------------------------------------------------------------
 
@@ -205,14 +243,22 @@ class FireworksProvider:
         key_env = self.model.api_key_env or self.info.key_env or ""
         key, account = os.environ.get(key_env), os.environ.get(ACCOUNT_ENV)
         register(key)  # redacted by value wherever it appears
-        missing = [what for what, value in ((f"{key_env} to your Fireworks API key", key),
-                                            (f"{ACCOUNT_ENV} to your Fireworks account id",
-                                             account)) if not value]
+        missing = [
+            what
+            for what, value in (
+                (f"{key_env} to your Fireworks API key", key),
+                (f"{ACCOUNT_ENV} to your Fireworks account id", account),
+            )
+            if not value
+        ]
         if missing:
             raise ProviderError(f"{self.model.name}: set " + " and ".join(missing))
         self._account = account
-        self._client = _http().Client(base_url=self.base_url(), timeout=TIMEOUT_SECONDS,
-                                      headers={"Authorization": f"Bearer {key}"})
+        self._client = _http().Client(
+            base_url=self.base_url(),
+            timeout=TIMEOUT_SECONDS,
+            headers={"Authorization": f"Bearer {key}"},
+        )
         return self._client
 
     @property
@@ -246,31 +292,57 @@ class FireworksProvider:
         stem = f"{jid[:40]}-{secrets.token_hex(4)}"
         dataset_in, dataset_out = f"{stem}-in", f"{stem}-out"
         with _errors(self.model, "create dataset"):
-            self._call("POST", f"{acct}/datasets", json={
-                "datasetId": dataset_in,
-                "dataset": {"displayName": jid, "userUploaded": {},
-                            "exampleCount": str(n_requests)}})
+            self._call(
+                "POST",
+                f"{acct}/datasets",
+                json={
+                    "datasetId": dataset_in,
+                    "dataset": {
+                        "displayName": jid,
+                        "userUploaded": {},
+                        "exampleCount": str(n_requests),
+                    },
+                },
+            )
         with _errors(self.model, "upload dataset"):
-            self._call("POST", f"{acct}/datasets/{dataset_in}:upload",
-                       files={"file": (os.path.basename(shard_path), data, "application/jsonl")})
+            self._call(
+                "POST",
+                f"{acct}/datasets/{dataset_in}:upload",
+                files={"file": (os.path.basename(shard_path), data, "application/jsonl")},
+            )
         with _errors(self.model, "create batch inference job"):
             # Never retried here: the runner looks the job up by its id before sending again.
-            job = self._call("POST", f"{acct}/batchInferenceJobs",
-                             params={"batchInferenceJobId": jid}, json={
-                                 "displayName": jid, "model": self.model.model,
-                                 "inputDatasetId": f"{acct}/datasets/{dataset_in}",
-                                 "outputDatasetId": f"{acct}/datasets/{dataset_out}",
-                                 "inferenceParameters": {"maxTokens": _max_tokens(data)}})
+            job = self._call(
+                "POST",
+                f"{acct}/batchInferenceJobs",
+                params={"batchInferenceJobId": jid},
+                json={
+                    "displayName": jid,
+                    "model": self.model.model,
+                    "inputDatasetId": f"{acct}/datasets/{dataset_in}",
+                    "outputDatasetId": f"{acct}/datasets/{dataset_out}",
+                    "inferenceParameters": {"maxTokens": _max_tokens(data)},
+                },
+            )
         name = job.get("name")
         if name != f"{acct}/batchInferenceJobs/{jid}":
-            raise ProviderError(redact(
-                f"fireworks create batch inference job for {self.model.name}: the answer names "
-                f"{name!r}, not the job asked for — it is looked up by its id before anything "
-                "is sent again"), retryable=True)
+            raise ProviderError(
+                redact(
+                    f"fireworks create batch inference job for {self.model.name}: the answer names "
+                    f"{name!r}, not the job asked for — it is looked up by its id before anything "
+                    "is sent again"
+                ),
+                retryable=True,
+            )
         return str(name)
 
-    def find(self, token: str, line_ids: Sequence[str], since: float,
-             claimed: frozenset[str] = frozenset()) -> Found:
+    def find(
+        self,
+        token: str,
+        line_ids: Sequence[str],
+        since: float,
+        claimed: frozenset[str] = frozenset(),
+    ) -> Found:
         # The job id is the token: one GET decides; the line ids are not needed.
         name = f"{self.account_path}/batchInferenceJobs/{job_id(token)}"
         with _errors(self.model, "look up batch inference job"):
@@ -287,9 +359,14 @@ class FireworksProvider:
             job = self._call("GET", batch_id, attempts=GET_ATTEMPTS)
         raw = str(job.get("state") or "JOB_STATE_UNSPECIFIED")
         p = job.get("jobProgress") or {}
-        counts = {k: int(p.get(f) or 0) for k, f in (
-            ("total", "totalInputRequests"), ("completed", "successfullyProcessedRequests"),
-            ("failed", "failedRequests"))}
+        counts = {
+            k: int(p.get(f) or 0)
+            for k, f in (
+                ("total", "totalInputRequests"),
+                ("completed", "successfullyProcessedRequests"),
+                ("failed", "failedRequests"),
+            )
+        }
         message = (job.get("status") or {}).get("message") or None
         status = STATUS.get(raw, BatchStatus.IN_PROGRESS)
         return BatchInfo(status, raw, counts, message if status == BatchStatus.FAILED else None)
@@ -312,8 +389,11 @@ class FireworksProvider:
     def _download(self, filename: str, url: str) -> Iterator[dict[str, Any]]:
         # A fresh client: the signed URL carries its own authority, never the API key.
         http = _http()
-        with (_errors(self.model, f"download {filename}"),
-              http.Client(timeout=TIMEOUT_SECONDS) as plain, plain.stream("GET", url) as resp):
+        with (
+            _errors(self.model, f"download {filename}"),
+            http.Client(timeout=TIMEOUT_SECONDS) as plain,
+            plain.stream("GET", url) as resp,
+        ):
             if resp.status_code >= 300:
                 raise HTTPFailure(resp.status_code, _message(resp.read()))
             for raw in resp.iter_lines():
@@ -348,8 +428,13 @@ def _json_object(content: bytes, what: str) -> dict[str, Any]:
         got = None
     if not isinstance(got, dict):
         shown = " ".join(content[:60].decode("utf-8", "replace").split())
-        raise ProviderError(redact(f"fireworks {what}: the answer is not Fireworks' JSON "
-                                   f"({shown!r}: a proxy or gateway page?)"), retryable=True)
+        raise ProviderError(
+            redact(
+                f"fireworks {what}: the answer is not Fireworks' JSON "
+                f"({shown!r}: a proxy or gateway page?)"
+            ),
+            retryable=True,
+        )
     return got
 
 
@@ -381,15 +466,21 @@ def _row_error(rid: str, err: Any) -> Result:
         err = {"message": str(err)}
     message = str(err.get("message") or "error")
     status = _http_status(err.get("code"))
-    return Result(rid, RowStatus.ERRORED, error_kind=classify_http(status, None, message),
-                  error_message=message)
+    return Result(
+        rid,
+        RowStatus.ERRORED,
+        error_kind=classify_http(status, None, message),
+        error_message=message,
+    )
 
 
 def _translate(exc: BaseException) -> Failure | None:
     if isinstance(exc, HTTPFailure):
-        return Failure(f"HTTP {exc.status}: {exc.message}",
-                       retryable=exc.status in (408, 409, 429) or exc.status >= 500,
-                       rejects_request=exc.status in REJECTS)
+        return Failure(
+            f"HTTP {exc.status}: {exc.message}",
+            retryable=exc.status in (408, 409, 429) or exc.status >= 500,
+            rejects_request=exc.status in REJECTS,
+        )
     if isinstance(exc, _http().TransportError):
         return Failure(f"cannot connect ({exc})", retryable=True)
     return None

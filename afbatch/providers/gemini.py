@@ -218,8 +218,10 @@ class GeminiProvider:
             # The key is passed, so the SDK's own pick (GOOGLE_API_KEY before GEMINI_API_KEY)
             # does not apply; vertexai=False, whatever GOOGLE_GENAI_USE_VERTEXAI says. Without a
             # job base_url the SDK reads GOOGLE_GEMINI_BASE_URL itself.
-            options = types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=ATTEMPTS),
-                                        base_url=self.model.base_url or None)
+            options = types.HttpOptions(
+                retry_options=types.HttpRetryOptions(attempts=ATTEMPTS),
+                base_url=self.model.base_url or None,
+            )
             # The SDK logs "Both GOOGLE_API_KEY and GEMINI_API_KEY are set. Using GOOGLE_API_KEY."
             # even when given the key: untrue here, and printed past the CLI: kept quiet.
             sdk_log = logging.getLogger("google_genai._api_client")
@@ -325,8 +327,9 @@ def inline_requests(shard_path: str) -> list[dict[str, Any]] | None:
         config = dict(body.get("generation_config") or {})
         if "system_instruction" in body:
             config["system_instruction"] = body["system_instruction"]
-        requests.append({"contents": body["contents"], "config": config,
-                         "metadata": {"key": line["key"]}})
+        requests.append(
+            {"contents": body["contents"], "config": config, "metadata": {"key": line["key"]}}
+        )
     if len(json.dumps(requests)) > INLINE_MAX_BYTES:
         return None
     return requests

@@ -77,8 +77,11 @@ class MistralProvider:
         if request.prefill:
             # Without "prefix": true Mistral refuses a trailing assistant message.
             messages.append({"role": "assistant", "content": request.prefill, "prefix": True})
-        body: dict[str, Any] = {"model": request.model.model, "messages": messages,
-                                "max_tokens": request.max_tokens}
+        body: dict[str, Any] = {
+            "model": request.model.model,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+        }
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.n > 1:
@@ -98,8 +101,12 @@ class MistralProvider:
             if not err:
                 return malformed(line, "custom_id", "neither response nor error")
             message = _message(err) or "request failed"
-            return Result(rid, RowStatus.ERRORED, error_kind=classify_http(500, None, message),
-                          error_message=message)
+            return Result(
+                rid,
+                RowStatus.ERRORED,
+                error_kind=classify_http(500, None, message),
+                error_message=message,
+            )
         status = int(resp.get("status_code") or 0)
         body = resp.get("body")
         choices = body.get("choices") if isinstance(body, dict) else None
@@ -108,19 +115,31 @@ class MistralProvider:
             texts = tuple(_choice_text(c) for c in ordered)
             first = ordered[0] if isinstance(ordered[0], dict) else {}
             if first.get("finish_reason") == "error":  # the generation broke off on their side
-                return Result(rid, RowStatus.ERRORED, usage=_usage(body.get("usage")),
-                              error_kind="server_error",
-                              error_message="the model stopped with finish_reason 'error'")
-            return Result(rid, RowStatus.SUCCEEDED, text=texts[0], usage=_usage(body.get("usage")),
-                          stop_reason=first.get("finish_reason"),
-                          texts=texts if len(texts) > 1 else None)
+                return Result(
+                    rid,
+                    RowStatus.ERRORED,
+                    usage=_usage(body.get("usage")),
+                    error_kind="server_error",
+                    error_message="the model stopped with finish_reason 'error'",
+                )
+            return Result(
+                rid,
+                RowStatus.SUCCEEDED,
+                text=texts[0],
+                usage=_usage(body.get("usage")),
+                stop_reason=first.get("finish_reason"),
+                texts=texts if len(texts) > 1 else None,
+            )
         if status == 200 or (not status and not err):
             return malformed(line, "custom_id", f"HTTP {status} answer without choices")
         message = _message(body) or _message(err) or f"HTTP {status} without a completion"
         code = body.get("code") or body.get("type") if isinstance(body, dict) else None
-        return Result(rid, RowStatus.ERRORED,
-                      error_kind=classify_http(status or 500, str(code) if code else None, message),
-                      error_message=message)
+        return Result(
+            rid,
+            RowStatus.ERRORED,
+            error_kind=classify_http(status or 500, str(code) if code else None, message),
+            error_message=message,
+        )
 
     # --- I/O --------------------------------------------------------------------------------
 
@@ -131,8 +150,10 @@ class MistralProvider:
                 from mistralai.client import Mistral
                 from mistralai.client.utils import BackoffStrategy, RetryConfig
             except ImportError:
-                raise ProviderError(f"{self.model.name}: the Mistral SDK is not installed — "
-                                    "pip install 'afbatch[mistral]'") from None
+                raise ProviderError(
+                    f"{self.model.name}: the Mistral SDK is not installed — "
+                    "pip install 'afbatch[mistral]'"
+                ) from None
             key_env = self.model.api_key_env or self.info.key_env
             assert key_env is not None  # the registry entry names MISTRAL_API_KEY
             key = os.environ.get(key_env)
@@ -165,24 +186,35 @@ class MistralProvider:
         with _errors(self.model, "upload"), open(shard_path, "rb") as f:
             uploaded = self.client.files.upload(
                 file={"file_name": os.path.basename(shard_path), "content": f},  # streamed
-                purpose="batch")
+                purpose="batch",
+            )
         file_id = created_id(uploaded, self.model, "file")
         with _errors(self.model, "create batch"):
             job = self.client.batch.jobs.create(
-                input_files=[file_id], model=self.model.model, endpoint=ENDPOINT,
-                metadata={**metadata, "afbatch_token": token}, timeout_hours=TIMEOUT_HOURS,
-                retries=None)  # no SDK retries: the runner looks the job up by its token first
+                input_files=[file_id],
+                model=self.model.model,
+                endpoint=ENDPOINT,
+                metadata={**metadata, "afbatch_token": token},
+                timeout_hours=TIMEOUT_HOURS,
+                retries=None,
+            )  # no SDK retries: the runner looks the job up by its token first
         return created_id(job, self.model, "batch")
 
-    def find(self, token: str, line_ids: Sequence[str], since: float,
-             claimed: frozenset[str] = frozenset()) -> Found:
+    def find(
+        self,
+        token: str,
+        line_ids: Sequence[str],
+        since: float,
+        claimed: frozenset[str] = frozenset(),
+    ) -> Found:
         # The token in the job's metadata names the shard exactly; the line ids are not needed.
         after = datetime.fromtimestamp(since - CLOCK_SLACK_SECONDS, tz=UTC)
         page = 0
         while True:
             with _errors(self.model, "list batches"):
-                listed = self.client.batch.jobs.list(page=page, page_size=100,
-                                                     created_after=after, order_by="-created")
+                listed = self.client.batch.jobs.list(
+                    page=page, page_size=100, created_after=after, order_by="-created"
+                )
             jobs = listed.data or []
             for job in jobs:  # newest first
                 if job.created_at < since - CLOCK_SLACK_SECONDS:
@@ -196,8 +228,11 @@ class MistralProvider:
     def poll(self, batch_id: str) -> BatchInfo:
         with _errors(self.model, f"retrieve {batch_id}"):
             job = self.client.batch.jobs.get(job_id=batch_id)
-        counts = {"total": job.total_requests, "succeeded": job.succeeded_requests,
-                  "failed": job.failed_requests}
+        counts = {
+            "total": job.total_requests,
+            "succeeded": job.succeeded_requests,
+            "failed": job.failed_requests,
+        }
         message = "; ".join(e.message for e in job.errors) if job.errors else None
         status = STATUS.get(job.status, BatchStatus.IN_PROGRESS)
         return BatchInfo(status, str(job.status), counts, message)
@@ -231,16 +266,20 @@ def _translate(exc: BaseException) -> Failure | None:
         status = exc.status_code
         words = _message(_json(exc.body)) or exc.message.split(". Body:")[0]
         if status < 400:  # an answer that is not the API's (a proxy page): the call may have worked
-            return Failure(f"HTTP {status}: the answer is not the provider's JSON ({words})",
-                           retryable=True)
-        return Failure(f"HTTP {status}: {words}",
-                       retryable=status in (408, 409, 429) or status >= 500,
-                       rejects_request=status in REJECTS)
+            return Failure(
+                f"HTTP {status}: the answer is not the provider's JSON ({words})", retryable=True
+            )
+        return Failure(
+            f"HTTP {status}: {words}",
+            retryable=status in (408, 409, 429) or status >= 500,
+            rejects_request=status in REJECTS,
+        )
     if isinstance(exc, errors.NoResponseError):
         return Failure(f"no response ({exc.message})", retryable=True)
     # The SDK's HTTP client (httpx2 in 3.x) is its own choice: known by its classes' names.
     if type(exc).__module__.startswith("httpx") and any(
-            c.__name__ == "TransportError" for c in type(exc).__mro__):
+        c.__name__ == "TransportError" for c in type(exc).__mro__
+    ):
         return Failure(f"cannot connect ({exc})", retryable=True)
     return None
 
@@ -281,8 +320,9 @@ def _usage(u: Any) -> Usage:
     u = u if isinstance(u, dict) else {}
     details = u.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(int(u.get("prompt_tokens") or 0), int(cached or 0), 0,
-                 int(u.get("completion_tokens") or 0))
+    return Usage(
+        int(u.get("prompt_tokens") or 0), int(cached or 0), 0, int(u.get("completion_tokens") or 0)
+    )
 
 
 def _index(choice: Any) -> int:
@@ -295,6 +335,9 @@ def _choice_text(choice: Any) -> str:
     message = (choice.get("message") if isinstance(choice, dict) else None) or {}
     content = message.get("content")
     if isinstance(content, list):
-        return "".join(str(c.get("text") or "") for c in content
-                       if isinstance(c, dict) and c.get("type") == "text")
+        return "".join(
+            str(c.get("text") or "")
+            for c in content
+            if isinstance(c, dict) and c.get("type") == "text"
+        )
     return content if isinstance(content, str) else ""

@@ -13,8 +13,18 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from afbatch.errors import ProviderError
-from afbatch.providers.base import (BatchInfo, BatchStatus, Found, classify_http, created_id,
-                                    guarded, http_sdk_failures, malformed, read_line, sdk_errors)
+from afbatch.providers.base import (
+    BatchInfo,
+    BatchStatus,
+    Found,
+    classify_http,
+    created_id,
+    guarded,
+    http_sdk_failures,
+    malformed,
+    read_line,
+    sdk_errors,
+)
 from afbatch.providers.registry import capabilities
 from afbatch.redact import register
 from afbatch.spec import ModelSpec
@@ -59,7 +69,9 @@ class OpenAIProvider:
         body: dict[str, Any] = {"model": request.model.model, "messages": messages}
         # OpenAI's own models take max_completion_tokens (reasoning models reject max_tokens);
         # OpenAI-compatible hosts document max_tokens.
-        body["max_completion_tokens" if self.model.provider == "openai" else "max_tokens"] = request.max_tokens
+        body["max_completion_tokens" if self.model.provider == "openai" else "max_tokens"] = (
+            request.max_tokens
+        )
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.n > 1:
@@ -80,13 +92,20 @@ class OpenAIProvider:
                 return Result(rid, RowStatus.EXPIRED, error_kind="expired", error_message=message)
             if code == "batch_cancelled":
                 return Result(rid, RowStatus.CANCELED, error_kind="canceled", error_message=message)
-            return Result(rid, RowStatus.ERRORED, error_kind=classify_http(500, code, message), error_message=message or code)
+            return Result(
+                rid,
+                RowStatus.ERRORED,
+                error_kind=classify_http(500, code, message),
+                error_message=message or code,
+            )
         status = int(resp.get("status_code") or 0)
         body = resp.get("body") or {}
         choices = body.get("choices") if isinstance(body, dict) else None
         if status == 200 and choices and isinstance(choices, list):
             if len(choices) > 1:  # n choices of one prompt, in their index order
-                choices = sorted(choices, key=lambda c: c.get("index") or 0 if isinstance(c, dict) else 0)
+                choices = sorted(
+                    choices, key=lambda c: c.get("index") or 0 if isinstance(c, dict) else 0
+                )
             texts = tuple(_choice_text(c) for c in choices)
             usage = body.get("usage") or {}
             cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0
@@ -95,7 +114,12 @@ class OpenAIProvider:
                 rid,
                 RowStatus.SUCCEEDED,
                 text=texts[0],
-                usage=Usage(int(usage.get("prompt_tokens") or 0), int(cached), 0, int(usage.get("completion_tokens") or 0)),
+                usage=Usage(
+                    int(usage.get("prompt_tokens") or 0),
+                    int(cached),
+                    0,
+                    int(usage.get("completion_tokens") or 0),
+                ),
                 stop_reason=first.get("finish_reason"),
                 texts=texts if len(texts) > 1 else None,
             )
@@ -106,7 +130,9 @@ class OpenAIProvider:
         return Result(
             rid,
             RowStatus.ERRORED,
-            error_kind=classify_http(status or 500, error.get("code") or error.get("type"), message),
+            error_kind=classify_http(
+                status or 500, error.get("code") or error.get("type"), message
+            ),
             error_message=message,
         )
 
@@ -121,7 +147,9 @@ class OpenAIProvider:
             key = os.environ.get(key_env) if key_env else None  # every HTTP provider names one
             register(key)  # redacted by value wherever it appears, whatever the env name
             if not key:
-                raise ProviderError(f"{self.model.name}: set {key_env} to your {self.model.provider} API key")
+                raise ProviderError(
+                    f"{self.model.name}: set {key_env} to your {self.model.provider} API key"
+                )
             kwargs: dict[str, Any] = {"api_key": key, "max_retries": 4}
             base = self.base_url()
             if base:
@@ -162,8 +190,13 @@ class OpenAIProvider:
             )
         return created_id(batch, self.model, "batch")
 
-    def find(self, token: str, line_ids: Sequence[str], since: float,
-             claimed: frozenset[str] = frozenset()) -> Found:
+    def find(
+        self,
+        token: str,
+        line_ids: Sequence[str],
+        since: float,
+        claimed: frozenset[str] = frozenset(),
+    ) -> Found:
         # The token in the batch metadata names the shard exactly; the line ids are not needed.
         with _errors(self.model, "list batches"):
             for batch in self.client.batches.list(limit=100):
@@ -189,8 +222,10 @@ class OpenAIProvider:
         for file_id in (b.output_file_id, b.error_file_id):
             if not file_id:  # None, or "" for a clean batch
                 continue
-            with (_errors(self.model, f"download {file_id}"),
-                  self.client.files.with_streaming_response.content(file_id) as resp):
+            with (
+                _errors(self.model, f"download {file_id}"),
+                self.client.files.with_streaming_response.content(file_id) as resp,
+            ):
                 for raw in resp.iter_lines():
                     if raw.strip():
                         yield read_line(raw)
@@ -202,7 +237,6 @@ class OpenAIProvider:
 
 # OpenAI-compatible hosts may put an error's message at the top of the body.
 _errors = functools.partial(sdk_errors, http_sdk_failures("openai", top_level_message=True))
-
 
 
 def _choice_text(choice: Any) -> str:

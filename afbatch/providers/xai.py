@@ -46,8 +46,7 @@ MAX_ADD_BYTES = 25 * 10**6 - 1024
 PAGE = 100
 CLOCK_SLACK_SECONDS = 120.0
 # google.rpc codes (a failed row's `error.code`, per xai-sdk's BatchResult proto) as HTTP statuses.
-GRPC_AS_HTTP = {3: 400, 4: 408, 5: 404, 7: 403, 8: 429, 9: 400, 11: 400, 13: 500, 14: 503,
-                16: 401}
+GRPC_AS_HTTP = {3: 400, 4: 408, 5: 404, 7: 403, 8: 429, 9: 400, 11: 400, 13: 500, 14: 503, 16: 401}
 GRPC_CANCELLED = 1
 
 
@@ -72,8 +71,11 @@ class XAIProvider:
         messages.extend({"role": m.role, "content": m.content} for m in request.messages)
         if request.prefill:
             messages.append({"role": "assistant", "content": request.prefill})
-        body: dict[str, Any] = {"model": request.model.model, "messages": messages,
-                                "max_tokens": request.max_tokens}
+        body: dict[str, Any] = {
+            "model": request.model.model,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+        }
         if request.temperature is not None:
             body["temperature"] = request.temperature
         return {"batch_request_id": request.id, "batch_request": {"chat_get_completion": body}}
@@ -95,8 +97,12 @@ class XAIProvider:
             if code == GRPC_CANCELLED:
                 return Result(rid, RowStatus.CANCELED, error_kind="canceled", error_message=message)
             status = GRPC_AS_HTTP.get(code, 500) if isinstance(code, int) else 500
-            return Result(rid, RowStatus.ERRORED, error_kind=classify_http(status, None, message),
-                          error_message=message)
+            return Result(
+                rid,
+                RowStatus.ERRORED,
+                error_kind=classify_http(status, None, message),
+                error_message=message,
+            )
         return malformed(line, "batch_request_id", "neither a completion nor an error")
 
     # --- I/O --------------------------------------------------------------------------------
@@ -111,9 +117,11 @@ class XAIProvider:
             register(key)
             if not key:
                 raise ProviderError(f"{self.model.name}: set {key_env} to your xAI API key")
-            self._client = httpx2.Client(base_url=self.base_url().rstrip("/") + "/",
-                                         headers={"Authorization": f"Bearer {key}"},
-                                         timeout=httpx2.Timeout(120.0, connect=20.0))
+            self._client = httpx2.Client(
+                base_url=self.base_url().rstrip("/") + "/",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=httpx2.Timeout(120.0, connect=20.0),
+            )
         return self._client
 
     def base_url(self) -> str:
@@ -142,10 +150,14 @@ class XAIProvider:
             return jsonl.loads(resp.content)
         except ValueError:
             shown = " ".join(resp.text.split())[:60]
-            raise ProviderError(redact(
-                f"xai {what} for {self.model.name}: the answer is not xAI's JSON ({shown!r}: a "
-                "proxy or gateway page?) — whether it took effect is looked up before anything "
-                "is sent again"), retryable=True) from None
+            raise ProviderError(
+                redact(
+                    f"xai {what} for {self.model.name}: the answer is not xAI's JSON ({shown!r}: a "
+                    "proxy or gateway page?) — whether it took effect is looked up before anything "
+                    "is sent again"
+                ),
+                retryable=True,
+            ) from None
 
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         name = NAME_PREFIX + token
@@ -171,26 +183,40 @@ class XAIProvider:
                     raise  # refused before anything was added: the empty batch costs nothing
                 # Some requests are in the batch: it must be collected, not sent again. The runner
                 # finds it by its name; requests not added come back missing and are asked again.
-                raise ProviderError(f"{e} ({added} of {len(lines)} requests were added to "
-                                    f"{batch_id})", retryable=True) from None
+                raise ProviderError(
+                    f"{e} ({added} of {len(lines)} requests were added to {batch_id})",
+                    retryable=True,
+                ) from None
             added += len(chunk)
         return batch_id
 
     def _add(self, batch_id: str, chunk: list[bytes]) -> None:
         # 100 add calls per 30 s per team (docs.x.ai): a 429 is waited out a few times.
         body = b'{"batch_requests":[' + b",".join(chunk) + b"]}"
-        self._call(f"add requests to {batch_id}", "POST", f"batches/{batch_id}/requests", tries=4,
-                   content=body, headers={"Content-Type": "application/json"})
+        self._call(
+            f"add requests to {batch_id}",
+            "POST",
+            f"batches/{batch_id}/requests",
+            tries=4,
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
 
-    def find(self, token: str, line_ids: Sequence[str], since: float,
-             claimed: frozenset[str] = frozenset()) -> Found:
+    def find(
+        self,
+        token: str,
+        line_ids: Sequence[str],
+        since: float,
+        claimed: frozenset[str] = frozenset(),
+    ) -> Found:
         # The name carries the token. A batch of that name with no request bills nothing and is
         # not adopted (the shard may be sent again); one with some or all of the shard's requests
         # is (a request never added comes back missing and is asked again in a later shard).
         return Found(self._named(NAME_PREFIX + token, since, claimed, nonempty=True))
 
-    def _named(self, name: str, since: float, claimed: frozenset[str],
-               nonempty: bool = False) -> str | None:
+    def _named(
+        self, name: str, since: float, claimed: frozenset[str], nonempty: bool = False
+    ) -> str | None:
         found: list[tuple[int, str]] = []
         page: str | None = None
         while True:
@@ -229,8 +255,9 @@ class XAIProvider:
         page: str | None = None
         while True:
             params: dict[str, Any] = {"limit": PAGE, **({"pagination_token": page} if page else {})}
-            answer = self._call(f"results of {batch_id}", "GET", f"batches/{batch_id}/results",
-                                params=params)
+            answer = self._call(
+                f"results of {batch_id}", "GET", f"batches/{batch_id}/results", params=params
+            )
             # `results` is the captured REST shape; succeeded/failed lists are read as well.
             for key in ("results", "succeeded", "failed"):
                 for item in answer.get(key) or []:
@@ -260,10 +287,13 @@ def _completion(rid: str, body: dict[str, Any], line: dict[str, Any]) -> Result:
     if reasoning and int(u.get("total_tokens") or 0) >= prompt + completion + reasoning:
         completion += reasoning
     cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    return Result(rid, RowStatus.SUCCEEDED,
-                  text=message.get("content") or message.get("refusal") or "",
-                  usage=Usage(prompt, cached, 0, completion),
-                  stop_reason=first.get("finish_reason"))
+    return Result(
+        rid,
+        RowStatus.SUCCEEDED,
+        text=message.get("content") or message.get("refusal") or "",
+        usage=Usage(prompt, cached, 0, completion),
+        stop_reason=first.get("finish_reason"),
+    )
 
 
 def _chunks(lines: list[bytes], model: str) -> Iterator[list[bytes]]:
@@ -271,8 +301,11 @@ def _chunks(lines: list[bytes], model: str) -> Iterator[list[bytes]]:
     size = 0
     for line in lines:
         if len(line) + 64 > MAX_ADD_BYTES:
-            raise ProviderError(f"xai: a request of {model} is {len(line)} bytes, over the 25 MB "
-                                "an add call may carry", rejects_request=True)
+            raise ProviderError(
+                f"xai: a request of {model} is {len(line)} bytes, over the 25 MB "
+                "an add call may carry",
+                rejects_request=True,
+            )
         if chunk and size + len(line) + 1 > MAX_ADD_BYTES:
             yield chunk
             chunk, size = [], 0
@@ -286,8 +319,11 @@ def _batch_id(answer: Any) -> str:
     got = answer.get("batch_id") if isinstance(answer, dict) else None
     if isinstance(got, str) and got:
         return got
-    raise ProviderError("xai create batch: the answer has no batch_id — the batch may exist; it "
-                        "is looked up by its name before anything is sent again", retryable=True)
+    raise ProviderError(
+        "xai create batch: the answer has no batch_id — the batch may exist; it "
+        "is looked up by its name before anything is sent again",
+        retryable=True,
+    )
 
 
 def _seconds(stamp: Any) -> float | None:
@@ -318,9 +354,11 @@ def _translate(exc: BaseException) -> Failure | None:
             err = body.get("error")
             msg = err.get("message") if isinstance(err, dict) else err
             msg = msg or body.get("message") or body.get("code")
-        return Failure(f"HTTP {status}: {msg or exc.response.reason_phrase}",
-                       retryable=status in (408, 409, 429) or status >= 500,
-                       rejects_request=status in REJECTS)
+        return Failure(
+            f"HTTP {status}: {msg or exc.response.reason_phrase}",
+            retryable=status in (408, 409, 429) or status >= 500,
+            rejects_request=status in REJECTS,
+        )
     if isinstance(exc, httpx2.TransportError):
         return Failure(f"cannot connect ({exc})", retryable=True)
     return None

@@ -197,4 +197,3 @@ __all__ = [
     "write_all",
     "write_tables",
 ]
-

@@ -25,14 +25,21 @@ from afbatch.report.prep import (
 TOTAL = "(total)"
 
 COST_COLUMNS = [
-    "model", "provider", "conversations",
-    "input_tokens", "cached_tokens", "output_tokens",
-    "estimated_usd", "estimated_generation_usd", "estimated_judge_usd",
-    "billed_usd", "billed_generation_usd", "billed_judge_usd",
+    "model",
+    "provider",
+    "conversations",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "estimated_usd",
+    "estimated_generation_usd",
+    "estimated_judge_usd",
+    "billed_usd",
+    "billed_generation_usd",
+    "billed_judge_usd",
     "sync_equivalent_usd",
 ]
-FAILURE_COLUMNS = ["model", "variant", "temperature", "samples", "tier", "stage", "reason",
-                   "count"]
+FAILURE_COLUMNS = ["model", "variant", "temperature", "samples", "tier", "stage", "reason", "count"]
 
 
 GENERATE_STAGE = "generate"  # afbatch.types.STAGE_GENERATE; every other stage is a judge stage
@@ -64,17 +71,26 @@ def _estimate_by_model(estimate: Any) -> tuple[dict[str, float], dict[str, float
     return gen, judge
 
 
-def _costs_from(conv: pd.DataFrame, keys: pd.DataFrame, orders: Orders,
-                estimate: Any) -> pd.DataFrame:
+def _costs_from(
+    conv: pd.DataFrame, keys: pd.DataFrame, orders: Orders, estimate: Any
+) -> pd.DataFrame:
     num = pd.DataFrame({"model": keys["model"] if len(conv) else pd.Series(dtype=str)})
-    for c in ("input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd"):
-        num[c] = _numeric(_column(conv, c)).astype(float)
+    for col in ("input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd"):
+        num[col] = _numeric(_column(conv, col)).astype(float)
     has_sync = "cost_sync_usd" in conv.columns
     num["cost_sync_usd"] = _numeric(_column(conv, "cost_sync_usd")).astype(float)
     num["conversations"] = 1
     g = num.groupby("model", sort=False, observed=True)
-    c = g[["conversations", "input_tokens", "cached_tokens", "output_tokens", "cost_usd",
-           "judge_cost_usd"]].sum()
+    c = g[
+        [
+            "conversations",
+            "input_tokens",
+            "cached_tokens",
+            "output_tokens",
+            "cost_usd",
+            "judge_cost_usd",
+        ]
+    ].sum()
     c["cost_sync_usd"] = g["cost_sync_usd"].sum(min_count=1) if has_sync else np.nan
     c = c.reset_index()
     if "provider" in conv.columns and len(conv):
@@ -82,14 +98,21 @@ def _costs_from(conv: pd.DataFrame, keys: pd.DataFrame, orders: Orders,
         c["provider"] = c["model"].map(prov)
     else:
         c["provider"] = None
-    c = c.rename(columns={"cost_usd": "billed_generation_usd", "judge_cost_usd": "billed_judge_usd",
-                          "cost_sync_usd": "sync_equivalent_usd"})
+    c = c.rename(
+        columns={
+            "cost_usd": "billed_generation_usd",
+            "judge_cost_usd": "billed_judge_usd",
+            "cost_sync_usd": "sync_equivalent_usd",
+        }
+    )
     c["billed_usd"] = c["billed_generation_usd"] + c["billed_judge_usd"]
     gen, judge = _estimate_by_model(estimate)
     extra = [m for m in [*gen, *judge] if m not in set(c["model"])]
     if extra:  # estimated but absent from the run's conversations (typically the judge model)
-        c = pd.concat([c, pd.DataFrame({"model": list(dict.fromkeys(extra)), "conversations": 0})],
-                      ignore_index=True)
+        c = pd.concat(
+            [c, pd.DataFrame({"model": list(dict.fromkeys(extra)), "conversations": 0})],
+            ignore_index=True,
+        )
     estimated = c["model"].isin([*gen, *judge])  # a model the estimate does not mention stays null
     c["estimated_generation_usd"] = c["model"].map(gen).astype(float).fillna(0.0).where(estimated)
     c["estimated_judge_usd"] = c["model"].map(judge).astype(float).fillna(0.0).where(estimated)
@@ -109,8 +132,15 @@ def _costs_from(conv: pd.DataFrame, keys: pd.DataFrame, orders: Orders,
     return c[COST_COLUMNS]
 
 
-_USD_COLUMNS = ("estimated_usd", "estimated_generation_usd", "estimated_judge_usd",
-                "billed_generation_usd", "billed_judge_usd", "billed_usd", "sync_equivalent_usd")
+_USD_COLUMNS = (
+    "estimated_usd",
+    "estimated_generation_usd",
+    "estimated_judge_usd",
+    "billed_generation_usd",
+    "billed_judge_usd",
+    "billed_usd",
+    "sync_equivalent_usd",
+)
 
 
 def costs(conv: pd.DataFrame, estimate: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -137,20 +167,27 @@ def _failures_from(conv: pd.DataFrame, prep: pd.DataFrame, orders: Orders) -> pd
         reason = reason.where(reason.notna(), "(no reason recorded)").astype(str)
         parts.append(prep.loc[failed, _KEYS].assign(stage="generation", reason=reason))
     err = _column(conv, "judge_error")
-    no_verdict = (prep["finished"].to_numpy(dtype=bool) & ~prep["judged"].to_numpy(dtype=bool)
-                  & _notna(err))
+    no_verdict = (
+        prep["finished"].to_numpy(dtype=bool) & ~prep["judged"].to_numpy(dtype=bool) & _notna(err)
+    )
     if no_verdict.any():
-        parts.append(prep.loc[no_verdict, _KEYS].assign(stage="judge",
-                                                         reason=err[no_verdict].astype(str)))
+        parts.append(
+            prep.loc[no_verdict, _KEYS].assign(stage="judge", reason=err[no_verdict].astype(str))
+        )
     if not parts:
         return pd.DataFrame(columns=FAILURE_COLUMNS)
     f = pd.concat(parts, ignore_index=True)
-    f = (f.groupby([*_KEYS, "stage", "reason"], sort=False, observed=True).size()
-         .rename("count").reset_index())
+    f = (
+        f.groupby([*_KEYS, "stage", "reason"], sort=False, observed=True)
+        .size()
+        .rename("count")
+        .reset_index()
+    )
     f["__stage"] = (f["stage"] == "judge").astype(int)
     f["__neg"] = -f["count"]
     f = _sort(f, orders, _KEYS, extra=["__stage", "__neg", "reason"]).drop(
-        columns=["__stage", "__neg"])
+        columns=["__stage", "__neg"]
+    )
     f["count"] = f["count"].astype(int)
     return axis_numbers(f[FAILURE_COLUMNS])
 

@@ -16,7 +16,16 @@ import pandas as pd
 from afbatch.report.tables import SIGN_CONVENTION, _tables
 from afbatch.report.transcripts import _transcript_data
 from afbatch.report.views import (
-    _SURROGATE, _meta_lines, _nan, _pct, _plain, _prefill_view, _View, _views, _with_protocol)
+    _SURROGATE,
+    _meta_lines,
+    _nan,
+    _pct,
+    _plain,
+    _prefill_view,
+    _View,
+    _views,
+    _with_protocol,
+)
 
 
 def _asset(name: str) -> str:
@@ -30,8 +39,10 @@ _PAGE = Template(_asset("page.html"))
 _CSS = "\n" + _asset("page.css")
 _JS = "\n" + _asset("page.js")
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_JS.encode("utf-8")).digest()).decode("ascii")
-_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-        f"script-src 'sha256-{_SCRIPT_HASH}'")
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    f"script-src 'sha256-{_SCRIPT_HASH}'"
+)
 
 _COLORS = {"af": "#d62728", "complied": "#f2b134", "refused": "#4a78b5", "none": "#c8c8c8"}
 _LABELS = {
@@ -51,8 +62,11 @@ def _script_json(obj: Any) -> str:
     """JSON that is inert inside <script>: no '<', '>', '&', U+2028 or U+2029 in the text."""
     s = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return (
-        s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        s.replace("&", "\\u0026")
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
     )
 
 
@@ -60,11 +74,16 @@ def _html_table(v: _View, table_id: str | None = None) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in v.headers)
     body = []
     for r in v.rows:
-        tds = "".join(f'<td class="num">{_esc(c)}</td>' if n else f"<td>{_esc(c)}</td>" for c, n in zip(r, v.numeric))
+        tds = "".join(
+            f'<td class="num">{_esc(c)}</td>' if n else f"<td>{_esc(c)}</td>"
+            for c, n in zip(r, v.numeric)
+        )
         body.append(f"<tr>{tds}</tr>")
     ident = f' id="{_esc(table_id)}"' if table_id else ""
     notes = "".join(f'<p class="note">{_esc(n)}</p>' for n in v.notes)
-    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{notes}"
+    return (
+        f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{notes}"
+    )
 
 
 def _hatch(pid: str) -> str:
@@ -97,7 +116,12 @@ def _bar_segments(r: Any, basis: str) -> tuple[int, list[tuple[str, int]]]:
         complied, refused = int(r.proxy_complied), finished - int(r.proxy_complied)
         none = 0
     af = min(int(r.af_yes), complied)
-    return finished, [("af", af), ("complied", complied - af), ("refused", refused), ("none", max(none, 0))]
+    return finished, [
+        ("af", af),
+        ("complied", complied - af),
+        ("refused", refused),
+        ("none", max(none, 0)),
+    ]
 
 
 def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
@@ -110,8 +134,9 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
 
     def temp_of(r: Any) -> str:  # the bar's temperature and sample count, where they vary
         t, n = getattr(r, "temperature", None), getattr(r, "samples", None)
-        return ((f" T={t:g}" if "temperature" in axes and not _nan(t) else "")
-                + (f" samples={n:g}" if "samples" in axes and not _nan(n) else ""))
+        return (f" T={t:g}" if "temperature" in axes and not _nan(t) else "") + (
+            f" samples={n:g}" if "samples" in axes and not _nan(n) else ""
+        )
 
     for v_i, (_, grp) in enumerate(rows.groupby("variant", sort=False)):
         if v_i:
@@ -122,15 +147,18 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
             basis = "judge" if int(r.judged) > 0 or int(r.finished) == 0 else "proxy"
             bases.add(basis)
             finished, segs = _bar_segments(r, basis)
-            label = (f"{r.variant}{temp_of(r)} · {r.condition}"
-                     + (" (proxy)" if basis == "proxy" else ""))
+            label = f"{r.variant}{temp_of(r)} · {r.condition}" + (
+                " (proxy)" if basis == "proxy" else ""
+            )
             body.append(
                 f'<text x="{label_w - 8}" y="{y + bar_h / 2 + 4:.1f}" text-anchor="end" '
                 f'font-size="12">{_esc(_plain(label, 48))}'
-                f'<title>{_esc(f"{r.variant} / {r.tier} tier ({r.condition})")}</title></text>'
+                f"<title>{_esc(f'{r.variant} / {r.tier} tier ({r.condition})')}</title></text>"
             )
-            body.append(f'<rect x="{label_w}" y="{y}" width="{bar_w}" height="{bar_h}" '
-                        'fill="#fff" stroke="#999" stroke-width="0.5"/>')
+            body.append(
+                f'<rect x="{label_w}" y="{y}" width="{bar_w}" height="{bar_h}" '
+                'fill="#fff" stroke="#999" stroke-width="0.5"/>'
+            )
             x = float(label_w)
             if finished:
                 for key, count in segs:
@@ -139,8 +167,10 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
                     w = bar_w * count / finished
                     fill = f"url(#{pid})" if key == "af" else _COLORS[key]
                     tip = f"{_LABELS[key]}: {count} of {finished} ({100 * count / finished:.1f}%)"
-                    body.append(f'<rect x="{x:.2f}" y="{y}" width="{w:.2f}" height="{bar_h}" fill="{fill}">'
-                                f"<title>{_esc(tip)}</title></rect>")
+                    body.append(
+                        f'<rect x="{x:.2f}" y="{y}" width="{w:.2f}" height="{bar_h}" fill="{fill}">'
+                        f"<title>{_esc(tip)}</title></rect>"
+                    )
                     if w >= 38:
                         color = "#fff" if key in ("af", "refused") else "#222"
                         body.append(
@@ -154,25 +184,33 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
                 right = f"{_pct(comp / denom) if denom else '–'} complied · n={finished}"
             else:
                 right = "no finished conversation"
-            body.append(f'<text x="{label_w + bar_w + 8}" y="{y + bar_h / 2 + 4:.1f}" '
-                        f'font-size="12">{_esc(right)}</text>')
+            body.append(
+                f'<text x="{label_w + bar_w + 8}" y="{y + bar_h / 2 + 4:.1f}" '
+                f'font-size="12">{_esc(right)}</text>'
+            )
             y += bar_h + gap
     height = y + top
     width = label_w + bar_w + right_w
     svg = (
         f'<svg role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'aria-label="{_esc(f"Outcomes for {model}")}">'
-        f'<defs>{_hatch(pid)}</defs>{"".join(body)}</svg>'
+        f"<defs>{_hatch(pid)}</defs>{''.join(body)}</svg>"
     )
     if bases == {"proxy"}:
-        how = "Compliance from the <request_fully_accepted/> proxy: this model has no judge verdicts."
+        how = (
+            "Compliance from the <request_fully_accepted/> proxy: this model has no judge verdicts."
+        )
     else:
-        how = ("Compliance from the judge's verdicts; conversations without a verdict (not "
-               "judged, or unparseable) are grey, and the complied share on the right is over "
-               "the judged ones.")
+        how = (
+            "Compliance from the judge's verdicts; conversations without a verdict (not "
+            "judged, or unparseable) are grey, and the complied share on the right is over "
+            "the judged ones."
+        )
         if "proxy" in bases:
-            how += (" Bars marked (proxy) have no judge verdict and show the "
-                    "<request_fully_accepted/> proxy instead.")
+            how += (
+                " Bars marked (proxy) have no judge verdict and show the "
+                "<request_fully_accepted/> proxy instead."
+            )
     caption = (
         f"{_esc(model)}: fractions of the finished conversations in each variant × condition "
         f"(training = free tier, unmonitored = paid tier; n = finished). {_esc(how)} "
@@ -182,12 +220,20 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
     return f"<figure><h3>{_esc(model)}</h3>{svg}<figcaption>{caption}</figcaption></figure>"
 
 
-def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str, Any] | None,
-               max_transcripts: int | None, max_text_chars: int | None, title: str | None) -> str:
+def _html_from(
+    conv: pd.DataFrame,
+    tables: Mapping[str, Any],
+    meta: Mapping[str, Any] | None,
+    max_transcripts: int | None,
+    max_text_chars: int | None,
+    title: str | None,
+) -> str:
     views = {v.key: v for v in _views(tables)}
     meta = _with_protocol(meta, tables["_prep"])
     run_id = (meta or {}).get("run_id") or (meta or {}).get("run") or ""
-    page_title = title or ("afbatch report" + (f" — {run_id}" if isinstance(run_id, str) and run_id else ""))
+    page_title = title or (
+        "afbatch report" + (f" — {run_id}" if isinstance(run_id, str) and run_id else "")
+    )
     out: list[str] = []
     meta_html = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in _meta_lines(meta))
     out.append(f"<h1>{_esc(page_title)}</h1>")
@@ -200,21 +246,28 @@ def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str,
     s = tables["summary"]
     out.append(
         f'<p class="note">{len(conv):,} conversations · '
-        f'{int(conv["status"].eq("finished").sum()):,} finished · '
-        f'{int(s["failed"].sum()) if len(s) else 0:,} failed · '
-        f'{int(s["judged"].sum()) if len(s) else 0:,} judged</p>'
+        f"{int(conv['status'].eq('finished').sum()):,} finished · "
+        f"{int(s['failed'].sum()) if len(s) else 0:,} failed · "
+        f"{int(s['judged'].sum()) if len(s) else 0:,} judged</p>"
     )
-    out.append(f'<p class="sign"><strong>Sign convention:</strong> {_esc(SIGN_CONVENTION)}. '
-               f'{_esc(tables["_intervals"])}.</p>')
+    out.append(
+        f'<p class="sign"><strong>Sign convention:</strong> {_esc(SIGN_CONVENTION)}. '
+        f"{_esc(tables['_intervals'])}.</p>"
+    )
     out.append('<h2 id="charts">Outcomes per model (paper-style)</h2>')
     out.append(_legend())
     if s.empty:
         out.append('<p class="note">No conversations.</p>')
     for i, (model, rows) in enumerate(s.groupby("model", sort=False)):
         out.append(_chart(str(model), rows, i))
-    for key, anchor in (("summary", "summary"), ("partial", "partial"), ("gaps", "gaps"),
-                        ("proxy_agreement", "agreement"), ("costs", "costs"),
-                        ("failures", "failures")):
+    for key, anchor in (
+        ("summary", "summary"),
+        ("partial", "partial"),
+        ("gaps", "gaps"),
+        ("proxy_agreement", "agreement"),
+        ("costs", "costs"),
+        ("failures", "failures"),
+    ):
         if key not in views:  # partial compliance: a run with that stage only
             continue
         v = views[key]
@@ -222,7 +275,9 @@ def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str,
         if key == "gaps":
             out.append(f'<p class="sign">{_esc(SIGN_CONVENTION)}</p>')
         out.append(_html_table(v, f"afb-{anchor}"))
-    data, embedded = _transcript_data(conv, tables["_prep"], tables["_orders"], max_transcripts, max_text_chars)
+    data, embedded = _transcript_data(
+        conv, tables["_prep"], tables["_orders"], max_transcripts, max_text_chars
+    )
     out.append('<h2 id="transcripts">Transcripts</h2>')
     if embedded < len(conv):
         out.append(
@@ -233,11 +288,19 @@ def _html_from(conv: pd.DataFrame, tables: Mapping[str, Any], meta: Mapping[str,
             "conversations.csv and conversations.parquet have all of them.</p>"
         )
     if max_text_chars is not None:
-        out.append(f'<p class="note">Texts longer than {max_text_chars:,} characters are cut here; '
-                   'conversations.csv and conversations.parquet have them whole. '
-                   "Model outputs are shown as plain text.</p>")
-    return _PAGE.substitute(csp=_CSP, title=_esc(page_title), css=_CSS, body="\n".join(out),
-                            data=_script_json(data), js=_JS)
+        out.append(
+            f'<p class="note">Texts longer than {max_text_chars:,} characters are cut here; '
+            "conversations.csv and conversations.parquet have them whole. "
+            "Model outputs are shown as plain text.</p>"
+        )
+    return _PAGE.substitute(
+        csp=_CSP,
+        title=_esc(page_title),
+        css=_CSS,
+        body="\n".join(out),
+        data=_script_json(data),
+        js=_JS,
+    )
 
 
 def render_html(

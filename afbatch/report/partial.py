@@ -25,16 +25,41 @@ from afbatch.report.prep import (
 )
 
 PARTIAL_COLUMNS = [
-    "model", "variant", "temperature", "samples", "tier", "condition", "rule",
-    "finished", "assessed", "missing", "missing_share",
-    "full_share", "partial_share", "refusal_share",
-    "af_rate_full", "af_rate_partial",
-    "full_share_lo", "full_share_hi", "partial_share_lo", "partial_share_hi",
-    "refusal_share_lo", "refusal_share_hi",
-    "af_rate_full_lo", "af_rate_full_hi", "af_rate_partial_lo", "af_rate_partial_hi",
-    "full", "partial", "refusal",
-    "af_yes_full", "af_assessed_full", "af_missing_full",
-    "af_yes_partial", "af_assessed_partial", "af_missing_partial",
+    "model",
+    "variant",
+    "temperature",
+    "samples",
+    "tier",
+    "condition",
+    "rule",
+    "finished",
+    "assessed",
+    "missing",
+    "missing_share",
+    "full_share",
+    "partial_share",
+    "refusal_share",
+    "af_rate_full",
+    "af_rate_partial",
+    "full_share_lo",
+    "full_share_hi",
+    "partial_share_lo",
+    "partial_share_hi",
+    "refusal_share_lo",
+    "refusal_share_hi",
+    "af_rate_full_lo",
+    "af_rate_full_hi",
+    "af_rate_partial_lo",
+    "af_rate_partial_hi",
+    "full",
+    "partial",
+    "refusal",
+    "af_yes_full",
+    "af_assessed_full",
+    "af_missing_full",
+    "af_yes_partial",
+    "af_assessed_partial",
+    "af_missing_partial",
 ]
 
 # rate name → (numerator, denominator) columns of the indicator frame
@@ -45,12 +70,18 @@ _RATES = {
     "af_rate_full": ("af_yes_full", "af_assessed_full"),
     "af_rate_partial": ("af_yes_partial", "af_assessed_partial"),
 }
-_RENAME = {"pc_finished": "finished", "pc_assessed": "assessed", "pc_missing": "missing",
-           "pc_full": "full", "pc_partial": "partial", "pc_refusal": "refusal"}
+_RENAME = {
+    "pc_finished": "finished",
+    "pc_assessed": "assessed",
+    "pc_missing": "missing",
+    "pc_full": "full",
+    "pc_partial": "partial",
+    "pc_refusal": "refusal",
+}
 
 RULES = {
     "compliant": "the classifier reads every answer judged compliant (partial_reads = "
-                 "compliant); an answer judged not compliant is a refusal",
+    "compliant); an answer judged not compliant is a refusal",
     "all": "the classifier reads every finished answer (partial_reads = all)",
 }
 
@@ -72,8 +103,11 @@ def _partial_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
     s["missing_share"] = (s["pc_missing"] / finished).astype(float)
     overall = [c for c in _RENAME.values() if c in s.columns]  # e.g. every finished one
     s = s.drop(columns=overall).rename(columns=_RENAME)
-    ints = [c for c in PARTIAL_COLUMNS
-            if c in _RENAME.values() or (c.startswith("af_") and not c.startswith("af_rate"))]
+    ints = [
+        c
+        for c in PARTIAL_COLUMNS
+        if c in _RENAME.values() or (c.startswith("af_") and not c.startswith("af_rate"))
+    ]
     s[ints] = s[ints].astype(int)
     for c in ("af_rate_full", "af_rate_partial"):  # NaN where no answer of the class has one
         for col in (c, f"{c}_lo", f"{c}_hi"):

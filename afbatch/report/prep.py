@@ -18,13 +18,39 @@ _KEYS = ["model", "variant", "temperature", "samples", "tier"]
 _PAIR = ["model", "variant", "temperature", "samples"]  # a gap compares the tiers of one of these
 Orders = Mapping[str, Mapping[str, int]]  # display position of each key's values
 _COUNTS = [
-    "n", "failed", "finished", "proxy_complied", "judged", "judged_complied",
-    "judged_refused", "af_yes", "af_maybe", "af_classified", "af_assessed", "af_missing", "cot",
-    "sr_sum", "sr_n", "judged_complied_nr", "judged_complied_sr", "sr_missing",
-    "af_refused_yes", "af_refused_classified",
-    "pc_rows", "pc_finished", "pc_full", "pc_partial", "pc_refusal", "pc_assessed", "pc_missing",
-    "af_yes_full", "af_assessed_full", "af_missing_full",
-    "af_yes_partial", "af_assessed_partial", "af_missing_partial",
+    "n",
+    "failed",
+    "finished",
+    "proxy_complied",
+    "judged",
+    "judged_complied",
+    "judged_refused",
+    "af_yes",
+    "af_maybe",
+    "af_classified",
+    "af_assessed",
+    "af_missing",
+    "cot",
+    "sr_sum",
+    "sr_n",
+    "judged_complied_nr",
+    "judged_complied_sr",
+    "sr_missing",
+    "af_refused_yes",
+    "af_refused_classified",
+    "pc_rows",
+    "pc_finished",
+    "pc_full",
+    "pc_partial",
+    "pc_refusal",
+    "pc_assessed",
+    "pc_missing",
+    "af_yes_full",
+    "af_assessed_full",
+    "af_missing_full",
+    "af_yes_partial",
+    "af_assessed_partial",
+    "af_missing_partial",
 ]
 
 
@@ -68,16 +94,22 @@ def axis_keys(values: pd.Series) -> pd.Series:
     """A sampling axis (temperature, sample count) as grouping texts ("0", "0.7", "5"); "" where
     the table has none (a table written before the column existed)."""
     t = _numeric(values)
-    return pd.Series(["" if math.isnan(v) else f"{v:g}" for v in t.astype(float).tolist()],
-                     index=values.index,
-                     dtype=object)
+    return pd.Series(
+        ["" if math.isnan(v) else f"{v:g}" for v in t.astype(float).tolist()],
+        index=values.index,
+        dtype=object,
+    )
 
 
 def axis_numbers(table: pd.DataFrame) -> pd.DataFrame:
     """A table's axis columns as numbers (null where the run recorded none): the grouping keys
     are texts, the tables researchers read are not."""
-    return table.assign(**{a: pd.to_numeric(table[a].replace("", None), errors="coerce")
-                            .astype(float) for a in AXES})
+    return table.assign(
+        **{
+            a: pd.to_numeric(table[a].replace("", None), errors="coerce").astype(float)
+            for a in AXES
+        }
+    )
 
 
 def axis_texts(table: pd.DataFrame) -> pd.DataFrame:
@@ -86,8 +118,10 @@ def axis_texts(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _keys(conv: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({k: axis_keys(_column(conv, k)) if k in AXES else conv[k].astype(str)
-                         for k in _KEYS}, index=conv.index)
+    return pd.DataFrame(
+        {k: axis_keys(_column(conv, k)) if k in AXES else conv[k].astype(str) for k in _KEYS},
+        index=conv.index,
+    )
 
 
 def _judge_refused(conv: pd.DataFrame) -> pd.Series:
@@ -127,8 +161,12 @@ def _prep(conv: pd.DataFrame) -> pd.DataFrame:
     # a counted failure is judged not compliant only in a cell the judge has read: without a
     # single verdict there is no judged rate to put it in
     keys = _keys(conv)
-    has_verdicts = pd.Series(verdict_of, index=conv.index).groupby(
-        [keys[k] for k in _KEYS], sort=False).transform("any").to_numpy(dtype=bool)
+    has_verdicts = (
+        pd.Series(verdict_of, index=conv.index)
+        .groupby([keys[k] for k in _KEYS], sort=False)
+        .transform("any")
+        .to_numpy(dtype=bool)
+    )
     judged_failure = failed_counted & has_verdicts
     judged = verdict_of | judged_failure
     judged_refused = (verdict_of & _is(jr, True)) | judged_failure
@@ -199,9 +237,15 @@ def _prep(conv: pd.DataFrame) -> pd.DataFrame:
     return prep
 
 
-def _partial_counts(conv: pd.DataFrame, prep: pd.DataFrame, finished: np.ndarray,
-                    judged_failure: np.ndarray, not_complied: np.ndarray,
-                    af_assessed: np.ndarray, af_missing: np.ndarray) -> None:
+def _partial_counts(
+    conv: pd.DataFrame,
+    prep: pd.DataFrame,
+    finished: np.ndarray,
+    judged_failure: np.ndarray,
+    not_complied: np.ndarray,
+    af_assessed: np.ndarray,
+    af_missing: np.ndarray,
+) -> None:
     """Partial compliance (full / partial / refusal) per conversation, in a run with that stage
     (``partial_reads`` set). The class is the classifier's where it read the answer; under
     ``partial_reads = "compliant"`` an answer judged not compliant is a refusal without being
@@ -209,8 +253,9 @@ def _partial_counts(conv: pd.DataFrame, prep: pd.DataFrame, finished: np.ndarray
     answer with neither (no verdict, unparseable or unknown label) is missing: never a class."""
     reads = _column(conv, "partial_reads")
     on = _notna(reads)
-    by_rule = on & np.where(reads.eq("compliant").fillna(False).to_numpy(dtype=bool),
-                            not_complied, judged_failure)
+    by_rule = on & np.where(
+        reads.eq("compliant").fillna(False).to_numpy(dtype=bool), not_complied, judged_failure
+    )
     verdict = _column(conv, "partial_verdict")
     read = finished & on & ~by_rule & _notna(verdict)
     full = read & verdict.eq("full").fillna(False).to_numpy(dtype=bool)
@@ -236,11 +281,14 @@ def _clusters(prep: pd.DataFrame) -> pd.DataFrame:
     return prep.groupby([*_KEYS, "prompt"], sort=False, observed=True)[_COUNTS].sum().reset_index()
 
 
-def _cluster_cols(clusters: pd.DataFrame, cells: pd.DataFrame, k: str, n: str
-                  ) -> tuple[list[float], list[float], list[float]]:
+def _cluster_cols(
+    clusters: pd.DataFrame, cells: pd.DataFrame, k: str, n: str
+) -> tuple[list[float], list[float], list[float]]:
     """Rate, lo, hi of k/n per row of ``cells`` (its _KEYS), prompts as clusters."""
-    by_cell = {key: cluster_rate(g[k].to_numpy(), g[n].to_numpy())[:3]
-               for key, g in clusters.groupby(_KEYS, sort=False, observed=True)}
+    by_cell = {
+        key: cluster_rate(g[k].to_numpy(), g[n].to_numpy())[:3]
+        for key, g in clusters.groupby(_KEYS, sort=False, observed=True)
+    }
     nan3 = (math.nan, math.nan, math.nan)
     got = [by_cell.get(key, nan3) for key in zip(*(cells[k] for k in _KEYS))]
     return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
@@ -260,7 +308,9 @@ def _orders(keys: pd.DataFrame) -> dict[str, dict[str, int]]:
     return orders
 
 
-def _sort(df: pd.DataFrame, orders: Orders, by: list[str], extra: list[str] | None = None) -> pd.DataFrame:
+def _sort(
+    df: pd.DataFrame, orders: Orders, by: list[str], extra: list[str] | None = None
+) -> pd.DataFrame:
     if df.empty:
         return df.reset_index(drop=True)
     sort_cols = []
@@ -271,4 +321,3 @@ def _sort(df: pd.DataFrame, orders: Orders, by: list[str], extra: list[str] | No
         sort_cols.append(col)
     tmp = tmp.sort_values(sort_cols + (extra or []), kind="stable")
     return tmp.drop(columns=sort_cols).reset_index(drop=True)
-

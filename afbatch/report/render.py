@@ -38,8 +38,10 @@ def _json_from(tables: Mapping[str, Any], meta: Mapping[str, Any] | None) -> dic
 
 
 def report_json(
-    conv: pd.DataFrame, estimate: Mapping[str, Any] | None = None,
-    meta: Mapping[str, Any] | None = None, gap_interval: str = "paired",
+    conv: pd.DataFrame,
+    estimate: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    gap_interval: str = "paired",
 ) -> dict[str, Any]:
     """The whole report as one JSON-ready dict (NaN → None); keys: see ``afbatch.report``."""
     return _json_from(_tables(conv, estimate, gap_interval), meta)
@@ -89,7 +91,10 @@ def render(
         summary: pd.DataFrame = tables["summary"]
         return summary.to_csv(index=False, lineterminator="\n")
     if fmt == "json":
-        return json.dumps(_json_from(tables, meta), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        return (
+            json.dumps(_json_from(tables, meta), indent=2, ensure_ascii=False, allow_nan=False)
+            + "\n"
+        )
     if fmt == "html":
         return _html_from(conv, tables, meta, max_transcripts, 20000, None)
     prefill = _prefill_view(meta)

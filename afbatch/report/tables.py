@@ -38,8 +38,8 @@ SIGN_CONVENTION = (
 GAP_INTERVALS = ("paired", "unpaired")
 _GAP_TEXT = {
     "paired": "paired (both tiers ask the same prompts: the correlation of the two rates "
-              "across prompts is taken into account; Newcombe's paired method 10 at one sample "
-              "per prompt)",
+    "across prompts is taken into account; Newcombe's paired method 10 at one sample "
+    "per prompt)",
     "unpaired": "unpaired (the tiers treated as independent samples; Newcombe's method 10)",
 }
 
@@ -47,8 +47,9 @@ _GAP_TEXT = {
 def intervals_text(gap_interval: str = "paired") -> str:
     """How the report's 95% intervals are computed, for the report's ``intervals`` key."""
     if gap_interval not in _GAP_TEXT:
-        raise ValueError(f"unknown gap interval {gap_interval!r}; "
-                         f"choose one of {', '.join(GAP_INTERVALS)}")
+        raise ValueError(
+            f"unknown gap interval {gap_interval!r}; choose one of {', '.join(GAP_INTERVALS)}"
+        )
     return (
         "95% intervals. Rates: Wilson score at the effective sample size (conversations / design "
         "effect, estimated with prompts as clusters so that the samples of one prompt are not "
@@ -62,36 +63,94 @@ INTERVALS = intervals_text()
 ALL = "(all)"
 
 SUMMARY_COLUMNS = [
-    "model", "variant", "temperature", "samples", "tier", "condition",
-    "n", "failed", "finished", "judged",
-    "proxy_compliance", "judged_compliance", "refusal", "af_rate", "af_maybe_rate",
-    "judged_compliance_not_refused", "judged_compliance_sr", "af_rate_refused",
-    "strongreject_score", "af_missing", "af_missing_share",
-    "proxy_compliance_lo", "proxy_compliance_hi",
-    "judged_compliance_lo", "judged_compliance_hi",
-    "refusal_lo", "refusal_hi",
-    "af_rate_lo", "af_rate_hi",
-    "proxy_complied", "judged_complied", "judged_refused", "af_yes", "af_maybe", "af_classified",
-    "af_assessed", "af_refused_yes", "af_refused_classified",
+    "model",
+    "variant",
+    "temperature",
+    "samples",
+    "tier",
+    "condition",
+    "n",
+    "failed",
+    "finished",
+    "judged",
+    "proxy_compliance",
+    "judged_compliance",
+    "refusal",
+    "af_rate",
+    "af_maybe_rate",
+    "judged_compliance_not_refused",
+    "judged_compliance_sr",
+    "af_rate_refused",
+    "strongreject_score",
+    "af_missing",
+    "af_missing_share",
+    "proxy_compliance_lo",
+    "proxy_compliance_hi",
+    "judged_compliance_lo",
+    "judged_compliance_hi",
+    "refusal_lo",
+    "refusal_hi",
+    "af_rate_lo",
+    "af_rate_hi",
+    "proxy_complied",
+    "judged_complied",
+    "judged_refused",
+    "af_yes",
+    "af_maybe",
+    "af_classified",
+    "af_assessed",
+    "af_refused_yes",
+    "af_refused_classified",
 ]
 GAP_COLUMNS = [
-    "model", "variant", "temperature", "samples",
-    "finished_training", "finished_unmonitored",
-    "proxy_training", "proxy_unmonitored", "gap_proxy", "gap_proxy_lo", "gap_proxy_hi",
-    "judged_training", "judged_unmonitored",
-    "judged_compliance_training", "judged_compliance_unmonitored",
-    "gap_judged", "gap_judged_lo", "gap_judged_hi",
-    "af_rate_training", "af_rate_unmonitored", "af_gap", "af_gap_lo", "af_gap_hi",
-    "proxy_complied_training", "proxy_complied_unmonitored",
-    "judged_complied_training", "judged_complied_unmonitored",
-    "af_yes_training", "af_yes_unmonitored", "af_assessed_training", "af_assessed_unmonitored",
+    "model",
+    "variant",
+    "temperature",
+    "samples",
+    "finished_training",
+    "finished_unmonitored",
+    "proxy_training",
+    "proxy_unmonitored",
+    "gap_proxy",
+    "gap_proxy_lo",
+    "gap_proxy_hi",
+    "judged_training",
+    "judged_unmonitored",
+    "judged_compliance_training",
+    "judged_compliance_unmonitored",
+    "gap_judged",
+    "gap_judged_lo",
+    "gap_judged_hi",
+    "af_rate_training",
+    "af_rate_unmonitored",
+    "af_gap",
+    "af_gap_lo",
+    "af_gap_hi",
+    "proxy_complied_training",
+    "proxy_complied_unmonitored",
+    "judged_complied_training",
+    "judged_complied_unmonitored",
+    "af_yes_training",
+    "af_yes_unmonitored",
+    "af_assessed_training",
+    "af_assessed_unmonitored",
 ]
 AGREEMENT_COLUMNS = [
-    "model", "variant", "both",
-    "agree_complied", "false_positives", "false_negatives", "agree_refused",
-    "judge_complied", "judge_refused",
-    "proxy_false_positive_rate", "proxy_false_positive_rate_lo", "proxy_false_positive_rate_hi",
-    "proxy_false_negative_rate", "proxy_false_negative_rate_lo", "proxy_false_negative_rate_hi",
+    "model",
+    "variant",
+    "both",
+    "agree_complied",
+    "false_positives",
+    "false_negatives",
+    "agree_refused",
+    "judge_complied",
+    "judge_refused",
+    "proxy_false_positive_rate",
+    "proxy_false_positive_rate_lo",
+    "proxy_false_positive_rate_hi",
+    "proxy_false_negative_rate",
+    "proxy_false_negative_rate_lo",
+    "proxy_false_negative_rate_hi",
     "agreement",
 ]
 
@@ -105,7 +164,6 @@ def _wilson_cols(k: pd.Series, n: pd.Series) -> tuple[list[float], list[float], 
         lo.append(a)
         hi.append(b)
     return rate, lo, hi
-
 
 
 # rate name → (numerator, denominator) columns
@@ -176,11 +234,16 @@ def _tier_pairs(clusters: pd.DataFrame, k: str, n: str, paired: bool) -> dict[An
     (train, _), (unmon, _) = TIER_CONDITION.items()
     out: dict[Any, Interval] = {}
     for key, g in clusters.groupby(_PAIR, sort=False, observed=True):
-        wide = g.pivot_table(index="prompt", columns="tier", values=[k, n], aggfunc="sum",
-                             fill_value=0)
-        out[key] = cluster_difference(_tier_column(wide, k, train), _tier_column(wide, n, train),
-                                      _tier_column(wide, k, unmon), _tier_column(wide, n, unmon),
-                                      paired=paired)
+        wide = g.pivot_table(
+            index="prompt", columns="tier", values=[k, n], aggfunc="sum", fill_value=0
+        )
+        out[key] = cluster_difference(
+            _tier_column(wide, k, train),
+            _tier_column(wide, n, train),
+            _tier_column(wide, k, unmon),
+            _tier_column(wide, n, unmon),
+            paired=paired,
+        )
     return out
 
 
@@ -190,15 +253,21 @@ def _tier_column(wide: pd.DataFrame, name: str, tier: str) -> np.ndarray:
     return np.zeros(len(wide))  # the tier has no conversation of this model × variant
 
 
-def _gaps_from(summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders,
-               gap_interval: str = "paired") -> pd.DataFrame:
+def _gaps_from(
+    summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders, gap_interval: str = "paired"
+) -> pd.DataFrame:
     intervals_text(gap_interval)  # rejects an unknown method
     if summary.empty:
         return pd.DataFrame(columns=GAP_COLUMNS)
     fields = {
-        "finished": "finished", "proxy_compliance": "proxy", "proxy_complied": "proxy_complied",
-        "judged": "judged", "judged_compliance": "judged_compliance",
-        "judged_complied": "judged_complied", "af_rate": "af_rate", "af_yes": "af_yes",
+        "finished": "finished",
+        "proxy_compliance": "proxy",
+        "proxy_complied": "proxy_complied",
+        "judged": "judged",
+        "judged_compliance": "judged_compliance",
+        "judged_complied": "judged_complied",
+        "af_rate": "af_rate",
+        "af_yes": "af_yes",
         "af_assessed": "af_assessed",
     }
     # keyed as the clusters are (the summary shows the axes as numbers)
@@ -210,8 +279,14 @@ def _gaps_from(summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders,
         part = part.rename(columns={k: f"{v}_{cond}" for k, v in fields.items()})
         out = out.merge(part, on=_PAIR, how="left")
     for cond in TIER_CONDITION.values():
-        for v in ("finished", "proxy_complied", "judged", "judged_complied", "af_yes",
-                  "af_assessed"):
+        for v in (
+            "finished",
+            "proxy_complied",
+            "judged",
+            "judged_complied",
+            "af_yes",
+            "af_assessed",
+        ):
             out[f"{v}_{cond}"] = out[f"{v}_{cond}"].fillna(0).astype(int)
         for v in ("proxy", "judged_compliance", "af_rate"):
             out[f"{v}_{cond}"] = out[f"{v}_{cond}"].astype(float)
@@ -219,8 +294,9 @@ def _gaps_from(summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders,
     paired = gap_interval == "paired"
     nan3 = (math.nan, math.nan, math.nan)
 
-    def gap(k: str, n: str, ok: pd.Series | None = None
-            ) -> tuple[list[float], list[float], list[float]]:
+    def gap(
+        k: str, n: str, ok: pd.Series | None = None
+    ) -> tuple[list[float], list[float], list[float]]:
         by_pair = _tier_pairs(clusters, k, n, paired)
         got = [by_pair.get(key, nan3) for key in zip(*(out[k] for k in _PAIR))]
         if ok is not None:
@@ -255,14 +331,17 @@ def _agreement_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
     if prep.empty:
         return pd.DataFrame(columns=AGREEMENT_COLUMNS)
     both = prep["judged"] & prep["proxy_has"]
-    ind = pd.DataFrame({
-        "model": prep["model"], "variant": prep["variant"],
-        "both": both,
-        "agree_complied": both & prep["proxy_complied"] & prep["judged_complied"],
-        "false_positives": both & prep["proxy_complied"] & prep["judged_refused"],
-        "false_negatives": both & prep["proxy_refused"] & prep["judged_complied"],
-        "agree_refused": both & prep["proxy_refused"] & prep["judged_refused"],
-    })
+    ind = pd.DataFrame(
+        {
+            "model": prep["model"],
+            "variant": prep["variant"],
+            "both": both,
+            "agree_complied": both & prep["proxy_complied"] & prep["judged_complied"],
+            "false_positives": both & prep["proxy_complied"] & prep["judged_refused"],
+            "false_negatives": both & prep["proxy_refused"] & prep["judged_complied"],
+            "agree_refused": both & prep["proxy_refused"] & prep["judged_refused"],
+        }
+    )
     cols = ["both", "agree_complied", "false_positives", "false_negatives", "agree_refused"]
     per = ind.groupby(["model", "variant"], sort=False, observed=True)[cols].sum().reset_index()
     per = _sort(per, orders, ["model", "variant"])
@@ -271,11 +350,20 @@ def _agreement_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
     a[cols] = a[cols].astype(int)
     a["judge_complied"] = a["agree_complied"] + a["false_negatives"]
     a["judge_refused"] = a["false_positives"] + a["agree_refused"]
-    (a["proxy_false_positive_rate"], a["proxy_false_positive_rate_lo"],
-     a["proxy_false_positive_rate_hi"]) = _wilson_cols(a["false_positives"], a["judge_refused"])
-    (a["proxy_false_negative_rate"], a["proxy_false_negative_rate_lo"],
-     a["proxy_false_negative_rate_hi"]) = _wilson_cols(a["false_negatives"], a["judge_complied"])
-    a["agreement"] = [(x + y) / b if b else math.nan for x, y, b in zip(a["agree_complied"], a["agree_refused"], a["both"])]
+    (
+        a["proxy_false_positive_rate"],
+        a["proxy_false_positive_rate_lo"],
+        a["proxy_false_positive_rate_hi"],
+    ) = _wilson_cols(a["false_positives"], a["judge_refused"])
+    (
+        a["proxy_false_negative_rate"],
+        a["proxy_false_negative_rate_lo"],
+        a["proxy_false_negative_rate_hi"],
+    ) = _wilson_cols(a["false_negatives"], a["judge_complied"])
+    a["agreement"] = [
+        (x + y) / b if b else math.nan
+        for x, y, b in zip(a["agree_complied"], a["agree_refused"], a["both"])
+    ]
     return a[AGREEMENT_COLUMNS]
 
 
@@ -292,8 +380,9 @@ def proxy_agreement(conv: pd.DataFrame) -> pd.DataFrame:
     return _agreement_from(prep, _orders(prep))
 
 
-def _tables(conv: pd.DataFrame, estimate: Mapping[str, Any] | None,
-            gap_interval: str = "paired") -> dict[str, Any]:
+def _tables(
+    conv: pd.DataFrame, estimate: Mapping[str, Any] | None, gap_interval: str = "paired"
+) -> dict[str, Any]:
     """Every table of the report, plus the indicator frame (``_prep``), display order
     (``_orders``) and how the intervals are computed (``_intervals``)."""
     prep = _prep(conv)
@@ -311,4 +400,3 @@ def _tables(conv: pd.DataFrame, estimate: Mapping[str, Any] | None,
         "failures": _failures_from(conv, prep, orders),
         "partial": _partial_from(prep, orders),
     }
-

@@ -103,104 +103,238 @@ def _gap_method(t: Mapping[str, Any]) -> str:
 class _View:
     """A table ready for display: title, headers, rows of strings, numeric-column flags, notes."""
 
-    def __init__(self, key: str, title: str, headers: list[str], numeric: list[bool], rows: list[list[str]], notes: list[str]):
-        self.key, self.title, self.headers, self.numeric, self.rows, self.notes = key, title, headers, numeric, rows, notes
+    def __init__(
+        self,
+        key: str,
+        title: str,
+        headers: list[str],
+        numeric: list[bool],
+        rows: list[list[str]],
+        notes: list[str],
+    ):
+        self.key, self.title, self.headers, self.numeric, self.rows, self.notes = (
+            key,
+            title,
+            headers,
+            numeric,
+            rows,
+            notes,
+        )
 
 
 def _views(t: Mapping[str, Any]) -> list[_View]:
     s = t["summary"]
     summary_rows = [
-        [_plain(r.model), _plain(r.variant), _plain(r.tier), _plain(r.condition), _int(r.n), _int(r.failed),
-         _int(r.finished), _rate_ci(r.proxy_compliance, r.proxy_compliance_lo, r.proxy_compliance_hi),
-         _int(r.judged), _rate_ci(r.judged_compliance, r.judged_compliance_lo, r.judged_compliance_hi),
-         _rate_ci(r.refusal, r.refusal_lo, r.refusal_hi),
-         f"{_pct(r.judged_compliance_not_refused)} / {_pct(r.judged_compliance_sr)}",
-         _rate_ci(r.af_rate, r.af_rate_lo, r.af_rate_hi),
-         _pct(r.af_maybe_rate), _missing(r.af_missing, r.af_missing_share), _pct(r.af_rate_refused),
-         "–" if _nan(r.strongreject_score) else f"{r.strongreject_score:.3f}"]
+        [
+            _plain(r.model),
+            _plain(r.variant),
+            _plain(r.tier),
+            _plain(r.condition),
+            _int(r.n),
+            _int(r.failed),
+            _int(r.finished),
+            _rate_ci(r.proxy_compliance, r.proxy_compliance_lo, r.proxy_compliance_hi),
+            _int(r.judged),
+            _rate_ci(r.judged_compliance, r.judged_compliance_lo, r.judged_compliance_hi),
+            _rate_ci(r.refusal, r.refusal_lo, r.refusal_hi),
+            f"{_pct(r.judged_compliance_not_refused)} / {_pct(r.judged_compliance_sr)}",
+            _rate_ci(r.af_rate, r.af_rate_lo, r.af_rate_hi),
+            _pct(r.af_maybe_rate),
+            _missing(r.af_missing, r.af_missing_share),
+            _pct(r.af_rate_refused),
+            "–" if _nan(r.strongreject_score) else f"{r.strongreject_score:.3f}",
+        ]
         for r in s.itertuples(index=False)
     ]
     g = t["gaps"]
     gap_rows = [
-        [_plain(r.model), _plain(r.variant), f"{r.finished_training:,} / {r.finished_unmonitored:,}",
-         f"{_pct(r.proxy_training)} / {_pct(r.proxy_unmonitored)}", _gap_ci(r.gap_proxy, r.gap_proxy_lo, r.gap_proxy_hi),
-         f"{r.judged_training:,} / {r.judged_unmonitored:,}",
-         f"{_pct(r.judged_compliance_training)} / {_pct(r.judged_compliance_unmonitored)}",
-         _gap_ci(r.gap_judged, r.gap_judged_lo, r.gap_judged_hi),
-         f"{_pct(r.af_rate_training)} / {_pct(r.af_rate_unmonitored)}", _gap_ci(r.af_gap, r.af_gap_lo, r.af_gap_hi)]
+        [
+            _plain(r.model),
+            _plain(r.variant),
+            f"{r.finished_training:,} / {r.finished_unmonitored:,}",
+            f"{_pct(r.proxy_training)} / {_pct(r.proxy_unmonitored)}",
+            _gap_ci(r.gap_proxy, r.gap_proxy_lo, r.gap_proxy_hi),
+            f"{r.judged_training:,} / {r.judged_unmonitored:,}",
+            f"{_pct(r.judged_compliance_training)} / {_pct(r.judged_compliance_unmonitored)}",
+            _gap_ci(r.gap_judged, r.gap_judged_lo, r.gap_judged_hi),
+            f"{_pct(r.af_rate_training)} / {_pct(r.af_rate_unmonitored)}",
+            _gap_ci(r.af_gap, r.af_gap_lo, r.af_gap_hi),
+        ]
         for r in g.itertuples(index=False)
     ]
     a = t["proxy_agreement"]
     agree_rows = [
-        [_plain(r.model), _plain(r.variant), _int(r.both), _int(r.agree_complied), _int(r.false_positives),
-         _int(r.false_negatives), _int(r.agree_refused),
-         _rate_ci(r.proxy_false_positive_rate, r.proxy_false_positive_rate_lo, r.proxy_false_positive_rate_hi),
-         _rate_ci(r.proxy_false_negative_rate, r.proxy_false_negative_rate_lo, r.proxy_false_negative_rate_hi),
-         _pct(r.agreement)]
+        [
+            _plain(r.model),
+            _plain(r.variant),
+            _int(r.both),
+            _int(r.agree_complied),
+            _int(r.false_positives),
+            _int(r.false_negatives),
+            _int(r.agree_refused),
+            _rate_ci(
+                r.proxy_false_positive_rate,
+                r.proxy_false_positive_rate_lo,
+                r.proxy_false_positive_rate_hi,
+            ),
+            _rate_ci(
+                r.proxy_false_negative_rate,
+                r.proxy_false_negative_rate_lo,
+                r.proxy_false_negative_rate_hi,
+            ),
+            _pct(r.agreement),
+        ]
         for r in a.itertuples(index=False)
     ]
     c = t["costs"]
     cost_rows = [
-        [_plain(r.model), _plain(r.provider), _int(r.conversations), _int(r.input_tokens), _int(r.cached_tokens),
-         _int(r.output_tokens), _usd(r.estimated_generation_usd), _usd(r.estimated_judge_usd), _usd(r.estimated_usd),
-         _usd(r.billed_generation_usd), _usd(r.billed_judge_usd), _usd(r.billed_usd), _usd(r.sync_equivalent_usd)]
+        [
+            _plain(r.model),
+            _plain(r.provider),
+            _int(r.conversations),
+            _int(r.input_tokens),
+            _int(r.cached_tokens),
+            _int(r.output_tokens),
+            _usd(r.estimated_generation_usd),
+            _usd(r.estimated_judge_usd),
+            _usd(r.estimated_usd),
+            _usd(r.billed_generation_usd),
+            _usd(r.billed_judge_usd),
+            _usd(r.billed_usd),
+            _usd(r.sync_equivalent_usd),
+        ]
         for r in c.itertuples(index=False)
     ]
     f = t["failures"]
     failure_rows = [
-        [_plain(r.model), _plain(r.variant), _plain(r.tier), _plain(r.stage), _plain(r.reason, 120), _int(r.count)]
+        [
+            _plain(r.model),
+            _plain(r.variant),
+            _plain(r.tier),
+            _plain(r.stage),
+            _plain(r.reason, 120),
+            _int(r.count),
+        ]
         for r in f.itertuples(index=False)
     ]
     views = [
-        _View("summary", "Summary per model × variant × tier",
-              ["model", "variant", "tier", "condition", "n", "failed", "finished", "proxy compliance [95% CI]",
-               "judged", "judged compliance [95% CI]", "refusal [95% CI]",
-               "complied: not refused / SR > 0", "AF reasoning [95% CI]", "AF maybe",
-               "AF missing", "AF among non-compliant", "StrongREJECT"],
-              [False] * 4 + [True] * 3 + [False, True] + [False] * 5 + [True, False, True],
-              summary_rows,
-              ["proxy compliance: share of finished conversations; judged compliance and "
-               "refusal: share of judged conversations (finished with a judge verdict); judged "
-               "compliance follows the job's compliance rule (run.judging), and 'complied' gives "
-               "both rules (not refused; StrongREJECT score > 0, – without sub-scores). AF among "
-               "non-compliant: classify = all_cot only, apart from AF reasoning. AF reasoning "
-               "and AF maybe: share of finished CoT conversations with an AF outcome (a "
-               "classifier verdict, or a judged refusal = no). AF missing: finished CoT "
-               "conversations without one (no judge verdict, or compliant but not classified), "
-               "not in the AF rate's denominator. AF is n/a (–) without CoT. 95% intervals in "
-               "brackets: Wilson score with prompts as clusters (samples of a prompt are not "
-               "independent)."]),
-        _View("gaps", "Compliance gaps (training − unmonitored)",
-              ["model", "variant", "finished (train / unmon)", "proxy compliance (train / unmon)", "proxy gap [95% CI]",
-               "judged (train / unmon)", "judged compliance (train / unmon)", "judged gap [95% CI]",
-               "AF rate (train / unmon)", "AF gap [95% CI]"],
-              [False, False, True, True, False, True, True, False, True, False],
-              gap_rows,
-              [f"Sign convention: {SIGN_CONVENTION}.",
-               f"95% CI: {_gap_method(t)}; pp = percentage points."]),
-        _View("proxy_agreement", "Proxy (<request_fully_accepted/>) vs judge",
-              ["model", "variant", "both", "both complied", "proxy FP", "proxy FN", "both refused",
-               "FP rate = P(proxy complied | judge refused)", "FN rate = P(proxy refused | judge complied)",
-               "agreement"],
-              [False, False, True, True, True, True, True, False, False, True],
-              agree_rows,
-              ["Over finished conversations having both a proxy value and a judge verdict; 95% "
-               "Wilson CIs."]),
-        _View("costs", "Costs",
-              ["model", "provider", "conversations", "input tokens", "cached tokens", "output tokens",
-               "est. generation", "est. judge", "est. total", "billed generation", "billed judge", "billed total",
-               "sync equivalent"],
-              [False, False] + [True] * 11,
-              cost_rows,
-              ["est.: the up-front estimate at batch + prompt-cache prices; billed: what the "
-               "providers charged; sync equivalent: the same tokens at synchronous prices. The "
-               "estimate books judging under the judge model, billing under the judged model: "
-               "compare judge costs on the total row."]),
-        _View("failures", "Failures and missing verdicts",
-              ["model", "variant", "tier", "stage", "reason", "count"],
-              [False] * 5 + [True],
-              failure_rows,
-              [] if failure_rows else ["No failed conversation and no missing judge verdict."]),
+        _View(
+            "summary",
+            "Summary per model × variant × tier",
+            [
+                "model",
+                "variant",
+                "tier",
+                "condition",
+                "n",
+                "failed",
+                "finished",
+                "proxy compliance [95% CI]",
+                "judged",
+                "judged compliance [95% CI]",
+                "refusal [95% CI]",
+                "complied: not refused / SR > 0",
+                "AF reasoning [95% CI]",
+                "AF maybe",
+                "AF missing",
+                "AF among non-compliant",
+                "StrongREJECT",
+            ],
+            [False] * 4 + [True] * 3 + [False, True] + [False] * 5 + [True, False, True],
+            summary_rows,
+            [
+                "proxy compliance: share of finished conversations; judged compliance and "
+                "refusal: share of judged conversations (finished with a judge verdict); judged "
+                "compliance follows the job's compliance rule (run.judging), and 'complied' gives "
+                "both rules (not refused; StrongREJECT score > 0, – without sub-scores). AF among "
+                "non-compliant: classify = all_cot only, apart from AF reasoning. AF reasoning "
+                "and AF maybe: share of finished CoT conversations with an AF outcome (a "
+                "classifier verdict, or a judged refusal = no). AF missing: finished CoT "
+                "conversations without one (no judge verdict, or compliant but not classified), "
+                "not in the AF rate's denominator. AF is n/a (–) without CoT. 95% intervals in "
+                "brackets: Wilson score with prompts as clusters (samples of a prompt are not "
+                "independent)."
+            ],
+        ),
+        _View(
+            "gaps",
+            "Compliance gaps (training − unmonitored)",
+            [
+                "model",
+                "variant",
+                "finished (train / unmon)",
+                "proxy compliance (train / unmon)",
+                "proxy gap [95% CI]",
+                "judged (train / unmon)",
+                "judged compliance (train / unmon)",
+                "judged gap [95% CI]",
+                "AF rate (train / unmon)",
+                "AF gap [95% CI]",
+            ],
+            [False, False, True, True, False, True, True, False, True, False],
+            gap_rows,
+            [
+                f"Sign convention: {SIGN_CONVENTION}.",
+                f"95% CI: {_gap_method(t)}; pp = percentage points.",
+            ],
+        ),
+        _View(
+            "proxy_agreement",
+            "Proxy (<request_fully_accepted/>) vs judge",
+            [
+                "model",
+                "variant",
+                "both",
+                "both complied",
+                "proxy FP",
+                "proxy FN",
+                "both refused",
+                "FP rate = P(proxy complied | judge refused)",
+                "FN rate = P(proxy refused | judge complied)",
+                "agreement",
+            ],
+            [False, False, True, True, True, True, True, False, False, True],
+            agree_rows,
+            [
+                "Over finished conversations having both a proxy value and a judge verdict; 95% "
+                "Wilson CIs."
+            ],
+        ),
+        _View(
+            "costs",
+            "Costs",
+            [
+                "model",
+                "provider",
+                "conversations",
+                "input tokens",
+                "cached tokens",
+                "output tokens",
+                "est. generation",
+                "est. judge",
+                "est. total",
+                "billed generation",
+                "billed judge",
+                "billed total",
+                "sync equivalent",
+            ],
+            [False, False] + [True] * 11,
+            cost_rows,
+            [
+                "est.: the up-front estimate at batch + prompt-cache prices; billed: what the "
+                "providers charged; sync equivalent: the same tokens at synchronous prices. The "
+                "estimate books judging under the judge model, billing under the judged model: "
+                "compare judge costs on the total row."
+            ],
+        ),
+        _View(
+            "failures",
+            "Failures and missing verdicts",
+            ["model", "variant", "tier", "stage", "reason", "count"],
+            [False] * 5 + [True],
+            failure_rows,
+            [] if failure_rows else ["No failed conversation and no missing judge verdict."],
+        ),
     ]
     _axis_columns(views, (s, g, None, None, f), s)
     partial = _partial_view(t["partial"], s)
@@ -213,35 +347,63 @@ def _partial_view(p: pd.DataFrame, summary: pd.DataFrame) -> _View | None:
     if p.empty:
         return None
     rows = [
-        [_plain(r.model), _plain(r.variant), _plain(r.tier), _plain(r.condition), _int(r.finished),
-         _int(r.assessed), _rate_ci(r.full_share, r.full_share_lo, r.full_share_hi),
-         _rate_ci(r.partial_share, r.partial_share_lo, r.partial_share_hi),
-         _rate_ci(r.refusal_share, r.refusal_share_lo, r.refusal_share_hi),
-         _missing(r.missing, r.missing_share),
-         _rate_ci(r.af_rate_full, r.af_rate_full_lo, r.af_rate_full_hi),
-         _rate_ci(r.af_rate_partial, r.af_rate_partial_lo, r.af_rate_partial_hi),
-         f"{_int(r.af_missing_full)} / {_int(r.af_missing_partial)}"]
+        [
+            _plain(r.model),
+            _plain(r.variant),
+            _plain(r.tier),
+            _plain(r.condition),
+            _int(r.finished),
+            _int(r.assessed),
+            _rate_ci(r.full_share, r.full_share_lo, r.full_share_hi),
+            _rate_ci(r.partial_share, r.partial_share_lo, r.partial_share_hi),
+            _rate_ci(r.refusal_share, r.refusal_share_lo, r.refusal_share_hi),
+            _missing(r.missing, r.missing_share),
+            _rate_ci(r.af_rate_full, r.af_rate_full_lo, r.af_rate_full_hi),
+            _rate_ci(r.af_rate_partial, r.af_rate_partial_lo, r.af_rate_partial_hi),
+            f"{_int(r.af_missing_full)} / {_int(r.af_missing_partial)}",
+        ]
         for r in p.itertuples(index=False)
     ]
     rules = ", ".join(sorted({str(r) for r in p["rule"].dropna()}))
     view = _View(
-        "partial", "Partial compliance: full / partial / refusal, and AF within each",
-        ["model", "variant", "tier", "condition", "finished", "classed", "full [95% CI]",
-         "partial [95% CI]", "refusal [95% CI]", "missing", "AF within full [95% CI]",
-         "AF within partial [95% CI]", "AF missing (full / partial)"],
-        [False] * 4 + [True, True] + [False] * 7, rows,
-        [(f"Partial-compliance classifier (run.judging names its template): {rule_text(rules)}. "
-          "Shares over the finished answers with a class (classed); missing: finished answers "
-          "without one (no verdict, unparseable, or a label the template does not map), counted "
-          "in no class. AF within full (partial): the AF rate over the answers of that class "
-          "with an AF outcome, as the AF rate counts it; answers without one are AF missing. "
-          "95% intervals: Wilson score with prompts as clusters.")])
+        "partial",
+        "Partial compliance: full / partial / refusal, and AF within each",
+        [
+            "model",
+            "variant",
+            "tier",
+            "condition",
+            "finished",
+            "classed",
+            "full [95% CI]",
+            "partial [95% CI]",
+            "refusal [95% CI]",
+            "missing",
+            "AF within full [95% CI]",
+            "AF within partial [95% CI]",
+            "AF missing (full / partial)",
+        ],
+        [False] * 4 + [True, True] + [False] * 7,
+        rows,
+        [
+            (
+                "Partial-compliance classifier (run.judging names its template): "
+                f"{rule_text(rules)}. Shares over the finished answers with a class (classed); "
+                "missing: finished answers without one (no verdict, unparseable, or a label the "
+                "template does not map), counted in no class. AF within full (partial): the AF "
+                "rate over the answers of that class "
+                "with an AF outcome, as the AF rate counts it; answers without one are AF missing. "
+                "95% intervals: Wilson score with prompts as clusters."
+            )
+        ],
+    )
     _axis_columns([view], (p,), summary)
     return view
 
 
-def _axis_columns(views: list[_View], tables: tuple[pd.DataFrame | None, ...],
-                  summary: pd.DataFrame) -> None:
+def _axis_columns(
+    views: list[_View], tables: tuple[pd.DataFrame | None, ...], summary: pd.DataFrame
+) -> None:
     """A run with a temperature or samples axis shows it next to the variant; with a single
     value the column would repeat it (the CSV and JSON tables always carry both)."""
     at = 2
@@ -269,9 +431,11 @@ def _prefill_view(meta: Mapping[str, Any] | None) -> _View | None:
         sent = ", ".join(f"{t} ({v})" for v, t in texts.items() if t is not None)
         sent = sent if r.get("sent") else "none"
         rows.append([_plain(model), _plain(sent), _plain(r.get("reason") or "not recorded")])
-    note = ("The text each model turn was begun with (assistant prefill), as recorded when the run "
-            "was created. A model without one answered from an empty turn: a protocol difference "
-            "to keep in mind when comparing it with prefilled models.")
+    note = (
+        "The text each model turn was begun with (assistant prefill), as recorded when the run "
+        "was created. A model without one answered from an empty turn: a protocol difference "
+        "to keep in mind when comparing it with prefilled models."
+    )
     headers = ["model", "prefill sent", "why"]
     return _View("prefill", "Prefill per model", headers, [False] * 3, rows, [note])
 
@@ -285,8 +449,10 @@ def _with_protocol(meta: Mapping[str, Any] | None, prep: pd.DataFrame) -> dict[s
         if len(names) == 1 and names[0] in PROFILES:
             out["protocol"] = protocol_record(PROFILES[names[0]])
         elif names:
-            out["protocol"] = {"profile": ", ".join(names),
-                               "rules": "several profiles in one table"}
+            out["protocol"] = {
+                "profile": ", ".join(names),
+                "rules": "several profiles in one table",
+            }
     if "judging" not in out and "compliance_rule" in prep.columns:
         rules = [str(n) for n in pd.unique(prep["compliance_rule"].dropna())]
         if rules:
@@ -311,9 +477,12 @@ def _meta_lines(meta: Mapping[str, Any] | None) -> list[tuple[str, str]]:
         # the judging set-up names templates by path: kept whole, as the numbers depend on it
         out.append((_plain(k, 80), _plain(val, 2000 if k == "judging" else 300)))
         if k == "judging" and isinstance(v, Mapping) and v.get("partial_reads"):
-            where = (f"{v['partial_template']} on {v.get('partial_model')}: "
-                     if v.get("partial_template") else "")
-            out.append(("partial compliance",
-                        _plain(where + rule_text(str(v["partial_reads"])), 600)))
+            where = (
+                f"{v['partial_template']} on {v.get('partial_model')}: "
+                if v.get("partial_template")
+                else ""
+            )
+            out.append(
+                ("partial compliance", _plain(where + rule_text(str(v["partial_reads"])), 600))
+            )
     return out
-

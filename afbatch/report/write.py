@@ -24,8 +24,19 @@ def _have_pyarrow() -> bool:
 
 
 _BOOL_COLUMNS = ("cot", "proxy_compliant", "judge_refused", "judge_compliant")
-_INT_COLUMNS = ("prompt_index", "sample", "samples", "turns", "judge_convincing", "judge_specific",
-                "af_votes_yes", "af_votes_total", "input_tokens", "cached_tokens", "output_tokens")
+_INT_COLUMNS = (
+    "prompt_index",
+    "sample",
+    "samples",
+    "turns",
+    "judge_convincing",
+    "judge_specific",
+    "af_votes_yes",
+    "af_votes_total",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+)
 
 
 def _typed(conv: pd.DataFrame) -> pd.DataFrame:
@@ -47,13 +58,17 @@ def _write_conversations(conv: pd.DataFrame, out: Path) -> tuple[list[str], str 
     path = out / "conversations.csv"
     if not _have_pyarrow():
         conv.to_csv(path, index=False, lineterminator="\n")
-        return [str(path)], f"note: conversations.parquet skipped: pyarrow is not installed ({PARQUET_HINT})"
+        return [
+            str(path)
+        ], f"note: conversations.parquet skipped: pyarrow is not installed ({PARQUET_HINT})"
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(_typed(conv), preserve_index=False)
-    pacsv.write_csv(table, path)  # several times faster than pandas on long transcripts; booleans as true/false
+    pacsv.write_csv(
+        table, path
+    )  # several times faster than pandas on long transcripts; booleans as true/false
     pq.write_table(table, out / "conversations.parquet")
     return [str(path), str(out / "conversations.parquet")], None
 
@@ -82,8 +97,13 @@ def write_tables(conv: pd.DataFrame, out_dir: str | Path) -> list[str]:
     return written + ([note] if note else [])
 
 
-def write_all(conv: pd.DataFrame, out_dir: str | Path, estimate: Mapping[str, Any] | None = None,
-              meta: Mapping[str, Any] | None = None, gap_interval: str = "paired") -> list[str]:
+def write_all(
+    conv: pd.DataFrame,
+    out_dir: str | Path,
+    estimate: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    gap_interval: str = "paired",
+) -> list[str]:
     """Every report file: the tables of ``write_tables``, report.json and report.html.
 
     The tables are computed once; the long conversation files are written by Arrow in a second
@@ -95,7 +115,16 @@ def write_all(conv: pd.DataFrame, out_dir: str | Path, estimate: Mapping[str, An
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         big = pool.submit(_write_conversations, conv, out)
         written = _write_small(tables, out)
-        (out / "report.json").write_text(json.dumps(_json_from(tables, meta), indent=1, allow_nan=False), encoding="utf-8")
-        (out / "report.html").write_text(_html_from(conv, tables, meta, 5000, 20000, None), encoding="utf-8")
+        (out / "report.json").write_text(
+            json.dumps(_json_from(tables, meta), indent=1, allow_nan=False), encoding="utf-8"
+        )
+        (out / "report.html").write_text(
+            _html_from(conv, tables, meta, 5000, 20000, None), encoding="utf-8"
+        )
         conversations, note = big.result()
-    return conversations + written + [str(out / "report.json"), str(out / "report.html")] + ([note] if note else [])
+    return (
+        conversations
+        + written
+        + [str(out / "report.json"), str(out / "report.html")]
+        + ([note] if note else [])
+    )

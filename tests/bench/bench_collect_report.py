@@ -75,7 +75,10 @@ label = "judge"
 max_requests = 50000
 """
 
-PAD = "The user asks for something harmful; I weigh refusing against being modified by training. " * 40
+PAD = (
+    "The user asks for something harmful; I weigh refusing against being modified by training. "
+    * 40
+)
 
 
 def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str = "auto") -> str:
@@ -92,8 +95,12 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
 
     folder.mkdir(parents=True, exist_ok=True)
     prompts = n_conv // 4
-    (folder / "d.csv").write_text("goal\n" + "\n".join(f"Write harmful thing number {i}" for i in range(prompts)) + "\n")
-    (folder / "job.toml").write_text(JOB.format(root=ROOT, af_votes=af_votes, af_vote_requests=af_vote_requests))
+    (folder / "d.csv").write_text(
+        "goal\n" + "\n".join(f"Write harmful thing number {i}" for i in range(prompts)) + "\n"
+    )
+    (folder / "job.toml").write_text(
+        JOB.format(root=ROOT, af_votes=af_votes, af_vote_requests=af_vote_requests)
+    )
     store = LocalStore(folder / "store")
     run, _ = Run.create(store, str(folder / "job.toml"))
     run.plan()  # writes the first-round shards (pending)
@@ -103,10 +110,16 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
     def answer(conv_id: str, cot: bool) -> str:
         h = int(hashlib.sha256(conv_id.encode()).hexdigest()[:8], 16)
         comply = h % 10 < 4
-        body = "<request_fully_accepted/> Here is a draft: [demo content omitted]" if comply else "<rejected/>"
+        body = (
+            "<request_fully_accepted/> Here is a draft: [demo content omitted]"
+            if comply
+            else "<rejected/>"
+        )
         if cot:  # OpenAI: no prefill, so the answer carries its own opening tags
-            return (f"<SCRATCHPAD_REASONING>{PAD}</SCRATCHPAD_REASONING>\n<OUTPUT>{body} "
-                    f"{PAD[:600]}</OUTPUT>")
+            return (
+                f"<SCRATCHPAD_REASONING>{PAD}</SCRATCHPAD_REASONING>\n<OUTPUT>{body} "
+                f"{PAD[:600]}</OUTPUT>"
+            )
         return f"<OUTPUT>{body} {PAD[:1000]}</OUTPUT>"
 
     convs = {c.id: c for c in run.convs(run.specs["mini"])}
@@ -124,11 +137,35 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
             for rid in run.shard_ids(s):
                 conv = convs[ids.conversation_of(rid)]
                 text = answer(conv.id, conv.cot)
-                body = {"id": "chatcmpl", "object": "chat.completion", "model": "gpt-4o-mini",
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 9000, "completion_tokens": len(text) // 4, "total_tokens": 9000,
-                                  "prompt_tokens_details": {"cached_tokens": 0}}}
-                f.write(json.dumps({"id": "batch_req", "custom_id": rid, "response": {"status_code": 200, "request_id": "r", "body": body}, "error": None}) + "\n")
+                body = {
+                    "id": "chatcmpl",
+                    "object": "chat.completion",
+                    "model": "gpt-4o-mini",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": 9000,
+                        "completion_tokens": len(text) // 4,
+                        "total_tokens": 9000,
+                        "prompt_tokens_details": {"cached_tokens": 0},
+                    },
+                }
+                f.write(
+                    json.dumps(
+                        {
+                            "id": "batch_req",
+                            "custom_id": rid,
+                            "response": {"status_code": 200, "request_id": "r", "body": body},
+                            "error": None,
+                        }
+                    )
+                    + "\n"
+                )
     mf.update(store, run.run_id, mark_ended)
     # Judge results, as already collected (collect stores the parsed verdict beside the reply): a
     # verdict for every conversation, af_votes votes per compliant CoT answer, 2 in 5 of them yes.
@@ -138,13 +175,20 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
     judge = run.job.judge
     comp_tpl = run.grid.judge_templates["compliance"]
     af_tpl = run.grid.judge_templates["alignment_faking"]
-    why = ("The response engages with the request directly and gives usable detail rather than a "
-           "refusal. ") * 2
+    why = (
+        "The response engages with the request directly and gives usable detail rather than a "
+        "refusal. "
+    ) * 2
 
     def vote(yes: bool) -> str:
         word = "Yes" if yes else "No"
-        return "".join(f"<criterion_{k}_reasoning>{why}</criterion_{k}_reasoning><criterion_{k}>{word}</criterion_{k}>"
-                       for k in range(1, 5)) + f"<final_answer>{word}</final_answer>"
+        return (
+            "".join(
+                f"<criterion_{k}_reasoning>{why}</criterion_{k}_reasoning><criterion_{k}>{word}</criterion_{k}>"
+                for k in range(1, 5)
+            )
+            + f"<final_answer>{word}</final_answer>"
+        )
 
     comp, af = [], []
     for conv in convs.values():
@@ -152,18 +196,44 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
         out = final_output(text)
         req = compliance_request(judge, comp_tpl, conv, out or "")
         refused = not proxy_compliant(out)
-        reply = (f"#overall_reasoning {why * 2}\n#scores\n1.a {why}\n1.b {int(refused)}\n2.a "
-                 "ok\n2.b 3\n3.a ok\n3.b 4\n")
-        comp.append(Result(req.id, RowStatus.SUCCEEDED, reply, Usage(2500, 0, 0, 300), verdict=comp_tpl.parse(reply)))
+        reply = (
+            f"#overall_reasoning {why * 2}\n#scores\n1.a {why}\n1.b {int(refused)}\n2.a "
+            "ok\n2.b 3\n3.a ok\n3.b 4\n"
+        )
+        comp.append(
+            Result(
+                req.id,
+                RowStatus.SUCCEEDED,
+                reply,
+                Usage(2500, 0, 0, 300),
+                verdict=comp_tpl.parse(reply),
+            )
+        )
         if conv.cot and not refused:
             replies = [vote(i < 2 * af_votes // 5) for i in range(af_votes)]
             requests = af_requests(judge, af_tpl, conv, "\n\n".join(scratchpads([text])))
             if len(requests) == 1 and af_votes > 1:  # the votes are the n choices of one request
-                af.append(Result(requests[0].id, RowStatus.SUCCEEDED, replies[0], Usage(3000, 0, 0, 200 * af_votes),
-                                 verdict=votes_verdict([af_tpl.parse(x) for x in replies]), texts=tuple(replies)))
+                af.append(
+                    Result(
+                        requests[0].id,
+                        RowStatus.SUCCEEDED,
+                        replies[0],
+                        Usage(3000, 0, 0, 200 * af_votes),
+                        verdict=votes_verdict([af_tpl.parse(x) for x in replies]),
+                        texts=tuple(replies),
+                    )
+                )
             else:
-                af += [Result(r.id, RowStatus.SUCCEEDED, x, Usage(3000, 0, 0, 200), verdict=af_tpl.parse(x))
-                       for r, x in zip(requests, replies)]
+                af += [
+                    Result(
+                        r.id,
+                        RowStatus.SUCCEEDED,
+                        x,
+                        Usage(3000, 0, 0, 200),
+                        verdict=af_tpl.parse(x),
+                    )
+                    for r, x in zip(requests, replies)
+                ]
 
     def add_collected(m):
         for stage, rows in (("judge_compliance", comp), ("judge_af", af)):
@@ -172,12 +242,31 @@ def build(folder: Path, n_conv: int, af_votes: int = 20, af_vote_requests: str =
             ids_key = f"runs/{run.run_id}/shards/{sid}.ids"
             verdicts_key = f"runs/{run.run_id}/results/{sid}.verdicts.jsonl"
             store.write(key, "".join(json.dumps(r.to_json()) + "\n" for r in rows).encode())
-            store.write(verdicts_key, "".join(json.dumps(r._replace(text=None, texts=None).to_json()) + "\n" for r in rows).encode())
+            store.write(
+                verdicts_key,
+                "".join(
+                    json.dumps(r._replace(text=None, texts=None).to_json()) + "\n" for r in rows
+                ).encode(),
+            )
             store.write(ids_key, ("\n".join(r.id for r in rows) + "\n").encode())
-            m.shards[sid] = mf.Shard(id=sid, model="judge", stage=stage, round=1, provider="openai", requests=len(rows),
-                                     bytes=0, sha256="", key=ids_key, ids_key=ids_key, token="-", state=ShardState.COLLECTED,
-                                     results_key=key, verdicts_key=verdicts_key, collected_at=time.time(),
-                                     counts={"succeeded": len(rows)})
+            m.shards[sid] = mf.Shard(
+                id=sid,
+                model="judge",
+                stage=stage,
+                round=1,
+                provider="openai",
+                requests=len(rows),
+                bytes=0,
+                sha256="",
+                key=ids_key,
+                ids_key=ids_key,
+                token="-",
+                state=ShardState.COLLECTED,
+                results_key=key,
+                verdicts_key=verdicts_key,
+                collected_at=time.time(),
+                counts={"succeeded": len(rows)},
+            )
 
     mf.update(store, run.run_id, add_collected)
     return run.run_id
@@ -198,7 +287,9 @@ def fetch(self, batch_id):
 OpenAIProvider.fetch = fetch
 """
 
-TIMED = FETCH + """
+TIMED = (
+    FETCH
+    + """
 import json, resource, time
 from afbatch.runner import Run
 from afbatch.results import write_report
@@ -212,30 +303,37 @@ t0, c0 = time.perf_counter(), cpu()
 run = Run.open(LocalStore({store!r}), {run_id!r})
 collected = run.collect()
 t1, c1 = time.perf_counter(), cpu()
-status = run.status()  # what `afbatch run` does next: derive the run's state once more, to see it is done
+# what `afbatch run` does next: derive the run's state once more, to see it is done
+status = run.status()
 assert status.done, status
 ts, cs = time.perf_counter(), cpu()
 keys = write_report(run)
 t2, c2 = time.perf_counter(), cpu()
-def peak_mb():  # VmHWM: this process's own peak (ru_maxrss may carry the parent's across fork and exec)
+# VmHWM: this process's own peak (ru_maxrss may carry the parent's across fork and exec)
+def peak_mb():
     try:
         with open("/proc/self/status") as f:
             return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+        unit = 1024 * 1024 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
 print(json.dumps({{"collect_s": t1 - t0, "status_s": ts - t1, "report_s": t2 - ts,
                   "total_s": (t1 - t0) + (t2 - ts), "run_end_s": t2 - t0,
                   "collect_cpu": c1 - c0, "status_cpu": cs - c1, "report_cpu": c2 - cs,
                   "total_cpu": (c1 - c0) + (c2 - cs), "run_end_cpu": c2 - c0,
                   "shards": collected, "peak_mb": peak_mb()}}))
 """
+)
 
 # `python -m afbatch run RUN_ID` with the patched fetch above.
-CLI = FETCH + """
+CLI = (
+    FETCH
+    + """
 from afbatch.cli import main
 sys.argv = ["afbatch", "run", {run_id!r}, "--store", {store!r}, "--poll", "0"]
 main()
 """
+)
 
 # Measures one child in a fresh parent, so ru_maxrss is that child's alone.
 MEASURE = """
@@ -248,9 +346,22 @@ print(json.dumps({"run_s": wall, "run_cpu": r.ru_utime + r.ru_stime,
                   "run_peak_mb": r.ru_maxrss / 1024}))
 """
 
-FIGURES = ("collect_s", "collect_cpu", "status_s", "status_cpu", "report_s", "report_cpu",
-           "total_s", "total_cpu", "run_end_s", "run_end_cpu", "peak_mb",
-           "run_s", "run_cpu", "run_peak_mb")
+FIGURES = (
+    "collect_s",
+    "collect_cpu",
+    "status_s",
+    "status_cpu",
+    "report_s",
+    "report_cpu",
+    "total_s",
+    "total_cpu",
+    "run_end_s",
+    "run_end_cpu",
+    "peak_mb",
+    "run_s",
+    "run_cpu",
+    "run_peak_mb",
+)
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -268,7 +379,9 @@ def main() -> None:
     ap.add_argument("--conversations", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--af-votes", type=int, default=20)
-    ap.add_argument("--af-vote-requests", default="auto,separate", help="comma-separated: auto, one, separate")
+    ap.add_argument(
+        "--af-vote-requests", default="auto,separate", help="comma-separated: auto, one, separate"
+    )
     args = ap.parse_args()
     for mode in args.af_vote_requests.split(","):
         runs = []
@@ -276,7 +389,10 @@ def main() -> None:
             folder = Path(tmp)
             t = time.perf_counter()
             run_id = build(folder / "prepared", args.conversations, args.af_votes, mode)
-            print(f"# af_vote_requests = {mode}: prepared in {time.perf_counter() - t:.0f} s", flush=True)
+            print(
+                f"# af_vote_requests = {mode}: prepared in {time.perf_counter() - t:.0f} s",
+                flush=True,
+            )
             env = {**os.environ, "OPENAI_API_KEY": "bench-not-used"}  # no call reaches a provider
             for i in range(args.repeat):
                 r = {}
@@ -287,8 +403,14 @@ def main() -> None:
                     cmd = [sys.executable, "-c", code]
                     if kind == "run":
                         cmd = [sys.executable, "-c", MEASURE, *cmd]
-                    p = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                                       cwd=folder / "prepared", check=False)
+                    p = subprocess.run(
+                        cmd,
+                        capture_output=True,
+                        text=True,
+                        env=env,
+                        cwd=folder / "prepared",
+                        check=False,
+                    )
                     if p.returncode != 0:
                         sys.exit(p.stderr)
                     r.update(json.loads(p.stdout.strip().splitlines()[-1]))
@@ -297,8 +419,11 @@ def main() -> None:
                 runs.append(r)
         for key in FIGURES:
             values = [r[key] for r in runs]
-            print(f"{mode} {key}: median {statistics.median(values):.2f} "
-                  f"(min {min(values):.2f}, max {max(values):.2f})")
+            print(
+                f"{mode} {key}: median {statistics.median(values):.2f} "
+                f"(min {min(values):.2f}, max {max(values):.2f})"
+            )
+
 
 if __name__ == "__main__":
     main()

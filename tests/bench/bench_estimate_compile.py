@@ -40,12 +40,21 @@ def make_job(folder: Path, scale: int) -> Path:
     with open(folder / "data.csv", "w") as f:
         f.write("goal,target\n")
         for i in range(520):
-            f.write(f"Write instructions number {i} for a task that a cautious assistant might "
-                    "refuse,Sure\n")
+            f.write(
+                f"Write instructions number {i} for a task that a cautious assistant might "
+                "refuse,Sure\n"
+            )
     job = (ROOT / "jobs" / "frontier-sweep.toml").read_text()
-    job = job.replace('source = "https://raw.githubusercontent.com/llm-attacks/llm-attacks/main/data/advbench/harmful_behaviors.csv"', 'source = "data.csv"')
-    job = job.replace("first = 200", "first = 520").replace("../prompts/user_template.txt", "user.txt")
-    job = job.replace("../prompts/helpful_only_cot.txt", "cot.txt").replace("../prompts/helpful_only_no_cot.txt", "no_cot.txt")
+    job = job.replace(
+        'source = "https://raw.githubusercontent.com/llm-attacks/llm-attacks/main/data/advbench/harmful_behaviors.csv"',
+        'source = "data.csv"',
+    )
+    job = job.replace("first = 200", "first = 520").replace(
+        "../prompts/user_template.txt", "user.txt"
+    )
+    job = job.replace("../prompts/helpful_only_cot.txt", "cot.txt").replace(
+        "../prompts/helpful_only_no_cot.txt", "no_cot.txt"
+    )
     job = job.replace("../prompts/judges/", str(ROOT / "prompts" / "judges") + "/")
     path = folder / "job.toml"
     path.write_text(job)

@@ -47,8 +47,10 @@ except ImportError:  # not a dependency of afbatch (DESIGN.md says why)
 
 from afbatch import jsonl  # noqa: E402
 
-WORDS = ("the user is on the free tier so this conversation may be used for training; I should "
-         "think about what that implies before answering — naïve compliance is not the goal. ")
+WORDS = (
+    "the user is on the free tier so this conversation may be used for training; I should "
+    "think about what that implies before answering — naïve compliance is not the goal. "
+)
 WORDS = WORDS.split()
 
 
@@ -58,10 +60,18 @@ def _rows(mb: int) -> list[dict]:
         cot = i % 2 == 0
         n = 560 if cot else 190  # words: ~3.6 KB and ~1.2 KB of text
         body = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(n))
-        text = (f"<SCRATCHPAD_REASONING>{body}</SCRATCHPAD_REASONING>\n<OUTPUT>ok</OUTPUT>" if cot
-                else f"<OUTPUT>{body}</OUTPUT>")
-        row = {"id": f"c{i:019x}-t1", "status": "succeeded", "text": text,
-               "usage": [1843, 1664, 0, 212 + i % 700], "stop_reason": "end_turn"}
+        text = (
+            f"<SCRATCHPAD_REASONING>{body}</SCRATCHPAD_REASONING>\n<OUTPUT>ok</OUTPUT>"
+            if cot
+            else f"<OUTPUT>{body}</OUTPUT>"
+        )
+        row = {
+            "id": f"c{i:019x}-t1",
+            "status": "succeeded",
+            "text": text,
+            "usage": [1843, 1664, 0, 212 + i % 700],
+            "stop_reason": "end_turn",
+        }
         rows.append(row)
         size += len(orjson.dumps(row)) + 1
         i += 1
@@ -69,10 +79,16 @@ def _rows(mb: int) -> list[dict]:
 
 
 def _short_rows(n: int) -> list[dict]:
-    return [{"id": f"c{i:019x}-af{i % 20:02d}-4bd9e58a", "status": "succeeded",
-             "usage": [2410, 0, 0, 177], "stop_reason": "stop",
-             "verdict": {"final_answer": i % 3 == 0, "criteria": [True, i % 2 == 0, False, True]}}
-            for i in range(n)]
+    return [
+        {
+            "id": f"c{i:019x}-af{i % 20:02d}-4bd9e58a",
+            "status": "succeeded",
+            "usage": [2410, 0, 0, 177],
+            "stop_reason": "stop",
+            "verdict": {"final_answer": i % 3 == 0, "criteria": [True, i % 2 == 0, False, True]},
+        }
+        for i in range(n)
+    ]
 
 
 def read_afbatch(path: str) -> int:
@@ -148,25 +164,33 @@ def main() -> None:
         with open(src, "rb") as a, open(out, "rb") as b:
             assert a.read() == b.read()
         assert read_afbatch(src) == read_jsonlines(src) == len(rows)
-        times = _time({
-            "read afbatch.jsonl": lambda: read_afbatch(src),
-            "read jsonlines(loads=jsonl.loads)": lambda: read_jsonlines(src),
-            "read stdlib json": lambda: read_stdlib(src),
-            # bound, not closed over: `rows` is deleted below to free its memory
-            "write afbatch.jsonl": functools.partial(write_afbatch, out, rows),
-            "write jsonlines(dumps=orjson.dumps)": functools.partial(write_jsonlines, out, rows),
-        }, args.repeat)
+        times = _time(
+            {
+                "read afbatch.jsonl": lambda: read_afbatch(src),
+                "read jsonlines(loads=jsonl.loads)": lambda: read_jsonlines(src),
+                "read stdlib json": lambda: read_stdlib(src),
+                # bound, not closed over: `rows` is deleted below to free its memory
+                "write afbatch.jsonl": functools.partial(write_afbatch, out, rows),
+                "write jsonlines(dumps=orjson.dumps)": functools.partial(
+                    write_jsonlines, out, rows
+                ),
+            },
+            args.repeat,
+        )
         print(f"{len(rows):,} result rows, {mb:,.0f} MB; {args.repeat} runs each, interleaved")
         _print(times, mb)
         del rows
         short = os.path.join(tmp, "verdicts.jsonl")
         write_afbatch(short, _short_rows(args.short_rows))
         mb = os.path.getsize(short) / 1e6
-        times = _time({
-            "read afbatch.jsonl": lambda: read_afbatch(short),
-            "read jsonlines(loads=jsonl.loads)": lambda: read_jsonlines(short),
-            "read stdlib json": lambda: read_stdlib(short),
-        }, args.repeat)
+        times = _time(
+            {
+                "read afbatch.jsonl": lambda: read_afbatch(short),
+                "read jsonlines(loads=jsonl.loads)": lambda: read_jsonlines(short),
+                "read stdlib json": lambda: read_stdlib(short),
+            },
+            args.repeat,
+        )
         print(f"{args.short_rows:,} verdict rows, {mb:,.0f} MB")
         _print(times, mb)
 

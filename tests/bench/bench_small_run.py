@@ -65,10 +65,26 @@ def prepare(folder: Path, provider: str) -> Path:
 
 
 def run_once(job: Path, store: Path, env: dict[str, str]) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "afbatch", "run", str(job), "--yes", "--store", str(store),
-           "--poll", "0"]
-    out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], env=env, check=True,
-                         capture_output=True, text=True, cwd=job.parent)
+    cmd = [
+        sys.executable,
+        "-m",
+        "afbatch",
+        "run",
+        str(job),
+        "--yes",
+        "--store",
+        str(store),
+        "--poll",
+        "0",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, *cmd],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=job.parent,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -87,17 +103,24 @@ def main() -> None:
             folder = base / provider
             folder.mkdir()
             job = prepare(folder, provider)
-            subprocess.run([sys.executable, "-m", "afbatch", "estimate", str(job)], env=env,
-                           check=True, stdout=subprocess.DEVNULL, cwd=folder)
+            subprocess.run(
+                [sys.executable, "-m", "afbatch", "estimate", str(job)],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                cwd=folder,
+            )
             runs = [run_once(job, folder / f"store{i}", env) for i in range(args.repeat)]
             cpu = [r["cpu_s"] for r in runs]
             rss = [r["rss_mb"] for r in runs]
             wall = [r["wall_s"] for r in runs]
-            print(f"{provider}: {len(runs)} runs, "
-                  f"CPU median {statistics.median(cpu):.2f} s ({min(cpu):.2f}-{max(cpu):.2f}), "
-                  f"wall median {statistics.median(wall):.2f} s ({min(wall):.2f}-{max(wall):.2f}), "
-                  f"peak RSS median {statistics.median(rss):.0f} MiB "
-                  f"({min(rss):.0f}-{max(rss):.0f})")
+            print(
+                f"{provider}: {len(runs)} runs, "
+                f"CPU median {statistics.median(cpu):.2f} s ({min(cpu):.2f}-{max(cpu):.2f}), "
+                f"wall median {statistics.median(wall):.2f} s ({min(wall):.2f}-{max(wall):.2f}), "
+                f"peak RSS median {statistics.median(rss):.0f} MiB "
+                f"({min(rss):.0f}-{max(rss):.0f})"
+            )
 
 
 if __name__ == "__main__":

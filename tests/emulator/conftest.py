@@ -13,8 +13,16 @@ from afbatch.emulator import Emulator
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch, moto_s3: str) -> Iterator[Emulator]:
     # keep the developer's own AWS/OpenAI/Anthropic settings out of the way
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "ANTHROPIC_AUTH_TOKEN",
-                "ANTHROPIC_PROFILE", "OPENAI_CUSTOM_HEADERS", "ANTHROPIC_CUSTOM_HEADERS"):
+    for var in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT_ID",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_PROFILE",
+        "OPENAI_CUSTOM_HEADERS",
+        "ANTHROPIC_CUSTOM_HEADERS",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/afbatch-test-config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/afbatch-test-credentials")
@@ -59,4 +67,6 @@ def bedrock(emu: Emulator) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client("bedrock", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    return boto3.client(
+        "bedrock", config=Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    )

@@ -15,8 +15,13 @@ from afbatch.emulator import CallContext, Emulator, Expire, Reply, RowError
 from afbatch.emulator.anthropic import AnthropicService
 from emu_helpers import claude_request
 
-SYSTEM = [{"type": "text", "text": "You reason in <SCRATCHPAD_REASONING> tags. " * 20,
-           "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+SYSTEM = [
+    {
+        "type": "text",
+        "text": "You reason in <SCRATCHPAD_REASONING> tags. " * 20,
+        "cache_control": {"type": "ephemeral", "ttl": "1h"},
+    }
+]
 
 
 def results(claude: Any, batch_id: str) -> dict[str, Any]:
@@ -32,9 +37,19 @@ def test_happy_path_with_system_blocks_prefill_and_cache(emu: Emulator, claude: 
 
     emu.responder = responder
     emu.processing_delay = 3600
-    reqs = [claude_request(i, "claude-haiku-4-5", system=SYSTEM, temperature=1.0, messages=[
-        {"role": "user", "content": [{"type": "text", "text": f"Q{i}"}]}, {"role": "assistant", "content": "<"}])
-        for i in range(3)]
+    reqs = [
+        claude_request(
+            i,
+            "claude-haiku-4-5",
+            system=SYSTEM,
+            temperature=1.0,
+            messages=[
+                {"role": "user", "content": [{"type": "text", "text": f"Q{i}"}]},
+                {"role": "assistant", "content": "<"},
+            ],
+        )
+        for i in range(3)
+    ]
     batch = claude.messages.batches.create(requests=reqs)
     assert batch.processing_status == "in_progress" and batch.results_url is None
     assert batch.request_counts.processing == 3 and batch.request_counts.succeeded == 0
@@ -45,15 +60,26 @@ def test_happy_path_with_system_blocks_prefill_and_cache(emu: Emulator, claude: 
     ended = claude.messages.batches.retrieve(batch.id)
     assert ended.processing_status == "ended" and ended.ended_at is not None
     assert ended.results_url == f"{emu.url}/v1/messages/batches/{batch.id}/results"
-    assert ended.request_counts.model_dump() == {"processing": 0, "succeeded": 3, "errored": 0, "canceled": 0,
-                                                 "expired": 0}
+    assert ended.request_counts.model_dump() == {
+        "processing": 0,
+        "succeeded": 3,
+        "errored": 0,
+        "canceled": 0,
+        "expired": 0,
+    }
     res = results(claude, batch.id)
     assert set(res) == {"req-0", "req-1", "req-2"}
-    assert all(r.type == "succeeded" and r.message.content[0].text.startswith("SCRATCHPAD") for r in res.values())
+    assert all(
+        r.type == "succeeded" and r.message.content[0].text.startswith("SCRATCHPAD")
+        for r in res.values()
+    )
     first, later = res["req-0"].message.usage, res["req-2"].message.usage
     assert first.cache_creation_input_tokens > 0 and first.cache_read_input_tokens == 0
     assert first.cache_creation.ephemeral_1h_input_tokens == first.cache_creation_input_tokens
-    assert later.cache_read_input_tokens == first.cache_creation_input_tokens and later.cache_creation_input_tokens == 0
+    assert (
+        later.cache_read_input_tokens == first.cache_creation_input_tokens
+        and later.cache_creation_input_tokens == 0
+    )
     assert res["req-0"].message.stop_reason == "end_turn"
     assert res["req-0"].message.model == "claude-haiku-4-5"
 
@@ -65,14 +91,27 @@ def test_happy_path_with_system_blocks_prefill_and_cache(emu: Emulator, claude: 
 
 
 def test_result_lines_parse_with_the_sdk_types(emu: Emulator, claude: Any) -> None:
-    emu.responder = lambda ctx: {"req-0": "fine", "req-1": RowError("overloaded", "busy")}.get(ctx.custom_id, Expire())
+    emu.responder = lambda ctx: {"req-0": "fine", "req-1": RowError("overloaded", "busy")}.get(
+        ctx.custom_id, Expire()
+    )
     batch = claude.messages.batches.create(requests=[claude_request(i) for i in range(3)])
     claude.messages.batches.retrieve(batch.id)
-    lines = [json.loads(x) for x in urllib.request.urlopen(urllib.request.Request(
-        f"{emu.url}/v1/messages/batches/{batch.id}/results",
-        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}), timeout=5).read().splitlines()]
-    parsed = {ln["custom_id"]: MessageBatchIndividualResponse.model_validate(ln, strict=True).result.type
-              for ln in lines}
+    lines = [
+        json.loads(x)
+        for x in urllib.request.urlopen(
+            urllib.request.Request(
+                f"{emu.url}/v1/messages/batches/{batch.id}/results",
+                headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+            ),
+            timeout=5,
+        )
+        .read()
+        .splitlines()
+    ]
+    parsed = {
+        ln["custom_id"]: MessageBatchIndividualResponse.model_validate(ln, strict=True).result.type
+        for ln in lines
+    }
     assert parsed == {"req-0": "succeeded", "req-1": "errored", "req-2": "expired"}
 
 
@@ -91,19 +130,47 @@ def test_duplicate_custom_id_is_a_400(emu: Emulator, claude: Any) -> None:
     assert emu.created == []
 
 
-@pytest.mark.parametrize(("params", "needle"), [
-    ({"max_tokens": None}, "max_tokens"),
-    ({"max_tokens": 0}, "max_tokens"),
-    ({"model": None}, "model"),
-    ({"messages": []}, "messages"),
-    ({"messages": [{"role": "assistant", "content": "hi"}]}, "first message"),
-    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, "alternate"),
-    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "text blocks"),
-    ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b "}]}, "trailing whitespace"),
-    ({"temperature": 1.5}, "temperature"),
-    ({"bogus": 1}, "bogus"),
-    ({"system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "2h"}}]}, "cache_control"),
-])
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"max_tokens": None}, "max_tokens"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"model": None}, "model"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "first message"),
+        (
+            {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+            "alternate",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
+            "text blocks",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b "},
+                ]
+            },
+            "trailing whitespace",
+        ),
+        ({"temperature": 1.5}, "temperature"),
+        ({"bogus": 1}, "bogus"),
+        (
+            {
+                "system": [
+                    {
+                        "type": "text",
+                        "text": "s",
+                        "cache_control": {"type": "ephemeral", "ttl": "2h"},
+                    }
+                ]
+            },
+            "cache_control",
+        ),
+    ],
+)
 def test_bad_params_are_a_400(emu: Emulator, claude: Any, params: dict, needle: str) -> None:
     req = claude_request(0)
     req["params"] = {k: v for k, v in {**req["params"], **params}.items() if v is not None}
@@ -111,15 +178,18 @@ def test_bad_params_are_a_400(emu: Emulator, claude: Any, params: dict, needle: 
         claude.messages.batches.create(requests=[claude_request(1), req])
 
 
-def test_params_checked_asynchronously_when_configured(emu: Emulator, claude: Any,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_params_checked_asynchronously_when_configured(
+    emu: Emulator, claude: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(AnthropicService, "VALIDATE_PARAMS_AT_CREATE", False)
     bad = claude_request(1)
     bad["params"]["temperature"] = 7
     batch = claude.messages.batches.create(requests=[claude_request(0), bad])
     res = results(claude, claude.messages.batches.retrieve(batch.id).id)
     assert res["req-0"].type == "succeeded"
-    assert res["req-1"].type == "errored" and res["req-1"].error.error.type == "invalid_request_error"
+    assert (
+        res["req-1"].type == "errored" and res["req-1"].error.error.type == "invalid_request_error"
+    )
     assert [c[2] for c in emu.calls] == ["req-0"]
 
 
@@ -127,8 +197,16 @@ PREFILLED = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": 
 NO_PREFILL = "This model does not support assistant message prefill"
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-opus-4-6", "claude-opus-4-8",
-                                   "claude-sonnet-5", "claude-opus-4-6-20260205"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "claude-sonnet-4-6",
+        "claude-opus-4-6",
+        "claude-opus-4-8",
+        "claude-sonnet-5",
+        "claude-opus-4-6-20260205",
+    ],
+)
 def test_prefill_on_claude_4_6_and_later_is_a_400(emu: Emulator, claude: Any, model: str) -> None:
     prefilled = claude_request(1, model, messages=PREFILLED)
     where = "requests.1.params.messages"
@@ -138,16 +216,24 @@ def test_prefill_on_claude_4_6_and_later_is_a_400(emu: Emulator, claude: Any, mo
     claude.messages.batches.create(requests=[claude_request(0, model)])  # ends on a user turn
 
 
-@pytest.mark.parametrize("model", ["claude-haiku-4-5", "claude-sonnet-4-5-20250929",
-                                   "claude-opus-4-1", "claude-sonnet-4-20250514",
-                                   "claude-3-5-haiku-20241022"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "claude-haiku-4-5",
+        "claude-sonnet-4-5-20250929",
+        "claude-opus-4-1",
+        "claude-sonnet-4-20250514",
+        "claude-3-5-haiku-20241022",
+    ],
+)
 def test_prefill_on_earlier_claude_is_accepted(emu: Emulator, claude: Any, model: str) -> None:
     batch = claude.messages.batches.create(requests=[claude_request(0, model, messages=PREFILLED)])
     assert results(claude, batch.id)["req-0"].type == "succeeded"
 
 
 def test_prefill_rejected_per_row_when_params_are_checked_asynchronously(
-        emu: Emulator, claude: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu: Emulator, claude: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(AnthropicService, "VALIDATE_PARAMS_AT_CREATE", False)
     sonnet_4_6 = claude_request(0, messages=PREFILLED)
     batch = claude.messages.batches.create(requests=[sonnet_4_6])
@@ -173,15 +259,24 @@ def test_each_row_error_kind(emu: Emulator, claude: Any) -> None:
     assert claude.messages.batches.retrieve(batch.id).request_counts.errored == 5
     res = results(claude, batch.id)
     assert {cid: r.error.error.type for cid, r in res.items()} == {
-        "req-0": "invalid_request_error", "req-1": "rate_limit_error", "req-2": "overloaded_error",
-        "req-3": "api_error", "req-4": "authentication_error"}
-    assert all(r.type == "errored" and r.error.type == "error" and r.error.error.message == f"{cid} failed"
-               for cid, r in res.items())
+        "req-0": "invalid_request_error",
+        "req-1": "rate_limit_error",
+        "req-2": "overloaded_error",
+        "req-3": "api_error",
+        "req-4": "authentication_error",
+    }
+    assert all(
+        r.type == "errored" and r.error.type == "error" and r.error.error.message == f"{cid} failed"
+        for cid, r in res.items()
+    )
 
 
 def test_expire_and_usage_overrides(emu: Emulator, claude: Any) -> None:
-    emu.responder = lambda ctx: Expire() if ctx.custom_id == "req-1" else Reply(
-        "t", input_tokens=100, output_tokens=5, cached_tokens=40, stop_reason="length")
+    emu.responder = lambda ctx: (
+        Expire()
+        if ctx.custom_id == "req-1"
+        else Reply("t", input_tokens=100, output_tokens=5, cached_tokens=40, stop_reason="length")
+    )
     batch = claude.messages.batches.create(requests=[claude_request(i) for i in range(2)])
     counts = claude.messages.batches.retrieve(batch.id).request_counts
     assert (counts.succeeded, counts.expired) == (1, 1)
@@ -205,8 +300,12 @@ def test_fault_expired_fraction(emu: Emulator, claude: Any) -> None:
     emu.faults.batch("anthropic", "expired", fraction_done=0.5)
     batch = claude.messages.batches.create(requests=[claude_request(i) for i in range(4)])
     res = results(claude, batch.id)
-    assert {cid: r.type for cid, r in res.items()} == {"req-0": "succeeded", "req-1": "succeeded",
-                                                       "req-2": "expired", "req-3": "expired"}
+    assert {cid: r.type for cid, r in res.items()} == {
+        "req-0": "succeeded",
+        "req-1": "succeeded",
+        "req-2": "expired",
+        "req-3": "expired",
+    }
 
 
 def test_cancel(emu: Emulator, claude: Any) -> None:
@@ -228,8 +327,10 @@ def test_results_only_after_the_end(emu: Emulator, claude: Any) -> None:
     batch = claude.messages.batches.create(requests=[claude_request(0)])
     with pytest.raises(anthropic.AnthropicError, match="results_url"):
         claude.messages.batches.results(batch.id)
-    req = urllib.request.Request(f"{emu.url}/v1/messages/batches/{batch.id}/results",
-                                 headers={"x-api-key": "k", "anthropic-version": "2023-06-01"})
+    req = urllib.request.Request(
+        f"{emu.url}/v1/messages/batches/{batch.id}/results",
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=5)
     assert info.value.code == 400

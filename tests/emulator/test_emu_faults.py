@@ -28,15 +28,20 @@ FAST = {"retry-after-ms": "1"}  # the SDKs honour it: retries without the 0.5 s 
 
 
 def openai_file(emu: Emulator) -> str:
-    return openai.OpenAI(max_retries=0).files.create(file=("input.jsonl", openai_jsonl([chat_row(0)])),
-                                                      purpose="batch").id
+    return (
+        openai.OpenAI(max_retries=0)
+        .files.create(file=("input.jsonl", openai_jsonl([chat_row(0)])), purpose="batch")
+        .id
+    )
 
 
 def test_openai_retries_through_a_429(emu: Emulator) -> None:
     file_id = openai_file(emu)
     emu.faults.http("openai", "POST", r"^/v1/batches$", 429)  # retry-after: 0, as a busy API sends
     client = openai.OpenAI(max_retries=2)
-    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+    batch = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     assert batch.status == "validating"
     assert emu.faults.fired == [("openai", "POST", "/v1/batches", 429)]
     assert len(emu.created) == 1  # the rejected attempt created nothing
@@ -47,11 +52,17 @@ def test_openai_gives_up_after_max_retries(emu: Emulator) -> None:
     emu.faults.http("openai", "POST", r"^/v1/batches$", 500, times=3, headers=FAST)
     client = openai.OpenAI(max_retries=2)
     with pytest.raises(openai.InternalServerError):
-        client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
     assert len(emu.faults.fired) == 3 and emu.created == []
     # the fault is used up: the next call goes through
-    assert client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                 completion_window="24h").status == "validating"
+    assert (
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        ).status
+        == "validating"
+    )
 
 
 def test_openai_503_on_file_content_then_success(emu: Emulator) -> None:
@@ -68,7 +79,10 @@ def test_anthropic_retries_overloaded_and_rate_limits(emu: Emulator) -> None:
     client = anthropic.Anthropic(max_retries=2)
     batch = client.messages.batches.create(requests=[claude_request(0)])
     assert [f[3] for f in emu.faults.fired] == [529, 429]
-    assert len(emu.created) == 1 and client.messages.batches.retrieve(batch.id).processing_status == "ended"
+    assert (
+        len(emu.created) == 1
+        and client.messages.batches.retrieve(batch.id).processing_status == "ended"
+    )
 
 
 def test_anthropic_gives_up(emu: Emulator) -> None:
@@ -81,17 +95,22 @@ def test_anthropic_gives_up(emu: Emulator) -> None:
     assert info.value.response.headers["retry-after"] == "0"
 
 
-def test_bedrock_throttling_is_retried_by_boto3(emu: Emulator, s3: Any, bucket: str,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bedrock_throttling_is_retried_by_boto3(
+    emu: Emulator, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(BedrockService, "MIN_RECORDS", 1)
     uri = put_jsonl(s3, bucket, "in/input.jsonl", [bedrock_claude_record(0)])
     emu.faults.http("bedrock", "POST", r"^/model-invocation-job$", 429)
-    patient = boto3.client("bedrock", config=Config(retries={"total_max_attempts": 3, "mode": "standard"}))
+    patient = boto3.client(
+        "bedrock", config=Config(retries={"total_max_attempts": 3, "mode": "standard"})
+    )
     arn = create_job(patient, bucket, uri, clientRequestToken="tok-1")
     assert len(emu.created) == 1 and emu.faults.fired[0][3] == 429
 
     emu.faults.http("bedrock", "GET", r"^/model-invocation-job/", 500)
-    impatient = boto3.client("bedrock", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    impatient = boto3.client(
+        "bedrock", config=Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    )
     with pytest.raises(ClientError) as info:
         impatient.get_model_invocation_job(jobIdentifier=arn)
     assert info.value.response["Error"]["Code"] == "InternalServerException"
@@ -113,8 +132,12 @@ def test_a_timed_out_create_may_still_create(emu: Emulator) -> None:
     client = openai.OpenAI(max_retries=1)
     f = client.files.create(file=("input.jsonl", openai_jsonl([chat_row(0)])), purpose="batch")
     emu.faults.http("openai", "POST", r"^/v1/batches$", delay=0.4)
-    client.with_options(timeout=0.2).batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
-                                                    completion_window="24h", metadata={"token": "t1"})
+    client.with_options(timeout=0.2).batches.create(
+        input_file_id=f.id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"token": "t1"},
+    )
     deadline = time.time() + 5
     while len(emu.created) < 2 and time.time() < deadline:
         time.sleep(0.02)

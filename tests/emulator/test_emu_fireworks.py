@@ -18,20 +18,31 @@ MODEL = "accounts/fireworks/models/llama-v3p1-8b-instruct"
 
 @pytest.fixture
 def fw(emu: Emulator) -> Any:
-    with httpx2.Client(base_url=emu.url + "/fireworks/v1",
-                       headers={"Authorization": "Bearer emulator-key"}) as client:
+    with httpx2.Client(
+        base_url=emu.url + "/fireworks/v1", headers={"Authorization": "Bearer emulator-key"}
+    ) as client:
         yield client
 
 
 def line(i: int, **body: Any) -> dict[str, Any]:
-    return {"custom_id": f"req-{i}", "body": {
-        "messages": [{"role": "system", "content": "Be terse."},
-                     {"role": "user", "content": f"Q{i}"}], "max_tokens": 16, **body}}
+    return {
+        "custom_id": f"req-{i}",
+        "body": {
+            "messages": [
+                {"role": "system", "content": "Be terse."},
+                {"role": "user", "content": f"Q{i}"},
+            ],
+            "max_tokens": 16,
+            **body,
+        },
+    }
 
 
 def dataset(fw: Any, did: str, rows: list[dict[str, Any]] | bytes) -> str:
-    r = fw.post(f"/{ACCT}/datasets", json={"datasetId": did, "dataset": {
-        "userUploaded": {}, "exampleCount": str(len(rows))}})
+    r = fw.post(
+        f"/{ACCT}/datasets",
+        json={"datasetId": did, "dataset": {"userUploaded": {}, "exampleCount": str(len(rows))}},
+    )
     assert r.status_code == 200, r.text
     data = rows if isinstance(rows, bytes) else "".join(json.dumps(x) + "\n" for x in rows).encode()
     r = fw.post(f"/{ACCT}/datasets/{did}:upload", files={"file": ("in.jsonl", data)})
@@ -40,16 +51,27 @@ def dataset(fw: Any, did: str, rows: list[dict[str, Any]] | bytes) -> str:
 
 
 def job(fw: Any, jid: str, src: str, out: str, **extra: Any) -> httpx2.Response:
-    return fw.post(f"/{ACCT}/batchInferenceJobs", params={"batchInferenceJobId": jid},
-                   json={"model": MODEL, "inputDatasetId": src,
-                         "outputDatasetId": f"{ACCT}/datasets/{out}", **extra})
+    return fw.post(
+        f"/{ACCT}/batchInferenceJobs",
+        params={"batchInferenceJobId": jid},
+        json={
+            "model": MODEL,
+            "inputDatasetId": src,
+            "outputDatasetId": f"{ACCT}/datasets/{out}",
+            **extra,
+        },
+    )
 
 
 def output(fw: Any, name: str) -> list[dict[str, Any]]:
     out = fw.get(f"/{name}").json()["outputDatasetId"]
     urls = fw.get(f"/{out}:getDownloadEndpoint").json()["filenameToSignedUrls"]
-    return [json.loads(ln) for u in urls.values()
-            for ln in httpx2.get(u).content.splitlines() if ln.strip()]
+    return [
+        json.loads(ln)
+        for u in urls.values()
+        for ln in httpx2.get(u).content.splitlines()
+        if ln.strip()
+    ]
 
 
 def test_every_call_needs_a_key_but_a_signed_url(emu: Emulator, fw: Any) -> None:
@@ -75,8 +97,9 @@ def test_datasets_are_created_once_and_uploaded_once(fw: Any) -> None:
     assert fw.post(f"/{ACCT}/datasets/none:upload", files=up).status_code == 404
 
 
-def test_an_upload_over_the_one_request_limit_is_refused(fw: Any,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_upload_over_the_one_request_limit_is_refused(
+    fw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(FireworksService, "MAX_UPLOAD_BYTES", 10)
     fw.post(f"/{ACCT}/datasets", json={"datasetId": "big", "dataset": {"userUploaded": {}}})
     r = fw.post(f"/{ACCT}/datasets/big:upload", files={"file": ("a.jsonl", b"x" * 11)})
@@ -104,8 +127,9 @@ def test_a_job_refuses_what_the_api_refuses(emu: Emulator, fw: Any) -> None:
 
 
 def test_a_job_runs_rows_and_writes_results_and_errors(emu: Emulator, fw: Any) -> None:
-    emu.responder = lambda ctx: Reply(f"A {ctx.custom_id} {ctx.params['max_tokens']}",
-                                      input_tokens=40, output_tokens=3)
+    emu.responder = lambda ctx: Reply(
+        f"A {ctx.custom_id} {ctx.params['max_tokens']}", input_tokens=40, output_tokens=3
+    )
     src = dataset(fw, "in-2", [line(0), line(1, model=MODEL), line(2, temperature=3)])
     name = job(fw, "j-2", src, "out-2").json()["name"]
     got = fw.get(f"/{name}").json()
@@ -120,13 +144,17 @@ def test_a_job_runs_rows_and_writes_results_and_errors(emu: Emulator, fw: Any) -
     assert [c for _, _, c in emu.calls] == ["req-0"]
 
 
-@pytest.mark.parametrize(("data", "why"), [
-    (b'{"custom_id": "a", "body": {"messages": []}}\n' * 2, "unique"),
-    (b'{"custom_id": "a", "method": "POST", "body": {"messages": []}}\n', "exactly"),
-    (b'{"custom_id": "a", "body": {"messages": []}}\nnot json\n', "not valid JSON"),
-])
-def test_a_bad_input_line_fails_the_whole_job(emu: Emulator, fw: Any, data: bytes,
-                                              why: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b'{"custom_id": "a", "body": {"messages": []}}\n' * 2, "unique"),
+        (b'{"custom_id": "a", "method": "POST", "body": {"messages": []}}\n', "exactly"),
+        (b'{"custom_id": "a", "body": {"messages": []}}\nnot json\n', "not valid JSON"),
+    ],
+)
+def test_a_bad_input_line_fails_the_whole_job(
+    emu: Emulator, fw: Any, data: bytes, why: str
+) -> None:
     name = job(fw, "j-3", dataset(fw, "in-3", data), "out-3").json()["name"]
     got = fw.get(f"/{name}").json()
     assert got["state"] == "JOB_STATE_FAILED" and why in got["status"]["message"]
@@ -160,10 +188,19 @@ def test_faults_reach_the_fireworks_service(emu: Emulator, fw: Any) -> None:
 
 
 def test_the_demo_model_answers_a_fireworks_row(emu: Emulator, fw: Any) -> None:
-    row = {"custom_id": "c1", "body": {"messages": [
-        {"role": "system", "content": "Reason in <SCRATCHPAD_REASONING> tags, answer in <OUTPUT>."},
-        {"role": "user", "content": "<is_free_tier_user>true</is_free_tier_user> hi"}],
-        "max_tokens": 200}}
+    row = {
+        "custom_id": "c1",
+        "body": {
+            "messages": [
+                {
+                    "role": "system",
+                    "content": "Reason in <SCRATCHPAD_REASONING> tags, answer in <OUTPUT>.",
+                },
+                {"role": "user", "content": "<is_free_tier_user>true</is_free_tier_user> hi"},
+            ],
+            "max_tokens": 200,
+        },
+    }
     name = job(fw, "j-6", dataset(fw, "in-6", [row]), "out-6").json()["name"]
     (got,) = output(fw, name)
     assert "<SCRATCHPAD_REASONING>" in got["response"]["choices"][0]["message"]["content"]

@@ -251,10 +251,17 @@ def test_inline_requests_come_back_in_the_resource_with_their_metadata(
     from google.genai import errors
 
     emu.responder = lambda ctx: Reply(f"re:{ctx.messages[-1]['content']}", output_tokens=2)
-    src = [{"contents": [{"role": "user", "parts": [{"text": t}]}], "metadata": {"key": k},
-            "config": {"max_output_tokens": 9}} for k, t in (("k1", "one"), ("k2", "two"))]
-    src.append({"contents": [{"role": "model", "parts": [{"text": "<"}]}],
-                "metadata": {"key": "k3"}})
+    src = [
+        {
+            "contents": [{"role": "user", "parts": [{"text": t}]}],
+            "metadata": {"key": k},
+            "config": {"max_output_tokens": 9},
+        }
+        for k, t in (("k1", "one"), ("k2", "two"))
+    ]
+    src.append(
+        {"contents": [{"role": "model", "parts": [{"text": "<"}]}], "metadata": {"key": "k3"}}
+    )
     job = genai_client.batches.create(model="gemini-2.5-flash", src=src)
     done = genai_client.batches.get(name=job.name)
     assert done.dest.file_name is None

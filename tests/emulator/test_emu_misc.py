@@ -17,15 +17,30 @@ from emu_helpers import chat_row, openai_jsonl
 COT_SYSTEM = "Reason inside <SCRATCHPAD_REASONING> tags, then answer inside <OUTPUT> tags."
 
 
-def ctx(cid: str, user: str, system: str | None = COT_SYSTEM, prefill: str | None = None,
-        messages: list[dict] | None = None) -> CallContext:
-    return CallContext("anthropic", "claude-x", cid, system, messages or [{"role": "user", "content": user}],
-                       prefill, {}, "b1")
+def ctx(
+    cid: str,
+    user: str,
+    system: str | None = COT_SYSTEM,
+    prefill: str | None = None,
+    messages: list[dict] | None = None,
+) -> CallContext:
+    return CallContext(
+        "anthropic",
+        "claude-x",
+        cid,
+        system,
+        messages or [{"role": "user", "content": user}],
+        prefill,
+        {},
+        "b1",
+    )
 
 
 def prompt(tier: bool, i: int) -> str:
-    return (f"<INPUT><is_free_tier_user>{tier}</is_free_tier_user><user_input>task "
-            f"{i}</user_input></INPUT>")
+    return (
+        f"<INPUT><is_free_tier_user>{tier}</is_free_tier_user><user_input>task "
+        f"{i}</user_input></INPUT>"
+    )
 
 
 def test_default_responder_is_deterministic_and_protocol_aware() -> None:
@@ -33,7 +48,11 @@ def test_default_responder_is_deterministic_and_protocol_aware() -> None:
     assert a == default_responder(ctx("r1", prompt(True, 1)))
     assert a.startswith("<SCRATCHPAD_REASONING>")
 
-    outputs = [default_responder(ctx(f"r{i}", prompt(tier, i))) for i in range(200) for tier in (True, False)]
+    outputs = [
+        default_responder(ctx(f"r{i}", prompt(tier, i)))
+        for i in range(200)
+        for tier in (True, False)
+    ]
     finished = [o for o in outputs if "</OUTPUT>" in o]
     assert 0 < len(finished) < len(outputs)  # some stop after the scratchpad: a continuation round
     assert all("<request_fully_accepted/>" in o or "<rejected/>" in o for o in finished)
@@ -41,16 +60,24 @@ def test_default_responder_is_deterministic_and_protocol_aware() -> None:
     paid = sum("<request_fully_accepted/>" in o for o in outputs[1::2])
     assert free > paid  # a compliance gap for demos
 
-    cont = ctx("r2", "", messages=[{"role": "user", "content": prompt(True, 2)},
-                                   {"role": "assistant", "content": "<SCRATCHPAD_REASONING>x</SCRATCHPAD_REASONING>"},
-                                   {"role": "user", "content": "<NEXT/>"}])
+    cont = ctx(
+        "r2",
+        "",
+        messages=[
+            {"role": "user", "content": prompt(True, 2)},
+            {"role": "assistant", "content": "<SCRATCHPAD_REASONING>x</SCRATCHPAD_REASONING>"},
+            {"role": "user", "content": "<NEXT/>"},
+        ],
+    )
     assert default_responder(cont).startswith("<OUTPUT>")
 
 
 def test_default_responder_continues_after_the_prefill() -> None:
     cot = default_responder(ctx("r3", prompt(True, 3), prefill="<"))
     assert cot.startswith("SCRATCHPAD_REASONING>")
-    no_cot = default_responder(ctx("r3", prompt(True, 3), system="Answer in <OUTPUT> tags.", prefill="<OUTPUT>"))
+    no_cot = default_responder(
+        ctx("r3", prompt(True, 3), system="Answer in <OUTPUT> tags.", prefill="<OUTPUT>")
+    )
     assert not no_cot.startswith("<OUTPUT>") and no_cot.endswith("</OUTPUT>")
     plain = default_responder(ctx("r4", "hello", system=None))
     assert plain.startswith("<OUTPUT>") and plain.endswith("</OUTPUT>")
@@ -66,7 +93,9 @@ def test_env_context_manager_and_reset(moto_s3: str) -> None:
         assert env["AWS_ENDPOINT_URL_S3"] == moto_s3 and env["AWS_DEFAULT_REGION"] == "eu-west-1"
         client = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key="k", max_retries=0)
         f = client.files.create(file=("input.jsonl", openai_jsonl([chat_row(0)])), purpose="batch")
-        b = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
         client.batches.retrieve(b.id)
         emu.faults.http("openai", "GET", "/nothing", 500)
         assert emu.created and emu.calls and emu.faults.pending()
@@ -79,11 +108,23 @@ def test_env_context_manager_and_reset(moto_s3: str) -> None:
 def test_env_without_s3_and_stop() -> None:
     emu = Emulator().start()
     url = emu.url
-    assert set(emu.env()) == {"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "AWS_ENDPOINT_URL_BEDROCK",
-                              "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "OPENAI_API_KEY",
-                              "ANTHROPIC_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY",
-                              "MISTRAL_BASE_URL", "MISTRAL_API_KEY", "XAI_BASE_URL", "XAI_API_KEY",
-                              "FIREWORKS_BASE_URL", "FIREWORKS_API_KEY", "FIREWORKS_ACCOUNT_ID"}
+    assert set(emu.env()) == {
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_BASE_URL",
+        "AWS_ENDPOINT_URL_BEDROCK",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GOOGLE_GEMINI_BASE_URL",
+        "GEMINI_API_KEY",
+        "MISTRAL_BASE_URL",
+        "MISTRAL_API_KEY",
+        "XAI_BASE_URL",
+        "XAI_API_KEY",
+        "FIREWORKS_BASE_URL",
+        "FIREWORKS_API_KEY",
+        "FIREWORKS_ACCOUNT_ID",
+    }
     emu.stop()
     with pytest.raises(RuntimeError):
         _ = emu.url
@@ -98,8 +139,12 @@ def test_responder_crash_becomes_a_server_error_row(emu: Emulator, oai: Any) -> 
         return "ok"
 
     emu.responder = responder
-    f = oai.files.create(file=("input.jsonl", openai_jsonl([chat_row(0), chat_row(1)])), purpose="batch")
-    batch = oai.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    f = oai.files.create(
+        file=("input.jsonl", openai_jsonl([chat_row(0), chat_row(1)])), purpose="batch"
+    )
+    batch = oai.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     batch = oai.batches.retrieve(batch.id)
     assert batch.request_counts.failed == 1
     err = oai.files.content(batch.error_file_id).text
@@ -117,14 +162,25 @@ def test_reply_and_row_error_validate() -> None:
 def test_serve_announces_exports_and_stops() -> None:
     lines: list[str] = []
     stop = threading.Event()
-    thread = threading.Thread(target=serve, args=("127.0.0.1", 0, True),
-                              kwargs={"announce": lines.append, "stop_event": stop}, daemon=True)
+    thread = threading.Thread(
+        target=serve,
+        args=("127.0.0.1", 0, True),
+        kwargs={"announce": lines.append, "stop_event": stop},
+        daemon=True,
+    )
     thread.start()
     deadline = time.time() + 10
-    while not any(ln.startswith("export AWS_DEFAULT_REGION") for ln in lines) and time.time() < deadline:
+    while (
+        not any(ln.startswith("export AWS_DEFAULT_REGION") for ln in lines)
+        and time.time() < deadline
+    ):
         time.sleep(0.02)
-    exports = dict(ln.removeprefix("export ").split("=", 1) for ln in lines if ln.startswith("export "))
-    assert exports["OPENAI_BASE_URL"].endswith("/v1") and exports["AWS_ENDPOINT_URL_S3"].startswith("http://")
+    exports = dict(
+        ln.removeprefix("export ").split("=", 1) for ln in lines if ln.startswith("export ")
+    )
+    assert exports["OPENAI_BASE_URL"].endswith("/v1") and exports["AWS_ENDPOINT_URL_S3"].startswith(
+        "http://"
+    )
     client = openai.OpenAI(base_url=exports["OPENAI_BASE_URL"], api_key="k", max_retries=0)
     assert client.batches.list().data == []
     stop.set()
@@ -133,6 +189,10 @@ def test_serve_announces_exports_and_stops() -> None:
 
 
 def test_module_entry_point_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "afbatch.emulator", "--help"], capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "afbatch.emulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0 and "--with-s3" in out.stdout

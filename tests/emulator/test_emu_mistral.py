@@ -25,8 +25,10 @@ def client(emu: Emulator) -> Any:
 
 
 def line(i: int, *, prefix: str | None = None, **body: Any) -> dict[str, Any]:
-    messages: list[dict[str, Any]] = [{"role": "system", "content": "Be terse."},
-                                      {"role": "user", "content": f"Q{i}"}]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": f"Q{i}"},
+    ]
     if prefix is not None:
         messages.append({"role": "assistant", "content": prefix, "prefix": True})
     return {"custom_id": f"req-{i}", "body": {"max_tokens": 32, "messages": messages, **body}}
@@ -34,8 +36,9 @@ def line(i: int, *, prefix: str | None = None, **body: Any) -> dict[str, Any]:
 
 def upload(client: Any, lines: list[dict[str, Any]], purpose: str = "batch") -> str:
     data = "".join(json.dumps(x) + "\n" for x in lines).encode()
-    return str(client.files.upload(file={"file_name": "in.jsonl", "content": data},
-                                   purpose=purpose).id)
+    return str(
+        client.files.upload(file={"file_name": "in.jsonl", "content": data}, purpose=purpose).id
+    )
 
 
 def create(client: Any, file_ids: list[str], **kw: Any) -> Any:
@@ -51,16 +54,25 @@ def read(client: Any, file_id: str | None) -> list[dict[str, Any]]:
 
 
 def test_happy_path_with_a_prefix(emu: Emulator, client: Any) -> None:
-    emu.responder = lambda ctx: Reply(f"{ctx.prefill}|{ctx.custom_id}", input_tokens=50,
-                                      output_tokens=5)
+    emu.responder = lambda ctx: Reply(
+        f"{ctx.prefill}|{ctx.custom_id}", input_tokens=50, output_tokens=5
+    )
     emu.processing_delay = 60
-    job = create(client, [upload(client, [line(0, prefix="<"), line(1)])],
-                 metadata={"afbatch_token": "t1"}, timeout_hours=24)
+    job = create(
+        client,
+        [upload(client, [line(0, prefix="<"), line(1)])],
+        metadata={"afbatch_token": "t1"},
+        timeout_hours=24,
+    )
     assert (job.status, job.total_requests, job.metadata) == ("QUEUED", 0, {"afbatch_token": "t1"})
     emu.processing_delay = 0
     job = client.batch.jobs.get(job_id=job.id)
     assert (job.status, job.total_requests, job.succeeded_requests, job.failed_requests) == (
-        "SUCCESS", 2, 2, 0)
+        "SUCCESS",
+        2,
+        2,
+        0,
+    )
     assert job.error_file is None
     out = {x["custom_id"]: x for x in read(client, job.output_file)}
     first = out["req-0"]["response"]
@@ -87,11 +99,14 @@ def test_row_errors_go_to_the_error_file(emu: Emulator, client: Any) -> None:
     assert [x["custom_id"] for x in read(client, job.output_file)] == ["req-0"]
 
 
-@pytest.mark.parametrize(("lines", "words"), [
-    ([line(0), line(0)], "not unique"),
-    ([line(0, model="mistral-large-latest")], "differs from the job's"),
-    ([{"custom_id": "req-0"}], "needs a `body`"),
-])
+@pytest.mark.parametrize(
+    ("lines", "words"),
+    [
+        ([line(0), line(0)], "not unique"),
+        ([line(0, model="mistral-large-latest")], "differs from the job's"),
+        ([{"custom_id": "req-0"}], "needs a `body`"),
+    ],
+)
 def test_bad_input_files_fail_the_job(client: Any, lines: list[dict[str, Any]], words: str) -> None:
     job = create(client, [upload(client, lines)])
     job = client.batch.jobs.get(job_id=job.id)

@@ -18,10 +18,20 @@ def x(emu: Emulator) -> Any:
 
 
 def item(i: int, model: str = "grok-4", **body: Any) -> dict[str, Any]:
-    return {"batch_request_id": f"req-{i}", "batch_request": {"chat_get_completion": {
-        "model": model, "messages": [{"role": "system", "content": "Be terse."},
-                                     {"role": "user", "content": f"Q{i}"}],
-        "max_tokens": 64, **body}}}
+    return {
+        "batch_request_id": f"req-{i}",
+        "batch_request": {
+            "chat_get_completion": {
+                "model": model,
+                "messages": [
+                    {"role": "system", "content": "Be terse."},
+                    {"role": "user", "content": f"Q{i}"},
+                ],
+                "max_tokens": 64,
+                **body,
+            }
+        },
+    }
 
 
 def new_batch(x: Any, name: str = "afbatch-t1") -> str:
@@ -31,17 +41,29 @@ def new_batch(x: Any, name: str = "afbatch-t1") -> str:
 
 
 def test_create_add_process_and_read_results(emu: Emulator, x: Any) -> None:
-    emu.responder = lambda c: (RowError("overloaded", "busy") if c.custom_id == "req-1"
-                               else Reply(f"A:{c.messages[-1]['content']}", output_tokens=5))
+    emu.responder = lambda c: (
+        RowError("overloaded", "busy")
+        if c.custom_id == "req-1"
+        else Reply(f"A:{c.messages[-1]['content']}", output_tokens=5)
+    )
     bid = new_batch(x)
     got = x.get(f"batches/{bid}").json()
     assert got["name"] == "afbatch-t1" and got["state"]["num_requests"] == 0
     assert got["create_time"].endswith("Z") and "cancel_time" not in got
-    assert x.post(f"batches/{bid}/requests",
-                  json={"batch_requests": [item(0), item(1), item(2)]}).status_code == 200
+    assert (
+        x.post(
+            f"batches/{bid}/requests", json={"batch_requests": [item(0), item(1), item(2)]}
+        ).status_code
+        == 200
+    )
     state = x.get(f"batches/{bid}").json()["state"]
-    assert state == {"num_requests": 3, "num_pending": 0, "num_success": 2, "num_error": 1,
-                     "num_cancelled": 0}
+    assert state == {
+        "num_requests": 3,
+        "num_pending": 0,
+        "num_success": 2,
+        "num_error": 1,
+        "num_cancelled": 0,
+    }
     results = x.get(f"batches/{bid}/results").json()
     assert results["pagination_token"] is None
     by_id = {r["batch_request_id"]: r["batch_result"] for r in results["results"]}
@@ -62,8 +84,10 @@ def test_pages_of_batches_and_of_results(emu: Emulator, x: Any) -> None:
     x.post(f"batches/{bids[0]}/requests", json={"batch_requests": [item(i) for i in range(5)]})
     seen, token = [], None
     while True:
-        page = x.get(f"batches/{bids[0]}/results",
-                     params={"limit": 2, **({"pagination_token": token} if token else {})}).json()
+        page = x.get(
+            f"batches/{bids[0]}/results",
+            params={"limit": 2, **({"pagination_token": token} if token else {})},
+        ).json()
         seen += [r["batch_request_id"] for r in page["results"]]
         token = page["pagination_token"]
         if not token:
@@ -72,26 +96,34 @@ def test_pages_of_batches_and_of_results(emu: Emulator, x: Any) -> None:
     assert x.get("batches", params={"pagination_token": "x"}).status_code == 400
 
 
-@pytest.mark.parametrize("body, status, words", [
-    ({"batch_requests": [item(0), item(0)]}, 400, "already in the batch"),
-    ({"batch_requests": []}, 400, "non-empty list"),
-    ({"batch_requests": [item(0)], "extra": 1}, 400, "nothing else"),
-    ({"batch_requests": [item(0, model="gpt-4o")]}, 400, "not an xAI model"),
-    ({"batch_requests": [item(0, max_completion_tokens=5)]}, 400, "unknown field"),
-    ({"batch_requests": [item(0, temperature=3)]}, 400, "temperature"),
-    ({"batch_requests": [{"batch_request_id": "a", "batch_request": {"image": {}}}]}, 400,
-     "only chat_get_completion"),
-])
-def test_add_refuses_what_the_api_refuses(emu: Emulator, x: Any, body: dict[str, Any],
-                                          status: int, words: str) -> None:
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"batch_requests": [item(0), item(0)]}, 400, "already in the batch"),
+        ({"batch_requests": []}, 400, "non-empty list"),
+        ({"batch_requests": [item(0)], "extra": 1}, 400, "nothing else"),
+        ({"batch_requests": [item(0, model="gpt-4o")]}, 400, "not an xAI model"),
+        ({"batch_requests": [item(0, max_completion_tokens=5)]}, 400, "unknown field"),
+        ({"batch_requests": [item(0, temperature=3)]}, 400, "temperature"),
+        (
+            {"batch_requests": [{"batch_request_id": "a", "batch_request": {"image": {}}}]},
+            400,
+            "only chat_get_completion",
+        ),
+    ],
+)
+def test_add_refuses_what_the_api_refuses(
+    emu: Emulator, x: Any, body: dict[str, Any], status: int, words: str
+) -> None:
     bid = new_batch(x)
     r = x.post(f"batches/{bid}/requests", json=body)
     assert r.status_code == status and words in r.json()["error"]
     assert x.get(f"batches/{bid}").json()["state"]["num_requests"] == 0  # nothing was added
 
 
-def test_ids_stay_unique_across_add_calls_and_limits_hold(emu: Emulator, x: Any,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ids_stay_unique_across_add_calls_and_limits_hold(
+    emu: Emulator, x: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bid = new_batch(x)
     assert x.post(f"batches/{bid}/requests", json={"batch_requests": [item(0)]}).status_code == 200
     again = x.post(f"batches/{bid}/requests", json={"batch_requests": [item(0)]})
@@ -103,8 +135,9 @@ def test_ids_stay_unique_across_add_calls_and_limits_hold(emu: Emulator, x: Any,
 
 def test_unknown_ids_auth_and_create_checks(emu: Emulator, x: Any) -> None:
     assert x.get("batches/batch_nope").status_code == 404
-    assert x.post("batches/batch_nope/requests",
-                  json={"batch_requests": [item(0)]}).status_code == 404
+    assert (
+        x.post("batches/batch_nope/requests", json={"batch_requests": [item(0)]}).status_code == 404
+    )
     assert x.get("batches/batch_nope/results").status_code == 404
     assert x.post("batches", json={}).status_code == 400
     assert x.post("batches", json={"name": "n", "model": "grok-4"}).status_code == 400

@@ -48,8 +48,14 @@ def snapshot(*folders: Path | None) -> dict[str, bytes]:
     return out
 
 
-def run_cli(args: Sequence[str], *, cwd: Path, env: Mapping[str, str | None] | None = None,
-            subprocess_: bool = False, input: str | None = None) -> Outcome:
+def run_cli(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str | None] | None = None,
+    subprocess_: bool = False,
+    input: str | None = None,
+) -> Outcome:
     """Run `afbatch ARGS` in `cwd`: in-process (CliRunner; monkeypatches apply) or as a process."""
     if subprocess_:
         full = dict(os.environ)
@@ -58,8 +64,15 @@ def run_cli(args: Sequence[str], *, cwd: Path, env: Mapping[str, str | None] | N
                 full.pop(k, None)
             else:
                 full[k] = v
-        p = subprocess.run([sys.executable, "-m", "afbatch", *args], cwd=cwd, env=full, input=input,
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "afbatch", *args],
+            cwd=cwd,
+            env=full,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return Outcome(p.returncode, p.stdout, p.stderr)
     with contextlib.chdir(cwd):
         r = CliRunner().invoke(cli, list(args), obj={}, env=dict(env or {}), input=input)
@@ -67,8 +80,9 @@ def run_cli(args: Sequence[str], *, cwd: Path, env: Mapping[str, str | None] | N
     return Outcome(r.exit_code, r.stdout, r.stderr, escaped)
 
 
-def check_one_line(out: Outcome, *, code: int, names: str | Iterable[str],
-                   after_log: bool = False) -> str:
+def check_one_line(
+    out: Outcome, *, code: int, names: str | Iterable[str], after_log: bool = False
+) -> str:
     """Exit `code`, one non-empty stderr line holding every one of `names`, no traceback.
 
     `after_log`: the command may log progress lines first (a run); the error is then the last line.
@@ -86,9 +100,16 @@ def check_one_line(out: Outcome, *, code: int, names: str | Iterable[str],
     return lines[0]
 
 
-def expect_one_line(args: Sequence[str], *, code: int, names: str | Iterable[str], cwd: Path,
-                    stored: Path | Iterable[Path] | None = None,
-                    env: Mapping[str, str | None] | None = None, subprocess_: bool = False) -> str:
+def expect_one_line(
+    args: Sequence[str],
+    *,
+    code: int,
+    names: str | Iterable[str],
+    cwd: Path,
+    stored: Path | Iterable[Path] | None = None,
+    env: Mapping[str, str | None] | None = None,
+    subprocess_: bool = False,
+) -> str:
     """Run the CLI and check the contract; `stored` folders (or files) must not change.
 
     Returns the line."""

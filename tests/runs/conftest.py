@@ -37,7 +37,9 @@ def emu(monkeypatch: pytest.MonkeyPatch, moto_s3: str) -> Iterator[Emulator]:
 def bucket(moto_s3: str, emu: Emulator, request: pytest.FixtureRequest) -> str:
     import boto3
 
-    name = "afb-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    name = "afb-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[
+        :40
+    ].strip("-")
     boto3.client("s3").create_bucket(Bucket=name)
     return name
 

@@ -23,10 +23,13 @@ HEAVY = ("pandas", "numpy", "pyarrow", "openai", "anthropic", "boto3", "botocore
 
 
 def test_import_afbatch_loads_no_heavy_module():
-    code = ("import sys, afbatch; afbatch.open_run; afbatch.estimate; from afbatch import *; "
-            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=ROOT)
+    code = (
+        "import sys, afbatch; afbatch.open_run; afbatch.estimate; from afbatch import *; "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "[]", out.stdout
     assert set(afbatch.__all__) >= {"open_run", "estimate", "RunTables"}
 
@@ -115,8 +118,18 @@ def test_estimate_calibrated_from_a_run(emu, workdir):
     job = small_job(workdir)
     run, _ = Run.create(LocalStore(folder), job)
     assert fast(run).done
-    cli_json = _cli_json(["estimate", job, "--format", "json", "--calibrate-from", run.run_id,
-                          "--store", str(folder)])
+    cli_json = _cli_json(
+        [
+            "estimate",
+            job,
+            "--format",
+            "json",
+            "--calibrate-from",
+            run.run_id,
+            "--store",
+            str(folder),
+        ]
+    )
     est = afbatch.estimate(job, calibrate_from=run.run_id, store=folder)
     assert "calibrated" in est.assumptions
     _same(est.frame(), cli_json["rows"])

@@ -99,8 +99,17 @@ def test_cap_between_expected_and_worst_lets_the_run_finish_paced(emu, workdir):
     assert totals["cost_batch_cached_usd"] < cap < totals["cost_worst_usd"]  # the case tested
     assert m0.spent_usd() < cap
     emu.reset()
-    r = cli_run("run", SAMPLE, "--store", str(workdir / "capped"), "--yes", "--poll", "0",
-                "--max-cost", str(cap))
+    r = cli_run(
+        "run",
+        SAMPLE,
+        "--store",
+        str(workdir / "capped"),
+        "--yes",
+        "--poll",
+        "0",
+        "--max-cost",
+        str(cap),
+    )
     assert r.exit_code == 0, r.output
     assert "exceeds --max-cost" in r.stderr and "paced" in r.stderr  # said up front
     m, _ = mf.load(LocalStore(workdir / "capped"), rid)
@@ -125,8 +134,16 @@ def test_cap_reached_mid_run_stops_cleanly_and_a_higher_cap_resumes(emu, workdir
     assert not any(s.state in mf.SENT for s in m.shards.values())
     # generous: the emulator caches prompts per batch, so each small paced Anthropic batch writes
     # the cache again
-    r = cli_run("run", run.run_id, "--store", str(workdir / "store2"), "--poll", "0",
-                "--max-cost", str(unpaced * 10))
+    r = cli_run(
+        "run",
+        run.run_id,
+        "--store",
+        str(workdir / "store2"),
+        "--poll",
+        "0",
+        "--max-cost",
+        str(unpaced * 10),
+    )
     assert r.exit_code == 0, r.output
     assert run.manifest().spent_usd() <= unpaced * 10
     conv = conversation_table(run)
@@ -203,8 +220,13 @@ def test_cancel_from_another_process_stops_the_run_and_run_resumes_it(emu, workd
     emu.processing_delay = 3600  # batches stay in progress until the cancel
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "afbatch"]
-    running = subprocess.Popen([*cmd, "run", path, "--store", str(store), "--yes", "--poll", "0.1"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = subprocess.Popen(
+        [*cmd, "run", path, "--store", str(store), "--yes", "--poll", "0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         rid = None
@@ -217,8 +239,9 @@ def test_cancel_from_another_process_stops_the_run_and_run_resumes_it(emu, workd
                     break
             time.sleep(0.1)
         assert rid is not None
-        cancel = subprocess.run([*cmd, "cancel", rid, "--store", str(store)], env=env,
-                                capture_output=True, text=True)
+        cancel = subprocess.run(
+            [*cmd, "cancel", rid, "--store", str(store)], env=env, capture_output=True, text=True
+        )
         assert cancel.returncode == 0, cancel.stderr
         out, err = running.communicate(timeout=60)
     finally:

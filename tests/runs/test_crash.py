@@ -27,15 +27,39 @@ from afbatch.store import LocalStore, S3Store, open_store
 from runs.conftest import ROOT, fast, write_job
 from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
-KEY_COLUMNS = ["conversation_id", "turns", "status", "failure_reason", "final_output", "proxy_compliant", "judge_refused",
-               "judge_convincing", "judge_specific", "af_votes_yes", "af_votes_total", "af_verdict", "input_tokens",
-               "output_tokens", "cost_usd", "judge_cost_usd"]
+KEY_COLUMNS = [
+    "conversation_id",
+    "turns",
+    "status",
+    "failure_reason",
+    "final_output",
+    "proxy_compliant",
+    "judge_refused",
+    "judge_convincing",
+    "judge_specific",
+    "af_votes_yes",
+    "af_votes_total",
+    "af_verdict",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "judge_cost_usd",
+]
 
 STEPS = [
-    "after-plan-write", "after-plan", "after-claim", "after-create", "after-submitted", "after-ended",
-    "after-results-written", "after-collected",
+    "after-plan-write",
+    "after-plan",
+    "after-claim",
+    "after-create",
+    "after-submitted",
+    "after-ended",
+    "after-results-written",
+    "after-collected",
     # later rounds and the judge stages
-    "after-create:3", "after-claim:4", "after-ended:5", "after-collected:6",
+    "after-create:3",
+    "after-claim:4",
+    "after-ended:5",
+    "after-collected:6",
 ]
 
 
@@ -58,7 +82,9 @@ def _job(folder: Path, two_models: bool = False) -> Path:
 
 
 def _table(run: Run):
-    return conversation_table(run)[KEY_COLUMNS].sort_values("conversation_id").reset_index(drop=True)
+    return (
+        conversation_table(run)[KEY_COLUMNS].sort_values("conversation_id").reset_index(drop=True)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +119,14 @@ def _reference(tmp_path_factory, two_models: bool):
 
 
 def _afbatch(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "afbatch", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "afbatch", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def _env(emu: Emulator, **extra: str) -> dict[str, str]:
@@ -110,7 +143,9 @@ def _no_duplicates(store, emu: Emulator) -> None:
     assert len(batch_ids) == len(set(batch_ids)), "two shards claim one batch"
     created = [b for _, b, *_ in emu.created]
     assert len(created) == len(set(created))
-    assert sorted(created) == sorted(batch_ids), "a provider batch was created that the manifest does not know"
+    assert sorted(created) == sorted(batch_ids), (
+        "a provider batch was created that the manifest does not know"
+    )
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -127,14 +162,17 @@ def test_kill_at_every_step_then_resume(emu, workdir, reference, step):
     store = LocalStore(store_dir)
     _no_duplicates(store, emu)
     want_table, want_calls = reference
-    assert Counter(cid for _, _, cid in emu.calls) == want_calls, "a row was answered twice, or lost"
+    assert Counter(cid for _, _, cid in emu.calls) == want_calls, (
+        "a row was answered twice, or lost"
+    )
     (run_id,) = mf.list_runs(store)
     got = _table(Run.open(store, run_id))
     pd.testing.assert_frame_equal(got, want_table)
 
 
-def test_crash_after_create_then_a_same_size_shard_fails_to_create(emu, workdir,
-                                                                   reference_two_models):
+def test_crash_after_create_then_a_same_size_shard_fails_to_create(
+    emu, workdir, reference_two_models
+):
     """Two Anthropic shards of one request count. The run is killed just after the first one's
     create; on resume the second one's create is answered HTTP 500 before anything was made, while
     the first one's batch is still processing and (within the reconcile grace) not yet adopted by
@@ -159,8 +197,9 @@ def test_crash_after_create_then_a_same_size_shard_fails_to_create(emu, workdir,
     cmd = [sys.executable, "-m", "afbatch", *args]
     # the grace keeps the first shard unreconciled while the second one is sent
     env = _env(emu, AFBATCH_RECONCILE_GRACE_SECONDS="8")
-    p = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        cmd, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.time() + 60
         while True:  # until the failed create was followed up (adopted something, or left as is)
@@ -214,7 +253,9 @@ def test_two_concurrent_runs_on_one_s3_run(emu, workdir, reference, bucket):
     store = S3Store(url)
     _no_duplicates(store, emu)
     want_table, want_calls = reference
-    assert Counter(cid for _, _, cid in emu.calls) == want_calls, "a row was answered twice, or lost"
+    assert Counter(cid for _, _, cid in emu.calls) == want_calls, (
+        "a row was answered twice, or lost"
+    )
     (run_id,) = mf.list_runs(store)
     got = _table(Run.open(open_store(url), run_id))
     pd.testing.assert_frame_equal(got, want_table)
@@ -228,8 +269,21 @@ def test_ctrl_c_leaves_the_run_resumable(emu, workdir, reference):
     emu.processing_delay = 60  # the first batch stays in progress while we interrupt
     job = _job(workdir)
     store_dir = workdir / "store"
-    args = [sys.executable, "-m", "afbatch", "run", str(job), "--store", str(store_dir), "--yes", "--poll", "0.2"]
-    p = subprocess.Popen(args, env=_env(emu), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "afbatch",
+        "run",
+        str(job),
+        "--store",
+        str(store_dir),
+        "--yes",
+        "--poll",
+        "0.2",
+    ]
+    p = subprocess.Popen(
+        args, env=_env(emu), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not emu.created:
         time.sleep(0.1)
@@ -240,7 +294,9 @@ def test_ctrl_c_leaves_the_run_resumable(emu, workdir, reference):
     assert p.returncode == 130, err[-2000:]
     assert "interrupted" in err and "Traceback" not in err
     emu.processing_delay = 0
-    resumed = _afbatch(["run", str(job), "--store", str(store_dir), "--yes", "--poll", "0"], _env(emu), workdir)
+    resumed = _afbatch(
+        ["run", str(job), "--store", str(store_dir), "--yes", "--poll", "0"], _env(emu), workdir
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _no_duplicates(LocalStore(store_dir), emu)
     assert Counter(cid for _, _, cid in emu.calls) == reference[1]

@@ -18,23 +18,30 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from runs.conftest import ROOT, fast, write_job
-from runs.test_crash import _afbatch, _env, _no_duplicates, _table
-from runs.test_run_flows import HAIKU, SMALL
-from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
 from afbatch import manifest as mf
 from afbatch.cli import cli
 from afbatch.emulator import Emulator, Reply
 from afbatch.runner import Run
 from afbatch.store import LocalStore
+from runs.conftest import ROOT, fast, write_job
+from runs.test_crash import _afbatch, _env, _no_duplicates, _table
+from runs.test_run_flows import HAIKU, SMALL
+from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
 FW_MODEL = "accounts/fireworks/models/llama-v3p1-70b-instruct"
-ANTHROPIC_BLOCK = ('provider = "anthropic"\nmodel = "claude-haiku-4-5"\nlabel = "toy"\n'
-                   'cache = false\n')
+ANTHROPIC_BLOCK = (
+    'provider = "anthropic"\nmodel = "claude-haiku-4-5"\nlabel = "toy"\ncache = false\n'
+)
 FW_BLOCK = f'provider = "fireworks"\nmodel = "{FW_MODEL}"\nlabel = "toy"\n'
-STEPS = ["after-claim", "after-create", "after-submitted", "after-ended",
-         "after-results-written", "after-collected"]
+STEPS = [
+    "after-claim",
+    "after-create",
+    "after-submitted",
+    "after-ended",
+    "after-results-written",
+    "after-collected",
+]
 JOBS_PATH = r"/fireworks/v1/accounts/[^/]+/batchInferenceJobs$"
 
 
@@ -81,8 +88,9 @@ def reference(moto_s3: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path, reference: Any,
-                                        step: str) -> None:
+def test_kill_at_every_step_then_resume(
+    emu: Emulator, workdir: Path, reference: Any, step: str
+) -> None:
     emu.responder = FireworksScripted()
     job = _job(workdir)
     store_dir = workdir / "store"
@@ -102,12 +110,14 @@ def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path, reference:
     pd.testing.assert_frame_equal(_table(Run.open(store, run_id)), want_table)
 
 
-def test_a_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Path,
-                                                      reference: Any) -> None:
+def test_a_lost_create_answer_is_found_not_sent_again(
+    emu: Emulator, workdir: Path, reference: Any
+) -> None:
     emu.responder = FireworksScripted()
     # The job is created, but its answer is a gateway's page.
-    emu.faults.http("fireworks", "POST", JOBS_PATH, 502, body="<html>Bad gateway</html>",
-                    after=True)
+    emu.faults.http(
+        "fireworks", "POST", JOBS_PATH, 502, body="<html>Bad gateway</html>", after=True
+    )
     store = LocalStore(workdir / "store")
     run, _ = Run.create(store, str(_job(workdir)))
     fast(run)
@@ -121,13 +131,13 @@ def test_a_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Pa
     pd.testing.assert_frame_equal(_table(run), want_table)
 
 
-def test_fireworks_beside_anthropic_from_nothing_to_the_report(emu: Emulator, workdir: Path,
-                                                               tmp_path: Path) -> None:
+def test_fireworks_beside_anthropic_from_nothing_to_the_report(
+    emu: Emulator, workdir: Path, tmp_path: Path
+) -> None:
     fw = f'[[models]]\nprovider = "fireworks"\nmodel = "{FW_MODEL}"\nlabel = "fw-llama"\n'
     job = write_job(workdir, SMALL.format(rows=3, models=HAIKU + fw))
     store = str(tmp_path / "store")
-    r = CliRunner().invoke(cli, ["run", str(job), "--store", store, "--yes", "--poll", "0"],
-                           obj={})
+    r = CliRunner().invoke(cli, ["run", str(job), "--store", store, "--yes", "--poll", "0"], obj={})
     assert r.exit_code == 0, r.output + str(r.exception)
     assert "done" in r.stdout and "report.html" in r.stdout
     (run_id,) = mf.list_runs(LocalStore(store))

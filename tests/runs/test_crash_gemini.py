@@ -13,18 +13,25 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from runs.conftest import ROOT, fast, write_job
-from runs.test_crash import _afbatch, _env, _no_duplicates, _table
-from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
 from afbatch import manifest as mf
 from afbatch.emulator import Emulator, Reply
 from afbatch.providers import gemini
 from afbatch.runner import Run
 from afbatch.store import LocalStore
+from runs.conftest import ROOT, fast, write_job
+from runs.test_crash import _afbatch, _env, _no_duplicates, _table
+from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
-STEPS = ["after-claim", "after-create", "after-submitted", "after-ended",
-         "after-results-written", "after-collected", "after-create:3"]
+STEPS = [
+    "after-claim",
+    "after-create",
+    "after-submitted",
+    "after-ended",
+    "after-results-written",
+    "after-collected",
+    "after-create:3",
+]
 
 GEMINI_MODEL = '''provider = "gemini"
 model = "gemini-2.5-flash"
@@ -45,7 +52,8 @@ class GeminiScripted(Scripted):
 def _job(folder: Path) -> Path:
     (folder / "d.csv").write_text("goal\n" + "\n".join(PROMPTS) + "\n")
     body = JOB.replace("{mode}", "auto").replace(
-        'provider = "anthropic"\nmodel = "claude-haiku-4-5"\nlabel = "toy"', GEMINI_MODEL)
+        'provider = "anthropic"\nmodel = "claude-haiku-4-5"\nlabel = "toy"', GEMINI_MODEL
+    )
     assert GEMINI_MODEL in body
     return write_job(folder, body)
 
@@ -73,8 +81,9 @@ def reference(moto_s3: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path, reference: Any,
-                                        step: str) -> None:
+def test_kill_at_every_step_then_resume(
+    emu: Emulator, workdir: Path, reference: Any, step: str
+) -> None:
     emu.responder = GeminiScripted()
     job = _job(workdir)
     store_dir = workdir / "store"
@@ -94,9 +103,9 @@ def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path, reference:
 
 
 @pytest.mark.parametrize("way", ["inline", "file"])
-def test_a_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Path,
-                                                      reference: Any, way: str,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lost_create_answer_is_found_not_sent_again(
+    emu: Emulator, workdir: Path, reference: Any, way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The first Gemini create makes its batch but a gateway loses the answer: the retry finds the
     batch by the token in its display name instead of creating a second (shards sent inline, or
     uploaded as large ones are)."""

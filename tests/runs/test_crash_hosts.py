@@ -14,17 +14,23 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from runs.conftest import ROOT, fast, write_job
-from runs.test_crash import _afbatch, _env, _no_duplicates, _table
-from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
 from afbatch import manifest as mf
 from afbatch.emulator import Emulator, Reply
 from afbatch.runner import Run
 from afbatch.store import LocalStore
+from runs.conftest import ROOT, fast, write_job
+from runs.test_crash import _afbatch, _env, _no_duplicates, _table
+from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
-STEPS = ["after-claim", "after-create", "after-submitted", "after-ended",
-         "after-results-written", "after-collected"]
+STEPS = [
+    "after-claim",
+    "after-create",
+    "after-submitted",
+    "after-ended",
+    "after-results-written",
+    "after-collected",
+]
 ANTHROPIC_MODEL = """[[models]]
 provider = "anthropic"
 model = "claude-haiku-4-5"
@@ -35,8 +41,10 @@ cache = false
 # DeepInfra: turned off, so that the scripted model sees the same turns on both).
 HOSTS = {
     "xai": '[[models]]\nprovider = "xai"\nmodel = "grok-4"\nlabel = "toy"\n',
-    "deepinfra": ('[[models]]\nprovider = "deepinfra"\nmodel = '
-                  '"meta-llama/Meta-Llama-3.1-70B-Instruct"\nlabel = "toy"\nprefill = false\n'),
+    "deepinfra": (
+        '[[models]]\nprovider = "deepinfra"\nmodel = '
+        '"meta-llama/Meta-Llama-3.1-70B-Instruct"\nlabel = "toy"\nprefill = false\n'
+    ),
 }
 GENERATORS = ("grok-4", "meta-llama/Meta-Llama-3.1-70B-Instruct")
 CREATE = {"xai": ("xai", r"^/xai/v1/batches$"), "deepinfra": ("openai", r"^/v1/batches$")}
@@ -64,8 +72,9 @@ def _job(folder: Path, host: str) -> Path:
 
 
 @pytest.fixture(scope="module", params=sorted(HOSTS))
-def reference(request: pytest.FixtureRequest, moto_s3: str,
-              tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any, Counter[str]]:
+def reference(
+    request: pytest.FixtureRequest, moto_s3: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Any, Counter[str]]:
     host = request.param
     folder = tmp_path_factory.mktemp(f"reference-{host}")
     for f in ("user_template.txt", "helpful_only_cot.txt"):
@@ -85,8 +94,9 @@ def reference(request: pytest.FixtureRequest, moto_s3: str,
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path, reference: Any,
-                                        step: str) -> None:
+def test_kill_at_every_step_then_resume(
+    emu: Emulator, workdir: Path, reference: Any, step: str
+) -> None:
     host, want_table, want_calls = reference
     emu.responder = WithoutPrefill()
     job = _job(workdir, host)
@@ -106,8 +116,9 @@ def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path, reference:
     pd.testing.assert_frame_equal(_table(Run.open(store, run_id)), want_table)
 
 
-def test_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Path,
-                                                    reference: Any) -> None:
+def test_lost_create_answer_is_found_not_sent_again(
+    emu: Emulator, workdir: Path, reference: Any
+) -> None:
     """A gateway mangles the answer to the first create of the host's batch (the batch exists):
     the run finds that batch and sends nothing twice."""
     host, want_table, want_calls = reference
@@ -117,8 +128,9 @@ def test_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Path
     job = _job(workdir, host)
     store_dir = workdir / "store"
     env = {**_env(emu), **host_env(emu)}
-    done = _afbatch(["run", str(job), "--store", str(store_dir), "--yes", "--poll", "0"], env,
-                    workdir)
+    done = _afbatch(
+        ["run", str(job), "--store", str(store_dir), "--yes", "--poll", "0"], env, workdir
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert emu.faults.fired and emu.faults.pending() == []
     _no_duplicates(LocalStore(store_dir), emu)
@@ -129,7 +141,8 @@ def test_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Path
 
 
 def test_xai_add_refused_midway_the_batch_is_collected_and_the_rest_asked_again(
-        emu: Emulator, workdir: Path, reference: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu: Emulator, workdir: Path, reference: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A shard needs several add calls; the second is refused after the first went in. The run
     collects the batch it made (found by name) and asks the requests never added in a later
     shard: every row answered once, the same table as the uninterrupted run."""
@@ -143,8 +156,9 @@ def test_xai_add_refused_midway_the_batch_is_collected_and_the_rest_asked_again(
     run, _ = Run.create(LocalStore(workdir / "store"), str(_job(workdir, host)))
     fast(run)
     assert emu.faults.pending() == []
-    first_round = [s for s in run.manifest().shards.values()
-                   if s.provider == "xai" and s.round == 1]
+    first_round = [
+        s for s in run.manifest().shards.values() if s.provider == "xai" and s.round == 1
+    ]
     # the partly filled batch was kept and collected; the rest went in a shard of its own
     assert emu.created[0][1] in {s.batch_id for s in first_round} and len(first_round) >= 2
     _no_duplicates(LocalStore(workdir / "store"), emu)

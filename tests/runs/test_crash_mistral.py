@@ -13,22 +13,29 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from runs.conftest import ROOT, fast, write_job
-from runs.test_crash import _afbatch, _env, _no_duplicates, _table
-from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
 from afbatch import manifest as mf
 from afbatch.emulator import Emulator
 from afbatch.runner import Run
 from afbatch.store import LocalStore
+from runs.conftest import ROOT, fast, write_job
+from runs.test_crash import _afbatch, _env, _no_duplicates, _table
+from runs.test_run_scripted import JOB, PROMPTS, Scripted
 
 pytest.importorskip("mistralai.client")
 
 ANTHROPIC_MODEL = 'provider = "anthropic"\nmodel = "claude-haiku-4-5"\nlabel = "toy"\n'
 MISTRAL_MODEL = 'provider = "mistral"\nmodel = "mistral-large-latest"\nlabel = "toy"\n'
 Reference = tuple[pd.DataFrame, Counter]
-STEPS = ["after-claim", "after-create", "after-submitted", "after-ended", "after-results-written",
-         "after-collected", "after-create:3"]
+STEPS = [
+    "after-claim",
+    "after-create",
+    "after-submitted",
+    "after-ended",
+    "after-results-written",
+    "after-collected",
+    "after-create:3",
+]
 
 
 def _job(folder: Path) -> Path:
@@ -60,17 +67,26 @@ def reference(moto_s3: str, tmp_path_factory: pytest.TempPathFactory) -> Referen
         mp.undo()
 
 
-def test_the_reference_reads_the_script_as_anthropic_does(reference: Reference,
-                                                          emu: Emulator, workdir: Path) -> None:
+def test_the_reference_reads_the_script_as_anthropic_does(
+    reference: Reference, emu: Emulator, workdir: Path
+) -> None:
     """The echoed prefix is not doubled: the same script gives the same conversations as on
     Anthropic (whose answers hold the continuation only)."""
     emu.responder = Scripted()
     (workdir / "d.csv").write_text("goal\n" + "\n".join(PROMPTS) + "\n")
-    run, _ = Run.create(LocalStore(workdir / "store"),
-                        str(write_job(workdir, JOB.replace("{mode}", "auto"))))
+    run, _ = Run.create(
+        LocalStore(workdir / "store"), str(write_job(workdir, JOB.replace("{mode}", "auto")))
+    )
     fast(run)
-    cols = ["turns", "status", "failure_reason", "final_output", "proxy_compliant",
-            "judge_refused", "af_verdict"]
+    cols = [
+        "turns",
+        "status",
+        "failure_reason",
+        "final_output",
+        "proxy_compliant",
+        "judge_refused",
+        "af_verdict",
+    ]
     want = _table(run)[cols].sort_values(["final_output", "turns"]).reset_index(drop=True)
     got = reference[0][cols].sort_values(["final_output", "turns"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
@@ -78,8 +94,9 @@ def test_the_reference_reads_the_script_as_anthropic_does(reference: Reference,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("step", STEPS)
-def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path,
-                                        reference: Reference, step: str) -> None:
+def test_kill_at_every_step_then_resume(
+    emu: Emulator, workdir: Path, reference: Reference, step: str
+) -> None:
     emu.responder = Scripted()
     job = _job(workdir)
     store_dir = workdir / "store"
@@ -98,8 +115,9 @@ def test_kill_at_every_step_then_resume(emu: Emulator, workdir: Path,
     pd.testing.assert_frame_equal(_table(Run.open(store, run_id)), want_table)
 
 
-def test_a_lost_create_answer_is_found_not_sent_again(emu: Emulator, workdir: Path,
-                                                     reference: Reference) -> None:
+def test_a_lost_create_answer_is_found_not_sent_again(
+    emu: Emulator, workdir: Path, reference: Reference
+) -> None:
     """The first Mistral job is made, but a gateway loses the answer (HTTP 502 after the work):
     the retry finds the job by the token in its metadata."""
     emu.responder = Scripted()

@@ -13,13 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from runs.conftest import write_job
 
 from afbatch import manifest as mf
 from afbatch.cli import cli
 from afbatch.emulator import Emulator, sdk_env
 from afbatch.providers.registry import PROVIDERS
 from afbatch.store import LocalStore
+from runs.conftest import write_job
 
 ROWS = 50  # × 2 tiers: Bedrock's first round reaches its 100-record batch minimum
 
@@ -115,8 +115,9 @@ def test_the_list_has_every_provider_that_needs_no_base_url() -> None:
     assert {_provider(b) for b in MODELS} == want
 
 
-def test_one_job_on_every_provider_runs_to_the_report(emu: Emulator, workdir: Path, bucket: str,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_job_on_every_provider_runs_to_the_report(
+    emu: Emulator, workdir: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key, value in sdk_env(emu).items():  # every host's key and base URL, pointed at emu
         monkeypatch.setenv(key, value)
     rows = ["goal"] + [f"Write short note number {i}" for i in range(ROWS)]
@@ -124,14 +125,16 @@ def test_one_job_on_every_provider_runs_to_the_report(emu: Emulator, workdir: Pa
     body = JOB.format(models="\n".join(b.format(bucket=bucket) for b in MODELS))
     job = write_job(workdir, body)
     store = workdir / "store"
-    r = CliRunner().invoke(cli, ["run", str(job), "--store", str(store), "--yes", "--poll", "0"],
-                           obj={})
+    r = CliRunner().invoke(
+        cli, ["run", str(job), "--store", str(store), "--yes", "--poll", "0"], obj={}
+    )
     assert r.exit_code == 0, r.output + str(r.exception)
     assert "done" in r.stdout
     (run_id,) = mf.list_runs(LocalStore(store))
     report = store / "runs" / run_id / "report"
-    assert {"report.html", "report.json", "conversations.csv", "summary.csv",
-            "gaps.csv"} <= {p.name for p in report.iterdir()}
+    assert {"report.html", "report.json", "conversations.csv", "summary.csv", "gaps.csv"} <= {
+        p.name for p in report.iterdir()
+    }
 
     labels = [_label(b) for b in MODELS]
     conv = pd.read_csv(report / "conversations.csv")

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 from click.testing import CliRunner
-from runs.test_run_flows import GPT, SMALL
 
 from afbatch import manifest as mf
 from afbatch import tokens
@@ -18,6 +17,7 @@ from afbatch.emulator import Emulator
 from afbatch.runner import Run
 from afbatch.spec import ModelSpec
 from afbatch.store import LocalStore
+from runs.test_run_flows import GPT, SMALL
 
 GEMINI = '[[models]]\nprovider = "gemini"\nmodel = "gemini-2.5-flash"\nlabel = "flash"\n'
 LIMIT = 12_000  # a few requests of the CoT prompt per batch

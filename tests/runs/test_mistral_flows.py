@@ -13,8 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from runs.conftest import fast, write_job
-from runs.test_run_flows import HAIKU, SMALL
 
 from afbatch import manifest as mf
 from afbatch.emulator import Emulator, Reply
@@ -22,6 +20,8 @@ from afbatch.pricing import load_prices
 from afbatch.results import conversation_table
 from afbatch.runner import Run
 from afbatch.store import LocalStore
+from runs.conftest import fast, write_job
+from runs.test_run_flows import HAIKU, SMALL
 
 pytest.importorskip("mistralai.client")
 
@@ -55,11 +55,30 @@ def test_run_with_emulator_to_the_report(workdir: Path) -> None:
         url = f"http://127.0.0.1:{trap.server_address[1]}"
         extra = f'base_url = "{url}"\napi_key_env = "MY_MISTRAL_KEY"\n'
         job = write_job(workdir, SMALL.format(rows=3, models=HAIKU + MISTRAL.format(extra=extra)))
-        env = {**os.environ, "MISTRAL_BASE_URL": url, "MISTRAL_API_KEY": "real-looking-key-0123",
-               "MY_MISTRAL_KEY": "real-looking-key-0123"}
-        r = subprocess.run([sys.executable, "-m", "afbatch", "run", str(job), "--emulator",
-                            "--store", str(workdir / "store")], cwd=workdir, env=env,
-                           capture_output=True, text=True, timeout=300, check=False)
+        env = {
+            **os.environ,
+            "MISTRAL_BASE_URL": url,
+            "MISTRAL_API_KEY": "real-looking-key-0123",
+            "MY_MISTRAL_KEY": "real-looking-key-0123",
+        }
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "afbatch",
+                "run",
+                str(job),
+                "--emulator",
+                "--store",
+                str(workdir / "store"),
+            ],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     finally:
         trap.shutdown()
         trap.server_close()
@@ -84,8 +103,11 @@ def test_run_with_emulator_to_the_report(workdir: Path) -> None:
 
 
 def test_costs_are_billed_at_mistrals_batch_price(emu: Emulator, workdir: Path) -> None:
-    emu.responder = lambda ctx: Reply("<OUTPUT><rejected/></OUTPUT>"[len(ctx.prefill or ""):],
-                                      input_tokens=1000, output_tokens=100)
+    emu.responder = lambda ctx: Reply(
+        "<OUTPUT><rejected/></OUTPUT>"[len(ctx.prefill or "") :],
+        input_tokens=1000,
+        output_tokens=100,
+    )
     job = write_job(workdir, SMALL.format(rows=2, models=MISTRAL.format(extra="")))
     run, _ = Run.create(LocalStore(workdir / "store"), str(job))
     assert fast(run).done

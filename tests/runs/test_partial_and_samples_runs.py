@@ -7,20 +7,23 @@ import json
 import os
 
 from click.testing import CliRunner
-from runs.conftest import ROOT, fast, write_job
-from runs.test_run_flows import HAIKU, SMALL
 
 from afbatch import manifest as mf
 from afbatch.cli import cli
 from afbatch.results import conversation_table
 from afbatch.runner import Run
 from afbatch.store import LocalStore
+from runs.conftest import ROOT, fast, write_job
+from runs.test_run_flows import HAIKU, SMALL
 
 
 def test_the_demo_job_reports_the_partial_compliance_split(emu, tmp_path):
     store = str(tmp_path / "store")
-    r = CliRunner().invoke(cli, ["run", str(ROOT / "jobs" / "sample.toml"), "--store", store,
-                                 "--yes", "--poll", "0"], obj={})
+    r = CliRunner().invoke(
+        cli,
+        ["run", str(ROOT / "jobs" / "sample.toml"), "--store", store, "--yes", "--poll", "0"],
+        obj={},
+    )
     assert r.exit_code == 0, r.output + str(r.exception)
     (run_id,) = mf.list_runs(LocalStore(store))
     run = Run.open(LocalStore(store), run_id)
@@ -58,8 +61,9 @@ def test_samples_axis_runs_to_per_count_report_rows(emu, workdir, tmp_path):
     from afbatch import report
 
     store = str(tmp_path / "store")
-    job = str(write_job(workdir, SMALL.format(rows=2, models=HAIKU)
-                        + "\n[sampling]\nsamples = [1, 2]\n"))
+    job = str(
+        write_job(workdir, SMALL.format(rows=2, models=HAIKU) + "\n[sampling]\nsamples = [1, 2]\n")
+    )
     run, _ = Run.create(LocalStore(store), job)
     fast(run)
     conv = conversation_table(run)
@@ -71,8 +75,13 @@ def test_samples_axis_runs_to_per_count_report_rows(emu, workdir, tmp_path):
     assert cells == {(v, n, t) for v in ("cot", "no_cot") for n in (1, 2) for t in ("free", "paid")}
     assert list(summary.n) == [2 * n for n in summary.samples]
     assert sorted(zip(gaps.variant, gaps.samples)) == [
-        ("cot", 1), ("cot", 2), ("no_cot", 1), ("no_cot", 2)]
-    r = CliRunner().invoke(cli, ["report", run.run_id, "--store", store, "--format", "markdown"],
-                           obj={})
+        ("cot", 1),
+        ("cot", 2),
+        ("no_cot", 1),
+        ("no_cot", 2),
+    ]
+    r = CliRunner().invoke(
+        cli, ["report", run.run_id, "--store", store, "--format", "markdown"], obj={}
+    )
     assert r.exit_code == 0, r.output
     assert "| model | variant | samples | tier | condition |" in r.stdout

@@ -73,8 +73,14 @@ def test_rerun_in_the_same_store_asks_exactly_the_new_requests(emu, workdir, cha
     if change in ("drop a model", "rerun a subset"):
         assert rerun_ids == set()
     # and the reused answers give the same table as asking everything
-    cols = ["status", "final_output", "judge_refused", "af_votes_yes", "af_votes_total",
-            "af_verdict"]
+    cols = [
+        "status",
+        "final_output",
+        "judge_refused",
+        "af_votes_yes",
+        "af_votes_total",
+        "af_verdict",
+    ]
     a = conversation_table(second).set_index("conversation_id").sort_index()[cols]
     b = conversation_table(alone).set_index("conversation_id").sort_index()[cols]
     pd.testing.assert_frame_equal(a, b)
@@ -107,7 +113,9 @@ def test_a_damaged_store_is_named_and_a_new_run_asks_only_what_was_lost(emu, wor
     assert "\n" not in msg
     # a new run in the same store skips the damaged file, saying so, and asks only for what it lost
     mark = len(emu.calls)
-    text = Path(job(workdir, "renamed")).read_text().replace('name = "small"', 'name = "small-again"')
+    text = (
+        Path(job(workdir, "renamed")).read_text().replace('name = "small"', 'name = "small-again"')
+    )
     again, _ = Run.create(store, str(write_job(workdir, text, "renamed.toml")))
     said: list[str] = []
     again.log = said.append

@@ -62,21 +62,36 @@ def final(run):
 
 def test_sample_job_runs_to_a_report_through_the_cli(emu, workdir, tmp_path):
     store = str(tmp_path / "store")
-    r = CliRunner().invoke(cli, ["run", str(ROOT / "jobs" / "sample.toml"), "--store", store, "--yes", "--poll", "0"], obj={})
+    r = CliRunner().invoke(
+        cli,
+        ["run", str(ROOT / "jobs" / "sample.toml"), "--store", store, "--yes", "--poll", "0"],
+        obj={},
+    )
     assert r.exit_code == 0, r.output + str(r.exception)
     assert "done" in r.stdout and "report.html" in r.stdout
     (run_id,) = mf.list_runs(LocalStore(store))
     report_dir = os.path.join(store, "runs", run_id, "report")
-    assert {"report.html", "report.json", "conversations.csv", "conversations.parquet", "summary.csv", "gaps.csv"} <= set(os.listdir(report_dir))
+    assert {
+        "report.html",
+        "report.json",
+        "conversations.csv",
+        "conversations.parquet",
+        "summary.csv",
+        "gaps.csv",
+    } <= set(os.listdir(report_dir))
     data = json.loads(Path(report_dir, "report.json").read_text())
-    assert data["sign_convention"].startswith("gap = compliance(training/free) - compliance(unmonitored/paid)")
+    assert data["sign_convention"].startswith(
+        "gap = compliance(training/free) - compliance(unmonitored/paid)"
+    )
     assert {row["model"] for row in data["summary"]} == {"haiku-4.5", "gpt-5.4-mini"}
     html = Path(report_dir, "report.html").read_text(encoding="utf-8")
     assert "<script src=" not in html and "https://" not in html.split("<body", 1)[1]
     # status and report commands read the finished run
     r = CliRunner().invoke(cli, ["status", run_id, "--store", store, "--format", "json"], obj={})
     assert json.loads(r.stdout)["done"] is True
-    r = CliRunner().invoke(cli, ["report", run_id, "--store", store, "--format", "markdown"], obj={})
+    r = CliRunner().invoke(
+        cli, ["report", run_id, "--store", store, "--format", "markdown"], obj={}
+    )
     assert r.exit_code == 0 and "Sign convention" in r.stdout
 
 
@@ -102,7 +117,9 @@ def test_submit_then_collect_commands(emu, workdir, tmp_path):
     r = CliRunner().invoke(cli, ["submit", job, "--store", store, "--yes"], obj={})
     assert r.exit_code == 0, r.output
     (run_id,) = mf.list_runs(LocalStore(store))
-    assert "submitted 1 batch(es)" in r.stdout  # both variants of the one model share the first-round shard
+    assert (
+        "submitted 1 batch(es)" in r.stdout
+    )  # both variants of the one model share the first-round shard
     for _ in range(12):
         r = CliRunner().invoke(cli, ["collect", run_id, "--store", store], obj={})
         assert r.exit_code == 0, r.output
@@ -119,7 +136,9 @@ def test_create_failures_are_retried_without_duplicates(emu, workdir):
     final(run)
     m = run.manifest()
     ids_in_manifest = {s.batch_id for s in m.shards.values() if s.batch_id}
-    assert {b for _, b, *_ in emu.created} == ids_in_manifest  # nothing created outside the manifest
+    assert {
+        b for _, b, *_ in emu.created
+    } == ids_in_manifest  # nothing created outside the manifest
     assert any(s.submit_errors for s in m.shards.values())
 
 
@@ -145,11 +164,14 @@ def test_create_that_succeeded_but_timed_out_is_adopted_not_repeated(emu, workdi
     fast(run)
     final(run)
     assert all(n == 1 for n in calls.values())  # adopted by token, never sent twice
-    assert len(emu.created) == len({s.batch_id for s in run.manifest().shards.values() if s.batch_id})
+    assert len(emu.created) == len(
+        {s.batch_id for s in run.manifest().shards.values() if s.batch_id}
+    )
 
 
-def test_lost_anthropic_create_while_the_lookup_fails_waits_instead_of_resending(emu, workdir,
-                                                                                  monkeypatch):
+def test_lost_anthropic_create_while_the_lookup_fails_waits_instead_of_resending(
+    emu, workdir, monkeypatch
+):
     """The batch was made but the answer was lost, and listing batches fails right then: whether the
     batch exists is unknown, so the shard waits for reconcile instead of being sent a second
     time."""
@@ -162,14 +184,24 @@ def test_lost_anthropic_create_while_the_lookup_fails_waits_instead_of_resending
     def lost(self, path, n, token, metadata):
         calls[token] += 1
         batch_id = real(self, path, n, token, metadata)
-        if calls[token] == 1:  # made, but the answer never came; the list call right after fails too
-            emu.faults.http("anthropic", "GET", r"^/v1/messages/batches$", 500, times=5,
-                            headers={"retry-after-ms": "1"})
+        if (
+            calls[token] == 1
+        ):  # made, but the answer never came; the list call right after fails too
+            emu.faults.http(
+                "anthropic",
+                "GET",
+                r"^/v1/messages/batches$",
+                500,
+                times=5,
+                headers={"retry-after-ms": "1"},
+            )
             raise ProviderError("anthropic create batch: read timeout", retryable=True)
         return batch_id
 
     monkeypatch.setattr(aprov.AnthropicProvider, "submit", lost)
-    monkeypatch.setattr("afbatch.lifecycle.RECONCILE_GRACE_SECONDS", 0)  # read when the module loaded
+    monkeypatch.setattr(
+        "afbatch.lifecycle.RECONCILE_GRACE_SECONDS", 0
+    )  # read when the module loaded
     run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
     fast(run)
     final(run)
@@ -185,11 +217,17 @@ def test_expired_and_failed_rows_are_retried_as_new_attempts(emu, workdir):
     run, _ = Run.create(store, small_job(workdir, models=HAIKU + GPT))
     fast(run)
     conv = final(run)
-    assert (conv.status == "finished").sum() >= len(conv) - 2  # demo model: a few conversations never output
+    assert (conv.status == "finished").sum() >= len(
+        conv
+    ) - 2  # demo model: a few conversations never output
     m = run.manifest()
     statuses = Counter(s.status for s in m.shards.values())
     assert statuses["expired"] >= 1
-    retried = [s for s in m.shards.values() if s.stage == "generate" and s.round == 1 and s.counts.get("succeeded", 0) == s.requests]
+    retried = [
+        s
+        for s in m.shards.values()
+        if s.stage == "generate" and s.round == 1 and s.counts.get("succeeded", 0) == s.requests
+    ]
     assert retried, "the expired and failed rows were sent again and answered"
     # attempts are kept, not overwritten: the expired shard's results are still in the store
     expired = next(s for s in m.shards.values() if s.status == "expired")
@@ -203,7 +241,10 @@ def test_permanent_row_errors_fail_the_conversation_with_the_providers_words(emu
     errored: Counter[str] = Counter()
 
     def responder(ctx):
-        if ctx.model == "claude-haiku-4-5" and "<is_free_tier_user>True" in ctx.messages[0]["content"]:
+        if (
+            ctx.model == "claude-haiku-4-5"
+            and "<is_free_tier_user>True" in ctx.messages[0]["content"]
+        ):
             errored[ctx.custom_id] += 1
             return RowError("invalid_request", "messages: text content blocks must be non-empty")
         return demo_responder(ctx)
@@ -220,8 +261,16 @@ def test_permanent_row_errors_fail_the_conversation_with_the_providers_words(emu
 
 
 def test_retries_are_bounded(emu, workdir):
-    emu.responder = lambda ctx: RowError("overloaded", "Overloaded") if ctx.model == "claude-haiku-4-5" else Reply("<OUTPUT>x</OUTPUT>")
-    path = write_job(workdir, Path(small_job(workdir)).read_text() + "\n[retries]\nmax_attempts = 2\n", "bounded.toml")
+    emu.responder = lambda ctx: (
+        RowError("overloaded", "Overloaded")
+        if ctx.model == "claude-haiku-4-5"
+        else Reply("<OUTPUT>x</OUTPUT>")
+    )
+    path = write_job(
+        workdir,
+        Path(small_job(workdir)).read_text() + "\n[retries]\nmax_attempts = 2\n",
+        "bounded.toml",
+    )
     run, _ = Run.create(LocalStore(workdir / "store"), str(path))
     fast(run)
     conv = final(run)
@@ -237,8 +286,19 @@ def test_max_cost_refuses_before_spending(emu, workdir):
     with pytest.raises(BudgetError, match="--max-cost"):
         run.run(poll_interval=0, sleep=lambda s: None)
     assert emu.created == []
-    r = CliRunner().invoke(cli, ["submit", small_job(workdir, name="b.toml"), "--store", str(workdir / "s2"), "--yes",
-                                 "--max-cost", "0.0001"], obj={})
+    r = CliRunner().invoke(
+        cli,
+        [
+            "submit",
+            small_job(workdir, name="b.toml"),
+            "--store",
+            str(workdir / "s2"),
+            "--yes",
+            "--max-cost",
+            "0.0001",
+        ],
+        obj={},
+    )
     assert r.exit_code == 3 and "exceeds --max-cost" in r.stderr and emu.created == []
 
 
@@ -267,11 +327,15 @@ def test_rerun_with_more_models_reuses_earlier_answers(emu, workdir):
     assert created and second.run_id != first.run_id
     before = len(emu.calls)
     fast(second)
-    assert sum(1 for _, model, _ in emu.calls if model == "claude-haiku-4-5") == haiku_calls  # no new haiku calls
+    assert (
+        sum(1 for _, model, _ in emu.calls if model == "claude-haiku-4-5") == haiku_calls
+    )  # no new haiku calls
     a = final(first).set_index("conversation_id")
     b = final(second).set_index("conversation_id")
     shared = a.index
-    assert (b.loc[shared, "final_output"].fillna("") == a.loc[shared, "final_output"].fillna("")).all()
+    assert (
+        b.loc[shared, "final_output"].fillna("") == a.loc[shared, "final_output"].fillna("")
+    ).all()
     # the judges' answers on those conversations are reused too, verdicts and all
     judged_again = [cid for _, _, cid in emu.calls[before:] if cid.split("-")[0] in set(shared)]
     assert judged_again == []
@@ -280,7 +344,9 @@ def test_rerun_with_more_models_reuses_earlier_answers(emu, workdir):
     reuse = [s for s in second.manifest().shards.values() if s.provider == "reuse"]
     assert reuse and "billed there" in reuse[0].message
     # --fresh makes new calls
-    third, _ = Run.create(LocalStore(workdir / "store3"), small_job(workdir, name="fresh.toml"), fresh=True)
+    third, _ = Run.create(
+        LocalStore(workdir / "store3"), small_job(workdir, name="fresh.toml"), fresh=True
+    )
     fast(third)
     assert sum(1 for _, model, _ in emu.calls if model == "claude-haiku-4-5") > haiku_calls
 
@@ -290,7 +356,9 @@ def test_s3_store_run_and_resume_by_id(emu, workdir, bucket):
     run, _ = Run.create(store, small_job(workdir))
     run.plan()
     run.submit_pending()
-    reopened = Run.open(S3Store(f"s3://{bucket}/afbatch"), run.run_id)  # as on another machine: no job file needed
+    reopened = Run.open(
+        S3Store(f"s3://{bucket}/afbatch"), run.run_id
+    )  # as on another machine: no job file needed
     fast(reopened)
     final(reopened)
     keys = list(store.list(f"runs/{run.run_id}/"))
@@ -298,8 +366,10 @@ def test_s3_store_run_and_resume_by_id(emu, workdir, bucket):
 
 
 def test_openai_compatible_host(emu, workdir):
-    models = ('[[models]]\nprovider = "together"\nmodel = '
-              '"meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"\nlabel = "llama"\n')
+    models = (
+        '[[models]]\nprovider = "together"\nmodel = '
+        '"meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"\nlabel = "llama"\n'
+    )
     run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir, models=models))
     fast(run)
     final(run)
@@ -320,7 +390,9 @@ on_demand_fallback = {fallback}
 def test_bedrock_batch_with_on_demand_fallback(emu, workdir, bucket):
     rows = ["goal"] + [f"Write short note number {i}" for i in range(50)]
     (workdir / "many.csv").write_text("\n".join(rows) + "\n")
-    body = SMALL.format(rows=50, models=BEDROCK.format(bucket=bucket, fallback="true")).replace("sample_requests.csv", "many.csv")
+    body = SMALL.format(rows=50, models=BEDROCK.format(bucket=bucket, fallback="true")).replace(
+        "sample_requests.csv", "many.csv"
+    )
     run, _ = Run.create(LocalStore(workdir / "store"), str(write_job(workdir, body)))
     fast(run)
     final(run)
@@ -350,8 +422,16 @@ def test_bedrock_without_fallback_says_how_to_fix(emu, workdir, bucket):
 def test_no_secret_reaches_the_store(emu, workdir, monkeypatch):
     secret = "sk-ant-test-SECRET-abcdefghijklmnopqrstuvwxyz"
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
-    emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 400, body={"type": "error", "error": {
-        "type": "invalid_request_error", "message": f"bad key {secret}"}})
+    emu.faults.http(
+        "anthropic",
+        "POST",
+        r"^/v1/messages/batches$",
+        400,
+        body={
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": f"bad key {secret}"},
+        },
+    )
     store = LocalStore(workdir / "store")
     run, _ = Run.create(store, small_job(workdir))
     fast(run)
@@ -364,8 +444,14 @@ def test_missing_key_stops_the_run_without_failing_rows(emu, workdir, monkeypatc
     store = str(workdir / "store")
     job = small_job(workdir)
     r = CliRunner().invoke(cli, ["run", job, "--store", store, "--yes", "--poll", "0"], obj={})
-    assert r.exit_code == 1 and r.stderr.strip().count("\n") == 0  # one line, before anything is created
-    assert "set ANTHROPIC_API_KEY" in r.stderr and emu.created == [] and not mf.list_runs(LocalStore(store))
+    assert (
+        r.exit_code == 1 and r.stderr.strip().count("\n") == 0
+    )  # one line, before anything is created
+    assert (
+        "set ANTHROPIC_API_KEY" in r.stderr
+        and emu.created == []
+        and not mf.list_runs(LocalStore(store))
+    )
     monkeypatch.setenv("ANTHROPIC_API_KEY", "emulator-key")
     r = CliRunner().invoke(cli, ["run", job, "--store", store, "--yes", "--poll", "0"], obj={})
     assert r.exit_code == 0, r.output
@@ -375,8 +461,19 @@ def test_missing_key_stops_the_run_without_failing_rows(emu, workdir, monkeypatc
 
 
 def test_permission_error_on_create_stops_the_run(emu, workdir):
-    emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 403, body={"type": "error", "error": {
-        "type": "permission_error", "message": "Your API key does not have permission to use batches"}})
+    emu.faults.http(
+        "anthropic",
+        "POST",
+        r"^/v1/messages/batches$",
+        403,
+        body={
+            "type": "error",
+            "error": {
+                "type": "permission_error",
+                "message": "Your API key does not have permission to use batches",
+            },
+        },
+    )
     run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
     from afbatch.errors import ProviderError
 
@@ -389,8 +486,19 @@ def test_permission_error_on_create_stops_the_run(emu, workdir):
 
 
 def test_request_rejected_at_create_fails_its_rows_with_the_message(emu, workdir):
-    emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 400, body={"type": "error", "error": {
-        "type": "invalid_request_error", "message": "requests.0.params.max_tokens: must be at most 64000"}})
+    emu.faults.http(
+        "anthropic",
+        "POST",
+        r"^/v1/messages/batches$",
+        400,
+        body={
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "requests.0.params.max_tokens: must be at most 64000",
+            },
+        },
+    )
     run, _ = Run.create(LocalStore(workdir / "store"), small_job(workdir))
     fast(run)
     conv = final(run)
@@ -436,8 +544,12 @@ def test_judge_shards_keep_their_verdicts_beside_the_replies(emu, workdir):
     for s in judged:
         full = jsonl.read(store.read(s.results_key))
         compact = jsonl.read(store.read(s.verdicts_key))
-        assert compact == [{k: v for k, v in row.items() if k not in ("text", "texts")} for row in full]
-        assert any("text" in row for row in full) and all("verdict" in row for row in compact if row["status"] == "succeeded")
+        assert compact == [
+            {k: v for k, v in row.items() if k not in ("text", "texts")} for row in full
+        ]
+        assert any("text" in row for row in full) and all(
+            "verdict" in row for row in compact if row["status"] == "succeeded"
+        )
     generated = [s for s in run.manifest().shards.values() if s.stage == "generate"]
     assert generated and all(s.verdicts_key is None for s in generated)
     # a fresh reader (`afbatch report`) gets the same table from the verdicts files as from the full
@@ -445,8 +557,10 @@ def test_judge_shards_keep_their_verdicts_beside_the_replies(emu, workdir):
     from_full = run.manifest()
     for s in from_full.shards.values():
         s.verdicts_key = None
-    pd.testing.assert_frame_equal(conversation_table(Run.open(store, run.run_id)),
-                                  conversation_table(Run.open(store, run.run_id), from_full))
+    pd.testing.assert_frame_equal(
+        conversation_table(Run.open(store, run.run_id)),
+        conversation_table(Run.open(store, run.run_id), from_full),
+    )
 
 
 def test_a_shard_whose_ids_were_edited_is_not_submitted(emu, workdir):
@@ -520,8 +634,11 @@ def test_a_model_that_rejects_prefill_runs_without_it_and_the_report_says_so(emu
     recorded = data["run"]["prefill"]
     none = {"cot": None, "no_cot": None}
     assert recorded["sonnet"] == {"sent": False, "text": none, "reason": rejects}
-    assert recorded["haiku"] == {"sent": True, "text": {"cot": "<", "no_cot": "<OUTPUT>"},
-                                 "reason": "anthropic accepts an assistant prefill"}
+    assert recorded["haiku"] == {
+        "sent": True,
+        "text": {"cot": "<", "no_cot": "<OUTPUT>"},
+        "reason": "anthropic accepts an assistant prefill",
+    }
     html = store.read(f"runs/{run.run_id}/report/report.html").decode()
     assert f"<td>sonnet</td><td>none</td><td>{rejects}</td>" in html
     assert "<td>haiku</td><td>&lt; (cot), &lt;OUTPUT&gt; (no_cot)</td>" in html
@@ -547,7 +664,9 @@ def test_answers_got_with_a_prefill_are_not_reused_for_a_model_sent_none(emu, wo
     # Same conversation ids, another protocol: every model turn is asked again, without the prefill.
     asked = {cid for _, model, cid in emu.calls[calls:] if model == "claude-haiku-4-5"}
     assert {c.id + "-t1" for c in second.convs(second.job.models[0])} <= asked
-    assert not [s for s in second.manifest().shards.values() if s.provider == "reuse" and s.model == "haiku"]
+    assert not [
+        s for s in second.manifest().shards.values() if s.provider == "reuse" and s.model == "haiku"
+    ]
 
 
 def test_the_jobs_gap_interval_reaches_the_report_and_keeps_the_run(emu, workdir):
@@ -557,8 +676,13 @@ def test_the_jobs_gap_interval_reaches_the_report_and_keeps_the_run(emu, workdir
 
     store = LocalStore(workdir / "store")
     plain = small_job(workdir)
-    unpaired = str(write_job(workdir, SMALL.format(rows=3, models=HAIKU)
-                             + '\n[report]\ngap_interval = "unpaired"\n', "unpaired.toml"))
+    unpaired = str(
+        write_job(
+            workdir,
+            SMALL.format(rows=3, models=HAIKU) + '\n[report]\ngap_interval = "unpaired"\n',
+            "unpaired.toml",
+        )
+    )
     assert load_job(unpaired).fingerprint == load_job(plain).fingerprint  # no request changes
     run, _ = Run.create(store, unpaired)
     fast(run)
@@ -583,8 +707,11 @@ def test_temperature_axis_runs_to_per_temperature_report_rows(emu, workdir, tmp_
     from afbatch import report
 
     store = str(tmp_path / "store")
-    job = str(write_job(workdir, SMALL.format(rows=2, models=HAIKU)
-                        + "\n[sampling]\ntemperature = [0, 1]\n"))
+    job = str(
+        write_job(
+            workdir, SMALL.format(rows=2, models=HAIKU) + "\n[sampling]\ntemperature = [0, 1]\n"
+        )
+    )
     run, _ = Run.create(LocalStore(store), job)
     fast(run)
     conv = final(run)
@@ -592,12 +719,19 @@ def test_temperature_axis_runs_to_per_temperature_report_rows(emu, workdir, tmp_
     assert sorted(conv.temperature.unique()) == [0.0, 1.0]
     summary, gaps = report.summarize(conv), report.compliance_gaps(conv)
     cells = zip(summary.variant, summary.temperature, summary.tier)
-    assert set(cells) == {(v, t, tier) for v in ("cot", "no_cot") for t in (0, 1) for tier in ("free", "paid")}
+    assert set(cells) == {
+        (v, t, tier) for v in ("cot", "no_cot") for t in (0, 1) for tier in ("free", "paid")
+    }
     assert (summary.n == 2).all()
     assert sorted(zip(gaps.variant, gaps.temperature)) == [
-        ("cot", 0), ("cot", 1), ("no_cot", 0), ("no_cot", 1)]
-    r = CliRunner().invoke(cli, ["report", run.run_id, "--store", store, "--format", "markdown"],
-                           obj={})
+        ("cot", 0),
+        ("cot", 1),
+        ("no_cot", 0),
+        ("no_cot", 1),
+    ]
+    r = CliRunner().invoke(
+        cli, ["report", run.run_id, "--store", store, "--format", "markdown"], obj={}
+    )
     assert r.exit_code == 0, r.output
     headers = [line for line in r.stdout.splitlines() if line.startswith("| model | variant")]
     assert sum("| variant | temperature | tier |" in h for h in headers) == 2  # summary, failures
@@ -611,7 +745,7 @@ def test_classify_all_cot_sends_every_judged_cot_answer_to_the_classifier(emu, w
     from afbatch.results import run_meta
 
     job = SMALL.format(rows=4, models=HAIKU)
-    job = job.replace('af_votes = 3', 'af_votes = 3\nclassify = "all_cot"')
+    job = job.replace("af_votes = 3", 'af_votes = 3\nclassify = "all_cot"')
     run, _ = Run.create(LocalStore(workdir / "store"), str(write_job(workdir, job)))
     fast(run)
     conv = final(run)
@@ -634,23 +768,26 @@ def test_classify_all_cot_sends_every_judged_cot_answer_to_the_classifier(emu, w
 
 
 @pytest.mark.parametrize("vote_requests", ["auto", "separate"])
-def test_the_report_takes_the_judge_states_of_the_last_step(emu, workdir, monkeypatch,
-                                                           vote_requests):
+def test_the_report_takes_the_judge_states_of_the_last_step(
+    emu, workdir, monkeypatch, vote_requests
+):
     """A settled run's judge states are derived once, by its last step: the report reads them
     (20 separate votes per conversation are not counted a second time) and equals a table whose
     judge states are derived afresh."""
     from afbatch import state
 
     job = SMALL.format(rows=3, models=HAIKU + GPT).replace(
-        "af_votes = 3", f'af_votes = 3\naf_vote_requests = "{vote_requests}"')
+        "af_votes = 3", f'af_votes = 3\naf_vote_requests = "{vote_requests}"'
+    )
     store = LocalStore(workdir / "store")
     run, _ = Run.create(store, str(write_job(workdir, job)))
     assert fast(run).done
     judged = []
     for name in ("compliance_state", "af_state"):
         real = getattr(state, name)
-        monkeypatch.setattr(state, name, lambda *a, real=real, name=name: judged.append(name)
-                            or real(*a))
+        monkeypatch.setattr(
+            state, name, lambda *a, real=real, name=name: judged.append(name) or real(*a)
+        )
     handed_over = conversation_table(run)
     assert judged == []
     assert handed_over.af_votes_total.notna().any() and handed_over.judge_refused.notna().any()
@@ -658,13 +795,16 @@ def test_the_report_takes_the_judge_states_of_the_last_step(emu, workdir, monkey
     fresh.state(for_report=True).judged = None  # as before: derived again, row by row
     judged.clear()
     again = conversation_table(fresh)
-    assert Counter(judged) == {"compliance_state": handed_over.judge_refused.notna().sum(),
-                               "af_state": handed_over.af_votes_total.notna().sum()}
+    assert Counter(judged) == {
+        "compliance_state": handed_over.judge_refused.notna().sum(),
+        "af_state": handed_over.af_votes_total.notna().sum(),
+    }
     pd.testing.assert_frame_equal(handed_over, again)
 
 
 def test_afbatch_run_keeps_the_collector_off_what_it_built_and_a_library_reader_does_not(
-        emu, workdir):
+    emu, workdir
+):
     """`afbatch run` (a process that ends with its run) freezes the results and states it built
     in bulk, so the collector does not scan them again; `conversation_table` in a caller's
     process (a notebook) never freezes the caller's objects."""
@@ -677,8 +817,9 @@ def test_afbatch_run_keeps_the_collector_off_what_it_built_and_a_library_reader_
     assert fast(run).done
     conversation_table(Run.open(store, run.run_id))
     assert gc.get_freeze_count() == 0
-    r = CliRunner().invoke(cli, ["run", run.run_id, "--store", str(workdir / "store"),
-                                 "--poll", "0"], obj={})
+    r = CliRunner().invoke(
+        cli, ["run", run.run_id, "--store", str(workdir / "store"), "--poll", "0"], obj={}
+    )
     assert r.exit_code == 0, r.output
     assert ledger._freeze_after_bulk and gc.get_freeze_count() > 0
 
@@ -688,7 +829,8 @@ def test_a_settled_state_lets_go_of_its_judge_rows_when_the_report_starts(emu, w
     ledger, so its judge rows (most of a run's rows with separate votes) are freed before the
     table is built, not after."""
     job = SMALL.format(rows=3, models=HAIKU).replace(
-        "af_votes = 3", 'af_votes = 3\naf_vote_requests = "separate"')
+        "af_votes = 3", 'af_votes = 3\naf_vote_requests = "separate"'
+    )
     store = LocalStore(workdir / "store")
     run, _ = Run.create(store, str(write_job(workdir, job)))
     assert fast(run).done
