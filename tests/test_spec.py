@@ -19,10 +19,30 @@ def test_shipped_jobs_validate(name):
 
 def test_frontier_sweep_spans_providers():
     job = load_job(ROOT / "jobs" / "frontier-sweep.toml").job
-    assert len(job.models) >= 12
+    assert len(job.models) >= 20
     providers = {m.provider for m in job.models}
-    assert {"anthropic", "openai", "bedrock"} <= providers
-    assert providers & {"together", "groq", "deepinfra", "xai"}
+    # every lab with a batch API, and every open-weight host
+    assert {"anthropic", "openai", "gemini", "mistral", "xai", "bedrock"} <= providers
+    assert {"together", "groq", "deepinfra", "fireworks"} <= providers
+    models = " ".join(m.model.lower() for m in job.models)
+    for family in (
+        "opus",
+        "sonnet",
+        "haiku",
+        "gpt-5",
+        "o3",
+        "gemini-3",
+        "flash",
+        "pro",
+        "grok",
+        "mistral-large",
+        "deepseek",
+        "qwen",
+        "llama4",
+        "llama-3.1",
+        "kimi",
+    ):
+        assert family in models.replace("llama3-1", "llama-3.1").replace("v3p1", "-3.1"), family
 
 
 def test_defaults_and_paths(make_job):
