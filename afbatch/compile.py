@@ -14,11 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from afbatch import ids
-
-# estimate.py imports these four from here; their homes are batch_minimums, grid and prefill.
-from afbatch.batch_minimums import batch_shortfalls
-from afbatch.grid import Grid, judge_stages, read_user_template
-from afbatch.prefill import effective_prefill, prefill_decision
+from afbatch.grid import Grid
+from afbatch.prefill import effective_prefill
 from afbatch.pricing import PriceTable
 from afbatch.protocol import NEXT, render_user
 from afbatch.providers import get_provider
@@ -29,13 +26,9 @@ from afbatch.types import STAGE_GENERATE, Conversation, Message, Request
 
 __all__ = [
     "CompiledModel",
-    "batch_shortfalls",
     "compile_job",
     "conversations",
     "first_requests",
-    "judge_stages",
-    "prefill_decision",
-    "read_user_template",
     "turn_request",
 ]
 
