@@ -12,7 +12,7 @@ from botocore.exceptions import (
     ClientError,
 )
 
-from .anthropic import claude_context, params_problem
+from .anthropic_input import claude_context, params_problem
 from .batches import Row, rand_id
 from .bedrock_http import fail
 from .bedrock_models import claude_model_name, llama_problem, model_family, parse_llama_prompt

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .anthropic import claude_message
+from .anthropic_output import claude_message
 from .batches import Outcome, Row, openai_finish_reason, shuffled
 from .bedrock_input import split_uri
 from .bedrock_models import claude_model_name, model_family

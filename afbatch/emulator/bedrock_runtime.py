@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .anthropic import claude_context, claude_message, params_problem
+from .anthropic_input import claude_context, params_problem
+from .anthropic_output import claude_message
 from .batches import Outcome, Row, openai_finish_reason
 from .bedrock_http import fail
 from .bedrock_models import claude_model_name, llama_problem, model_family, parse_llama_prompt

@@ -9,148 +9,21 @@ line that is not ``{"custom_id", "body"}``, a duplicate custom_id or > 500 MB fa
 
 from __future__ import annotations
 
-import json
-import re
-import secrets
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .batches import Job, Outcome, Row, openai_finish_reason, rand_id, run_rows, shuffled, text_of
+from .batches import Outcome, rand_id, run_rows, shuffled
+from .fireworks_http import fail, json_object
+from .fireworks_input import DATASET_FIELDS, ID_RE, JOB_FIELDS, MODEL_RE, PARAMS, read_rows
+from .fireworks_output import result_line
+from .fireworks_records import Dataset, FireworksJob
 from .openai_http import parse_multipart
-from .responders import CallContext
-from .web import Reject, Request, Response, Route, json_response
+from .web import Request, Response, Route, json_response
 
 if TYPE_CHECKING:
     from .server import Emulator
 
-ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-MODEL_RE = re.compile(r"^accounts/[a-z0-9-]+/models/[a-z0-9._-]+$")
 ACCOUNT = r"/fireworks/v1/accounts/(?P<account>[a-z0-9-]+)"
-GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 3, 429: 8, 500: 13, 503: 14}
-BODY_PARAMS = frozenset(
-    (
-        "messages",
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "n",
-        "stop",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "response_format",
-    )
-)
-JOB_FIELDS = frozenset(
-    (
-        "displayName",
-        "model",
-        "inputDatasetId",
-        "outputDatasetId",
-        "inferenceParameters",
-        "precision",
-        "continuedFromJobName",
-    )
-)
-DATASET_FIELDS = frozenset(
-    (
-        "displayName",
-        "exampleCount",
-        "userUploaded",
-        "evaluationResult",
-        "transformed",
-        "splitted",
-        "evalProtocol",
-        "externalUrl",
-        "format",
-        "sourceJobName",
-    )
-)
-PARAMS: dict[str, type | tuple[type, ...]] = {
-    "maxTokens": int,
-    "temperature": (int, float),
-    "topP": (int, float),
-    "topK": int,
-    "n": int,
-    "extraBody": str,
-}
-ROW_ERRORS = {
-    "invalid_request": 400,
-    "rate_limit": 429,
-    "overloaded": 503,
-    "server_error": 500,
-    "auth": 401,
-}
-
-
-def fail(status: int, message: str) -> Reject:
-    return Reject(
-        json_response({"code": GRPC.get(status, 2), "message": message, "details": []}, status)
-    )
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class Dataset:
-    name: str
-    created: float
-    display_name: str = ""
-    example_count: str = "0"
-    files: dict[str, bytes] = field(default_factory=dict)
-    state: str = "UPLOADING"
-    signature: str = field(default_factory=lambda: secrets.token_hex(16))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "displayName": self.display_name,
-            "createTime": iso(self.created),
-            "state": self.state,
-            "status": {"code": "OK", "message": ""},
-            "exampleCount": self.example_count,
-            "userUploaded": {},
-            "format": "FORMAT_UNSPECIFIED",
-        }
-
-
-@dataclass
-class FireworksJob(Job):
-    name: str = ""
-    display_name: str = ""
-    model: str = ""
-    input_dataset: str = ""
-    output_dataset: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    state: str = "JOB_STATE_VALIDATING"
-    message: str = ""
-    progress: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "displayName": self.display_name,
-            "createTime": iso(self.created),
-            "createdBy": "emulator@example.com",
-            "state": self.state,
-            "status": {
-                "code": "OK" if self.state != "JOB_STATE_FAILED" else "INVALID_ARGUMENT",
-                "message": self.message,
-            },
-            "model": self.model,
-            "inputDatasetId": self.input_dataset,
-            "outputDatasetId": self.output_dataset,
-            "inferenceParameters": dict(self.params),
-            "updateTime": iso(time.time()),
-            "precision": "PRECISION_UNSPECIFIED",
-            "jobProgress": dict(self.progress),
-            "continuedFromJobName": "",
-        }
 
 
 class FireworksService:
@@ -200,7 +73,7 @@ class FireworksService:
     # ---------------------------------------------------------------- datasets
 
     def create_dataset(self, req: Request, account: str) -> Response:
-        body = _object(req)
+        body = json_object(req)
         extra = sorted(set(body) - {"dataset", "datasetId", "sourceDatasetId", "filter"})
         if extra:
             raise fail(400, f"unknown field(s) {extra}")
@@ -285,7 +158,7 @@ class FireworksService:
     # ---------------------------------------------------------------- jobs
 
     def create_job(self, req: Request, account: str) -> Response:
-        body = _object(req)
+        body = json_object(req)
         extra = sorted(set(body) - JOB_FIELDS)
         if extra:
             raise fail(400, f"unknown field(s) {extra}")
@@ -369,7 +242,8 @@ class FireworksService:
                 j.state = "JOB_STATE_RUNNING"
             return
         j.ended = True
-        rows, problem = self._read_rows(j)
+        data = b"".join(self.datasets[j.input_dataset].files.values())
+        rows, problem = read_rows(j, data, self.MAX_DATASET_BYTES)
         if not problem and j.fault and j.fault.outcome == "failed":
             problem = "quota exceeded: too many batch tokens enqueued for this account"
         if problem:
@@ -403,7 +277,9 @@ class FireworksService:
         for o in outcomes:
             if o.status in ("expired", "canceled"):
                 continue  # never reached: no line at all
-            line = self.emu.faults.render_line("fireworks", self._line(j, o), ("response", "error"))
+            line = self.emu.faults.render_line(
+                "fireworks", result_line(j.model, o), ("response", "error")
+            )
             (ok if o.status == "succeeded" else bad).append(line)
             if o.usage:
                 tokens["inputTokens"] += o.usage.input
@@ -425,102 +301,3 @@ class FireworksService:
                 **tokens,
             }
         )
-
-    def _line(self, j: FireworksJob, o: Outcome) -> dict[str, Any]:
-        if o.status == "errored":
-            assert o.error is not None
-            return {
-                "custom_id": o.row.custom_id,
-                "error": {"code": ROW_ERRORS[o.error.kind], "message": o.error.message},
-            }
-        assert o.reply is not None and o.usage is not None
-        u = o.usage
-        return {
-            "custom_id": o.row.custom_id,
-            "response": {
-                "id": rand_id("", 36, "0123456789abcdef-"),
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": j.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": o.reply.text},
-                        "finish_reason": openai_finish_reason(o.reply.stop_reason),
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": u.input,
-                    "completion_tokens": u.output,
-                    "total_tokens": u.input + u.output,
-                    "prompt_tokens_details": {"cached_tokens": u.cache_read},
-                },
-            },
-        }
-
-    def _read_rows(self, j: FireworksJob) -> tuple[list[Row], str | None]:
-        """Validate the input dataset as the job does before running it."""
-        data = b"".join(self.datasets[j.input_dataset].files.values())
-        if len(data) > self.MAX_DATASET_BYTES:
-            return [], f"the input dataset is over {self.MAX_DATASET_BYTES} bytes"
-        rows, seen = [], set()
-        for n, raw in enumerate((ln for ln in data.splitlines() if ln.strip()), 1):
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                return [], f"line {n}: not valid JSON"
-            if not isinstance(obj, dict) or set(obj) != {"custom_id", "body"}:
-                return [], f"line {n}: a line must be exactly {{custom_id, body}}"
-            cid, body = obj["custom_id"], obj["body"]
-            if not isinstance(cid, str) or not cid or cid in seen:
-                return [], f"line {n}: custom_id must be a unique non-empty string"
-            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-                return [], f"line {n}: body.messages must be an array"
-            seen.add(cid)
-            rows.append(self._row(j, cid, body))
-        return rows, None if rows else "the input dataset is empty"
-
-    def _row(self, j: FireworksJob, cid: str, body: dict[str, Any]) -> Row:
-        unknown = sorted(set(body) - BODY_PARAMS)
-        if unknown:  # the model is the job's: a row does not choose it
-            return Row(cid, None, invalid=f"unknown request field(s) {unknown}")
-        mt = body.get("max_tokens")
-        if mt is not None and (type(mt) is not int or mt < 1):
-            return Row(cid, None, invalid="max_tokens must be an integer >= 1")
-        t = body.get("temperature")
-        if t is not None and (type(t) not in (int, float) or not 0 <= t <= 2):
-            return Row(cid, None, invalid="temperature must be within [0, 2]")
-        try:
-            msgs = [
-                (m["role"], text_of(m.get("content"), f"messages.{i}.content"))
-                for i, m in enumerate(body["messages"])
-            ]
-        except (ValueError, KeyError, TypeError) as exc:
-            return Row(cid, None, invalid=f"invalid messages: {exc}")
-        if not msgs or any(r not in ("system", "user", "assistant") for r, _ in msgs):
-            return Row(cid, None, invalid="messages need roles system, user or assistant")
-        system = [c for r, c in msgs if r == "system"]
-        # A trailing assistant turn stays a message: continuing it is not documented.
-        turns = [{"role": r, "content": c} for r, c in msgs if r != "system"]
-        params = {k: v for k, v in body.items() if k != "messages"}
-        ctx = CallContext(
-            "fireworks",
-            j.model,
-            cid,
-            "\n\n".join(system) if system else None,
-            turns,
-            None,
-            params,
-            j.name,
-        )
-        return Row(cid, ctx, cache_marked=True, source=body)  # batch jobs cache automatically
-
-
-def _object(req: Request) -> dict[str, Any]:
-    try:
-        body = req.json()
-    except ValueError:
-        raise fail(400, "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise fail(400, "the request body must be a JSON object")
-    return body
