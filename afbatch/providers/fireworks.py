@@ -4,6 +4,7 @@ Client: Fireworks' REST API through httpx2, the HTTP client the openai SDK alrea
 (httpx's successor, same API; with openai < 3, httpx itself). The `fireworks-ai` SDK (1.2.30,
 inspected) was not chosen: it would add aiohttp, httpx-aiohttp and a recent certifi as
 dependencies, and its batch-inference resource has create, get, list and delete but no cancel.
+The transport is in fireworks_rest.py, the request and result lines in fireworks_lines.py.
 
 The flow, per shard (API key: FIREWORKS_API_KEY; account: FIREWORKS_ACCOUNT_ID; base URL:
 FIREWORKS_BASE_URL, default https://api.fireworks.ai):
@@ -34,39 +35,32 @@ Unprocessed rows of an expired or cancelled job have no line: they are missing, 
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import secrets
-import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from afbatch.errors import ProviderError
-from afbatch.providers.base import (
-    REJECTS,
-    BatchInfo,
-    BatchStatus,
-    Failure,
-    Found,
-    classify_http,
-    guarded,
-    malformed,
-    read_line,
-    sdk_errors,
+from afbatch.providers.base import BatchInfo, BatchStatus, Found, guarded
+from afbatch.providers.fireworks_lines import max_tokens, request_line, result_of
+from afbatch.providers.fireworks_rest import (
+    GET_ATTEMPTS,
+    TIMEOUT_SECONDS,
+    HTTPFailure,
+    call,
+    download_lines,
+    errors,
+    http_client_module,
 )
 from afbatch.providers.registry import capabilities
 from afbatch.redact import redact, register
 from afbatch.spec import ModelSpec
-from afbatch.types import Request, Result, RowStatus, Usage
+from afbatch.types import Request, Result
 
 if TYPE_CHECKING:
     import httpx2
 
 ACCOUNT_ENV = "FIREWORKS_ACCOUNT_ID"
-TIMEOUT_SECONDS = 120.0
-GET_ATTEMPTS = 3  # reads are idempotent: retried on 408/429/5xx and lost connections
-BACKOFF_SECONDS = 0.25
 
 STATUS = {
     "JOB_STATE_UNSPECIFIED": BatchStatus.VALIDATING,
@@ -91,70 +85,6 @@ STATUS = {
     "JOB_STATE_DELETING_CLEANING_UP": BatchStatus.CANCELLED,
 }
 
-# gRPC status names (and their numbers) as HTTP statuses, for error lines and bodies.
-GRPC_HTTP = {
-    "INVALID_ARGUMENT": 400,
-    "FAILED_PRECONDITION": 400,
-    "OUT_OF_RANGE": 400,
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "ABORTED": 409,
-    "RESOURCE_EXHAUSTED": 429,
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INTERNAL": 500,
-    "DATA_LOSS": 500,
-    "UNIMPLEMENTED": 501,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-}
-GRPC_NAMES = (
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-)
-
-
-class HTTPFailure(Exception):
-    """A Fireworks answer other than 2xx, with the provider's words."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(f"HTTP {status}: {message}")
-        self.status, self.message = status, message
-
-
-def _http() -> Any:
-    """httpx2, or httpx where the installed openai SDK still brings that one (same API)."""
-    try:
-        import httpx2
-    except ImportError:
-        try:
-            import httpx  # type: ignore[import-not-found, unused-ignore]
-        except ImportError:
-            raise ProviderError(
-                "fireworks needs an HTTP client the openai SDK usually brings, "
-                "and neither httpx2 nor httpx is installed — pip install "
-                "httpx2"
-            ) from None
-        return httpx
-    return httpx2
-
 
 def job_id(token: str) -> str:
     """The batch inference job id a shard's token names (Fireworks ids: [a-z0-9-], ≤ 63)."""
@@ -178,49 +108,11 @@ class FireworksProvider:
         return request_id
 
     def render(self, request: Request) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
-        if request.system:
-            messages.append({"role": "system", "content": request.system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
-        if request.prefill:  # only when the job asks: continuing it is not documented
-            messages.append({"role": "assistant", "content": request.prefill})
-        body: dict[str, Any] = {"messages": messages, "max_tokens": request.max_tokens}
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        return {"custom_id": request.id, "body": body}
+        return request_line(request)
 
     @guarded("custom_id")
     def parse(self, line: dict[str, Any]) -> Result:
-        rid = line.get("custom_id") or ""
-        err, resp = line.get("error"), line.get("response")
-        if err:
-            return _row_error(rid, err)
-        if not isinstance(resp, dict):
-            return malformed(line, "custom_id", "neither response nor error")
-        if "status_code" in resp and isinstance(resp.get("body"), dict):  # an OpenAI-style wrapper
-            status = int(resp["status_code"] or 0)
-            if status != 200:
-                return _row_error(rid, {"code": status, **(resp["body"].get("error") or {})})
-            resp = resp["body"]
-        choices = resp.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return malformed(line, "custom_id", "a response without choices")
-        message = choices[0].get("message") or {}
-        usage = resp.get("usage") or {}
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        # completion_tokens counts reasoning tokens too (DeepSeek R1, Kimi thinking models).
-        return Result(
-            rid,
-            RowStatus.SUCCEEDED,
-            text=message.get("content") or "",
-            usage=Usage(
-                int(usage.get("prompt_tokens") or 0),
-                int(cached),
-                0,
-                int(usage.get("completion_tokens") or 0),
-            ),
-            stop_reason=choices[0].get("finish_reason"),
-        )
+        return result_of(line)
 
     # --- I/O --------------------------------------------------------------------------------
 
@@ -254,7 +146,7 @@ class FireworksProvider:
         if missing:
             raise ProviderError(f"{self.model.name}: set " + " and ".join(missing))
         self._account = account
-        self._client = _http().Client(
+        self._client = http_client_module().Client(
             base_url=self.base_url(),
             timeout=TIMEOUT_SECONDS,
             headers={"Authorization": f"Bearer {key}"},
@@ -268,22 +160,7 @@ class FireworksProvider:
 
     def _call(self, method: str, path: str, *, attempts: int = 1, **kw: Any) -> Any:
         """One REST call; its JSON answer (a dict), else HTTPFailure with Fireworks' words."""
-        client, http = self._connect(), _http()
-        for attempt in range(attempts):
-            last = attempt + 1 == attempts
-            try:
-                resp = client.request(method, f"/v1/{path}", **kw)
-            except http.TransportError:
-                if last:
-                    raise
-                time.sleep(BACKOFF_SECONDS * (1 << attempt))
-                continue
-            if resp.status_code < 300:
-                return _json_object(resp.content, f"{method} {path}")
-            if last or not (resp.status_code in (408, 429) or resp.status_code >= 500):
-                raise HTTPFailure(resp.status_code, _message(resp.content))
-            time.sleep(_wait(resp.headers.get("retry-after"), attempt))
-        raise AssertionError("unreachable")
+        return call(self._connect(), method, path, attempts=attempts, **kw)
 
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         with open(shard_path, "rb") as f:
@@ -291,7 +168,7 @@ class FireworksProvider:
         acct, jid = self.account_path, job_id(token)
         stem = f"{jid[:40]}-{secrets.token_hex(4)}"
         dataset_in, dataset_out = f"{stem}-in", f"{stem}-out"
-        with _errors(self.model, "create dataset"):
+        with errors(self.model, "create dataset"):
             self._call(
                 "POST",
                 f"{acct}/datasets",
@@ -304,13 +181,13 @@ class FireworksProvider:
                     },
                 },
             )
-        with _errors(self.model, "upload dataset"):
+        with errors(self.model, "upload dataset"):
             self._call(
                 "POST",
                 f"{acct}/datasets/{dataset_in}:upload",
                 files={"file": (os.path.basename(shard_path), data, "application/jsonl")},
             )
-        with _errors(self.model, "create batch inference job"):
+        with errors(self.model, "create batch inference job"):
             # Never retried here: the runner looks the job up by its id before sending again.
             job = self._call(
                 "POST",
@@ -321,7 +198,7 @@ class FireworksProvider:
                     "model": self.model.model,
                     "inputDatasetId": f"{acct}/datasets/{dataset_in}",
                     "outputDatasetId": f"{acct}/datasets/{dataset_out}",
-                    "inferenceParameters": {"maxTokens": _max_tokens(data)},
+                    "inferenceParameters": {"maxTokens": max_tokens(data)},
                 },
             )
         name = job.get("name")
@@ -345,7 +222,7 @@ class FireworksProvider:
     ) -> Found:
         # The job id is the token: one GET decides; the line ids are not needed.
         name = f"{self.account_path}/batchInferenceJobs/{job_id(token)}"
-        with _errors(self.model, "look up batch inference job"):
+        with errors(self.model, "look up batch inference job"):
             try:
                 self._call("GET", name, attempts=GET_ATTEMPTS)
             except HTTPFailure as e:
@@ -355,7 +232,7 @@ class FireworksProvider:
         return Found() if name in claimed else Found(name)
 
     def poll(self, batch_id: str) -> BatchInfo:
-        with _errors(self.model, f"get {batch_id}"):
+        with errors(self.model, f"get {batch_id}"):
             job = self._call("GET", batch_id, attempts=GET_ATTEMPTS)
         raw = str(job.get("state") or "JOB_STATE_UNSPECIFIED")
         p = job.get("jobProgress") or {}
@@ -372,11 +249,11 @@ class FireworksProvider:
         return BatchInfo(status, raw, counts, message if status == BatchStatus.FAILED else None)
 
     def fetch(self, batch_id: str) -> Iterator[dict[str, Any]]:
-        with _errors(self.model, f"get {batch_id}"):
+        with errors(self.model, f"get {batch_id}"):
             job = self._call("GET", batch_id, attempts=GET_ATTEMPTS)
         output = str(job.get("outputDatasetId") or "")
         try:
-            with _errors(self.model, f"download endpoint of {output}"):
+            with errors(self.model, f"download endpoint of {output}"):
                 files = self._call("GET", f"{output}:getDownloadEndpoint", attempts=GET_ATTEMPTS)
         except ProviderError:
             if STATUS.get(job.get("state") or "") in (BatchStatus.FAILED, BatchStatus.CANCELLED):
@@ -384,106 +261,8 @@ class FireworksProvider:
             raise
         urls = files.get("filenameToSignedUrls") or {}
         for filename in sorted(urls):
-            yield from self._download(filename, str(urls[filename]))
-
-    def _download(self, filename: str, url: str) -> Iterator[dict[str, Any]]:
-        # A fresh client: the signed URL carries its own authority, never the API key.
-        http = _http()
-        with (
-            _errors(self.model, f"download {filename}"),
-            http.Client(timeout=TIMEOUT_SECONDS) as plain,
-            plain.stream("GET", url) as resp,
-        ):
-            if resp.status_code >= 300:
-                raise HTTPFailure(resp.status_code, _message(resp.read()))
-            for raw in resp.iter_lines():
-                if raw.strip():
-                    yield read_line(raw)
+            yield from download_lines(self.model, filename, str(urls[filename]))
 
     def cancel(self, batch_id: str) -> None:
-        with _errors(self.model, f"cancel {batch_id}"):
+        with errors(self.model, f"cancel {batch_id}"):
             self._call("POST", f"{batch_id}:cancel", json={})
-
-
-def _max_tokens(data: bytes) -> int:
-    """The largest max_tokens of the shard's lines (for the job's own maxTokens)."""
-    lines = (ln for ln in data.splitlines() if ln.strip())
-    return max((int(json.loads(ln)["body"]["max_tokens"]) for ln in lines), default=1)
-
-
-def _wait(retry_after: str | None, attempt: int) -> float:
-    """Seconds before a retry: the server's Retry-After (at most 10 s), else a short backoff."""
-    if retry_after is not None:
-        try:
-            return max(0.0, min(float(retry_after), 10.0))
-        except ValueError:
-            pass
-    return BACKOFF_SECONDS * (1 << attempt)
-
-
-def _json_object(content: bytes, what: str) -> dict[str, Any]:
-    try:
-        got = json.loads(content)
-    except ValueError:
-        got = None
-    if not isinstance(got, dict):
-        shown = " ".join(content[:60].decode("utf-8", "replace").split())
-        raise ProviderError(
-            redact(
-                f"fireworks {what}: the answer is not Fireworks' JSON "
-                f"({shown!r}: a proxy or gateway page?)"
-            ),
-            retryable=True,
-        )
-    return got
-
-
-def _message(content: bytes) -> str:
-    """Fireworks' words from an error body: `message`, or `error.message`, else the text."""
-    try:
-        body = json.loads(content)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        inner = body.get("error")
-        msg = inner.get("message") if isinstance(inner, dict) else body.get("message")
-        if isinstance(msg, str) and msg:
-            return msg
-    return " ".join(content[:200].decode("utf-8", "replace").split()) or "no message"
-
-
-def _http_status(code: Any) -> int:
-    """An error code as an HTTP status: an HTTP number, a gRPC number or a gRPC name."""
-    if isinstance(code, int) and not isinstance(code, bool):
-        if code >= 100:
-            return code
-        return GRPC_HTTP.get(GRPC_NAMES[code], 500) if 0 <= code < len(GRPC_NAMES) else 500
-    return GRPC_HTTP.get(str(code or "").upper(), 500)
-
-
-def _row_error(rid: str, err: Any) -> Result:
-    if not isinstance(err, dict):
-        err = {"message": str(err)}
-    message = str(err.get("message") or "error")
-    status = _http_status(err.get("code"))
-    return Result(
-        rid,
-        RowStatus.ERRORED,
-        error_kind=classify_http(status, None, message),
-        error_message=message,
-    )
-
-
-def _translate(exc: BaseException) -> Failure | None:
-    if isinstance(exc, HTTPFailure):
-        return Failure(
-            f"HTTP {exc.status}: {exc.message}",
-            retryable=exc.status in (408, 409, 429) or exc.status >= 500,
-            rejects_request=exc.status in REJECTS,
-        )
-    if isinstance(exc, _http().TransportError):
-        return Failure(f"cannot connect ({exc})", retryable=True)
-    return None
-
-
-_errors = functools.partial(sdk_errors, _translate)

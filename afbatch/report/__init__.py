@@ -4,11 +4,13 @@ Input is the tidy per-conversation table (one row per model × variant × temper
 tier × prompt × sample).
 Every public function takes it as ``conv`` and aggregates it with vectorised pandas group-bys.
 
-Modules: ``prep`` (the per-conversation indicator frame), ``tables`` (summary, gaps, proxy
-agreement), ``costs`` (costs, failures), ``partial`` (full / partial / refusal and AF within
-each; DataFrames, no I/O), ``views`` (the tables as display strings),
-``render`` (JSON, CSV, text and markdown), ``html`` with ``transcripts`` and the page files
-``page.html``/``page.css``/``page.js``, ``write`` (the report's files).
+Modules: ``prep`` (the per-conversation indicator frame), ``tables`` (summary, proxy
+agreement, every table at once), ``gaps`` (compliance gaps, the interval methods in words),
+``costs`` (costs, failures), ``partial`` (full / partial / refusal and AF within each;
+DataFrames, no I/O), ``cells`` (one value as a display string), ``views`` (the tables as rows
+of display strings), ``run_meta`` (the run's metadata as lines), ``render`` (JSON, CSV, text
+and markdown), ``html`` with ``transcripts`` and the page files ``page.html``/``page.css``/
+``page.js``, ``write`` (the report's files).
 
 Denominators (the same in every output):
 
@@ -155,18 +157,20 @@ Denominators (the same in every output):
 from __future__ import annotations
 
 from afbatch.report.costs import COST_COLUMNS, FAILURE_COLUMNS, costs, failures
+from afbatch.report.gaps import (
+    GAP_COLUMNS,
+    GAP_INTERVALS,
+    INTERVALS,
+    SIGN_CONVENTION,
+    intervals_text,
+)
 from afbatch.report.html import render_html
 from afbatch.report.partial import PARTIAL_COLUMNS, partial_compliance
 from afbatch.report.render import FORMATS, REPORT_VERSION, render, report_json
 from afbatch.report.tables import (
     AGREEMENT_COLUMNS,
-    GAP_COLUMNS,
-    GAP_INTERVALS,
-    INTERVALS,
-    SIGN_CONVENTION,
     SUMMARY_COLUMNS,
     compliance_gaps,
-    intervals_text,
     proxy_agreement,
     summarize,
 )

@@ -13,19 +13,12 @@ from typing import Any
 
 import pandas as pd
 
-from afbatch.report.tables import SIGN_CONVENTION, _tables
+from afbatch.report.cells import _SURROGATE, _nan, _pct, _plain
+from afbatch.report.gaps import SIGN_CONVENTION
+from afbatch.report.run_meta import _meta_lines, _with_protocol
+from afbatch.report.tables import _tables
 from afbatch.report.transcripts import _transcript_data
-from afbatch.report.views import (
-    _SURROGATE,
-    _meta_lines,
-    _nan,
-    _pct,
-    _plain,
-    _prefill_view,
-    _View,
-    _views,
-    _with_protocol,
-)
+from afbatch.report.views import _prefill_view, _View, _views
 
 
 def _asset(name: str) -> str:
@@ -321,7 +314,7 @@ def render_html(
     ``<``/``>``/``&``/U+2028/U+2029 escaped in the embedded JSON, inserted with ``textContent``
     only; a Content-Security-Policy allows only the page's own script (by hash) and no network
     fetch. ``gap_interval``: "paired" (default) or "unpaired"
-    (``afbatch.report.tables.intervals_text``).
+    (``afbatch.report.gaps.intervals_text``).
     """
     tables = _tables(conv, estimate, gap_interval)
     return _html_from(conv, tables, meta, max_transcripts, max_text_chars, title)

@@ -8,9 +8,12 @@ from typing import Any
 
 import pandas as pd
 
+from afbatch.report.cells import _py
+from afbatch.report.gaps import SIGN_CONVENTION
 from afbatch.report.html import _html_from
-from afbatch.report.tables import SIGN_CONVENTION, _tables
-from afbatch.report.views import _meta_lines, _prefill_view, _py, _View, _views, _with_protocol
+from afbatch.report.run_meta import _meta_lines, _with_protocol
+from afbatch.report.tables import _tables
+from afbatch.report.views import _prefill_view, _View, _views
 from afbatch.tables import markdown_table, text_table
 
 REPORT_VERSION = 1

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from afbatch.report.cells import _SURROGATE, _nan, _py
 from afbatch.report.prep import TIER_CONDITION, Orders, _column, _numeric
-from afbatch.report.views import _SURROGATE, _nan, _py
 
 # None as an np.where choice (an object array, as a bare None gives; numpy's stubs refuse the bare
 # None).

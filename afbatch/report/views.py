@@ -2,95 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from afbatch.protocol import PROFILES, protocol_record
+from afbatch.report.cells import _gap_ci, _int, _missing, _nan, _pct, _plain, _rate_ci, _usd
+from afbatch.report.gaps import SIGN_CONVENTION
 from afbatch.report.partial import rule_text
-from afbatch.report.tables import SIGN_CONVENTION
-
-
-def _py(value: Any) -> Any:
-    """A JSON-safe Python value: NaN/NA → None, numpy scalars → Python scalars."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        return None if math.isnan(f) or math.isinf(f) else f
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _py(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_py(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_py(v) for v in value.tolist()]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _plain(value: Any, limit: int = 160) -> str:
-    """One printable line: control characters (terminal escapes) and newlines become spaces."""
-    s = "" if value is None else str(value)
-    s = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", s.replace("\n", " ").replace("\t", " ")))
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def _nan(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA
-
-
-def _pct(x: Any) -> str:
-    return "–" if _nan(x) else f"{100 * float(x):.1f}%"
-
-
-def _ci(lo: Any, hi: Any) -> str:
-    return "" if _nan(lo) or _nan(hi) else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
-
-
-def _rate_ci(rate: Any, lo: Any, hi: Any) -> str:
-    return "–" if _nan(rate) else f"{_pct(rate)} {_ci(lo, hi)}"
-
-
-def _pp(x: Any) -> str:
-    return "–" if _nan(x) else f"{100 * x:+.1f} pp"
-
-
-def _gap_ci(d: Any, lo: Any, hi: Any) -> str:
-    return "–" if _nan(d) else f"{_pp(d)} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-
-
-def _usd(x: Any) -> str:
-    if _nan(x):
-        return "–"
-    x = float(x)
-    return f"${x:,.2f}" if abs(x) >= 10 else f"${x:,.4f}"
-
-
-def _int(x: Any) -> str:
-    return "–" if _nan(x) else f"{int(x):,}"
-
-
-def _missing(count: Any, share: Any) -> str:
-    return "–" if _nan(share) else f"{_int(count)} ({_pct(share)})"
 
 
 def _gap_method(t: Mapping[str, Any]) -> str:
@@ -438,51 +357,3 @@ def _prefill_view(meta: Mapping[str, Any] | None) -> _View | None:
     )
     headers = ["model", "prefill sent", "why"]
     return _View("prefill", "Prefill per model", headers, [False] * 3, rows, [note])
-
-
-def _with_protocol(meta: Mapping[str, Any] | None, prep: pd.DataFrame) -> dict[str, Any]:
-    """The meta with its `protocol` record; when the caller gave none, the one the conversation
-    table's ``profile`` column names, so a report always says which rules made its numbers."""
-    out = dict(meta or {})
-    if "protocol" not in out and "profile" in prep.columns:
-        names = [str(n) for n in pd.unique(prep["profile"].dropna())]
-        if len(names) == 1 and names[0] in PROFILES:
-            out["protocol"] = protocol_record(PROFILES[names[0]])
-        elif names:
-            out["protocol"] = {
-                "profile": ", ".join(names),
-                "rules": "several profiles in one table",
-            }
-    if "judging" not in out and "compliance_rule" in prep.columns:
-        rules = [str(n) for n in pd.unique(prep["compliance_rule"].dropna())]
-        if rules:
-            out["judging"] = {"compliance_rule": ", ".join(rules)}
-        reads = [str(n) for n in pd.unique(prep["partial_reads"].dropna())]
-        if rules and reads:  # the partial-compliance classifier's routing rule
-            out["judging"]["partial_reads"] = ", ".join(reads)
-    return out
-
-
-def _meta_lines(meta: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    if not meta:
-        return []
-    out = []
-    for k, v in meta.items():
-        if k == "prefill":  # its own table (_prefill_view)
-            continue
-        if k == "protocol" and isinstance(v, Mapping):  # its rules, in words
-            out.append(("protocol", _plain(str(v.get("rules") or v.get("profile")), 300)))
-            continue
-        val = v if isinstance(v, str) else json.dumps(_py(v), ensure_ascii=False, sort_keys=True)
-        # the judging set-up names templates by path: kept whole, as the numbers depend on it
-        out.append((_plain(k, 80), _plain(val, 2000 if k == "judging" else 300)))
-        if k == "judging" and isinstance(v, Mapping) and v.get("partial_reads"):
-            where = (
-                f"{v['partial_template']} on {v.get('partial_model')}: "
-                if v.get("partial_template")
-                else ""
-            )
-            out.append(
-                ("partial compliance", _plain(where + rule_text(str(v["partial_reads"])), 600))
-            )
-    return out
