@@ -16,7 +16,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 from afbatch import ids
-from afbatch.judge_templates import Template, vote_yes
+from afbatch.judge_templates import Template
+from afbatch.judge_verdicts import vote_yes
 from afbatch.providers.registry import capabilities
 from afbatch.spec import JudgeSpec, ModelSpec
 from afbatch.types import STAGE_AF, STAGE_COMPLIANCE, STAGE_PARTIAL, Conversation, Message, Request

@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 
 from afbatch.judge import af_model
-from afbatch.judge_templates import complied as judged_complied
-from afbatch.judge_templates import partial_class
-from afbatch.judge_templates import refused as judged_refused
+from afbatch.judge_verdicts import complied as judged_complied
+from afbatch.judge_verdicts import partial_class
+from afbatch.judge_verdicts import refused as judged_refused
 from afbatch.ledger import bulk
 from afbatch.manifest import Manifest
 from afbatch.protocol import CONDITION, PROFILES, prefill_record, protocol_record

@@ -5,7 +5,8 @@ opening.py creates and reopens runs; state.py derives the experiment state once 
 the planner, `status` and the report); planner.py turns what is wanted into shards; lifecycle.py
 and collect.py move shards through their manifest states at the provider (submit, reconcile,
 poll, collect, cancel); layout.py names every store key. The loop is here: step, back off, stop
-when every row is final, the budget is spent, or the run was cancelled elsewhere.
+when every row is final, the budget is spent, or the run was cancelled elsewhere; stalled.py
+decides what a step that changed nothing, with nothing at the provider, leads to.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from afbatch import collect, layout, lifecycle, opening, planner
+from afbatch import collect, layout, lifecycle, opening, planner, stalled
 from afbatch import manifest as mf
 from afbatch.checked_reads import checked_rows, read_ids
 from afbatch.compile import conversations
-from afbatch.errors import BudgetError, CancelledError, RunError
+from afbatch.errors import CancelledError, RunError
 from afbatch.grid import Grid
 from afbatch.ledger import Ledger, bulk, is_judged, kept, share_verdict
 from afbatch.lifecycle import worker_id
@@ -27,7 +28,6 @@ from afbatch.manifest import IN_FLIGHT, Manifest, Shard, ShardState
 from afbatch.opening import check_ready, run_id_for
 from afbatch.pricing import PriceTable
 from afbatch.providers import Provider, get_provider
-from afbatch.shard_files import least_requests
 from afbatch.spec import ModelSpec
 from afbatch.state import Deriver, ExperimentState, ModelProgress, shard_key
 from afbatch.store import Store
@@ -345,71 +345,6 @@ class Run:
                 )
             m = self.manifest()
             if not changed and not any(s.state in mf.SENT for s in m.shards.values()):
-                self._stuck(m, max_cost)
+                stalled.stop_or_replan(self, m, max_cost)
             interval = poll_interval if changed else min(interval * 1.5, max_interval)
             sleep(interval)
-
-    def _stuck(self, m: Manifest, max_cost: float | None) -> None:
-        """Nothing is at the provider and the last step changed nothing: the budget is spent, or a
-        bug."""
-        pending = [s for s in m.shards.values() if s.state == ShardState.PENDING]
-        blocked = [s for s in pending if not lifecycle.fits(m, s, max_cost)]
-        if blocked:
-            limit = max_cost if max_cost is not None else m.max_cost
-            assert limit is not None
-            spent = m.spent_usd()
-            split = [
-                s.id for s in blocked if s.requests > least_requests(self.provider(s.model).limits)
-            ]
-            if split:  # planned when more was left: retired unsent, the next plan cuts smaller ones
-
-                def retire(latest: Manifest) -> None:
-                    for sid in split:
-                        x = latest.shards[sid]
-                        if x.state == ShardState.PENDING:
-                            x.move(ShardState.CANCELLED)
-                            x.message = "not sent: planned again smaller, to fit --max-cost"
-
-                self.update(retire)
-                self.log(
-                    f"{len(split)} shard(s) too big for what is left of --max-cost: "
-                    "planning smaller ones"
-                )
-                return
-            raise BudgetError(
-                f"run {self.run_id}: --max-cost ${limit:,.2f} reached — ${spent:,.2f} spent, "
-                f"{sum(s.requests for s in pending):,} requests in {len(pending)} shard(s) not "
-                f"sent (the next could bill up to ${min(s.bound_usd for s in blocked):,.2f}, "
-                f"${max(limit - spent, 0):,.2f} is left) — continue with "
-                f"`afbatch run {self.run_id} --max-cost <more USD>`"
-            )
-        if not pending:
-            raise RunError(self._stuck_message(m))
-
-    def _stuck_message(self, m: Manifest) -> str:
-        """Why nothing can be sent though the run is not done: which requests, held by which shards,
-        and the way out. Planning and the ledger agree on every store afbatch wrote: this is for a
-        store changed by hand."""
-        run = f"run {self.run_id}"
-        ids = {r.id for r in self.state(m).wanted}
-        if not ids:
-            return f"{run} cannot make progress: nothing is needed or in flight, yet it is not done"
-        holders = []
-        for s in sorted(m.shards.values(), key=lambda s: s.id):
-            try:
-                if ids.intersection(self.shard_ids(s)):
-                    holders.append(f"{s.id} ({s.state.value})")
-            except KeyError:
-                holders.append(f"{s.id} (its .ids file is missing)")
-        some = ", ".join(sorted(ids)[:3]) + (", …" if len(ids) > 3 else "")
-        held = (
-            f"held by shard(s) {', '.join(holders[:5])} whose stored results lack them"
-            if holders
-            else "held by no shard, yet none could be planned"
-        )
-        return (
-            f"{run} cannot make progress: {len(ids)} needed request(s) ({some}) are {held} — "
-            f"the store under {layout.run_folder(self.run_id)}/ was changed. Restore it, or "
-            "rename the job to start a new run in this store: it reuses every answer stored "
-            "here and asks only for the rest"
-        )

@@ -18,17 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from afbatch.grid import Grid
-from afbatch.judge_templates import complied
-from afbatch.ledger import (
-    ConversationState,
-    JudgeState,
-    Ledger,
-    af_state,
-    bulk,
-    compliance_state,
-    conversation_state,
-    partial_state,
-)
+from afbatch.judge_states import JudgeState, af_state, compliance_state, partial_state
+from afbatch.judge_verdicts import complied
+from afbatch.ledger import ConversationState, Ledger, bulk, conversation_state
 from afbatch.manifest import IN_FLIGHT, Manifest, ShardState
 from afbatch.spec import JudgeSpec, ModelSpec
 from afbatch.types import (

@@ -10,7 +10,8 @@ import pytest
 
 from afbatch import report
 from afbatch.errors import InputError, RunError
-from afbatch.judge_templates import check_rule, complied, parse_template
+from afbatch.judge_templates import check_rule, parse_template
+from afbatch.judge_verdicts import complied
 
 
 def _row(

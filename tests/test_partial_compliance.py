@@ -12,8 +12,10 @@ import pytest
 from afbatch import ids, report
 from afbatch.errors import InputError, RunError, SpecError
 from afbatch.estimate import estimate_job
-from afbatch.judge_templates import VerdictField, load_template, parse_template, partial_class
-from afbatch.ledger import ConversationState, JudgeState
+from afbatch.judge_states import JudgeState
+from afbatch.judge_templates import load_template, parse_template
+from afbatch.judge_verdicts import VerdictField, partial_class
+from afbatch.ledger import ConversationState
 from afbatch.pricing import load_prices
 from afbatch.spec import JudgeSpec, ModelSpec, parse_job
 from afbatch.state import to_partial
