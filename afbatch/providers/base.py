@@ -120,6 +120,19 @@ class Provider(Protocol):
     def cancel(self, batch_id: str) -> None: ...
 
 
+def chat_messages(request: Request, **prefill_fields: Any) -> list[dict[str, Any]]:
+    """A request as OpenAI-style chat `messages`: the system prompt, the turns, and the prefill as
+    a trailing assistant message (with a provider's own fields on it, e.g. Mistral's
+    `prefix=True`)."""
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+    if request.prefill:
+        messages.append({"role": "assistant", "content": request.prefill, **prefill_fields})
+    return messages
+
+
 def classify_http(status: int, code: str | None = None, message: str | None = None) -> str:
     """Map an HTTP-like status (and code) to afbatch's error kinds."""
     text = f"{code or ''} {message or ''}".lower()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from afbatch.providers.base import classify_http, malformed
+from afbatch.providers.base import chat_messages, classify_http, malformed
 from afbatch.types import Request, Result, RowStatus, Usage
 
 # gRPC status names (and their numbers) as HTTP statuses, for error lines and bodies.
@@ -53,12 +53,8 @@ GRPC_NAMES = (
 def request_line(request: Request) -> dict[str, Any]:
     """`{"custom_id", "body": {"messages", "max_tokens", "temperature"}}`: the job names the
     model."""
-    messages: list[dict[str, str]] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
-    if request.prefill:  # only when the job asks: continuing it is not documented
-        messages.append({"role": "assistant", "content": request.prefill})
+    # the prefill only when the job asks: continuing it is not documented
+    messages = chat_messages(request)
     body: dict[str, Any] = {"messages": messages, "max_tokens": request.max_tokens}
     if request.temperature is not None:
         body["temperature"] = request.temperature

@@ -24,6 +24,7 @@ from afbatch.providers.base import (
     BatchStatus,
     Failure,
     Found,
+    chat_messages,
     classify_http,
     created_id,
     guarded,
@@ -70,13 +71,8 @@ class MistralProvider:
         return request_id
 
     def render(self, request: Request) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
-        if request.system:
-            messages.append({"role": "system", "content": request.system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
-        if request.prefill:
-            # Without "prefix": true Mistral refuses a trailing assistant message.
-            messages.append({"role": "assistant", "content": request.prefill, "prefix": True})
+        # Without "prefix": true Mistral refuses a trailing assistant message.
+        messages = chat_messages(request, prefix=True)
         body: dict[str, Any] = {
             "model": request.model.model,
             "messages": messages,

@@ -17,6 +17,7 @@ from afbatch.providers.base import (
     BatchInfo,
     BatchStatus,
     Found,
+    chat_messages,
     classify_http,
     created_id,
     guarded,
@@ -60,12 +61,7 @@ class OpenAIProvider:
         return request_id
 
     def render(self, request: Request) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
-        if request.system:
-            messages.append({"role": "system", "content": request.system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
-        if request.prefill:
-            messages.append({"role": "assistant", "content": request.prefill})
+        messages = chat_messages(request)
         body: dict[str, Any] = {"model": request.model.model, "messages": messages}
         # OpenAI's own models take max_completion_tokens (reasoning models reject max_tokens);
         # OpenAI-compatible hosts document max_tokens.

@@ -29,6 +29,7 @@ from afbatch.providers.base import (
     Failure,
     Found,
     Unreadable,
+    chat_messages,
     classify_http,
     guarded,
     malformed,
@@ -65,12 +66,7 @@ class XAIProvider:
         return request_id
 
     def render(self, request: Request) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
-        if request.system:
-            messages.append({"role": "system", "content": request.system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
-        if request.prefill:
-            messages.append({"role": "assistant", "content": request.prefill})
+        messages = chat_messages(request)
         body: dict[str, Any] = {
             "model": request.model.model,
             "messages": messages,
