@@ -62,3 +62,11 @@ def write_job(folder: Path, body: str, name: str = "job.toml") -> Path:
 def fast(run: Any) -> Any:
     """Run a Run to completion without sleeping between polls."""
     return run.run(poll_interval=0, max_interval=0, sleep=lambda s: None)
+
+
+@pytest.fixture(scope="session")
+def crash_reference(moto_s3: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The crash matrix's uninterrupted runs (runs/crash_support.py), shared by its modules."""
+    from runs.crash_support import References  # it imports test modules that import this one
+
+    return References(tmp_path_factory)
