@@ -298,12 +298,3 @@ def test_the_http_client_is_imported_only_when_it_connects() -> None:
     loaded = set(out.stdout.split())
     assert "afbatch.providers.fireworks" in loaded
     assert not {"httpx2", "httpx", "openai", "anthropic", "boto3"} & loaded
-
-
-def test_without_an_http_client_ready_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FIREWORKS_API_KEY", SECRET)
-    monkeypatch.setenv("FIREWORKS_ACCOUNT_ID", "acct")
-    monkeypatch.setitem(sys.modules, "httpx2", None)  # None: the import fails
-    monkeypatch.setitem(sys.modules, "httpx", None)
-    with pytest.raises(ProviderError, match=r"neither httpx2 nor httpx is installed — pip install"):
-        FireworksProvider(ModelSpec(provider="fireworks", model=MODEL)).ready()

@@ -1,7 +1,7 @@
 """Fireworks batch inference: a JSONL dataset in, a batch inference job, an output dataset back.
 
 Client: Fireworks' REST API through httpx2, the HTTP client the openai SDK already depends on
-(httpx's successor, same API; with openai < 3, httpx itself). The `fireworks-ai` SDK (1.2.30,
+(httpx's successor, same API; a declared dependency). The `fireworks-ai` SDK (1.2.30,
 inspected) was not chosen: it would add aiohttp, httpx-aiohttp and a recent certifi as
 dependencies, and its batch-inference resource has create, get, list and delete but no cancel.
 The transport is in fireworks_rest.py, the request and result lines in fireworks_lines.py.
@@ -50,7 +50,6 @@ from afbatch.providers.fireworks_rest import (
     call,
     download_lines,
     errors,
-    http_client_module,
 )
 from afbatch.providers.registry import capabilities
 from afbatch.redact import redact, register
@@ -146,7 +145,9 @@ class FireworksProvider:
         if missing:
             raise ProviderError(f"{self.model.name}: set " + " and ".join(missing))
         self._account = account
-        self._client = http_client_module().Client(
+        import httpx2  # imported when first connecting: estimate and compile never need it
+
+        self._client = httpx2.Client(
             base_url=self.base_url(),
             timeout=TIMEOUT_SECONDS,
             headers={"Authorization": f"Bearer {key}"},

@@ -1,6 +1,6 @@
-"""Fireworks' REST transport: the HTTP client (httpx2, else httpx), one call with retries of
-idempotent reads, downloads from signed URLs, and Fireworks' error bodies as `HTTPFailure`,
-translated to ProviderError by `errors` (the provider's I/O runs inside it)."""
+"""Fireworks' REST transport over httpx2 (a declared dependency, imported on first use): one call
+with retries of idempotent reads, downloads from signed URLs, and Fireworks' error bodies as
+`HTTPFailure`, translated to ProviderError by `errors` (the provider's I/O runs inside it)."""
 
 from __future__ import annotations
 
@@ -31,28 +31,12 @@ class HTTPFailure(Exception):
         self.status, self.message = status, message
 
 
-def http_client_module() -> Any:
-    """httpx2, or httpx where the installed openai SDK still brings that one (same API)."""
-    try:
-        import httpx2
-    except ImportError:
-        try:
-            import httpx  # type: ignore[import-not-found, unused-ignore]
-        except ImportError:
-            raise ProviderError(
-                "fireworks needs an HTTP client the openai SDK usually brings, "
-                "and neither httpx2 nor httpx is installed — pip install "
-                "httpx2"
-            ) from None
-        return httpx
-    return httpx2
-
-
 def call(
     client: httpx2.Client, method: str, path: str, *, attempts: int = 1, **kw: Any
 ) -> dict[str, Any]:
     """One REST call; its JSON answer (a dict), else HTTPFailure with Fireworks' words."""
-    http = http_client_module()
+    import httpx2 as http
+
     for attempt in range(attempts):
         last = attempt + 1 == attempts
         try:
@@ -73,7 +57,8 @@ def call(
 def download_lines(model: ModelSpec, filename: str, url: str) -> Iterator[dict[str, Any]]:
     """The lines of one output file, read from its signed URL."""
     # A fresh client: the signed URL carries its own authority, never the API key.
-    http = http_client_module()
+    import httpx2 as http
+
     with (
         errors(model, f"download {filename}"),
         http.Client(timeout=TIMEOUT_SECONDS) as plain,
@@ -128,13 +113,15 @@ def _message(content: bytes) -> str:
 
 
 def _translate(exc: BaseException) -> Failure | None:
+    import httpx2
+
     if isinstance(exc, HTTPFailure):
         return Failure(
             f"HTTP {exc.status}: {exc.message}",
             retryable=exc.status in (408, 409, 429) or exc.status >= 500,
             rejects_request=exc.status in REJECTS,
         )
-    if isinstance(exc, http_client_module().TransportError):
+    if isinstance(exc, httpx2.TransportError):
         return Failure(f"cannot connect ({exc})", retryable=True)
     return None
 
