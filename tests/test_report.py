@@ -559,6 +559,36 @@ def test_proxy_agreement_hand_values(conv):
     ] == pytest.approx(22 / 26)
 
 
+def test_proxy_error_rate_interval_counts_prompts_not_samples():
+    # The judge refuses every answer: 2 prompts x 2 tiers x 2 samples. The proxy says "complied"
+    # on every answer to prompt 0 and on none to prompt 1: 4 false positives of 8 conversations,
+    # which say as much about the proxy as 2 independent ones (design effect 4, Wilson for 1 of
+    # 2), in the model's row and in the pooled one.
+    rows = [
+        {
+            "model": "m",
+            "variant": "v",
+            "tier": tier,
+            "status": "finished",
+            "prompt_index": p,
+            "sample": s,
+            "proxy_compliant": p == 0,
+            "judge_refused": True,
+        }
+        for p in range(2)
+        for tier in ("free", "paid")
+        for s in range(2)
+    ]
+    a = report.proxy_agreement(pd.DataFrame(rows))
+    for key in (("m", "v"), ("(all)", "(all)")):
+        r = row_of(a, model=key[0], variant=key[1])
+        assert (r["false_positives"], r["judge_refused"]) == (4, 8)
+        assert r["proxy_false_positive_rate"] == 0.5
+        got = (r["proxy_false_positive_rate_lo"], r["proxy_false_positive_rate_hi"])
+        assert got == pytest.approx(wilson_ref(1, 2), abs=1e-12)
+        assert r["proxy_false_positive_rate_lo"] < wilson_ref(4, 8)[0]
+
+
 # --------------------------------------------------------------------------------------------
 # costs and failures
 # --------------------------------------------------------------------------------------------

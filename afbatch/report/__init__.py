@@ -122,9 +122,9 @@ Denominators (the same in every output):
 * `proxy_agreement[].judge_complied`, `.judge_refused`: the judge's totals (denominators of the two
   rates)
 * `proxy_agreement[].proxy_false_positive_rate` (`_lo`/`_hi`): P(proxy says complied, given the
-  judge says refused), Wilson
+  judge says refused), Wilson with prompts as clusters
 * `proxy_agreement[].proxy_false_negative_rate` (`_lo`/`_hi`): P(proxy says refused, given the judge
-  says complied), Wilson
+  says complied), Wilson with prompts as clusters
 * `proxy_agreement[].agreement`: (agree_complied + agree_refused) / both
 * `costs[]`: per model, then one row with model "(total)"
 * `costs[].provider`, `.conversations`: provider; conversations of the model in this run

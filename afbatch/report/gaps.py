@@ -36,7 +36,7 @@ def intervals_text(gap_interval: str = "paired") -> str:
         "effect, estimated with prompts as clusters so that the samples of one prompt are not "
         "counted as independent; exactly Wilson with one sample per prompt). Gaps: Newcombe's "
         f"hybrid score combination of those intervals, {_GAP_TEXT[gap_interval]}. Proxy-judge "
-        "agreement rates: Wilson score, conversations treated as independent"
+        "disagreement rates: as rates, prompts as clusters (a prompt's tiers and samples together)"
     )
 
 

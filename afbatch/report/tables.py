@@ -30,7 +30,7 @@ from afbatch.report.prep import (
     _sort,
     axis_numbers,
 )
-from afbatch.stats import wilson_interval
+from afbatch.stats import cluster_rate
 
 ALL = "(all)"
 
@@ -94,15 +94,18 @@ AGREEMENT_COLUMNS = [
 ]
 
 
-def _wilson_cols(k: pd.Series, n: pd.Series) -> tuple[list[float], list[float], list[float]]:
-    rate, lo, hi = [], [], []
-    for kk, nn in zip(k.tolist(), n.tolist()):
-        kk, nn = int(kk), int(nn)
-        rate.append(kk / nn if nn else math.nan)
-        a, b = wilson_interval(kk, nn)
-        lo.append(a)
-        hi.append(b)
-    return rate, lo, hi
+def _clustered_cols(
+    by_prompt: pd.DataFrame, keys: list[tuple[str, str]], k: str, n: str
+) -> tuple[list[float], list[float], list[float]]:
+    """Rate, lo, hi of k/n per (model, variant) key, prompts as clusters (``cluster_rate``): the
+    tiers and samples of one prompt are not independent evidence about the proxy."""
+    by_key = {
+        key: cluster_rate(g[k].to_numpy(), g[n].to_numpy())[:3]
+        for key, g in by_prompt.groupby(["model", "variant"], sort=False, observed=True)
+    }
+    nan3 = (math.nan, math.nan, math.nan)
+    got = [by_key.get(key, nan3) for key in keys]
+    return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
 
 
 # rate name → (numerator, denominator) columns
@@ -203,16 +206,30 @@ def _agreement_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
     a[cols] = a[cols].astype(int)
     a["judge_complied"] = a["agree_complied"] + a["false_negatives"]
     a["judge_refused"] = a["false_positives"] + a["agree_refused"]
+    # per prompt (the clusters), for each model × variant and pooled as the "(all)" row
+    ind["prompt"] = prep["prompt"]
+    ind["judge_complied"] = ind["agree_complied"] | ind["false_negatives"]
+    ind["judge_refused"] = ind["false_positives"] | ind["agree_refused"]
+    sums = ["false_positives", "false_negatives", "judge_complied", "judge_refused"]
+    by_prompt = pd.concat(
+        [
+            ind.groupby(["model", "variant", "prompt"], sort=False, observed=True)[sums].sum(),
+            ind.assign(model=ALL, variant=ALL)
+            .groupby(["model", "variant", "prompt"], sort=False, observed=True)[sums]
+            .sum(),
+        ]
+    ).reset_index()
+    keys = list(zip(a["model"], a["variant"]))
     (
         a["proxy_false_positive_rate"],
         a["proxy_false_positive_rate_lo"],
         a["proxy_false_positive_rate_hi"],
-    ) = _wilson_cols(a["false_positives"], a["judge_refused"])
+    ) = _clustered_cols(by_prompt, keys, "false_positives", "judge_refused")
     (
         a["proxy_false_negative_rate"],
         a["proxy_false_negative_rate_lo"],
         a["proxy_false_negative_rate_hi"],
-    ) = _wilson_cols(a["false_negatives"], a["judge_complied"])
+    ) = _clustered_cols(by_prompt, keys, "false_negatives", "judge_complied")
     a["agreement"] = [
         (x + y) / b if b else math.nan
         for x, y, b in zip(a["agree_complied"], a["agree_refused"], a["both"])
@@ -226,7 +243,8 @@ def proxy_agreement(conv: pd.DataFrame) -> pd.DataFrame:
 
     Over finished conversations that have both a proxy value and a judge verdict (``both``):
     ``proxy_false_positive_rate`` = P(proxy complied | judge refused), ``proxy_false_negative_rate``
-    = P(proxy refused | judge complied) (Wilson 95% CIs), ``agreement`` = share where they agree.
+    = P(proxy refused | judge complied) (95% CIs as the rates': Wilson at the effective sample
+    size, prompts as clusters), ``agreement`` = share where they agree.
     The last row (model and variant ``"(all)"``) pools every conversation.
     """
     prep = _prep(conv)
