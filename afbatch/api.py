@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from afbatch.estimate import Estimate
+    from afbatch.job_estimate import Estimate
     from afbatch.runner import Run, Status
     from afbatch.store import Store
 
@@ -130,7 +130,7 @@ def estimate(
     compliance replace the job's assumptions. A bad job raises SpecError, a missing input
     InputError (or OfflineError with `offline=True`)."""
     from afbatch.errors import InputError
-    from afbatch.estimate import estimate_job
+    from afbatch.job_estimate import estimate_job
     from afbatch.pricing import load_prices
     from afbatch.spec import load_job
 

@@ -1,6 +1,6 @@
 """The generation stage's cost: one Row per variant x tier (x temperature x samples) of a
 model, each turn weighted, batch and cache priced, on-demand below a record minimum (the cost
-model: estimate.py's docstring)."""
+model: job_estimate.py's docstring)."""
 
 from __future__ import annotations
 

@@ -358,7 +358,7 @@ def calibration(run: Run) -> dict[str, Any]:
 
     Returns {model label: estimate.Calibration}, for `afbatch estimate --calibrate-from RUN`.
     """
-    from afbatch.estimate import Calibration
+    from afbatch.job_estimate import Calibration
 
     conv = conversation_table(run)
     out: dict[str, Any] = {}

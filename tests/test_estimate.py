@@ -6,7 +6,13 @@ import textwrap
 import pytest
 
 from afbatch.errors import BudgetError, PriceError
-from afbatch.estimate import Calibration, check_budget, estimate_job, format_estimate, turn_weights
+from afbatch.job_estimate import (
+    Calibration,
+    check_budget,
+    estimate_job,
+    format_estimate,
+    turn_weights,
+)
 from afbatch.pricing import load_prices
 from afbatch.spec import ModelSpec, load_job
 from afbatch.tokens import counter_for
@@ -377,7 +383,7 @@ def test_a_price_override_keeps_the_catalogs_facts(tmp_path):
 
 
 def test_the_estimate_says_per_model_whether_the_prefill_is_sent(toy):
-    from afbatch.estimate import format_estimate
+    from afbatch.job_estimate import format_estimate
 
     job, tmp = toy
     loaded = job(

@@ -11,7 +11,7 @@ import pytest
 
 from afbatch import ids, report
 from afbatch.errors import InputError, RunError, SpecError
-from afbatch.estimate import estimate_job
+from afbatch.job_estimate import estimate_job
 from afbatch.judge_states import JudgeState
 from afbatch.judge_templates import load_template, parse_template
 from afbatch.judge_verdicts import VerdictField, partial_class

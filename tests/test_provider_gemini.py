@@ -462,7 +462,7 @@ def test_gemini_batch_prices_and_long_context_tier() -> None:
 
 
 def test_the_estimate_applies_the_long_context_tier_per_request(tmp_path: Path) -> None:
-    from afbatch.estimate import estimate_job
+    from afbatch.job_estimate import estimate_job
 
     for f in (GOLDEN / "job").iterdir():
         (tmp_path / f.name).write_bytes(f.read_bytes())

@@ -17,8 +17,8 @@ import pytest
 from afbatch.compile import first_requests
 from afbatch.datasets import cache_put
 from afbatch.errors import InputError, OfflineError, SpecError
-from afbatch.estimate import estimate_job
 from afbatch.grid import load_grid
+from afbatch.job_estimate import estimate_job
 from afbatch.judge import af_requests, compliance_request
 from afbatch.pricing import load_prices
 from afbatch.providers import get_provider

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from afbatch import ids, report
 from afbatch.compile import conversations
-from afbatch.estimate import estimate_job, format_estimate
 from afbatch.grid import load_grid
+from afbatch.job_estimate import estimate_job, format_estimate
 from afbatch.pricing import load_prices
 from afbatch.spec import SamplingSpec, load_job
 from support import BASE_JOB

@@ -172,7 +172,7 @@ def estimate(
     """Estimate tokens and cost (synchronous, batch, batch + cache, worst case) — offline, no key
     needed."""
     from afbatch.cli.runs import open_run
-    from afbatch.estimate import Estimate, check_budget, estimate_job, format_estimate
+    from afbatch.job_estimate import Estimate, check_budget, estimate_job, format_estimate
     from afbatch.pricing import load_prices, price_file_for
     from afbatch.spec import LoadedJob, load_job
 

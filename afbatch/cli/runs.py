@@ -58,7 +58,7 @@ def start(
     """Create the job's run (after showing the estimate and asking), or resume it."""
     from afbatch import manifest as mf
     from afbatch.errors import RunError
-    from afbatch.estimate import check_budget, estimate_job, format_estimate
+    from afbatch.job_estimate import check_budget, estimate_job, format_estimate
     from afbatch.ledger import freeze_after_bulk
     from afbatch.opening import prepare
     from afbatch.pricing import load_prices, price_file_for

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from afbatch import tokens  # noqa: E402
-from afbatch.estimate import estimate_job  # noqa: E402
+from afbatch.job_estimate import estimate_job  # noqa: E402
 from afbatch.pricing import load_prices  # noqa: E402
 from afbatch.spec import load_job  # noqa: E402
 

@@ -292,8 +292,7 @@ def test_unexpected_exception_is_one_line_and_debug_shows_it(
 ) -> None:
     import importlib
 
-    # The module: `afbatch.estimate` is the Python API's function of that name.
-    estimate_module = importlib.import_module("afbatch.estimate")
+    estimate_module = importlib.import_module("afbatch.job_estimate")
 
     def broken(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise ZeroDivisionError("division by zero\nin a second line")

@@ -102,7 +102,7 @@ def test_estimate_is_the_clis_estimate_and_stays_callable(workdir, capsys):
     for by in ("model", "condition"):
         cli_rows = _cli_json(["estimate", job, "--format", "json", "--by", by, "--offline"])["rows"]
         capsys.readouterr()
-        # Called twice: importing the submodule afbatch.estimate must not replace the function.
+        # Called twice: the function stays the function once its module has been imported.
         for _ in range(2):
             est = afbatch.estimate(job, by=by, offline=True)
             _same(est.frame(), cli_rows)
