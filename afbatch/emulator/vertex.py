@@ -62,6 +62,7 @@ class VertexService:
     def __init__(self, emu: Emulator) -> None:
         self.emu = emu
         self.tokens: set[str] = set()  # issued access tokens (kept across reset: like ADC's)
+        self.refresh_token = REFRESH_TOKEN  # what the token endpoint accepts (a test revokes it)
         self._folder: str | None = None
         self.reset()
 
@@ -135,7 +136,10 @@ class VertexService:
             client = ""
         if client != f"{CLIENT_ID}:{CLIENT_SECRET}":
             return json_response({"error": "invalid_client"}, 401)
-        if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != REFRESH_TOKEN:
+        if (
+            form.get("grant_type") != "refresh_token"
+            or form.get("refresh_token") != self.refresh_token
+        ):
             return json_response({"error": "invalid_grant", "error_description": "Bad token"}, 400)
         access = "ya29.emulator-" + rand_id("", 32)
         with self.emu.lock:

@@ -110,6 +110,7 @@ class GcsService:
             ("GET", PREFIX + r"/download/storage/v1" + OBJECT, self.download),
             ("GET", PREFIX + r"/storage/v1" + OBJECT, self.get),
             ("GET", PREFIX + r"/storage/v1/b/(?P<bucket>[^/]+)/o", self.list),
+            ("GET", PREFIX + r"/storage/v1/b/(?P<bucket>[^/]+)", self.get_bucket),
         ]
 
     def error(self, status: int, message: str) -> Response:
@@ -229,6 +230,13 @@ class GcsService:
             return self.download(req, bucket, name)
         with self.emu.lock:
             return json_response(self._object(bucket, name).to_json())
+
+    def get_bucket(self, req: Request, bucket: str) -> Response:
+        with self.emu.lock:
+            self._bucket(bucket)
+        return json_response(
+            {"kind": "storage#bucket", "id": bucket, "name": bucket, "location": "US-CENTRAL1"}
+        )
 
     def list(self, req: Request, bucket: str) -> Response:
         prefix = req.query.get("prefix", "")

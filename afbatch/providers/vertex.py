@@ -329,10 +329,10 @@ def _google_failure(exc: BaseException) -> Failure | None:
         )
     if isinstance(exc, auth.DefaultCredentialsError):
         return Failure(NO_CREDENTIALS, retryable=False)
-    if isinstance(exc, auth.RefreshError):
-        return Failure(f"credentials refused: {exc}", retryable=bool(getattr(exc, "retryable", 0)))
     if isinstance(exc, (auth.TransportError, requests.ConnectionError)):
         return Failure(f"cannot connect ({exc})", retryable=True)
+    if isinstance(exc, auth.GoogleAuthError):  # the token endpoint refused (RefreshError, ...)
+        return Failure(f"credentials refused: {exc}", retryable=bool(getattr(exc, "retryable", 0)))
     return None
 
 
