@@ -115,9 +115,9 @@ class VertexProvider:
             return
         try:
             import google.auth
-            import google.cloud.storage  # noqa: F401 - checked now: submit needs it
-            import google.genai  # noqa: F401
+            import google.genai  # noqa: F401 - checked now: submit needs both SDKs
             from google.auth import exceptions
+            from google.cloud.storage import Client  # noqa: F401
         except ImportError:
             raise ProviderError(
                 f"{self.model.name}: Vertex AI needs the google-genai and google-cloud-storage "
@@ -175,9 +175,9 @@ class VertexProvider:
     def gcs(self) -> Any:
         if self._gcs is None:
             self._connect()
-            from google.cloud import storage
+            from google.cloud.storage import Client
 
-            self._gcs = storage.Client(project=self._project, credentials=self._credentials)
+            self._gcs = Client(project=self._project, credentials=self._credentials)
         return self._gcs
 
     def ready(self) -> None:
