@@ -26,6 +26,7 @@ from afbatch.pricing import load_prices
 from afbatch.providers import BatchStatus, Found, get_provider
 from afbatch.providers.base import read_line
 from afbatch.providers.vertex import VertexProvider
+from afbatch.redact import redact
 from afbatch.shard_files import render_lines, write_shards
 from afbatch.spec import ModelSpec, load_job
 from afbatch.types import Message, Request, Result, RowStatus, Usage
@@ -358,6 +359,7 @@ def test_calls_carry_the_access_token_from_the_credentials_file(
     assert emu.vertex.tokens == set()
     vx.submit(_shard(vx, _requests(1), tmp_path), 1, _token(), {})
     assert vx._credentials.token in emu.vertex.tokens
+    assert vx._credentials.token not in redact(f"a message with {vx._credentials.token}")
 
 
 def test_an_expired_access_token_is_refreshed(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ ADC's project) and GOOGLE_CLOUD_LOCATION.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -180,6 +181,16 @@ class VertexProvider:
             self._gcs = Client(project=self._project, credentials=self._credentials)
         return self._gcs
 
+    @contextlib.contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        """One call's SDK errors as a ProviderError; the access token the SDKs may have refreshed
+        meanwhile is registered for redaction first."""
+        with _errors(self.model, what):
+            try:
+                yield
+            finally:
+                _register(self._credentials)
+
     def ready(self) -> None:
         self._location()
         self._connect()
@@ -193,7 +204,7 @@ class VertexProvider:
     def submit(self, shard_path: str, n_requests: int, token: str, metadata: dict[str, str]) -> str:
         bucket, prefix = self._location()
         key_in = _key(prefix, "afbatch-input", f"{token}.jsonl")
-        with _errors(self.model, "upload to Cloud Storage"):
+        with self._call("upload to Cloud Storage"):
             from google.cloud.storage.retry import DEFAULT_RETRY
 
             blob = self.gcs.bucket(bucket).blob(key_in)
@@ -202,7 +213,7 @@ class VertexProvider:
                 shard_path, content_type="application/jsonl", retry=DEFAULT_RETRY
             )
         dest = f"gs://{bucket}/{_key(prefix, 'afbatch-output', token)}/"
-        with _errors(self.model, "create job"):
+        with self._call("create job"):
             # No SDK retries: the runner reconciles by the display name first.
             config = {
                 "display_name": display_name(token),
@@ -225,7 +236,7 @@ class VertexProvider:
         # by it, and each job's name still compared.
         want = display_name(token)
         config = {"page_size": 100, "filter": f'display_name="{want}"'}
-        with _errors(self.model, "list jobs"), warnings.catch_warnings():
+        with self._call("list jobs"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the SDK warns on a state its enum lacks
             for job in self.client.batches.list(config=config):
                 if job.display_name == want and job.name not in claimed:
@@ -233,11 +244,9 @@ class VertexProvider:
         return Found()
 
     def _get(self, batch_id: str) -> Any:
-        with _errors(self.model, f"get {batch_id}"), warnings.catch_warnings():
+        with self._call(f"get {batch_id}"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            job = self.client.batches.get(name=batch_id)
-        _register(self._credentials)  # the access token the SDK refreshed
-        return job
+            return self.client.batches.get(name=batch_id)
 
     def poll(self, batch_id: str) -> BatchInfo:
         job = self._get(batch_id)
@@ -256,7 +265,7 @@ class VertexProvider:
         if not out:  # failed, or cancelled before anything ran: no output
             return
         bucket, _, prefix = out.removeprefix("gs://").partition("/")
-        with _errors(self.model, f"list {out}"):
+        with self._call(f"list {out}"):
             names = sorted(
                 b.name
                 for b in self.gcs.list_blobs(bucket, prefix=prefix.strip("/") + "/")
@@ -265,7 +274,7 @@ class VertexProvider:
         for name in names:  # every predictions file of the job, each streamed to disk
             with tempfile.TemporaryDirectory(prefix="afbatch-vertex-") as tmp:
                 path = os.path.join(tmp, "predictions.jsonl")
-                with _errors(self.model, f"download gs://{bucket}/{name}"):
+                with self._call(f"download gs://{bucket}/{name}"):
                     self.gcs.bucket(bucket).blob(name).download_to_filename(path)
                 with open(path, "rb") as f:
                     for raw in f:
@@ -273,7 +282,7 @@ class VertexProvider:
                             yield read_line(raw)
 
     def cancel(self, batch_id: str) -> None:
-        with _errors(self.model, f"cancel {batch_id}"):
+        with self._call(f"cancel {batch_id}"):
             self.client.batches.cancel(name=batch_id)
 
 
