@@ -31,8 +31,8 @@ OBJECT = r"/b/(?P<bucket>[^/]+)/o/(?P<name>[^/]+)"
 
 
 def fail(status: int, message: str, reason: str = "invalid") -> Reject:
-    body = {"error": {"code": status, "message": message, "errors": [{"message": message,
-            "domain": "global", "reason": reason}]}}  # fmt: skip
+    detail = {"message": message, "domain": "global", "reason": reason}
+    body = {"error": {"code": status, "message": message, "errors": [detail]}}
     return Reject(json_response(body, status))
 
 
