@@ -46,6 +46,15 @@ class ModelSpec(Strict):
     s3_uri: str | None = Field(
         None, pattern=r"^s3://[^/]+(/.*)?$", description="s3://bucket/prefix for Bedrock I/O."
     )
+    gcs_uri: str | None = Field(
+        None, pattern=r"^gs://[^/]+(/.*)?$", description="gs://bucket/prefix for Vertex AI I/O."
+    )
+    project: str | None = Field(
+        None, description="Google Cloud project (Vertex AI); else $GOOGLE_CLOUD_PROJECT or ADC's."
+    )
+    location: str | None = Field(
+        None, description="Google Cloud location (Vertex AI); else $GOOGLE_CLOUD_LOCATION."
+    )
     on_demand_fallback: bool = Field(
         False,
         description=(

@@ -83,6 +83,13 @@ class ModelPrice(_Strict):
 class ProviderPrice(_Strict):
     batch_multiplier: float = Field(gt=0, le=1)
     cache_stacks_with_batch: bool = False
+    cache_takes_precedence: bool = Field(
+        False,
+        description=(
+            "Cached input tokens are billed at the list cache-read rate, without the batch "
+            "discount (Vertex AI: the implicit-cache discount takes precedence over it)."
+        ),
+    )
     source: str = "user price override file"
     date: str = Field("unknown", pattern=r"^(\d{4}-\d{2}-\d{2}|unknown)$")
 
@@ -102,6 +109,7 @@ class Price:
     entry: ModelPrice
     batch_multiplier: float
     cache_stacks_with_batch: bool
+    cache_takes_precedence: bool = False
 
     def list_rates(self, prompt_tokens: float) -> tuple[float, float]:
         lc = self.entry.long_context
@@ -151,8 +159,10 @@ class RowCost:
         lc = price.entry.long_context
         self.above = lc.above_tokens if lc else None
         mult = 1.0 if on_demand else price.batch_multiplier
-        cached, writes = price.cache_read_rate() * mult, price.cache_write_rate(ttl) * mult
-        long_cached = lc.cache_read * mult if lc and lc.cache_read is not None else cached
+        # Where the cache discount takes precedence, a cache read is not batch-discounted again.
+        read_mult = 1.0 if price.cache_takes_precedence else mult
+        cached, writes = price.cache_read_rate() * read_mult, price.cache_write_rate(ttl) * mult
+        long_cached = lc.cache_read * read_mult if lc and lc.cache_read is not None else cached
 
         def rates(prompt_tokens: float, cached: float) -> tuple[float, float, float, float]:
             rin, rout = (
@@ -241,6 +251,7 @@ class PriceTable:
             entry=entry,
             batch_multiplier=mult,
             cache_stacks_with_batch=bool(prov and prov.cache_stacks_with_batch),
+            cache_takes_precedence=bool(prov and prov.cache_takes_precedence),
         )
 
     def _fact(self, model: ModelSpec, name: str) -> tuple[object, str, bool] | None:

@@ -167,6 +167,8 @@ DOCUMENTED_FACTOR = {
             "gemini-3.6-flash",
         )
     },
+    ("vertex", "gemini-3.1-pro-preview"): 1.10,
+    ("vertex", "gemini-3.6-flash"): 1.10,
     ("mistral", "mistral-large-latest"): 1.15,
     ("mistral", "mistral-large-2512"): 1.15,
     ("mistral", "mistral-large-2411"): 1.15,

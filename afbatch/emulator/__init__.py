@@ -1,5 +1,5 @@
-"""Local HTTP emulator of the OpenAI, Anthropic, Bedrock, Gemini, Mistral, xAI and Fireworks batch
-APIs (and Bedrock's on-demand ``InvokeModel``), for tests and demos.
+"""Local HTTP emulator of the OpenAI, Anthropic, Bedrock, Gemini, Vertex AI, Mistral, xAI and
+Fireworks batch APIs (and Bedrock's on-demand ``InvokeModel``), for tests and demos.
 
 The real SDKs reach it through their own variables (``emu.env()``); a responder
 scripts what the "model" answers, ``emu.faults`` scripts what goes wrong::
@@ -35,7 +35,8 @@ Provider limits are class attributes tests may lower: ``OpenAIService.MAX_REQUES
 ``BedrockService.MIN_RECORDS``, ``MAX_RECORDS``, ``MAX_FILE_BYTES``;
 ``GeminiService.MAX_FILE_BYTES``, ``MAX_INLINE_BYTES``;
 ``MistralService.MAX_REQUESTS``, ``MAX_FILE_BYTES``;
-``FireworksService.MAX_UPLOAD_BYTES``, ``MAX_DATASET_BYTES``.
+``FireworksService.MAX_UPLOAD_BYTES``, ``MAX_DATASET_BYTES``;
+``VertexService.MAX_REQUESTS``, ``MAX_FILE_BYTES``, ``LINES_PER_FILE``.
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ def emulating(models: Iterable[Any]) -> Iterator[Emulator]:
     buckets, when a model is on Bedrock), point this process's SDK variables at it, and at the end
     restore the environment and stop the servers. Nothing this process sends can reach a real
     provider meanwhile."""
+    models = list(models)
     bedrock = [m for m in models if m.provider == "bedrock"]
     moto = start_s3() if bedrock else None
     saved = dict(os.environ)
@@ -206,6 +208,9 @@ def emulating(models: Iterable[Any]) -> Iterator[Emulator]:
             buckets = {m.s3_uri.removeprefix("s3://").split("/")[0] for m in bedrock if m.s3_uri}
             for bucket in sorted(buckets):
                 s3.create_bucket(Bucket=bucket)
+        for m in models:  # Vertex AI's Cloud Storage buckets, in the emulator itself
+            if m.provider == "vertex" and m.gcs_uri:
+                emu.gcs.buckets.add(m.gcs_uri.removeprefix("gs://").split("/")[0])
         yield emu
     finally:
         os.environ.clear()

@@ -21,6 +21,10 @@ from .gemini import GeminiService
 from .mistral import MistralService
 from .openai import OpenAIService
 from .responders import Responder
+from .vertex import LOCATION as VERTEX_LOCATION
+from .vertex import PROJECT as VERTEX_PROJECT
+from .vertex import VertexService
+from .vertex_gcs import GcsService
 from .web import Handler, Reject, Request, Response, Service, json_response
 from .xai import XAIService
 
@@ -71,6 +75,8 @@ class Emulator:
         self.mistral = MistralService(self)  # under /mistral/v1/...
         self.xai = XAIService(self)  # under /xai/v1: its /v1/batches differ from OpenAI's
         self.fireworks = FireworksService(self)  # under /fireworks
+        self.vertex = VertexService(self)  # under /vertex, with its OAuth token endpoint
+        self.gcs = GcsService(self)  # under /gcs: Vertex AI's Cloud Storage
         # Anthropic first: its routes sit under /v1 too
         self.services = (
             self.anthropic,
@@ -80,6 +86,8 @@ class Emulator:
             self.mistral,
             self.xai,
             self.fireworks,
+            self.vertex,
+            self.gcs,
         )
         self._routes = [
             (svc, method, re.compile(rx), fn)
@@ -106,6 +114,7 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        self.vertex.close()  # its credentials file
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -148,6 +157,11 @@ class Emulator:
             "FIREWORKS_BASE_URL": self.url + "/fireworks",
             "FIREWORKS_API_KEY": "emulator-key",
             "FIREWORKS_ACCOUNT_ID": "emulator",
+            "GOOGLE_VERTEX_BASE_URL": self.url + "/vertex",
+            "STORAGE_EMULATOR_HOST": self.url + "/gcs",
+            "GOOGLE_APPLICATION_CREDENTIALS": self.vertex.credentials_file(),
+            "GOOGLE_CLOUD_PROJECT": VERTEX_PROJECT,
+            "GOOGLE_CLOUD_LOCATION": VERTEX_LOCATION,
         }
         if self.s3_endpoint:
             env.update(
@@ -245,6 +259,10 @@ class Emulator:
             return self.xai, None, {}
         if path.startswith("/fireworks/"):
             return self.fireworks, None, {}
+        if path.startswith("/vertex/"):
+            return self.vertex, None, {}
+        if path.startswith("/gcs/"):
+            return self.gcs, None, {}
         return (self.openai if path.startswith("/v1/") else self.bedrock), None, {}
 
 

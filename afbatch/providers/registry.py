@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 MB = 10**6
 
-Family = Literal["openai", "anthropic", "bedrock", "gemini", "mistral", "xai", "fireworks"]
+Family = Literal[
+    "openai", "anthropic", "bedrock", "gemini", "vertex", "mistral", "xai", "fireworks"
+]
 Caching = Literal["none", "automatic", "explicit"]
 
 
@@ -175,6 +177,35 @@ PROVIDERS: dict[str, ProviderInfo] = {
             key_env="GEMINI_API_KEY",
             base_url_env="GOOGLE_GEMINI_BASE_URL",
             default_base_url=None,
+            token_family="gemini",
+        ),
+        # Vertex AI batch prediction (google-genai with vertexai=True): `{key, request}` lines in a
+        # Cloud Storage object, results as predictions.jsonl files under a gs:// prefix. Requests
+        # as the Gemini API's, so no prefill either. Implicit caching only; its discount takes
+        # precedence over the batch discount (prices.json). Limits: 200,000 requests and a 1 GB
+        # input file per job (cloud.google.com/vertex-ai/generative-ai/docs/multimodal/
+        # batch-prediction-gemini); no enqueued-token quota (a shared pool). Credentials: ADC.
+        ProviderInfo(
+            name="vertex",
+            title="Vertex AI",
+            provider_class="afbatch.providers.vertex:VertexProvider",
+            family="vertex",
+            supports_prefill=False,
+            prefill_by_default=False,
+            supports_n=False,
+            caching="automatic",
+            cache_by_default=False,
+            cache_votes=False,
+            limits=Limits(200_000, 1000 * MB),
+            key_env=None,
+            base_url_env="GOOGLE_VERTEX_BASE_URL",
+            default_base_url=None,
+            other_env=(
+                "STORAGE_EMULATOR_HOST",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "GOOGLE_CLOUD_PROJECT",
+                "GOOGLE_CLOUD_LOCATION",
+            ),
             token_family="gemini",
         ),
         _host("together", "Together", "https://api.together.xyz/v1", 100 * MB),

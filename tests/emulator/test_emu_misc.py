@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -124,8 +126,16 @@ def test_env_without_s3_and_stop() -> None:
         "FIREWORKS_BASE_URL",
         "FIREWORKS_API_KEY",
         "FIREWORKS_ACCOUNT_ID",
+        "GOOGLE_VERTEX_BASE_URL",
+        "STORAGE_EMULATOR_HOST",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
     }
+    adc = Path(emu.env()["GOOGLE_APPLICATION_CREDENTIALS"])
+    assert json.loads(adc.read_text())["token_url"] == url + "/vertex/token"
     emu.stop()
+    assert not adc.exists()  # the emulator's credentials file goes with it
     with pytest.raises(RuntimeError):
         _ = emu.url
     with pytest.raises(openai.APIConnectionError):

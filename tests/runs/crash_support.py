@@ -130,6 +130,12 @@ def _gemini_inline(emu: Emulator) -> None:
     assert all(b.inline for b in emu.gemini.batches.values()), "a small shard was not sent inline"
 
 
+def _vertex_one_input_per_job(emu: Emulator) -> None:
+    """Each job read its own shard object; none was uploaded twice under another name."""
+    inputs = {f"gs://{b}/{n}" for b, n in emu.gcs.objects if "/afbatch-input/" in n}
+    assert sorted(j.source for j in emu.vertex.jobs.values()) == sorted(inputs)
+
+
 def _deepinfra_env(emu: Emulator) -> dict[str, str]:
     return {"DEEPINFRA_BASE_URL": emu.url + "/v1", "DEEPINFRA_API_KEY": "emulator-key"}
 
@@ -186,7 +192,15 @@ DEEPINFRA = Target(  # OpenAI's format at its own URL; prefill turned off, as on
     env=_deepinfra_env,
     on="openai",
 )
-TARGETS = [ANTHROPIC, GEMINI, MISTRAL, FIREWORKS, XAI, DEEPINFRA]
+VERTEX = Target(  # shards in the emulator's Cloud Storage; no prefill, as on the Gemini API
+    "vertex",
+    "gemini-3.6-flash",
+    (*FIRST_SHARD_STEPS, "after-create:3"),
+    LostCreate(r"/batchPredictionJobs$", check=_vertex_one_input_per_job),
+    more='gcs_uri = "gs://afbatch-emulator/crash"\n',
+    prefill=False,
+)
+TARGETS = [ANTHROPIC, GEMINI, MISTRAL, FIREWORKS, XAI, DEEPINFRA, VERTEX]
 
 
 class References:

@@ -69,6 +69,12 @@ model = "gemini-2.5-flash"
 label = "gemini-2.5-flash"
 """,
     """[[models]]
+provider = "vertex"
+model = "gemini-3.6-flash"
+label = "vertex-flash"
+gcs_uri = "gs://afbatch-emulator/every"
+""",
+    """[[models]]
 provider = "mistral"
 model = "mistral-small-latest"
 label = "mistral-small"
