@@ -122,7 +122,7 @@ def test_vertex_cache_reads_are_not_batch_discounted_again() -> None:
 def test_the_estimate_prices_the_cached_prefix_at_the_list_cache_rate(tmp_path: Path) -> None:
     """batch+cache: per cell and round one request at the batch rate, the others read the system
     prompt at the (undiscounted) cache-read rate; the batch column has no cache hit."""
-    from afbatch.estimate import estimate_job
+    from afbatch.job_estimate import estimate_job
 
     for f in (GOLDEN / "job").iterdir():
         (tmp_path / f.name).write_bytes(f.read_bytes())
