@@ -45,9 +45,8 @@ def generate_cells(
     est = job.estimate
     info = capabilities(model.provider)
     # Explicit breakpoints the job turned on, or automatic caching that stacks with the batch
-    # discount (Fireworks batch jobs) or replaces it for cached tokens (Vertex AI): all budget one
-    # write per cell and round, the rest reads.
-    precedence = info.caching == "automatic" and price.cache_takes_precedence
+    # discount (Fireworks batch jobs): both budget one write per cell and round, the rest reads.
+    # An implicit cache that is not guaranteed (OpenAI, Gemini, Vertex AI) is not budgeted.
     cache_on = (model.uses_cache and info.caching == "explicit") or (
         info.caching == "automatic" and price.cache_stacks_with_batch
     )
@@ -121,13 +120,7 @@ def generate_cells(
                 row.cost_sync_usd += w * (in_exp * lin + n * out_exp * lout) / M
                 batch_cost = w * (in_exp * bin_ + n * out_exp * bout) / M
                 row.cost_batch_usd += batch_cost
-                if precedence and not on_demand_exp and w * n > 0:
-                    # An implicit cache: the first request is plain batch input (no write
-                    # charge), the others read the prefix at the list cache-read rate.
-                    reads = max(w * n - 1.0, 0.0)
-                    saved = reads * sys_tokens * (bin_ - price.cache_read_rate()) / M
-                    row.cost_batch_cached_usd += batch_cost - saved
-                elif stacks and not on_demand_exp and w * n > 0:
+                if stacks and not on_demand_exp and w * n > 0:
                     writes = 1.0  # one write per variant x tier cell per round; the rest read
                     reads = max(w * n - writes, 0.0)
                     mult = price.batch_multiplier

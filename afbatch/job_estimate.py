@@ -11,9 +11,8 @@ Cost model (README "Cost model" explains it for users):
     where caching is on and stacks with batch, every cacheable prefix is billed as a cache write.
   - batch = list x the provider's batch multiplier (or the table's explicit batch price);
     batch + cache applies cache reads/writes only where the provider's discounts stack
-    (Anthropic), or reads at the list cache-read rate where the cache discount takes precedence
-    over the batch discount (Vertex AI); elsewhere it equals batch. Cache: one write per variant
-    per round, all other requests read.
+    (Anthropic, Fireworks); elsewhere it equals batch (an implicit cache that is not guaranteed is
+    not budgeted). Cache: one write per variant per round, all other requests read.
   - Bedrock rows that cannot form a >=100-record job are priced on-demand (list price).
 
 `estimate_job` puts the parts together: estimate_inputs.py (texts, token counts, calibration),

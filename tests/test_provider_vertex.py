@@ -119,9 +119,9 @@ def test_vertex_cache_reads_are_not_batch_discounted_again() -> None:
     )
 
 
-def test_the_estimate_prices_the_cached_prefix_at_the_list_cache_rate(tmp_path: Path) -> None:
-    """batch+cache: per cell and round one request at the batch rate, the others read the system
-    prompt at the (undiscounted) cache-read rate; the batch column has no cache hit."""
+def test_the_estimate_does_not_budget_the_implicit_cache(tmp_path: Path) -> None:
+    """Vertex's implicit cache is not guaranteed: batch+cache is the batch price, as for the Gemini
+    API (the realised cost still bills cached tokens at the cache-read rate, test above)."""
     from afbatch.job_estimate import estimate_job
 
     for f in (GOLDEN / "job").iterdir():
@@ -131,16 +131,11 @@ def test_the_estimate_prices_the_cached_prefix_at_the_list_cache_rate(tmp_path: 
     job += 'gcs_uri = "gs://b/p"\n'
     (tmp_path / "job.toml").write_text(job)
     est = estimate_job(load_job(tmp_path / "job.toml"), load_prices(), by="condition")
-    rows = {r.variant: r for r in est.rows if r.stage == "generate" and r.tier == "free"}
-    for row in rows.values():
-        assert row.cost_batch_cached_usd < row.cost_batch_usd
-    # no CoT: one round of n requests, each with the system prompt S: the first at the batch
-    # rate, n - 1 reading S at 0.15 instead of 0.75
-    row = rows["no_cot"]
-    n, prefix = row.requests, row.cached_input_tokens / row.requests
-    assert row.cost_batch_usd - row.cost_batch_cached_usd == pytest.approx(
-        (n - 1) * prefix * (0.75 - 0.15) / 1e6
-    )
+    rows = [r for r in est.rows if r.stage == "generate"]
+    assert rows
+    for row in rows:
+        assert row.cost_batch_usd > 0
+        assert row.cost_batch_cached_usd == pytest.approx(row.cost_batch_usd)
 
 
 # ============================================================================ I/O, emulated
