@@ -35,7 +35,7 @@ from afbatch.cli.output import echo
     "process to stop.",
 )
 def emulate(host: str, port: int, with_s3: bool, env_file: str | None, background: bool) -> None:
-    """Serve a local emulator of the OpenAI, Anthropic and Bedrock batch APIs (for demos); prints
+    """Serve a local emulator of every provider's batch API (for demos); prints
     the exports."""
     import signal
     import threading
