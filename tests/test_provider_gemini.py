@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from provider_support import one_shard, shard_token, wait_ended
 
 from afbatch.compile import first_requests
 from afbatch.errors import ProviderError
@@ -24,7 +25,7 @@ from afbatch.pricing import load_prices
 from afbatch.providers import BatchStatus, Found, gemini, get_provider
 from afbatch.providers.base import read_line
 from afbatch.providers.gemini import STATUS, GeminiProvider, normalise
-from afbatch.shard_files import render_lines, write_shards
+from afbatch.shard_files import render_lines
 from afbatch.spec import ModelSpec, load_job
 from afbatch.types import Message, Request, Result, RowStatus
 
@@ -202,10 +203,6 @@ def gem(
     return p
 
 
-def _token() -> str:
-    return "t" + uuid.uuid4().hex[:30]
-
-
 def _requests(n: int, bad: tuple[int, ...] = ()) -> list[Request]:
     return [
         Request(
@@ -220,25 +217,10 @@ def _requests(n: int, bad: tuple[int, ...] = ()) -> list[Request]:
     ]
 
 
-def _shard(p: Any, requests: list[Request], tmp_path: Path) -> str:
-    shards = write_shards(render_lines(p, requests), p.limits, tmp_path / uuid.uuid4().hex[:8], "s")
-    assert len(shards) == 1
-    return shards[0].path
-
-
-def _wait(p: Any, batch_id: str) -> Any:
-    for _ in range(50):
-        info = p.poll(batch_id)
-        if info.status.terminal:
-            return info
-        time.sleep(0.01)
-    raise AssertionError(f"{batch_id} did not end")
-
-
 def test_submit_poll_fetch(emu: Any, gem: GeminiProvider, tmp_path: Path) -> None:
     reqs = _requests(4, bad=(2,))
-    path = _shard(gem, reqs, tmp_path)
-    token = _token()
+    path = one_shard(gem, reqs, tmp_path)
+    token = shard_token()
     emu.processing_delay = 60
     bid = gem.submit(path, 4, token, {"afbatch_run": "r"})
     assert bid.startswith("batches/")
@@ -252,7 +234,7 @@ def test_submit_poll_fetch(emu: Any, gem: GeminiProvider, tmp_path: Path) -> Non
     assert stored.inline is (gemini.INLINE_MAX_BYTES > 0)
     assert not gem.poll(bid).status.terminal
     emu.processing_delay = 0
-    info = _wait(gem, bid)
+    info = wait_ended(gem, bid)
     assert (info.status, info.raw_status) == (BatchStatus.COMPLETED, "JOB_STATE_SUCCEEDED")
     got = {r.id: r for r in (gem.parse(line) for line in gem.fetch(bid))}
     assert sorted(got) == sorted(r.id for r in reqs)
@@ -293,28 +275,28 @@ def test_endpoint_is_the_emulator(emu: Any, gem: GeminiProvider) -> None:
 
 def test_find_by_display_name(emu: Any, gem: GeminiProvider, tmp_path: Path) -> None:
     reqs = _requests(2)
-    token, since = _token(), time.time()
+    token, since = shard_token(), time.time()
     assert gem.find(token, [], since) == Found()
-    other = gem.submit(_shard(gem, reqs, tmp_path), 2, _token(), {})
+    other = gem.submit(one_shard(gem, reqs, tmp_path), 2, shard_token(), {})
     assert gem.find(token, [], since) == Found()  # another shard's token
-    bid = gem.submit(_shard(gem, reqs, tmp_path), 2, token, {})
+    bid = gem.submit(one_shard(gem, reqs, tmp_path), 2, token, {})
     assert bid != other and gem.find(token, [], since) == Found(bid)
     assert gem.find(token, [], since, frozenset({bid})) == Found()  # claimed by another shard
 
 
 def test_find_reads_every_page(emu: Any, gem: GeminiProvider, tmp_path: Path) -> None:
-    token = _token()
-    mine = gem.submit(_shard(gem, _requests(1), tmp_path), 1, token, {})
+    token = shard_token()
+    mine = gem.submit(one_shard(gem, _requests(1), tmp_path), 1, token, {})
     for _ in range(101):  # newer batches push it to the second page of 100
-        gem.submit(_shard(gem, _requests(1), tmp_path), 1, _token(), {})
+        gem.submit(one_shard(gem, _requests(1), tmp_path), 1, shard_token(), {})
     assert gem.find(token, [], 0.0) == Found(mine)
 
 
 def test_create_500_is_not_retried_and_is_retryable(
     emu: Any, gem: GeminiProvider, tmp_path: Path
 ) -> None:
-    path = _shard(gem, _requests(2), tmp_path)
-    token = _token()
+    path = one_shard(gem, _requests(2), tmp_path)
+    token = shard_token()
     emu.faults.http("gemini", "POST", r":batchGenerateContent$", 500, times=2)
     with pytest.raises(ProviderError) as ei:
         gem.submit(path, 2, token, {})
@@ -325,7 +307,7 @@ def test_create_500_is_not_retried_and_is_retryable(
 
 
 def test_other_calls_keep_sdk_retries(emu: Any, gem: GeminiProvider, tmp_path: Path) -> None:
-    bid = gem.submit(_shard(gem, _requests(1), tmp_path), 1, _token(), {})
+    bid = gem.submit(one_shard(gem, _requests(1), tmp_path), 1, shard_token(), {})
     emu.faults.http("gemini", "GET", r"/batches/", 503, times=1)
     assert gem.poll(bid).status == BatchStatus.COMPLETED
     assert len(emu.faults.fired) == 1
@@ -335,8 +317,8 @@ def test_lost_create_answer_is_found_by_token(
     emu: Any, gem: GeminiProvider, tmp_path: Path
 ) -> None:
     """The batch was made but a gateway mangled the answer: find() adopts it, nothing is resent."""
-    path = _shard(gem, _requests(2), tmp_path)
-    token = _token()
+    path = one_shard(gem, _requests(2), tmp_path)
+    token = shard_token()
     emu.faults.http("gemini", "POST", r":batchGenerateContent$", 502, after=True)
     with pytest.raises(ProviderError) as ei:
         gem.submit(path, 2, token, {})
@@ -347,19 +329,19 @@ def test_lost_create_answer_is_found_by_token(
 def test_create_answer_without_a_name_is_retryable(
     emu: Any, gem: GeminiProvider, tmp_path: Path
 ) -> None:
-    path = _shard(gem, _requests(1), tmp_path)
+    path = one_shard(gem, _requests(1), tmp_path)
     emu.faults.http(
         "gemini", "POST", r":batchGenerateContent$", 200, body={"done": False}, after=True
     )
     with pytest.raises(ProviderError, match="may exist") as ei:
-        gem.submit(path, 1, _token(), {})
+        gem.submit(path, 1, shard_token(), {})
     assert ei.value.retryable
 
 
 def test_unknown_model_is_rejected_not_retried(emu: Any, tmp_path: Path) -> None:
     p = get_provider(ModelSpec(provider="gemini", model="not-a-model", label="x"))
     with pytest.raises(ProviderError) as ei:
-        p.submit(_shard(p, _requests(1), tmp_path), 1, _token(), {})
+        p.submit(one_shard(p, _requests(1), tmp_path), 1, shard_token(), {})
     assert not ei.value.retryable and ei.value.rejects_request and "HTTP 404" in str(ei.value)
 
 
@@ -373,7 +355,7 @@ def test_error_echoing_the_key_is_redacted(emu: Any, gem: GeminiProvider, tmp_pa
     }
     emu.faults.http("gemini", "POST", r"/upload/|:batchGenerateContent$", 400, body=body)
     with pytest.raises(ProviderError) as ei:
-        gem.submit(_shard(gem, _requests(1), tmp_path), 1, _token(), {})
+        gem.submit(one_shard(gem, _requests(1), tmp_path), 1, shard_token(), {})
     msg = str(ei.value)
     assert "API key not valid" in msg and SECRET not in msg and "\n" not in msg
     assert not ei.value.retryable
@@ -393,9 +375,9 @@ def test_missing_key_and_missing_sdk(emu: Any, monkeypatch: pytest.MonkeyPatch) 
 
 def test_cancel(emu: Any, gem: GeminiProvider, tmp_path: Path) -> None:
     emu.processing_delay = 60
-    bid = gem.submit(_shard(gem, _requests(3), tmp_path), 3, _token(), {})
+    bid = gem.submit(one_shard(gem, _requests(3), tmp_path), 3, shard_token(), {})
     gem.cancel(bid)
-    info = _wait(gem, bid)
+    info = wait_ended(gem, bid)
     assert (info.status, info.raw_status) == (BatchStatus.CANCELLED, "JOB_STATE_CANCELLED")
     assert list(gem.fetch(bid)) == []  # cancelled before any row ran: no results file
 
@@ -403,12 +385,12 @@ def test_cancel(emu: Any, gem: GeminiProvider, tmp_path: Path) -> None:
 def test_expired_and_failed_batches(emu: Any, gem: GeminiProvider, tmp_path: Path) -> None:
     emu.faults.batch("gemini", "expired", fraction_done=0.5)
     reqs = _requests(4)
-    bid = gem.submit(_shard(gem, reqs, tmp_path), 4, _token(), {})
-    assert _wait(gem, bid).status == BatchStatus.EXPIRED
+    bid = gem.submit(one_shard(gem, reqs, tmp_path), 4, shard_token(), {})
+    assert wait_ended(gem, bid).status == BatchStatus.EXPIRED
     assert len([gem.parse(line) for line in gem.fetch(bid)]) == 2  # what finished is kept
     emu.faults.batch("gemini", "failed")
-    bid = gem.submit(_shard(gem, reqs, tmp_path), 4, _token(), {})
-    assert _wait(gem, bid).status == BatchStatus.FAILED
+    bid = gem.submit(one_shard(gem, reqs, tmp_path), 4, shard_token(), {})
+    assert wait_ended(gem, bid).status == BatchStatus.FAILED
     assert list(gem.fetch(bid)) == []
 
 
@@ -419,8 +401,8 @@ def test_a_damaged_output_line_is_one_malformed_row(
     gem = get_provider(FLASH)
     emu.faults.line("gemini", "garbage_no_id")
     reqs = _requests(3)
-    bid = gem.submit(_shard(gem, reqs, tmp_path), 3, _token(), {})
-    _wait(gem, bid)
+    bid = gem.submit(one_shard(gem, reqs, tmp_path), 3, shard_token(), {})
+    wait_ended(gem, bid)
     rows = [gem.parse(line) for line in gem.fetch(bid)]
     assert sorted(r.status.value for r in rows) == ["errored", "succeeded", "succeeded"]
     assert [r.error_kind for r in rows if r.status == RowStatus.ERRORED] == ["malformed"]
@@ -534,7 +516,7 @@ def test_inline_only_within_one_create_calls_size(
     from afbatch.providers.gemini import inline_requests
 
     p = get_provider(FLASH)
-    path = _shard(p, _requests(3), tmp_path)
+    path = one_shard(p, _requests(3), tmp_path)
     got = inline_requests(path)
     assert got is not None and [r["metadata"] for r in got] == [
         {"key": json.loads(x)["key"]} for x in Path(path).read_text().splitlines()
@@ -559,6 +541,6 @@ def test_inline_only_within_one_create_calls_size(
         )
         for i in range(3)
     ]
-    path = _shard(p, wide, tmp_path)
+    path = one_shard(p, wide, tmp_path)
     monkeypatch.setattr(gemini, "INLINE_MAX_BYTES", Path(path).stat().st_size + 100)
     assert inline_requests(path) is None

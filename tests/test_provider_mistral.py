@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from provider_support import one_shard, shard_token, wait_ended
 
 from afbatch.errors import ProviderError
 from afbatch.grid import load_grid
@@ -27,7 +28,6 @@ from afbatch.ledger import Ledger, conversation_state
 from afbatch.providers import BatchStatus, Found, get_provider
 from afbatch.providers.mistral import STATUS, TIMEOUT_HOURS, MistralProvider
 from afbatch.providers.registry import capabilities
-from afbatch.shard_files import render_lines, write_shards
 from afbatch.spec import ModelSpec, load_job
 from afbatch.types import Message, Request, Result, RowStatus, Usage
 
@@ -193,24 +193,6 @@ def _requests(n: int, bad: tuple[int, ...] = ()) -> list[Request]:
     ]
 
 
-def _shard(p: MistralProvider, requests: list[Request], tmp_path: Path) -> str:
-    shards = write_shards(render_lines(p, requests), p.limits, tmp_path / uuid.uuid4().hex[:8], "s")
-    return shards[0].path
-
-
-def _wait(p: MistralProvider, batch_id: str) -> Any:
-    for _ in range(50):
-        info = p.poll(batch_id)
-        if info.status.terminal:
-            return info
-        time.sleep(0.01)
-    raise AssertionError(f"{batch_id} did not end")
-
-
-def _token() -> str:
-    return "t" + uuid.uuid4().hex[:30]
-
-
 def _results(p: MistralProvider, batch_id: str) -> dict[str, Result]:
     parsed = [p.parse(line) for line in p.fetch(batch_id)]
     assert len({r.id for r in parsed}) == len(parsed)
@@ -219,8 +201,8 @@ def _results(p: MistralProvider, batch_id: str) -> dict[str, Result]:
 
 def test_submit_poll_fetch(emu: Any, mis: MistralProvider, tmp_path: Path) -> None:
     reqs = _requests(4, bad=(2,))
-    path = _shard(mis, reqs, tmp_path)
-    token = _token()
+    path = one_shard(mis, reqs, tmp_path)
+    token = shard_token()
     emu.processing_delay = 60
     bid = mis.submit(path, 4, token, {"afbatch_run": "run-1", "afbatch_shard": "s-000"})
     job = emu.mistral.jobs[bid]
@@ -240,7 +222,7 @@ def test_submit_poll_fetch(emu: Any, mis: MistralProvider, tmp_path: Path) -> No
     info = mis.poll(bid)
     assert (info.status, info.raw_status) == (BatchStatus.VALIDATING, "QUEUED")
     emu.processing_delay = 0
-    info = _wait(mis, bid)
+    info = wait_ended(mis, bid)
     assert (info.status, info.raw_status) == (BatchStatus.COMPLETED, "SUCCESS")
     assert info.counts == {"total": 4, "succeeded": 3, "failed": 1}
     got = _results(mis, bid)  # output file and error file
@@ -259,22 +241,22 @@ def test_submit_poll_fetch(emu: Any, mis: MistralProvider, tmp_path: Path) -> No
 
 def test_find_adopts_only_its_own_token(emu: Any, mis: MistralProvider, tmp_path: Path) -> None:
     reqs = _requests(2)
-    token, since = _token(), time.time()
+    token, since = shard_token(), time.time()
     assert mis.find(token, [], since) == Found()
-    other = mis.submit(_shard(mis, reqs, tmp_path), 2, _token(), {})
+    other = mis.submit(one_shard(mis, reqs, tmp_path), 2, shard_token(), {})
     assert mis.find(token, [], since) == Found()  # same size, same time, another token
-    bid = mis.submit(_shard(mis, reqs, tmp_path), 2, token, {})
+    bid = mis.submit(one_shard(mis, reqs, tmp_path), 2, token, {})
     assert bid != other and mis.find(token, [], since) == Found(bid)
     assert mis.find(token, [], since, frozenset({bid})) == Found()  # already claimed
     assert mis.find(token, [], since + 3600) == Found()  # created well before the intent
 
 
 def test_find_reads_every_page(emu: Any, mis: MistralProvider, tmp_path: Path) -> None:
-    token, since = _token(), time.time()
-    path = _shard(mis, _requests(1), tmp_path)
+    token, since = shard_token(), time.time()
+    path = one_shard(mis, _requests(1), tmp_path)
     bid = mis.submit(path, 1, token, {})
     for _ in range(101):  # newer jobs push it to the second page
-        mis.submit(path, 1, _token(), {})
+        mis.submit(path, 1, shard_token(), {})
     assert mis.find(token, [], since) == Found(bid)
 
 
@@ -282,8 +264,8 @@ def test_timeout_exceeded_keeps_finished_rows(
     emu: Any, mis: MistralProvider, tmp_path: Path
 ) -> None:
     emu.faults.batch("mistral", "expired", fraction_done=0.5)
-    bid = mis.submit(_shard(mis, _requests(4), tmp_path), 4, _token(), {})
-    info = _wait(mis, bid)
+    bid = mis.submit(one_shard(mis, _requests(4), tmp_path), 4, shard_token(), {})
+    info = wait_ended(mis, bid)
     assert (info.status, info.raw_status) == (BatchStatus.EXPIRED, "TIMEOUT_EXCEEDED")
     got = _results(mis, bid)
     assert len(got) == 2 and all(r.status == RowStatus.SUCCEEDED for r in got.values())
@@ -293,15 +275,15 @@ def test_failed_job_reports_its_reason(emu: Any, mis: MistralProvider, tmp_path:
     line = json.dumps(mis.render(_requests(1)[0]))
     path = tmp_path / "dup.jsonl"  # a duplicate custom_id fails the whole job
     path.write_text(f"{line}\n{line}\n")
-    bid = mis.submit(str(path), 2, _token(), {})
-    info = _wait(mis, bid)
+    bid = mis.submit(str(path), 2, shard_token(), {})
+    info = wait_ended(mis, bid)
     assert info.status == BatchStatus.FAILED and "not unique" in (info.message or "")
     assert list(mis.fetch(bid)) == []
 
 
 def test_cancel(emu: Any, mis: MistralProvider, tmp_path: Path) -> None:
     emu.processing_delay = 60
-    bid = mis.submit(_shard(mis, _requests(3), tmp_path), 3, _token(), {})
+    bid = mis.submit(one_shard(mis, _requests(3), tmp_path), 3, shard_token(), {})
     mis.cancel(bid)
     info = mis.poll(bid)
     assert (info.status, info.raw_status) == (BatchStatus.CANCELLED, "CANCELLED")
@@ -311,7 +293,7 @@ def test_cancel(emu: Any, mis: MistralProvider, tmp_path: Path) -> None:
 def test_create_500_is_retryable_sent_once_and_redacted(
     emu: Any, mis: MistralProvider, tmp_path: Path
 ) -> None:
-    path, token = _shard(mis, _requests(2), tmp_path), _token()
+    path, token = one_shard(mis, _requests(2), tmp_path), shard_token()
     body = {"object": "error", "message": f"upstream failed for key {SECRET}", "type": "x"}
     emu.faults.http(
         "mistral", "POST", r"^/mistral/v1/batch/jobs$", 500, times=2, body=body, headers=FAST
@@ -329,7 +311,7 @@ def test_create_500_is_retryable_sent_once_and_redacted(
 def test_create_400_rejects_the_request(emu: Any, mis: MistralProvider, tmp_path: Path) -> None:
     bad = get_provider(ModelSpec(provider="mistral", model="gpt-4o"))  # not a Mistral model
     with pytest.raises(ProviderError) as ei:
-        bad.submit(_shard(mis, _requests(1), tmp_path), 1, _token(), {})
+        bad.submit(one_shard(mis, _requests(1), tmp_path), 1, shard_token(), {})
     assert not ei.value.retryable and ei.value.rejects_request
     assert "HTTP 400: Invalid model: gpt-4o" in str(ei.value)
 
@@ -338,12 +320,12 @@ def test_a_proxy_page_for_the_create_is_retryable(
     emu: Any, mis: MistralProvider, tmp_path: Path
 ) -> None:
     """The job was made, but a gateway answered HTML with HTTP 200: look it up, never resend."""
-    token, since = _token(), time.time()
+    token, since = shard_token(), time.time()
     emu.faults.http(
         "mistral", "POST", r"^/mistral/v1/batch/jobs$", 200, body="<html>gateway</html>", after=True
     )
     with pytest.raises(ProviderError) as ei:
-        mis.submit(_shard(mis, _requests(2), tmp_path), 2, token, {})
+        mis.submit(one_shard(mis, _requests(2), tmp_path), 2, token, {})
     assert ei.value.retryable and not ei.value.rejects_request
     assert mis.find(token, [], since) == Found(emu.created[0][1])
 
@@ -351,7 +333,7 @@ def test_a_proxy_page_for_the_create_is_retryable(
 def test_lost_create_response_is_found_by_token(
     emu: Any, mis: MistralProvider, tmp_path: Path
 ) -> None:
-    path, token, since = _shard(mis, _requests(2), tmp_path), _token(), time.time()
+    path, token, since = one_shard(mis, _requests(2), tmp_path), shard_token(), time.time()
     mis.client.sdk_configuration.timeout_ms = 200
     emu.faults.http("mistral", "POST", r"^/mistral/v1/batch/jobs$", delay=0.6)  # answered too late
     with pytest.raises(ProviderError, match="cannot connect") as ei:
@@ -366,7 +348,7 @@ def test_lost_create_response_is_found_by_token(
 
 
 def test_reads_keep_sdk_retries(emu: Any, mis: MistralProvider, tmp_path: Path) -> None:
-    bid = mis.submit(_shard(mis, _requests(2), tmp_path), 2, _token(), {})
+    bid = mis.submit(one_shard(mis, _requests(2), tmp_path), 2, shard_token(), {})
     emu.faults.http("mistral", "GET", r"^/mistral/v1/batch/jobs/", 503, times=2, headers=FAST)
     assert mis.poll(bid).status == BatchStatus.COMPLETED
     assert len(emu.faults.fired) == 2

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from provider_support import one_shard, shard_token, wait_ended
 
 from afbatch.compile import first_requests
 from afbatch.errors import ProviderError
@@ -27,7 +28,7 @@ from afbatch.providers import BatchStatus, Found, get_provider
 from afbatch.providers.base import read_line
 from afbatch.providers.vertex import VertexProvider
 from afbatch.redact import redact
-from afbatch.shard_files import render_lines, write_shards
+from afbatch.shard_files import render_lines
 from afbatch.spec import ModelSpec, load_job
 from afbatch.types import Message, Request, Result, RowStatus, Usage
 
@@ -164,10 +165,6 @@ def vx(emu: Any) -> VertexProvider:
     return p
 
 
-def _token() -> str:
-    return "t" + uuid.uuid4().hex[:30]
-
-
 def _requests(n: int, bad: tuple[int, ...] = ()) -> list[Request]:
     return [
         Request(
@@ -182,25 +179,10 @@ def _requests(n: int, bad: tuple[int, ...] = ()) -> list[Request]:
     ]
 
 
-def _shard(p: Any, requests: list[Request], tmp_path: Path) -> str:
-    shards = write_shards(render_lines(p, requests), p.limits, tmp_path / uuid.uuid4().hex[:8], "s")
-    assert len(shards) == 1
-    return shards[0].path
-
-
-def _wait(p: Any, batch_id: str) -> Any:
-    for _ in range(50):
-        info = p.poll(batch_id)
-        if info.status.terminal:
-            return info
-        time.sleep(0.01)
-    raise AssertionError(f"{batch_id} did not end")
-
-
 def test_submit_poll_fetch(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:
     reqs = _requests(4, bad=(2,))
-    path = _shard(vx, reqs, tmp_path)
-    token = _token()
+    path = one_shard(vx, reqs, tmp_path)
+    token = shard_token()
     emu.processing_delay = 60
     bid = vx.submit(path, 4, token, {"afbatch_run": "r"})
     assert bid.startswith("projects/afbatch-emulator/locations/us-central1/batchPredictionJobs/")
@@ -212,7 +194,7 @@ def test_submit_poll_fetch(emu: Any, vx: VertexProvider, tmp_path: Path) -> None
     assert uploaded.data == Path(path).read_bytes()
     assert not vx.poll(bid).status.terminal
     emu.processing_delay = 0
-    info = _wait(vx, bid)
+    info = wait_ended(vx, bid)
     assert (info.status, info.raw_status) == (
         BatchStatus.COMPLETED,
         "JOB_STATE_PARTIALLY_SUCCEEDED",
@@ -237,8 +219,8 @@ def test_a_second_upload_of_a_shard_overwrites_its_object(
     emu: Any, vx: VertexProvider, tmp_path: Path
 ) -> None:
     """A crash between upload and create: the shard goes up again to the same object."""
-    token = _token()
-    path = _shard(vx, _requests(2), tmp_path)
+    token = shard_token()
+    path = one_shard(vx, _requests(2), tmp_path)
     emu.faults.http("vertex", "POST", r"/batchPredictionJobs$", 503, times=1)
     with pytest.raises(ProviderError) as ei:
         vx.submit(path, 2, token, {})
@@ -251,8 +233,8 @@ def test_a_second_upload_of_a_shard_overwrites_its_object(
 def test_every_predictions_file_is_read(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:
     emu.vertex.LINES_PER_FILE = 2
     reqs = _requests(5)
-    bid = vx.submit(_shard(vx, reqs, tmp_path), 5, _token(), {})
-    _wait(vx, bid)
+    bid = vx.submit(one_shard(vx, reqs, tmp_path), 5, shard_token(), {})
+    wait_ended(vx, bid)
     files = [n for _, n in emu.gcs.objects if "/predictions" in n]
     assert len(files) == 3
     assert sorted(vx.parse(line).id for line in vx.fetch(bid)) == sorted(r.id for r in reqs)
@@ -260,18 +242,18 @@ def test_every_predictions_file_is_read(emu: Any, vx: VertexProvider, tmp_path: 
 
 def test_find_by_display_name(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:
     reqs = _requests(2)
-    token, since = _token(), time.time()
+    token, since = shard_token(), time.time()
     assert vx.find(token, [], since) == Found()
-    other = vx.submit(_shard(vx, reqs, tmp_path), 2, _token(), {})
+    other = vx.submit(one_shard(vx, reqs, tmp_path), 2, shard_token(), {})
     assert vx.find(token, [], since) == Found()  # another shard's token
-    bid = vx.submit(_shard(vx, reqs, tmp_path), 2, token, {})
+    bid = vx.submit(one_shard(vx, reqs, tmp_path), 2, token, {})
     assert bid != other and vx.find(token, [], since) == Found(bid)
     assert vx.find(token, [], since, frozenset({bid})) == Found()  # claimed by another shard
 
 
 def test_lost_create_answer_is_found_by_token(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:
-    path = _shard(vx, _requests(2), tmp_path)
-    token = _token()
+    path = one_shard(vx, _requests(2), tmp_path)
+    token = shard_token()
     emu.faults.http("vertex", "POST", r"/batchPredictionJobs$", 502, after=True)
     with pytest.raises(ProviderError) as ei:
         vx.submit(path, 2, token, {})
@@ -284,29 +266,29 @@ def test_create_answer_without_a_name_is_retryable(
 ) -> None:
     emu.faults.http("vertex", "POST", r"/batchPredictionJobs$", 200, body={}, after=True)
     with pytest.raises(ProviderError, match="may exist") as ei:
-        vx.submit(_shard(vx, _requests(1), tmp_path), 1, _token(), {})
+        vx.submit(one_shard(vx, _requests(1), tmp_path), 1, shard_token(), {})
     assert ei.value.retryable
 
 
 def test_unknown_model_is_rejected_not_retried(emu: Any, tmp_path: Path) -> None:
     p = get_provider(FLASH.model_copy(update={"model": "not-a-model"}))
     with pytest.raises(ProviderError) as ei:
-        p.submit(_shard(p, _requests(1), tmp_path), 1, _token(), {})
+        p.submit(one_shard(p, _requests(1), tmp_path), 1, shard_token(), {})
     assert not ei.value.retryable and ei.value.rejects_request and "HTTP 404" in str(ei.value)
 
 
 def test_a_missing_bucket_stops_the_upload(emu: Any, tmp_path: Path) -> None:
     p = get_provider(FLASH.model_copy(update={"gcs_uri": "gs://no-such-bucket/x"}))
     with pytest.raises(ProviderError, match="upload to Cloud Storage.*HTTP 404") as ei:
-        p.submit(_shard(p, _requests(1), tmp_path), 1, _token(), {})
+        p.submit(one_shard(p, _requests(1), tmp_path), 1, shard_token(), {})
     assert not ei.value.retryable and not ei.value.rejects_request
 
 
 def test_cancel(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:
     emu.processing_delay = 60
-    bid = vx.submit(_shard(vx, _requests(3), tmp_path), 3, _token(), {})
+    bid = vx.submit(one_shard(vx, _requests(3), tmp_path), 3, shard_token(), {})
     vx.cancel(bid)
-    info = _wait(vx, bid)
+    info = wait_ended(vx, bid)
     assert (info.status, info.raw_status) == (BatchStatus.CANCELLED, "JOB_STATE_CANCELLED")
     assert list(vx.fetch(bid)) == []  # cancelled before any row ran: no predictions
 
@@ -314,13 +296,13 @@ def test_cancel(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:
 def test_expired_and_failed_jobs(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:
     emu.faults.batch("vertex", "expired", fraction_done=0.5)
     reqs = _requests(4)
-    bid = vx.submit(_shard(vx, reqs, tmp_path), 4, _token(), {})
-    info = _wait(vx, bid)
+    bid = vx.submit(one_shard(vx, reqs, tmp_path), 4, shard_token(), {})
+    info = wait_ended(vx, bid)
     assert (info.status, info.raw_status) == (BatchStatus.EXPIRED, "JOB_STATE_EXPIRED")
     assert len([vx.parse(line) for line in vx.fetch(bid)]) == 2  # what finished is kept
     emu.faults.batch("vertex", "failed")
-    bid = vx.submit(_shard(vx, reqs, tmp_path), 4, _token(), {})
-    info = _wait(vx, bid)
+    bid = vx.submit(one_shard(vx, reqs, tmp_path), 4, shard_token(), {})
+    info = wait_ended(vx, bid)
     assert info.status == BatchStatus.FAILED and "Injected fault" in (info.message or "")
     assert list(vx.fetch(bid)) == []
 
@@ -329,15 +311,15 @@ def test_a_damaged_output_line_is_one_malformed_row(
     emu: Any, vx: VertexProvider, tmp_path: Path
 ) -> None:
     emu.faults.line("vertex", "garbage_no_id")
-    bid = vx.submit(_shard(vx, _requests(3), tmp_path), 3, _token(), {})
-    _wait(vx, bid)
+    bid = vx.submit(one_shard(vx, _requests(3), tmp_path), 3, shard_token(), {})
+    wait_ended(vx, bid)
     rows = [vx.parse(line) for line in vx.fetch(bid)]
     assert sorted(r.status.value for r in rows) == ["errored", "succeeded", "succeeded"]
     assert [r.error_kind for r in rows if r.status == RowStatus.ERRORED] == ["malformed"]
 
 
 def test_other_calls_keep_sdk_retries(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:
-    bid = vx.submit(_shard(vx, _requests(1), tmp_path), 1, _token(), {})
+    bid = vx.submit(one_shard(vx, _requests(1), tmp_path), 1, shard_token(), {})
     emu.faults.http("vertex", "GET", r"/batchPredictionJobs/\d+$", 503, times=1)
     assert vx.poll(bid).status == BatchStatus.COMPLETED
     assert len(emu.faults.fired) == 1
@@ -352,19 +334,19 @@ def test_calls_carry_the_access_token_from_the_credentials_file(
     """google-auth refreshed the ADC file's refresh token at the emulator's token endpoint; the
     Vertex and Cloud Storage calls carried the token it issued (else they get 401)."""
     assert emu.vertex.tokens == set()
-    vx.submit(_shard(vx, _requests(1), tmp_path), 1, _token(), {})
+    vx.submit(one_shard(vx, _requests(1), tmp_path), 1, shard_token(), {})
     assert vx._credentials.token in emu.vertex.tokens
     assert vx._credentials.token not in redact(f"a message with {vx._credentials.token}")
 
 
 def test_an_expired_access_token_is_refreshed(emu: Any, vx: VertexProvider, tmp_path: Path) -> None:
     """Every call refused with 401 until the credentials fetch a new token, as Google's are."""
-    path = _shard(vx, _requests(1), tmp_path)
-    vx.submit(path, 1, _token(), {})
+    path = one_shard(vx, _requests(1), tmp_path)
+    vx.submit(path, 1, shard_token(), {})
     old = vx._credentials.token
     emu.vertex.tokens.clear()
     vx._credentials.expiry = datetime.datetime(2000, 1, 1)  # as an hour later
-    vx.submit(path, 1, _token(), {})
+    vx.submit(path, 1, shard_token(), {})
     assert vx._credentials.token != old and len(emu.created) == 2
 
 
@@ -373,13 +355,13 @@ def test_a_revoked_refresh_token_is_an_auth_error_and_no_secret_is_shown(
 ) -> None:
     from afbatch.emulator.vertex import CLIENT_SECRET, REFRESH_TOKEN
 
-    path = _shard(vx, _requests(1), tmp_path)
-    vx.submit(path, 1, _token(), {})
+    path = one_shard(vx, _requests(1), tmp_path)
+    vx.submit(path, 1, shard_token(), {})
     token = vx._credentials.token
     emu.vertex.tokens.clear()  # revoked, with the refresh token: every call gets 401
     emu.vertex.refresh_token = "another"
     with pytest.raises(ProviderError) as ei:
-        vx.submit(path, 1, _token(), {})
+        vx.submit(path, 1, shard_token(), {})
     msg = str(ei.value)
     assert "credentials refused" in msg and not ei.value.retryable and "\n" not in msg
     for secret in (token, REFRESH_TOKEN, CLIENT_SECRET):

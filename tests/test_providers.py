@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from provider_support import one_shard, shard_token, wait_ended
 
 from afbatch.errors import ProviderError
 from afbatch.providers import BatchStatus, Found, get_provider
@@ -30,7 +31,7 @@ from afbatch.providers.bedrock import STATUS as BEDROCK_STATUS
 from afbatch.providers.bedrock import BedrockProvider
 from afbatch.providers.openai import STATUS as OPENAI_STATUS
 from afbatch.providers.openai import OpenAIProvider
-from afbatch.shard_files import render_lines, write_shards
+from afbatch.shard_files import render_lines
 from afbatch.spec import ModelSpec
 from afbatch.types import Message, Request, Result, RowStatus
 
@@ -440,10 +441,6 @@ def _ids(n: int) -> list[str]:
     return [f"other-{i}" for i in range(n)]
 
 
-def _token() -> str:
-    return "t" + uuid.uuid4().hex[:30]  # the runner's shape: "t" + 30 hex
-
-
 def _requests(
     model: ModelSpec,
     n: int,
@@ -474,23 +471,6 @@ def _requests(
         )
         for i in range(n)
     ]
-
-
-def _shard(provider: Any, requests: list[Request], tmp_path: Path) -> str:
-    shards = write_shards(
-        render_lines(provider, requests), provider.limits, tmp_path / uuid.uuid4().hex[:8], "s"
-    )
-    assert len(shards) == 1 and shards[0].n_requests == len(requests)
-    return shards[0].path
-
-
-def _wait(provider: Any, batch_id: str, polls: int = 20) -> Any:
-    for _ in range(polls):
-        info = provider.poll(batch_id)
-        if info.status.terminal:
-            return info
-        time.sleep(0.01)
-    raise AssertionError(f"{batch_id} did not end: {info}")
 
 
 def _until(cond: Any, timeout: float = 5.0) -> None:
@@ -527,8 +507,8 @@ def gpt(emu: Any, monkeypatch: pytest.MonkeyPatch) -> OpenAIProvider:
 
 def test_openai_submit_poll_fetch(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
     reqs = _requests(gpt.model, 4, bad=(2,))
-    path = _shard(gpt, reqs, tmp_path)
-    token = _token()
+    path = one_shard(gpt, reqs, tmp_path)
+    token = shard_token()
     emu.processing_delay = 60
     bid = gpt.submit(path, 4, token, {"afbatch_run": "run-1", "afbatch_shard": "s-000"})
     assert bid.startswith("batch_")
@@ -541,7 +521,7 @@ def test_openai_submit_poll_fetch(emu: Any, gpt: OpenAIProvider, tmp_path: Path)
     assert emu.openai.files[stored.input_file_id].data == Path(path).read_bytes()
     assert not gpt.poll(bid).status.terminal
     emu.processing_delay = 0  # the next read finishes it
-    info = _wait(gpt, bid)
+    info = wait_ended(gpt, bid)
     assert (info.status, info.raw_status) == (BatchStatus.COMPLETED, "completed")
     assert info.counts["total"] == 4 and info.counts["failed"] == 1
     got = _results(gpt, bid, reqs)  # output file and error file
@@ -571,8 +551,8 @@ def test_openai_n_choices_come_back_as_texts(emu: Any, gpt: OpenAIProvider, tmp_
     reqs = [replace(r, n=3) for r in _requests(gpt.model, 2)]
     lines = [json.loads(line) for _, line in render_lines(gpt, reqs)]
     assert [line["body"]["n"] for line in lines] == [3, 3]
-    bid = gpt.submit(_shard(gpt, reqs, tmp_path), 2, _token(), {})
-    assert _wait(gpt, bid).status == BatchStatus.COMPLETED
+    bid = gpt.submit(one_shard(gpt, reqs, tmp_path), 2, shard_token(), {})
+    assert wait_ended(gpt, bid).status == BatchStatus.COMPLETED
     for res in _results(gpt, bid, reqs).values():
         assert (
             res.status == RowStatus.SUCCEEDED
@@ -600,9 +580,9 @@ def test_votes_in_one_request_only_where_the_provider_returns_n(claude: Anthropi
 def test_openai_cancel(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
     reqs = _requests(gpt.model, 3)
     emu.processing_delay = 60
-    bid = gpt.submit(_shard(gpt, reqs, tmp_path), 3, _token(), {})
+    bid = gpt.submit(one_shard(gpt, reqs, tmp_path), 3, shard_token(), {})
     gpt.cancel(bid)
-    assert _wait(gpt, bid).status == BatchStatus.CANCELLED
+    assert wait_ended(gpt, bid).status == BatchStatus.CANCELLED
     got = _results(gpt, bid, reqs)
     assert {r.status for r in got.values()} == {RowStatus.CANCELED}
 
@@ -610,8 +590,8 @@ def test_openai_cancel(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
 def test_openai_expired_and_failed_batches(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
     reqs = _requests(gpt.model, 4)
     emu.faults.batch("openai", "expired", fraction_done=0.5)
-    bid = gpt.submit(_shard(gpt, reqs, tmp_path), 4, _token(), {})
-    assert _wait(gpt, bid).status == BatchStatus.EXPIRED
+    bid = gpt.submit(one_shard(gpt, reqs, tmp_path), 4, shard_token(), {})
+    assert wait_ended(gpt, bid).status == BatchStatus.EXPIRED
     got = _results(gpt, bid, reqs)  # finished rows in the output file, the rest batch_expired
     assert sorted(r.status.value for r in got.values()) == [
         "expired",
@@ -621,8 +601,8 @@ def test_openai_expired_and_failed_batches(emu: Any, gpt: OpenAIProvider, tmp_pa
     ]
 
     emu.faults.batch("openai", "failed")
-    bid = gpt.submit(_shard(gpt, reqs, tmp_path), 4, _token(), {})
-    info = _wait(gpt, bid)
+    bid = gpt.submit(one_shard(gpt, reqs, tmp_path), 4, shard_token(), {})
+    info = wait_ended(gpt, bid)
     assert info.status == BatchStatus.FAILED and info.message.startswith("token_limit_exceeded: ")
     assert list(gpt.fetch(bid)) == []
 
@@ -634,24 +614,24 @@ def test_openai_fetch_with_missing_or_empty_file_ids(
     emu.faults.batch(
         "openai", "all_failed"
     )  # completed, yet every row failed: no output file at all
-    bid = gpt.submit(_shard(gpt, reqs, tmp_path), 2, _token(), {})
-    assert _wait(gpt, bid).status == BatchStatus.COMPLETED
+    bid = gpt.submit(one_shard(gpt, reqs, tmp_path), 2, shard_token(), {})
+    assert wait_ended(gpt, bid).status == BatchStatus.COMPLETED
     assert emu.openai.batches[bid].output_file_id is None
     assert {r.error_kind for r in _results(gpt, bid, reqs).values()} == {"server_error"}
 
-    bid = gpt.submit(_shard(gpt, reqs, tmp_path), 2, _token(), {})
-    _wait(gpt, bid)
+    bid = gpt.submit(one_shard(gpt, reqs, tmp_path), 2, shard_token(), {})
+    wait_ended(gpt, bid)
     emu.openai.batches[bid].error_file_id = ""  # a clean batch as some deployments report it
     assert {r.status for r in _results(gpt, bid, reqs).values()} == {RowStatus.SUCCEEDED}
 
 
 def test_openai_find(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
     reqs = _requests(gpt.model, 2)
-    token, since = _token(), time.time()
+    token, since = shard_token(), time.time()
     assert gpt.find(token, _ids(2), since) == Found()  # nothing created
-    other = gpt.submit(_shard(gpt, reqs, tmp_path), 2, _token(), {})
+    other = gpt.submit(one_shard(gpt, reqs, tmp_path), 2, shard_token(), {})
     assert gpt.find(token, _ids(2), since) == Found()  # a batch with another token is not ours
-    bid = gpt.submit(_shard(gpt, reqs, tmp_path), 2, token, {})
+    bid = gpt.submit(one_shard(gpt, reqs, tmp_path), 2, token, {})
     assert bid != other
     assert gpt.find(token, _ids(2), since) == Found(bid)
     assert gpt.find(token, _ids(2), since, frozenset({bid})) == Found()  # already claimed
@@ -661,8 +641,8 @@ def test_openai_find(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
 def test_openai_create_500_is_retryable_and_redacted(
     emu: Any, gpt: OpenAIProvider, tmp_path: Path
 ) -> None:
-    path = _shard(gpt, _requests(gpt.model, 2), tmp_path)
-    token = _token()
+    path = one_shard(gpt, _requests(gpt.model, 2), tmp_path)
+    token = shard_token()
     emu.faults.http("openai", "POST", r"^/v1/batches$", 500, times=2, headers=FAST)
     with pytest.raises(ProviderError) as ei:
         gpt.submit(path, 2, token, {})
@@ -676,7 +656,7 @@ def test_openai_create_500_is_retryable_and_redacted(
 
 
 def test_openai_other_calls_keep_sdk_retries(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
-    bid = gpt.submit(_shard(gpt, _requests(gpt.model, 2), tmp_path), 2, _token(), {})
+    bid = gpt.submit(one_shard(gpt, _requests(gpt.model, 2), tmp_path), 2, shard_token(), {})
     emu.faults.http("openai", "GET", r"^/v1/batches/", 500, times=2, headers=FAST)
     assert gpt.poll(bid).status == BatchStatus.COMPLETED
     assert len(emu.faults.fired) == 2
@@ -686,8 +666,8 @@ def test_openai_lost_create_response_is_found_by_token(
     emu: Any, gpt: OpenAIProvider, tmp_path: Path
 ) -> None:
     """The create reached the provider but its answer never came back: find() recovers the batch."""
-    path = _shard(gpt, _requests(gpt.model, 2), tmp_path)
-    token, since = _token(), time.time()
+    path = one_shard(gpt, _requests(gpt.model, 2), tmp_path)
+    token, since = shard_token(), time.time()
     gpt._client = gpt.client.with_options(timeout=0.2)
     emu.faults.http(
         "openai", "POST", r"^/v1/batches$", delay=0.6
@@ -700,10 +680,10 @@ def test_openai_lost_create_response_is_found_by_token(
 
 
 def test_openai_create_400_is_not_retryable(emu: Any, gpt: OpenAIProvider, tmp_path: Path) -> None:
-    path = _shard(gpt, _requests(gpt.model, 2), tmp_path)
+    path = one_shard(gpt, _requests(gpt.model, 2), tmp_path)
     emu.faults.http("openai", "POST", r"^/v1/batches$", 400)
     with pytest.raises(ProviderError) as ei:
-        gpt.submit(path, 2, _token(), {})
+        gpt.submit(path, 2, shard_token(), {})
     assert not ei.value.retryable
     assert "HTTP 400" in _assert_clean_error(ei.value, "openai")
 
@@ -711,7 +691,7 @@ def test_openai_create_400_is_not_retryable(emu: Any, gpt: OpenAIProvider, tmp_p
 def test_openai_error_echoing_the_key_is_redacted(
     emu: Any, gpt: OpenAIProvider, tmp_path: Path
 ) -> None:
-    path = _shard(gpt, _requests(gpt.model, 2), tmp_path)
+    path = one_shard(gpt, _requests(gpt.model, 2), tmp_path)
     body = {
         "error": {
             "message": f"Incorrect API key provided: {SECRET}. You can find your API key at "
@@ -723,7 +703,7 @@ def test_openai_error_echoing_the_key_is_redacted(
     }
     emu.faults.http("openai", "POST", r"^/v1/files$", 401, body=body)
     with pytest.raises(ProviderError) as ei:
-        gpt.submit(path, 2, _token(), {})
+        gpt.submit(path, 2, shard_token(), {})
     assert not ei.value.retryable
     assert "Incorrect API key provided" in _assert_clean_error(ei.value, "openai")
 
@@ -732,13 +712,13 @@ def test_openai_missing_key(emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     p = OpenAIProvider(ModelSpec(provider="openai", model="gpt-4o-mini"))
     with pytest.raises(ProviderError, match="OPENAI_API_KEY") as ei:
-        p.submit(_shard(p, _requests(p.model, 1), tmp_path), 1, _token(), {})
+        p.submit(one_shard(p, _requests(p.model, 1), tmp_path), 1, shard_token(), {})
     assert not ei.value.retryable and emu.created == []
     custom = OpenAIProvider(
         ModelSpec(provider="openai", model="gpt-4o-mini", api_key_env="MY_OPENAI_KEY")
     )
     with pytest.raises(ProviderError, match="MY_OPENAI_KEY"):
-        custom.find(_token(), _ids(1), time.time())
+        custom.find(shard_token(), _ids(1), time.time())
 
 
 def test_together_goes_through_its_base_url_and_key(
@@ -751,7 +731,7 @@ def test_together_goes_through_its_base_url_and_key(
     spec = ModelSpec(provider="together", model="meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo")
     p = get_provider(spec)
     with pytest.raises(ProviderError, match="TOGETHER_API_KEY"):
-        p.find(_token(), _ids(1), time.time())
+        p.find(shard_token(), _ids(1), time.time())
 
     together_key = "together-SECRET-0123456789abcdef"
     monkeypatch.setenv("TOGETHER_API_KEY", together_key)
@@ -768,8 +748,8 @@ def test_together_goes_through_its_base_url_and_key(
     line = p.render(reqs[0])
     assert line["body"]["max_tokens"] == 64 and "max_completion_tokens" not in line["body"]
     assert line["body"]["messages"][-1] == {"role": "assistant", "content": "<"}
-    bid = p.submit(_shard(p, reqs, tmp_path), 2, _token(), {})
-    assert _wait(p, bid).status == BatchStatus.COMPLETED
+    bid = p.submit(one_shard(p, reqs, tmp_path), 2, shard_token(), {})
+    assert wait_ended(p, bid).status == BatchStatus.COMPLETED
     assert {r.status for r in _results(p, bid, reqs).values()} == {RowStatus.SUCCEEDED}
     assert [c.model for c in seen] == [spec.model] * 2
     assert all(
@@ -803,7 +783,9 @@ def claude(emu: Any, monkeypatch: pytest.MonkeyPatch) -> AnthropicProvider:
 def test_anthropic_submit_poll_fetch(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
     reqs = _requests(claude.model, 4, bad=(1,), prefill="<", cache=True)
     emu.processing_delay = 60
-    bid = claude.submit(_shard(claude, reqs, tmp_path), 4, _token(), {"afbatch_run": "run-1"})
+    bid = claude.submit(
+        one_shard(claude, reqs, tmp_path), 4, shard_token(), {"afbatch_run": "run-1"}
+    )
     assert bid.startswith("msgbatch_")
     info = claude.poll(bid)
     assert (info.status, info.raw_status, info.counts["processing"]) == (
@@ -812,7 +794,7 @@ def test_anthropic_submit_poll_fetch(emu: Any, claude: AnthropicProvider, tmp_pa
         4,
     )
     emu.processing_delay = 0
-    info = _wait(claude, bid)
+    info = wait_ended(claude, bid)
     assert (info.status, info.raw_status) == (BatchStatus.COMPLETED, "ended")
     assert (info.counts["succeeded"], info.counts["errored"]) == (3, 1)
     got = _results(claude, bid, reqs)
@@ -834,15 +816,15 @@ def test_anthropic_submit_poll_fetch(emu: Any, claude: AnthropicProvider, tmp_pa
 def test_anthropic_cancel_and_expire(emu: Any, claude: AnthropicProvider, tmp_path: Path) -> None:
     reqs = _requests(claude.model, 3)
     emu.processing_delay = 60
-    bid = claude.submit(_shard(claude, reqs, tmp_path), 3, _token(), {})
+    bid = claude.submit(one_shard(claude, reqs, tmp_path), 3, shard_token(), {})
     claude.cancel(bid)
-    assert _wait(claude, bid).status == BatchStatus.CANCELLED
+    assert wait_ended(claude, bid).status == BatchStatus.CANCELLED
     assert {r.status for r in _results(claude, bid, reqs).values()} == {RowStatus.CANCELED}
 
     emu.processing_delay = 0
     emu.faults.batch("anthropic", "expired", fraction_done=0.0)
-    bid = claude.submit(_shard(claude, reqs, tmp_path), 3, _token(), {})
-    info = _wait(claude, bid)
+    bid = claude.submit(one_shard(claude, reqs, tmp_path), 3, shard_token(), {})
+    info = wait_ended(claude, bid)
     assert (info.status, info.counts["expired"]) == (BatchStatus.EXPIRED, 3)
     assert {r.status for r in _results(claude, bid, reqs).values()} == {RowStatus.EXPIRED}
 
@@ -856,16 +838,18 @@ def test_anthropic_find_nothing_or_not_this_shards(
 ) -> None:
     three, two = _requests(claude.model, 3), _requests(claude.model, 2)
     since = time.time()
-    assert claude.find(_token(), _line_ids(claude, three), since) == Found()  # nothing created
-    other = claude.submit(_shard(claude, _requests(claude.model, 3), tmp_path), 3, _token(), {})
-    _wait(claude, other)
+    assert claude.find(shard_token(), _line_ids(claude, three), since) == Found()  # nothing created
+    other = claude.submit(
+        one_shard(claude, _requests(claude.model, 3), tmp_path), 3, shard_token(), {}
+    )
+    wait_ended(claude, other)
     # an ended batch of the same size whose rows are another shard's: not ours, nothing else there
-    assert claude.find(_token(), _line_ids(claude, three), since) == Found()
-    assert claude.find(_token(), _line_ids(claude, two), since) == Found()  # another size
-    mine = claude.submit(_shard(claude, three, tmp_path), 3, _token(), {})
-    _wait(claude, mine)
-    assert claude.find(_token(), _line_ids(claude, three), since) == Found(mine)
-    assert claude.find(_token(), _line_ids(claude, three), since, frozenset({mine})) == Found()
+    assert claude.find(shard_token(), _line_ids(claude, three), since) == Found()
+    assert claude.find(shard_token(), _line_ids(claude, two), since) == Found()  # another size
+    mine = claude.submit(one_shard(claude, three, tmp_path), 3, shard_token(), {})
+    wait_ended(claude, mine)
+    assert claude.find(shard_token(), _line_ids(claude, three), since) == Found(mine)
+    assert claude.find(shard_token(), _line_ids(claude, three), since, frozenset({mine})) == Found()
 
 
 def test_anthropic_find_rejects_a_batch_created_before_the_intent(
@@ -874,12 +858,12 @@ def test_anthropic_find_rejects_a_batch_created_before_the_intent(
     """A batch created before this shard's intent (beyond the clock slack) was not made by this
     shard's create call, even with the same requests (an earlier attempt, another run)."""
     reqs = _requests(claude.model, 2)
-    bid = claude.submit(_shard(claude, reqs, tmp_path), 2, _token(), {})
-    _wait(claude, bid)
+    bid = claude.submit(one_shard(claude, reqs, tmp_path), 2, shard_token(), {})
+    wait_ended(claude, bid)
     created = emu.anthropic.batches[bid].created
-    assert claude.find(_token(), _line_ids(claude, reqs), created - 1) == Found(bid)
+    assert claude.find(shard_token(), _line_ids(claude, reqs), created - 1) == Found(bid)
     late = created + CLOCK_SLACK_SECONDS + 1
-    assert claude.find(_token(), _line_ids(claude, reqs), late) == Found()
+    assert claude.find(shard_token(), _line_ids(claude, reqs), late) == Found()
 
 
 def test_anthropic_find_two_same_size_ended_batches_by_their_ids(
@@ -888,14 +872,14 @@ def test_anthropic_find_two_same_size_ended_batches_by_their_ids(
     """Two shards of one size, both created after the intent: each gets its own batch."""
     first, second = _requests(claude.model, 3), _requests(claude.model, 3)
     since = time.time()
-    a = claude.submit(_shard(claude, first, tmp_path), 3, _token(), {})
-    b = claude.submit(_shard(claude, second, tmp_path), 3, _token(), {})
-    _wait(claude, a), _wait(claude, b)
-    assert claude.find(_token(), _line_ids(claude, second), since) == Found(b)
-    assert claude.find(_token(), _line_ids(claude, first), since) == Found(a)
+    a = claude.submit(one_shard(claude, first, tmp_path), 3, shard_token(), {})
+    b = claude.submit(one_shard(claude, second, tmp_path), 3, shard_token(), {})
+    wait_ended(claude, a), wait_ended(claude, b)
+    assert claude.find(shard_token(), _line_ids(claude, second), since) == Found(b)
+    assert claude.find(shard_token(), _line_ids(claude, first), since) == Found(a)
     # a shard with one request of each is neither's
     mixed = _line_ids(claude, [first[0], second[1], first[2]])
-    assert claude.find(_token(), mixed, since) == Found()
+    assert claude.find(shard_token(), mixed, since) == Found()
 
 
 def test_anthropic_find_waits_while_candidates_are_processing(
@@ -904,17 +888,19 @@ def test_anthropic_find_waits_while_candidates_are_processing(
     first, second = _requests(claude.model, 3), _requests(claude.model, 3)
     since = time.time()
     emu.processing_delay = 60
-    a = claude.submit(_shard(claude, first, tmp_path), 3, _token(), {})
-    one = claude.find(_token(), _line_ids(claude, second), since)
+    a = claude.submit(one_shard(claude, first, tmp_path), 3, shard_token(), {})
+    one = claude.find(shard_token(), _line_ids(claude, second), since)
     assert one.batch_id is None and one.undecided and a in one.undecided  # one candidate: no proof
-    b = claude.submit(_shard(claude, second, tmp_path), 3, _token(), {})
-    both = claude.find(_token(), _line_ids(claude, second), since)
+    b = claude.submit(one_shard(claude, second, tmp_path), 3, shard_token(), {})
+    both = claude.find(shard_token(), _line_ids(claude, second), since)
     assert both.batch_id is None and a in (both.undecided or "") and b in (both.undecided or "")
     # a batch another shard holds is no candidate: nothing to wait for
-    assert claude.find(_token(), _line_ids(claude, second), since, frozenset({a, b})) == Found()
+    assert (
+        claude.find(shard_token(), _line_ids(claude, second), since, frozenset({a, b})) == Found()
+    )
     emu.processing_delay = 0  # they end: now their results tell
-    assert claude.find(_token(), _line_ids(claude, second), since) == Found(b)
-    assert claude.find(_token(), _line_ids(claude, first), since, frozenset({b})) == Found(a)
+    assert claude.find(shard_token(), _line_ids(claude, second), since) == Found(b)
+    assert claude.find(shard_token(), _line_ids(claude, first), since, frozenset({b})) == Found(a)
 
 
 def test_anthropic_find_skips_a_claimed_batch_of_this_shards_rows(
@@ -923,22 +909,22 @@ def test_anthropic_find_skips_a_claimed_batch_of_this_shards_rows(
     """A batch another shard of the run holds is never adopted (an earlier attempt of the rows)."""
     reqs = _requests(claude.model, 2)
     since = time.time()
-    held = claude.submit(_shard(claude, reqs, tmp_path), 2, _token(), {})
-    _wait(claude, held)
-    assert claude.find(_token(), _line_ids(claude, reqs), since, frozenset({held})) == Found()
+    held = claude.submit(one_shard(claude, reqs, tmp_path), 2, shard_token(), {})
+    wait_ended(claude, held)
+    assert claude.find(shard_token(), _line_ids(claude, reqs), since, frozenset({held})) == Found()
 
 
 def test_anthropic_create_500_is_retryable_and_redacted(
     emu: Any, claude: AnthropicProvider, tmp_path: Path
 ) -> None:
-    path = _shard(claude, _requests(claude.model, 2), tmp_path)
+    path = one_shard(claude, _requests(claude.model, 2), tmp_path)
     emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 500, times=2, headers=FAST)
     with pytest.raises(ProviderError) as ei:
-        claude.submit(path, 2, _token(), {})
+        claude.submit(path, 2, shard_token(), {})
     assert ei.value.retryable
     assert "HTTP 500" in _assert_clean_error(ei.value, "anthropic")
     assert len(emu.faults.fired) == 1 and emu.created == []  # no SDK retry of a create
-    assert claude.find(_token(), _ids(2), time.time() - 5) == Found()  # nothing was created
+    assert claude.find(shard_token(), _ids(2), time.time() - 5) == Found()  # nothing was created
     emu.faults.clear()
 
 
@@ -946,24 +932,24 @@ def test_anthropic_lost_create_response_is_found(
     emu: Any, claude: AnthropicProvider, tmp_path: Path
 ) -> None:
     reqs = _requests(claude.model, 2)
-    path = _shard(claude, reqs, tmp_path)
+    path = one_shard(claude, reqs, tmp_path)
     since = time.time()
     claude._client = claude.client.with_options(timeout=0.2)
     emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", delay=0.6)
     with pytest.raises(ProviderError) as ei:
-        claude.submit(path, 2, _token(), {})
+        claude.submit(path, 2, shard_token(), {})
     assert ei.value.retryable
     _until(lambda: len(emu.created) == 1)
-    assert claude.find(_token(), _line_ids(claude, reqs), since) == Found(emu.created[0][1])
+    assert claude.find(shard_token(), _line_ids(claude, reqs), since) == Found(emu.created[0][1])
 
 
 def test_anthropic_create_400_and_key_echo(
     emu: Any, claude: AnthropicProvider, tmp_path: Path
 ) -> None:
-    path = _shard(claude, _requests(claude.model, 2), tmp_path)
+    path = one_shard(claude, _requests(claude.model, 2), tmp_path)
     emu.faults.http("anthropic", "POST", r"^/v1/messages/batches$", 400)
     with pytest.raises(ProviderError) as ei:
-        claude.submit(path, 2, _token(), {})
+        claude.submit(path, 2, shard_token(), {})
     assert not ei.value.retryable
     assert "HTTP 400" in _assert_clean_error(ei.value, "anthropic")
     emu.faults.http(
@@ -977,7 +963,7 @@ def test_anthropic_create_400_and_key_echo(
         },
     )
     with pytest.raises(ProviderError) as ei:
-        claude.submit(path, 2, _token(), {})
+        claude.submit(path, 2, shard_token(), {})
     assert not ei.value.retryable
     assert "invalid x-api-key" in _assert_clean_error(ei.value, "anthropic")
 
@@ -986,7 +972,7 @@ def test_anthropic_missing_key(emu: Any, monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     p = AnthropicProvider(HAIKU)
     with pytest.raises(ProviderError, match="ANTHROPIC_API_KEY") as ei:
-        p.submit(_shard(p, _requests(p.model, 1), tmp_path), 1, _token(), {})
+        p.submit(one_shard(p, _requests(p.model, 1), tmp_path), 1, shard_token(), {})
     assert not ei.value.retryable and emu.created == []
 
 
@@ -1029,9 +1015,9 @@ def test_bedrock_submit_poll_fetch(
 ) -> None:
     p = _bedrock(bucket, model)
     reqs = _requests(p.model, 4, bad=(3,), prefill="<")
-    token = _token()
+    token = shard_token()
     emu.processing_delay = 60
-    arn = p.submit(_shard(p, reqs, tmp_path), 4, token, {"afbatch_run": "run-1"})
+    arn = p.submit(one_shard(p, reqs, tmp_path), 4, token, {"afbatch_run": "run-1"})
     assert arn.startswith("arn:aws:bedrock:us-east-1:") and "model-invocation-job/" in arn
     job = emu.bedrock.jobs[arn.rsplit("/", 1)[-1]].request
     assert job["jobName"] == f"afbatch-{token}" and job["clientRequestToken"] == token
@@ -1042,7 +1028,7 @@ def test_bedrock_submit_poll_fetch(
     info = p.poll(arn)
     assert (info.status, info.raw_status) == (BatchStatus.VALIDATING, "Submitted")
     emu.processing_delay = 0
-    info = _wait(p, arn)
+    info = wait_ended(p, arn)
     assert (info.status, info.raw_status) == (BatchStatus.COMPLETED, "Completed")
     lines = list(p.fetch(arn))
     assert len(lines) == 4 and all(
@@ -1070,8 +1056,8 @@ def test_bedrock_same_token_twice_is_one_job(
     emu: Any, bucket: str, small_jobs: None, tmp_path: Path
 ) -> None:
     p = _bedrock(bucket)
-    path = _shard(p, _requests(p.model, 2), tmp_path)
-    token = _token()
+    path = one_shard(p, _requests(p.model, 2), tmp_path)
+    token = shard_token()
     first = p.submit(path, 2, token, {"afbatch_run": "run-1"})
     again = p.submit(path, 2, token, {"afbatch_run": "run-1"})
     assert first == again
@@ -1082,10 +1068,10 @@ def test_bedrock_same_token_twice_is_one_job(
 
 def test_bedrock_find(emu: Any, bucket: str, small_jobs: None, tmp_path: Path) -> None:
     p = _bedrock(bucket)
-    path = _shard(p, _requests(p.model, 2), tmp_path)
-    token, since = _token(), time.time()
+    path = one_shard(p, _requests(p.model, 2), tmp_path)
+    token, since = shard_token(), time.time()
     assert p.find(token, _ids(2), since) == Found()  # nothing created
-    p.submit(path, 2, _token(), {})
+    p.submit(path, 2, shard_token(), {})
     assert p.find(token, _ids(2), since) == Found()  # another token's job
     arn = p.submit(path, 2, token, {})
     assert p.find(token, _ids(2), since) == Found(arn)
@@ -1096,17 +1082,17 @@ def test_bedrock_stop(emu: Any, bucket: str, small_jobs: None, tmp_path: Path) -
     p = _bedrock(bucket)
     reqs = _requests(p.model, 3)
     emu.processing_delay = 60
-    arn = p.submit(_shard(p, reqs, tmp_path), 3, _token(), {})
+    arn = p.submit(one_shard(p, reqs, tmp_path), 3, shard_token(), {})
     p.cancel(arn)
     assert p.poll(arn).status == BatchStatus.CANCELLING
-    assert _wait(p, arn).status == BatchStatus.CANCELLED
+    assert wait_ended(p, arn).status == BatchStatus.CANCELLED
     assert list(p.fetch(arn)) == []  # nothing ran: no records (the runner marks them canceled)
 
 
 def test_bedrock_failed_job_has_no_lines(emu: Any, bucket: str, tmp_path: Path) -> None:
     p = _bedrock(bucket)  # the emulator keeps Bedrock's 100-record minimum here
-    arn = p.submit(_shard(p, _requests(p.model, 3), tmp_path), 3, _token(), {})
-    info = _wait(p, arn)
+    arn = p.submit(one_shard(p, _requests(p.model, 3), tmp_path), 3, shard_token(), {})
+    info = wait_ended(p, arn)
     assert info.status == BatchStatus.FAILED and "minimum" in (info.message or "")
     assert list(p.fetch(arn)) == []
 
@@ -1123,7 +1109,7 @@ def test_bedrock_create_errors(
     emu: Any, bucket: str, small_jobs: None, tmp_path: Path, status: int, code: str, retryable: bool
 ) -> None:
     p = _bedrock(bucket)
-    path = _shard(p, _requests(p.model, 2), tmp_path)
+    path = one_shard(p, _requests(p.model, 2), tmp_path)
     emu.faults.http(
         "bedrock",
         "POST",
@@ -1133,7 +1119,7 @@ def test_bedrock_create_errors(
         body={"message": f"injected {code}"},
     )
     with pytest.raises(ProviderError) as ei:
-        p.submit(path, 2, _token(), {})
+        p.submit(path, 2, shard_token(), {})
     assert ei.value.retryable is retryable
     assert code in _assert_clean_error(ei.value, "bedrock", "testing")
     assert [c for c in emu.created if c[0] == "bedrock"] == []
@@ -1145,7 +1131,7 @@ def test_bedrock_error_echoing_the_access_key_is_redacted(
     key_id = "AKIAIOSFODNN7EXAMPLE"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)  # moto and the emulator accept any credentials
     p = _bedrock(bucket)
-    path = _shard(p, _requests(p.model, 2), tmp_path)
+    path = one_shard(p, _requests(p.model, 2), tmp_path)
     emu.faults.http(
         "bedrock",
         "POST",
@@ -1155,7 +1141,7 @@ def test_bedrock_error_echoing_the_access_key_is_redacted(
         body={"message": f"The security token included in the request is invalid: {key_id}"},
     )
     with pytest.raises(ProviderError) as ei:
-        p.submit(path, 2, _token(), {})
+        p.submit(path, 2, shard_token(), {})
     assert not ei.value.retryable
     assert "UnrecognizedClientException" in _assert_clean_error(ei.value, "bedrock", key_id)
 
@@ -1163,7 +1149,7 @@ def test_bedrock_error_echoing_the_access_key_is_redacted(
 def test_bedrock_needs_s3_uri_and_role(emu: Any, tmp_path: Path) -> None:
     p = BedrockProvider(ModelSpec(provider="bedrock", model=BR_CLAUDE))
     with pytest.raises(ProviderError, match="s3_uri") as ei:
-        p.submit(_shard(p, _requests(p.model, 1), tmp_path), 1, _token(), {})
+        p.submit(one_shard(p, _requests(p.model, 1), tmp_path), 1, shard_token(), {})
     assert not ei.value.retryable
 
 
@@ -1178,7 +1164,7 @@ def test_bedrock_missing_credentials_is_not_retryable(
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # the default session caches credentials
     p = _bedrock(bucket)
     with pytest.raises(ProviderError) as ei:
-        p.submit(_shard(p, _requests(p.model, 1), tmp_path), 1, _token(), {})
+        p.submit(one_shard(p, _requests(p.model, 1), tmp_path), 1, shard_token(), {})
     assert "credentials" in str(ei.value).lower()
     assert not ei.value.retryable
 
