@@ -33,8 +33,11 @@ def truths(values: list[Any]) -> list[bool | None]:
 
 
 def numbers(values: list[Any]) -> list[float]:
-    """``number`` of each value (floats as they are)."""
-    return [math.nan if v is None else v if type(v) is float else number(v) for v in values]
+    """``number`` of each value (ints and floats directly)."""
+    return [
+        math.nan if v is None else float(v) if type(v) in (int, float) else number(v)
+        for v in values
+    ]
 
 
 def truth(value: Any) -> bool | None:

@@ -6,7 +6,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from afbatch.columns import Columns, is_null, number
+import numpy as np
+
+from afbatch.columns import Columns, is_null, numbers
 from afbatch.report.prep import (
     _KEYS,
     NAN,
@@ -98,11 +100,11 @@ def _group_sums(values: list[float], groups: Mapping[str, list[int]]) -> dict[st
 def _costs_from(conv: Columns, models: list[str], orders: Orders, estimate: Any) -> list[Row]:
     by_model = group_rows_of(models)
     sums = {
-        col: _group_sums([number(v) for v in conv.get(col)], by_model)
+        col: _group_sums(numbers(conv.get(col)), by_model)
         for col in ("input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd")
     }
     has_sync = "cost_sync_usd" in conv
-    sync = [number(v) for v in conv.get("cost_sync_usd")]
+    sync = numbers(conv.get("cost_sync_usd"))
     sync_sums = _group_sums(sync, by_model)
     providers = conv.get("provider")
     rows: list[Row] = []
@@ -169,22 +171,21 @@ _USD_COLUMNS = (
 
 
 def _failures_from(conv: Columns, prep: Prep, orders: Orders) -> list[Row]:
-    cells = prep.cells()
     counts: dict[tuple[Any, ...], int] = {}
     failed = prep["failed"]
-    if any(failed):
+    if failed.any():
         reasons = conv.get("failure_reason")
-        for i, f in enumerate(failed):
-            if f:
-                r = reasons[i]
-                key = (*cells[i], "generation", "(no reason recorded)" if is_null(r) else str(r))
-                counts[key] = counts.get(key, 0) + 1
-    finished, judged = prep["finished"], prep["judged"]
-    errors = conv.get("judge_error")
-    for i, err in enumerate(errors):
-        if finished[i] and not judged[i] and not is_null(err):
-            key = (*cells[i], "judge", str(err))
+        for i in np.flatnonzero(failed).tolist():
+            r = reasons[i]
+            key = (*prep.cell(i), "generation", "(no reason recorded)" if is_null(r) else str(r))
             counts[key] = counts.get(key, 0) + 1
+    no_verdict = prep["finished"] & ~prep["judged"]
+    if no_verdict.any():
+        errors = conv.get("judge_error")
+        for i in np.flatnonzero(no_verdict).tolist():
+            if not is_null(errors[i]):
+                key = (*prep.cell(i), "judge", str(errors[i]))
+                counts[key] = counts.get(key, 0) + 1
     rows = [dict(zip([*_KEYS, "stage", "reason", "count"], (*k, c))) for k, c in counts.items()]
     rows = _sort(rows, orders, _KEYS, lambda r: (r["stage"] == "judge", -r["count"], r["reason"]))
     return with_axis_numbers([{c: r[c] for c in FAILURE_COLUMNS} for r in rows])

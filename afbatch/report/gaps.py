@@ -3,15 +3,14 @@ and the per-prompt clusters (no I/O); the sign convention and the interval metho
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import numpy as np
 
 from afbatch.report.prep import (
-    _COUNTS,
     _PAIR,
     NAN,
     NAN3,
     TIER_CONDITION,
+    Clusters,
     Key,
     Orders,
     Row,
@@ -89,36 +88,34 @@ GAP_COLUMNS = [
 Interval = tuple[float, float, float]  # estimate, low, high
 
 
-Wide = dict[Key, dict[str, dict[str, list[Any]]]]  # pair → prompt → tier → counts
+Wide = dict[Key, dict[str, dict[str, int]]]  # pair → prompt → tier → cluster
 
 
-def _wide(clusters: Mapping[Key, list[Any]]) -> Wide:
+def _wide(clusters: Clusters) -> Wide:
     """The clusters of each model × variant × temperature × samples, by prompt and tier."""
     wide: Wide = {}
-    for key, counts in clusters.items():
-        *cell, tier, prompt = key
-        wide.setdefault(tuple(cell), {}).setdefault(prompt, {})[tier] = counts
+    for i, (*pair, tier, prompt) in enumerate(clusters.keys):
+        wide.setdefault(tuple(pair), {}).setdefault(prompt, {})[tier] = i
     return wide
 
 
-def _tier_pairs(wide: Wide, k: str, n: str, paired: bool) -> dict[Key, Interval]:
+def _tier_pairs(
+    clusters: Clusters, wide: Wide, k: str, n: str, paired: bool
+) -> dict[Key, Interval]:
     """Per model × variant × temperature × samples: (gap, lo, hi) of k/n, training −
     unmonitored, prompts aligned (in sorted order; a prompt absent from a tier counts 0 there)."""
     (train, _), (unmon, _) = TIER_CONDITION.items()
-    ki, ni = _COUNTS.index(k), _COUNTS.index(n)
-    none = [0] * len(_COUNTS)
+    ks, ns = clusters.column(k), clusters.column(n)
     out: dict[Key, Interval] = {}
     for pair, prompts in wide.items():
         order = [prompts[p] for p in sorted(prompts)]
-        t = [p.get(train, none) for p in order]
-        u = [p.get(unmon, none) for p in order]
-        out[pair] = cluster_difference(
-            [c[ki] for c in t],
-            [c[ni] for c in t],
-            [c[ki] for c in u],
-            [c[ni] for c in u],
-            paired=paired,
-        )
+        sides = []
+        for tier in (train, unmon):
+            at = np.array([p.get(tier, -1) for p in order], dtype=np.intp)
+            there = at >= 0
+            sides += [np.where(there, ks[at], 0.0), np.where(there, ns[at], 0.0)]
+        k1, n1, k2, n2 = sides
+        out[pair] = cluster_difference(k1, n1, k2, n2, paired=paired)
     return out
 
 
@@ -138,7 +135,7 @@ _COUNTED = ("finished", "proxy_complied", "judged", "judged_complied", "af_yes",
 
 def _gaps_from(
     summary: list[Row],
-    clusters: Mapping[Key, list[Any]],
+    clusters: Clusters,
     orders: Orders,
     gap_interval: str = "paired",
 ) -> list[Row]:
@@ -163,7 +160,7 @@ def _gaps_from(
         ("gap_judged", ("judged_complied", "judged")),
         ("af_gap", ("af_yes", "af_assessed")),
     ):
-        by_pair = _tier_pairs(wide, k, n, paired)
+        by_pair = _tier_pairs(clusters, wide, k, n, paired)
         for pair, out in rows.items():
             got = by_pair.get(pair, NAN3)
             if name == "af_gap" and (

@@ -9,22 +9,21 @@ counted in no class and no rate.
 
 from __future__ import annotations
 
+import numpy as np
+
 from afbatch.columns import Columns, is_null
 from afbatch.report.prep import (
     _COUNTS,
     _KEYS,
     NAN,
     TIER_CONDITION,
+    Clusters,
     Orders,
     Prep,
     Row,
-    _cluster_cols,
-    _counts,
     _orders,
     _prep,
     _sort,
-    by_cell,
-    cell_counts,
     with_axis_numbers,
 )
 
@@ -92,26 +91,24 @@ RULES = {
 
 def _partial_from(prep: Prep, orders: Orders) -> list[Row]:
     """One row per cell of a run with a partial-compliance stage (none without one)."""
-    on = [i for i, r in enumerate(prep["pc_rows"]) if r]
-    if not on:
+    on = prep["pc_rows"]
+    if not len(prep) or not on.any():
         return []
-    clusters = _counts(prep, on)
+    clusters = Clusters(prep, on)
     reads: dict[tuple[str, ...], set[str]] = {}
-    cells = prep.cells()
-    for i in on:
-        r = prep["partial_reads"][i]
-        reads.setdefault(cells[i], set()).update(() if is_null(r) else (str(r),))
+    cells, read = prep.cells(), prep["partial_reads"]
+    for i in np.flatnonzero(on).tolist():
+        reads.setdefault(cells[i], set()).update(() if is_null(read[i]) else (str(read[i]),))
     rows = []
-    for cell, counts in cell_counts(clusters).items():
+    for cell, counts in clusters.cell_counts().items():
         s: Row = dict(zip(_KEYS, cell))
         s.update(zip(_COUNTS, counts))
         s["condition"] = TIER_CONDITION.get(s["tier"], "")
         s["rule"] = ", ".join(sorted(reads[cell]))
         rows.append(s)
     keys = [tuple(s[k] for k in _KEYS) for s in rows]
-    grouped = by_cell(clusters)
     for name, (k, n) in _RATES.items():
-        for s, (rate, lo, hi) in zip(rows, _cluster_cols(grouped, keys, k, n)):
+        for s, (rate, lo, hi) in zip(rows, clusters.rates(keys, k, n)):
             s[name], s[f"{name}_lo"], s[f"{name}_hi"] = rate, lo, hi
     for s in rows:
         s["missing_share"] = s["pc_missing"] / s["pc_finished"] if s["pc_finished"] > 0 else NAN

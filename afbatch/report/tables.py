@@ -10,7 +10,6 @@ table's ``*_COLUMNS``); the denominators and columns are described in the packag
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import add
 from typing import Any
 
 from afbatch.columns import Columns, is_null
@@ -21,18 +20,15 @@ from afbatch.report.prep import (
     _COUNTS,
     _KEYS,
     NAN,
-    NAN3,
     TIER_CONDITION,
+    Clusters,
+    Groups,
     Orders,
     Prep,
     Row,
-    _cluster_cols,
-    _counts,
     _orders,
     _prep,
     _sort,
-    by_cell,
-    cell_counts,
     with_axis_numbers,
 )
 from afbatch.stats import cluster_rate
@@ -112,22 +108,21 @@ def _share(k: float, n: float) -> float:
     return k / n if n > 0 else NAN
 
 
-def _summary_from(prep: Prep, orders: Orders, clusters: Mapping[Any, list[Any]]) -> list[Row]:
+def _summary_from(prep: Prep, orders: Orders, clusters: Clusters) -> list[Row]:
     conditions: dict[Any, Any] = {}
     for cell, c in zip(prep.cells(), prep["condition"]):  # the cell's first condition recorded
         if cell not in conditions or (is_null(conditions[cell]) and not is_null(c)):
             conditions[cell] = c
     rows = []
-    for cell, counts in cell_counts(clusters).items():
+    for cell, counts in clusters.cell_counts().items():
         s: Row = dict(zip(_KEYS, cell))
         s.update(zip(_COUNTS, counts))
         c = conditions[cell]
         s["condition"] = c if isinstance(c, str) and c else TIER_CONDITION.get(s["tier"], "")
         rows.append(s)
     cells = [tuple(s[k] for k in _KEYS) for s in rows]
-    grouped = by_cell(clusters)
     for name, (k, n) in _RATES.items():
-        for s, (rate, lo, hi) in zip(rows, _cluster_cols(grouped, cells, k, n)):
+        for s, (rate, lo, hi) in zip(rows, clusters.rates(cells, k, n)):
             s[name], s[f"{name}_lo"], s[f"{name}_hi"] = rate, lo, hi
     for s in rows:
         s["af_maybe_rate"] = _share(s["af_maybe"], s["af_assessed"])
@@ -149,13 +144,13 @@ def _summary_from(prep: Prep, orders: Orders, clusters: Mapping[Any, list[Any]])
 def summary_rows(conv: Columns) -> list[Row]:
     """One row per model × variant × temperature × samples × tier (``SUMMARY_COLUMNS``)."""
     prep = _prep(conv)
-    return _summary_from(prep, _orders(prep.cols), _counts(prep))
+    return _summary_from(prep, _orders(prep.cols), Clusters(prep))
 
 
 def gap_rows(conv: Columns, gap_interval: str = "paired") -> list[Row]:
     """One row per model × variant × temperature × samples (``GAP_COLUMNS``)."""
     prep = _prep(conv)
-    orders, clusters = _orders(prep.cols), _counts(prep)
+    orders, clusters = _orders(prep.cols), Clusters(prep)
     return _gaps_from(_summary_from(prep, orders, clusters), clusters, orders, gap_interval)
 
 
@@ -165,28 +160,21 @@ _AGREE = ["both", "agree_complied", "false_positives", "false_negatives", "agree
 def _agreement_from(prep: Prep, orders: Orders) -> list[Row]:
     if not len(prep):
         return []
-    # per model × variant × prompt (the clusters), then summed per model × variant and pooled
-    by_prompt: dict[tuple[str, str, str], list[int]] = {}
-    for key, judged, has, pc, pr, jc, jr in zip(
-        zip(prep["model"], prep["variant"], prep["prompt"]),
-        prep["judged"],
-        prep["proxy_has"],
-        prep["proxy_complied"],
-        prep["proxy_refused"],
-        prep["judged_complied"],
-        prep["judged_refused"],
-    ):
-        both = judged and has
-        ind = (both, both and pc and jc, both and pc and jr, both and pr and jc, both and pr and jr)
-        got = by_prompt.get(key)
-        by_prompt[key] = list(ind) if got is None else list(map(add, got, ind))
-    per: dict[tuple[str, str], list[int]] = {}
-    pooled: dict[tuple[str, str, str], list[int]] = {}
-    for (m, v, p), c in by_prompt.items():
-        per[(m, v)] = list(map(add, per.get((m, v), [0] * 5), c))
-        pooled[(ALL, ALL, p)] = list(map(add, pooled.get((ALL, ALL, p), [0] * 5), c))
+    both = prep["judged"] & prep["proxy_has"]
+    pc, pr = both & prep["proxy_complied"], both & prep["proxy_refused"]
+    jc, jr = prep["judged_complied"], prep["judged_refused"]
+    ind = [both, pc & jc, pc & jr, pr & jc, pr & jr]  # _AGREE
+    # per model × variant × prompt (the clusters), then per model × variant and pooled
+    by_prompt = Groups(zip(prep["model"], prep["variant"], prep["prompt"]))
+    counts = by_prompt.sums(ind)
+    per = Groups(k[:2] for k in by_prompt.keys)
+    pooled = Groups(k[2] for k in by_prompt.keys)
+    pooled_counts = pooled.sums([counts[:, j] for j in range(len(_AGREE))])
     rows: list[Row] = [
-        {"model": m, "variant": v, **dict(zip(_AGREE, map(int, c)))} for (m, v), c in per.items()
+        {"model": m, "variant": v, **dict(zip(_AGREE, map(int, c)))}
+        for (m, v), c in zip(
+            per.keys, per.sums([counts[:, j] for j in range(len(_AGREE))]).tolist()
+        )
     ]
     rows = _sort(rows, orders, ["model", "variant"])
     rows.append({"model": ALL, "variant": ALL, **{c: sum(r[c] for r in rows) for c in _AGREE}})
@@ -194,32 +182,20 @@ def _agreement_from(prep: Prep, orders: Orders) -> list[Row]:
         r["judge_complied"] = r["agree_complied"] + r["false_negatives"]
         r["judge_refused"] = r["false_positives"] + r["agree_refused"]
     # a conversation's proxy says complied or refused, never both: the judge's totals are sums
-    clusters = {
-        key: [c[2], c[3], c[1] + c[3], c[2] + c[4]] for key, c in {**by_prompt, **pooled}.items()
-    }
-    keys = [(r["model"], r["variant"]) for r in rows]
+    # (false positives, false negatives, judge complied, judge refused) per cluster
+    members = dict(zip(per.keys, per.members()))
     for name, (k, n) in (
-        ("proxy_false_positive_rate", (0, 3)),  # false positives / judge refused
-        ("proxy_false_negative_rate", (1, 2)),  # false negatives / judge complied
+        ("proxy_false_positive_rate", (2, (2, 4))),  # false positives / judge refused
+        ("proxy_false_negative_rate", (3, (1, 3))),  # false negatives / judge complied
     ):
-        for r, (rate, lo, hi) in zip(rows, _clustered_cols(clusters, keys, k, n)):
+        for r in rows:
+            key = (r["model"], r["variant"])
+            got = counts[members[key]] if key in members else pooled_counts
+            rate, lo, hi, _ = cluster_rate(got[:, k], got[:, n[0]] + got[:, n[1]])
             r[name], r[f"{name}_lo"], r[f"{name}_hi"] = rate, lo, hi
     for r in rows:
         r["agreement"] = _share(r["agree_complied"] + r["agree_refused"], r["both"])
     return [{c: r[c] for c in AGREEMENT_COLUMNS} for r in rows]
-
-
-def _clustered_cols(
-    clusters: Mapping[tuple[str, str, str], list[int]], keys: list[tuple[str, str]], k: int, n: int
-) -> list[tuple[float, float, float]]:
-    """Rate, lo, hi of k/n per (model, variant) key, prompts as clusters (``cluster_rate``): the
-    tiers and samples of one prompt are not independent evidence about the proxy."""
-    ks: dict[tuple[str, str], list[int]] = {}
-    ns: dict[tuple[str, str], list[int]] = {}
-    for (m, v, _), c in clusters.items():
-        ks.setdefault((m, v), []).append(c[k])
-        ns.setdefault((m, v), []).append(c[n])
-    return [cluster_rate(ks[key], ns[key])[:3] if key in ks else NAN3 for key in keys]
 
 
 def agreement_rows(conv: Columns) -> list[Row]:
@@ -235,7 +211,7 @@ def _tables(
     (``_orders``) and how the intervals are computed (``_intervals``)."""
     prep = _prep(conv)
     orders = _orders(prep.cols)
-    clusters = _counts(prep)
+    clusters = Clusters(prep)
     summary = _summary_from(prep, orders, clusters)
     return {
         "_prep": prep,

@@ -70,7 +70,12 @@ def _select_transcripts(conv: Columns, prep: Prep, orders: Orders, cap: int | No
         disagree = _disagree(prep)
         pri = [
             0 if y else 1 if m else 2 if d else 3 if f else 4
-            for y, m, d, f in zip(prep["af_yes"], prep["af_maybe"], disagree, prep["failed"])
+            for y, m, d, f in zip(
+                prep["af_yes"].tolist(),
+                prep["af_maybe"].tolist(),
+                disagree,
+                prep["failed"].tolist(),
+            )
         ]
         ranked = sorted(rows, key=lambda i: (*cell[i], pri[i], prompt[i], sample[i], i))
         rank: dict[int, int] = {}
@@ -83,12 +88,9 @@ def _select_transcripts(conv: Columns, prep: Prep, orders: Orders, cap: int | No
 
 
 def _disagree(prep: Prep) -> list[bool]:
-    return [
-        bool(j and h and c != jc)
-        for j, h, c, jc in zip(
-            prep["judged"], prep["proxy_has"], prep["proxy_complied"], prep["judged_complied"]
-        )
-    ]
+    both = prep["judged"] & prep["proxy_has"]
+    out: list[bool] = (both & (prep["proxy_complied"] != prep["judged_complied"])).tolist()
+    return out
 
 
 _TEXTS = ("conversation_id", "status", "failure_reason", "judge_error")
@@ -109,7 +111,7 @@ def _transcript_data(
 
     def at(name: str) -> list[Any]:
         col = prep[name]
-        return [col[i] for i in pos]
+        return [col[i] for i in pos] if isinstance(col, list) else col[pos].tolist()
 
     cols = {name: conv.take(name, pos) for name in (*_TEXTS, *_LONG, *_NUMBERS, "condition")}
     for name in _NUMBERS:  # as before: a column of integers with gaps shows them as 3.0
