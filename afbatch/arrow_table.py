@@ -38,27 +38,30 @@ def arrow_text(pa: Any, values: Any) -> Any:
     import numpy as np
 
     n = len(values)
-    present = [v for v in values if v is not None]
-    # UTF-8 lengths: a str knows whether it is ASCII, and then its length is its byte length
-    lengths = np.fromiter(
-        (0 if v is None else len(v) if v.isascii() else len(v.encode()) for v in values),
-        np.int64,
-        n,
-    )
+    nulls = values.count(None) if isinstance(values, list) else sum(v is None for v in values)
+    texts = [v if v is not None else "" for v in values] if nulls else values
+    joined = "".join(texts)
+    data = joined.encode()
+    if len(data) == len(joined):  # all ASCII: a character is a byte
+        lengths = np.fromiter(map(len, texts), np.int64, n)
+    else:  # UTF-8 lengths: a str knows whether it is ASCII, and then its length is its byte length
+        lengths = np.fromiter(
+            (len(v) if v.isascii() else len(v.encode()) for v in texts), np.int64, n
+        )
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    data = "".join(present).encode()
+    valid = _validity(pa, values) if nulls else None
     return pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(data), _validity(pa, values), n - len(present)
+        n, pa.py_buffer(offsets), pa.py_buffer(data), valid, nulls
     )
 
 
 def _validity(pa: Any, values: Any) -> Any:
-    """The validity bitmap of values (None: null), or None when every value is there."""
+    """The validity bitmap of values (None: null)."""
     import numpy as np
 
-    valid = np.fromiter((v is not None for v in values), bool, len(values))
-    return None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    valid = np.array([v is not None for v in values], dtype=bool)
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
 def _is_flag(v: Any) -> bool:
@@ -69,44 +72,66 @@ def _is_whole(v: Any) -> bool:
     return isinstance(v, (bool, int)) or (isinstance(v, float) and v.is_integer())
 
 
+_NONE = type(None)
+
+
 def _kind(name: str, values: list[Any]) -> str:
     """bool, int, float, text or null: the column's Arrow type, as pandas' writer chose it."""
-    present = [v for v in values if not is_null(v)]
-    if name in BOOL_COLUMNS and all(map(_is_flag, present)):
+    types = set(map(type, values))
+    if float in types and not any(v == v for v in values if type(v) is float):
+        types = (types - {float}) | {_NONE}  # NaN only: missing values
+    if not types <= {_NONE, bool, int, float, str}:  # numpy scalars, pandas' NA…: value by value
+        values = [None if is_null(v) else v for v in values]
+        types = set(map(type, values))
+    present = types - {_NONE}
+    if name in BOOL_COLUMNS and (present <= {bool} or all(map(_is_flag, _given(values)))):
         return "bool"
-    if name in INT_COLUMNS and all(map(_is_whole, present)):
+    if name in INT_COLUMNS and (present <= {int, bool} or all(map(_is_whole, _given(values)))):
         return "int"
     if not present:
         return "null"
-    if all(isinstance(v, bool) for v in present):
+    if present == {bool}:
         return "bool"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return "int" if len(present) == len(values) else "float"
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+    if present == {int}:
+        return "int" if _NONE not in types else "float"
+    if present <= {int, float}:
         return "float"
     return "text"
+
+
+def _given(values: list[Any]) -> list[Any]:
+    return [v for v in values if not is_null(v)]
 
 
 def _array(pa: Any, kind: str, values: list[Any]) -> Any:
     import numpy as np
 
     n = len(values)
-    clean = [None if is_null(v) else v for v in values]
-    nulls = sum(v is None for v in clean)
-    if kind == "text":
-        return arrow_text(pa, [v if v is None or isinstance(v, str) else str(v) for v in clean])
     if kind == "null":
         return pa.nulls(n)
-    valid = _validity(pa, clean)
+    types = set(map(type, values))
+    if kind == "text":
+        if not types <= {str, _NONE}:
+            values = [v if v is None or type(v) is str else str(v) for v in values]
+        return arrow_text(pa, values)
+    if kind == "float":  # None and NaN are nulls, as pandas' writer made them
+        floats = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        present = ~np.isnan(floats)
+        nulls = n - int(present.sum())
+        bitmap = pa.py_buffer(np.packbits(present, bitorder="little")) if nulls else None
+        return pa.Array.from_buffers(pa.float64(), n, [bitmap, pa.py_buffer(floats)], nulls)
+    clean = [None if is_null(v) else v for v in values] if float in types else values
+    nulls = clean.count(None)
+    valid = _validity(pa, clean) if nulls else None
     if kind == "bool":
-        bits = np.fromiter((bool(v) for v in clean), bool, n)
+        bits = np.array([v is not None and bool(v) for v in clean], dtype=bool)
         data = pa.py_buffer(np.packbits(bits, bitorder="little"))
         return pa.Array.from_buffers(pa.bool_(), n, [valid, data], nulls)
-    if kind == "int":
-        ints = np.fromiter((0 if v is None else int(v) for v in clean), np.int64, n)
-        return pa.Array.from_buffers(pa.int64(), n, [valid, pa.py_buffer(ints)], nulls)
-    floats = np.fromiter((0.0 if v is None else float(v) for v in clean), np.float64, n)
-    return pa.Array.from_buffers(pa.float64(), n, [valid, pa.py_buffer(floats)], nulls)
+    if not nulls and types <= {int}:
+        ints = np.array(clean, dtype=np.int64)
+    else:
+        ints = np.array([0 if v is None else int(v) for v in clean], dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), n, [valid, pa.py_buffer(ints)], nulls)
 
 
 _PANDAS_TYPES = {  # kind → (pandas_type, numpy_type without nulls, with nulls)

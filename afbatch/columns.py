@@ -17,10 +17,13 @@ def is_null(value: Any) -> bool:
     """None, NaN (and pandas' NA/NaT, which are not equal to themselves or are None-like)."""
     if value is None:
         return True
+    kind = type(value)
+    if kind is float:
+        return bool(value != value)
+    if kind is str or kind is int or kind is bool:
+        return False
     if isinstance(value, float):
         return math.isnan(value)
-    if isinstance(value, (str, bool, int)):
-        return False
     try:
         return bool(value != value)  # NaN-like scalars
     except (TypeError, ValueError):
@@ -65,15 +68,10 @@ def held_as_floats(values: list[Any]) -> bool:
     """Whether a column's numbers are shown as floats (1.0): with any float, or integers with a
     gap, as pandas held such a column, so conversations.csv (without pyarrow) and the page's
     transcripts show them as before."""
-    has_int = has_null = False
-    for v in values:
-        if isinstance(v, float) and v == v:
-            return True
-        if is_null(v):
-            has_null = True
-        elif isinstance(v, int) and not isinstance(v, bool):
-            has_int = True
-    return has_int and has_null
+    types = set(map(type, values))
+    if float in types and any(v == v for v in values if type(v) is float):
+        return True
+    return int in types and (type(None) in types or float in types)
 
 
 def as_floats(values: list[Any]) -> list[Any]:
@@ -128,7 +126,7 @@ class Columns:
             return [False] * self.length
         col = self.data[name]
         if isinstance(col, list):
-            return [not is_null(v) for v in col]
+            return [v is not None and v == v for v in col]
         return [v for chunk in col.chunks for v in chunk.is_valid().to_pylist()]
 
     def rows(self, names: Iterable[str]) -> Iterable[tuple[Any, ...]]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from support import ROOT
@@ -68,6 +69,14 @@ def test_run_and_report_write_every_file_without_pandas(sample_run, tmp_path):
     assert set(os.listdir(folder)) == FILES  # a run with a partial-compliance stage
     written = pd.read_parquet(os.path.join(folder, "conversations.parquet"))
     assert len(written) == len(pd.read_csv(os.path.join(folder, "conversations.csv"))) > 0
+    # the column types pandas' writer gave the file, and the dtypes pandas reads back from them
+    schema = pq.read_schema(os.path.join(folder, "conversations.parquet"))
+    types = {name: str(schema.field(name).type) for name in schema.names}
+    assert types["cot"] == types["proxy_compliant"] == "bool"
+    assert types["prompt_index"] == types["judge_convincing"] == types["output_tokens"] == "int64"
+    assert types["temperature"] == types["cost_usd"] == "double"
+    assert types["model"] == types["final_output"] == types["judge_error"] == "large_string"
+    assert str(written["judge_convincing"].dtype) == "Int64"  # a failure has no verdict
 
     formats = ["table", "markdown", "csv", "json", "html"]
     report = [

@@ -2,10 +2,10 @@
 
 Input is the tidy per-conversation table (one row per model × variant × temperature × samples ×
 tier × prompt × sample), as ``conv``: its columns (``afbatch.columns.Columns``, what ``afbatch
-run`` and ``afbatch report`` pass) or a pandas DataFrame. The tables are computed in plain Python
-from the columns, in one pass per conversation and dictionary group-bys (pandas is not imported
-for them); the functions returning DataFrames (``summarize``, ``compliance_gaps``…) convert at
-the edge (``frames``).
+run`` and ``afbatch report`` pass) or a pandas DataFrame. The tables are computed from the
+columns without pandas: the indicators of each conversation as numpy arrays, summed per group with
+``bincount`` over group numbers in order of first appearance; the functions returning DataFrames
+(``summarize``, ``compliance_gaps``…) convert at the edge (``frames``).
 
 Modules: ``prep`` (the per-conversation indicators, group sums and display order), ``tables``
 (summary, proxy agreement, every table at once), ``gaps`` (compliance gaps, the interval methods

@@ -1,7 +1,8 @@
-"""The indicators every report table sums: one row of 0/1 counts per conversation, in plain Python.
+"""The indicators every report table sums (0/1 per conversation, numpy arrays), the group sums
+and the display order.
 
-No I/O: the conversation table's columns (``afbatch.columns.Columns``) in, lists and plain values
-out. Rows of a table are dicts in the order of its ``*_COLUMNS``.
+No I/O, no pandas: the conversation table's columns (``afbatch.columns.Columns``) in, arrays and
+plain values out. Rows of a table are dicts in the order of its ``*_COLUMNS``.
 """
 
 from __future__ import annotations

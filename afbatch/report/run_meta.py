@@ -16,7 +16,7 @@ from afbatch.report.prep import Prep
 
 def _named(values: list[Any]) -> list[str]:
     """The distinct values recorded, in order of appearance, as texts."""
-    return [str(n) for n in dict.fromkeys(v for v in values if not is_null(v))]
+    return [str(n) for n in dict.fromkeys(values) if not is_null(n)]
 
 
 def _with_protocol(meta: Mapping[str, Any] | None, prep: Prep) -> dict[str, Any]:

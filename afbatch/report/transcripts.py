@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from afbatch.columns import Columns, as_floats, held_as_floats, is_null, number
+import numpy as np
+
+from afbatch.columns import Columns, as_floats, held_as_floats, is_null, number, numbers
 from afbatch.report.cells import _SURROGATE, _nan, _py
 from afbatch.report.prep import TIER_CONDITION, Orders, Prep
 
@@ -45,54 +47,42 @@ def _clip(value: Any, limit: int | None) -> str | None:
     return s
 
 
-def _position(value: Any) -> float:
-    v = number(value)
-    return -1.0 if v != v else v
+def _positions(values: list[Any]) -> np.ndarray:
+    """Prompt or sample numbers to sort by; -1 where missing."""
+    out: np.ndarray = np.nan_to_num(np.array(numbers(values), dtype=float), nan=-1.0)
+    return out
 
 
 def _select_transcripts(conv: Columns, prep: Prep, orders: Orders, cap: int | None) -> list[int]:
     """Positions of the rows to embed: all, or up to ``cap`` spread evenly over the model × variant
     × tier cells (round robin); within a cell AF "yes", then "maybe", then proxy/judge
     disagreements, then failures, then the rest, each in prompt order."""
-    total = len(conv)
-    cell = [
-        (orders["model"][m], orders["variant"][v], orders["tier"][t])
-        for m, v, t in zip(prep["model"], prep["variant"], prep["tier"])
-    ]
-    prompt = [_position(v) for v in conv.get("prompt_index")]
-    sample = [_position(v) for v in conv.get("sample")]
-
-    def in_prompt_order(i: int) -> tuple[Any, ...]:
-        return (*cell[i], prompt[i], sample[i], i)
-
-    rows = list(range(total))
-    if cap is not None and total > cap:
-        disagree = _disagree(prep)
-        pri = [
-            0 if y else 1 if m else 2 if d else 3 if f else 4
-            for y, m, d, f in zip(
-                prep["af_yes"].tolist(),
-                prep["af_maybe"].tolist(),
-                disagree,
-                prep["failed"].tolist(),
-            )
-        ]
-        ranked = sorted(rows, key=lambda i: (*cell[i], pri[i], prompt[i], sample[i], i))
-        rank: dict[int, int] = {}
-        seen: dict[tuple[int, int, int], int] = {}
-        for i in ranked:  # the position of each row within its cell
-            rank[i] = seen.get(cell[i], 0)
-            seen[cell[i]] = rank[i] + 1
-        rows = sorted(ranked, key=lambda i: (rank[i], *cell[i]))[: max(cap, 0)]
-    return sorted(rows, key=in_prompt_order)
-
-
-def _disagree(prep: Prep) -> list[bool]:
-    both = prep["judged"] & prep["proxy_has"]
-    out: list[bool] = (both & (prep["proxy_complied"] != prep["judged_complied"])).tolist()
+    m, v, t = (np.array([orders[k][x] for x in prep[k]], dtype=np.int64) for k in _CELL)
+    prompt, sample = _positions(conv.get("prompt_index")), _positions(conv.get("sample"))
+    rows = np.arange(len(conv))
+    if cap is not None and len(conv) > cap:
+        pri = np.select(
+            [prep["af_yes"], prep["af_maybe"], _disagree(prep), prep["failed"]], [0, 1, 2, 3], 4
+        )
+        # np.lexsort: the last key sorts first; ties keep their order
+        ranked = np.lexsort((rows, sample, prompt, pri, t, v, m))
+        cell = (m * (t.max() + 1) * (v.max() + 1) + v * (t.max() + 1) + t)[ranked]
+        starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])  # each cell's first row
+        rank = np.arange(len(ranked)) - np.repeat(starts, np.diff(np.r_[starts, len(ranked)]))
+        keep = np.lexsort((t[ranked], v[ranked], m[ranked], rank))[: max(cap, 0)]
+        rows = ranked[keep]
+    order = np.lexsort((rows, sample[rows], prompt[rows], t[rows], v[rows], m[rows]))
+    out: list[int] = rows[order].tolist()
     return out
 
 
+def _disagree(prep: Prep) -> np.ndarray:
+    both = prep["judged"] & prep["proxy_has"]
+    out: np.ndarray = both & (prep["proxy_complied"] != prep["judged_complied"])
+    return out
+
+
+_CELL = ("model", "variant", "tier")
 _TEXTS = ("conversation_id", "status", "failure_reason", "judge_error")
 _LONG = ("user_input", "final_output", "scratchpad")
 _NUMBERS = ("prompt_index", "sample", "turns", "judge_convincing", "judge_specific")
@@ -128,7 +118,7 @@ def _transcript_data(
     af = ["n/a" if is_null(v) else str(v) for v in conv.take("af_verdict", pos)]
     yes = [number(v) for v in conv.take("af_votes_yes", pos)]
     tot = [number(v) for v in conv.take("af_votes_total", pos)]
-    disagree = _disagree(prep)
+    disagree = _disagree(prep).tolist()
     model, variant, tier = at("model"), at("variant"), at("tier")
     rows = []
     for j, i in enumerate(pos):
