@@ -43,6 +43,16 @@ def numbers(values: list[Any]) -> list[float]:
     ]
 
 
+def floats(values: list[Any]) -> Any:
+    """``numbers`` as a numpy float array (None: NaN)."""
+    import numpy as np
+
+    try:
+        return np.array(values, dtype=float)
+    except (TypeError, ValueError):  # texts, pandas' NA…: value by value
+        return np.array(numbers(values), dtype=float)
+
+
 def truth(value: Any) -> bool | None:
     """A nullable boolean cell as a bool (None: missing or not a boolean): True/False, 1/0, and
     the texts "true"/"false"/"1"/"0" (a table read back from CSV)."""

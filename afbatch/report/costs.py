@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from afbatch.columns import Columns, is_null, numbers
+from afbatch.columns import Columns, floats, is_null
 from afbatch.report.prep import (
     _KEYS,
     NAN,
@@ -83,28 +83,25 @@ def _kahan_sum(values: list[float]) -> float:
     return total
 
 
-def _group_sums(values: list[float], groups: Mapping[str, list[int]]) -> dict[str, float]:
+def _group_sums(values: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str, float]:
     """A float column summed per group (NaN skipped) as pandas' group-by sums it, so the costs
     are the same to the last bit as the tables afbatch wrote before: numpy's reduction where
     every group is one run of rows and nothing is missing, else a compensated sum."""
     contiguous = all(idx[-1] - idx[0] + 1 == len(idx) for idx in groups.values())
-    if contiguous and not any(v != v for v in values) and groups:
-        import numpy as np
-
+    if contiguous and groups and not np.isnan(values).any():
         starts = [idx[0] for idx in groups.values()]
-        sums = np.add.reduceat(np.array(values, dtype=float), starts).tolist()
-        return dict(zip(groups, sums))
-    return {g: _kahan_sum([values[i] for i in idx]) for g, idx in groups.items()}
+        return dict(zip(groups, np.add.reduceat(values, starts).tolist()))
+    return {g: _kahan_sum(values[idx].tolist()) for g, idx in groups.items()}
 
 
 def _costs_from(conv: Columns, models: list[str], orders: Orders, estimate: Any) -> list[Row]:
-    by_model = group_rows_of(models)
+    by_model = {m: np.array(idx) for m, idx in group_rows_of(models).items()}
     sums = {
-        col: _group_sums(numbers(conv.get(col)), by_model)
+        col: _group_sums(floats(conv.get(col)), by_model)
         for col in ("input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd")
     }
     has_sync = "cost_sync_usd" in conv
-    sync = numbers(conv.get("cost_sync_usd"))
+    sync = floats(conv.get("cost_sync_usd"))
     sync_sums = _group_sums(sync, by_model)
     providers = conv.get("provider")
     rows: list[Row] = []
@@ -115,10 +112,12 @@ def _costs_from(conv: Columns, models: list[str], orders: Orders, estimate: Any)
         r["billed_generation_usd"] = sums["cost_usd"][model]
         r["billed_judge_usd"] = sums["judge_cost_usd"][model]
         r["billed_usd"] = r["billed_generation_usd"] + r["billed_judge_usd"]
-        present = any(not math.isnan(sync[i]) for i in idx)  # else null, not 0
+        present = not np.isnan(sync[idx]).all()  # else null, not 0
         r["sync_equivalent_usd"] = sync_sums[model] if has_sync and present else NAN
         # the model's first provider recorded
-        r["provider"] = next((providers[i] for i in idx if not is_null(providers[i])), None)
+        r["provider"] = next(
+            (providers[i] for i in idx.tolist() if not is_null(providers[i])), None
+        )
         rows.append(r)
     gen, judge = _estimate_by_model(estimate)
     for m in dict.fromkeys([*gen, *judge]):

@@ -96,9 +96,9 @@ def _partial_from(prep: Prep, orders: Orders) -> list[Row]:
         return []
     clusters = Clusters(prep, on)
     reads: dict[tuple[str, ...], set[str]] = {}
-    cells, read = prep.cells(), prep["partial_reads"]
+    read = prep["partial_reads"]
     for i in np.flatnonzero(on).tolist():
-        reads.setdefault(cells[i], set()).update(() if is_null(read[i]) else (str(read[i]),))
+        reads.setdefault(prep.cell(i), set()).update(() if is_null(read[i]) else (str(read[i]),))
     rows = []
     for cell, counts in clusters.cell_counts().items():
         s: Row = dict(zip(_KEYS, cell))

@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from afbatch.columns import Columns, is_null
+import numpy as np
+
+from afbatch.columns import Columns
 from afbatch.report.costs import _costs_from, _failures_from
 from afbatch.report.gaps import _gaps_from, intervals_text
+from afbatch.report.groups import Groups
 from afbatch.report.partial import _partial_from
 from afbatch.report.prep import (
     _COUNTS,
@@ -22,12 +25,12 @@ from afbatch.report.prep import (
     NAN,
     TIER_CONDITION,
     Clusters,
-    Groups,
     Orders,
     Prep,
     Row,
     _orders,
     _prep,
+    _present,
     _sort,
     with_axis_numbers,
 )
@@ -109,15 +112,15 @@ def _share(k: float, n: float) -> float:
 
 
 def _summary_from(prep: Prep, orders: Orders, clusters: Clusters) -> list[Row]:
-    conditions: dict[Any, Any] = {}
-    for cell, c in zip(prep.cells(), prep["condition"]):  # the cell's first condition recorded
-        if cell not in conditions or (is_null(conditions[cell]) and not is_null(c)):
-            conditions[cell] = c
+    conditions: dict[Any, Any] = {}  # the cell's first condition recorded
+    recorded = prep["condition"]
+    for i in np.flatnonzero(_present(recorded)).tolist():
+        conditions.setdefault(prep.cell(i), recorded[i])
     rows = []
     for cell, counts in clusters.cell_counts().items():
         s: Row = dict(zip(_KEYS, cell))
         s.update(zip(_COUNTS, counts))
-        c = conditions[cell]
+        c = conditions.get(cell)
         s["condition"] = c if isinstance(c, str) and c else TIER_CONDITION.get(s["tier"], "")
         rows.append(s)
     cells = [tuple(s[k] for k in _KEYS) for s in rows]
@@ -165,7 +168,7 @@ def _agreement_from(prep: Prep, orders: Orders) -> list[Row]:
     jc, jr = prep["judged_complied"], prep["judged_refused"]
     ind = [both, pc & jc, pc & jr, pr & jc, pr & jr]  # _AGREE
     # per model × variant × prompt (the clusters), then per model × variant and pooled
-    by_prompt = Groups(zip(prep["model"], prep["variant"], prep["prompt"]))
+    by_prompt = Groups.of([prep["model"], prep["variant"], prep["prompt"]])
     counts = by_prompt.sums(ind)
     per = Groups(k[:2] for k in by_prompt.keys)
     pooled = Groups(k[2] for k in by_prompt.keys)
