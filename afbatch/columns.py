@@ -9,7 +9,7 @@ turns a pandas DataFrame into one of these at its edge (``afbatch.report.frames`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -90,8 +90,8 @@ def as_floats(values: list[Any]) -> list[Any]:
 
 
 class Columns:
-    """Named columns of one length, in table order. ``data`` maps a name to a list, or to an Arrow
-    array (a text column); ``text`` names the Arrow ones."""
+    """Named columns of one length, in table order. ``data`` maps a name to a list, or to a
+    chunked Arrow array (a long text column: ``is_arrow``)."""
 
     def __init__(self, data: dict[str, Any], length: int):
         self.data = data
@@ -138,6 +138,3 @@ class Columns:
         if isinstance(col, list):
             return [v is not None and v == v for v in col]
         return [v for chunk in col.chunks for v in chunk.is_valid().to_pylist()]
-
-    def rows(self, names: Iterable[str]) -> Iterable[tuple[Any, ...]]:
-        return zip(*(self.get(n) for n in names))

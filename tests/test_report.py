@@ -1001,13 +1001,11 @@ def test_write_tables_without_pyarrow(conv, tmp_path, monkeypatch):
     ]
 
 
-def test_conversations_csv_without_pyarrow_is_written_as_pandas_wrote_it(conv, tmp_path):
-    monkeypatch = pytest.MonkeyPatch()
+def test_conversations_csv_without_pyarrow_is_written_as_pandas_wrote_it(
+    conv, tmp_path, monkeypatch
+):
     monkeypatch.setattr(report.write, "_have_pyarrow", lambda: False)
-    try:
-        report.write_tables(conv, tmp_path)
-    finally:
-        monkeypatch.undo()
+    report.write_tables(conv, tmp_path)
     want = conv.to_csv(index=False, lineterminator="\n")  # True/False, empty for null, 1.0
     assert (tmp_path / "conversations.csv").read_text(encoding="utf-8") == want
 

@@ -7,13 +7,14 @@ columns without pandas: the indicators of each conversation as numpy arrays, sum
 ``bincount`` over group numbers in order of first appearance; the functions returning DataFrames
 (``summarize``, ``compliance_gaps``…) convert at the edge (``frames``).
 
-Modules: ``prep`` (the per-conversation indicators, group sums and display order), ``tables``
-(summary, proxy agreement, every table at once), ``gaps`` (compliance gaps, the interval methods
-in words), ``costs`` (costs, failures), ``partial`` (full / partial / refusal and AF within each;
-rows, no I/O), ``frames`` (the DataFrame functions), ``cells`` (one value as a display string),
-``views`` (the tables as rows of display strings), ``run_meta`` (the run's metadata as lines),
-``render`` (JSON, CSV, text and markdown), ``html`` with ``transcripts`` and the page files
-``page.html``/``page.css``/``page.js``, ``write`` (the report's files).
+Modules: ``prep`` (the per-conversation indicators, clusters and display order), ``groups``
+(group-bys without sorting), ``tables`` (summary, proxy agreement, every table at once), ``gaps``
+(compliance gaps, the interval methods in words), ``costs`` (costs, failures), ``partial`` (full /
+partial / refusal and AF within each; rows, no I/O), ``frames`` (the DataFrame functions), ``cells``
+(one value as a display string), ``views`` (the tables as rows of display strings), ``run_meta``
+(the run's metadata as lines), ``render`` (JSON, CSV, text and markdown), ``html`` with
+``transcripts`` and the page files ``page.html``/``page.css``/``page.js``, ``write`` (the report's
+files).
 
 Denominators (the same in every output):
 

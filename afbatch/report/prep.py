@@ -93,7 +93,8 @@ def _texts(values: list[Any]) -> list[str]:
 
 
 def _axis_keys(values: list[Any]) -> list[str]:
-    known: dict[Any, str] = {}  # a grid has a few values: each converted once
+    """``axis_key`` of each value; a grid has a few values: each is converted once."""
+    known: dict[Any, str] = {}
     out = []
     for v in values:
         key = known.get(v)
@@ -124,9 +125,8 @@ def _prompts(conv: Columns) -> list[str]:
 
 class Prep:
     """The indicators of each conversation (``_COUNTS`` and ``proxy_has``, ``proxy_refused``:
-    numpy bool arrays, ``sr_sum`` float),
-    its cell keys (``_KEYS``: texts), prompt (the cluster) and the columns the tables name as
-    they are (lists)."""
+    numpy bool arrays, ``sr_sum`` float), its cell keys (``_KEYS``: texts) and cell (``cells``),
+    prompt (the cluster) and the columns the tables name as they are (lists)."""
 
     def __init__(self, cols: dict[str, Any], cells: Groups):
         self.cols = cols
