@@ -335,27 +335,45 @@ def calibration(run: Run) -> dict[str, Any]:
 
     Returns {model label: estimate.Calibration}, for `afbatch estimate --calibrate-from RUN`.
     """
+    from afbatch.columns import is_null, truths
     from afbatch.job_estimate import Calibration
 
-    conv = conversation_table(run)
+    conv = conversation_columns(run)
+    turns, tokens, status = conv.get("turns"), conv.get("output_tokens"), conv.get("status")
+    cot, judged, proxy = (
+        truths(conv.get("cot")),
+        conv.get("judge_compliant"),
+        conv.get("proxy_compliant"),
+    )
     out: dict[str, Any] = {}
     max_turns = run.job.sampling.max_turns
-    for label, g in conv.groupby("model", sort=False):
-        answered = g[g.turns > 0]
-        cot, plain = answered[answered.cot.astype(bool)], answered[~answered.cot.astype(bool)]
+    by_model: dict[str, list[int]] = {}
+    for i, label in enumerate(conv.get("model")):
+        by_model.setdefault(label, []).append(i)
+    for label, rows in by_model.items():
+        answered = [i for i in rows if turns[i] > 0]
+        with_cot = [i for i in answered if cot[i]]
+        plain = [i for i in answered if not cot[i]]
         cal: dict[str, Any] = {}
-        if len(cot):
-            cal["output_tokens_cot"] = float(cot.output_tokens.sum() / cot.turns.sum())
-            cal["turn_weights_cot"] = tuple(
-                float((cot.turns >= t).mean()) for t in range(1, max_turns + 1)
+        if with_cot:
+            cal["output_tokens_cot"] = sum(tokens[i] for i in with_cot) / sum(
+                turns[i] for i in with_cot
             )
-            judged = cot[cot.judge_compliant.notna()]
+            cal["turn_weights_cot"] = tuple(
+                sum(turns[i] >= t for i in with_cot) / len(with_cot)
+                for t in range(1, max_turns + 1)
+            )
+            verdicts = [judged[i] for i in with_cot if not is_null(judged[i])]
             # answers only: a failure the notebook profile counts as not compliant is never judged
-            proxied = cot.proxy_compliant[cot.status == "finished"].dropna()
-            source = judged.judge_compliant if len(judged) else proxied
-            if len(source):
-                cal["compliance_rate"] = float(source.astype(bool).mean())
-        if len(plain):
-            cal["output_tokens_no_cot"] = float(plain.output_tokens.sum() / plain.turns.sum())
+            proxied = [
+                proxy[i] for i in with_cot if status[i] == "finished" and not is_null(proxy[i])
+            ]
+            source = verdicts or proxied
+            if source:
+                cal["compliance_rate"] = sum(bool(v) for v in source) / len(source)
+        if plain:
+            cal["output_tokens_no_cot"] = sum(tokens[i] for i in plain) / sum(
+                turns[i] for i in plain
+            )
         out[str(label)] = Calibration(**cal)
     return out

@@ -88,6 +88,31 @@ def test_run_and_report_write_every_file_without_pandas(sample_run, tmp_path):
     assert len(summary) == len(pd.read_csv(os.path.join(folder, "summary.csv"))) > 0
 
 
+def test_an_estimate_calibrated_from_a_run_imports_no_pandas(sample_run, tmp_path):
+    store, run_id, _ = sample_run
+    job = str(ROOT / "jobs" / "sample.toml")
+    out = str(tmp_path / "estimate.json")
+    estimate = ["estimate", job, "--calibrate-from", run_id, "--store", store, "--detect-gap"]
+    probe = f"""
+import contextlib, io, sys
+from afbatch.cli import main
+sys.argv = ["afbatch", *{[*estimate, "0.1", "--format", "json"]!r}]
+with contextlib.redirect_stdout(io.StringIO()) as text:
+    try:
+        main()
+    except SystemExit as e:
+        assert not e.code, e.code
+open({out!r}, "w").write(text.getvalue())
+print("pandas" in sys.modules, file=sys.stderr)
+"""
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.strip().splitlines()[-1] == "False"
+    data = json.loads((tmp_path / "estimate.json").read_text())
+    assert any("calibrated from a finished run" in n for n in data["notes"])
+    assert {row["model"] for row in data["power"]["rows"]} == {"haiku-4.5", "gpt-5.4-mini"}
+
+
 def test_the_api_gives_dataframes(sample_run):
     import afbatch
 
