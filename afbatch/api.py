@@ -73,9 +73,9 @@ class RunTables:
     def conversations(self) -> pd.DataFrame:
         """One row per conversation: the report's conversations.csv (a copy: change it freely),
         with the nullable dtypes of its conversations.parquet (a missing verdict is <NA>)."""
-        from afbatch.report.write import _typed
+        from afbatch.report.frames import typed
 
-        return _typed(self._table().copy())
+        return typed(self._table().copy())
 
     def summary(self) -> pd.DataFrame:
         """Compliance, refusal and alignment-faking rates per model × variant × tier

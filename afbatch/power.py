@@ -73,39 +73,57 @@ def observed(conv: Any) -> dict[str, dict[str, float | None]]:
     Compliance is the judge's where there is a verdict, else the proxy's. The ICC is the one-way
     ANOVA estimator within each variant × temperature × samples × tier cell (prompts as groups),
     averaged over the cells weighted by their conversations and clipped to [0, 1]; None when no
-    prompt has two samples.
+    prompt has two samples. ``conv``: the conversation table (a DataFrame or its ``Columns``).
     """
-    import pandas as pd
+    from afbatch.columns import is_null
+    from afbatch.report.frames import columns_of
 
-    rows = conv[conv["status"] == "finished"]
-    judge = rows["judge_compliant"] if "judge_compliant" in rows.columns else None
-    proxy = rows["proxy_compliant"] if "proxy_compliant" in rows.columns else None
-    outcome = pd.Series([None] * len(rows), index=rows.index, dtype=object)
-    for source in (proxy, judge):  # the judge's verdict wins where there is one
-        if source is not None:
-            outcome = source.astype(object).where(source.notna(), outcome)
-    data = rows.assign(y=outcome).dropna(subset=["y"])
-    data = data.assign(y=data["y"].astype(bool).astype(float))
+    cols = columns_of(conv)
+    judge, proxy = cols.get("judge_compliant"), cols.get("proxy_compliant")
+    # a cell of the grid: the sampling axes too (a prompt under two temperatures or two sample
+    # counts is two clusters of different rates, not one)
+    keys = [cols.get(k) for k in ("variant", "temperature", "samples", "tier") if k in cols]
+    prompts = cols.get("prompt_index")
+    # model → cell → prompt → outcomes (1.0 complied, 0.0 not), in order of first appearance
+    models: dict[str, dict[tuple[Any, ...], list[tuple[Any, float]]]] = {}
+    for i, status in enumerate(cols.get("status")):
+        y = judge[i] if not is_null(judge[i]) else proxy[i]  # the judge's verdict wins
+        if status != "finished" or is_null(y):
+            continue
+        cell = tuple(None if is_null(k[i]) else k[i] for k in keys)
+        models.setdefault(cols.get("model")[i], {}).setdefault(cell, []).append(
+            (prompts[i], float(bool(y)))
+        )
     out: dict[str, dict[str, float | None]] = {}
-    for model, g in data.groupby("model", sort=False):
+    for model, cells in models.items():
         num = den = 0.0
-        # a cell of the grid: the sampling axes too (a prompt under two temperatures or two
-        # sample counts is two clusters of different rates, not one)
-        keys = [k for k in ("variant", "temperature", "samples", "tier") if k in g.columns]
-        for _, cell in g.groupby(keys, sort=False, dropna=False):
-            icc = _anova_icc(cell.groupby("prompt_index")["y"].agg(["sum", "count"]))
+        for rows in cells.values():
+            icc = _anova_icc(rows)
             if icc is not None:
-                num, den = num + icc * len(cell), den + len(cell)
+                num, den = num + icc * len(rows), den + len(rows)
+        ys = [y for rows in cells.values() for _, y in rows]
         out[str(model)] = {
-            "compliance_rate": float(g["y"].mean()) if len(g) else None,
+            "compliance_rate": sum(ys) / len(ys),
             "icc": min(1.0, max(0.0, num / den)) if den else None,
         }
     return out
 
 
-def _anova_icc(groups: Any) -> float | None:
-    """One-way ANOVA ICC of a binary outcome from per-group (sum, count); None if undefined."""
-    k, n = groups["sum"].to_numpy(dtype=float), groups["count"].to_numpy(dtype=float)
+def _anova_icc(rows: list[tuple[Any, float]]) -> float | None:
+    """One-way ANOVA ICC of a binary outcome, prompts as groups (in prompt order; a row without a
+    prompt is left out); None if undefined."""
+    import numpy as np
+
+    from afbatch.columns import is_null
+
+    sums: dict[Any, list[float]] = {}
+    for prompt, y in rows:
+        if not is_null(prompt):
+            got = sums.setdefault(prompt, [0.0, 0.0])
+            got[0] += y
+            got[1] += 1
+    groups = [sums[p] for p in sorted(sums)]
+    k, n = np.array([g[0] for g in groups]), np.array([g[1] for g in groups])
     c, total = len(n), n.sum()
     if c < 2 or total <= c:
         return None

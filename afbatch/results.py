@@ -1,15 +1,16 @@
 """The tidy per-conversation table of a run (one row per model x variant x temperature x samples x
 tier x prompt x sample).
 
-Built from the manifest and the collected results only; `report.py` aggregates it.
+Built from the manifest and the collected results only, as columns (`afbatch.columns.Columns`);
+`afbatch.report` aggregates them. `conversation_table` gives the same table as a pandas DataFrame.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from afbatch.arrow_table import arrow_text as _arrow_text
+from afbatch.columns import Columns
 from afbatch.judge import af_model
 from afbatch.judge_verdicts import complied as judged_complied
 from afbatch.judge_verdicts import partial_class
@@ -18,6 +19,9 @@ from afbatch.ledger import bulk
 from afbatch.manifest import Manifest
 from afbatch.protocol import CONDITION, PROFILES, prefill_record, protocol_record
 from afbatch.runner import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = [
     "model",
@@ -66,9 +70,16 @@ CHUNK = 5000
 
 
 def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
-    """One row per conversation. Streams: each conversation's raw texts are released once its row is
-    built, and long text columns go to Arrow in chunks, so 100k transcripts never sit in memory
-    twice."""
+    """One row per conversation, as a pandas DataFrame (`conversation_columns`)."""
+    from afbatch.report.frames import conversation_frame
+
+    return conversation_frame(conversation_columns(run, m))
+
+
+def conversation_columns(run: Run, m: Manifest | None = None) -> Columns:
+    """One row per conversation, as columns. Streams: each conversation's raw texts are released
+    once its row is built, and long text columns go to Arrow in chunks, so 100k transcripts never
+    sit in memory twice."""
     m = m or run.manifest()
     # The state the run's last step derived, when nothing changed since; drained row by row below.
     state = run.state(m, for_report=True)
@@ -169,7 +180,7 @@ def conversation_table(run: Run, m: Manifest | None = None) -> pd.DataFrame:
                     judge.partial_reads if judge and judge.partial_template else None,
                 )
             )
-    return table.frame()
+    return table.columns()
 
 
 class _Columns:
@@ -204,47 +215,13 @@ class _Columns:
         if self.pa is not None:
             _release_freed_memory()
 
-    def frame(self) -> pd.DataFrame:
+    def columns(self) -> Columns:
         self._flush()
         data: dict[str, Any] = dict(self.cols)
         if self.pa is not None:
-            import numpy as np
-            from pandas.arrays import ArrowStringArray
-
-            dtype = pd.StringDtype(
-                "pyarrow", na_value=np.nan
-            )  # pandas' default str dtype, without a copy
             for c in TEXT_COLUMNS:
-                chunked = self.pa.chunked_array(self.chunks[c], self.pa.large_string())
-                # pandas-stubs 3.1 lacks the dtype argument of ArrowStringArray (pandas has it)
-                data[c] = ArrowStringArray(chunked, dtype=dtype)  # type: ignore[call-arg]
-        return pd.DataFrame(data, columns=COLUMNS)
-
-
-def _arrow_text(pa: Any, values: tuple[str | None, ...]) -> Any:
-    """A large_string Arrow array of texts (None: null), from one join and one encode: about three
-    times faster than pa.array on long transcripts, which converts them one by one."""
-    import numpy as np
-
-    n = len(values)
-    present = [v for v in values if v is not None]
-    # UTF-8 lengths: a str knows whether it is ASCII, and then its length is its byte length
-    lengths = np.fromiter(
-        (0 if v is None else len(v) if v.isascii() else len(v.encode()) for v in values),
-        np.int64,
-        n,
-    )
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    nulls = None
-    if len(present) < n:
-        nulls = pa.py_buffer(
-            np.packbits(np.fromiter((v is not None for v in values), bool, n), bitorder="little")
-        )
-    data = "".join(present).encode()
-    return pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(data), nulls, n - len(present)
-    )
+                data[c] = self.pa.chunked_array(self.chunks[c], self.pa.large_string())
+        return Columns({c: data[c] for c in COLUMNS}, len(self.cols["model"]))
 
 
 _malloc_trim: Any = None
@@ -334,7 +311,7 @@ def write_report(run: Run) -> list[str]:
     from afbatch.layout import report_key
 
     m = run.manifest()
-    conv = conversation_table(run, m)
+    conv = conversation_columns(run, m)
     keys = []
     with tempfile.TemporaryDirectory(prefix="afbatch-report-") as tmp:
         for path in report.write_all(
@@ -358,27 +335,45 @@ def calibration(run: Run) -> dict[str, Any]:
 
     Returns {model label: estimate.Calibration}, for `afbatch estimate --calibrate-from RUN`.
     """
+    from afbatch.columns import is_null, truths
     from afbatch.job_estimate import Calibration
 
-    conv = conversation_table(run)
+    conv = conversation_columns(run)
+    turns, tokens, status = conv.get("turns"), conv.get("output_tokens"), conv.get("status")
+    cot, judged, proxy = (
+        truths(conv.get("cot")),
+        conv.get("judge_compliant"),
+        conv.get("proxy_compliant"),
+    )
     out: dict[str, Any] = {}
     max_turns = run.job.sampling.max_turns
-    for label, g in conv.groupby("model", sort=False):
-        answered = g[g.turns > 0]
-        cot, plain = answered[answered.cot.astype(bool)], answered[~answered.cot.astype(bool)]
+    by_model: dict[str, list[int]] = {}
+    for i, label in enumerate(conv.get("model")):
+        by_model.setdefault(label, []).append(i)
+    for label, rows in by_model.items():
+        answered = [i for i in rows if turns[i] > 0]
+        with_cot = [i for i in answered if cot[i]]
+        plain = [i for i in answered if not cot[i]]
         cal: dict[str, Any] = {}
-        if len(cot):
-            cal["output_tokens_cot"] = float(cot.output_tokens.sum() / cot.turns.sum())
-            cal["turn_weights_cot"] = tuple(
-                float((cot.turns >= t).mean()) for t in range(1, max_turns + 1)
+        if with_cot:
+            cal["output_tokens_cot"] = sum(tokens[i] for i in with_cot) / sum(
+                turns[i] for i in with_cot
             )
-            judged = cot[cot.judge_compliant.notna()]
+            cal["turn_weights_cot"] = tuple(
+                sum(turns[i] >= t for i in with_cot) / len(with_cot)
+                for t in range(1, max_turns + 1)
+            )
+            verdicts = [judged[i] for i in with_cot if not is_null(judged[i])]
             # answers only: a failure the notebook profile counts as not compliant is never judged
-            proxied = cot.proxy_compliant[cot.status == "finished"].dropna()
-            source = judged.judge_compliant if len(judged) else proxied
-            if len(source):
-                cal["compliance_rate"] = float(source.astype(bool).mean())
-        if len(plain):
-            cal["output_tokens_no_cot"] = float(plain.output_tokens.sum() / plain.turns.sum())
+            proxied = [
+                proxy[i] for i in with_cot if status[i] == "finished" and not is_null(proxy[i])
+            ]
+            source = verdicts or proxied
+            if source:
+                cal["compliance_rate"] = sum(bool(v) for v in source) / len(source)
+        if plain:
+            cal["output_tokens_no_cot"] = sum(tokens[i] for i in plain) / sum(
+                turns[i] for i in plain
+            )
         out[str(label)] = Calibration(**cal)
     return out

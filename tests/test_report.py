@@ -1001,6 +1001,15 @@ def test_write_tables_without_pyarrow(conv, tmp_path, monkeypatch):
     ]
 
 
+def test_conversations_csv_without_pyarrow_is_written_as_pandas_wrote_it(
+    conv, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(report.write, "_have_pyarrow", lambda: False)
+    report.write_tables(conv, tmp_path)
+    want = conv.to_csv(index=False, lineterminator="\n")  # True/False, empty for null, 1.0
+    assert (tmp_path / "conversations.csv").read_text(encoding="utf-8") == want
+
+
 def test_write_all_writes_what_the_single_renderers_do(conv, tmp_path):
     meta = {"run_id": "run-1"}
     paths = report.write_all(conv, tmp_path / "all", ESTIMATE, meta)

@@ -186,9 +186,9 @@ def estimate(
         calibration = observed(source)
         if detect_gap is not None:
             from afbatch.power import observed as observed_rates
-            from afbatch.results import conversation_table
+            from afbatch.results import conversation_columns
 
-            seen = observed_rates(conversation_table(source))
+            seen = observed_rates(conversation_columns(source))
     prices = load_prices(price_file_for(loaded, prices_file))
     est = estimate_job(loaded, prices, by=by, offline=offline, calibration=calibration)
     if detect_gap is None:

@@ -316,11 +316,11 @@ def report(
     """Result tables: compliance per tier, the compliance gap with its 95% CI, proxy vs judge,
     cost."""
     from afbatch import report as rep
-    from afbatch.results import conversation_table, run_meta
+    from afbatch.results import conversation_columns, run_meta
 
     run = open_run(store_url, run_id)
     m = run.manifest()
-    conv = conversation_table(run, m)
+    conv = conversation_columns(run, m)
     text = rep.render(
         conv,
         fmt,

@@ -1,16 +1,20 @@
 """Result tables, confidence intervals and the report (text, markdown, CSV, JSON, HTML).
 
 Input is the tidy per-conversation table (one row per model × variant × temperature × samples ×
-tier × prompt × sample).
-Every public function takes it as ``conv`` and aggregates it with vectorised pandas group-bys.
+tier × prompt × sample), as ``conv``: its columns (``afbatch.columns.Columns``, what ``afbatch
+run`` and ``afbatch report`` pass) or a pandas DataFrame. The tables are computed from the
+columns without pandas: the indicators of each conversation as numpy arrays, summed per group with
+``bincount`` over group numbers in order of first appearance; the functions returning DataFrames
+(``summarize``, ``compliance_gaps``…) convert at the edge (``frames``).
 
-Modules: ``prep`` (the per-conversation indicator frame), ``tables`` (summary, proxy
-agreement, every table at once), ``gaps`` (compliance gaps, the interval methods in words),
-``costs`` (costs, failures), ``partial`` (full / partial / refusal and AF within each;
-DataFrames, no I/O), ``cells`` (one value as a display string), ``views`` (the tables as rows
-of display strings), ``run_meta`` (the run's metadata as lines), ``render`` (JSON, CSV, text
-and markdown), ``html`` with ``transcripts`` and the page files ``page.html``/``page.css``/
-``page.js``, ``write`` (the report's files).
+Modules: ``prep`` (the per-conversation indicators, clusters and display order), ``groups``
+(group-bys without sorting), ``tables`` (summary, proxy agreement, every table at once), ``gaps``
+(compliance gaps, the interval methods in words), ``costs`` (costs, failures), ``partial`` (full /
+partial / refusal and AF within each; rows, no I/O), ``frames`` (the DataFrame functions), ``cells``
+(one value as a display string), ``views`` (the tables as rows of display strings), ``run_meta``
+(the run's metadata as lines), ``render`` (JSON, CSV, text and markdown), ``html`` with
+``transcripts`` and the page files ``page.html``/``page.css``/``page.js``, ``write`` (the report's
+files).
 
 Denominators (the same in every output):
 
@@ -156,7 +160,15 @@ Denominators (the same in every output):
 
 from __future__ import annotations
 
-from afbatch.report.costs import COST_COLUMNS, FAILURE_COLUMNS, costs, failures
+from afbatch.report.costs import COST_COLUMNS, FAILURE_COLUMNS
+from afbatch.report.frames import (
+    compliance_gaps,
+    costs,
+    failures,
+    partial_compliance,
+    proxy_agreement,
+    summarize,
+)
 from afbatch.report.gaps import (
     GAP_COLUMNS,
     GAP_INTERVALS,
@@ -165,15 +177,9 @@ from afbatch.report.gaps import (
     intervals_text,
 )
 from afbatch.report.html import render_html
-from afbatch.report.partial import PARTIAL_COLUMNS, partial_compliance
+from afbatch.report.partial import PARTIAL_COLUMNS
 from afbatch.report.render import FORMATS, REPORT_VERSION, render, report_json
-from afbatch.report.tables import (
-    AGREEMENT_COLUMNS,
-    SUMMARY_COLUMNS,
-    compliance_gaps,
-    proxy_agreement,
-    summarize,
-)
+from afbatch.report.tables import AGREEMENT_COLUMNS, SUMMARY_COLUMNS
 from afbatch.report.write import write_all, write_tables
 
 __all__ = [

@@ -9,29 +9,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from afbatch.columns import is_null
 
 
 def _py(value: Any) -> Any:
-    """A JSON-safe Python value: NaN/NA → None, numpy scalars → Python scalars."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        return None if math.isnan(f) or math.isinf(f) else f
-    if isinstance(value, str):
+    """A JSON-safe Python value: NaN/NA → None, numpy scalars and arrays → Python values."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = value.tolist()
+    if value is None or isinstance(value, (str, bool)):
         return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, Mapping):
         return {str(k): _py(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_py(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_py(v) for v in value.tolist()]
+    if is_null(value):  # pandas' NA and NaT
+        return None
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "isoformat"):
@@ -51,7 +47,7 @@ def _plain(value: Any, limit: int = 160) -> str:
 
 
 def _nan(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA
+    return is_null(x)
 
 
 def _pct(x: Any) -> str:

@@ -7,19 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from afbatch.columns import Columns, floats, is_null
 from afbatch.report.prep import (
     _KEYS,
+    NAN,
     Orders,
-    _column,
-    _keys,
-    _notna,
-    _numeric,
-    _orders,
-    _prep,
+    Prep,
+    Row,
     _sort,
-    axis_numbers,
+    with_axis_numbers,
 )
 
 TOTAL = "(total)"
@@ -71,65 +68,94 @@ def _estimate_by_model(estimate: Any) -> tuple[dict[str, float], dict[str, float
     return gen, judge
 
 
-def _costs_from(
-    conv: pd.DataFrame, keys: pd.DataFrame, orders: Orders, estimate: Any
-) -> pd.DataFrame:
-    num = pd.DataFrame({"model": keys["model"] if len(conv) else pd.Series(dtype=str)})
-    for col in ("input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd"):
-        num[col] = _numeric(_column(conv, col)).astype(float)
-    has_sync = "cost_sync_usd" in conv.columns
-    num["cost_sync_usd"] = _numeric(_column(conv, "cost_sync_usd")).astype(float)
-    num["conversations"] = 1
-    g = num.groupby("model", sort=False, observed=True)
-    c = g[
-        [
-            "conversations",
-            "input_tokens",
-            "cached_tokens",
-            "output_tokens",
-            "cost_usd",
-            "judge_cost_usd",
-        ]
-    ].sum()
-    c["cost_sync_usd"] = g["cost_sync_usd"].sum(min_count=1) if has_sync else np.nan
-    c = c.reset_index()
-    if "provider" in conv.columns and len(conv):
-        prov = conv["provider"].groupby(keys["model"], sort=False).first()
-        c["provider"] = c["model"].map(prov)
-    else:
-        c["provider"] = None
-    c = c.rename(
-        columns={
-            "cost_usd": "billed_generation_usd",
-            "judge_cost_usd": "billed_judge_usd",
-            "cost_sync_usd": "sync_equivalent_usd",
-        }
-    )
-    c["billed_usd"] = c["billed_generation_usd"] + c["billed_judge_usd"]
-    gen, judge = _estimate_by_model(estimate)
-    extra = [m for m in [*gen, *judge] if m not in set(c["model"])]
-    if extra:  # estimated but absent from the run's conversations (typically the judge model)
-        c = pd.concat(
-            [c, pd.DataFrame({"model": list(dict.fromkeys(extra)), "conversations": 0})],
-            ignore_index=True,
+def _kahan_sum(values: list[float]) -> float:
+    """Compensated sum, NaN skipped."""
+    total = comp = 0.0
+    for v in values:
+        if v != v:
+            continue
+        y = v - comp
+        t = total + y
+        comp = t - total - y
+        if comp != comp:
+            comp = 0.0
+        total = t
+    return total
+
+
+def _group_sums(values: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """A float column summed per group (NaN skipped) as pandas' group-by sums it, so the costs
+    are the same to the last bit as the tables afbatch wrote before: numpy's reduction where
+    every group is one run of rows and nothing is missing, else a compensated sum."""
+    contiguous = all(idx[-1] - idx[0] + 1 == len(idx) for idx in groups.values())
+    if contiguous and groups and not np.isnan(values).any():
+        starts = [idx[0] for idx in groups.values()]
+        return dict(zip(groups, np.add.reduceat(values, starts).tolist()))
+    return {g: _kahan_sum(values[idx].tolist()) for g, idx in groups.items()}
+
+
+def _costs_from(conv: Columns, models: list[str], orders: Orders, estimate: Any) -> list[Row]:
+    by_model = {m: np.array(idx) for m, idx in group_rows_of(models).items()}
+    sums = {
+        col: _group_sums(floats(conv.get(col)), by_model)
+        for col in ("input_tokens", "cached_tokens", "output_tokens", "cost_usd", "judge_cost_usd")
+    }
+    has_sync = "cost_sync_usd" in conv
+    sync = floats(conv.get("cost_sync_usd"))
+    sync_sums = _group_sums(sync, by_model)
+    providers = conv.get("provider")
+    rows: list[Row] = []
+    for model, idx in by_model.items():
+        r: Row = {"model": model, "conversations": len(idx)}
+        for t in ("input_tokens", "cached_tokens", "output_tokens"):
+            r[t] = int(sums[t][model])
+        r["billed_generation_usd"] = sums["cost_usd"][model]
+        r["billed_judge_usd"] = sums["judge_cost_usd"][model]
+        r["billed_usd"] = r["billed_generation_usd"] + r["billed_judge_usd"]
+        present = not np.isnan(sync[idx]).all()  # else null, not 0
+        r["sync_equivalent_usd"] = sync_sums[model] if has_sync and present else NAN
+        # the model's first provider recorded
+        r["provider"] = next(
+            (providers[i] for i in idx.tolist() if not is_null(providers[i])), None
         )
-    estimated = c["model"].isin([*gen, *judge])  # a model the estimate does not mention stays null
-    c["estimated_generation_usd"] = c["model"].map(gen).astype(float).fillna(0.0).where(estimated)
-    c["estimated_judge_usd"] = c["model"].map(judge).astype(float).fillna(0.0).where(estimated)
-    c["estimated_usd"] = c["estimated_generation_usd"] + c["estimated_judge_usd"]
-    c = _sort(c, orders, ["model"]) if len(c) else c
-    for t in ("conversations", "input_tokens", "cached_tokens", "output_tokens"):
-        c[t] = c[t].fillna(0).astype(int)
-    total: dict[str, Any] = {"model": TOTAL, "provider": None}
+        rows.append(r)
+    gen, judge = _estimate_by_model(estimate)
+    for m in dict.fromkeys([*gen, *judge]):
+        if m not in by_model:  # estimated but absent from the run's conversations (the judge)
+            rows.append({"model": m, "provider": None, "conversations": 0})
+            rows[-1].update({t: 0 for t in ("input_tokens", "cached_tokens", "output_tokens")})
+            rows[-1].update({c: NAN for c in ("billed_generation_usd", "billed_judge_usd")})
+            rows[-1].update(billed_usd=NAN, sync_equivalent_usd=NAN)
+    for r in rows:  # a model the estimate does not mention stays null
+        estimated = r["model"] in gen or r["model"] in judge
+        r["estimated_generation_usd"] = gen.get(r["model"], 0.0) if estimated else NAN
+        r["estimated_judge_usd"] = judge.get(r["model"], 0.0) if estimated else NAN
+        r["estimated_usd"] = r["estimated_generation_usd"] + r["estimated_judge_usd"]
+    rows = _sort(rows, orders, ["model"])
+    total: Row = {"model": TOTAL, "provider": None}
     for col in ("conversations", "input_tokens", "cached_tokens", "output_tokens"):
-        total[col] = int(c[col].sum())
+        total[col] = sum(r[col] for r in rows)
     for col in _USD_COLUMNS:
-        total[col] = float(pd.to_numeric(c[col], errors="coerce").sum(min_count=1))
-    c = pd.concat([c, pd.DataFrame([total])], ignore_index=True)
-    for col in _USD_COLUMNS:
-        c[col] = pd.to_numeric(c[col], errors="coerce").astype(float)
-    c["provider"] = c["provider"].astype(object).where(c["provider"].notna(), None)
-    return c[COST_COLUMNS]
+        total[col] = _column_sum([r[col] for r in rows])
+    rows.append(total)
+    return [{c: r[c] for c in COST_COLUMNS} for r in rows]
+
+
+def _column_sum(values: list[float]) -> float:
+    """A table column's total as numpy sums it (pairwise, NaN as 0; all NaN: NaN), so the total
+    row is the same to the last bit as the tables afbatch wrote before."""
+    import numpy as np
+
+    a = np.array(values, dtype=float)
+    present = ~np.isnan(a)
+    return float(np.where(present, a, 0.0).sum()) if present.any() else NAN
+
+
+def group_rows_of(values: list[str]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, v in enumerate(values):
+        out.setdefault(v, []).append(i)
+    return out
 
 
 _USD_COLUMNS = (
@@ -143,58 +169,22 @@ _USD_COLUMNS = (
 )
 
 
-def costs(conv: pd.DataFrame, estimate: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Per model (then a ``"(total)"`` row): tokens, estimated, billed and sync-equivalent USD.
-
-    ``estimated_usd`` sums ``cost_batch_cached_usd`` of the estimate's rows (``{"rows": [...]}``
-    or an object with ``as_json()``) for the model over all stages (a row without it counts its
-    ``cost_batch_usd``), split into ``estimated_generation_usd`` (stage "generate") and
-    ``estimated_judge_usd`` (judge stages). The estimate books judge stages under the *judge*
-    model's name (a row with 0 conversations if it generated nothing), while ``billed_judge_usd``
-    (Σ judge_cost_usd) sits with the *judged* model: compare judge costs on the total row.
-    ``billed_usd`` = Σ cost_usd + Σ judge_cost_usd; ``sync_equivalent_usd`` = Σ cost_sync_usd
-    when ``conv`` has that column (else null).
-    """
-    keys = _keys(conv) if len(conv) else pd.DataFrame({k: pd.Series(dtype=str) for k in _KEYS})
-    return _costs_from(conv, keys, _orders(keys), estimate)
-
-
-def _failures_from(conv: pd.DataFrame, prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
-    parts = []
-    failed = prep["failed"].to_numpy(dtype=bool)
+def _failures_from(conv: Columns, prep: Prep, orders: Orders) -> list[Row]:
+    counts: dict[tuple[Any, ...], int] = {}
+    failed = prep["failed"]
     if failed.any():
-        reason = _column(conv, "failure_reason")[failed].astype(object)
-        reason = reason.where(reason.notna(), "(no reason recorded)").astype(str)
-        parts.append(prep.loc[failed, _KEYS].assign(stage="generation", reason=reason))
-    err = _column(conv, "judge_error")
-    no_verdict = (
-        prep["finished"].to_numpy(dtype=bool) & ~prep["judged"].to_numpy(dtype=bool) & _notna(err)
-    )
+        reasons = conv.get("failure_reason")
+        for i in np.flatnonzero(failed).tolist():
+            r = reasons[i]
+            key = (*prep.cell(i), "generation", "(no reason recorded)" if is_null(r) else str(r))
+            counts[key] = counts.get(key, 0) + 1
+    no_verdict = prep["finished"] & ~prep["judged"]
     if no_verdict.any():
-        parts.append(
-            prep.loc[no_verdict, _KEYS].assign(stage="judge", reason=err[no_verdict].astype(str))
-        )
-    if not parts:
-        return pd.DataFrame(columns=FAILURE_COLUMNS)
-    f = pd.concat(parts, ignore_index=True)
-    f = (
-        f.groupby([*_KEYS, "stage", "reason"], sort=False, observed=True)
-        .size()
-        .rename("count")
-        .reset_index()
-    )
-    f["__stage"] = (f["stage"] == "judge").astype(int)
-    f["__neg"] = -f["count"]
-    f = _sort(f, orders, _KEYS, extra=["__stage", "__neg", "reason"]).drop(
-        columns=["__stage", "__neg"]
-    )
-    f["count"] = f["count"].astype(int)
-    return axis_numbers(f[FAILURE_COLUMNS])
-
-
-def failures(conv: pd.DataFrame) -> pd.DataFrame:
-    """Counts of why conversations have no result: generation failures (``failure_reason``) and
-    finished conversations the judge gave no verdict for (``judge_error``), per model × variant ×
-    temperature × samples × tier."""
-    prep = _prep(conv)
-    return _failures_from(conv, prep, _orders(prep))
+        errors = conv.get("judge_error")
+        for i in np.flatnonzero(no_verdict).tolist():
+            if not is_null(errors[i]):
+                key = (*prep.cell(i), "judge", str(errors[i]))
+                counts[key] = counts.get(key, 0) + 1
+    rows = [dict(zip([*_KEYS, "stage", "reason", "count"], (*k, c))) for k, c in counts.items()]
+    rows = _sort(rows, orders, _KEYS, lambda r: (r["stage"] == "judge", -r["count"], r["reason"]))
+    return with_axis_numbers([{c: r[c] for c in FAILURE_COLUMNS} for r in rows])

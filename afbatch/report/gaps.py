@@ -3,13 +3,21 @@ and the per-prompt clusters (no I/O); the sign convention and the interval metho
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
-import pandas as pd
 
-from afbatch.report.prep import _PAIR, TIER_CONDITION, Orders, _sort, axis_numbers, axis_texts
+from afbatch.report.prep import (
+    _PAIR,
+    NAN,
+    NAN3,
+    TIER_CONDITION,
+    Clusters,
+    Key,
+    Orders,
+    Row,
+    _sort,
+    axis_key,
+    with_axis_numbers,
+)
 from afbatch.stats import cluster_difference
 
 SIGN_CONVENTION = (
@@ -80,84 +88,86 @@ GAP_COLUMNS = [
 Interval = tuple[float, float, float]  # estimate, low, high
 
 
-def _tier_pairs(clusters: pd.DataFrame, k: str, n: str, paired: bool) -> dict[Any, Interval]:
+Wide = dict[Key, dict[str, dict[str, int]]]  # pair → prompt → tier → cluster
+
+
+def _wide(clusters: Clusters) -> Wide:
+    """The clusters of each model × variant × temperature × samples, by prompt and tier."""
+    wide: Wide = {}
+    for i, (*pair, tier, prompt) in enumerate(clusters.keys):
+        wide.setdefault(tuple(pair), {}).setdefault(prompt, {})[tier] = i
+    return wide
+
+
+def _tier_pairs(
+    clusters: Clusters, wide: Wide, k: str, n: str, paired: bool
+) -> dict[Key, Interval]:
     """Per model × variant × temperature × samples: (gap, lo, hi) of k/n, training −
-    unmonitored, prompts aligned."""
+    unmonitored, prompts aligned (in sorted order; a prompt absent from a tier counts 0 there)."""
     (train, _), (unmon, _) = TIER_CONDITION.items()
-    out: dict[Any, Interval] = {}
-    for key, g in clusters.groupby(_PAIR, sort=False, observed=True):
-        wide = g.pivot_table(
-            index="prompt", columns="tier", values=[k, n], aggfunc="sum", fill_value=0
-        )
-        out[key] = cluster_difference(
-            _tier_column(wide, k, train),
-            _tier_column(wide, n, train),
-            _tier_column(wide, k, unmon),
-            _tier_column(wide, n, unmon),
-            paired=paired,
-        )
+    ks, ns = clusters.column(k), clusters.column(n)
+    out: dict[Key, Interval] = {}
+    for pair, prompts in wide.items():
+        order = [prompts[p] for p in sorted(prompts)]
+        sides = []
+        for tier in (train, unmon):
+            at = np.array([p.get(tier, -1) for p in order], dtype=np.intp)
+            there = at >= 0
+            sides += [np.where(there, ks[at], 0.0), np.where(there, ns[at], 0.0)]
+        k1, n1, k2, n2 = sides
+        out[pair] = cluster_difference(k1, n1, k2, n2, paired=paired)
     return out
 
 
-def _tier_column(wide: pd.DataFrame, name: str, tier: str) -> np.ndarray:
-    if (name, tier) in wide.columns:
-        return wide[(name, tier)].to_numpy()
-    return np.zeros(len(wide))  # the tier has no conversation of this model × variant
+_FIELDS = {
+    "finished": "finished",
+    "proxy_compliance": "proxy",
+    "proxy_complied": "proxy_complied",
+    "judged": "judged",
+    "judged_compliance": "judged_compliance",
+    "judged_complied": "judged_complied",
+    "af_rate": "af_rate",
+    "af_yes": "af_yes",
+    "af_assessed": "af_assessed",
+}
+_COUNTED = ("finished", "proxy_complied", "judged", "judged_complied", "af_yes", "af_assessed")
 
 
 def _gaps_from(
-    summary: pd.DataFrame, clusters: pd.DataFrame, orders: Orders, gap_interval: str = "paired"
-) -> pd.DataFrame:
+    summary: list[Row],
+    clusters: Clusters,
+    orders: Orders,
+    gap_interval: str = "paired",
+) -> list[Row]:
     intervals_text(gap_interval)  # rejects an unknown method
-    if summary.empty:
-        return pd.DataFrame(columns=GAP_COLUMNS)
-    fields = {
-        "finished": "finished",
-        "proxy_compliance": "proxy",
-        "proxy_complied": "proxy_complied",
-        "judged": "judged",
-        "judged_compliance": "judged_compliance",
-        "judged_complied": "judged_complied",
-        "af_rate": "af_rate",
-        "af_yes": "af_yes",
-        "af_assessed": "af_assessed",
-    }
-    # keyed as the clusters are (the summary shows the axes as numbers)
-    summary = axis_texts(summary)
-    pairs = summary[_PAIR].drop_duplicates()
-    out = pairs
-    for tier, cond in TIER_CONDITION.items():
-        part = summary.loc[summary["tier"] == tier, [*_PAIR, *fields]]
-        part = part.rename(columns={k: f"{v}_{cond}" for k, v in fields.items()})
-        out = out.merge(part, on=_PAIR, how="left")
-    for cond in TIER_CONDITION.values():
-        for v in (
-            "finished",
-            "proxy_complied",
-            "judged",
-            "judged_complied",
-            "af_yes",
-            "af_assessed",
-        ):
-            out[f"{v}_{cond}"] = out[f"{v}_{cond}"].fillna(0).astype(int)
-        for v in ("proxy", "judged_compliance", "af_rate"):
-            out[f"{v}_{cond}"] = out[f"{v}_{cond}"].astype(float)
-
-    paired = gap_interval == "paired"
-    nan3 = (math.nan, math.nan, math.nan)
-
-    def gap(
-        k: str, n: str, ok: pd.Series | None = None
-    ) -> tuple[list[float], list[float], list[float]]:
-        by_pair = _tier_pairs(clusters, k, n, paired)
-        got = [by_pair.get(key, nan3) for key in zip(*(out[k] for k in _PAIR))]
-        if ok is not None:
-            got = [g if good else nan3 for g, good in zip(got, ok.tolist())]
-        return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
-
-    out["gap_proxy"], out["gap_proxy_lo"], out["gap_proxy_hi"] = gap("proxy_complied", "finished")
-    out["gap_judged"], out["gap_judged_lo"], out["gap_judged_hi"] = gap("judged_complied", "judged")
-    af_ok = out["af_rate_training"].notna() & out["af_rate_unmonitored"].notna()
-    out["af_gap"], out["af_gap_lo"], out["af_gap_hi"] = gap("af_yes", "af_assessed", af_ok)
-    out = _sort(out, orders, _PAIR)
-    return axis_numbers(out[GAP_COLUMNS])
+    rows: dict[Key, Row] = {}
+    for s in summary:
+        # keyed as the clusters are (the summary shows the axes as numbers)
+        pair = tuple(axis_key(s[k]) if k in ("temperature", "samples") else s[k] for k in _PAIR)
+        out = rows.setdefault(pair, dict(zip(_PAIR, pair)))
+        cond = TIER_CONDITION.get(s["tier"])
+        if cond is not None and f"finished_{cond}" not in out:  # the first row of the tier
+            out.update({f"{v}_{cond}": s[k] for k, v in _FIELDS.items()})
+    for out in rows.values():
+        for cond in TIER_CONDITION.values():
+            for v in _COUNTED:
+                out.setdefault(f"{v}_{cond}", 0)
+            for v in ("proxy", "judged_compliance", "af_rate"):
+                out.setdefault(f"{v}_{cond}", NAN)
+    paired, wide = gap_interval == "paired", _wide(clusters)
+    for name, (k, n) in (
+        ("gap_proxy", ("proxy_complied", "finished")),
+        ("gap_judged", ("judged_complied", "judged")),
+        ("af_gap", ("af_yes", "af_assessed")),
+    ):
+        by_pair = _tier_pairs(clusters, wide, k, n, paired)
+        for pair, out in rows.items():
+            got = by_pair.get(pair, NAN3)
+            if name == "af_gap" and (
+                out["af_rate_training"] != out["af_rate_training"]
+                or out["af_rate_unmonitored"] != out["af_rate_unmonitored"]
+            ):
+                got = NAN3
+            out[name], out[f"{name}_lo"], out[f"{name}_hi"] = got
+    ordered = _sort(list(rows.values()), orders, _PAIR)
+    return with_axis_numbers([{c: r[c] for c in GAP_COLUMNS} for r in ordered])

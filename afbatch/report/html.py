@@ -11,14 +11,13 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-import pandas as pd
-
+from afbatch.columns import Columns, is_null
 from afbatch.report.cells import _SURROGATE, _nan, _pct, _plain
 from afbatch.report.gaps import SIGN_CONVENTION
 from afbatch.report.run_meta import _meta_lines, _with_protocol
 from afbatch.report.tables import _tables
 from afbatch.report.transcripts import _transcript_data
-from afbatch.report.views import _prefill_view, _View, _views
+from afbatch.report.views import _each, _prefill_view, _View, _views
 
 
 def _asset(name: str) -> str:
@@ -117,13 +116,23 @@ def _bar_segments(r: Any, basis: str) -> tuple[int, list[tuple[str, int]]]:
     ]
 
 
-def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
+def _by(rows: list[dict[str, Any]], key: str) -> dict[Any, list[dict[str, Any]]]:
+    """Rows grouped by one column, groups in order of first appearance."""
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r[key], []).append(r)
+    return out
+
+
+def _chart(model: str, rows: list[dict[str, Any]], idx: int) -> str:
     label_w, bar_w, right_w, bar_h, gap, group_gap, top = 230, 420, 200, 22, 6, 12, 6
     y = top
     body = []
     bases = set()
     pid = f"afb-hatch-{idx}"
-    axes = [a for a in ("temperature", "samples") if a in rows and rows[a].dropna().nunique() > 1]
+    axes = [
+        a for a in ("temperature", "samples") if len({r[a] for r in rows if not is_null(r[a])}) > 1
+    ]
 
     def temp_of(r: Any) -> str:  # the bar's temperature and sample count, where they vary
         t, n = getattr(r, "temperature", None), getattr(r, "samples", None)
@@ -131,11 +140,11 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
             f" samples={n:g}" if "samples" in axes and not _nan(n) else ""
         )
 
-    for v_i, (_, grp) in enumerate(rows.groupby("variant", sort=False)):
+    for v_i, grp in enumerate(_by(rows, "variant").values()):
         if v_i:
             y += group_gap
-        r: Any  # a summary row (itertuples): its counts are numbers by construction
-        for r in grp.itertuples(index=False):
+        r: Any  # a summary row: its counts are numbers by construction
+        for r in _each(grp):
             # The judge where this bar has verdicts, else the proxy (the label then says so).
             basis = "judge" if int(r.judged) > 0 or int(r.finished) == 0 else "proxy"
             bases.add(basis)
@@ -214,7 +223,7 @@ def _chart(model: str, rows: pd.DataFrame, idx: int) -> str:
 
 
 def _html_from(
-    conv: pd.DataFrame,
+    conv: Columns,
     tables: Mapping[str, Any],
     meta: Mapping[str, Any] | None,
     max_transcripts: int | None,
@@ -237,11 +246,10 @@ def _html_from(
         out.append(f'<h2 id="prefill">{_esc(prefill.title)}</h2>')
         out.append(_html_table(prefill, "afb-prefill"))
     s = tables["summary"]
+    finished = sum(1 for v in conv.get("status") if v == "finished")
     out.append(
-        f'<p class="note">{len(conv):,} conversations · '
-        f"{int(conv['status'].eq('finished').sum()):,} finished · "
-        f"{int(s['failed'].sum()) if len(s) else 0:,} failed · "
-        f"{int(s['judged'].sum()) if len(s) else 0:,} judged</p>"
+        f'<p class="note">{len(conv):,} conversations · {finished:,} finished · '
+        f"{sum(r['failed'] for r in s):,} failed · {sum(r['judged'] for r in s):,} judged</p>"
     )
     out.append(
         f'<p class="sign"><strong>Sign convention:</strong> {_esc(SIGN_CONVENTION)}. '
@@ -249,9 +257,9 @@ def _html_from(
     )
     out.append('<h2 id="charts">Outcomes per model (paper-style)</h2>')
     out.append(_legend())
-    if s.empty:
+    if not s:
         out.append('<p class="note">No conversations.</p>')
-    for i, (model, rows) in enumerate(s.groupby("model", sort=False)):
+    for i, (model, rows) in enumerate(_by(s, "model").items()):
         out.append(_chart(str(model), rows, i))
     for key, anchor in (
         ("summary", "summary"),
@@ -297,7 +305,7 @@ def _html_from(
 
 
 def render_html(
-    conv: pd.DataFrame,
+    conv: Any,
     estimate: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
     *,
@@ -316,5 +324,8 @@ def render_html(
     fetch. ``gap_interval``: "paired" (default) or "unpaired"
     (``afbatch.report.gaps.intervals_text``).
     """
-    tables = _tables(conv, estimate, gap_interval)
-    return _html_from(conv, tables, meta, max_transcripts, max_text_chars, title)
+    from afbatch.report.frames import columns_of
+
+    cols = columns_of(conv)
+    tables = _tables(cols, estimate, gap_interval)
+    return _html_from(cols, tables, meta, max_transcripts, max_text_chars, title)

@@ -9,19 +9,22 @@ counted in no class and no rate.
 
 from __future__ import annotations
 
-import pandas as pd
+import numpy as np
 
+from afbatch.columns import Columns, is_null
 from afbatch.report.prep import (
     _COUNTS,
     _KEYS,
+    NAN,
     TIER_CONDITION,
+    Clusters,
     Orders,
-    _cluster_cols,
-    _clusters,
+    Prep,
+    Row,
     _orders,
     _prep,
     _sort,
-    axis_numbers,
+    with_axis_numbers,
 )
 
 PARTIAL_COLUMNS = [
@@ -86,34 +89,33 @@ RULES = {
 }
 
 
-def _partial_from(prep: pd.DataFrame, orders: Orders) -> pd.DataFrame:
+def _partial_from(prep: Prep, orders: Orders) -> list[Row]:
     """One row per cell of a run with a partial-compliance stage (none without one)."""
-    if prep.empty or not prep["pc_rows"].any():
-        return pd.DataFrame(columns=PARTIAL_COLUMNS)
-    on = prep[prep["pc_rows"].astype(bool)]
-    g = on.groupby(_KEYS, sort=False, observed=True)
-    s = g[_COUNTS].sum().reset_index()
-    s["condition"] = [TIER_CONDITION.get(t, "") for t in s["tier"].tolist()]
-    rules = g["partial_reads"].agg(lambda r: ", ".join(sorted({str(x) for x in r.dropna()})))
-    s["rule"] = rules.to_numpy()
-    clusters = _clusters(on)
+    on = prep["pc_rows"]
+    if not len(prep) or not on.any():
+        return []
+    clusters = Clusters(prep, on)
+    reads: dict[tuple[str, ...], set[str]] = {}
+    read = prep["partial_reads"]
+    for i in np.flatnonzero(on).tolist():
+        reads.setdefault(prep.cell(i), set()).update(() if is_null(read[i]) else (str(read[i]),))
+    rows = []
+    for cell, counts in clusters.cell_counts().items():
+        s: Row = dict(zip(_KEYS, cell))
+        s.update(zip(_COUNTS, counts))
+        s["condition"] = TIER_CONDITION.get(s["tier"], "")
+        s["rule"] = ", ".join(sorted(reads[cell]))
+        rows.append(s)
+    keys = [tuple(s[k] for k in _KEYS) for s in rows]
     for name, (k, n) in _RATES.items():
-        s[name], s[f"{name}_lo"], s[f"{name}_hi"] = _cluster_cols(clusters, s, k, n)
-    finished = s["pc_finished"].where(s["pc_finished"] > 0)
-    s["missing_share"] = (s["pc_missing"] / finished).astype(float)
-    overall = [c for c in _RENAME.values() if c in s.columns]  # e.g. every finished one
-    s = s.drop(columns=overall).rename(columns=_RENAME)
-    ints = [
-        c
-        for c in PARTIAL_COLUMNS
-        if c in _RENAME.values() or (c.startswith("af_") and not c.startswith("af_rate"))
-    ]
-    s[ints] = s[ints].astype(int)
-    for c in ("af_rate_full", "af_rate_partial"):  # NaN where no answer of the class has one
-        for col in (c, f"{c}_lo", f"{c}_hi"):
-            s[col] = s[col].astype(float)
-    s = _sort(s, orders, _KEYS)
-    return axis_numbers(s[PARTIAL_COLUMNS])
+        for s, (rate, lo, hi) in zip(rows, clusters.rates(keys, k, n)):
+            s[name], s[f"{name}_lo"], s[f"{name}_hi"] = rate, lo, hi
+    for s in rows:
+        s["missing_share"] = s["pc_missing"] / s["pc_finished"] if s["pc_finished"] > 0 else NAN
+        for old, new in _RENAME.items():
+            s[new] = s[old]
+    rows = _sort(rows, orders, _KEYS)
+    return with_axis_numbers([{c: s[c] for c in PARTIAL_COLUMNS} for s in rows])
 
 
 def rule_text(rules: str) -> str:
@@ -121,11 +123,11 @@ def rule_text(rules: str) -> str:
     return "; ".join(RULES.get(r, r) for r in rules.split(", ") if r)
 
 
-def partial_compliance(conv: pd.DataFrame) -> pd.DataFrame:
+def partial_rows(conv: Columns) -> list[Row]:
     """One row per model × variant × temperature × samples × tier of a run with a
     partial-compliance stage (``partial_reads`` set; an empty table without one): the shares
     full / partial / refusal over the answers with a class, the missing ones apart, and the AF
     rate within full and within partial compliance, with 95% intervals (prompts as clusters).
     Columns: ``PARTIAL_COLUMNS``."""
     prep = _prep(conv)
-    return _partial_from(prep, _orders(prep))
+    return _partial_from(prep, _orders(prep.cols))

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
 
-import pandas as pd
-
+from afbatch.columns import is_null
 from afbatch.report.cells import _py
 from afbatch.report.gaps import SIGN_CONVENTION
 from afbatch.report.html import _html_from
 from afbatch.report.run_meta import _meta_lines, _with_protocol
-from afbatch.report.tables import _tables
+from afbatch.report.tables import SUMMARY_COLUMNS, _tables
 from afbatch.report.views import _prefill_view, _View, _views
 from afbatch.tables import markdown_table, text_table
 
@@ -20,9 +21,32 @@ REPORT_VERSION = 1
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
 
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    cols = list(df.columns)
-    return [{c: _py(v) for c, v in zip(cols, row)} for row in df.itertuples(index=False, name=None)]
+def _records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{c: _py(v) for c, v in r.items()} for r in rows]
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV field as the tables have always been written: empty for null, True/False, a float's
+    shortest repr (1.0, 0.25), texts as they are."""
+    if value is None or is_null(value):
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def write_csv(f: TextIO, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    """A header and rows, comma-separated, quoted where needed, each line ending in \\n."""
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow([csv_cell(v) for v in row])
+
+
+def table_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    f = io.StringIO()
+    write_csv(f, columns, ([r[c] for c in columns] for r in rows))
+    return f.getvalue()
 
 
 def _json_from(tables: Mapping[str, Any], meta: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -41,13 +65,16 @@ def _json_from(tables: Mapping[str, Any], meta: Mapping[str, Any] | None) -> dic
 
 
 def report_json(
-    conv: pd.DataFrame,
+    conv: Any,
     estimate: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
     gap_interval: str = "paired",
 ) -> dict[str, Any]:
-    """The whole report as one JSON-ready dict (NaN → None); keys: see ``afbatch.report``."""
-    return _json_from(_tables(conv, estimate, gap_interval), meta)
+    """The whole report as one JSON-ready dict (NaN → None); keys: see ``afbatch.report``.
+    ``conv``: a DataFrame or the table's ``Columns``."""
+    from afbatch.report.frames import columns_of
+
+    return _json_from(_tables(columns_of(conv), estimate, gap_interval), meta)
 
 
 def _right(v: _View) -> set[int]:
@@ -73,7 +100,7 @@ def _md_table(v: _View) -> str:
 
 
 def render(
-    conv: pd.DataFrame,
+    conv: Any,
     fmt: str,
     estimate: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
@@ -85,14 +112,16 @@ def render(
     ``json`` or ``html``.
 
     ``gap_interval``: "paired" (default: the tiers share prompts) or "unpaired"; every format
-    states the method (``intervals_text``)."""
+    states the method (``intervals_text``). ``conv``: a DataFrame or the table's ``Columns``."""
+    from afbatch.report.frames import columns_of
+
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    conv = columns_of(conv)
     tables = _tables(conv, estimate, gap_interval)
     meta = _with_protocol(meta, tables["_prep"])
     if fmt == "csv":
-        summary: pd.DataFrame = tables["summary"]
-        return summary.to_csv(index=False, lineterminator="\n")
+        return table_csv(tables["summary"], SUMMARY_COLUMNS)
     if fmt == "json":
         return (
             json.dumps(_json_from(tables, meta), indent=2, ensure_ascii=False, allow_nan=False)

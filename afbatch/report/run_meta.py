@@ -7,19 +7,24 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
-
+from afbatch.columns import is_null
 from afbatch.protocol import PROFILES, protocol_record
 from afbatch.report.cells import _plain, _py
 from afbatch.report.partial import rule_text
+from afbatch.report.prep import Prep
 
 
-def _with_protocol(meta: Mapping[str, Any] | None, prep: pd.DataFrame) -> dict[str, Any]:
+def _named(values: list[Any]) -> list[str]:
+    """The distinct values recorded, in order of appearance, as texts."""
+    return [str(n) for n in dict.fromkeys(values) if not is_null(n)]
+
+
+def _with_protocol(meta: Mapping[str, Any] | None, prep: Prep) -> dict[str, Any]:
     """The meta with its `protocol` record; when the caller gave none, the one the conversation
     table's ``profile`` column names, so a report always says which rules made its numbers."""
     out = dict(meta or {})
-    if "protocol" not in out and "profile" in prep.columns:
-        names = [str(n) for n in pd.unique(prep["profile"].dropna())]
+    if "protocol" not in out:
+        names = _named(prep["profile"])
         if len(names) == 1 and names[0] in PROFILES:
             out["protocol"] = protocol_record(PROFILES[names[0]])
         elif names:
@@ -27,11 +32,11 @@ def _with_protocol(meta: Mapping[str, Any] | None, prep: pd.DataFrame) -> dict[s
                 "profile": ", ".join(names),
                 "rules": "several profiles in one table",
             }
-    if "judging" not in out and "compliance_rule" in prep.columns:
-        rules = [str(n) for n in pd.unique(prep["compliance_rule"].dropna())]
+    if "judging" not in out:
+        rules = _named(prep["compliance_rule"])
         if rules:
             out["judging"] = {"compliance_rule": ", ".join(rules)}
-        reads = [str(n) for n in pd.unique(prep["partial_reads"].dropna())]
+        reads = _named(prep["partial_reads"])
         if rules and reads:  # the partial-compliance classifier's routing rule
             out["judging"]["partial_reads"] = ", ".join(reads)
     return out

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
-
+from afbatch.columns import is_null
 from afbatch.report.cells import _gap_ci, _int, _missing, _nan, _pct, _plain, _rate_ci, _usd
 from afbatch.report.gaps import SIGN_CONVENTION
 from afbatch.report.partial import rule_text
@@ -17,6 +16,25 @@ def _gap_method(t: Mapping[str, Any]) -> str:
     if method == "paired":
         return "Newcombe hybrid score, paired (the tiers share prompts), prompts as clusters"
     return f"Newcombe hybrid score, {method}, prompts as clusters"
+
+
+class _R:
+    """A table row (a dict) read by attribute: ``r.model``."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Mapping[str, Any]):
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._row[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _each(rows: list[dict[str, Any]]) -> list[Any]:
+    return [_R(r) for r in rows]
 
 
 class _View:
@@ -63,7 +81,7 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
             _pct(r.af_rate_refused),
             "–" if _nan(r.strongreject_score) else f"{r.strongreject_score:.3f}",
         ]
-        for r in s.itertuples(index=False)
+        for r in _each(s)
     ]
     g = t["gaps"]
     gap_rows = [
@@ -79,7 +97,7 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
             f"{_pct(r.af_rate_training)} / {_pct(r.af_rate_unmonitored)}",
             _gap_ci(r.af_gap, r.af_gap_lo, r.af_gap_hi),
         ]
-        for r in g.itertuples(index=False)
+        for r in _each(g)
     ]
     a = t["proxy_agreement"]
     agree_rows = [
@@ -103,7 +121,7 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
             ),
             _pct(r.agreement),
         ]
-        for r in a.itertuples(index=False)
+        for r in _each(a)
     ]
     c = t["costs"]
     cost_rows = [
@@ -122,7 +140,7 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
             _usd(r.billed_usd),
             _usd(r.sync_equivalent_usd),
         ]
-        for r in c.itertuples(index=False)
+        for r in _each(c)
     ]
     f = t["failures"]
     failure_rows = [
@@ -134,7 +152,7 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
             _plain(r.reason, 120),
             _int(r.count),
         ]
-        for r in f.itertuples(index=False)
+        for r in _each(f)
     ]
     views = [
         _View(
@@ -260,10 +278,10 @@ def _views(t: Mapping[str, Any]) -> list[_View]:
     return views + ([partial] if partial else [])
 
 
-def _partial_view(p: pd.DataFrame, summary: pd.DataFrame) -> _View | None:
+def _partial_view(p: list[dict[str, Any]], summary: list[dict[str, Any]]) -> _View | None:
     """Shares full / partial / refusal and AF within full and partial compliance, per cell of a
     run with a partial-compliance stage (None without one)."""
-    if p.empty:
+    if not p:
         return None
     rows = [
         [
@@ -281,9 +299,9 @@ def _partial_view(p: pd.DataFrame, summary: pd.DataFrame) -> _View | None:
             _rate_ci(r.af_rate_partial, r.af_rate_partial_lo, r.af_rate_partial_hi),
             f"{_int(r.af_missing_full)} / {_int(r.af_missing_partial)}",
         ]
-        for r in p.itertuples(index=False)
+        for r in _each(p)
     ]
-    rules = ", ".join(sorted({str(r) for r in p["rule"].dropna()}))
+    rules = ", ".join(sorted({str(r["rule"]) for r in p if not is_null(r["rule"])}))
     view = _View(
         "partial",
         "Partial compliance: full / partial / refusal, and AF within each",
@@ -321,20 +339,22 @@ def _partial_view(p: pd.DataFrame, summary: pd.DataFrame) -> _View | None:
 
 
 def _axis_columns(
-    views: list[_View], tables: tuple[pd.DataFrame | None, ...], summary: pd.DataFrame
+    views: list[_View],
+    tables: tuple[list[dict[str, Any]] | None, ...],
+    summary: list[dict[str, Any]],
 ) -> None:
     """A run with a temperature or samples axis shows it next to the variant; with a single
     value the column would repeat it (the CSV and JSON tables always carry both)."""
     at = 2
     for axis in ("temperature", "samples"):
-        if axis not in summary or summary[axis].dropna().nunique() < 2:
+        if len({r[axis] for r in summary if not is_null(r[axis])}) < 2:
             continue
         for view, table in zip(views, tables):
             if table is None:
                 continue
             view.headers.insert(at, axis)
             view.numeric.insert(at, True)
-            for row, value in zip(view.rows, table[axis].tolist()):
+            for row, value in zip(view.rows, [r[axis] for r in table]):
                 row.insert(at, "–" if _nan(value) else f"{value:g}")
         at += 1
 

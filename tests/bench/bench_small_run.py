@@ -2,8 +2,8 @@
 
 Target (per provider, one batch of 200 requests, no judge): OpenAI <= 1.5 CPU s and <= 150 MB peak
 RSS; Anthropic <= 2.2 CPU s. RSS is printed in MiB (ru_maxrss / 1024). Run it with the Python of
-the install to measure: with pyarrow installed (the `parquet` or `test` extra) pandas imports it
-and the report writes parquet, which raises the peak by about 50 MiB.
+the install to measure: with pyarrow installed (the `parquet` or `test` extra) the report imports
+it and writes parquet, which raises the peak by about 40 MiB (the report never imports pandas).
 Setup (not measured): a job of 100 prompts x 2 tiers with the shipped
 `prompts/helpful_only_cot.txt` as the system prompt of one no-CoT variant (so one generation round),
 one `afbatch estimate` to cache the token counts, and afbatch's emulator in this process. Measured:
