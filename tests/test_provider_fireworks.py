@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from provider_support import one_shard, shard_token, wait_ended
 from test_providers import (
     FAST,
     SECRET,
@@ -18,9 +19,6 @@ from test_providers import (
     _ids,
     _requests,
     _results,
-    _shard,
-    _token,
-    _wait,
     emu,
 )
 
@@ -126,8 +124,8 @@ def test_job_ids_are_valid_fireworks_ids() -> None:
 
 def test_submit_poll_fetch(emu: Any, fw: FireworksProvider, tmp_path: Path) -> None:
     reqs = _requests(fw.model, 4, bad=(2,))
-    path = _shard(fw, reqs, tmp_path)
-    token = _token()
+    path = one_shard(fw, reqs, tmp_path)
+    token = shard_token()
     emu.processing_delay = 60
     bid = fw.submit(path, 4, token, {"afbatch_run": "run-1"})
     assert bid == f"accounts/emulator/batchInferenceJobs/{job_id(token)}"
@@ -139,7 +137,7 @@ def test_submit_poll_fetch(emu: Any, fw: FireworksProvider, tmp_path: Path) -> N
     info = fw.poll(bid)
     assert (info.status, info.counts["total"]) == (BatchStatus.VALIDATING, 4)
     emu.processing_delay = 0
-    info = _wait(fw, bid)
+    info = wait_ended(fw, bid)
     assert (info.status, info.raw_status) == (BatchStatus.COMPLETED, "JOB_STATE_COMPLETED")
     assert (info.counts["completed"], info.counts["failed"]) == (3, 1)
     got = _results(fw, bid, reqs)  # results file and error file of the output dataset
@@ -169,11 +167,11 @@ def test_prefill_only_when_the_job_asks(fw: FireworksProvider) -> None:
 
 def test_find_adopts_only_the_tokens_job(emu: Any, fw: FireworksProvider, tmp_path: Path) -> None:
     reqs = _requests(fw.model, 2)
-    token, since = _token(), time.time()
+    token, since = shard_token(), time.time()
     assert fw.find(token, _ids(2), since) == Found()
-    fw.submit(_shard(fw, reqs, tmp_path), 2, _token(), {})
+    fw.submit(one_shard(fw, reqs, tmp_path), 2, shard_token(), {})
     assert fw.find(token, _ids(2), since) == Found()  # another shard's job
-    bid = fw.submit(_shard(fw, reqs, tmp_path), 2, token, {})
+    bid = fw.submit(one_shard(fw, reqs, tmp_path), 2, token, {})
     assert fw.find(token, _ids(2), since) == Found(bid)
     assert fw.find(token, _ids(2), since, frozenset({bid})) == Found()
 
@@ -181,8 +179,8 @@ def test_find_adopts_only_the_tokens_job(emu: Any, fw: FireworksProvider, tmp_pa
 def test_lost_create_answer_is_found_by_its_id(
     emu: Any, fw: FireworksProvider, tmp_path: Path
 ) -> None:
-    path = _shard(fw, _requests(fw.model, 2), tmp_path)
-    token = _token()
+    path = one_shard(fw, _requests(fw.model, 2), tmp_path)
+    token = shard_token()
     emu.faults.http("fireworks", "POST", JOBS, 502, body="<html>Bad gateway</html>", after=True)
     with pytest.raises(ProviderError) as ei:
         fw.submit(path, 2, token, {})
@@ -193,8 +191,8 @@ def test_lost_create_answer_is_found_by_its_id(
 def test_create_is_sent_once_and_a_refusal_is_final(
     emu: Any, fw: FireworksProvider, tmp_path: Path
 ) -> None:
-    path = _shard(fw, _requests(fw.model, 2), tmp_path)
-    token = _token()
+    path = one_shard(fw, _requests(fw.model, 2), tmp_path)
+    token = shard_token()
     emu.faults.http("fireworks", "POST", JOBS, 500, times=2)
     with pytest.raises(ProviderError) as ei:
         fw.submit(path, 2, token, {})
@@ -204,14 +202,14 @@ def test_create_is_sent_once_and_a_refusal_is_final(
     emu.faults.clear()
     emu.faults.http("fireworks", "POST", JOBS, 400)
     with pytest.raises(ProviderError) as ei:
-        fw.submit(path, 2, _token(), {})
+        fw.submit(path, 2, shard_token(), {})
     assert ei.value.rejects_request and not ei.value.retryable
 
 
 def test_reads_are_retried_and_errors_are_redacted(
     emu: Any, fw: FireworksProvider, tmp_path: Path
 ) -> None:
-    bid = fw.submit(_shard(fw, _requests(fw.model, 2), tmp_path), 2, _token(), {})
+    bid = fw.submit(one_shard(fw, _requests(fw.model, 2), tmp_path), 2, shard_token(), {})
     emu.faults.http("fireworks", "GET", r"/batchInferenceJobs/", 503, times=2, headers=FAST)
     assert fw.poll(bid).status == BatchStatus.COMPLETED
     assert len(emu.faults.fired) == 2
@@ -233,29 +231,29 @@ def test_expired_failed_and_all_failed_jobs(
 ) -> None:
     reqs = _requests(fw.model, 4)
     emu.faults.batch("fireworks", "expired", fraction_done=0.5)
-    bid = fw.submit(_shard(fw, reqs, tmp_path), 4, _token(), {})
-    assert _wait(fw, bid).status == BatchStatus.EXPIRED
+    bid = fw.submit(one_shard(fw, reqs, tmp_path), 4, shard_token(), {})
+    assert wait_ended(fw, bid).status == BatchStatus.EXPIRED
     lines = [fw.parse(line) for line in fw.fetch(bid)]  # the rest never ran: no line, missing
     assert [r.status for r in lines] == [RowStatus.SUCCEEDED] * 2
 
     emu.faults.batch("fireworks", "failed")
-    bid = fw.submit(_shard(fw, reqs, tmp_path), 4, _token(), {})
-    info = _wait(fw, bid)
+    bid = fw.submit(one_shard(fw, reqs, tmp_path), 4, shard_token(), {})
+    info = wait_ended(fw, bid)
     assert info.status == BatchStatus.FAILED and "quota" in (info.message or "")
     assert list(fw.fetch(bid)) == []
 
     emu.faults.batch("fireworks", "all_failed")
-    bid = fw.submit(_shard(fw, reqs, tmp_path), 4, _token(), {})
-    assert _wait(fw, bid).status == BatchStatus.COMPLETED
+    bid = fw.submit(one_shard(fw, reqs, tmp_path), 4, shard_token(), {})
+    assert wait_ended(fw, bid).status == BatchStatus.COMPLETED
     assert {r.error_kind for r in _results(fw, bid, reqs).values()} == {"server_error"}
 
 
 def test_cancel(emu: Any, fw: FireworksProvider, tmp_path: Path) -> None:
     reqs = _requests(fw.model, 3)
     emu.processing_delay = 60
-    bid = fw.submit(_shard(fw, reqs, tmp_path), 3, _token(), {})
+    bid = fw.submit(one_shard(fw, reqs, tmp_path), 3, shard_token(), {})
     fw.cancel(bid)
-    info = _wait(fw, bid)
+    info = wait_ended(fw, bid)
     assert (info.status, info.raw_status) == (BatchStatus.CANCELLED, "JOB_STATE_CANCELLED")
     assert list(fw.fetch(bid)) == []  # nothing had run: every row comes back missing
     with pytest.raises(ProviderError, match="HTTP 400"):
@@ -267,8 +265,8 @@ def test_a_damaged_output_line_is_a_malformed_row(
 ) -> None:
     reqs = _requests(fw.model, 2)
     emu.faults.line("fireworks", "garbage")
-    bid = fw.submit(_shard(fw, reqs, tmp_path), 2, _token(), {})
-    _wait(fw, bid)
+    bid = fw.submit(one_shard(fw, reqs, tmp_path), 2, shard_token(), {})
+    wait_ended(fw, bid)
     kinds = sorted(str(fw.parse(line).error_kind) for line in fw.fetch(bid))
     assert kinds == ["None", "malformed"]
 
@@ -278,8 +276,8 @@ def test_the_key_never_goes_to_the_signed_download_host(
 ) -> None:
     import httpx2
 
-    bid = fw.submit(_shard(fw, _requests(fw.model, 1), tmp_path), 1, _token(), {})
-    _wait(fw, bid)
+    bid = fw.submit(one_shard(fw, _requests(fw.model, 1), tmp_path), 1, shard_token(), {})
+    wait_ended(fw, bid)
     out = emu.fireworks.jobs[bid].output_dataset
     urls = fw._call("GET", f"{out}:getDownloadEndpoint")["filenameToSignedUrls"]
     (url,) = urls.values()

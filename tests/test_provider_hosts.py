@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from provider_support import one_shard, shard_token, wait_ended
 from test_providers import (
     GOLDEN,
     SECRET,
@@ -20,9 +21,6 @@ from test_providers import (
     _ids,
     _requests,
     _results,
-    _shard,
-    _token,
-    _wait,
     emu,
 )
 
@@ -157,14 +155,14 @@ def test_xai_submit_poll_fetch(emu: Any, grok: XAIProvider, tmp_path: Path) -> N
     body = line["batch_request"]["chat_get_completion"]
     assert body["max_tokens"] == 64 and body["messages"][0]["role"] == "system"
     emu.processing_delay = 60
-    token = _token()
-    bid = grok.submit(_shard(grok, reqs, tmp_path), 4, token, {"afbatch_run": "r"})
+    token = shard_token()
+    bid = grok.submit(one_shard(grok, reqs, tmp_path), 4, token, {"afbatch_run": "r"})
     assert grok.endpoint().startswith(emu.url + "/xai/v1")
     assert emu.xai.batches[bid].name == "afbatch-" + token
     info = grok.poll(bid)
     assert (info.status, info.counts["num_pending"]) == (BatchStatus.IN_PROGRESS, 4)
     emu.processing_delay = 0
-    assert _wait(grok, bid).status == BatchStatus.COMPLETED
+    assert wait_ended(grok, bid).status == BatchStatus.COMPLETED
     got = _results(grok, bid, reqs)
     assert got[reqs[2].id].status == RowStatus.ERRORED
     assert got[reqs[2].id].error_kind == "rate_limit" and got[reqs[2].id].retryable
@@ -177,8 +175,8 @@ def test_xai_results_come_in_pages(
 ) -> None:
     monkeypatch.setattr("afbatch.providers.xai.PAGE", 2)
     reqs = _requests(GROK, 5)
-    bid = grok.submit(_shard(grok, reqs, tmp_path), 5, _token(), {})
-    _wait(grok, bid)
+    bid = grok.submit(one_shard(grok, reqs, tmp_path), 5, shard_token(), {})
+    wait_ended(grok, bid)
     assert len(_results(grok, bid, reqs)) == 5
 
 
@@ -186,21 +184,21 @@ def test_xai_adds_in_calls_within_the_payload_limit(
     emu: Any, grok: XAIProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reqs = _requests(GROK, 5)
-    path = _shard(grok, reqs, tmp_path)
+    path = one_shard(grok, reqs, tmp_path)
     biggest = max(len(raw) for raw in Path(path).read_bytes().splitlines())
     limit = 2 * biggest + 100  # two requests per call at most
     monkeypatch.setattr("afbatch.providers.xai.MAX_ADD_BYTES", limit)
     monkeypatch.setattr(emu.xai, "MAX_ADD_BYTES", limit + 100)
     emu.faults.http("xai", "POST", r"/requests$", delay=0.001, times=10)  # counts the add calls
-    bid = grok.submit(path, 5, _token(), {})
+    bid = grok.submit(path, 5, shard_token(), {})
     calls = [f for f in emu.faults.fired if f[2].endswith("/requests")]
     assert len(calls) == 3
-    _wait(grok, bid)
+    wait_ended(grok, bid)
     assert len(_results(grok, bid, reqs)) == 5
     # over the service's limit, an add call is refused as the real one is
     monkeypatch.setattr("afbatch.providers.xai.MAX_ADD_BYTES", 10 * limit)
     with pytest.raises(ProviderError, match="HTTP 413") as ei:
-        grok.submit(_shard(grok, _requests(GROK, 5), tmp_path), 5, _token(), {})
+        grok.submit(one_shard(grok, _requests(GROK, 5), tmp_path), 5, shard_token(), {})
     assert ei.value.rejects_request and not ei.value.retryable
 
 
@@ -211,9 +209,9 @@ def test_xai_lost_create_answer_is_found_by_its_name(
     fills it; no second batch."""
     reqs = _requests(GROK, 3)
     emu.faults.http("xai", "POST", r"/batches$", 200, body="<html>gateway</html>", after=True)
-    bid = grok.submit(_shard(grok, reqs, tmp_path), 3, _token(), {})
+    bid = grok.submit(one_shard(grok, reqs, tmp_path), 3, shard_token(), {})
     assert [b for _, b, *_ in emu.created] == [bid]
-    _wait(grok, bid)
+    wait_ended(grok, bid)
     assert len(_results(grok, bid, reqs)) == 3
 
 
@@ -221,15 +219,15 @@ def test_xai_find_adopts_only_its_named_batch_with_requests(
     emu: Any, grok: XAIProvider, tmp_path: Path
 ) -> None:
     since = time.time()
-    token, other = _token(), _token()
+    token, other = shard_token(), shard_token()
     assert grok.find(token, _ids(2), since) == Found()
-    bid = grok.submit(_shard(grok, _requests(GROK, 2), tmp_path), 2, token, {})
-    grok.submit(_shard(grok, _requests(GROK, 2), tmp_path), 2, other, {})
+    bid = grok.submit(one_shard(grok, _requests(GROK, 2), tmp_path), 2, token, {})
+    grok.submit(one_shard(grok, _requests(GROK, 2), tmp_path), 2, other, {})
     assert grok.find(token, _ids(2), since) == Found(bid)
     assert grok.find(token, _ids(2), since, claimed=frozenset({bid})) == Found()
     assert grok.find(token, _ids(2), since + 3600) == Found()  # made before the intent
     # a batch of that name holding no request billed nothing: not adopted, the shard is resent
-    empty = _token()
+    empty = shard_token()
     grok._call("create batch", "POST", "batches", json={"name": "afbatch-" + empty})
     assert grok.find(empty, _ids(2), since) == Found()
 
@@ -238,18 +236,18 @@ def test_xai_failed_add_after_the_first_leaves_the_batch_to_be_found(
     emu: Any, grok: XAIProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reqs = _requests(GROK, 4)
-    path = _shard(grok, reqs, tmp_path)
+    path = one_shard(grok, reqs, tmp_path)
     biggest = max(len(raw) for raw in Path(path).read_bytes().splitlines())
     monkeypatch.setattr("afbatch.providers.xai.MAX_ADD_BYTES", 2 * biggest + 100)
     emu.faults.http("xai", "POST", r"/requests$", delay=0.001)  # the first add goes through
     emu.faults.http("xai", "POST", r"/requests$", 400)  # the second is refused
-    token, since = _token(), time.time()
+    token, since = shard_token(), time.time()
     with pytest.raises(ProviderError, match="2 of 4 requests were added") as ei:
         grok.submit(path, 4, token, {})
     assert ei.value.retryable  # the runner looks it up, not resends it
     found = grok.find(token, _ids(4), since)
     assert found.batch_id == emu.created[0][1]
-    _wait(grok, found.batch_id)
+    wait_ended(grok, found.batch_id)
     assert len(list(grok.fetch(found.batch_id))) == 2  # the others come back missing
 
 
@@ -258,24 +256,24 @@ def test_xai_refused_first_add_fails_the_shard(
 ) -> None:
     monkeypatch.setenv("XAI_API_KEY", SECRET)
     p = get_provider(ModelSpec(provider="xai", model="gpt-4o"))  # not an xAI model
-    token, since = _token(), time.time()
+    token, since = shard_token(), time.time()
     with pytest.raises(ProviderError, match="not an xAI model") as ei:
-        p.submit(_shard(p, _requests(p.model, 2), tmp_path), 2, token, {})
+        p.submit(one_shard(p, _requests(p.model, 2), tmp_path), 2, token, {})
     assert ei.value.rejects_request and not ei.value.retryable
     assert p.find(token, _ids(2), since) == Found()
 
 
 def test_xai_cancel_and_expire(emu: Any, grok: XAIProvider, tmp_path: Path) -> None:
     emu.processing_delay = 60
-    bid = grok.submit(_shard(grok, _requests(GROK, 3), tmp_path), 3, _token(), {})
+    bid = grok.submit(one_shard(grok, _requests(GROK, 3), tmp_path), 3, shard_token(), {})
     grok.cancel(bid)
     info = grok.poll(bid)
     assert info.status == BatchStatus.CANCELLED and info.counts["num_cancelled"] == 3
     emu.processing_delay = 0
     emu.faults.batch("xai", "expired", fraction_done=0.5)
     reqs = _requests(GROK, 4)
-    bid = grok.submit(_shard(grok, reqs, tmp_path), 4, _token(), {})
-    assert _wait(grok, bid).status == BatchStatus.EXPIRED
+    bid = grok.submit(one_shard(grok, reqs, tmp_path), 4, shard_token(), {})
+    assert wait_ended(grok, bid).status == BatchStatus.EXPIRED
     assert len(list(grok.fetch(bid))) == 2
 
 
@@ -284,8 +282,8 @@ def test_xai_damaged_result_item_is_an_errored_row(
 ) -> None:
     reqs = _requests(GROK, 2)
     emu.faults.line("xai", "garbage")
-    bid = grok.submit(_shard(grok, reqs, tmp_path), 2, _token(), {})
-    _wait(grok, bid)
+    bid = grok.submit(one_shard(grok, reqs, tmp_path), 2, shard_token(), {})
+    wait_ended(grok, bid)
     parsed = [grok.parse(line) for line in grok.fetch(bid)]
     bad = [r for r in parsed if r.status == RowStatus.ERRORED]
     assert len(bad) == 1 and bad[0].error_kind == "malformed" and bad[0].id in {r.id for r in reqs}
@@ -307,7 +305,7 @@ def test_xai_key_missing_or_echoed(
         body={"code": "Unauthenticated", "error": f"Incorrect API key {SECRET}"},
     )
     with pytest.raises(ProviderError) as ei:
-        p.submit(_shard(p, _requests(GROK, 1), tmp_path), 1, _token(), {})
+        p.submit(one_shard(p, _requests(GROK, 1), tmp_path), 1, shard_token(), {})
     assert not ei.value.retryable and emu.created == []
     assert "Incorrect API key" in _assert_clean_error(ei.value, "xai")
 
@@ -328,8 +326,8 @@ def test_deepinfra_goes_through_its_base_url_and_key(
     p = get_provider(DEEPINFRA)
     reqs = _requests(DEEPINFRA, 3, bad=(1,), prefill="<")
     assert p.render(reqs[0])["body"]["messages"][-1] == {"role": "assistant", "content": "<"}
-    bid = p.submit(_shard(p, reqs, tmp_path), 3, _token(), {})
-    assert _wait(p, bid).status == BatchStatus.COMPLETED
+    bid = p.submit(one_shard(p, reqs, tmp_path), 3, shard_token(), {})
+    assert wait_ended(p, bid).status == BatchStatus.COMPLETED
     got = _results(p, bid, reqs)
     assert got[reqs[1].id].error_kind == "rate_limit"
     assert p.client.api_key == key and str(p.client.base_url).startswith(emu.url)
