@@ -172,12 +172,11 @@ def _agreement_from(prep: Prep, orders: Orders) -> list[Row]:
     counts = by_prompt.sums(ind)
     per = Groups(k[:2] for k in by_prompt.keys)
     pooled = Groups(k[2] for k in by_prompt.keys)
-    pooled_counts = pooled.sums([counts[:, j] for j in range(len(_AGREE))])
+    per_prompt = [counts[:, j] for j in range(len(_AGREE))]
+    pooled_counts = pooled.sums(per_prompt)
     rows: list[Row] = [
         {"model": m, "variant": v, **dict(zip(_AGREE, map(int, c)))}
-        for (m, v), c in zip(
-            per.keys, per.sums([counts[:, j] for j in range(len(_AGREE))]).tolist()
-        )
+        for (m, v), c in zip(per.keys, per.sums(per_prompt).tolist())
     ]
     rows = _sort(rows, orders, ["model", "variant"])
     rows.append({"model": ALL, "variant": ALL, **{c: sum(r[c] for r in rows) for c in _AGREE}})
@@ -187,14 +186,16 @@ def _agreement_from(prep: Prep, orders: Orders) -> list[Row]:
     # a conversation's proxy says complied or refused, never both: the judge's totals are sums
     # (false positives, false negatives, judge complied, judge refused) per cluster
     members = dict(zip(per.keys, per.members()))
-    for name, (k, n) in (
-        ("proxy_false_positive_rate", (2, (2, 4))),  # false positives / judge refused
-        ("proxy_false_negative_rate", (3, (1, 3))),  # false negatives / judge complied
+    col = {c: j for j, c in enumerate(_AGREE)}
+    for name, k, n in (
+        ("proxy_false_positive_rate", "false_positives", ("false_positives", "agree_refused")),
+        ("proxy_false_negative_rate", "false_negatives", ("agree_complied", "false_negatives")),
     ):
         for r in rows:
             key = (r["model"], r["variant"])
             got = counts[members[key]] if key in members else pooled_counts
-            rate, lo, hi, _ = cluster_rate(got[:, k], got[:, n[0]] + got[:, n[1]])
+            judge = got[:, col[n[0]]] + got[:, col[n[1]]]
+            rate, lo, hi, _ = cluster_rate(got[:, col[k]], judge)
             r[name], r[f"{name}_lo"], r[f"{name}_hi"] = rate, lo, hi
     for r in rows:
         r["agreement"] = _share(r["agree_complied"] + r["agree_refused"], r["both"])
